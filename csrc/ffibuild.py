@@ -1,0 +1,114 @@
+"""cffi builder (API, out-of-line mode) for minirun._native.
+
+Compiled by `pip install .` through setup.py's ``cffi_modules``. The cdef below
+mirrors csrc/minirun.h: keep them in step.
+"""
+
+import os
+
+from cffi import FFI
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+ffibuilder = FFI()
+ffibuilder.cdef(
+    """
+    #define MR_STEP_MAX ...
+    #define MR_OP_MOUNT ...
+    #define MR_OP_MKNOD ...
+    #define MR_OP_SYMLINK ...
+    #define MR_OP_MKDIR ...
+    #define MR_REPORT_SETUP_FAILED ...
+    #define MR_REPORT_EXEC_OK ...
+    #define MR_REPORT_EXEC_FAILED ...
+    #define MR_REPORT_EXITED ...
+
+    #define CLONE_NEWNS ...
+    #define CLONE_NEWUTS ...
+    #define CLONE_NEWIPC ...
+    #define CLONE_NEWPID ...
+    #define CLONE_NEWNET ...
+    #define CLONE_NEWCGROUP ...
+    #define CLONE_NEWUSER ...
+    #define MS_RDONLY ...
+    #define MS_NOSUID ...
+    #define MS_NODEV ...
+    #define MS_NOEXEC ...
+    #define MS_REMOUNT ...
+    #define MS_BIND ...
+    #define MS_REC ...
+    #define MS_PRIVATE ...
+    #define MS_SLAVE ...
+    #define MS_STRICTATIME ...
+    #define MNT_DETACH ...
+
+    struct mr_op {
+        int kind;
+        const char *source;
+        const char *target;
+        const char *fstype;
+        unsigned long flags;
+        const char *data;
+        unsigned int mode;
+        unsigned int major;
+        unsigned int minor;
+    };
+
+    struct mr_spawn_req {
+        const char *rootfs;
+        const char *hostname;
+        uint64_t clone_flags;
+        int unshare_cgroupns;
+        int cgroup_fd;
+        const struct mr_op *ops;
+        int n_ops;
+        const char *const *argv;
+        const char *const *envp;
+        const char *path;
+        const char *cwd;
+        int uid;
+        int gid;
+        int stdio[3];
+    };
+
+    struct mr_spawn_out {
+        int pid;
+        int report_fd;
+        int go_fd;
+        int used_clone3;
+    };
+
+    struct mr_report {
+        int32_t kind;
+        int32_t err;
+        int32_t status;
+        int32_t pid;
+        char step[...];
+    };
+
+    int mr_spawn(const struct mr_spawn_req *req, struct mr_spawn_out *out, char *step);
+    int mr_mount(const char *source, const char *target, const char *fstype, unsigned long flags,
+                 const char *data, char *step);
+    int mr_umount2(const char *target, int flags, char *step);
+    int mr_pivot_root(const char *new_root, const char *put_old, char *step);
+    int mr_unshare(int flags, char *step);
+    int mr_setns(int fd, int nstype, char *step);
+    int mr_sethostname(const char *name, char *step);
+    """
+)
+
+ffibuilder.set_source(
+    "minirun._native",
+    """
+    #define _GNU_SOURCE
+    #include <sched.h>
+    #include <sys/mount.h>
+    #include "minirun.h"
+    """,
+    sources=[os.path.join("csrc", name) for name in ("syscalls.c", "spawn.c", "init.c")],
+    include_dirs=[HERE],
+    extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+)
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)

@@ -1,0 +1,311 @@
+/*
+ * init.c - the container's PID 1: set the container up, start COMMAND, reap.
+ *
+ * Runs in the child created by spawn.c, in C only (see the note there). Setup
+ * order matters and follows runc/crun:
+ *   1. make every mount private before touching anything, so no mount or
+ *      unmount of ours propagates back to the host;
+ *   2. bind the rootfs onto itself: pivot_root needs the new root to be a mount;
+ *   3. pivot_root(".", ".") and detach the old root (no chroot: a chroot can be
+ *      escaped, and the host's mounts would stay reachable);
+ *   4. mount /proc, /sys, /dev ... inside the new root, so a symlink planted in
+ *      the rootfs can only ever resolve inside it;
+ *   5. hostname, loopback up, then fork COMMAND and stay as a tiny init that
+ *      forwards signals to it and reaps every zombie of the namespace.
+ * Any failure is reported to the parent as one record naming the step.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <net/if.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "minirun.h"
+
+#ifndef CLONE_NEWCGROUP
+#define CLONE_NEWCGROUP 0x02000000
+#endif
+
+static void send_report(int fd, int kind, int err, int status, int pid, const char *step)
+{
+    struct mr_report rep;
+
+    memset(&rep, 0, sizeof(rep));
+    rep.kind = kind;
+    rep.err = err;
+    rep.status = status;
+    rep.pid = pid;
+    if (step)
+        strncpy(rep.step, step, sizeof(rep.step) - 1);
+    while (send(fd, &rep, sizeof(rep), MSG_NOSIGNAL) < 0 && errno == EINTR)
+        ;
+}
+
+static void __attribute__((noreturn)) setup_failed(int fd, const char *step, int err)
+{
+    send_report(fd, MR_REPORT_SETUP_FAILED, err, 0, 0, step);
+    _exit(125);
+}
+
+/* On failure of EXPR: report "step" built from the format and exit. */
+#define TRY(fd, expr, ...)                                   \
+    do {                                                     \
+        if ((expr) < 0) {                                    \
+            int err_ = errno;                                \
+            char step_[MR_STEP_MAX];                         \
+            snprintf(step_, sizeof(step_), __VA_ARGS__);     \
+            setup_failed(fd, step_, err_);                   \
+        }                                                    \
+    } while (0)
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+    char buf[4096];
+    size_t len = strlen(path);
+
+    if (len >= sizeof(buf)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(buf, path, len + 1);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, mode) < 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    if (mkdir(buf, mode) < 0 && errno != EEXIST)
+        return -1;
+    return 0;
+}
+
+static void enter_rootfs(int fd, const char *rootfs)
+{
+    int oldroot, newroot;
+
+    TRY(fd, mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), "make / private");
+    TRY(fd, mount(rootfs, rootfs, NULL, MS_BIND | MS_REC, NULL), "bind mount(%s)", rootfs);
+    TRY(fd, oldroot = open("/", O_DIRECTORY | O_RDONLY | O_CLOEXEC), "open(/)");
+    TRY(fd, newroot = open(rootfs, O_DIRECTORY | O_RDONLY | O_CLOEXEC), "open(%s)", rootfs);
+    TRY(fd, fchdir(newroot), "chdir(%s)", rootfs);
+    /* pivot_root(".", ".") stacks the old root on top of the new one at "/"; it
+     * needs no put_old directory inside the rootfs, which may be read-only. */
+    TRY(fd, syscall(SYS_pivot_root, ".", "."), "pivot_root(%s)", rootfs);
+    TRY(fd, fchdir(oldroot), "chdir(old root)");
+    TRY(fd, mount(NULL, ".", NULL, MS_REC | MS_SLAVE, NULL), "make old root slave");
+    TRY(fd, umount2(".", MNT_DETACH), "umount2(old root)");
+    TRY(fd, chdir("/"), "chdir(/)");
+    close(oldroot);
+    close(newroot);
+}
+
+static void apply_ops(int fd, const struct mr_op *ops, int n)
+{
+    for (int i = 0; i < n; i++) {
+        const struct mr_op *op = &ops[i];
+
+        switch (op->kind) {
+        case MR_OP_MOUNT:
+            TRY(fd, mkdir_p(op->target, 0755), "mkdir(%s)", op->target);
+            TRY(fd, mount(op->source, op->target, op->fstype, op->flags, op->data), "mount %s(%s)",
+                op->fstype ? op->fstype : "bind", op->target);
+            break;
+        case MR_OP_MKNOD:
+            TRY(fd, mknod(op->target, op->mode, makedev(op->major, op->minor)), "mknod(%s)", op->target);
+            TRY(fd, chmod(op->target, op->mode & 07777), "chmod(%s)", op->target);
+            break;
+        case MR_OP_SYMLINK:
+            TRY(fd, symlink(op->source, op->target), "symlink(%s)", op->target);
+            break;
+        case MR_OP_MKDIR:
+            TRY(fd, mkdir_p(op->target, 0755), "mkdir(%s)", op->target);
+            TRY(fd, chmod(op->target, op->mode & 07777), "chmod(%s)", op->target);
+            break;
+        default:
+            setup_failed(fd, "unknown mount plan operation", EINVAL);
+        }
+    }
+}
+
+static int loopback_up(void)
+{
+    struct ifreq ifr;
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    int ret = -1;
+
+    if (s < 0)
+        return -1;
+    memset(&ifr, 0, sizeof(ifr));
+    strcpy(ifr.ifr_name, "lo");
+    if (ioctl(s, SIOCGIFFLAGS, &ifr) == 0) {
+        ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+        ret = ioctl(s, SIOCSIFFLAGS, &ifr);
+    }
+    close(s);
+    return ret;
+}
+
+struct exec_failure {
+    int err;
+    char step[MR_STEP_MAX];
+};
+
+static void __attribute__((noreturn)) exec_failed(int pipe_fd, int err, const char *step)
+{
+    struct exec_failure f;
+
+    memset(&f, 0, sizeof(f));
+    f.err = err;
+    strncpy(f.step, step, sizeof(f.step) - 1);
+    (void)!write(pipe_fd, &f, sizeof(f));
+    _exit(127);
+}
+
+/* execve COMMAND, looking it up in the container's PATH (execvpe would use
+ * minirun's own PATH, not the container's). ENOENT only if no candidate exists. */
+static void exec_command(const struct mr_spawn_req *req, int pipe_fd)
+{
+    const char *name = req->argv[0];
+    char candidate[4096], step[MR_STEP_MAX];
+    int saw_eacces = 0;
+
+    if (strchr(name, '/')) {
+        execve(name, (char *const *)req->argv, (char *const *)req->envp);
+        snprintf(step, sizeof(step), "exec %s", name);
+        exec_failed(pipe_fd, errno, step);
+    }
+    for (const char *dir = req->path; dir && *dir;) {
+        const char *end = strchrnul(dir, ':');
+        int len = (int)(end - dir);
+
+        snprintf(candidate, sizeof(candidate), "%.*s/%s", len ? len : 1, len ? dir : ".", name);
+        execve(candidate, (char *const *)req->argv, (char *const *)req->envp);
+        if (errno == EACCES)
+            saw_eacces = 1;
+        else if (errno != ENOENT && errno != ENOTDIR) {
+            snprintf(step, sizeof(step), "exec %.200s", candidate);
+            exec_failed(pipe_fd, errno, step);
+        }
+        dir = *end ? end + 1 : end;
+    }
+    snprintf(step, sizeof(step), "exec %s", name);
+    exec_failed(pipe_fd, saw_eacces ? EACCES : ENOENT, step);
+}
+
+static void __attribute__((noreturn)) command_main(const struct mr_spawn_req *req, int pipe_fd)
+{
+    char step[MR_STEP_MAX];
+    sigset_t none;
+
+    /* Undo what the Python parent had: its handlers and, above all, its ignored
+     * SIGPIPE, which exec would otherwise pass on to COMMAND. */
+    for (int sig = 1; sig < NSIG; sig++)
+        signal(sig, SIG_DFL);
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+
+    if (mkdir_p(req->cwd, 0755) < 0 || chdir(req->cwd) < 0) {
+        snprintf(step, sizeof(step), "chdir(%s)", req->cwd);
+        exec_failed(pipe_fd, errno, step);
+    }
+    if (setgroups(0, NULL) < 0)
+        exec_failed(pipe_fd, errno, "setgroups()");
+    if (setgid(req->gid) < 0) {
+        snprintf(step, sizeof(step), "setgid(%d)", req->gid);
+        exec_failed(pipe_fd, errno, step);
+    }
+    if (setuid(req->uid) < 0) {
+        snprintf(step, sizeof(step), "setuid(%d)", req->uid);
+        exec_failed(pipe_fd, errno, step);
+    }
+    umask(022);
+    exec_command(req, pipe_fd);
+    _exit(127);
+}
+
+/* Wait for signals (kept blocked since clone) and act on them: forward the
+ * catchable ones to COMMAND, reap every child on SIGCHLD. Exits with COMMAND. */
+static void __attribute__((noreturn)) reap_and_forward(int report_fd, pid_t command)
+{
+    sigset_t all;
+    siginfo_t si;
+    int status;
+    pid_t pid;
+
+    sigfillset(&all);
+    for (;;) {
+        int sig = sigwaitinfo(&all, &si);
+
+        if (sig < 0)
+            continue;
+        if (sig != SIGCHLD) {
+            kill(command, sig);
+            continue;
+        }
+        while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+            if (pid != command)
+                continue;
+            send_report(report_fd, MR_REPORT_EXITED, 0, status, pid, NULL);
+            /* As PID 1 we cannot die by our own signal: exit 128+N like a shell. */
+            _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+        }
+    }
+}
+
+void mr_container_init(const struct mr_spawn_req *req, int fd)
+{
+    struct exec_failure failure;
+    int exec_pipe[2];
+    pid_t command;
+    ssize_t n;
+
+    umask(0);
+    if (req->unshare_cgroupns)
+        TRY(fd, unshare(CLONE_NEWCGROUP), "unshare(cgroup namespace)");
+    enter_rootfs(fd, req->rootfs);
+    apply_ops(fd, req->ops, req->n_ops);
+    if (req->hostname)
+        TRY(fd, sethostname(req->hostname, strlen(req->hostname)), "sethostname(%s)", req->hostname);
+    if (req->clone_flags & CLONE_NEWNET)
+        TRY(fd, loopback_up(), "bring up loopback");
+    /* A session of our own: Ctrl-C on the user's terminal reaches minirun only,
+     * which forwards it once, instead of hitting every process of the container. */
+    TRY(fd, setsid(), "setsid()");
+
+    TRY(fd, pipe2(exec_pipe, O_CLOEXEC), "pipe2()");
+    command = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+    TRY(fd, command, "fork()");
+    if (command == 0) {
+        close(fd);
+        close(exec_pipe[0]);
+        command_main(req, exec_pipe[1]);
+    }
+    close(exec_pipe[1]);
+
+    /* sync 2: EOF on the CLOEXEC pipe means COMMAND's execve succeeded. */
+    do
+        n = read(exec_pipe[0], &failure, sizeof(failure));
+    while (n < 0 && errno == EINTR);
+    close(exec_pipe[0]);
+    if (n > 0) {
+        send_report(fd, MR_REPORT_EXEC_FAILED, failure.err, 0, command, failure.step);
+        waitpid(command, NULL, 0);
+        _exit(failure.err == ENOENT ? 127 : 126);
+    }
+    send_report(fd, MR_REPORT_EXEC_OK, 0, 0, command, NULL);
+    reap_and_forward(fd, command);
+}

@@ -1,0 +1,94 @@
+/*
+ * minirun.h - the only contract between the C extension and Python.
+ *
+ * Everything here is also declared to cffi in ffibuild.py (keep the two in step).
+ * Error convention (as in crun): a function returns 0 (or a pid) on success and
+ * -errno on failure, and names the failing step, with its argument, in `step`.
+ */
+#ifndef MINIRUN_H
+#define MINIRUN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define MR_STEP_MAX 240
+
+/* One operation of the in-container filesystem plan, built as data by
+ * minirun/mounts.py and executed by the child after pivot_root. */
+enum mr_op_kind {
+    MR_OP_MOUNT = 1,   /* mkdir -p target, then mount(source, target, fstype, flags, data) */
+    MR_OP_MKNOD = 2,   /* mknod(target, mode, makedev(major, minor)), then chmod(mode) */
+    MR_OP_SYMLINK = 3, /* symlink(source, target) */
+    MR_OP_MKDIR = 4,   /* mkdir -p target, then chmod(mode) */
+};
+
+struct mr_op {
+    int kind;
+    const char *source;
+    const char *target;
+    const char *fstype;
+    unsigned long flags;
+    const char *data;
+    unsigned int mode;
+    unsigned int major;
+    unsigned int minor;
+};
+
+/* What the parent asks the child to become. All pointers stay valid for the
+ * duration of mr_spawn(): the child is a copy of the parent's memory. */
+struct mr_spawn_req {
+    const char *rootfs;        /* absolute path of the new root */
+    const char *hostname;      /* NULL: keep */
+    uint64_t clone_flags;      /* CLONE_NEW* passed to clone3/clone */
+    int unshare_cgroupns;      /* unshare(CLONE_NEWCGROUP) once placed in the cgroups */
+    int cgroup_fd;             /* cgroup2 dir for CLONE_INTO_CGROUP, or -1 */
+    const struct mr_op *ops;
+    int n_ops;
+    const char *const *argv;   /* COMMAND, NULL-terminated */
+    const char *const *envp;   /* its environment, NULL-terminated */
+    const char *path;          /* PATH used to look COMMAND up inside the container */
+    const char *cwd;
+    int uid;
+    int gid;
+    int stdio[3];              /* fds to become COMMAND's 0, 1, 2; -1 keeps minirun's */
+};
+
+struct mr_spawn_out {
+    int pid;         /* the container's init, in the parent's PID namespace */
+    int report_fd;   /* parent's end of the report socket (SOCK_SEQPACKET) */
+    int go_fd;       /* write one byte to release the child; close to abort */
+    int used_clone3; /* 1 if clone3 (and CLONE_INTO_CGROUP when asked) was used */
+};
+
+/* Records the child sends on report_fd, one per datagram. */
+enum mr_report_kind {
+    MR_REPORT_SETUP_FAILED = 1, /* err, step: a setup step failed, nothing was exec'd */
+    MR_REPORT_EXEC_OK = 2,      /* pid: COMMAND is running (pid inside the container) */
+    MR_REPORT_EXEC_FAILED = 3,  /* err, step: COMMAND could not be exec'd */
+    MR_REPORT_EXITED = 4,       /* status: COMMAND's wait status */
+};
+
+struct mr_report {
+    int32_t kind;
+    int32_t err;
+    int32_t status;
+    int32_t pid;
+    char step[MR_STEP_MAX];
+};
+
+int mr_spawn(const struct mr_spawn_req *req, struct mr_spawn_out *out, char *step);
+
+/* Thin wrappers for what Python's os module lacks; 0 or -errno. */
+int mr_mount(const char *source, const char *target, const char *fstype, unsigned long flags,
+             const char *data, char *step);
+int mr_umount2(const char *target, int flags, char *step);
+int mr_pivot_root(const char *new_root, const char *put_old, char *step);
+int mr_unshare(int flags, char *step);
+int mr_setns(int fd, int nstype, char *step);
+int mr_sethostname(const char *name, char *step);
+
+/* internal, shared between spawn.c and syscalls.c */
+int mr_step(char *step, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void mr_container_init(const struct mr_spawn_req *req, int report_fd) __attribute__((noreturn));
+
+#endif

@@ -1,0 +1,175 @@
+/*
+ * spawn.c - create a container: clone into new namespaces, then set it up in C.
+ *
+ * Why C between fork and exec: the parent is a Python process. After fork only
+ * async-signal-safe work is allowed in the child (another thread may have held
+ * the GIL, a malloc lock or the import lock at the moment of the fork), and
+ * running the interpreter there would also cost milliseconds of page faults on
+ * copy-on-write memory. So the child runs this file only, from clone to exec,
+ * and reports back through a fixed-size record.
+ *
+ * The handshake (numbers appear as "sync N" in the code and in process.py):
+ *
+ *   parent (Python, mr_spawn + container.py)     child = container init (C)
+ *   ----------------------------------------     ------------------------------
+ *   block all signals; clone3/clone          ->  PDEATHSIG=SIGKILL; keep signals blocked
+ *   write pid to v1 cgroup.procs files
+ *   sync 1: write go byte on go_fd           ->  read go byte (EOF: parent gone -> exit)
+ *                                                unshare(CLONE_NEWCGROUP); mounts;
+ *                                                pivot_root; /proc /sys /dev; hostname; lo up
+ *                                                fork COMMAND, which execs
+ *   sync 2: read one report                 <-   SETUP_FAILED | EXEC_FAILED | EXEC_OK
+ *   forward SIGINT/TERM/HUP to the init     ->   init forwards them to COMMAND, reaps zombies
+ *   sync 3: read EXITED (or EOF), waitpid   <-   EXITED(status); init exits, the kernel
+ *                                                kills whatever is left in the PID namespace
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "minirun.h"
+
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+#ifndef CLONE_NEWCGROUP
+#define CLONE_NEWCGROUP 0x02000000
+#endif
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+/* Our own copy: older libc headers lack struct clone_args or its cgroup field. */
+struct mr_clone_args {
+    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal;
+    uint64_t stack, stack_size, tls, set_tid, set_tid_size, cgroup;
+};
+
+/* Fork-like clone: no new stack, so the child returns here like after fork().
+ * clone3 first (it can start the child directly inside a cgroup v2 directory,
+ * so it is never outside its limits); plain clone when the kernel lacks it. */
+static pid_t clone_child(const struct mr_spawn_req *req, int *used_clone3)
+{
+    struct mr_clone_args args;
+    pid_t pid;
+
+    memset(&args, 0, sizeof(args));
+    args.flags = req->clone_flags;
+    args.exit_signal = SIGCHLD;
+    if (req->cgroup_fd >= 0) {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = (uint64_t)req->cgroup_fd;
+    }
+    pid = (pid_t)syscall(SYS_clone3, &args, sizeof(args));
+    if (pid >= 0 || (errno != ENOSYS && errno != E2BIG && errno != EINVAL)) {
+        *used_clone3 = 1;
+        return pid;
+    }
+    *used_clone3 = 0;
+    return (pid_t)syscall(SYS_clone, (unsigned long)(req->clone_flags | SIGCHLD), 0, 0, 0, 0);
+}
+
+static void __attribute__((noreturn)) child_failed(int report_fd, int err, const char *what)
+{
+    struct mr_report rep;
+
+    memset(&rep, 0, sizeof(rep));
+    rep.kind = MR_REPORT_SETUP_FAILED;
+    rep.err = err;
+    mr_step(rep.step, err, "%s", what);
+    send(report_fd, &rep, sizeof(rep), MSG_NOSIGNAL);
+    _exit(125);
+}
+
+/* Child side, after clone: never returns. */
+static void child_main(const struct mr_spawn_req *req, int report_fd, int go_fd)
+{
+    char c;
+    ssize_t n;
+
+    /* If minirun dies, so does the container (the kernel then kills the PID namespace). */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+
+    /* sync 1: wait until the parent has placed us in our cgroups. */
+    do
+        n = read(go_fd, &c, 1);
+    while (n < 0 && errno == EINTR);
+    if (n != 1)
+        _exit(125); /* parent aborted or died before releasing us */
+    close(go_fd);
+
+    /* Requested stdio first (dup2 clears O_CLOEXEC on the copies). Then everything
+     * else the Python parent had open stays with the parent: COMMAND sees only
+     * stdio, and the init holds only stdio and the report socket, as fd 3. */
+    for (int i = 0; i < 3; i++)
+        if (req->stdio[i] >= 0 && req->stdio[i] != i && dup2(req->stdio[i], i) < 0)
+            child_failed(report_fd, errno, "dup2(stdio)");
+    if (report_fd != 3) {
+        if (dup3(report_fd, 3, O_CLOEXEC) < 0)
+            child_failed(report_fd, errno, "dup3(report socket)");
+        report_fd = 3;
+    }
+    if (syscall(SYS_close_range, 4U, ~0U, 0U) < 0) {
+        for (int fd = 4; fd < 1024; fd++)
+            close(fd);
+    }
+    mr_container_init(req, report_fd);
+}
+
+int mr_spawn(const struct mr_spawn_req *req, struct mr_spawn_out *out, char *step)
+{
+    int sv[2] = {-1, -1}, go[2] = {-1, -1};
+    sigset_t all, old;
+    pid_t pid;
+    int err;
+
+    memset(out, 0, sizeof(*out));
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+        return mr_step(step, errno, "socketpair()");
+    if (pipe2(go, O_CLOEXEC) < 0) {
+        err = mr_step(step, errno, "pipe2()");
+        goto fail;
+    }
+
+    /* Blocked across clone so no Python signal handler can run in the child;
+     * the child keeps them blocked: its init waits for them with sigwaitinfo. */
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, &old);
+    pid = clone_child(req, &out->used_clone3);
+    if (pid == 0) {
+        close(sv[0]);
+        close(go[1]);
+        child_main(req, sv[1], go[0]);
+    }
+    err = errno;
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    if (pid < 0) {
+        err = mr_step(step, err, "clone(%s)", req->rootfs);
+        goto fail;
+    }
+
+    close(sv[1]);
+    close(go[0]);
+    out->pid = pid;
+    out->report_fd = sv[0];
+    out->go_fd = go[1];
+    return 0;
+
+fail:
+    for (int i = 0; i < 2; i++) {
+        if (sv[i] >= 0)
+            close(sv[i]);
+        if (go[i] >= 0)
+            close(go[i]);
+    }
+    return err;
+}

@@ -1,0 +1,195 @@
+"""Run one container to completion: ``run(spec) -> Result``.
+
+The parent side of the handshake documented at the top of csrc/spawn.c:
+
+    check the spec against the host     (nothing created yet: bad input leaves nothing)
+    claim /run/minirun/<id>             (lock held until we return)
+    create the cgroups, apply limits
+    clone the init (clone3 puts it straight into the cgroup v2 directory)
+    sync 1: write the pid to v1 hierarchies, release the child
+    sync 2: read SETUP_FAILED | EXEC_FAILED | EXEC_OK
+            forward SIGINT/SIGTERM/SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2 to the init meanwhile
+    sync 3: read EXITED (absent if the init itself was killed), reap the init
+    read the OOM counter, kill and remove the cgroups, drop the state directory
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import threading
+import time
+
+from . import cgroups, state
+from .errors import CommandNotExecutable, CommandNotFound, HostError, SetupError, SpecError
+from .mounts import DEFAULT_PLAN
+from .result import Result
+from .spec import ContainerSpec, check_id
+
+NS_DIR = "/proc/self/ns"
+_NS_FILES = {"pid": "pid", "mount": "mnt", "uts": "uts", "ipc": "ipc", "network": "net", "cgroup": "cgroup",
+             "user": "user"}
+_KERNEL_OPTION = {"pid": "CONFIG_PID_NS", "mount": "namespaces", "uts": "CONFIG_UTS_NS", "ipc": "CONFIG_IPC_NS",
+                  "network": "CONFIG_NET_NS", "cgroup": "CONFIG_CGROUPS", "user": "CONFIG_USER_NS"}
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+OPTIONAL_NAMESPACES = ("cgroup",)  # used where the kernel has it, skipped where not
+
+
+def new_id() -> str:
+    return secrets.token_hex(6)
+
+
+def available_namespaces(wanted, ns_dir: str | None = None) -> tuple[str, ...]:
+    """The namespaces to create: all of ``wanted``; a missing optional one is dropped."""
+    ns_dir = ns_dir or NS_DIR
+    kept = []
+    for ns in wanted:
+        if ns not in _NS_FILES:
+            raise SpecError(f"unknown namespace type {ns!r}")
+        if os.path.exists(os.path.join(ns_dir, _NS_FILES[ns])):
+            kept.append(ns)
+        elif ns not in OPTIONAL_NAMESPACES:
+            raise HostError(f"this kernel has no {ns} namespace ({_KERNEL_OPTION[ns]} is not set)")
+    return tuple(kept)
+
+
+def prepare(spec: ContainerSpec) -> tuple[ContainerSpec, tuple[str, ...]]:
+    """Check ``spec`` against the host before anything is created; fill in defaults."""
+    if os.geteuid() != 0:
+        raise HostError("minirun must run as root")
+    if not spec.process.args:
+        raise SpecError("no command given")
+    spec.id = check_id(spec.id) if spec.id else new_id()
+    spec.hostname = spec.hostname or spec.id
+    rootfs = os.path.abspath(spec.rootfs)
+    if not os.path.exists(rootfs):
+        raise SpecError(f"rootfs {spec.rootfs}: no such directory")
+    if not os.path.isdir(rootfs):
+        raise SpecError(f"rootfs {spec.rootfs}: not a directory")
+    spec.rootfs = os.path.realpath(rootfs)
+    if not spec.process.cwd.startswith("/"):
+        raise SpecError(f"working directory {spec.process.cwd!r} must be an absolute path")
+    spec.limits.validate()
+    return spec, available_namespaces(spec.namespaces)
+
+
+def run(spec: ContainerSpec, *, stdio=(None, None, None)) -> Result:
+    """Run the container in ``spec`` until COMMAND exits; always clean up.
+
+    ``stdio``: file descriptors for COMMAND's stdin, stdout, stderr (None: minirun's own).
+    Raises a MiniRunError subclass for bad input or a failed setup, with nothing left behind.
+    """
+    t0 = time.perf_counter()
+    spec, namespaces = prepare(spec)
+    state.gc()
+    with state.claim(spec.id, {"rootfs": spec.rootfs, "args": spec.process.args}):
+        cgroup = cgroups.create_manager(spec.id, spec.limits)
+        cgroup.create()
+        try:
+            return _run_in(cgroup, spec, namespaces, stdio, t0)
+        finally:
+            cgroup.destroy()
+
+
+def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float) -> Result:
+    from . import syscalls  # the C extension; imported here so `minirun --help` stays cheap
+
+    proc = spec.process
+    env = proc.full_env(spec.hostname)
+    path = next((e[5:] for e in env if e.startswith("PATH=")), "")
+    unified_fd = cgroup.unified_dir_fd()
+    try:
+        child = syscalls.spawn(
+            rootfs=spec.rootfs, hostname=spec.hostname, namespaces=namespaces, cgroup_fd=unified_fd,
+            plan=DEFAULT_PLAN + tuple(_extra_mounts(spec)), argv=proc.args, envp=env, path=path, cwd=proc.cwd,
+            uid=proc.uid, gid=proc.gid, stdio=stdio)
+    except syscalls.NativeError as err:
+        raise SetupError(err.step, err.errno) from err
+    finally:
+        if unified_fd is not None:
+            os.close(unified_fd)
+    timings = {"clone": time.perf_counter() - t0}
+    status = None
+    try:
+        with _forward_signals(child.pid):
+            if cgroup.needs_parent_placement or not child.used_clone3:
+                cgroup.add_pid(child.pid)
+            child.release()
+            first = child.read_report()
+            _raise_for_failure(first, proc.args[0], spec.rootfs)
+            timings["start"] = time.perf_counter() - t0
+            last = child.read_report()
+            _, init_status = os.waitpid(child.pid, 0)
+            status = last.status if last and last.kind == syscalls.EXITED else init_status
+    finally:
+        child.close()
+        if status is None:  # failed or interrupted before the end: the init must not outlive us
+            _kill_and_reap(child.pid)
+    return _result(spec, cgroup, status, timings, t0)
+
+
+def _raise_for_failure(report, command: str, rootfs: str) -> None:
+    from . import syscalls
+
+    if report is None:
+        raise SetupError("container init", 0, "container init died during setup")
+    if report.kind == syscalls.SETUP_FAILED:
+        raise SetupError(report.step, report.err)
+    if report.kind == syscalls.EXEC_FAILED:
+        if report.err == 2:  # ENOENT
+            raise CommandNotFound(f"{command}: command not found in {rootfs}")
+        if report.err == 13:  # EACCES
+            raise CommandNotExecutable(f"{command}: permission denied (not executable)")
+        raise CommandNotExecutable(f"{report.step}: {os.strerror(report.err)}")
+
+
+def _result(spec: ContainerSpec, cgroup, status: int, timings: dict, t0: float) -> Result:
+    signum = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+    code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + signum
+    oom = cgroup.oom_kill_count() > 0
+    stats = {"cpu_usage_ns": cgroup.cpu_usage_ns()}
+    timings["total"] = time.perf_counter() - t0
+    return Result(id=spec.id, exit_code=code, signal=signum, oom_killed=oom, timings=timings, stats=stats)
+
+
+def _extra_mounts(spec: ContainerSpec):
+    if spec.mounts:
+        raise SpecError("extra mounts (volumes) are not supported yet")
+    return ()
+
+
+def _kill_and_reap(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+class _forward_signals:
+    """While the container runs, signals sent to minirun go to its init (which
+    passes them to COMMAND) instead of killing minirun and orphaning it."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.saved: dict = {}
+
+    def _forward(self, signum, _frame):
+        try:
+            os.kill(self.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in FORWARDED_SIGNALS:
+                self.saved[sig] = signal.signal(sig, self._forward)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)

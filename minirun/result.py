@@ -1,0 +1,26 @@
+"""What a finished container (or VM) reports back to its caller."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class Result:
+    """The outcome of one run.
+
+    ``exit_code`` follows docker's convention: COMMAND's own code, 128+N when it died
+    by signal N, 137 for an OOM kill.  ``timings`` are wall-clock seconds measured by
+    the host: ``setup`` (cgroups and clone until the child is ready), ``start``
+    (launch to COMMAND exec'd), ``total`` (launch to exit reaped and cleaned up).
+    """
+
+    id: str
+    exit_code: int
+    signal: int | None = None
+    oom_killed: bool = False
+    timings: dict[str, float] = field(default_factory=dict)
+    stats: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)

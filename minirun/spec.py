@@ -1,0 +1,187 @@
+"""What a container is, as data: no I/O here.
+
+The shape follows the OCI runtime-spec config.json so that a bundle maps onto it
+field by field:
+
+    ContainerSpec.rootfs          <- root.path
+    ContainerSpec.readonly_root   <- root.readonly
+    ContainerSpec.hostname        <- hostname
+    Process.args / env / cwd      <- process.args / env / cwd
+    Process.uid / gid             <- process.user.uid / gid
+    ContainerSpec.namespaces      <- linux.namespaces[].type
+    ContainerSpec.mounts          <- mounts[]            (extra mounts, after the defaults)
+    Limits.cpu_quota / cpu_period <- linux.resources.cpu.quota / period
+    Limits.cpuset_cpus            <- linux.resources.cpu.cpus
+    Limits.memory                 <- linux.resources.memory.limit
+    Limits.memory_swap            <- linux.resources.memory.swap  (memory + swap, docker's meaning)
+    Limits.pids                   <- linux.resources.pids.limit
+
+Parsers for the docker-style option values (``64m``, ``0.5``, ``0-1,3``) live here
+too, so the CLI and the Python API reject the same things with the same words.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from .errors import SpecError
+
+# Namespaces every container gets (OCI names). "cgroup" is added where the kernel has it.
+DEFAULT_NAMESPACES = ("pid", "mount", "uts", "ipc", "network", "cgroup")
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+CPU_PERIOD_US = 100_000
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([bkmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+_ID_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$")
+
+
+def parse_size(text: str | int, what: str = "--memory") -> int:
+    """Docker's size syntax: ``64m``, ``1g``, ``512k``, ``1048576``, ``64MiB`` -> bytes (> 0)."""
+    if isinstance(text, int):
+        value = text
+    else:
+        match = _SIZE_RE.match(str(text))
+        if not match:
+            raise SpecError(f"invalid {what} value {text!r}: use a number with an optional unit b, k, m, g (e.g. 64m)")
+        value = int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+    if value <= 0:
+        raise SpecError(f"invalid {what} value {text!r}: must be greater than 0")
+    return value
+
+
+def parse_cpus(text: str | float, host_cpus: int) -> float:
+    """``--cpus 0.5``: a positive number of CPUs, at most the host's."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise SpecError(f"invalid --cpus value {text!r}: use a number such as 0.5 or 2") from None
+    if not value > 0:
+        raise SpecError(f"invalid --cpus value {text!r}: must be greater than 0")
+    if value > host_cpus:
+        raise SpecError(f"invalid --cpus value {text!r}: this host has only {host_cpus} CPUs")
+    return value
+
+
+def parse_pids_limit(value: int) -> int:
+    if value <= 0:
+        raise SpecError(f"invalid --pids-limit value {value}: must be at least 1")
+    return value
+
+
+def parse_cpuset(text: str, host_cpus: int) -> str:
+    """``0-1,3`` -> validated against the CPUs this host has."""
+    cpus: set[int] = set()
+    for part in str(text).split(","):
+        bounds = part.strip().split("-")
+        try:
+            if len(bounds) == 1:
+                lo = hi = int(bounds[0])
+            elif len(bounds) == 2:
+                lo, hi = int(bounds[0]), int(bounds[1])
+            else:
+                raise ValueError
+        except ValueError:
+            raise SpecError(f"invalid --cpuset-cpus value {text!r}: use a list such as 0 or 0-1,3") from None
+        if lo < 0 or hi < lo:
+            raise SpecError(f"invalid --cpuset-cpus value {text!r}: bad range {part!r}")
+        cpus.update(range(lo, hi + 1))
+    if max(cpus) >= host_cpus:
+        raise SpecError(f"invalid --cpuset-cpus value {text!r}: this host has CPUs 0-{host_cpus - 1}")
+    return ",".join(str(c) for c in sorted(cpus))
+
+
+def parse_user(text: str) -> tuple[int, int]:
+    """``--user UID[:GID]`` (numeric, as the busybox rootfs has no NSS to resolve names)."""
+    uid, _, gid = str(text).partition(":")
+    try:
+        uid_n = int(uid)
+        gid_n = int(gid) if gid else uid_n
+    except ValueError:
+        raise SpecError(f"invalid --user value {text!r}: use numeric UID[:GID]") from None
+    if uid_n < 0 or gid_n < 0:
+        raise SpecError(f"invalid --user value {text!r}: ids cannot be negative")
+    return uid_n, gid_n
+
+
+def parse_env(items: list[str] | tuple[str, ...]) -> list[str]:
+    env = []
+    for item in items:
+        if "=" not in item or item.startswith("="):
+            raise SpecError(f"invalid -e value {item!r}: use KEY=VALUE")
+        env.append(item)
+    return env
+
+
+def check_id(name: str) -> str:
+    if not _ID_RE.match(name):
+        raise SpecError(f"invalid container name {name!r}: use letters, digits, '_', '.', '-' (at most 64)")
+    return name
+
+
+@dataclass
+class Limits:
+    """Resource limits; ``None`` means unlimited."""
+
+    cpu_quota: int | None = None  # microseconds per period
+    cpu_period: int = CPU_PERIOD_US
+    cpuset_cpus: str | None = None
+    memory: int | None = None  # bytes
+    memory_swap: int | None = None  # memory + swap in bytes; None = same as memory (no swap); -1 = unlimited swap
+    pids: int | None = None
+
+    @classmethod
+    def from_cpus(cls, cpus: float | None, **kw) -> Limits:
+        quota = None if cpus is None else max(1000, round(cpus * CPU_PERIOD_US))
+        return cls(cpu_quota=quota, **kw)
+
+    @property
+    def cpus(self) -> float | None:
+        return None if self.cpu_quota is None else self.cpu_quota / self.cpu_period
+
+    def validate(self) -> None:
+        if self.memory_swap is not None and self.memory_swap != -1:
+            if self.memory is None:
+                raise SpecError("--memory-swap needs --memory")
+            if self.memory_swap < self.memory:
+                raise SpecError("--memory-swap must be at least --memory (it counts memory plus swap)")
+
+
+@dataclass
+class Process:
+    args: list[str]
+    env: list[str] = field(default_factory=list)
+    cwd: str = "/"
+    uid: int = 0
+    gid: int = 0
+
+    def full_env(self, hostname: str) -> list[str]:
+        """The environment COMMAND sees: defaults first, then the user's, later wins."""
+        merged = {"PATH": DEFAULT_PATH, "HOSTNAME": hostname, "HOME": "/root" if self.uid == 0 else "/"}
+        for item in self.env:
+            key, _, value = item.partition("=")
+            merged[key] = value
+        return [f"{k}={v}" for k, v in merged.items()]
+
+
+@dataclass
+class Mount:
+    """One OCI mount entry: ``destination`` inside the container."""
+
+    destination: str
+    type: str = "bind"
+    source: str = ""
+    options: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ContainerSpec:
+    rootfs: str
+    process: Process
+    id: str = ""
+    hostname: str = ""
+    namespaces: tuple[str, ...] = DEFAULT_NAMESPACES
+    limits: Limits = field(default_factory=Limits)
+    mounts: list[Mount] = field(default_factory=list)
+    readonly_root: bool = False

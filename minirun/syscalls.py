@@ -1,0 +1,181 @@
+"""The only module that touches the cffi extension (minirun._native).
+
+Each wrapper raises ``NativeError`` (an ``OSError``) whose message names the
+failing step with its argument, e.g. ``pivot_root(/var/lib/x): Invalid argument``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Sequence
+
+from ._native import ffi, lib
+
+NAMESPACE_FLAGS = {
+    "pid": lib.CLONE_NEWPID,
+    "mount": lib.CLONE_NEWNS,
+    "uts": lib.CLONE_NEWUTS,
+    "ipc": lib.CLONE_NEWIPC,
+    "network": lib.CLONE_NEWNET,
+    "cgroup": lib.CLONE_NEWCGROUP,
+    "user": lib.CLONE_NEWUSER,
+}
+
+REPORT_SIZE = ffi.sizeof("struct mr_report")
+SETUP_FAILED, EXEC_OK, EXEC_FAILED, EXITED = (
+    lib.MR_REPORT_SETUP_FAILED, lib.MR_REPORT_EXEC_OK, lib.MR_REPORT_EXEC_FAILED, lib.MR_REPORT_EXITED)
+
+
+class NativeError(OSError):
+    """A syscall failed: ``errno`` and ``strerror`` as usual, ``step`` names the call."""
+
+    def __init__(self, err: int, step: str):
+        super().__init__(err, os.strerror(err))
+        self.step = step
+
+    def __str__(self) -> str:
+        return f"{self.step}: {self.strerror}"
+
+
+def _check(ret: int, step) -> int:
+    if ret < 0:
+        raise NativeError(-ret, ffi.string(step).decode(errors="replace"))
+    return ret
+
+
+def _step():
+    return ffi.new("char[]", lib.MR_STEP_MAX)
+
+
+def _cstr(value: str | None, keep: list):
+    if value is None:
+        return ffi.NULL
+    buf = ffi.new("char[]", os.fsencode(value))
+    keep.append(buf)
+    return buf
+
+
+def mount(source: str | None, target: str, fstype: str | None = None, flags: int = 0, data: str | None = None) -> None:
+    keep: list = []
+    step = _step()
+    _check(lib.mr_mount(_cstr(source, keep), _cstr(target, keep), _cstr(fstype, keep), flags,
+                        _cstr(data, keep), step), step)
+
+
+def umount2(target: str, flags: int = 0) -> None:
+    step = _step()
+    _check(lib.mr_umount2(os.fsencode(target), flags, step), step)
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    step = _step()
+    _check(lib.mr_pivot_root(os.fsencode(new_root), os.fsencode(put_old), step), step)
+
+
+def unshare(flags: int) -> None:
+    step = _step()
+    _check(lib.mr_unshare(flags, step), step)
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    step = _step()
+    _check(lib.mr_setns(fd, nstype, step), step)
+
+
+def sethostname(name: str) -> None:
+    step = _step()
+    _check(lib.mr_sethostname(name.encode(), step), step)
+
+
+@dataclass
+class Child:
+    """A freshly cloned container init, held at sync 1 until ``release()``."""
+
+    pid: int
+    report_fd: int
+    go_fd: int
+    used_clone3: bool
+
+    def release(self) -> None:
+        """sync 1: let the child go on with its setup (it is in its cgroups now)."""
+        os.write(self.go_fd, b"g")
+        self.close_go()
+
+    def close_go(self) -> None:
+        if self.go_fd >= 0:
+            os.close(self.go_fd)
+            self.go_fd = -1
+
+    def close(self) -> None:
+        self.close_go()
+        if self.report_fd >= 0:
+            os.close(self.report_fd)
+            self.report_fd = -1
+
+    def read_report(self) -> Report | None:
+        """The child's next record, or None once it has closed its end."""
+        data = os.read(self.report_fd, REPORT_SIZE)
+        if not data:
+            return None
+        rep = ffi.from_buffer("struct mr_report *", data)
+        return Report(rep.kind, rep.err, rep.status, rep.pid, ffi.string(rep.step).decode(errors="replace"))
+
+
+@dataclass(frozen=True)
+class Report:
+    kind: int
+    err: int
+    status: int
+    pid: int
+    step: str
+
+
+def spawn(*, rootfs: str, hostname: str | None, namespaces: Sequence[str], cgroup_fd: int | None,
+          plan: Sequence, argv: Sequence[str], envp: Sequence[str], path: str, cwd: str,
+          uid: int = 0, gid: int = 0, stdio: Sequence[int | None] = (None, None, None)) -> Child:
+    """Clone the container's init into new namespaces; it waits for ``Child.release()``.
+
+    The cgroup namespace is not created by the clone but by the child once it is
+    in its cgroups, so that it sees its own cgroup as "/".
+    """
+    keep: list = []
+    flags = 0
+    for ns in namespaces:
+        if ns != "cgroup":
+            flags |= NAMESPACE_FLAGS[ns]
+
+    ops = ffi.new("struct mr_op[]", max(1, len(plan)))
+    keep.append(ops)
+    for i, op in enumerate(plan):
+        c = ops[i]
+        c.kind = op.kind
+        c.source = _cstr(op.source, keep)
+        c.target = _cstr(op.target, keep)
+        c.fstype = _cstr(op.fstype, keep)
+        c.flags = op.flags
+        c.data = _cstr(op.data, keep)
+        c.mode, c.major, c.minor = op.mode, op.major, op.minor
+
+    argv_c = ffi.new("char *[]", [_cstr(a, keep) for a in argv] + [ffi.NULL])
+    envp_c = ffi.new("char *[]", [_cstr(e, keep) for e in envp] + [ffi.NULL])
+    req = ffi.new("struct mr_spawn_req *")
+    req.rootfs = _cstr(rootfs, keep)
+    req.hostname = _cstr(hostname, keep)
+    req.clone_flags = flags
+    req.unshare_cgroupns = 1 if "cgroup" in namespaces else 0
+    req.cgroup_fd = -1 if cgroup_fd is None else cgroup_fd
+    req.ops = ops
+    req.n_ops = len(plan)
+    req.argv = argv_c
+    req.envp = envp_c
+    req.path = _cstr(path, keep)
+    req.cwd = _cstr(cwd, keep)
+    req.uid, req.gid = uid, gid
+    for i, fd in enumerate(stdio):
+        req.stdio[i] = -1 if fd is None else fd
+
+    out = ffi.new("struct mr_spawn_out *")
+    step = _step()
+    _check(lib.mr_spawn(req, out, step), step)
+    return Child(out.pid, out.report_fd, out.go_fd, bool(out.used_clone3))
