@@ -1,0 +1,1 @@
+../../csrc/guest_init.c

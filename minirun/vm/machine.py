@@ -1,0 +1,272 @@
+"""One QEMU process and everything it owns, modeled on QEMU's ``QEMUMachine``.
+
+Lifecycle (``Machine.state``):
+
+    CONFIGURED --launch()--> RUNNING --shutdown()--> STOPPED
+         \\--launch() fails (VMLaunchFailure; cleanup already done)--> STOPPED
+
+* ``__init__`` only stores configuration; nothing exists until ``launch()``.
+* ``_pre_launch``: a private temp dir (``minirun-vm-*``, holds QEMU's log and the
+  per-run initrd), and three socketpairs whose QEMU ends are inherited as fds:
+  QMP, console (ttyS0), control (ttyS1).  No socket ever has a path, so none can
+  be left behind.
+* ``_launch``: QEMU runs in its own session (the terminal's Ctrl-C reaches minirun,
+  which then shuts QEMU down) with PR_SET_PDEATHSIG=SIGKILL (if minirun itself is
+  SIGKILLed, the kernel kills QEMU).
+* ``_post_launch``: close QEMU's ends, QMP handshake, start the readers.
+* ``shutdown()``: soft (QMP ``quit``, wait) then hard (SIGKILL, wait); then
+  ``_post_shutdown`` in ``finally``: close QMP and sockets, remove the temp dir.
+
+The control channel carries ``minirun:<word> [arg]`` lines from the guest init
+(see csrc/guest_init.c); each is time-stamped on arrival with the host clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+
+from . import qemu_args
+from .errors import VMError, VMLaunchFailure
+from .qmp import Monitor
+
+CONSOLE_TAIL = 8192
+
+
+class State(enum.Enum):
+    CONFIGURED = "configured"
+    RUNNING = "running"
+    STOPPED = "stopped"
+
+
+def _pdeathsig() -> None:
+    """In the child before exec: die with minirun (Linux prctl PR_SET_PDEATHSIG = 1)."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
+
+
+class Machine:
+    """Configuration only; call :meth:`launch` (or use ``async with``) to start QEMU.
+
+    :param binary: the QEMU binary.
+    :param args: machine arguments (from :mod:`qemu_args`), without the chardevs, which Machine adds.
+    :param console: called with every chunk of console bytes as it arrives (the user's stdout).
+    """
+
+    def __init__(self, binary: str, args: list[str], *, name: str = "minirun-vm",
+                 console: Callable[[bytes], None] | None = None, qmp_timeout: float = 15.0):
+        self.binary = binary
+        self.args = list(args)
+        self.name = name
+        self.console_sink = console
+        self.qmp_timeout = qmp_timeout
+        self.state = State.CONFIGURED
+        self.temp_dir: str | None = None
+        self.proc: asyncio.subprocess.Process | None = None
+        self.monitor: Monitor | None = None
+        self.argv: list[str] = []
+        self.launched_at = 0.0
+        self.exited_at = 0.0
+        self.events: dict[str, tuple[float, str]] = {}  # control word -> (host monotonic time, argument)
+        self.event_arrived = asyncio.Event()
+        self.console_tail = bytearray()
+        self.peak_rss = 0
+        self._socks: list[socket.socket] = []
+        self._qemu_ends: list[socket.socket] = []
+        self._tasks: list[asyncio.Task] = []
+        self._log = None
+
+    def __repr__(self) -> str:
+        return f"<Machine {self.name} {self.state.value} pid={self.proc.pid if self.proc else None}>"
+
+    # -- launch ---------------------------------------------------------------------------------
+
+    def make_temp_dir(self) -> str:
+        """Created on demand (the caller puts the initrd here before launch); removed by shutdown()."""
+        if self.temp_dir is None:
+            self.temp_dir = tempfile.mkdtemp(prefix="minirun-vm-")
+        return self.temp_dir
+
+    def _pre_launch(self) -> None:
+        self.make_temp_dir()
+        self._log = open(os.path.join(self.temp_dir, "qemu.log"), "w+b")
+        argv = [self.binary, *self.args]
+        ends = {}
+        for ident in ("mon", "con", "ctl"):
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            theirs.set_inheritable(True)
+            self._socks.append(ours)
+            self._qemu_ends.append(theirs)
+            ends[ident] = (ours, theirs)
+            qemu_args.chardev_fd(argv, ident, theirs.fileno())
+        qemu_args.serial(argv, "con")  # ttyS0
+        qemu_args.serial(argv, "ctl")  # ttyS1
+        qemu_args.qmp(argv, "mon")
+        self._mon_sock, self._con_sock, self._ctl_sock = (ends[i][0] for i in ("mon", "con", "ctl"))
+        self.argv = argv
+
+    async def launch(self) -> None:
+        if self.state is not State.CONFIGURED:
+            raise VMError(f"cannot launch {self.name}: it is {self.state.value}")
+        try:
+            self._pre_launch()
+            self.launched_at = time.monotonic()
+            self.proc = await asyncio.create_subprocess_exec(
+                *self.argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+                pass_fds=[s.fileno() for s in self._qemu_ends], start_new_session=True, preexec_fn=_pdeathsig,
+            )
+            self.state = State.RUNNING
+            await self._post_launch()
+        except BaseException as err:
+            output = self.qemu_output()
+            await self.shutdown(hard=True)
+            if isinstance(err, (OSError, VMError)) and not isinstance(err, VMLaunchFailure):
+                raise VMLaunchFailure(f"QEMU failed to start ({err})", self.argv, output) from err
+            raise
+
+    async def _post_launch(self) -> None:
+        for s in self._qemu_ends:
+            s.close()
+        self._qemu_ends = []
+        self._tasks.append(asyncio.create_task(self._wait_exit(), name="qemu-exit"))
+        self._tasks.append(asyncio.create_task(self._read_console(), name="console"))
+        self._tasks.append(asyncio.create_task(self._read_control(), name="control"))
+        self.monitor = Monitor(self.name)
+        connect = asyncio.create_task(self.monitor.connect(self._mon_sock, self.qmp_timeout))
+        # If QEMU dies during the handshake (bad argument, missing file), report its own words.
+        done, _ = await asyncio.wait({connect, self._tasks[0]}, return_when=asyncio.FIRST_COMPLETED)
+        if connect not in done:
+            connect.cancel()
+            with contextlib.suppress(BaseException):
+                await connect
+            raise VMLaunchFailure(f"QEMU exited with status {self.proc.returncode} at launch", self.argv,
+                                  self.qemu_output())
+        connect.result()
+
+    # -- readers --------------------------------------------------------------------------------
+
+    async def _wait_exit(self) -> None:
+        await self.proc.wait()
+        self.exited_at = time.monotonic()
+        self.event_arrived.set()
+
+    async def _read_console(self) -> None:
+        reader, _writer = await asyncio.open_unix_connection(sock=self._con_sock)
+        while chunk := await reader.read(65536):
+            if self.console_sink:
+                self.console_sink(chunk)
+            self.console_tail += chunk
+            del self.console_tail[:-CONSOLE_TAIL]
+
+    async def _read_control(self) -> None:
+        reader, _writer = await asyncio.open_unix_connection(sock=self._ctl_sock)
+        while line := await reader.readline():
+            now = time.monotonic()
+            text = line.decode(errors="replace").strip()
+            if not text.startswith("minirun:"):
+                continue
+            word, _, arg = text[len("minirun:"):].partition(" ")
+            self.events.setdefault(word, (now, arg))
+            self.sample_rss()
+            self.event_arrived.set()
+
+    def sample_rss(self) -> int:
+        """QEMU's peak resident set so far (VmHWM), in bytes; kept as the max of every sample."""
+        if self.proc and self.proc.returncode is None:
+            try:
+                with open(f"/proc/{self.proc.pid}/status") as f:
+                    for line in f:
+                        if line.startswith("VmHWM:"):
+                            self.peak_rss = max(self.peak_rss, int(line.split()[1]) * 1024)
+            except (OSError, ValueError):
+                pass
+        return self.peak_rss
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float | None) -> bool:
+        """Wait until ``predicate()`` holds or QEMU has exited; False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not predicate() and not self.exited:
+            self.event_arrived.clear()
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self.event_arrived.wait(), remaining)
+            except asyncio.TimeoutError:
+                return predicate()
+        return True
+
+    @property
+    def exited(self) -> bool:
+        return self.proc is not None and self.proc.returncode is not None
+
+    def qemu_output(self) -> str:
+        if not self._log or self._log.closed:
+            return ""
+        self._log.flush()
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")
+
+    def console_text(self) -> str:
+        return self.console_tail.decode(errors="replace")
+
+    # -- shutdown -------------------------------------------------------------------------------
+
+    async def shutdown(self, hard: bool = False, timeout: float = 10.0) -> None:
+        """Stop QEMU (QMP quit, then SIGKILL) and release everything; safe to call more than once."""
+        try:
+            if self.proc and self.proc.returncode is None:
+                if not hard and self.monitor:
+                    self.sample_rss()
+                    await self.monitor.quit(timeout)
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(self.proc.wait(), timeout)
+                if self.proc.returncode is None:
+                    self._hard_kill()
+                    await asyncio.wait_for(asyncio.shield(self.proc.wait()), 60)
+        finally:
+            await self._post_shutdown()
+
+    def _hard_kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.kill()
+
+    async def _post_shutdown(self) -> None:
+        if self.proc and self.proc.returncode is None:  # cancelled mid-shutdown: never leave QEMU behind
+            self._hard_kill()
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(asyncio.shield(self.proc.wait()), 60)
+        if self.monitor:
+            await self.monitor.close()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        self._tasks = []
+        for s in self._socks + self._qemu_ends:
+            s.close()
+        self._socks, self._qemu_ends = [], []
+        if self._log:
+            self._log.close()
+        if self.temp_dir:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
+            self.temp_dir = None
+        self.state = State.STOPPED
+
+    async def __aenter__(self) -> Machine:
+        await self.launch()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.shutdown(hard=exc[0] is not None)

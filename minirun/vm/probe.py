@@ -1,0 +1,91 @@
+"""Probe the host once, choose, and report what was chosen (virtme-ng's Qemu.probe idea).
+
+* :func:`find_qemu` finds ``qemu-system-x86_64`` (``$MINIRUN_QEMU`` overrides PATH).
+* :func:`qemu_version` parses ``--version``.
+* :func:`kvm_status` says whether /dev/kvm can run a *standard* guest kernel.  On a
+  PVM host (module ``kvm_pvm`` loaded) /dev/kvm opens fine but only runs PVM guest
+  kernels: a Debian kernel hangs silently right after decompression.  So PVM counts
+  as "not usable" for ``--accel auto``.
+* :func:`choose_accel` turns ``auto|kvm|tcg`` into an :class:`Accel` with the reason,
+  which the caller prints on stderr and puts in the JSON.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+from .errors import AccelUnavailable, QemuNotFound
+
+QEMU_NAME = "qemu-system-x86_64"
+ACCELS = ("auto", "kvm", "tcg")
+
+
+def find_qemu(binary: str | None = None) -> str:
+    """Absolute path of the QEMU binary; raises :class:`QemuNotFound` with the fix."""
+    name = binary or os.environ.get("MINIRUN_QEMU") or QEMU_NAME
+    path = name if os.sep in name else shutil.which(name)
+    if not path or not os.path.isfile(path) or not os.access(path, os.X_OK):
+        raise QemuNotFound(f"{name} not found or not executable: install Debian's qemu-system-x86 package")
+    return os.path.abspath(path)
+
+
+@functools.lru_cache(maxsize=8)
+def qemu_version(binary: str) -> tuple[int, ...]:
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise QemuNotFound(f"cannot run {binary} --version: {err}") from err
+    match = re.search(r"version (\d+)\.(\d+)(?:\.(\d+))?", out)
+    if not match:
+        raise QemuNotFound(f"{binary} --version printed no version: {out.strip()[:80]!r}")
+    return tuple(int(g or 0) for g in match.groups())
+
+
+@dataclass(frozen=True)
+class KvmStatus:
+    usable: bool
+    reason: str
+
+
+def kvm_status(dev: str = "/dev/kvm", sys_module: str = "/sys/module") -> KvmStatus:
+    if not os.path.exists(dev):
+        return KvmStatus(False, f"{dev} does not exist")
+    try:
+        fd = os.open(dev, os.O_RDWR | os.O_CLOEXEC)
+    except OSError as err:
+        return KvmStatus(False, f"cannot open {dev}: {err.strerror}")
+    os.close(fd)
+    if os.path.isdir(os.path.join(sys_module, "kvm_pvm")):
+        return KvmStatus(False, f"{dev} belongs to a PVM host (module kvm_pvm), which only boots PVM guest kernels")
+    return KvmStatus(True, f"{dev} is usable")
+
+
+@dataclass(frozen=True)
+class Accel:
+    name: str  # "kvm" or "tcg"
+    requested: str
+    reason: str
+
+    def describe(self) -> str:
+        return f"accelerator {self.name} ({self.reason})"
+
+
+def choose_accel(requested: str = "auto", status: KvmStatus | None = None) -> Accel:
+    if requested not in ACCELS:
+        raise AccelUnavailable(f"invalid --accel value {requested!r}: use auto, kvm or tcg")
+    if requested == "tcg":
+        return Accel("tcg", requested, "requested")
+    status = status or kvm_status()
+    if requested == "kvm":
+        if not os.path.exists("/dev/kvm") or (not status.usable and "PVM" not in status.reason):
+            raise AccelUnavailable(f"--accel kvm: {status.reason}")
+        # An explicit request on a PVM host is honoured (a PVM guest kernel works); the boot timeout guards the rest.
+        return Accel("kvm", requested, "requested" + ("" if status.usable else f"; warning: {status.reason}"))
+    if status.usable:
+        return Accel("kvm", requested, status.reason)
+    return Accel("tcg", requested, f"KVM not used: {status.reason}; falling back to TCG")

@@ -1,0 +1,80 @@
+"""QEMU command-line builders: small functions that append to an argv list.
+
+Kept free of I/O so tests can compare argv, and so the benchmark can print the
+exact "plain QEMU" equivalent of a minirun run.
+"""
+
+from __future__ import annotations
+
+MACHINES = ("pc", "microvm")
+
+
+def quote_optarg(value: str) -> str:
+    """QEMU option values separate with ','; a literal comma is written ','."""
+    return value.replace(",", ",,")
+
+
+def base(argv: list[str], machine: str = "pc", accel: str = "tcg") -> list[str]:
+    """No default devices, no display, no NIC; the guest's reboot/poweroff stops QEMU but keeps it for QMP."""
+    argv += ["-nodefaults", "-no-user-config", "-display", "none"]
+    if machine == "microvm":
+        # No PCI or ACPI (so the guest ends with a reboot; see kernel_cmdline), legacy PIC/PIT/RTC kept for the kernel.
+        argv += ["-M", "microvm,x-option-roms=off,isa-serial=on,rtc=on"]
+    else:
+        argv += ["-M", "pc"]
+    argv += ["-accel", accel]
+    if accel == "kvm":
+        argv += ["-cpu", "host"]
+    # -no-reboot turns a guest reset into a shutdown; -no-shutdown then keeps QEMU alive (paused), so we can
+    # read its peak RSS and end it with QMP `quit`.
+    argv += ["-no-reboot", "-no-shutdown"]
+    return argv
+
+
+def resources(argv: list[str], cpus: int, memory_mib: int) -> list[str]:
+    argv += ["-smp", str(cpus), "-m", f"{memory_mib}M"]
+    return argv
+
+
+def kernel_cmdline(debug: bool = False, machine: str = "pc") -> str:
+    """Short on purpose: console on ttyS0, quiet unless --debug, reboot at once on panic."""
+    parts = ["console=ttyS0", "panic=-1"]
+    parts += ["loglevel=7"] if debug else ["loglevel=0"]  # panic() still prints: it raises the level itself
+    if machine == "microvm":
+        parts += ["reboot=t"]  # no ACPI/keyboard controller: a triple fault is the way out
+    return " ".join(parts)
+
+
+def boot(argv: list[str], kernel: str, initrd: str | None, cmdline: str) -> list[str]:
+    argv += ["-kernel", kernel]
+    if initrd:
+        argv += ["-initrd", initrd]
+    argv += ["-append", cmdline]
+    return argv
+
+
+def chardev_fd(argv: list[str], ident: str, fd: int) -> list[str]:
+    """A chardev on an already-connected socket inherited by QEMU (no path in the filesystem to clean up)."""
+    argv += ["-chardev", f"socket,id={ident},fd={fd}"]
+    return argv
+
+
+def serial(argv: list[str], ident: str) -> list[str]:
+    """Serial ports are numbered in order: the first call is ttyS0 (console), the second ttyS1 (control)."""
+    argv += ["-serial", f"chardev:{ident}"]
+    return argv
+
+
+def qmp(argv: list[str], ident: str) -> list[str]:
+    argv += ["-mon", f"chardev={ident},mode=control"]
+    return argv
+
+
+def share_9p(argv: list[str], path: str, tag: str = "root", readonly: bool = True, machine: str = "pc") -> list[str]:
+    """Export ``path`` over virtio-9p as ``tag``; ``multidevs=remap`` keeps inode numbers unique across host mounts."""
+    opts = f"local,id={tag},path={quote_optarg(path)},security_model=passthrough,multidevs=remap"
+    if readonly:
+        opts += ",readonly=on"
+    device = "virtio-9p-device" if machine == "microvm" else "virtio-9p-pci"
+    argv += ["-fsdev", opts, "-device", f"{device},fsdev={tag},mount_tag={tag}"]
+    return argv

@@ -1,0 +1,318 @@
+"""``run(VMSpec) -> VMResult``: boot ROOTFS with COMMAND as the guest's workload.
+
+Steps and where the time goes (``VMResult.timings``, host wall clock, seconds):
+
+  prepare     probe QEMU and KVM, find the kernel, build or reuse the initrd
+  guest_init  QEMU launched -> the guest init's first line on the control port
+  start       QEMU launched -> the guest init is about to exec COMMAND
+  exit        QEMU launched -> COMMAND's exit status arrived
+  total       run() called -> QEMU gone and everything cleaned up
+
+Timeouts: ``boot_timeout`` bounds launch -> guest init (a kernel that hangs, as a
+standard kernel does under a PVM host's /dev/kvm); ``timeout`` bounds launch ->
+COMMAND's exit.  Either kills QEMU and raises :class:`VMTimeout` (exit 124).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..result import Result
+from ..spec import DEFAULT_PATH, parse_size
+from . import guest, initramfs, kernel as kernels, probe, qemu_args
+from .errors import MemoryTooSmall, VMBootError, VMError, VMTimeout
+from .machine import Machine
+
+# Below this the Debian kernel cannot even unpack itself (measured: 6.1 cloud panics at 48M with a busybox
+# initramfs, boots at 64M).  The initrd must also fit, unpacked, next to the kernel.
+MIN_MEMORY_MIB = 64
+DEFAULT_BOOT_TIMEOUT = float(os.environ.get("MINIRUN_VM_BOOT_TIMEOUT", "60"))
+
+
+@dataclass
+class VMSpec:
+    """What to boot.  Option names mirror the container's (``--cpus``, ``--memory``)."""
+
+    rootfs: str | None  # ROOTFS tree for the initramfs; None with share_root
+    args: list[str]
+    cpus: int = 1
+    memory: int = 256 << 20  # bytes of guest RAM (reserved, unlike a container's cap)
+    kernel: str | None = None  # --kernel PATH; default: cached Debian kernel
+    accel: str = "auto"
+    timeout: float | None = None
+    boot_timeout: float = DEFAULT_BOOT_TIMEOUT
+    share_root: str | None = None
+    share_rw: bool = False
+    env: list[str] = field(default_factory=list)
+    cwd: str = "/"
+    hostname: str = "minirun-vm"
+    machine: str = "pc"
+    debug: bool = False
+    qemu: str | None = None  # binary override (tests simulate "QEMU not installed" with it)
+    id: str = ""
+
+
+@dataclass
+class VMResult(Result):
+    accel: str = ""
+    accel_reason: str = ""
+    kernel_version: str = ""
+    kernel: str = ""
+    qemu_version: str = ""
+    qemu_peak_rss: int = 0  # bytes (VmHWM)
+    machine: str = ""
+
+
+def _memory_mib(spec: VMSpec) -> int:
+    mib = parse_size(spec.memory) >> 20 if not isinstance(spec.memory, int) else spec.memory >> 20
+    if mib < MIN_MEMORY_MIB:
+        raise MemoryTooSmall(
+            f"--memory {mib}M is too small for the guest kernel: a VM reserves its RAM up front and the Debian "
+            f"kernel needs at least {MIN_MEMORY_MIB}M"
+        )
+    return mib
+
+
+def _config(spec: VMSpec, modules: list[str]) -> list[tuple[str, str]]:
+    env = {"PATH": DEFAULT_PATH, "HOME": "/root", "TERM": "linux", "HOSTNAME": spec.hostname}
+    for item in spec.env:
+        key, _, value = item.partition("=")
+        env[key] = value
+    pairs = [("hostname", spec.hostname), ("cwd", spec.cwd)]
+    pairs += [("env", f"{k}={v}") for k, v in env.items()]
+    pairs += [("arg", a) for a in spec.args]
+    pairs += [("mod", m) for m in modules]
+    if spec.share_root:
+        pairs += [("root9p", "root"), ("rw", "1" if spec.share_rw else "0")]
+    if spec.machine == "microvm":
+        pairs += [("off", "reboot")]
+    return pairs
+
+
+@dataclass
+class Plan:
+    """Everything decided before launch: reported in the result and printable as a plain QEMU command."""
+
+    qemu: str
+    qemu_version: str
+    accel: probe.Accel
+    kernel: kernels.Kernel
+    base_image: str | None
+    overlay: bytes
+    args: list[str]  # QEMU args except the initrd path and the chardevs (Machine adds those)
+    cmdline: str
+
+
+def prepare(spec: VMSpec, say: Callable[[str], None] = lambda m: None) -> Plan:
+    """Validate the spec against the host and build what the boot needs; no QEMU is started."""
+    if not spec.args:
+        raise VMError("no COMMAND given")
+    if spec.machine not in qemu_args.MACHINES:
+        raise VMError(f"unknown machine type {spec.machine!r}: use {' or '.join(qemu_args.MACHINES)}")
+    memory_mib = _memory_mib(spec)
+    if spec.share_root:
+        if not os.path.isdir(spec.share_root):
+            from ..errors import SpecError
+
+            raise SpecError(f"--share-root {spec.share_root}: no such directory")
+    elif not spec.rootfs or not os.path.isdir(spec.rootfs):
+        from ..errors import SpecError
+
+        raise SpecError(f"rootfs {spec.rootfs} does not exist or is not a directory")
+    binary = probe.find_qemu(spec.qemu)
+    version = ".".join(map(str, probe.qemu_version(binary)))
+    accel = probe.choose_accel(spec.accel)
+    say(f"{accel.describe()}")
+    flavour = kernels.SHARE_ROOT_FLAVOUR if spec.share_root else kernels.DEFAULT_FLAVOUR
+    kernel = kernels.get(spec.kernel, flavour)
+    init = guest.init_binary()
+    modules: list[str] = []
+    if spec.share_root:
+        files = []
+        for path in guest.module_order(kernel):
+            name = "lib/modules/" + os.path.basename(path).split(".ko")[0] + ".ko"
+            files.append((name, guest.module_contents(path)))
+            modules.append("/" + name)
+        base = initramfs.files_image(files)
+    else:
+        base = initramfs.rootfs_image(spec.rootfs)
+    with open(init, "rb") as f:
+        overlay = initramfs.overlay(f.read(), _config(spec, modules))
+    # The unpacked initrd lives in guest RAM next to the kernel: refuse what cannot fit instead of a panic.
+    initrd_mib = (os.path.getsize(base) + len(overlay)) >> 20
+    if memory_mib < MIN_MEMORY_MIB + 2 * initrd_mib:
+        raise MemoryTooSmall(
+            f"--memory {memory_mib}M is too small for this guest: the kernel needs {MIN_MEMORY_MIB}M plus twice the "
+            f"{initrd_mib}M initramfs (at least {MIN_MEMORY_MIB + 2 * initrd_mib}M)"
+        )
+    args = qemu_args.base([], spec.machine, accel.name)
+    qemu_args.resources(args, spec.cpus, memory_mib)
+    if spec.share_root:
+        qemu_args.share_9p(args, os.path.abspath(spec.share_root), readonly=not spec.share_rw, machine=spec.machine)
+    cmdline = qemu_args.kernel_cmdline(spec.debug, spec.machine)
+    return Plan(binary, version, accel, kernel, base, overlay, args, cmdline)
+
+
+def _stdout_sink() -> Callable[[bytes], None]:
+    out = sys.stdout.buffer if hasattr(sys.stdout, "buffer") else None
+
+    def sink(chunk: bytes) -> None:
+        try:
+            if out is not None:
+                out.write(chunk)
+                out.flush()
+            else:
+                sys.stdout.write(chunk.decode(errors="replace"))
+                sys.stdout.flush()
+        except (BrokenPipeError, ValueError):
+            pass  # the reader went away; keep draining so the guest never blocks on its console
+
+    return sink
+
+
+class VMInterrupted(VMError):
+    """minirun got SIGINT/SIGTERM/SIGHUP; QEMU was stopped and cleaned up.  Exit 128+N like a shell."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        self.exit_code = 128 + signum
+        super().__init__(f"interrupted by {signal.Signals(signum).name}; the VM was stopped")
+
+
+async def _boot(spec: VMSpec, plan: Plan, sink: Callable[[bytes], None], started: float,
+                say: Callable[[str], None]) -> VMResult:
+    machine = Machine(plan.qemu, [], name=spec.id or "minirun-vm", console=sink)
+    try:
+        initrd = os.path.join(machine.make_temp_dir(), "initrd.cpio")
+        initramfs.compose(plan.base_image, plan.overlay, initrd)
+        machine.args = qemu_args.boot(list(plan.args), plan.kernel.image, initrd, plan.cmdline)
+        if spec.debug:
+            say("qemu command: " + " ".join(machine.args))
+        await machine.launch()
+        t0 = machine.launched_at
+        prepare_s = t0 - started
+
+        if not await machine.wait_for(lambda: "init" in machine.events or "error" in machine.events,
+                                      spec.boot_timeout):
+            await machine.shutdown(hard=True)
+            raise VMTimeout(
+                f"the guest did not reach its init within {spec.boot_timeout:g}s "
+                f"(accelerator {plan.accel.name}, kernel {plan.kernel.release}); QEMU was killed"
+            )
+        remaining = None if spec.timeout is None else spec.timeout - (time.monotonic() - t0)
+        done = await machine.wait_for(
+            lambda: any(w in machine.events for w in ("exit", "signal", "error")), remaining
+        )
+        if not done:
+            await machine.shutdown(hard=True)
+            raise VMTimeout(f"COMMAND still running after --timeout {spec.timeout:g}s; QEMU was killed")
+        if "error" in machine.events:
+            raise VMBootError(f"guest init failed: {machine.events['error'][1]}", machine.console_text())
+        if not any(w in machine.events for w in ("exit", "signal")):
+            console = machine.console_text()
+            panic = [ln for ln in console.splitlines() if "Kernel panic" in ln or "Out of memory" in ln]
+            detail = panic[-1].strip() if panic else "no exit status from the guest"
+            if "init" not in machine.events:
+                if "Out of memory" in console or "write error" in console:
+                    raise MemoryTooSmall(f"--memory {spec.memory >> 20}M is too small for the guest: {detail}")
+                raise VMBootError(f"the guest stopped before its init ran: {detail}", console)
+            raise VMBootError(f"the guest stopped while COMMAND ran: {detail}", console)
+
+        # COMMAND is done: the init powers off; QEMU (-no-shutdown) reports SHUTDOWN over QMP and waits.
+        if not machine.exited:
+            try:
+                await asyncio.wait_for(machine.monitor.wait_shutdown(), 15)
+            except asyncio.TimeoutError:
+                say("the guest did not power off within 15s; stopping QEMU")
+            if not machine.exited:
+                machine.sample_rss()
+                status = await machine.monitor.status()
+                if spec.debug:
+                    say(f"QEMU status after guest shutdown: {status}")
+        await machine.shutdown()
+    finally:
+        await machine.shutdown(hard=True)  # no-op after a clean shutdown; cleanup on every other path
+
+    ev = machine.events
+    timings = {"prepare": prepare_s, "guest_init": ev["init"][0] - t0}
+    if "start" in ev:
+        timings["start"] = ev["start"][0] - t0
+    end_word = "signal" if "signal" in ev else "exit"
+    timings["exit"] = ev[end_word][0] - t0
+    timings["total"] = time.monotonic() - started
+    if end_word == "signal":
+        sig = int(ev["signal"][1])
+        exit_code, signum = 128 + sig, sig
+    else:
+        exit_code, signum = int(ev["exit"][1]), None
+    return VMResult(
+        id=spec.id or f"vm-{os.getpid()}",
+        exit_code=exit_code,
+        signal=signum,
+        timings={k: round(v, 4) for k, v in timings.items()},
+        stats={"qemu_peak_rss": machine.peak_rss},
+        accel=plan.accel.name,
+        accel_reason=plan.accel.reason,
+        kernel_version=ev["init"][1],
+        kernel=plan.kernel.image,
+        qemu_version=plan.qemu_version,
+        qemu_peak_rss=machine.peak_rss,
+        machine=spec.machine,
+    )
+
+
+def run(spec: VMSpec, stdout: Callable[[bytes], None] | None = None,
+        say: Callable[[str], None] | None = None) -> VMResult:
+    """Boot, run COMMAND, return its result.  Guest output goes to ``stdout`` (default: our stdout), live.
+
+    ``say`` receives progress lines for stderr (the accelerator choice, always); default prints
+    ``minirun: <line>`` to stderr.
+    """
+    started = time.monotonic()
+    say = say or (lambda msg: print(f"minirun: {msg}", file=sys.stderr, flush=True))
+    if spec.debug:
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
+        logging.getLogger("qemu.qmp").propagate = True
+    plan = prepare(spec, say)
+    return run_plan(spec, plan, stdout or _stdout_sink(), started, say)
+
+
+def run_plan(spec: VMSpec, plan: Plan, sink: Callable[[bytes], None], started: float,
+             say: Callable[[str], None]) -> VMResult:
+    received: list[int] = []
+
+    async def main() -> VMResult:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        installed = []
+
+        def on_signal(signum: int) -> None:
+            received.append(signum)
+            task.cancel()
+
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            try:
+                loop.add_signal_handler(signum, on_signal, signum)
+                installed.append(signum)
+            except (RuntimeError, ValueError):  # not the main thread: the caller owns signals
+                pass
+        try:
+            return await _boot(spec, plan, sink, started, say)
+        finally:
+            for signum in installed:
+                loop.remove_signal_handler(signum)
+
+    try:
+        return asyncio.run(main())
+    except asyncio.CancelledError:
+        if received:
+            raise VMInterrupted(received[0]) from None
+        raise
