@@ -98,6 +98,7 @@ static void child_main(const struct mr_spawn_req *req, int report_fd, int go_fd)
 
     /* If minirun dies, so does the container (the kernel then kills the PID namespace). */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
+    prctl(PR_SET_NAME, "minirun-init"); /* what ps shows as PID 1 inside */
 
     /* sync 1: wait until the parent has placed us in our cgroups. */
     do

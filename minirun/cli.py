@@ -90,9 +90,8 @@ def run(name, hostname, env, workdir, user, memory, memory_swap, cpus, cpuset_cp
 
     \b
     Examples:
-      minirun run ROOTFS /bin/sh -c 'echo $$ $(hostname)'        # prints 1 and the id
-      minirun run --memory 64m ROOTFS /bin/sh -c 'x=$(head -c 100m /dev/zero | tr "\\0" x)'
-                                                                # exits 137, reports the OOM kill
+      minirun run ROOTFS /bin/sh -c 'echo $$ $(hostname)'  # 2 (PID 1 is minirun-init) and the id
+      minirun run --memory 64m ROOTFS tail /dev/zero      # exits 137, reports the OOM kill
       minirun run --cpus 0.5 --pids-limit 32 -e A=1 -w /tmp --hostname box ROOTFS /bin/sh
     """
     from .spec import ContainerSpec, Limits, Process, parse_cpus, parse_cpuset, parse_env, parse_pids_limit, \
@@ -117,7 +116,8 @@ def run(name, hostname, env, workdir, user, memory, memory_swap, cpus, cpuset_cp
     result = container.run(spec)
     if result.oom_killed:
         limit = f" (limit {_mib(limits.memory)})" if limits.memory else ""
-        click.echo(f"minirun: container {result.id} was killed: out of memory{limit}", err=True)
+        who = f"container {result.id} was" if result.exit_code == 137 else f"a process of container {result.id} was"
+        click.echo(f"minirun: {who} killed: out of memory{limit}", err=True)
     if as_json:
         click.echo(json.dumps(result.to_dict()))
     return result.exit_code

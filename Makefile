@@ -1,0 +1,113 @@
+# minirun: build, test and demo on a Debian 12 / Ubuntu host, as root.
+#
+#   apt-get update && apt-get install -y make && make test
+#
+# Every target is idempotent and cheap when its work is already done.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON  ?= python3
+ROOTFS  ?= /var/lib/minirun/rootfs/busybox
+VENV    := .venv
+VPY     := $(VENV)/bin/python
+CACHE   := .cache
+
+# Host packages. The stamp is keyed on this list, so editing it re-runs `deps`.
+DEPS_PACKAGES := busybox-static runc qemu-system-x86 python3-venv python3-dev \
+                 gcc libc6-dev libffi-dev make cpio kmod iproute2 procps util-linux \
+                 ca-certificates
+DEPS_KEY   := $(shell printf '%s\n' $(sort $(DEPS_PACKAGES)) | md5sum | cut -c1-12)
+DEPS_STAMP := $(CACHE)/deps-$(DEPS_KEY).stamp
+VENV_STAMP := $(VENV)/.minirun-installed
+
+export DEBIAN_FRONTEND := noninteractive
+
+.PHONY: help deps venv rootfs kernel test demo bench clean
+
+help:
+	@echo "make deps    install host packages with apt-get (root)"
+	@echo "make venv    $(VENV) with minirun installed editable, plus test extras"
+	@echo "make rootfs  build the busybox rootfs in ROOTFS=$(ROOTFS)"
+	@echo "make kernel  fetch the kernel the QEMU VM companion boots"
+	@echo "make test    all of the above, then pytest"
+	@echo "make demo    run a container with limits and show what it sees"
+	@echo "make bench   container vs VM benchmarks"
+	@echo "make clean   remove $(VENV), build output and stamps (not the rootfs)"
+
+# ---------------------------------------------------------------- deps
+
+deps: $(DEPS_STAMP)
+
+# Install only what is missing; `apt-get update` only when lists are absent or
+# the install fails (stale lists give 404s).
+$(DEPS_STAMP):
+	@missing=""; \
+	for p in $(DEPS_PACKAGES); do \
+	  dpkg-query -W -f='$${db:Status-Abbrev}' "$$p" 2>/dev/null | grep -q '^ii' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  command -v apt-get >/dev/null || { echo "deps: apt-get not found; minirun's Makefile targets Debian/Ubuntu" >&2; exit 1; }; \
+	  [ "$$(id -u)" = 0 ] || { echo "deps: missing packages:$$missing; run 'make deps' as root" >&2; exit 1; }; \
+	  echo "deps: installing$$missing"; \
+	  if ! ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1; then apt-get update; fi; \
+	  apt-get install -y --no-install-recommends $$missing \
+	    || { echo "deps: install failed; running apt-get update and retrying"; apt-get update && apt-get install -y --no-install-recommends $$missing; }; \
+	fi
+	@mkdir -p $(CACHE) && rm -f $(CACHE)/deps-*.stamp && touch $@
+	@echo "deps: ok"
+
+# ---------------------------------------------------------------- venv
+
+venv: $(VENV_STAMP)
+
+# `python3 -m venv` needs python3-venv (ensurepip); a half-made .venv is removed.
+$(VPY): | $(DEPS_STAMP)
+	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); exit 1; }
+
+# `pip install -e` also compiles the cffi extension (setup.py's cffi_modules),
+# so the stamp depends on csrc/ as well as the packaging files.
+$(VENV_STAMP): $(VPY) pyproject.toml setup.py $(wildcard csrc/*.c csrc/*.h csrc/*.py)
+	$(VPY) -m pip install -e '.[test]'
+	@touch $@
+
+# ---------------------------------------------------------------- rootfs, kernel
+
+# Always runs: a finished rootfs is checked and left alone in ~0.1 s.
+rootfs: $(VENV_STAMP) $(DEPS_STAMP)
+	$(VPY) -m minirun.rootfs $(ROOTFS)
+
+# Skipped (exit 0) only while minirun/vm/kernel.py does not exist; any other
+# import problem or a failed fetch fails the target.
+kernel: $(VENV_STAMP)
+	@rc=0; $(VPY) scripts/have_module.py minirun.vm.kernel || rc=$$?; \
+	if [ $$rc = 0 ]; then \
+	  echo "$(VPY) -m minirun.vm.kernel fetch"; \
+	  $(VPY) -m minirun.vm.kernel fetch; \
+	elif [ $$rc = 3 ]; then \
+	  echo "kernel: minirun.vm.kernel does not exist yet; skipping"; \
+	else \
+	  exit $$rc; \
+	fi
+
+# ---------------------------------------------------------------- test, demo, bench
+
+# pytest exits 5 when it collects no tests; that fails this target like any other failure.
+test: deps venv rootfs kernel
+	MINIRUN_ROOTFS=$(ROOTFS) $(VPY) -m pytest tests -v
+
+demo: deps venv rootfs
+	MINIRUN=$(VENV)/bin/minirun bash scripts/demo.sh $(ROOTFS)
+
+bench: deps venv rootfs kernel
+	@[ -f benchmarks/bench_run.py ] || { echo "bench: benchmarks/bench_run.py does not exist yet" >&2; exit 1; }
+	MINIRUN_ROOTFS=$(ROOTFS) $(VPY) benchmarks/bench_run.py
+
+# ---------------------------------------------------------------- clean
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache
+	rm -f minirun/_native.c minirun/_native.o minirun/_native*.so
+	rm -f $(CACHE)/*.stamp
+	find . -name __pycache__ -type d -not -path './.git/*' -prune -exec rm -rf {} +

@@ -1,0 +1,415 @@
+"""cgroups for minirun containers: find where each controller lives, then drive it.
+
+    detect()          /proc/self/mountinfo, parsed once -> Layout (unified | legacy | hybrid)
+    create_manager()  id + Limits (+ Layout) -> Cgroup, one per container
+    Cgroup            create, add_pid, kill, destroy, and the counters minirun reports
+    stale_ids/remove  what `minirun gc` needs
+    v1, v2            one small function per knob; fs: the only cgroupfs I/O
+
+Where a controller is used: in the unified (v2) hierarchy if its root lists it in
+cgroup.controllers *and* passes it down in cgroup.subtree_control, else in the v1
+hierarchy that has it. Hybrid hosts are handled per controller, not as "all v1".
+When there is a unified hierarchy, every container joins it too, even with no v2
+controller in it (runc's NameGroup): that membership gives cgroup.kill, cpu.stat and
+clone3(CLONE_INTO_CGROUP).
+
+A container's cgroup is <mountpoint>/minirun/<id> in every hierarchy used. minirun
+writes nothing outside its own ``minirun`` directories: a v2 controller the root does
+not delegate is reported (HostError), never enabled on the root.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..errors import CgroupError, HostError, SpecError
+from ..spec import Limits, check_id
+from . import fs, v1, v2
+
+PARENT = "minirun"
+MOUNTINFO = "/proc/self/mountinfo"
+
+# The controllers minirun uses, and the option that needs each one.
+CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "pids")
+_OPTION = {"cpu": "--cpus", "cpuset": "--cpuset-cpus", "memory": "--memory", "pids": "--pids-limit"}
+
+# v1 super options that are not controllers (``name=...`` and ``release_agent=...`` have '=').
+_V1_FLAGS = frozenset({"rw", "ro", "noprefix", "clone_children", "xattr", "cpuset_v2_mode", "favordynmods"})
+
+# Exiting processes keep a cgroup busy for a few ms after SIGKILL: retry with a
+# backoff from 0.2 ms to 10 ms, about half a second in all.
+_RMDIR_ATTEMPTS = 55
+_KILL_ATTEMPTS = 55
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the cgroup hierarchies are and which one each controller is used in."""
+
+    mode: str  # "unified" | "legacy" | "hybrid"
+    unified: str | None = None  # cgroup2 mountpoint
+    v1: dict[str, str] = field(default_factory=dict)  # every v1 controller -> its mountpoint
+    controllers: dict[str, str] = field(default_factory=dict)  # CONTROLLERS -> mountpoint where usable
+    undelegated: frozenset[str] = frozenset()  # in the v2 root but not passed down to children
+
+    def mountpoints(self) -> list[str]:
+        """Every hierarchy minirun may have a directory in, unified first."""
+        return _unique(([self.unified] if self.unified else []) + list(self.controllers.values()))
+
+
+_cached: Layout | None = None
+
+
+def detect(mountinfo_path: str = MOUNTINFO, root_prefix: str = "") -> Layout:
+    """The host's layout, cached for the process; other arguments (tests) bypass the cache.
+
+    ``root_prefix`` is prepended to every mountpoint, so a fixture mountinfo can point
+    into a temporary tree.
+    """
+    global _cached
+    default = mountinfo_path == MOUNTINFO and not root_prefix
+    if default and _cached is not None:
+        return _cached
+    try:
+        with open(mountinfo_path) as f:
+            text = f.read()
+    except OSError as err:
+        raise HostError(f"cannot read {mountinfo_path}: {err.strerror}") from err
+    layout = parse_layout(text, root_prefix)
+    if default:
+        _cached = layout
+    return layout
+
+
+def parse_layout(mountinfo: str, root_prefix: str = "") -> Layout:
+    unified, v1_mounts = _parse_mountinfo(mountinfo, root_prefix)
+    if unified is None and not v1_mounts:
+        raise HostError("no cgroup filesystem is mounted (none in /proc/self/mountinfo)")
+    listed: set[str] = set()
+    delegated: set[str] = set()
+    if unified is not None:
+        listed = set((fs.read_if_exists(os.path.join(unified, "cgroup.controllers")) or "").split())
+        delegated = set((fs.read_if_exists(os.path.join(unified, "cgroup.subtree_control")) or "").split())
+    controllers: dict[str, str] = {}
+    for name in CONTROLLERS:
+        if unified is not None and name in listed & delegated:
+            controllers[name] = unified
+        elif name in v1_mounts:
+            controllers[name] = v1_mounts[name]
+    if unified is not None and "cpuacct" not in controllers:
+        controllers["cpuacct"] = unified  # v2 has usage in cpu.stat without any controller
+    if unified is None:
+        mode = "legacy"
+    else:
+        mode = "hybrid" if v1_mounts else "unified"
+    undelegated = frozenset((listed - delegated) & set(CONTROLLERS) - set(controllers))
+    return Layout(mode, unified, v1_mounts, controllers, undelegated)
+
+
+def _parse_mountinfo(text: str, root_prefix: str) -> tuple[str | None, dict[str, str]]:
+    """(cgroup2 mountpoint, v1 controller -> mountpoint); the first mount of each wins."""
+    unified: str | None = None
+    v1_mounts: dict[str, str] = {}
+    for line in text.splitlines():
+        # id parent major:minor root mountpoint options [optional...] - fstype source superoptions
+        before, sep, after = line.partition(" - ")
+        fields, tail = before.split(), after.split()
+        if not sep or len(fields) < 5 or len(tail) < 3 or tail[0] not in ("cgroup", "cgroup2"):
+            continue
+        mountpoint = root_prefix + _unescape(fields[4])
+        if tail[0] == "cgroup2":
+            unified = unified or mountpoint
+            continue
+        for option in tail[2].split(","):
+            if option and "=" not in option and option not in _V1_FLAGS:
+                v1_mounts.setdefault(option, mountpoint)
+    return unified, v1_mounts
+
+
+def _unescape(path: str) -> str:
+    # mountinfo writes space, tab, newline and backslash as octal escapes.
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), path)
+
+
+def _unique(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+class Cgroup:
+    """One container's cgroup in every hierarchy minirun uses.
+
+    ``paths`` maps controller -> directory (plus "unified" for the v2 directory); on
+    v2 they are all the same directory, on v1 one per hierarchy. Keep it in state.
+    """
+
+    def __init__(self, container_id: str, limits: Limits, layout: Layout):
+        self.id = container_id
+        self.limits = limits
+        self.layout = layout
+        self.paths = _container_paths(layout, container_id, limits.cpuset_cpus is not None)
+        self.notes: list[str] = []  # what could not be applied as asked (e.g. no swap accounting)
+        # Directories made by create(). None: create() was not called here, so the
+        # container's directories were made by another minirun process and are all ours.
+        self._created: list[str] | None = None
+
+    def __repr__(self) -> str:
+        return f"Cgroup({self.id!r}, mode={self.layout.mode!r}, paths={self.paths!r})"
+
+    def __enter__(self) -> Cgroup:
+        self.create()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.destroy()
+
+    @property
+    def dirs(self) -> list[str]:
+        return _unique(list(self.paths.values()))
+
+    @property
+    def needs_parent_placement(self) -> bool:
+        """True if a v1 hierarchy is used: clone3 only places into the v2 directory, so the
+        parent must still write the pid to the v1 cgroup.procs files (add_pid)."""
+        return any(d != self.paths.get("unified") for d in self.dirs)
+
+    def create(self) -> None:
+        """Make the directories and apply the limits, all or nothing."""
+        if self._created:
+            raise CgroupError(f"cgroup of {self.id!r} already created: {self._created[0]}")
+        self._created = []
+        try:
+            for path in self.dirs:
+                self._make(path)
+            self._apply()
+        except BaseException:
+            self._remove_created()
+            raise
+
+    def _make(self, path: str) -> None:
+        parent = os.path.dirname(path)
+        fs.mkdir(parent, exist_ok=True)
+        if path == self.paths.get("unified"):
+            wanted = {c for c in v2.CONTROLLERS if self.paths.get(c) == path}
+            if wanted:
+                v2.enable_controllers(parent, wanted)
+        if not fs.mkdir(path, exist_ok=True):
+            raise CgroupError(
+                f"{path} already exists: container {self.id!r} is running or was left behind"
+                " (`minirun gc` removes leftovers)"
+            )
+        assert self._created is not None
+        self._created.append(path)
+
+    def _apply(self) -> None:
+        unified = self.paths.get("unified")
+        for controller, path in self.paths.items():
+            driver: Any = v2 if path == unified else v1
+            driver.apply(controller, path, self.limits, self.notes)
+
+    def _remove_created(self) -> None:
+        for path in reversed(self._created or []):
+            try:
+                fs.rmdir(path)  # fresh and empty: no retry needed
+            except CgroupError:
+                pass  # the error that got us here is the one to report
+        self._created = []
+
+    def add_pid(self, pid: int) -> None:
+        """Move ``pid`` (and its threads) into the container's cgroup in every hierarchy.
+
+        Each cgroup.procs write takes the kernel's global threadgroup lock for writing,
+        and the first one in a while waits for an RCU grace period (~10 ms measured on
+        a 6.18 hybrid host). self_placement_fds() avoids that for v1.
+        """
+        for path in self.dirs:
+            fs.write(os.path.join(path, "cgroup.procs"), pid)
+
+    def self_placement_fds(self) -> list[int]:
+        """Write-only fds of the v1 ``tasks`` files, for the child to join by itself.
+
+        A single-threaded child that writes ``0`` to each one (itself, as a thread)
+        moves without the global lock that add_pid's cgroup.procs writes take: 0.07 ms
+        instead of ~10 ms here. The v2 directory is joined with clone3(CLONE_INTO_CGROUP)
+        (unified_dir_fd) instead: v2 moves single threads only inside one domain. The
+        fds are O_CLOEXEC (the child writes before exec); the caller closes them.
+        """
+        unified = self.paths.get("unified")
+        fds: list[int] = []
+        try:
+            for path in self.dirs:
+                if path != unified:
+                    fds.append(fs.open_write(os.path.join(path, "tasks")))
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
+        return fds
+
+    def unified_dir_fd(self) -> int | None:
+        """A new O_PATH fd of the v2 directory, for clone3(CLONE_INTO_CGROUP); the caller
+        closes it. None without a unified hierarchy (legacy hosts)."""
+        path = self.paths.get("unified")
+        return None if path is None else fs.open_dir(path)
+
+    def pids(self) -> list[int]:
+        """Every process in the container's cgroup, in any hierarchy."""
+        return sorted(_read_pids(self._owned()))
+
+    def kill(self) -> None:
+        """SIGKILL every process in the container: cgroup.kill where there is one, else
+        signal what cgroup.procs lists until it is empty (a fork may race one pass)."""
+        dirs = self._owned()
+        unified = self.paths.get("unified")
+        if unified in dirs and v2.kill(unified):
+            return
+        _kill_until_empty(dirs, _KILL_ATTEMPTS)
+
+    def destroy(self) -> None:
+        """Kill, then remove the container's directories. Idempotent; a directory that is
+        already gone is fine; one still busy after a short retry raises CgroupError."""
+        dirs = self._owned()
+        if dirs:
+            self.kill()
+        first_error: CgroupError | None = None
+        for path in reversed(dirs):
+            try:
+                _remove_tree(path)
+            except CgroupError as err:
+                first_error = first_error or err
+        self._created = []
+        if first_error is not None:
+            raise first_error
+
+    def _owned(self) -> list[str]:
+        if self._created is not None:
+            return list(self._created)
+        return _all_dirs(self.layout, self.id)
+
+    def oom_kill_count(self) -> int:
+        """Processes the kernel OOM-killed in this container (0 without a memory controller)."""
+        return self._stat("memory", v1.oom_kills, v2.oom_kills) or 0
+
+    def cpu_usage_ns(self) -> int | None:
+        return self._stat("cpuacct", v1.cpu_usage_ns, v2.cpu_usage_ns)
+
+    def memory_usage(self) -> int | None:
+        return self._stat("memory", v1.memory_usage, v2.memory_usage)
+
+    def memory_peak(self) -> int | None:
+        return self._stat("memory", v1.memory_peak, v2.memory_peak)
+
+    def _stat(self, controller: str, on_v1: Callable[[str], Any], on_v2: Callable[[str], Any]) -> Any:
+        path = self.paths.get(controller)
+        if path is None:
+            return None
+        return (on_v2 if path == self.paths.get("unified") else on_v1)(path)
+
+
+def create_manager(container_id: str, limits: Limits, layout: Layout | None = None) -> Cgroup:
+    """A Cgroup for ``container_id``; nothing is created until ``create()``.
+
+    Raises HostError now, before anything exists, if a limit needs a controller that
+    this host does not offer.
+    """
+    check_id(container_id)
+    limits.validate()
+    layout = layout or detect()
+    _check_available(layout, limits)
+    return Cgroup(container_id, limits, layout)
+
+
+def stale_ids(layout: Layout | None = None) -> set[str]:
+    """Ids with a directory under any minirun parent (running containers included)."""
+    layout = layout or detect()
+    ids: set[str] = set()
+    for mountpoint in layout.mountpoints():
+        ids.update(fs.listdirs(os.path.join(mountpoint, PARENT)))
+    return ids
+
+
+def remove(container_id: str, layout: Layout | None = None) -> None:
+    """Kill and remove ``container_id``'s cgroup in every hierarchy (`minirun gc`)."""
+    if not container_id or "/" in container_id or container_id in (".", ".."):
+        raise SpecError(f"invalid container name {container_id!r}")
+    Cgroup(container_id, Limits(), layout or detect()).destroy()
+
+
+def _check_available(layout: Layout, limits: Limits) -> None:
+    wanted = {
+        "cpu": limits.cpu_quota is not None,
+        "cpuset": limits.cpuset_cpus is not None,
+        "memory": limits.memory is not None,
+        "pids": limits.pids is not None,
+    }
+    for controller, needed in wanted.items():
+        if not needed or controller in layout.controllers:
+            continue
+        if controller in layout.undelegated:
+            raise HostError(
+                f"cgroup v2 controller {controller} is not delegated: enable it in "
+                f"{layout.unified}/cgroup.subtree_control"
+            )
+        raise HostError(f"{_OPTION[controller]} needs the {controller} cgroup controller, which this host does not have")
+
+
+def _container_paths(layout: Layout, container_id: str, with_cpuset: bool) -> dict[str, str]:
+    paths: dict[str, str] = {}
+    if layout.unified:
+        paths["unified"] = os.path.join(layout.unified, PARENT, container_id)
+    for controller, mountpoint in layout.controllers.items():
+        # A v1 cpuset cgroup costs two copies from the parent and brings no accounting.
+        if controller != "cpuset" or with_cpuset or mountpoint == layout.unified:
+            paths[controller] = os.path.join(mountpoint, PARENT, container_id)
+    return paths
+
+
+def _all_dirs(layout: Layout, container_id: str) -> list[str]:
+    return [os.path.join(m, PARENT, container_id) for m in layout.mountpoints()]
+
+
+def _read_pids(dirs: list[str]) -> set[int]:
+    pids: set[int] = set()
+    for path in dirs:
+        pids.update(int(p) for p in (fs.read_if_exists(os.path.join(path, "cgroup.procs")) or "").split())
+    return pids
+
+
+def _kill_until_empty(dirs: list[str], attempts: int) -> bool:
+    """SIGKILL the listed processes until none is left; False if some outlived ``attempts``.
+
+    A killed process leaves cgroup.procs when it exits, before it is reaped, so an
+    empty list does not wait on the caller's wait().
+    """
+    for attempt in range(attempts):
+        if not _sigkill(_read_pids(dirs)):
+            return True
+        time.sleep(min(0.0002 * 2**attempt, 0.01))
+    return not _read_pids(dirs)
+
+
+def _sigkill(pids: set[int]) -> bool:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return bool(pids)
+
+
+def _remove_tree(path: str) -> None:
+    """rmdir ``path``, clearing what keeps it busy: processes still exiting (or that
+    joined only a v1 hierarchy, out of cgroup.kill's reach) and child cgroups that
+    the container made itself."""
+    for attempt in range(_RMDIR_ATTEMPTS):
+        if fs.rmdir(path, busy_ok=True):
+            return
+        for child in fs.listdirs(path):
+            _remove_tree(os.path.join(path, child))
+        _sigkill(_read_pids([path]))
+        time.sleep(min(0.0002 * 2**attempt, 0.01))
+    fs.rmdir(path)  # still busy: raise, naming the directory

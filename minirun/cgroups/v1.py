@@ -1,0 +1,106 @@
+"""cgroup v1 (legacy) knobs: one small function per file, each taking the cgroup dir.
+
+Each controller lives in its own hierarchy (or shares one, like ``cpu,cpuacct``), so
+every function gets the directory of that controller's hierarchy. "-1" means unlimited.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..spec import Limits
+from . import fs
+
+
+def set_cpu(path: str, quota: int, period: int) -> None:
+    # Period first: the quota is checked against the period in force.
+    fs.write(os.path.join(path, "cpu.cfs_period_us"), period)
+    fs.write(os.path.join(path, "cpu.cfs_quota_us"), quota)
+
+
+def memsw_limit(memory: int, memory_swap: int | None) -> int:
+    """memsw counts memory+swap, as docker's --memory-swap does; None means no swap at all."""
+    return memory if memory_swap is None else memory_swap
+
+
+def set_memory(path: str, limit: int, memsw: int) -> bool:
+    """Set memory.limit_in_bytes and memory.memsw.limit_in_bytes; False if memsw is absent.
+
+    The kernel refuses any moment where memsw < limit, so when memsw grows past its
+    current value it goes first, otherwise limit goes first (a new cgroup starts at
+    the maximum, hence limit then memsw).
+    """
+    limit_file = os.path.join(path, "memory.limit_in_bytes")
+    memsw_file = os.path.join(path, "memory.memsw.limit_in_bytes")
+    current = fs.read_if_exists(memsw_file)
+    if current is None:  # booted without swap accounting
+        fs.write(limit_file, limit)
+        return False
+    if memsw == -1 or memsw > int(current):
+        fs.write(memsw_file, memsw)
+        fs.write(limit_file, limit)
+    else:
+        fs.write(limit_file, limit)
+        fs.write(memsw_file, memsw)
+    return True
+
+
+def set_swappiness(path: str, value: int) -> None:
+    fs.write(os.path.join(path, "memory.swappiness"), value, missing_ok=True)
+
+
+def set_pids(path: str, limit: int) -> None:
+    fs.write(os.path.join(path, "pids.max"), "max" if limit == -1 else limit)
+
+
+def init_cpuset(path: str, cpus: str | None = None) -> None:
+    """Fill a new cpuset cgroup from its parent: it starts with empty cpus and mems,
+    and a cgroup without both refuses every task (ENOSPC).
+
+    If the parent is itself still empty (minirun's parent, just made by a concurrent
+    run), it is filled from its own parent first.
+    """
+    parent = os.path.dirname(path)
+    mems = fs.read(os.path.join(parent, "cpuset.mems")).strip()
+    if not mems:
+        init_cpuset(parent)
+        mems = fs.read(os.path.join(parent, "cpuset.mems")).strip()
+    if cpus is None:
+        cpus = fs.read(os.path.join(parent, "cpuset.cpus")).strip()
+    fs.write(os.path.join(path, "cpuset.cpus"), cpus)
+    fs.write(os.path.join(path, "cpuset.mems"), mems)
+
+
+def apply(controller: str, path: str, limits: Limits, notes: list[str]) -> None:
+    """Write the limits of one controller; an unset limit keeps the kernel default (-1)."""
+    if controller == "cpu" and limits.cpu_quota is not None:
+        set_cpu(path, limits.cpu_quota, limits.cpu_period)
+    elif controller == "memory" and limits.memory is not None:
+        memsw = memsw_limit(limits.memory, limits.memory_swap)
+        if not set_memory(path, limits.memory, memsw):
+            notes.append("no swap accounting (memory.memsw.* absent): swap is not limited")
+        if memsw == limits.memory:
+            set_swappiness(path, 0)  # no swap allowed: do not even try reclaiming to swap
+    elif controller == "pids" and limits.pids is not None:
+        set_pids(path, limits.pids)
+    elif controller == "cpuset":
+        init_cpuset(path, limits.cpuset_cpus)
+
+
+def oom_kills(path: str) -> int:
+    return fs.read_key(os.path.join(path, "memory.oom_control"), "oom_kill") or 0
+
+
+def cpu_usage_ns(path: str) -> int | None:
+    text = fs.read_if_exists(os.path.join(path, "cpuacct.usage"))
+    return None if text is None else int(text)
+
+
+def memory_usage(path: str) -> int | None:
+    text = fs.read_if_exists(os.path.join(path, "memory.usage_in_bytes"))
+    return None if text is None else int(text)
+
+
+def memory_peak(path: str) -> int | None:
+    text = fs.read_if_exists(os.path.join(path, "memory.max_usage_in_bytes"))
+    return None if text is None else int(text)

@@ -1,0 +1,102 @@
+"""cgroup v2 (unified) knobs: one small function per file, each taking the cgroup dir.
+
+All controllers share one directory per container. Values follow the kernel's
+Documentation/admin-guide/cgroup-v2.rst; "max" means unlimited everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..spec import Limits
+from . import fs
+
+# The v2 controllers minirun enables in its parent; cpuacct has no v2 controller:
+# usage is in cpu.stat, which every v2 cgroup has.
+CONTROLLERS = ("cpu", "cpuset", "memory", "pids")
+
+
+def enable_controllers(parent: str, controllers: set[str] | frozenset[str]) -> None:
+    """Let the children of ``parent`` use ``controllers`` (only ever minirun's own parent).
+
+    Only missing ones are written: an existing parent usually has them all already,
+    so the common case costs one read. The parent never holds a process, which is
+    what the "no internal processes" rule requires of a cgroup with controllers on.
+    """
+    path = os.path.join(parent, "cgroup.subtree_control")
+    missing = set(controllers) - set(fs.read(path).split())
+    if missing:
+        fs.write(path, " ".join(f"+{c}" for c in sorted(missing)))
+
+
+def set_cpu_max(path: str, quota: int | None, period: int) -> None:
+    fs.write(os.path.join(path, "cpu.max"), f"{'max' if quota is None else quota} {period}")
+
+
+def set_memory_max(path: str, limit: int) -> None:
+    fs.write(os.path.join(path, "memory.max"), limit)
+
+
+def swap_max(memory: int, memory_swap: int | None) -> str:
+    """memory.swap.max from docker's memory+swap total: swap alone, 0 when none was asked."""
+    if memory_swap is None:
+        return "0"
+    if memory_swap == -1:
+        return "max"
+    return str(memory_swap - memory)
+
+
+def set_swap_max(path: str, value: str) -> bool:
+    """False if the kernel has no swap accounting (no memory.swap.max)."""
+    return fs.write(os.path.join(path, "memory.swap.max"), value, missing_ok=True)
+
+
+def set_pids_max(path: str, limit: int) -> None:
+    fs.write(os.path.join(path, "pids.max"), "max" if limit == -1 else limit)
+
+
+def set_cpuset(path: str, cpus: str) -> None:
+    fs.write(os.path.join(path, "cpuset.cpus"), cpus)
+    # Empty mems already means "the parent's"; pinning them keeps v1 and v2 alike.
+    if not fs.read(os.path.join(path, "cpuset.mems")).strip():
+        parent_mems = fs.read(os.path.join(os.path.dirname(path), "cpuset.mems.effective")).strip()
+        fs.write(os.path.join(path, "cpuset.mems"), parent_mems)
+
+
+def apply(controller: str, path: str, limits: Limits, notes: list[str]) -> None:
+    """Write the limits of one controller; an unset limit keeps the kernel default (max)."""
+    if controller == "cpu" and limits.cpu_quota is not None:
+        set_cpu_max(path, limits.cpu_quota, limits.cpu_period)
+    elif controller == "memory" and limits.memory is not None:
+        set_memory_max(path, limits.memory)
+        if not set_swap_max(path, swap_max(limits.memory, limits.memory_swap)):
+            notes.append("no swap accounting (memory.swap.max absent): swap is not limited")
+    elif controller == "pids" and limits.pids is not None:
+        set_pids_max(path, limits.pids)
+    elif controller == "cpuset" and limits.cpuset_cpus is not None:
+        set_cpuset(path, limits.cpuset_cpus)
+
+
+def kill(path: str) -> bool:
+    """SIGKILL everything in the cgroup at once (kernel 5.14+); False without cgroup.kill."""
+    return fs.write(os.path.join(path, "cgroup.kill"), 1, missing_ok=True)
+
+
+def oom_kills(path: str) -> int:
+    # "oom_kill", not "oom": "oom" counts limit hits, some of which reclaim resolved.
+    return fs.read_key(os.path.join(path, "memory.events"), "oom_kill") or 0
+
+
+def cpu_usage_ns(path: str) -> int | None:
+    usec = fs.read_key(os.path.join(path, "cpu.stat"), "usage_usec")
+    return None if usec is None else usec * 1000
+
+
+def memory_usage(path: str) -> int | None:
+    text = fs.read_if_exists(os.path.join(path, "memory.current"))
+    return None if text is None else int(text)
+
+
+def memory_peak(path: str) -> int | None:
+    text = fs.read_if_exists(os.path.join(path, "memory.peak"))  # kernel 5.19+
+    return None if text is None else int(text)

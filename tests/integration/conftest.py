@@ -1,0 +1,53 @@
+"""Integration tests run real containers; after each one, nothing may be left behind."""
+
+from __future__ import annotations
+
+import glob
+import os
+import time
+
+import pytest
+
+from helpers import IS_ROOT
+
+STATE_ROOT = "/run/minirun"
+
+
+def leftovers() -> list[str]:
+    """Everything a container could leak: cgroups, state, mounts, child processes."""
+    found = []
+    for parent in glob.glob("/sys/fs/cgroup/*/minirun") + glob.glob("/sys/fs/cgroup/minirun"):
+        found += [f"cgroup {d}" for d in glob.glob(os.path.join(parent, "*")) if os.path.isdir(d)]
+    if os.path.isdir(STATE_ROOT):
+        found += [f"state {STATE_ROOT}/{name}" for name in os.listdir(STATE_ROOT)]
+    with open("/proc/self/mountinfo") as f:
+        found += [f"mount {line.split()[4]}" for line in f if "minirun" in line]
+    me = str(os.getpid())
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            with open(stat) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == me:  # ppid
+            found.append(f"child process {stat.split('/')[2]} (state {fields[0]})")
+    return found
+
+
+def wait_clean(timeout: float = 5.0) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while True:
+        left = leftovers()
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)
+
+
+@pytest.fixture(autouse=True)
+def no_leaks():
+    if not IS_ROOT:
+        pytest.skip("needs root (namespaces, mounts, cgroups)")
+    before = set(wait_clean(0))
+    yield
+    left = [item for item in wait_clean() if item not in before]
+    assert not left, f"left behind: {left}"

@@ -1,0 +1,186 @@
+"""Exit statuses, signals, and bad input: docker's codes, one line, nothing left behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from helpers import minirun, popen_minirun
+
+
+def one_line_error(proc, code: int, *fragments: str) -> None:
+    assert proc.returncode == code, (proc.returncode, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, f"expected one line on stderr, got: {proc.stderr!r}"
+    assert lines[0].startswith("minirun: ")
+    assert "Traceback" not in proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.mark.parametrize("script, code", [("exit 0", 0), ("exit 3", 3), ("exit 255", 255),
+                                          ("kill -KILL $$", 137), ("kill -TERM $$", 143), ("kill -SEGV $$", 139)])
+def test_exit_status_is_the_commands(rootfs, script, code):
+    assert minirun("run", rootfs, "/bin/sh", "-c", script).returncode == code
+
+
+def test_command_not_found_is_127(rootfs):
+    one_line_error(minirun("run", rootfs, "no-such-command"), 127, "no-such-command", "not found")
+    one_line_error(minirun("run", rootfs, "/bin/nope"), 127, "/bin/nope")
+
+
+def test_command_not_executable_is_126(rootfs):
+    one_line_error(minirun("run", rootfs, "/etc/passwd"), 126, "/etc/passwd")
+    one_line_error(minirun("run", rootfs, "/etc"), 126)
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--memory", "12XB"], "--memory"),
+    (["--memory", "0"], "--memory"),
+    (["--memory", "-5m"], "--memory"),
+    (["--memory-swap", "1m", "--memory", "64m"], "--memory-swap"),
+    (["--cpus", "0"], "--cpus"),
+    (["--cpus", "-1"], "--cpus"),
+    (["--cpus", str((os.cpu_count() or 1) + 1)], "--cpus"),
+    (["--cpus", "lots"], "--cpus"),
+    (["--pids-limit", "0"], "--pids-limit"),
+    (["--pids-limit", "-3"], "--pids-limit"),
+    (["--cpuset-cpus", "99"], "--cpuset-cpus"),
+    (["--user", "bob"], "--user"),
+    (["-e", "NOEQUALS"], "-e"),
+    (["--name", "bad/name"], "name"),
+    (["--no-such-option"], "no-such-option"),
+])
+def test_bad_options_are_refused_with_one_line(rootfs, args, fragment):
+    one_line_error(minirun("run", *args, rootfs, "/bin/true"), 125, fragment)
+
+
+def test_missing_rootfs(tmp_path):
+    one_line_error(minirun("run", str(tmp_path / "nope"), "/bin/true"), 125, "no such directory")
+
+
+def test_rootfs_that_is_a_file(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    one_line_error(minirun("run", str(f), "/bin/true"), 125, "not a directory")
+
+
+def test_not_root_is_refused(rootfs):
+    # The interpreter may live where nobody cannot read (e.g. under /root), so load
+    # the CLI first, then drop to nobody and run it as a non-root user would.
+    code = ("import os, minirun.cli, minirun.container, minirun.spec; "
+            "os.setgroups([]); os.setgid(65534); os.setuid(65534); "
+            f"minirun.cli.main(['run', {rootfs!r}, '/bin/true'])")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    one_line_error(proc, 125, "minirun must run as root")
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    proc = minirun("run", "--debug", str(tmp_path / "nope"), "/bin/true")
+    assert proc.returncode == 125 and "Traceback" in proc.stderr
+
+
+def test_kernel_without_a_namespace_type(rootfs, tmp_path, monkeypatch):
+    """A kernel lacking a namespace is refused before anything is created."""
+    from minirun import container
+    from minirun.errors import HostError
+    from minirun.spec import ContainerSpec, Process
+
+    for ns in ["pid", "mnt", "uts", "ipc"]:  # no net, no cgroup
+        (tmp_path / ns).write_text("")
+    monkeypatch.setattr(container, "NS_DIR", str(tmp_path))
+    with pytest.raises(HostError, match="no network namespace"):
+        container.run(ContainerSpec(rootfs=rootfs, process=Process(["/bin/true"])))
+    # the cgroup namespace is optional: dropped where the kernel lacks it
+    assert container.available_namespaces(["pid", "mount", "cgroup"], str(tmp_path)) == ("pid", "mount")
+
+
+def wait_for(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def dead(pid: int) -> bool:
+    """Gone, or a zombie waiting for the host's init to reap it."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def container_pids(name: str) -> list[int]:
+    try:
+        with open(f"/sys/fs/cgroup/pids/minirun/{name}/cgroup.procs") as f:
+            return [int(p) for p in f.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def test_duplicate_name_is_refused_while_the_first_runs(rootfs):
+    first = popen_minirun("run", "--name", "dup-name", rootfs, "/bin/sleep", "30")
+    try:
+        assert wait_for(lambda: len(container_pids("dup-name")) == 2), "first container did not start"
+        one_line_error(minirun("run", "--name", "dup-name", rootfs, "/bin/true"), 125, "dup-name", "already in use")
+        assert len(container_pids("dup-name")) == 2, "the refused run disturbed the first container"
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=10)
+    assert first.returncode == 143
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_signals_to_minirun_reach_the_command(rootfs, sig):
+    name = f"sig-{sig.name.lower()}"
+    script = f'trap "echo got {sig.name[3:]}; exit 7" {sig.name[3:]}; echo ready; while :; do sleep 0.05; done'
+    proc = popen_minirun("run", "--name", name, rootfs, "/bin/sh", "-c", script)
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 7, err
+    assert out.strip() == f"got {sig.name[3:]}"
+
+
+def test_unhandled_sigterm_ends_the_container_with_143(rootfs):
+    proc = popen_minirun("run", "--name", "term-me", rootfs, "/bin/sleep", "30")
+    assert wait_for(lambda: len(container_pids("term-me")) == 2)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=10)
+    assert proc.returncode == 143
+
+
+def test_sigkilled_minirun_takes_its_container_down_and_gc_cleans_up(rootfs):
+    proc = popen_minirun("run", "--name", "orphan", rootfs, "/bin/sleep", "300")
+    assert wait_for(lambda: len(container_pids("orphan")) == 2)
+    pids = container_pids("orphan")
+    proc.kill()
+    proc.communicate(timeout=10)
+    # PR_SET_PDEATHSIG kills the init, and with it the whole PID namespace
+    assert wait_for(lambda: container_pids("orphan") == []), "container survived minirun's SIGKILL"
+    for pid in pids:
+        assert wait_for(lambda: dead(pid)), f"process {pid} survived"
+    assert os.path.isdir("/sys/fs/cgroup/pids/minirun/orphan"), "expected the stale cgroup a SIGKILL leaves"
+    gc = minirun("gc")
+    assert gc.returncode == 0 and "orphan" in gc.stdout
+    assert not os.path.exists("/sys/fs/cgroup/pids/minirun/orphan")
+    assert not os.path.exists("/run/minirun/orphan")
+
+
+def test_next_run_collects_stale_state(rootfs):
+    proc = popen_minirun("run", "--name", "stale", rootfs, "/bin/sleep", "300")
+    assert wait_for(lambda: len(container_pids("stale")) == 2)
+    proc.kill()
+    proc.communicate(timeout=10)
+    assert minirun("run", rootfs, "/bin/true").returncode == 0
+    assert not os.path.exists("/sys/fs/cgroup/pids/minirun/stale")
+    # and the name is free again
+    assert minirun("run", "--name", "stale", rootfs, "/bin/true").returncode == 0
