@@ -90,6 +90,13 @@ def image_release(path: str) -> str:
     return raw.split(b"\0")[0].split(b" ")[0].decode(errors="replace")
 
 
+def image_init_size(path: str) -> int:
+    """Bytes the kernel needs to decompress and start (the bzImage header's ``init_size``, boot protocol 2.10+)."""
+    with open(path, "rb") as f:
+        head = f.read(0x270)
+    return struct.unpack_from("<I", head, 0x260)[0] if len(head) >= 0x264 else 0
+
+
 def from_path(path: str) -> Kernel:
     """``--kernel PATH``; finds ``../lib/modules/<release>`` when PATH sits in an unpacked package tree."""
     if not os.path.isfile(path):

@@ -81,6 +81,7 @@ class Machine:
         self.event_arrived = asyncio.Event()
         self.console_tail = bytearray()
         self.peak_rss = 0
+        self.guest_shutdown: dict | None = None  # data of QMP's SHUTDOWN event, once it came
         self._socks: list[socket.socket] = []
         self._qemu_ends: list[socket.socket] = []
         self._tasks: list[asyncio.Task] = []
@@ -152,6 +153,12 @@ class Machine:
             raise VMLaunchFailure(f"QEMU exited with status {self.proc.returncode} at launch", self.argv,
                                   self.qemu_output())
         connect.result()
+        self._tasks.append(asyncio.create_task(self._watch_shutdown(), name="shutdown-event"))
+
+    async def _watch_shutdown(self) -> None:
+        self.guest_shutdown = await self.monitor.wait_shutdown()
+        self.sample_rss()  # QEMU is paused (-no-shutdown): its peak RSS is final
+        self.event_arrived.set()
 
     # -- readers --------------------------------------------------------------------------------
 
@@ -193,9 +200,9 @@ class Machine:
         return self.peak_rss
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float | None) -> bool:
-        """Wait until ``predicate()`` holds or QEMU has exited; False on timeout."""
+        """Wait until ``predicate()`` holds, the guest shut down or QEMU exited; False on timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while not predicate() and not self.exited:
+        while not predicate() and not self.exited and self.guest_shutdown is None:
             self.event_arrived.clear()
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:

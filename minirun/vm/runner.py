@@ -29,9 +29,11 @@ from . import guest, initramfs, kernel as kernels, probe, qemu_args
 from .errors import MemoryTooSmall, VMBootError, VMError, VMTimeout
 from .machine import Machine
 
-# Below this the Debian kernel cannot even unpack itself (measured: 6.1 cloud panics at 48M with a busybox
-# initramfs, boots at 64M).  The initrd must also fit, unpacked, next to the kernel.
-MIN_MEMORY_MIB = 64
+# Guest RAM floor: the kernel's own init_size (bzImage header) + this margin + twice the initrd (the archive
+# and its unpacked copy).  Measured under TCG with the busybox initramfs (2 MiB): cloud kernel, init_size 51M,
+# resets silently during decompression at 72M and boots at 80M; generic, init_size 63M, fails at 80M, boots at 96M.
+KERNEL_MARGIN_MIB = 32
+MIN_MEMORY_MIB = 64  # absolute floor, before the kernel is known
 DEFAULT_BOOT_TIMEOUT = float(os.environ.get("MINIRUN_VM_BOOT_TIMEOUT", "60"))
 
 
@@ -144,12 +146,14 @@ def prepare(spec: VMSpec, say: Callable[[str], None] = lambda m: None) -> Plan:
         base = initramfs.rootfs_image(spec.rootfs)
     with open(init, "rb") as f:
         overlay = initramfs.overlay(f.read(), _config(spec, modules))
-    # The unpacked initrd lives in guest RAM next to the kernel: refuse what cannot fit instead of a panic.
-    initrd_mib = (os.path.getsize(base) + len(overlay)) >> 20
-    if memory_mib < MIN_MEMORY_MIB + 2 * initrd_mib:
+    # Refuse what cannot fit instead of letting the guest reset silently while decompressing the kernel.
+    initrd_mib = -(-(os.path.getsize(base) + len(overlay)) // (1 << 20))
+    kernel_mib = -(-kernels.image_init_size(kernel.image) // (1 << 20))
+    need = kernel_mib + KERNEL_MARGIN_MIB + 2 * initrd_mib
+    if memory_mib < need:
         raise MemoryTooSmall(
-            f"--memory {memory_mib}M is too small for this guest: the kernel needs {MIN_MEMORY_MIB}M plus twice the "
-            f"{initrd_mib}M initramfs (at least {MIN_MEMORY_MIB + 2 * initrd_mib}M)"
+            f"--memory {memory_mib}M is too small for this guest: kernel {kernel.release} needs {kernel_mib}M to "
+            f"start, plus {KERNEL_MARGIN_MIB}M to run and twice the {initrd_mib}M initramfs: use at least {need}M"
         )
     args = qemu_args.base([], spec.machine, accel.name)
     qemu_args.resources(args, spec.cpus, memory_mib)
@@ -220,21 +224,20 @@ async def _boot(spec: VMSpec, plan: Plan, sink: Callable[[bytes], None], started
             detail = panic[-1].strip() if panic else "no exit status from the guest"
             if "init" not in machine.events:
                 if "Out of memory" in console or "write error" in console:
-                    raise MemoryTooSmall(f"--memory {spec.memory >> 20}M is too small for the guest: {detail}")
+                    raise MemoryTooSmall(f"--memory {_memory_mib(spec)}M is too small for the guest: {detail}")
+                if not console.strip():
+                    detail = "it reset without a word (a kernel that does not fit in --memory does that)"
                 raise VMBootError(f"the guest stopped before its init ran: {detail}", console)
             raise VMBootError(f"the guest stopped while COMMAND ran: {detail}", console)
 
         # COMMAND is done: the init powers off; QEMU (-no-shutdown) reports SHUTDOWN over QMP and waits.
+        if not await machine.wait_for(lambda: False, 15):
+            say("the guest did not power off within 15s; stopping QEMU")
         if not machine.exited:
-            try:
-                await asyncio.wait_for(machine.monitor.wait_shutdown(), 15)
-            except asyncio.TimeoutError:
-                say("the guest did not power off within 15s; stopping QEMU")
-            if not machine.exited:
-                machine.sample_rss()
-                status = await machine.monitor.status()
-                if spec.debug:
-                    say(f"QEMU status after guest shutdown: {status}")
+            machine.sample_rss()
+            status = await machine.monitor.status()
+            if spec.debug:
+                say(f"QEMU status after the guest's shutdown: {status}")
         await machine.shutdown()
     finally:
         await machine.shutdown(hard=True)  # no-op after a clean shutdown; cleanup on every other path
@@ -281,6 +284,7 @@ def run(spec: VMSpec, stdout: Callable[[bytes], None] | None = None,
 
         logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
         logging.getLogger("qemu.qmp").propagate = True
+        logging.getLogger("qemu.qmp").setLevel(logging.INFO)
     plan = prepare(spec, say)
     return run_plan(spec, plan, stdout or _stdout_sink(), started, say)
 
@@ -300,15 +304,17 @@ def run_plan(spec: VMSpec, plan: Plan, sink: Callable[[bytes], None], started: f
 
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             try:
+                previous = signal.getsignal(signum)
                 loop.add_signal_handler(signum, on_signal, signum)
-                installed.append(signum)
+                installed.append((signum, previous))
             except (RuntimeError, ValueError):  # not the main thread: the caller owns signals
                 pass
         try:
             return await _boot(spec, plan, sink, started, say)
         finally:
-            for signum in installed:
+            for signum, previous in installed:
                 loop.remove_signal_handler(signum)
+                signal.signal(signum, previous)  # e.g. the CLI's own SIGTERM handler
 
     try:
         return asyncio.run(main())

@@ -1,0 +1,140 @@
+"""``minirun vm ...``: the VM companion's commands (a click group the main CLI loads lazily).
+
+Errors are raised as MiniRunError subclasses; ``minirun.cli.main`` prints them as one
+``minirun: <message>`` line and exits with their code (125; 124 for a timeout).
+``python3 -m minirun.vm.cli`` runs this group on its own with the same conventions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+
+@click.group("vm", context_settings={"help_option_names": ["--help"]})
+def vm():
+    """Boot the same ROOTFS and COMMAND in a QEMU virtual machine (its own kernel)."""
+
+
+@vm.command("run", context_settings={"allow_interspersed_args": False, "help_option_names": ["--help"]})
+@click.option("--cpus", default="1", show_default=True, metavar="N", help="Virtual CPUs (whole number).")
+@click.option("-m", "--memory", default="256m", show_default=True, metavar="SIZE",
+              help="Guest RAM, reserved up front (a container's --memory is a cap instead).")
+@click.option("--kernel", "kernel_path", metavar="PATH",
+              help="Guest kernel image (default: the cached Debian kernel, fetched on first use).")
+@click.option("--accel", type=click.Choice(["auto", "kvm", "tcg"]), default="auto", show_default=True,
+              help="auto: KVM when it can boot a standard kernel, else TCG (the choice is reported).")
+@click.option("--timeout", type=float, metavar="SECS", help="Kill the VM after SECS seconds (exit 124).")
+@click.option("--boot-timeout", type=float, metavar="SECS", help="Seconds allowed until the guest init runs "
+              "(default 60; exit 124 after).")
+@click.option("--share-root", metavar="DIR", help="Boot with host DIR as the guest's / over virtio-9p "
+              "(read-only) instead of an initramfs of ROOTFS; ROOTFS is then ignored and may be '-'.")
+@click.option("--share-rw", is_flag=True, help="Make --share-root writable.")
+@click.option("-e", "--env", "env", multiple=True, metavar="KEY=VAL", help="Set an environment variable.")
+@click.option("-w", "--workdir", default="/", show_default=True, help="Working directory in the guest.")
+@click.option("-h", "--hostname", default="minirun-vm", show_default=True, help="Guest hostname.")
+@click.option("--machine", type=click.Choice(["pc", "microvm"]), default="pc", show_default=True,
+              help="QEMU machine type (microvm boots faster; no PCI).")
+@click.option("--json", "as_json", is_flag=True, help="After COMMAND exits, print the result as JSON on stdout.")
+@click.option("--debug", is_flag=True, help="Show the kernel's boot messages, the QEMU command and tracebacks.")
+@click.argument("rootfs")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def run(cpus, memory, kernel_path, accel, timeout, boot_timeout, share_root, share_rw, env, workdir, hostname,
+        machine, as_json, debug, rootfs, command):
+    """Boot a VM whose root is ROOTFS, run COMMAND in it, exit with its status.
+
+    COMMAND's output (stdout and stderr share the guest's serial console) appears
+    live on stdout.  minirun reports the accelerator on stderr and, with --json,
+    the timings (launch to guest init, to COMMAND start, to exit), QEMU's peak
+    RSS and the guest kernel version.
+
+    \b
+    Examples:
+      minirun vm run /var/lib/minirun/rootfs/busybox /bin/uname -r
+      minirun vm run --memory 512m --cpus 2 --json ROOTFS /bin/sh -c 'nproc; free -m'
+      minirun vm run --share-root / - /bin/cat /proc/self/cgroup   # the host's files, the guest's kernel
+    """
+    from ..errors import SpecError
+    from ..spec import parse_env, parse_size
+    from .runner import DEFAULT_BOOT_TIMEOUT, VMSpec, run as vm_run
+
+    try:
+        ncpus = int(cpus)
+    except ValueError:
+        raise SpecError(f"invalid --cpus value {cpus!r}: a VM has a whole number of vCPUs, e.g. 1 or 2") from None
+    if ncpus < 1:
+        raise SpecError(f"invalid --cpus value {cpus!r}: must be at least 1")
+    if share_rw and not share_root:
+        raise SpecError("--share-rw needs --share-root DIR")
+    if timeout is not None and timeout <= 0:
+        raise SpecError(f"invalid --timeout value {timeout:g}: must be greater than 0")
+    spec = VMSpec(
+        rootfs=None if share_root else rootfs,
+        args=list(command),
+        cpus=ncpus,
+        memory=parse_size(memory),
+        kernel=kernel_path,
+        accel=accel,
+        timeout=timeout,
+        boot_timeout=boot_timeout or DEFAULT_BOOT_TIMEOUT,
+        share_root=share_root,
+        share_rw=share_rw,
+        env=parse_env(env),
+        cwd=workdir,
+        hostname=hostname,
+        machine=machine,
+        debug=debug,
+    )
+    result = vm_run(spec)
+    if as_json:
+        click.echo(json.dumps(result.to_dict()))
+    return result.exit_code
+
+
+@vm.group("kernel")
+def kernel():
+    """Manage the cached guest kernels."""
+
+
+@kernel.command("fetch")
+@click.option("--flavour", type=click.Choice(["cloud", "generic", "all"]), default="all", show_default=True,
+              help="cloud boots faster (default for initramfs boots); generic has 9p (needed by --share-root).")
+def kernel_fetch(flavour):
+    """Download (apt-get download) and unpack (dpkg -x) the default guest kernel(s) into the cache."""
+    from . import kernel as kernels
+
+    for name in kernels.FLAVOURS if flavour == "all" else [flavour]:
+        k = kernels.fetch(name)
+        click.echo(f"{name}: {k.image}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Standalone entry with minirun's error convention (the main CLI does the same for `minirun vm`)."""
+    from ..errors import MiniRunError
+
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        code = vm.main(args=args, prog_name="minirun vm", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.ClickException as exc:
+        print(f"minirun: {exc.format_message()}", file=sys.stderr)
+        code = 125
+    except MiniRunError as exc:
+        if "--debug" in args:
+            import traceback
+
+            traceback.print_exc()
+        print(f"minirun: {exc}", file=sys.stderr)
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()
