@@ -60,6 +60,8 @@ ffibuilder.cdef(
         uint64_t clone_flags;
         int unshare_cgroupns;
         int cgroup_fd;
+        const int *tasks_fds;
+        int n_tasks_fds;
         const struct mr_op *ops;
         int n_ops;
         const char *const *argv;

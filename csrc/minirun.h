@@ -42,6 +42,8 @@ struct mr_spawn_req {
     uint64_t clone_flags;      /* CLONE_NEW* passed to clone3/clone */
     int unshare_cgroupns;      /* unshare(CLONE_NEWCGROUP) once placed in the cgroups */
     int cgroup_fd;             /* cgroup2 dir for CLONE_INTO_CGROUP, or -1 */
+    const int *tasks_fds;      /* cgroup v1 `tasks` files the child joins by itself */
+    int n_tasks_fds;
     const struct mr_op *ops;
     int n_ops;
     const char *const *argv;   /* COMMAND, NULL-terminated */

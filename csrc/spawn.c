@@ -13,7 +13,8 @@
  *   parent (Python, mr_spawn + container.py)     child = container init (C)
  *   ----------------------------------------     ------------------------------
  *   block all signals; clone3/clone          ->  PDEATHSIG=SIGKILL; keep signals blocked
- *   write pid to v1 cgroup.procs files
+ *   (clone3 puts it in the v2 cgroup)            join the v1 cgroups: write 0 to their tasks
+ *   write pid to v2 cgroup.procs if no clone3
  *   sync 1: write go byte on go_fd           ->  read go byte (EOF: parent gone -> exit)
  *                                                unshare(CLONE_NEWCGROUP); mounts;
  *                                                pivot_root; /proc /sys /dev; hostname; lo up
@@ -100,7 +101,17 @@ static void child_main(const struct mr_spawn_req *req, int report_fd, int go_fd)
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     prctl(PR_SET_NAME, "minirun-init"); /* what ps shows as PID 1 inside */
 
-    /* sync 1: wait until the parent has placed us in our cgroups. */
+    /* Join the cgroup v1 hierarchies by writing "0" (ourselves) to their `tasks`
+     * files. A single-threaded process moving itself skips the kernel's global
+     * threadgroup lock that a parent's cgroup.procs write takes, and with it an
+     * RCU grace period: ~0.1 ms instead of ~13 ms on the 6.18 hybrid host we
+     * measured. Done first, so nothing the container runs is ever outside them. */
+    for (int i = 0; i < req->n_tasks_fds; i++) {
+        if (write(req->tasks_fds[i], "0", 1) != 1)
+            child_failed(report_fd, errno, "join cgroup v1 hierarchy (write 0 to tasks)");
+    }
+
+    /* sync 1: wait until the parent is done placing us (v2 without clone3). */
     do
         n = read(go_fd, &c, 1);
     while (n < 0 && errno == EINTR);

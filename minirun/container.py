@@ -6,7 +6,8 @@ The parent side of the handshake documented at the top of csrc/spawn.c:
     claim /run/minirun/<id>             (lock held until we return)
     create the cgroups, apply limits
     clone the init (clone3 puts it straight into the cgroup v2 directory)
-    sync 1: write the pid to v1 hierarchies, release the child
+    (the child joins its v1 cgroups by itself)
+    sync 1: release the child
     sync 2: read SETUP_FAILED | EXEC_FAILED | EXEC_OK
             forward SIGINT/SIGTERM/SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2 to the init meanwhile
     sync 3: read EXITED (absent if the init itself was killed), reap the init
@@ -16,7 +17,6 @@ The parent side of the handshake documented at the top of csrc/spawn.c:
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import threading
 import time
@@ -37,7 +37,7 @@ OPTIONAL_NAMESPACES = ("cgroup",)  # used where the kernel has it, skipped where
 
 
 def new_id() -> str:
-    return secrets.token_hex(6)
+    return os.urandom(6).hex()
 
 
 def available_namespaces(wanted, ns_dir: str | None = None) -> tuple[str, ...]:
@@ -98,22 +98,25 @@ def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float) -> Result
     proc = spec.process
     env = proc.full_env(spec.hostname)
     path = next((e[5:] for e in env if e.startswith("PATH=")), "")
+    # The child joins the v1 hierarchies itself and clone3 starts it in the v2 one:
+    # no cgroup.procs write on the way (see csrc/spawn.c for why that matters).
+    tasks_fds = cgroup.self_placement_fds()
     unified_fd = cgroup.unified_dir_fd()
     try:
         child = syscalls.spawn(
             rootfs=spec.rootfs, hostname=spec.hostname, namespaces=namespaces, cgroup_fd=unified_fd,
-            plan=DEFAULT_PLAN + tuple(_extra_mounts(spec)), argv=proc.args, envp=env, path=path, cwd=proc.cwd,
-            uid=proc.uid, gid=proc.gid, stdio=stdio)
+            tasks_fds=tasks_fds, plan=DEFAULT_PLAN + tuple(_extra_mounts(spec)), argv=proc.args, envp=env,
+            path=path, cwd=proc.cwd, uid=proc.uid, gid=proc.gid, stdio=stdio)
     except syscalls.NativeError as err:
         raise SetupError(err.step, err.errno) from err
     finally:
-        if unified_fd is not None:
-            os.close(unified_fd)
+        for fd in tasks_fds + ([unified_fd] if unified_fd is not None else []):
+            os.close(fd)
     timings = {"clone": time.perf_counter() - t0}
     status = None
     try:
         with _forward_signals(child.pid):
-            if cgroup.needs_parent_placement or not child.used_clone3:
+            if unified_fd is not None and not child.used_clone3:  # a kernel without clone3
                 cgroup.add_pid(child.pid)
             child.release()
             first = child.read_report()

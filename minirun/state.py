@@ -16,8 +16,6 @@ import errno
 import fcntl
 import json
 import os
-import shutil
-import tempfile
 import time
 from contextlib import contextmanager
 from typing import Iterator
@@ -56,7 +54,8 @@ def is_live(container_id: str, root: str = STATE_ROOT) -> bool:
 def claim(container_id: str, info: dict, root: str = STATE_ROOT) -> Iterator[str]:
     """Own /run/minirun/<id> for the duration of the block; refuse a name in use."""
     os.makedirs(root, mode=0o700, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=_NEW_PREFIX, dir=root)
+    tmp = os.path.join(root, _NEW_PREFIX + os.urandom(6).hex())
+    os.mkdir(tmp, 0o700)
     lock_fd = os.open(os.path.join(tmp, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     fcntl.flock(lock_fd, fcntl.LOCK_EX)
     with open(os.path.join(tmp, "state.json"), "w") as f:
@@ -65,13 +64,13 @@ def claim(container_id: str, info: dict, root: str = STATE_ROOT) -> Iterator[str
     try:
         _rename_into_place(tmp, final, container_id, root)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove_dir(tmp)
         os.close(lock_fd)
         raise
     try:
         yield final
     finally:
-        shutil.rmtree(final, ignore_errors=True)
+        _remove_dir(final)
         os.close(lock_fd)
 
 
@@ -89,11 +88,28 @@ def _rename_into_place(tmp: str, final: str, container_id: str, root: str) -> No
     raise SpecError(f'container name "{container_id}" is already in use')
 
 
+def _remove_dir(path: str) -> None:
+    """A state directory holds plain files only (no shutil: it is slow to import)."""
+    try:
+        names = os.listdir(path)
+    except FileNotFoundError:
+        return
+    for name in names:
+        try:
+            os.unlink(os.path.join(path, name))
+        except FileNotFoundError:
+            pass
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
+
+
 def remove(container_id: str, root: str = STATE_ROOT) -> None:
     from . import cgroups
 
     cgroups.remove(container_id)
-    shutil.rmtree(os.path.join(root, container_id), ignore_errors=True)
+    _remove_dir(os.path.join(root, container_id))
 
 
 def gc(root: str = STATE_ROOT) -> list[str]:
@@ -114,7 +130,7 @@ def gc(root: str = STATE_ROOT) -> list[str]:
             except FileNotFoundError:
                 continue
             if not young and not is_live(name, root):
-                shutil.rmtree(path, ignore_errors=True)
+                _remove_dir(path)
             continue
         if not is_live(name, root):
             remove(name, root)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Sequence
+from collections.abc import Sequence
 
 from ._native import ffi, lib
 
@@ -132,7 +132,7 @@ class Report:
 
 
 def spawn(*, rootfs: str, hostname: str | None, namespaces: Sequence[str], cgroup_fd: int | None,
-          plan: Sequence, argv: Sequence[str], envp: Sequence[str], path: str, cwd: str,
+          tasks_fds: Sequence[int], plan: Sequence, argv: Sequence[str], envp: Sequence[str], path: str, cwd: str,
           uid: int = 0, gid: int = 0, stdio: Sequence[int | None] = (None, None, None)) -> Child:
     """Clone the container's init into new namespaces; it waits for ``Child.release()``.
 
@@ -165,6 +165,10 @@ def spawn(*, rootfs: str, hostname: str | None, namespaces: Sequence[str], cgrou
     req.clone_flags = flags
     req.unshare_cgroupns = 1 if "cgroup" in namespaces else 0
     req.cgroup_fd = -1 if cgroup_fd is None else cgroup_fd
+    fds = ffi.new("int[]", list(tasks_fds) or [0])
+    keep.append(fds)
+    req.tasks_fds = fds
+    req.n_tasks_fds = len(tasks_fds)
     req.ops = ops
     req.n_ops = len(plan)
     req.argv = argv_c

@@ -184,3 +184,12 @@ def test_next_run_collects_stale_state(rootfs):
     assert not os.path.exists("/sys/fs/cgroup/pids/minirun/stale")
     # and the name is free again
     assert minirun("run", "--name", "stale", rootfs, "/bin/true").returncode == 0
+
+
+def test_container_killed_from_outside_is_reported_and_cleaned(rootfs):
+    proc = popen_minirun("run", "--name", "victim", rootfs, "/bin/sleep", "300")
+    assert wait_for(lambda: len(container_pids("victim")) == 2)
+    for pid in container_pids("victim"):
+        os.kill(pid, signal.SIGKILL)
+    proc.communicate(timeout=10)
+    assert proc.returncode == 137

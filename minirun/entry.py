@@ -1,0 +1,107 @@
+"""The `minirun` executable: error handling, exit codes, and the fast `run` path.
+
+Every failure ends as one line on stderr (``minirun: ...``) with docker's exit
+codes: 125 minirun failed, 126 COMMAND cannot be executed, 127 COMMAND not found,
+otherwise COMMAND's own status (128+N for signal N). ``--debug`` adds tracebacks.
+
+A plain `minirun run ...` is parsed without click (see runopts.py); everything
+else goes through the click CLI in cli.py.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+from .errors import MiniRunError
+
+
+class Terminated(BaseException):
+    """SIGTERM/SIGHUP outside a container's run: unwind so cleanup code runs."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_terminated(signum, _frame):
+    raise Terminated(signum)
+
+
+def execute_run(*, rootfs, command, name=None, hostname=None, env=(), workdir="/", user=None, memory=None,
+                memory_swap=None, cpus=None, cpuset_cpus=None, pids_limit=None, rm=False, as_json=False,
+                debug=False) -> int:
+    """`minirun run` after parsing: build the spec, run it, report. Returns the exit code."""
+    from . import container
+    from .spec import (ContainerSpec, Limits, Process, parse_cpus, parse_cpuset, parse_env, parse_pids_limit,
+                       parse_size, parse_user)
+
+    host_cpus = os.cpu_count() or 1
+    uid, gid = parse_user(user) if user else (0, 0)
+    swap = None
+    if memory_swap is not None:
+        swap = -1 if memory_swap.strip() == "-1" else parse_size(memory_swap, "--memory-swap")
+    limits = Limits.from_cpus(
+        parse_cpus(cpus, host_cpus) if cpus is not None else None,
+        memory=parse_size(memory) if memory is not None else None,
+        memory_swap=swap,
+        pids=parse_pids_limit(pids_limit) if pids_limit is not None else None,
+        cpuset_cpus=parse_cpuset(cpuset_cpus, host_cpus) if cpuset_cpus is not None else None,
+    )
+    spec = ContainerSpec(rootfs=rootfs, id=name or "", hostname=hostname or "",
+                         process=Process(args=list(command), env=parse_env(env), cwd=workdir, uid=uid, gid=gid),
+                         limits=limits)
+    result = container.run(spec)
+    if result.oom_killed:
+        limit = f" (limit {limits.memory / (1 << 20):g} MiB)" if limits.memory else ""
+        who = f"container {result.id} was" if result.exit_code == 137 else f"a process of container {result.id} was"
+        print(f"minirun: {who} killed: out of memory{limit}", file=sys.stderr)
+    if as_json:
+        import json
+
+        print(json.dumps(result.to_dict()), flush=True)
+    return result.exit_code
+
+
+def guarded(action, debug: bool) -> int:
+    """Run ``action()`` and turn every way it can end into an exit code."""
+    # Until a container is running (it installs its own forwarding), a SIGTERM
+    # unwinds through the cleanup code instead of killing us mid-setup.
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    signal.signal(signal.SIGHUP, _raise_terminated)
+    try:
+        code = action()
+    except MiniRunError as exc:
+        _fail(str(exc), debug)
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        code = 130
+    except Terminated as exc:
+        code = 128 + exc.signum
+    except Exception as exc:  # a bug in minirun: still one line, and --debug for the rest
+        _fail(f"internal error: {exc!r} (run with --debug for the traceback)", debug)
+        code = 125
+    return code if isinstance(code, int) else 0
+
+
+def _fail(message: str, debug: bool) -> None:
+    if debug:
+        import traceback
+
+        traceback.print_exc()
+    print(f"minirun: {message}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in args
+    if args[:1] == ["run"]:
+        from .runopts import parse_fast
+
+        values = parse_fast(args[1:])
+        if values is not None:
+            sys.exit(guarded(lambda: execute_run(**values), debug))
+    from .cli import run_click
+
+    sys.exit(guarded(lambda: run_click(args), debug))

@@ -1,0 +1,209 @@
+"""The cgroup drivers on the real host (root): limits land in the kernel's files, the
+processes are found and killed, and destroy() leaves nothing under any minirun parent.
+
+Written against whatever this machine has: v1 files on hybrid/legacy hosts, v2 files on
+a unified one (the QEMU guest lane). Note that `minirun gc` (run by every `minirun run`)
+removes minirun cgroups that have no state directory, these tests' included.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from minirun import cgroups
+from minirun.errors import CgroupError
+from minirun.spec import Limits
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create cgroups")
+
+MIB = 1 << 20
+LIMITS = Limits(cpu_quota=50_000, cpuset_cpus="0", memory=64 * MIB, pids=10)
+
+
+def _id(tag: str) -> str:
+    return f"minirun-test-{tag}-{os.getpid()}"
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read().strip()
+
+
+def _left(container_id: str, layout: cgroups.Layout) -> list[str]:
+    dirs = [os.path.join(m, cgroups.PARENT, container_id) for m in layout.mountpoints()]
+    return [d for d in dirs if os.path.exists(d)]
+
+
+def _on_v2(cg: cgroups.Cgroup, controller: str) -> bool:
+    return cg.paths[controller] == cg.paths.get("unified")
+
+
+def _check_limits(cg: cgroups.Cgroup) -> None:
+    cpu, memory, pids, cpuset = (cg.paths[c] for c in ("cpu", "memory", "pids", "cpuset"))
+    if _on_v2(cg, "cpu"):
+        assert _read(f"{cpu}/cpu.max") == "50000 100000"
+    else:
+        assert _read(f"{cpu}/cpu.cfs_period_us") == "100000"
+        assert _read(f"{cpu}/cpu.cfs_quota_us") == "50000"
+    if _on_v2(cg, "memory"):
+        assert _read(f"{memory}/memory.max") == str(64 * MIB)
+        if os.path.exists(f"{memory}/memory.swap.max"):
+            assert _read(f"{memory}/memory.swap.max") == "0"
+    else:
+        assert _read(f"{memory}/memory.limit_in_bytes") == str(64 * MIB)
+        if os.path.exists(f"{memory}/memory.memsw.limit_in_bytes"):
+            assert _read(f"{memory}/memory.memsw.limit_in_bytes") == str(64 * MIB)
+        if os.path.exists(f"{memory}/memory.swappiness"):
+            assert _read(f"{memory}/memory.swappiness") == "0"
+    assert _read(f"{pids}/pids.max") == "10"
+    assert _read(f"{cpuset}/cpuset.cpus") == "0"
+    assert _read(f"{cpuset}/cpuset.mems") != ""
+
+
+def _cgroup_lines(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/cgroup") as f:
+        return f.read().splitlines()
+
+
+def _stop(child: subprocess.Popen | None) -> None:
+    if child is not None and child.poll() is None:
+        child.kill()
+    if child is not None:
+        child.wait()
+
+
+def test_limits_processes_and_destroy():
+    layout = cgroups.detect()
+    container_id = _id("limits")
+    cg = cgroups.create_manager(container_id, LIMITS, layout)
+    child = None
+    try:
+        cg.create()
+        assert sorted(_left(container_id, layout)) == sorted(cg.dirs)
+        _check_limits(cg)
+        assert cg.notes == [] or all("swap" in n for n in cg.notes)
+
+        child = subprocess.Popen(["sleep", "30"])
+        cg.add_pid(child.pid)
+        assert cg.pids() == [child.pid]
+        joined = [line for line in _cgroup_lines(child.pid) if line.endswith(f"/{cgroups.PARENT}/{container_id}")]
+        assert len(joined) == len(cg.dirs)  # one line per hierarchy it is in
+        assert cg.cpu_usage_ns() is not None and cg.memory_usage() is not None
+        assert cg.oom_kill_count() == 0
+
+        cg.destroy()
+        assert child.wait(timeout=5) == -signal.SIGKILL
+        assert _left(container_id, layout) == []
+        assert container_id not in cgroups.stale_ids(layout)
+        cg.destroy()  # idempotent
+    finally:
+        _stop(child)
+        cgroups.remove(container_id, layout)
+
+
+def test_legacy_view_kills_by_signal_loop(tmp_path):
+    """Without a unified hierarchy there is no cgroup.kill: the signal loop must do."""
+    with open(cgroups.MOUNTINFO) as f:
+        v1_only = "".join(line for line in f if " - cgroup2 " not in line)
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(v1_only)
+    layout = cgroups.detect(str(mountinfo))
+    if not layout.controllers:
+        pytest.skip("this host has no cgroup v1 hierarchy")
+    container_id = _id("legacy")
+    cg = cgroups.create_manager(container_id, Limits(), layout)
+    child = None
+    try:
+        cg.create()
+        assert cg.unified_dir_fd() is None
+        # A shell with children of its own: every process must go, not only the one added.
+        # It forks only once it is in the cgroup (after the line on stdin).
+        child = subprocess.Popen(["sh", "-c", "read go; sleep 30 & sleep 30 & wait"], stdin=subprocess.PIPE)
+        cg.add_pid(child.pid)
+        assert child.stdin is not None
+        child.stdin.write(b"go\n")
+        child.stdin.close()
+        deadline = time.monotonic() + 5
+        while len(cg.pids()) < 3 and time.monotonic() < deadline:  # the shell forks after it was added
+            time.sleep(0.005)
+        assert len(cg.pids()) == 3
+        cg.destroy()
+        assert child.wait(timeout=5) == -signal.SIGKILL
+        assert _left(container_id, layout) == []
+    finally:
+        _stop(child)
+        cgroups.remove(container_id, layout)
+
+
+def test_child_places_itself_through_v1_tasks_fds():
+    layout = cgroups.detect()
+    container_id = _id("self")
+    cg = cgroups.create_manager(container_id, Limits(), layout)
+    if not cg.needs_parent_placement:
+        pytest.skip("no v1 hierarchy here: clone3(CLONE_INTO_CGROUP) does all the placing")
+    child = None
+    fds: list[int] = []
+    try:
+        cg.create()
+        fds = cg.self_placement_fds()
+        code = (
+            "import os, sys, time\nfor fd in sys.argv[1:]: os.write(int(fd), b'0')\nprint(flush=True)\ntime.sleep(30)"
+        )
+        child = subprocess.Popen(
+            [sys.executable, "-S", "-c", code, *map(str, fds)], pass_fds=fds, stdout=subprocess.PIPE
+        )
+        assert child.stdout is not None and child.stdout.readline() == b"\n"
+        v1_dirs = [d for d in cg.dirs if d != cg.paths.get("unified")]
+        joined = [line for line in _cgroup_lines(child.pid) if line.endswith(f"/{cgroups.PARENT}/{container_id}")]
+        assert len(joined) == len(v1_dirs)
+        cg.destroy()
+        assert child.wait(timeout=5) == -signal.SIGKILL
+    finally:
+        for fd in fds:
+            os.close(fd)
+        if child is not None and child.stdout is not None:
+            child.stdout.close()
+        _stop(child)
+        cgroups.remove(container_id, layout)
+
+
+def test_oom_kill_is_counted():
+    layout = cgroups.detect()
+    container_id = _id("oom")
+    cg = cgroups.create_manager(container_id, Limits(memory=32 * MIB), layout)
+    child = None
+    try:
+        cg.create()
+        hog = "import sys\nsys.stdin.readline()\nb = bytearray(512 << 20)\nb[::4096] = b'x' * len(b[::4096])"
+        child = subprocess.Popen([sys.executable, "-S", "-c", hog], stdin=subprocess.PIPE)
+        cg.add_pid(child.pid)
+        assert child.stdin is not None
+        child.stdin.write(b"go\n")
+        child.stdin.close()
+        assert child.wait(timeout=20) == -signal.SIGKILL
+        assert cg.oom_kill_count() >= 1
+        assert (cg.memory_peak() or 0) <= 32 * MIB
+    finally:
+        _stop(child)
+        cg.destroy()
+        cgroups.remove(container_id, layout)
+
+
+def test_refused_value_rolls_back_everything():
+    layout = cgroups.detect()
+    if "cpuset" not in layout.controllers or os.cpu_count() and os.cpu_count() > 63:
+        pytest.skip("needs a cpuset controller and fewer than 64 CPUs")
+    container_id = _id("rollback")
+    cg = cgroups.create_manager(container_id, Limits(memory=64 * MIB, cpuset_cpus="63"), layout)
+    try:
+        with pytest.raises(CgroupError, match=r"^write 63 to .*/cpuset.cpus: "):
+            cg.create()
+        assert _left(container_id, layout) == []
+    finally:
+        cgroups.remove(container_id, layout)

@@ -1,0 +1,713 @@
+"""cgroup detection and both drivers, against fake cgroup trees in a tmp dir (no root).
+
+FakeCgroupFs plays the kernel's part where minirun relies on it: mkdir fills a new
+cgroup with the files of its hierarchy (on v2: of the controllers its parent enables),
+a write replaces the value (and +/- edits cgroup.subtree_control), rmdir refuses a
+cgroup that still has children or processes. The real fs functions still do the I/O,
+so a write to a file the kernel would not have fails as it would on a host. Every
+successful write is logged, relative to the tree root, to check values and order.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from minirun import cgroups
+from minirun.cgroups import fs, v1, v2
+from minirun.errors import CgroupError, HostError, SpecError
+from minirun.spec import Limits
+
+MAX = "9223372036854771712"  # v1 "unlimited" as the kernel reads it back
+MIB = 1 << 20
+
+# This host (Debian 12 workplace, kernel 6.18): hybrid, cpu and cpuacct NOT co-mounted.
+HOST_MOUNTINFO = """\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+33 31 0:30 / /sys/fs/cgroup/cpuacct rw,relatime - cgroup cgroup rw,cpuacct
+34 31 0:31 / /sys/fs/cgroup/cpuset rw,relatime - cgroup cgroup rw,cpuset
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+36 31 0:33 / /sys/fs/cgroup/devices rw,relatime - cgroup cgroup rw,devices
+37 31 0:34 / /sys/fs/cgroup/freezer rw,relatime - cgroup cgroup rw,freezer
+38 31 0:35 / /sys/fs/cgroup/blkio rw,relatime - cgroup cgroup rw,blkio
+39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+"""
+HOST_MOUNTS = {
+    "/sys/fs/cgroup/cpu": {"cpu"},
+    "/sys/fs/cgroup/cpuacct": {"cpuacct"},
+    "/sys/fs/cgroup/cpuset": {"cpuset"},
+    "/sys/fs/cgroup/memory": {"memory"},
+    "/sys/fs/cgroup/pids": {"pids"},
+    "/sys/fs/cgroup/unified": None,
+}
+
+# systemd on a current distribution: cgroup2 only.
+UNIFIED_MOUNTINFO = """\
+22 27 0:20 / /sys rw,nosuid,nodev,noexec,relatime shared:7 - sysfs sysfs rw
+26 22 0:24 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot
+"""
+UNIFIED_MOUNTS = {"/sys/fs/cgroup": None}
+
+# CentOS 7 style: v1 only, cpu and cpuacct co-mounted, name=systemd, no pids hierarchy.
+LEGACY_MOUNTINFO = """\
+24 18 0:20 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:8 - tmpfs tmpfs ro,mode=755
+25 24 0:21 / /sys/fs/cgroup/systemd rw,nosuid,nodev,noexec,relatime shared:9 - cgroup cgroup rw,xattr,release_agent=/usr/lib/systemd/systemd-cgroups-agent,name=systemd
+27 24 0:23 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid,nodev,noexec,relatime shared:10 - cgroup cgroup rw,cpu,cpuacct
+28 24 0:24 / /sys/fs/cgroup/memory rw,nosuid,nodev,noexec,relatime shared:11 - cgroup cgroup rw,memory
+29 24 0:25 / /sys/fs/cgroup/cpuset rw,nosuid,nodev,noexec,relatime shared:12 - cgroup cgroup rw,cpuset
+30 24 0:26 / /sys/fs/cgroup/net_cls,net_prio rw,nosuid,nodev,noexec,relatime shared:13 - cgroup cgroup rw,net_cls,net_prio
+"""
+LEGACY_MOUNTS = {
+    "/sys/fs/cgroup/cpu,cpuacct": {"cpu", "cpuacct"},
+    "/sys/fs/cgroup/memory": {"memory"},
+    "/sys/fs/cgroup/cpuset": {"cpuset"},
+}
+
+V1_COMMON = {"cgroup.procs": "", "tasks": "", "notify_on_release": "0"}
+V1_FILES = {
+    "cpu": {"cpu.cfs_period_us": "100000", "cpu.cfs_quota_us": "-1", "cpu.shares": "1024"},
+    "cpuacct": {"cpuacct.usage": "0"},
+    "cpuset": {"cpuset.cpus": "", "cpuset.mems": ""},
+    "memory": {
+        "memory.limit_in_bytes": MAX,
+        "memory.memsw.limit_in_bytes": MAX,
+        "memory.swappiness": "60",
+        "memory.usage_in_bytes": "0",
+        "memory.max_usage_in_bytes": "0",
+        "memory.oom_control": "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n",
+    },
+    "pids": {"pids.max": "max", "pids.current": "0"},
+}
+V1_ROOT = {"cpuset": {"cpuset.cpus": "0-3", "cpuset.mems": "0"}}
+
+V2_CORE = {
+    "cgroup.procs": "",
+    "cgroup.kill": "",
+    "cgroup.events": "populated 0\nfrozen 0\n",
+    "cgroup.controllers": "",
+    "cgroup.subtree_control": "",
+    "cpu.stat": "usage_usec 0\nuser_usec 0\nsystem_usec 0\n",
+}
+V2_FILES = {
+    "cpu": {"cpu.max": "max 100000", "cpu.weight": "100"},
+    "cpuset": {"cpuset.cpus": "", "cpuset.mems": "", "cpuset.cpus.effective": "0-3", "cpuset.mems.effective": "0"},
+    "memory": {
+        "memory.max": "max",
+        "memory.swap.max": "max",
+        "memory.current": "0",
+        "memory.peak": "0",
+        "memory.events": "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n",
+    },
+    "pids": {"pids.max": "max", "pids.current": "0"},
+}
+V2_ROOT = {"cgroup.procs": "1\n", "cpuset.cpus.effective": "0-3", "cpuset.mems.effective": "0", "cpu.stat": ""}
+
+
+def _fill(path: Path, files: dict[str, str]) -> None:
+    for name, value in files.items():
+        (path / name).write_text(value)
+
+
+class FakeCgroupFs:
+    def __init__(
+        self,
+        tmp: Path,
+        mountinfo: str,
+        mounts: dict,
+        v2_controllers: str = "",
+        v2_subtree: str = "",
+        drop: tuple[str, ...] = (),
+    ):
+        self.root = str(tmp / "root")
+        self.mounts = {self.root + m: c for m, c in mounts.items()}  # controllers; None: the v2 mount
+        self.drop = set(drop)  # files the "kernel" lacks, e.g. no swap accounting
+        self.log: list[tuple[str, str]] = []
+        for mountpoint, controllers in self.mounts.items():
+            path = Path(mountpoint)
+            path.mkdir(parents=True)
+            if controllers is None:
+                _fill(path, {**V2_ROOT, "cgroup.controllers": v2_controllers, "cgroup.subtree_control": v2_subtree})
+            else:
+                _fill(path, self._v1_files(controllers, root=True))
+        self.mountinfo = str(tmp / "mountinfo")
+        Path(self.mountinfo).write_text(mountinfo)
+        self._real = (fs.write, fs.mkdir, fs.rmdir)
+
+    def install(self, monkeypatch) -> FakeCgroupFs:
+        monkeypatch.setattr(fs, "write", self.write)
+        monkeypatch.setattr(fs, "mkdir", self.mkdir)
+        monkeypatch.setattr(fs, "rmdir", self.rmdir)
+        return self
+
+    def detect(self) -> cgroups.Layout:
+        return cgroups.detect(self.mountinfo, self.root)
+
+    def rel(self, path: str) -> str:
+        return path[len(self.root) :]
+
+    def read(self, rel: str) -> str:
+        return Path(self.root + rel).read_text()
+
+    def writes(self, under: str = "") -> list[tuple[str, str]]:
+        return [(p, v) for p, v in self.log if p.startswith(under)]
+
+    # -- the kernel's part --
+
+    def _v1_files(self, controllers: set[str], root: bool = False) -> dict[str, str]:
+        files = dict(V1_COMMON)
+        for c in sorted(controllers):
+            files.update(V1_FILES.get(c, {}))
+            if root:
+                files.update(V1_ROOT.get(c, {}))
+        return {k: v for k, v in files.items() if k not in self.drop}
+
+    def _mount_of(self, path: str) -> str:
+        return max((m for m in self.mounts if path.startswith(m + "/")), key=len)
+
+    def write(self, path: str, value, *, missing_ok: bool = False) -> bool:
+        content = str(value)  # what a read returns afterwards
+        if os.path.basename(path) == "cgroup.subtree_control" and os.path.exists(path):
+            content = self._edit_subtree(path, str(value))
+        ok = self._real[0](path, value, missing_ok=missing_ok)
+        if ok:
+            self.log.append((self.rel(path), str(value)))
+            Path(path).write_text(content)
+        return ok
+
+    def _edit_subtree(self, path: str, value: str) -> str:
+        enabled = set(Path(path).read_text().split())
+        available = set(Path(os.path.dirname(path), "cgroup.controllers").read_text().split())
+        for token in value.split():
+            name = token[1:]
+            if name not in available:
+                raise CgroupError(f"write {value} to {path}: No such file or directory")
+            (enabled.add if token[0] == "+" else enabled.discard)(name)
+        return " ".join(sorted(enabled))
+
+    def mkdir(self, path: str, *, exist_ok: bool = False) -> bool:
+        created = self._real[1](path, exist_ok=exist_ok)
+        if created:
+            controllers = self.mounts[self._mount_of(path)]
+            if controllers is None:
+                parent_enabled = Path(os.path.dirname(path), "cgroup.subtree_control").read_text().split()
+                files = {**V2_CORE, "cgroup.controllers": " ".join(parent_enabled)}
+                for c in parent_enabled:
+                    files.update(V2_FILES.get(c, {}))
+            else:
+                files = self._v1_files(controllers)
+            _fill(Path(path), {k: v for k, v in files.items() if k not in self.drop})
+        return created
+
+    def rmdir(self, path: str, *, busy_ok: bool = False) -> bool:
+        if os.path.isdir(path):
+            busy = any(e.is_dir() for e in os.scandir(path)) or Path(path, "cgroup.procs").read_text().strip()
+            if busy:
+                if busy_ok:
+                    return False
+                raise CgroupError(f"rmdir {path}: Device or resource busy")
+            for entry in os.scandir(path):
+                os.unlink(entry.path)
+        return self._real[2](path, busy_ok=busy_ok)
+
+
+@pytest.fixture
+def hybrid(tmp_path, monkeypatch) -> FakeCgroupFs:
+    return FakeCgroupFs(tmp_path, HOST_MOUNTINFO, HOST_MOUNTS, v2_controllers="hugetlb\n").install(monkeypatch)
+
+
+@pytest.fixture
+def unified(tmp_path, monkeypatch) -> FakeCgroupFs:
+    every = "cpuset cpu io memory hugetlb pids rdma misc"
+    return FakeCgroupFs(tmp_path, UNIFIED_MOUNTINFO, UNIFIED_MOUNTS, every, "cpuset cpu io memory pids").install(
+        monkeypatch
+    )
+
+
+@pytest.fixture
+def legacy(tmp_path, monkeypatch) -> FakeCgroupFs:
+    return FakeCgroupFs(tmp_path, LEGACY_MOUNTINFO, LEGACY_MOUNTS).install(monkeypatch)
+
+
+ALL_LIMITS = Limits(cpu_quota=50_000, cpuset_cpus="1", memory=64 * MIB, pids=10)
+
+
+# ---------------------------------------------------------------- detection
+
+
+def test_detect_this_host_is_hybrid_with_separate_cpu_and_cpuacct(hybrid):
+    layout = hybrid.detect()
+    r = hybrid.root
+    assert layout.mode == "hybrid"
+    assert layout.unified == r + "/sys/fs/cgroup/unified"
+    assert layout.controllers == {
+        "cpu": r + "/sys/fs/cgroup/cpu",
+        "cpuacct": r + "/sys/fs/cgroup/cpuacct",
+        "cpuset": r + "/sys/fs/cgroup/cpuset",
+        "memory": r + "/sys/fs/cgroup/memory",
+        "pids": r + "/sys/fs/cgroup/pids",
+    }
+    assert "systemd" not in layout.v1 and "name=systemd" not in layout.v1
+    assert layout.v1["freezer"] == r + "/sys/fs/cgroup/freezer"
+    assert layout.undelegated == frozenset()
+
+
+def test_detect_unified(unified):
+    layout = unified.detect()
+    r = unified.root + "/sys/fs/cgroup"
+    assert layout.mode == "unified"
+    assert layout.unified == r
+    assert layout.controllers == {c: r for c in ("cpu", "cpuacct", "cpuset", "memory", "pids")}
+    assert layout.v1 == {}
+
+
+def test_detect_legacy_co_mounted_cpu_cpuacct(legacy):
+    layout = legacy.detect()
+    r = legacy.root
+    assert layout.mode == "legacy"
+    assert layout.unified is None
+    assert layout.controllers == {
+        "cpu": r + "/sys/fs/cgroup/cpu,cpuacct",
+        "cpuacct": r + "/sys/fs/cgroup/cpu,cpuacct",
+        "cpuset": r + "/sys/fs/cgroup/cpuset",
+        "memory": r + "/sys/fs/cgroup/memory",
+    }
+    assert layout.v1["net_prio"] == r + "/sys/fs/cgroup/net_cls,net_prio"
+
+
+def test_hybrid_uses_a_delegated_v2_controller_and_v1_for_the_rest(tmp_path):
+    # Some hosts leave pids off the v1 mounts and enable it in the unified tree instead.
+    mountinfo = "".join(line + "\n" for line in HOST_MOUNTINFO.splitlines() if "pids" not in line)
+    mounts = {m: c for m, c in HOST_MOUNTS.items() if m != "/sys/fs/cgroup/pids"}
+    layout = FakeCgroupFs(tmp_path, mountinfo, mounts, "pids", "pids").detect()
+    assert layout.mode == "hybrid"
+    assert layout.controllers["pids"] == layout.unified
+    assert layout.controllers["memory"].endswith("/sys/fs/cgroup/memory")
+
+
+def test_detect_unescapes_mountpoints_and_skips_other_filesystems(tmp_path):
+    mountinfo = (
+        "40 31 0:37 / /sys/fs/cgroup/my\\040memory rw - cgroup cgroup rw,memory\n"
+        "41 31 0:38 / /mnt/not-cgroup rw shared:1 - ext4 /dev/sda1 rw\n"
+        "garbage line\n"
+    )
+    layout = cgroups.parse_layout(mountinfo, str(tmp_path))
+    assert layout.controllers == {"memory": str(tmp_path) + "/sys/fs/cgroup/my memory"}
+
+
+def test_detect_first_mount_of_a_hierarchy_wins(tmp_path):
+    mountinfo = (
+        "35 31 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n"
+        "90 80 0:32 / /var/lib/other/memory rw - cgroup cgroup rw,memory\n"
+    )
+    assert cgroups.parse_layout(mountinfo).controllers["memory"] == "/sys/fs/cgroup/memory"
+
+
+def test_detect_without_any_cgroup_mount(tmp_path):
+    with pytest.raises(HostError, match="no cgroup filesystem"):
+        cgroups.parse_layout("22 27 0:20 / /sys rw - sysfs sysfs rw\n")
+
+
+def test_detect_caches_the_host_layout_only(hybrid, monkeypatch):
+    monkeypatch.setattr(cgroups, "_cached", None)
+    assert hybrid.detect() is not hybrid.detect()
+    assert cgroups._cached is None  # a test tree never lands in the cache
+    try:
+        assert cgroups.detect() is cgroups.detect()
+    except HostError:
+        pytest.skip("no cgroup filesystem on this machine")
+
+
+# ---------------------------------------------------------------- fs
+
+
+def test_fs_write_never_creates_and_names_path_and_value(tmp_path):
+    path = str(tmp_path / "memory.limit_in_bytes")
+    with pytest.raises(CgroupError, match=rf"^write 67108864 to {path}: No such file or directory$"):
+        fs.write(path, 67108864)
+    assert not os.path.exists(path)
+    assert fs.write(path, 1, missing_ok=True) is False
+
+
+def test_fs_write_does_not_truncate(tmp_path):
+    # cgroupfs ignores the offset; a regular file shows that no O_TRUNC was asked for.
+    path = tmp_path / "f"
+    path.write_text("99999")
+    fs.write(str(path), 12)
+    assert path.read_text() == "12999"
+
+
+def test_fs_read_helpers(tmp_path):
+    (tmp_path / "memory.events").write_text("oom 3\noom_kill 2\n")
+    assert fs.read_key(str(tmp_path / "memory.events"), "oom_kill") == 2
+    assert fs.read_key(str(tmp_path / "memory.events"), "absent") is None
+    assert fs.read_key(str(tmp_path / "missing"), "oom_kill") is None
+    assert fs.read_if_exists(str(tmp_path / "missing")) is None
+    with pytest.raises(CgroupError, match="^read .*/missing: No such file or directory$"):
+        fs.read(str(tmp_path / "missing"))
+
+
+# ---------------------------------------------------------------- v1 knobs
+
+
+def test_v1_cpu_period_before_quota(hybrid):
+    d = hybrid.root + "/sys/fs/cgroup/cpu"
+    v1.set_cpu(d, 50_000, 100_000)
+    assert hybrid.writes() == [
+        ("/sys/fs/cgroup/cpu/cpu.cfs_period_us", "100000"),
+        ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "50000"),
+    ]
+
+
+def _v1_memory_dir(fake: FakeCgroupFs, limit: str = MAX, memsw: str = MAX) -> str:
+    d = fake.root + "/sys/fs/cgroup/memory"
+    Path(d, "memory.limit_in_bytes").write_text(limit)
+    Path(d, "memory.memsw.limit_in_bytes").write_text(memsw)
+    return d
+
+
+def test_v1_memory_limit_then_memsw_when_lowering(hybrid):
+    d = _v1_memory_dir(hybrid)
+    assert v1.set_memory(d, 64 * MIB, 64 * MIB) is True
+    assert hybrid.writes() == [
+        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", str(64 * MIB)),
+        ("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes", str(64 * MIB)),
+    ]
+
+
+def test_v1_memory_memsw_first_when_raising(hybrid):
+    d = _v1_memory_dir(hybrid, limit=str(64 * MIB), memsw=str(64 * MIB))
+    v1.set_memory(d, 128 * MIB, 256 * MIB)
+    assert [p.rsplit("/", 1)[1] for p, _ in hybrid.writes()] == ["memory.memsw.limit_in_bytes", "memory.limit_in_bytes"]
+    v1.set_memory(d, 256 * MIB, -1)  # unlimited swap: memsw first as well
+    assert hybrid.writes()[-2:] == [
+        ("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes", "-1"),
+        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", str(256 * MIB)),
+    ]
+
+
+def test_v1_memsw_values_from_docker_memory_swap():
+    assert v1.memsw_limit(64 * MIB, None) == 64 * MIB  # no swap
+    assert v1.memsw_limit(64 * MIB, 96 * MIB) == 96 * MIB
+    assert v1.memsw_limit(64 * MIB, -1) == -1
+
+
+def test_v1_without_swap_accounting_sets_limit_and_notes_it(tmp_path, monkeypatch):
+    fake = FakeCgroupFs(tmp_path, HOST_MOUNTINFO, HOST_MOUNTS, drop=("memory.memsw.limit_in_bytes",))
+    fake.install(monkeypatch)
+    cg = cgroups.create_manager("c1", Limits(memory=64 * MIB), fake.detect())
+    cg.create()
+    assert fake.writes("/sys/fs/cgroup/memory/") == [
+        ("/sys/fs/cgroup/memory/minirun/c1/memory.limit_in_bytes", str(64 * MIB)),
+        ("/sys/fs/cgroup/memory/minirun/c1/memory.swappiness", "0"),
+    ]
+    assert any("swap" in note for note in cg.notes)
+
+
+def test_v1_swappiness_only_when_no_swap_is_allowed(hybrid):
+    d = _v1_memory_dir(hybrid)
+    v1.apply("memory", d, Limits(memory=64 * MIB, memory_swap=128 * MIB), [])
+    assert not any(p.endswith("swappiness") for p, _ in hybrid.writes())
+    v1.apply("memory", d, Limits(memory=64 * MIB), [])
+    assert hybrid.writes()[-1] == ("/sys/fs/cgroup/memory/memory.swappiness", "0")
+
+
+def test_v1_cpuset_copies_parent_and_fills_an_empty_parent_first(hybrid):
+    base = hybrid.root + "/sys/fs/cgroup/cpuset"
+    for d in (base + "/minirun", base + "/minirun/c1"):
+        os.mkdir(d)
+        _fill(Path(d), {"cpuset.cpus": "", "cpuset.mems": ""})
+    v1.init_cpuset(base + "/minirun/c1")
+    assert hybrid.writes() == [
+        ("/sys/fs/cgroup/cpuset/minirun/cpuset.cpus", "0-3"),
+        ("/sys/fs/cgroup/cpuset/minirun/cpuset.mems", "0"),
+        ("/sys/fs/cgroup/cpuset/minirun/c1/cpuset.cpus", "0-3"),
+        ("/sys/fs/cgroup/cpuset/minirun/c1/cpuset.mems", "0"),
+    ]
+    hybrid.log.clear()
+    v1.init_cpuset(base + "/minirun/c1", "1")  # parent filled now: copy mems, requested cpus
+    assert hybrid.writes() == [
+        ("/sys/fs/cgroup/cpuset/minirun/c1/cpuset.cpus", "1"),
+        ("/sys/fs/cgroup/cpuset/minirun/c1/cpuset.mems", "0"),
+    ]
+
+
+# ---------------------------------------------------------------- v2 knobs
+
+
+def test_v2_knob_values(unified):
+    d = unified.root + "/sys/fs/cgroup/c"
+    os.mkdir(d)
+    _fill(Path(d), {"cpu.max": "", "memory.max": "", "pids.max": ""})
+    v2.set_cpu_max(d, 50_000, 100_000)
+    v2.set_cpu_max(d, None, 100_000)
+    v2.set_memory_max(d, 64 * MIB)
+    v2.set_pids_max(d, 10)
+    v2.set_pids_max(d, -1)
+    assert [v for _, v in unified.writes()] == ["50000 100000", "max 100000", str(64 * MIB), "10", "max"]
+
+
+def test_v2_swap_max_is_swap_alone():
+    assert v2.swap_max(64 * MIB, None) == "0"  # --memory without --memory-swap: no swap
+    assert v2.swap_max(64 * MIB, 64 * MIB) == "0"
+    assert v2.swap_max(64 * MIB, 96 * MIB) == str(32 * MIB)
+    assert v2.swap_max(64 * MIB, -1) == "max"
+
+
+def test_v2_enable_controllers_writes_only_missing_ones(unified):
+    parent = unified.root + "/sys/fs/cgroup/minirun"
+    unified.mkdir(parent)
+    v2.enable_controllers(parent, {"pids", "memory"})
+    v2.enable_controllers(parent, {"pids", "memory", "cpu"})
+    v2.enable_controllers(parent, {"pids", "memory", "cpu"})
+    assert unified.writes() == [
+        ("/sys/fs/cgroup/minirun/cgroup.subtree_control", "+memory +pids"),
+        ("/sys/fs/cgroup/minirun/cgroup.subtree_control", "+cpu"),
+    ]
+
+
+# ---------------------------------------------------------------- manager, unified
+
+
+def test_unified_create_enables_controllers_on_minirun_parent_never_root(unified):
+    cg = cgroups.create_manager("c1", ALL_LIMITS, unified.detect())
+    cg.create()
+    d = "/sys/fs/cgroup/minirun/c1"
+    assert cg.paths == {k: unified.root + d for k in ("unified", "cpu", "cpuacct", "cpuset", "memory", "pids")}
+    assert unified.writes() == [
+        ("/sys/fs/cgroup/minirun/cgroup.subtree_control", "+cpu +cpuset +memory +pids"),
+        (d + "/cpu.max", "50000 100000"),
+        (d + "/cpuset.cpus", "1"),
+        (d + "/cpuset.mems", "0"),  # the parent's effective mems
+        (d + "/memory.max", str(64 * MIB)),
+        (d + "/memory.swap.max", "0"),
+        (d + "/pids.max", "10"),
+    ]
+    assert unified.read("/sys/fs/cgroup/cgroup.subtree_control") == "cpuset cpu io memory pids"
+    assert cg.needs_parent_placement is False
+
+
+def test_unified_second_container_reuses_the_parent(unified):
+    layout = unified.detect()
+    cgroups.create_manager("c1", Limits(), layout).create()
+    unified.log.clear()
+    cgroups.create_manager("c2", Limits(), layout).create()
+    assert unified.writes() == []  # no limits, controllers already on: nothing to write
+
+
+def test_unified_without_limits_writes_nothing_but_the_parent(unified):
+    cg = cgroups.create_manager("c1", Limits(), unified.detect())
+    cg.create()
+    assert [p for p, _ in unified.writes()] == ["/sys/fs/cgroup/minirun/cgroup.subtree_control"]
+    assert "cpuset" in cg.paths  # same directory anyway on v2
+
+
+def test_unified_refuses_an_undelegated_controller(tmp_path, monkeypatch):
+    fake = FakeCgroupFs(tmp_path, UNIFIED_MOUNTINFO, UNIFIED_MOUNTS, "cpu memory pids", "cpu pids")
+    fake.install(monkeypatch)
+    layout = fake.detect()
+    assert layout.undelegated == {"memory"}
+    with pytest.raises(HostError) as err:
+        cgroups.create_manager("c1", Limits(memory=64 * MIB), layout)
+    assert str(err.value) == (
+        f"cgroup v2 controller memory is not delegated: enable it in {fake.root}/sys/fs/cgroup/cgroup.subtree_control"
+    )
+    cg = cgroups.create_manager("c1", Limits(pids=5), layout)  # no memory limit: run without it
+    cg.create()
+    assert fake.writes() == [
+        ("/sys/fs/cgroup/minirun/cgroup.subtree_control", "+cpu +pids"),
+        ("/sys/fs/cgroup/minirun/c1/pids.max", "5"),
+    ]
+    assert "memory" not in cg.paths
+    assert cg.memory_usage() is None and cg.oom_kill_count() == 0
+
+
+def test_unified_kill_uses_cgroup_kill_and_destroy_removes(unified):
+    cg = cgroups.create_manager("c1", Limits(), unified.detect())
+    cg.create()
+    cg.kill()
+    assert unified.writes()[-1] == ("/sys/fs/cgroup/minirun/c1/cgroup.kill", "1")
+    cg.destroy()
+    assert not os.path.exists(cg.paths["unified"])
+    assert os.path.isdir(unified.root + "/sys/fs/cgroup/minirun")  # shared by all containers: kept
+    cg.destroy()  # idempotent
+
+
+def test_unified_dir_fd_is_an_o_path_directory(unified):
+    cg = cgroups.create_manager("c1", Limits(), unified.detect())
+    cg.create()
+    fd = cg.unified_dir_fd()
+    try:
+        assert os.readlink(f"/proc/self/fd/{fd}") == cg.paths["unified"]
+        with pytest.raises(OSError):
+            os.read(fd, 1)  # O_PATH: no I/O through it
+    finally:
+        os.close(fd)
+
+
+def test_unified_stats(unified):
+    cg = cgroups.create_manager("c1", Limits(memory=64 * MIB), unified.detect())
+    cg.create()
+    d = Path(cg.paths["memory"])
+    (d / "memory.events").write_text("low 0\nhigh 0\nmax 9\noom 4\noom_kill 2\n")
+    (d / "cpu.stat").write_text("usage_usec 1500\nuser_usec 1000\nsystem_usec 500\n")
+    (d / "memory.current").write_text("4096\n")
+    (d / "memory.peak").write_text("8192\n")
+    assert cg.oom_kill_count() == 2  # oom_kill, not oom
+    assert cg.cpu_usage_ns() == 1_500_000
+    assert cg.memory_usage() == 4096
+    assert cg.memory_peak() == 8192
+
+
+# ---------------------------------------------------------------- manager, hybrid (this host)
+
+
+def test_hybrid_create_writes_v1_files_in_order_and_joins_unified(hybrid):
+    cg = cgroups.create_manager("c1", ALL_LIMITS, hybrid.detect())
+    cg.create()
+    fs_ = "/sys/fs/cgroup"
+    assert {k: hybrid.rel(v) for k, v in cg.paths.items()} == {
+        "unified": f"{fs_}/unified/minirun/c1",
+        "cpu": f"{fs_}/cpu/minirun/c1",
+        "cpuacct": f"{fs_}/cpuacct/minirun/c1",
+        "cpuset": f"{fs_}/cpuset/minirun/c1",
+        "memory": f"{fs_}/memory/minirun/c1",
+        "pids": f"{fs_}/pids/minirun/c1",
+    }
+    assert hybrid.writes() == [
+        (f"{fs_}/cpu/minirun/c1/cpu.cfs_period_us", "100000"),
+        (f"{fs_}/cpu/minirun/c1/cpu.cfs_quota_us", "50000"),
+        (f"{fs_}/cpuset/minirun/cpuset.cpus", "0-3"),  # the minirun parent, new and empty
+        (f"{fs_}/cpuset/minirun/cpuset.mems", "0"),
+        (f"{fs_}/cpuset/minirun/c1/cpuset.cpus", "1"),
+        (f"{fs_}/cpuset/minirun/c1/cpuset.mems", "0"),
+        (f"{fs_}/memory/minirun/c1/memory.limit_in_bytes", str(64 * MIB)),
+        (f"{fs_}/memory/minirun/c1/memory.memsw.limit_in_bytes", str(64 * MIB)),
+        (f"{fs_}/memory/minirun/c1/memory.swappiness", "0"),
+        (f"{fs_}/pids/minirun/c1/pids.max", "10"),
+    ]
+    assert os.path.isdir(hybrid.root + f"{fs_}/unified/minirun/c1")
+    assert cg.needs_parent_placement is True
+    assert cg.notes == []
+
+
+def test_hybrid_without_limits_creates_accounting_dirs_but_not_cpuset(hybrid):
+    cg = cgroups.create_manager("c1", Limits(), hybrid.detect())
+    cg.create()
+    assert sorted(cg.paths) == ["cpu", "cpuacct", "memory", "pids", "unified"]
+    assert hybrid.writes() == []
+    assert all(os.path.isdir(d) for d in cg.dirs)
+
+
+def test_hybrid_add_pid_and_self_placement_fds(hybrid):
+    cg = cgroups.create_manager("c1", Limits(), hybrid.detect())
+    cg.create()
+    cg.add_pid(4242)
+    assert sorted(p for p, _ in hybrid.writes()) == sorted(d[len(hybrid.root) :] + "/cgroup.procs" for d in cg.dirs)
+    fds = cg.self_placement_fds()
+    try:
+        targets = sorted(os.readlink(f"/proc/self/fd/{fd}") for fd in fds)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    assert targets == sorted(d + "/tasks" for d in cg.dirs if d != cg.paths["unified"])
+
+
+def test_hybrid_stats_come_from_v1(hybrid):
+    cg = cgroups.create_manager("c1", Limits(memory=64 * MIB), hybrid.detect())
+    cg.create()
+    Path(cg.paths["memory"], "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n")
+    Path(cg.paths["cpuacct"], "cpuacct.usage").write_text("123456789\n")
+    Path(cg.paths["memory"], "memory.usage_in_bytes").write_text("4096\n")
+    assert cg.oom_kill_count() == 3
+    assert cg.cpu_usage_ns() == 123456789
+    assert cg.memory_usage() == 4096
+    assert cg.memory_peak() == 0
+
+
+def test_failed_create_removes_what_it_made_and_nothing_else(tmp_path, monkeypatch):
+    fake = FakeCgroupFs(tmp_path, HOST_MOUNTINFO, HOST_MOUNTS, drop=("pids.max",))
+    fake.install(monkeypatch)
+    cg = cgroups.create_manager("c1", ALL_LIMITS, fake.detect())
+    with pytest.raises(CgroupError, match=r"^write 10 to .*/pids/minirun/c1/pids.max: No such file or directory$"):
+        cg.create()
+    assert not any(os.path.exists(d) for d in cg.dirs)
+    assert os.path.isdir(fake.root + "/sys/fs/cgroup/memory/minirun")
+    cg.destroy()  # nothing left to do, and no error
+
+
+def test_existing_cgroup_is_refused_and_left_alone(hybrid):
+    layout = hybrid.detect()
+    other = cgroups.create_manager("c1", Limits(), layout)
+    other.create()
+    Path(other.paths["memory"], "cgroup.procs").write_text("4242\n")  # someone runs there
+    cg = cgroups.create_manager("c1", Limits(), layout)
+    with pytest.raises(CgroupError, match="already exists"):
+        cg.create()
+    cg.destroy()  # it made nothing, so it removes nothing
+    assert all(os.path.isdir(d) for d in other.dirs)
+
+
+def test_stale_ids_and_remove(hybrid):
+    layout = hybrid.detect()
+    cgroups.create_manager("c1", Limits(), layout).create()
+    cgroups.create_manager("c2", Limits(cpuset_cpus="0"), layout).create()
+    assert cgroups.stale_ids(layout) == {"c1", "c2"}
+    cgroups.remove("c2", layout)  # cpuset included though a plain manager would not use it
+    assert cgroups.stale_ids(layout) == {"c1"}
+    assert not os.path.exists(hybrid.root + "/sys/fs/cgroup/cpuset/minirun/c2")
+    cgroups.remove("c2", layout)  # already gone: fine
+    with pytest.raises(SpecError):
+        cgroups.remove("../x", layout)
+
+
+def test_destroy_removes_child_cgroups_the_container_made(hybrid):
+    cg = cgroups.create_manager("c1", Limits(), hybrid.detect())
+    cg.create()
+    hybrid.mkdir(cg.paths["unified"] + "/nested")
+    cg.destroy()
+    assert not any(os.path.exists(d) for d in cg.dirs)
+
+
+def test_v1_kill_signals_listed_processes(legacy, monkeypatch):
+    """Legacy hosts have no cgroup.kill: minirun signals what cgroup.procs lists."""
+    monkeypatch.setattr(cgroups, "_KILL_ATTEMPTS", 3)  # the fake procs file never empties
+    cg = cgroups.create_manager("c1", Limits(), legacy.detect())
+    cg.create()
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        Path(cg.paths["memory"], "cgroup.procs").write_text(f"{child.pid}\n")
+        assert cg.pids() == [child.pid]
+        cg.kill()
+        assert child.wait(timeout=5) == -9
+    finally:
+        child.kill()
+        child.wait()
+
+
+# ---------------------------------------------------------------- missing controllers
+
+
+def test_limit_without_its_controller_is_a_host_error(legacy):
+    layout = legacy.detect()  # no pids hierarchy
+    with pytest.raises(HostError, match="^--pids-limit needs the pids cgroup controller"):
+        cgroups.create_manager("c1", Limits(pids=10), layout)
+    cg = cgroups.create_manager("c1", Limits(memory=64 * MIB), layout)
+    cg.create()
+    assert "pids" not in cg.paths
+    assert cg.paths["cpu"] == cg.paths["cpuacct"]  # co-mounted: one directory
+    assert cg.unified_dir_fd() is None
+    assert cg.needs_parent_placement is True
+
+
+def test_create_manager_checks_id_and_limits(hybrid):
+    layout = hybrid.detect()
+    with pytest.raises(SpecError):
+        cgroups.create_manager("../escape", Limits(), layout)
+    with pytest.raises(SpecError):
+        cgroups.create_manager("c1", Limits(memory=64 * MIB, memory_swap=32 * MIB), layout)

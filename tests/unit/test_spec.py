@@ -1,0 +1,100 @@
+"""Pure logic: option parsing, the spec's defaults, the mount plan (no root needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from minirun.errors import SpecError
+from minirun.mounts import DEFAULT_PLAN, OP_MKNOD, OP_MOUNT, OP_SYMLINK
+from minirun.spec import Limits, Process, parse_cpus, parse_cpuset, parse_env, parse_size, parse_user
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("64m", 64 << 20), ("64M", 64 << 20), ("64MiB", 64 << 20), ("64mb", 64 << 20), ("1g", 1 << 30),
+    ("512k", 512 << 10), ("1048576", 1 << 20), ("100b", 100), ("1.5g", 3 << 29),
+])
+def test_sizes(text, expected):
+    assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize("text", ["12XB", "0", "-5", "-5m", "", "m", "1.2.3m", "0m"])
+def test_bad_sizes(text):
+    with pytest.raises(SpecError, match="--memory"):
+        parse_size(text)
+
+
+def test_cpus():
+    assert parse_cpus("0.5", 2) == 0.5
+    assert parse_cpus("2", 2) == 2.0
+    for bad in ["0", "-1", "3", "nan", "x"]:
+        with pytest.raises(SpecError, match="--cpus"):
+            parse_cpus(bad, 2)
+
+
+def test_cpus_become_a_cfs_quota():
+    limits = Limits.from_cpus(0.5)
+    assert (limits.cpu_quota, limits.cpu_period, limits.cpus) == (50_000, 100_000, 0.5)
+    assert Limits.from_cpus(None).cpu_quota is None
+
+
+def test_cpuset():
+    assert parse_cpuset("0-1", 4) == "0,1"
+    assert parse_cpuset("3,0-1", 4) == "0,1,3"
+    for bad in ["4", "1-0", "a", "0-1-2", "-1"]:
+        with pytest.raises(SpecError, match="--cpuset-cpus"):
+            parse_cpuset(bad, 4)
+
+
+def test_user_and_env():
+    assert parse_user("1000") == (1000, 1000)
+    assert parse_user("1000:5") == (1000, 5)
+    with pytest.raises(SpecError):
+        parse_user("root")
+    assert parse_env(["A=1", "B="]) == ["A=1", "B="]
+    with pytest.raises(SpecError):
+        parse_env(["NOEQUALS"])
+
+
+def test_swap_must_cover_memory():
+    with pytest.raises(SpecError, match="--memory-swap"):
+        Limits(memory=64 << 20, memory_swap=32 << 20).validate()
+    with pytest.raises(SpecError, match="needs --memory"):
+        Limits(memory_swap=64 << 20).validate()
+    Limits(memory=64 << 20, memory_swap=-1).validate()
+
+
+def test_environment_defaults_and_overrides():
+    env = Process(["/bin/sh"], env=["PATH=/bin", "A=1"]).full_env("box")
+    assert env == ["PATH=/bin", "HOSTNAME=box", "HOME=/root", "A=1"]
+
+
+def test_default_plan_follows_the_oci_defaults():
+    mounts = {op.target: op for op in DEFAULT_PLAN if op.kind == OP_MOUNT}
+    assert mounts["/proc"].fstype == "proc"
+    assert mounts["/sys"].fstype == "sysfs" and mounts["/sys"].flags & 1  # MS_RDONLY
+    assert mounts["/dev"].fstype == "tmpfs"
+    assert "newinstance" in mounts["/dev/pts"].data
+    nodes = {op.target for op in DEFAULT_PLAN if op.kind == OP_MKNOD}
+    assert nodes == {f"/dev/{n}" for n in ["null", "zero", "full", "random", "urandom", "tty"]}
+    links = {op.target: op.source for op in DEFAULT_PLAN if op.kind == OP_SYMLINK}
+    assert links["/dev/ptmx"] == "pts/ptmx" and links["/dev/fd"] == "/proc/self/fd"
+    # /dev must be mounted before anything is created in it
+    order = [op.target for op in DEFAULT_PLAN]
+    assert order.index("/dev") < min(order.index(n) for n in nodes)
+
+
+def test_mount_flags_match_the_kernel_headers():
+    from minirun import mounts, syscalls
+
+    for name in ["MS_RDONLY", "MS_NOSUID", "MS_NODEV", "MS_NOEXEC", "MS_REMOUNT", "MS_BIND", "MS_REC",
+                 "MS_STRICTATIME"]:
+        assert getattr(mounts, name) == getattr(syscalls.lib, name), name
+
+
+def test_native_errors_name_the_step():
+    from minirun import syscalls
+
+    with pytest.raises(OSError) as info:
+        syscalls.pivot_root("/nonexistent-minirun-dir", "/nonexistent-minirun-dir")
+    assert str(info.value).startswith("pivot_root(/nonexistent-minirun-dir): ")
+    assert info.value.errno > 0
