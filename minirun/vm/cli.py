@@ -33,6 +33,7 @@ def vm():
 @click.option("--share-root", metavar="DIR", help="Boot with host DIR as the guest's / over virtio-9p "
               "(read-only) instead of an initramfs of ROOTFS; ROOTFS is then ignored and may be '-'.")
 @click.option("--share-rw", is_flag=True, help="Make --share-root writable.")
+@click.option("--name", help="VM name (QEMU's -name and the result's id; default vm-<pid>).")
 @click.option("-e", "--env", "env", multiple=True, metavar="KEY=VAL", help="Set an environment variable.")
 @click.option("-w", "--workdir", default="/", show_default=True, help="Working directory in the guest.")
 @click.option("-h", "--hostname", default="minirun-vm", show_default=True, help="Guest hostname.")
@@ -42,7 +43,7 @@ def vm():
 @click.option("--debug", is_flag=True, help="Show the kernel's boot messages, the QEMU command and tracebacks.")
 @click.argument("rootfs")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def run(cpus, memory, kernel_path, accel, timeout, boot_timeout, share_root, share_rw, env, workdir, hostname,
+def run(name, cpus, memory, kernel_path, accel, timeout, boot_timeout, share_root, share_rw, env, workdir, hostname,
         machine, as_json, debug, rootfs, command):
     """Boot a VM whose root is ROOTFS, run COMMAND in it, exit with its status.
 
@@ -58,8 +59,8 @@ def run(cpus, memory, kernel_path, accel, timeout, boot_timeout, share_root, sha
       minirun vm run --share-root / - /bin/cat /proc/self/cgroup   # the host's files, the guest's kernel
     """
     from ..errors import SpecError
-    from ..spec import parse_env, parse_size
-    from .runner import DEFAULT_BOOT_TIMEOUT, VMSpec, run as vm_run
+    from ..spec import check_id, parse_env, parse_size
+    from .runner import DEFAULT_BOOT_TIMEOUT, VMSpec, _stdout_sink, run as vm_run
 
     try:
         ncpus = int(cpus)
@@ -87,10 +88,19 @@ def run(cpus, memory, kernel_path, accel, timeout, boot_timeout, share_root, sha
         hostname=hostname,
         machine=machine,
         debug=debug,
+        id=check_id(name) if name else "",
     )
-    result = vm_run(spec)
+    last = [b"\n"]
+    out = _stdout_sink()
+
+    def sink(chunk: bytes) -> None:
+        out(chunk)
+        last[0] = chunk[-1:]
+
+    result = vm_run(spec, stdout=sink)
     if as_json:
-        click.echo(json.dumps(result.to_dict()))
+        # on a line of its own, even when COMMAND's output did not end with one
+        click.echo(("" if last[0] == b"\n" else "\n") + json.dumps(result.to_dict()))
     return result.exit_code
 
 

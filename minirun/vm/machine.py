@@ -101,7 +101,7 @@ class Machine:
     def _pre_launch(self) -> None:
         self.make_temp_dir()
         self._log = open(os.path.join(self.temp_dir, "qemu.log"), "w+b")
-        argv = [self.binary, *self.args]
+        argv = [self.binary, "-name", qemu_args.quote_optarg(self.name), *self.args]
         ends = {}
         for ident in ("mon", "con", "ctl"):
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)

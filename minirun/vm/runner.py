@@ -191,7 +191,7 @@ class VMInterrupted(VMError):
 
 async def _boot(spec: VMSpec, plan: Plan, sink: Callable[[bytes], None], started: float,
                 say: Callable[[str], None]) -> VMResult:
-    machine = Machine(plan.qemu, [], name=spec.id or "minirun-vm", console=sink)
+    machine = Machine(plan.qemu, [], name=spec.id or f"vm-{os.getpid()}", console=sink)
     try:
         initrd = os.path.join(machine.make_temp_dir(), "initrd.cpio")
         initramfs.compose(plan.base_image, plan.overlay, initrd)
