@@ -62,8 +62,11 @@ ffibuilder.cdef(
         int cgroup_fd;
         const int *tasks_fds;
         int n_tasks_fds;
+        const struct mr_op *pre_ops;
+        int n_pre_ops;
         const struct mr_op *ops;
         int n_ops;
+        int readonly_root;
         const char *const *argv;
         const char *const *envp;
         const char *path;

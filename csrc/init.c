@@ -93,11 +93,17 @@ static int mkdir_p(const char *path, mode_t mode)
     return 0;
 }
 
-static void enter_rootfs(int fd, const char *rootfs)
+static void apply_ops(int fd, const struct mr_op *ops, int n);
+
+static void enter_rootfs(int fd, const struct mr_spawn_req *req)
 {
+    const char *rootfs = req->rootfs;
     int oldroot, newroot;
 
     TRY(fd, mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), "make / private");
+    /* The overlay root and the volumes need host paths, so they go in before the
+     * pivot; they live in this mount namespace only and vanish with it. */
+    apply_ops(fd, req->pre_ops, req->n_pre_ops);
     TRY(fd, mount(rootfs, rootfs, NULL, MS_BIND | MS_REC, NULL), "bind mount(%s)", rootfs);
     TRY(fd, oldroot = open("/", O_DIRECTORY | O_RDONLY | O_CLOEXEC), "open(/)");
     TRY(fd, newroot = open(rootfs, O_DIRECTORY | O_RDONLY | O_CLOEXEC), "open(%s)", rootfs);
@@ -276,8 +282,10 @@ void mr_container_init(const struct mr_spawn_req *req, int fd)
     umask(0);
     if (req->unshare_cgroupns)
         TRY(fd, unshare(CLONE_NEWCGROUP), "unshare(cgroup namespace)");
-    enter_rootfs(fd, req->rootfs);
+    enter_rootfs(fd, req);
     apply_ops(fd, req->ops, req->n_ops);
+    if (req->readonly_root)
+        TRY(fd, mount(NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL), "remount / read-only");
     if (req->hostname)
         TRY(fd, sethostname(req->hostname, strlen(req->hostname)), "sethostname(%s)", req->hostname);
     if (req->clone_flags & CLONE_NEWNET)

@@ -44,8 +44,11 @@ struct mr_spawn_req {
     int cgroup_fd;             /* cgroup2 dir for CLONE_INTO_CGROUP, or -1 */
     const int *tasks_fds;      /* cgroup v1 `tasks` files the child joins by itself */
     int n_tasks_fds;
-    const struct mr_op *ops;
+    const struct mr_op *pre_ops; /* before pivot_root, host paths: overlay root, volumes */
+    int n_pre_ops;
+    const struct mr_op *ops;     /* after pivot_root, container paths: /proc, /dev, tmpfs */
     int n_ops;
+    int readonly_root;           /* remount / read-only once everything is mounted */
     const char *const *argv;   /* COMMAND, NULL-terminated */
     const char *const *envp;   /* its environment, NULL-terminated */
     const char *path;          /* PATH used to look COMMAND up inside the container */

@@ -23,7 +23,7 @@ import time
 
 from . import cgroups, state
 from .errors import CommandNotExecutable, CommandNotFound, HostError, SetupError, SpecError
-from .mounts import DEFAULT_PLAN
+from .mounts import DEFAULT_PLAN, overlay_op, user_mount_ops
 from .result import Result
 from .spec import ContainerSpec, check_id
 
@@ -83,16 +83,29 @@ def run(spec: ContainerSpec, *, stdio=(None, None, None)) -> Result:
     t0 = time.perf_counter()
     spec, namespaces = prepare(spec)
     state.gc()
-    with state.claim(spec.id, {"rootfs": spec.rootfs, "args": spec.process.args}):
+    with state.claim(spec.id, {"rootfs": spec.rootfs, "args": spec.process.args}) as state_dir:
         cgroup = cgroups.create_manager(spec.id, spec.limits)
         cgroup.create()
         try:
-            return _run_in(cgroup, spec, namespaces, stdio, t0)
+            return _run_in(cgroup, spec, namespaces, stdio, t0, state_dir)
         finally:
             cgroup.destroy()
 
 
-def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float) -> Result:
+def _root_and_plans(spec: ContainerSpec, state_dir: str):
+    """Where the container's root is on the host, and the mount plans around the pivot."""
+    pre: tuple = ()
+    root = spec.rootfs
+    if spec.overlay:
+        upper, work, root = (os.path.join(state_dir, d) for d in ("upper", "work", "root"))
+        for d in (upper, work, root):
+            os.mkdir(d, 0o755)
+        pre = (overlay_op(spec.rootfs, upper, work, root),)
+    user_pre, user_post = user_mount_ops(spec.mounts, root)
+    return root, pre + user_pre, DEFAULT_PLAN + user_post
+
+
+def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float, state_dir: str) -> Result:
     from . import syscalls  # the C extension; imported here so `minirun --help` stays cheap
 
     proc = spec.process
@@ -100,13 +113,14 @@ def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float) -> Result
     path = next((e[5:] for e in env if e.startswith("PATH=")), "")
     # The child joins the v1 hierarchies itself and clone3 starts it in the v2 one:
     # no cgroup.procs write on the way (see csrc/spawn.c for why that matters).
+    root, pre_plan, plan = _root_and_plans(spec, state_dir)
     tasks_fds = cgroup.self_placement_fds()
     unified_fd = cgroup.unified_dir_fd()
     try:
         child = syscalls.spawn(
-            rootfs=spec.rootfs, hostname=spec.hostname, namespaces=namespaces, cgroup_fd=unified_fd,
-            tasks_fds=tasks_fds, plan=DEFAULT_PLAN + tuple(_extra_mounts(spec)), argv=proc.args, envp=env,
-            path=path, cwd=proc.cwd, uid=proc.uid, gid=proc.gid, stdio=stdio)
+            rootfs=root, hostname=spec.hostname, namespaces=namespaces, cgroup_fd=unified_fd,
+            tasks_fds=tasks_fds, pre_plan=pre_plan, plan=plan, readonly_root=spec.readonly_root, argv=proc.args,
+            envp=env, path=path, cwd=proc.cwd, uid=proc.uid, gid=proc.gid, stdio=stdio)
     except syscalls.NativeError as err:
         raise SetupError(err.step, err.errno) from err
     finally:
@@ -154,12 +168,6 @@ def _result(spec: ContainerSpec, cgroup, status: int, timings: dict, t0: float) 
     stats = {"cpu_usage_ns": cgroup.cpu_usage_ns()}
     timings["total"] = time.perf_counter() - t0
     return Result(id=spec.id, exit_code=code, signal=signum, oom_killed=oom, timings=timings, stats=stats)
-
-
-def _extra_mounts(spec: ContainerSpec):
-    if spec.mounts:
-        raise SpecError("extra mounts (volumes) are not supported yet")
-    return ()
 
 
 def _kill_and_reap(pid: int) -> None:

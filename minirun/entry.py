@@ -30,12 +30,12 @@ def _raise_terminated(signum, _frame):
 
 
 def execute_run(*, rootfs, command, name=None, hostname=None, env=(), workdir="/", user=None, memory=None,
-                memory_swap=None, cpus=None, cpuset_cpus=None, pids_limit=None, rm=False, as_json=False,
-                debug=False) -> int:
+                memory_swap=None, cpus=None, cpuset_cpus=None, pids_limit=None, volume=(), tmpfs=(),
+                read_only=False, no_overlay=False, rm=False, as_json=False, debug=False) -> int:
     """`minirun run` after parsing: build the spec, run it, report. Returns the exit code."""
     from . import container
     from .spec import (ContainerSpec, Limits, Process, parse_cpus, parse_cpuset, parse_env, parse_pids_limit,
-                       parse_size, parse_user)
+                       parse_size, parse_tmpfs, parse_user, parse_volume)
 
     host_cpus = os.cpu_count() or 1
     uid, gid = parse_user(user) if user else (0, 0)
@@ -51,7 +51,8 @@ def execute_run(*, rootfs, command, name=None, hostname=None, env=(), workdir="/
     )
     spec = ContainerSpec(rootfs=rootfs, id=name or "", hostname=hostname or "",
                          process=Process(args=list(command), env=parse_env(env), cwd=workdir, uid=uid, gid=gid),
-                         limits=limits)
+                         limits=limits, mounts=[parse_volume(v) for v in volume] + [parse_tmpfs(t) for t in tmpfs],
+                         readonly_root=read_only, overlay=not no_overlay)
     result = container.run(spec)
     if result.oom_killed:
         limit = f" (limit {limits.memory / (1 << 20):g} MiB)" if limits.memory else ""

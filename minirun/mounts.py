@@ -80,3 +80,44 @@ def default_plan() -> tuple[Op, ...]:
 
 
 DEFAULT_PLAN = default_plan()
+
+
+_TMPFS_FLAGS = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC, "ro": MS_RDONLY}
+
+
+def overlay_op(lower: str, upper: str, work: str, merged: str) -> Op:
+    """The copy-on-write root: reads fall through to ``lower``, writes land in ``upper``."""
+    for path in (lower, upper, work):
+        if any(c in path for c in ",:\\"):
+            raise ValueError(f"overlay paths cannot contain ',', ':' or '\\\\': {path}")
+    return Op(OP_MOUNT, merged, source="overlay", fstype="overlay",
+              data=f"lowerdir={lower},upperdir={upper},workdir={work}")
+
+
+def user_mount_ops(mounts, root: str) -> tuple[tuple[Op, ...], tuple[Op, ...]]:
+    """OCI-style mounts -> (before pivot_root, after pivot_root) operations.
+
+    Bind mounts need the host path, so they are made before the pivot at
+    ``root``+destination; tmpfs mounts are made inside the new root.
+    """
+    pre: list[Op] = []
+    post: list[Op] = []
+    for m in mounts:
+        if m.type == "bind":
+            target = root.rstrip("/") + m.destination
+            pre.append(Op(OP_MOUNT, target, source=m.source, fstype=None, flags=MS_BIND | MS_REC))
+            if "ro" in m.options:
+                # MS_RDONLY is ignored on a bind's first mount: it takes a remount.
+                pre.append(Op(OP_MOUNT, target, source=None, fstype=None, flags=MS_BIND | MS_REMOUNT | MS_RDONLY))
+        elif m.type == "tmpfs":
+            flags = 0
+            data = ["mode=1777"] if not any(o.startswith("mode=") for o in m.options) else []
+            for opt in m.options:
+                if opt in _TMPFS_FLAGS:
+                    flags |= _TMPFS_FLAGS[opt]
+                elif "=" in opt:
+                    data.append(opt)
+            post.append(Op(OP_MOUNT, m.destination, source="tmpfs", fstype="tmpfs", flags=flags, data=",".join(data)))
+        else:
+            raise ValueError(f"unsupported mount type {m.type!r} for {m.destination}")
+    return tuple(pre), tuple(post)

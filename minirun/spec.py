@@ -10,6 +10,7 @@ field by field:
     Process.uid / gid             <- process.user.uid / gid
     ContainerSpec.namespaces      <- linux.namespaces[].type
     ContainerSpec.mounts          <- mounts[]            (extra mounts, after the defaults)
+    ContainerSpec.overlay         (minirun's own: copy-on-write root, no OCI field)
     Limits.cpu_quota / cpu_period <- linux.resources.cpu.quota / period
     Limits.cpuset_cpus            <- linux.resources.cpu.cpus
     Limits.memory                 <- linux.resources.memory.limit
@@ -22,6 +23,7 @@ too, so the CLI and the Python API reject the same things with the same words.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 
@@ -114,6 +116,43 @@ def parse_env(items: list[str] | tuple[str, ...]) -> list[str]:
     return env
 
 
+def _container_path(path: str, what: str) -> str:
+    if not path.startswith("/") or path == "/" or ".." in path.split("/"):
+        raise SpecError(f"invalid {what} container path {path!r}: use an absolute path other than /, without '..'")
+    return os.path.normpath(path)
+
+
+def parse_volume(text: str) -> Mount:
+    """``-v HOSTDIR:CTRDIR[:ro|:rw]`` -> a bind Mount; the host path must exist."""
+    parts = str(text).split(":")
+    if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
+        raise SpecError(f"invalid -v value {text!r}: use HOSTDIR:CTRDIR[:ro]")
+    host, ctr = parts[0], parts[1]
+    if not host.startswith("/"):
+        raise SpecError(f"invalid -v value {text!r}: the host path must be absolute")
+    if not os.path.exists(host):
+        raise SpecError(f"invalid -v value {text!r}: {host} does not exist")
+    options = ["rbind", parts[2] if len(parts) == 3 else "rw"]
+    return Mount(destination=_container_path(ctr, "-v"), type="bind", source=os.path.realpath(host), options=options)
+
+
+def parse_tmpfs(text: str) -> Mount:
+    """``--tmpfs PATH[:size=64m,mode=1777]`` -> a tmpfs Mount (docker's defaults: noexec, nosuid, nodev)."""
+    path, _, opts = str(text).partition(":")
+    options = ["nosuid", "nodev", "noexec"]
+    for opt in filter(None, opts.split(",")):
+        key, _, value = opt.partition("=")
+        if key == "size":
+            options.append(f"size={parse_size(value, '--tmpfs size')}")
+        elif key == "mode" and value.isdigit():
+            options.append(f"mode={value}")
+        elif key in ("exec", "noexec", "ro", "rw", "suid", "nosuid", "dev", "nodev") and not value:
+            options.append(key)
+        else:
+            raise SpecError(f"invalid --tmpfs option {opt!r}: use size=SIZE, mode=OCTAL, ro, exec")
+    return Mount(destination=_container_path(path, "--tmpfs"), type="tmpfs", source="tmpfs", options=options)
+
+
 def check_id(name: str) -> str:
     if not _ID_RE.match(name):
         raise SpecError(f"invalid container name {name!r}: use letters, digits, '_', '.', '-' (at most 64)")
@@ -185,3 +224,4 @@ class ContainerSpec:
     limits: Limits = field(default_factory=Limits)
     mounts: list[Mount] = field(default_factory=list)
     readonly_root: bool = False
+    overlay: bool = True  # see the root through overlayfs so the base rootfs is never written

@@ -89,14 +89,20 @@ def _rename_into_place(tmp: str, final: str, container_id: str, root: str) -> No
 
 
 def _remove_dir(path: str) -> None:
-    """A state directory holds plain files only (no shutil: it is slow to import)."""
+    """Remove a state directory (shutil only when it holds directories: slow to import)."""
     try:
         names = os.listdir(path)
     except FileNotFoundError:
         return
     for name in names:
+        entry = os.path.join(path, name)
         try:
-            os.unlink(os.path.join(path, name))
+            if os.path.isdir(entry) and not os.path.islink(entry):
+                import shutil
+
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                os.unlink(entry)
         except FileNotFoundError:
             pass
     try:

@@ -131,8 +131,24 @@ class Report:
     step: str
 
 
+def _op_array(plan: Sequence, keep: list):
+    ops = ffi.new("struct mr_op[]", max(1, len(plan)))
+    keep.append(ops)
+    for i, op in enumerate(plan):
+        c = ops[i]
+        c.kind = op.kind
+        c.source = _cstr(op.source, keep)
+        c.target = _cstr(op.target, keep)
+        c.fstype = _cstr(op.fstype, keep)
+        c.flags = op.flags
+        c.data = _cstr(op.data, keep)
+        c.mode, c.major, c.minor = op.mode, op.major, op.minor
+    return ops
+
+
 def spawn(*, rootfs: str, hostname: str | None, namespaces: Sequence[str], cgroup_fd: int | None,
-          tasks_fds: Sequence[int], plan: Sequence, argv: Sequence[str], envp: Sequence[str], path: str, cwd: str,
+          tasks_fds: Sequence[int], pre_plan: Sequence, plan: Sequence, readonly_root: bool,
+          argv: Sequence[str], envp: Sequence[str], path: str, cwd: str,
           uid: int = 0, gid: int = 0, stdio: Sequence[int | None] = (None, None, None)) -> Child:
     """Clone the container's init into new namespaces; it waits for ``Child.release()``.
 
@@ -145,18 +161,8 @@ def spawn(*, rootfs: str, hostname: str | None, namespaces: Sequence[str], cgrou
         if ns != "cgroup":
             flags |= NAMESPACE_FLAGS[ns]
 
-    ops = ffi.new("struct mr_op[]", max(1, len(plan)))
-    keep.append(ops)
-    for i, op in enumerate(plan):
-        c = ops[i]
-        c.kind = op.kind
-        c.source = _cstr(op.source, keep)
-        c.target = _cstr(op.target, keep)
-        c.fstype = _cstr(op.fstype, keep)
-        c.flags = op.flags
-        c.data = _cstr(op.data, keep)
-        c.mode, c.major, c.minor = op.mode, op.major, op.minor
-
+    ops = _op_array(plan, keep)
+    pre_ops = _op_array(pre_plan, keep)
     argv_c = ffi.new("char *[]", [_cstr(a, keep) for a in argv] + [ffi.NULL])
     envp_c = ffi.new("char *[]", [_cstr(e, keep) for e in envp] + [ffi.NULL])
     req = ffi.new("struct mr_spawn_req *")
@@ -169,8 +175,11 @@ def spawn(*, rootfs: str, hostname: str | None, namespaces: Sequence[str], cgrou
     keep.append(fds)
     req.tasks_fds = fds
     req.n_tasks_fds = len(tasks_fds)
+    req.pre_ops = pre_ops
+    req.n_pre_ops = len(pre_plan)
     req.ops = ops
     req.n_ops = len(plan)
+    req.readonly_root = 1 if readonly_root else 0
     req.argv = argv_c
     req.envp = envp_c
     req.path = _cstr(path, keep)

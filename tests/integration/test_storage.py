@@ -1,0 +1,82 @@
+"""Volumes, tmpfs, read-only root and the copy-on-write overlay root."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+
+from helpers import minirun
+
+
+def tree_digest(root: str) -> str:
+    """Names, modes, link targets and contents of every entry: any change shows."""
+    h = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(dirnames + filenames):
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            h.update(f"{os.path.relpath(path, root)} {st.st_mode} {st.st_uid} {st.st_size}".encode())
+            if os.path.islink(path):
+                h.update(os.readlink(path).encode())
+            elif os.path.isfile(path):
+                with open(path, "rb") as f:
+                    h.update(f.read())
+    return h.hexdigest()
+
+
+def test_volume_is_shared_with_the_host_and_outlives_the_container(rootfs, tmp_path):
+    (tmp_path / "in").write_text("from the host\n")
+    out = minirun("run", "-v", f"{tmp_path}:/data", rootfs, "/bin/sh", "-c", "cat /data/in; echo from inside > /data/out")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "from the host\n"
+    assert (tmp_path / "out").read_text() == "from inside\n"
+
+
+def test_read_only_volume_refuses_writes(rootfs, tmp_path):
+    out = minirun("run", "-v", f"{tmp_path}:/data:ro", rootfs, "/bin/sh", "-c", "echo x > /data/f")
+    assert out.returncode != 0 and "Read-only file system" in out.stderr
+    assert not (tmp_path / "f").exists()
+
+
+def test_bad_volumes_are_refused(rootfs, tmp_path):
+    for bad in [f"{tmp_path}/missing:/data", "relative:/data", f"{tmp_path}:data", f"{tmp_path}:/", f"{tmp_path}:/d:rx",
+                f"{tmp_path}:/../etc"]:
+        out = minirun("run", "-v", bad, rootfs, "/bin/true")
+        assert out.returncode == 125 and out.stderr.startswith("minirun: invalid -v "), (bad, out.stderr)
+
+
+def test_tmpfs_with_a_size(rootfs):
+    out = minirun("run", "--tmpfs", "/scratch:size=1m", rootfs, "/bin/sh", "-c",
+                  "grep ' /scratch ' /proc/mounts; head -c 2000000 /dev/zero > /scratch/big; echo rc=$?")
+    assert out.returncode == 0, out.stderr
+    assert "tmpfs" in out.stdout and "size=1024k" in out.stdout
+    assert "rc=1" in out.stdout  # the second megabyte does not fit
+
+
+def test_read_only_root(rootfs):
+    out = minirun("run", "--read-only", "--tmpfs", "/tmp", rootfs, "/bin/sh", "-c",
+                  "touch /etc/x 2>/dev/null && echo ROOT-WRITABLE; mount -o remount,rw / 2>/dev/null && "
+                  "touch /etc/y 2>/dev/null && echo REMOUNTED; touch /tmp/ok && echo tmp-ok")
+    assert "ROOT-WRITABLE" not in out.stdout
+    assert "tmp-ok" in out.stdout
+
+
+def test_base_rootfs_is_unchanged_after_writes_everywhere(rootfs):
+    before = tree_digest(rootfs)
+    script = ("for d in / /etc /bin /usr/bin /root /tmp /var /sbin; do echo junk > $d/junk-file; done; "
+              "rm -f /bin/ls /etc/passwd; chmod 000 /etc/group; ln -s /nowhere /etc/hosts.new; mkdir -p /new/dir; "
+              "test -e /bin/ls || echo deleted-inside")
+    out = minirun("run", rootfs, "/bin/sh", "-c", script)
+    assert out.returncode == 0, out.stderr
+    assert "deleted-inside" in out.stdout
+    assert tree_digest(rootfs) == before
+
+
+def test_no_overlay_writes_through_to_the_rootfs(rootfs, tmp_path):
+    copy = tmp_path / "rootfs"
+    shutil.copytree(rootfs, copy, symlinks=True)
+    out = minirun("run", "--no-overlay", str(copy), "/bin/sh", "-c", "echo kept > /etc/kept")
+    assert out.returncode == 0, out.stderr
+    assert (copy / "etc" / "kept").read_text() == "kept\n"
