@@ -6,6 +6,8 @@ Exit codes and error lines are handled in entry.py, which also runs a plain
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from .errors import SpecError
@@ -83,6 +85,100 @@ def run(**options):
     from .entry import execute_run
 
     return execute_run(**options)
+
+
+@cli.command()
+@click.option("-a", "--all", "all_", is_flag=True, help="Show exited containers too.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+def ps(all_, as_json):
+    """List containers (running ones; --all for exited ones too)."""
+    import json
+    import time
+
+    from .lifecycle import list_containers
+
+    rows = list_containers(all_)
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    click.echo(f"{'ID':<20} {'STATUS':<16} {'PID':>7}  {'CREATED':<9} COMMAND")
+    for st in rows:
+        state = st.get("status", "?")
+        if state == "exited":
+            state = f"exited ({st.get('exit_code', '?')})"
+        age = time.time() - st.get("created", time.time())
+        created = f"{age:.0f}s ago" if age < 120 else f"{age / 60:.0f}m ago"
+        click.echo(f"{st['id']:<20} {state:<16} {st.get('pid') or '':>7}  {created:<9} {' '.join(st.get('args', []))}")
+
+
+@cli.command()
+@click.option("-f", "--follow", is_flag=True, help="Keep printing output until the container exits.")
+@click.argument("container")
+def logs(follow, container):
+    """Print the output of a detached CONTAINER."""
+    import sys
+
+    from .lifecycle import follow as follow_log, log_path
+
+    container_id, path = log_path(container)
+    if not os.path.exists(path):
+        raise SpecError(f"container {container_id} has no log (only detached containers have one)")
+    if follow:
+        follow_log(path, container_id, sys.stdout.buffer)
+    else:
+        with open(path, "rb") as f:
+            sys.stdout.buffer.write(f.read())
+
+
+@cli.command()
+@click.option("-t", "--time", "timeout", type=float, default=10, show_default=True,
+              help="Seconds to wait after SIGTERM before SIGKILL.")
+@click.argument("containers", nargs=-1, required=True)
+def stop(timeout, containers):
+    """Stop running containers: SIGTERM to COMMAND, then SIGKILL after --time seconds."""
+    from .lifecycle import stop as stop_one
+
+    for name in containers:
+        click.echo(stop_one(name, timeout))
+
+
+@cli.command()
+@click.option("-s", "--signal", "sig", default="KILL", show_default=True, help="Signal name or number.")
+@click.argument("containers", nargs=-1, required=True)
+def kill(sig, containers):
+    """Send a signal to the COMMAND of running containers."""
+    import signal as signals
+
+    from .lifecycle import kill as kill_one
+
+    try:
+        signum = int(sig) if sig.isdigit() else signals.Signals["SIG" + sig.upper().removeprefix("SIG")]
+    except KeyError:
+        raise SpecError(f"invalid signal {sig!r}") from None
+    for name in containers:
+        click.echo(kill_one(name, int(signum)))
+
+
+@cli.command()
+@click.option("-f", "--force", is_flag=True, help="Kill a running container first.")
+@click.argument("containers", nargs=-1, required=True)
+def rm(force, containers):
+    """Remove containers: their state, log and copy-on-write layer."""
+    from .lifecycle import remove
+
+    for name in containers:
+        click.echo(remove(name, force))
+
+
+@cli.command()
+@click.argument("container")
+def inspect(container):
+    """Print a container's state as JSON."""
+    import json
+
+    from .lifecycle import resolve, status
+
+    click.echo(json.dumps(status(resolve(container)), indent=2))
 
 
 @cli.command()

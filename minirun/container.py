@@ -74,22 +74,30 @@ def prepare(spec: ContainerSpec) -> tuple[ContainerSpec, tuple[str, ...]]:
     return spec, available_namespaces(spec.namespaces)
 
 
-def run(spec: ContainerSpec, *, stdio=(None, None, None)) -> Result:
+def run(spec: ContainerSpec, *, stdio=(None, None, None), detached: bool = False, on_started=None,
+        prepared: bool = False) -> Result:
     """Run the container in ``spec`` until COMMAND exits; always clean up.
 
     ``stdio``: file descriptors for COMMAND's stdin, stdout, stderr (None: minirun's own).
+    ``detached``: keep the state directory (status, exit code, log) after the exit, until `rm`.
+    ``on_started(id, pid)``: called once COMMAND is running.
     Raises a MiniRunError subclass for bad input or a failed setup, with nothing left behind.
     """
     t0 = time.perf_counter()
-    spec, namespaces = prepare(spec)
+    namespaces = available_namespaces(spec.namespaces) if prepared else prepare(spec)[1]
     state.gc()
-    with state.claim(spec.id, {"rootfs": spec.rootfs, "args": spec.process.args}) as state_dir:
+    info = {"rootfs": spec.rootfs, "args": spec.process.args, "hostname": spec.hostname}
+    with state.claim(spec.id, info, keep=detached) as claim:
         cgroup = cgroups.create_manager(spec.id, spec.limits)
         cgroup.create()
         try:
-            return _run_in(cgroup, spec, namespaces, stdio, t0, state_dir)
+            result = _run_in(cgroup, spec, namespaces, stdio, t0, claim, on_started)
         finally:
             cgroup.destroy()
+        if detached:
+            claim.update(status=state.EXITED, exit_code=result.exit_code, signal=result.signal,
+                         oom_killed=result.oom_killed, finished=time.time())
+        return result
 
 
 def _root_and_plans(spec: ContainerSpec, state_dir: str):
@@ -105,7 +113,7 @@ def _root_and_plans(spec: ContainerSpec, state_dir: str):
     return root, pre + user_pre, DEFAULT_PLAN + user_post
 
 
-def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float, state_dir: str) -> Result:
+def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float, claim, on_started) -> Result:
     from . import syscalls  # the C extension; imported here so `minirun --help` stays cheap
 
     proc = spec.process
@@ -113,7 +121,8 @@ def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float, state_dir
     path = next((e[5:] for e in env if e.startswith("PATH=")), "")
     # The child joins the v1 hierarchies itself and clone3 starts it in the v2 one:
     # no cgroup.procs write on the way (see csrc/spawn.c for why that matters).
-    root, pre_plan, plan = _root_and_plans(spec, state_dir)
+    root, pre_plan, plan = _root_and_plans(spec, claim.path)
+    stdio = tuple(fd(claim.path) if callable(fd) else fd for fd in stdio)  # e.g. a log in the state dir
     tasks_fds = cgroup.self_placement_fds()
     unified_fd = cgroup.unified_dir_fd()
     try:
@@ -136,6 +145,10 @@ def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float, state_dir
             first = child.read_report()
             _raise_for_failure(first, proc.args[0], spec.rootfs)
             timings["start"] = time.perf_counter() - t0
+            claim.update(status=state.RUNNING, pid=child.pid, pid_start=state.start_time(child.pid),
+                         started=time.time())
+            if on_started:
+                on_started(spec.id, child.pid)
             last = child.read_report()
             _, init_status = os.waitpid(child.pid, 0)
             status = last.status if last and last.kind == syscalls.EXITED else init_status

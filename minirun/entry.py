@@ -31,7 +31,7 @@ def _raise_terminated(signum, _frame):
 
 def execute_run(*, rootfs, command, name=None, hostname=None, env=(), workdir="/", user=None, memory=None,
                 memory_swap=None, cpus=None, cpuset_cpus=None, pids_limit=None, volume=(), tmpfs=(),
-                read_only=False, no_overlay=False, rm=False, as_json=False, debug=False) -> int:
+                read_only=False, no_overlay=False, detach=False, rm=False, as_json=False, debug=False) -> int:
     """`minirun run` after parsing: build the spec, run it, report. Returns the exit code."""
     from . import container
     from .spec import (ContainerSpec, Limits, Process, parse_cpus, parse_cpuset, parse_env, parse_pids_limit,
@@ -53,6 +53,11 @@ def execute_run(*, rootfs, command, name=None, hostname=None, env=(), workdir="/
                          process=Process(args=list(command), env=parse_env(env), cwd=workdir, uid=uid, gid=gid),
                          limits=limits, mounts=[parse_volume(v) for v in volume] + [parse_tmpfs(t) for t in tmpfs],
                          readonly_root=read_only, overlay=not no_overlay)
+    if detach:
+        from .lifecycle import run_detached
+
+        print(run_detached(spec, auto_remove=rm), flush=True)
+        return 0
     result = container.run(spec)
     if result.oom_killed:
         limit = f" (limit {limits.memory / (1 << 20):g} MiB)" if limits.memory else ""

@@ -37,6 +37,8 @@ RUN_OPTIONS = (
     Option("--read-only", dest="read_only", flag=True, help="Mount the container's root read-only."),
     Option("--no-overlay", dest="no_overlay", flag=True,
            help="Run on ROOTFS directly instead of a copy-on-write overlay (writes then change ROOTFS)."),
+    Option("-d", "--detach", dest="detach", flag=True,
+           help="Run in the background under a supervisor; print the container id (see ps, logs, stop, rm)."),
     Option("--rm", dest="rm", flag=True,
            help="Remove the container when it exits (foreground containers always are)."),
     Option("--json", dest="as_json", flag=True, help="After COMMAND exits, print the result as JSON on stdout."),

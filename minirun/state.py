@@ -1,13 +1,17 @@
 """Per-container state under /run/minirun/<id>/, and the collection of stale state.
 
-A container's directory holds a ``lock`` file that its minirun process keeps
-flock()ed for as long as it lives. That lock is the liveness test: whatever has
-a directory whose lock can be taken, or a cgroup without a locked directory,
-was left by a minirun that died (e.g. SIGKILLed) and is removed by ``gc()``.
+    /run/minirun/<id>/lock         flock()ed by the container's owner (a foreground
+                                   minirun, or the supervisor of a detached one) for
+                                   as long as it lives: the liveness test
+    /run/minirun/<id>/state.json   written atomically (temp file + rename)
+    /run/minirun/<id>/log          output of a detached container
+    /run/minirun/<id>/{upper,work,root}   the overlay root
 
 The directory is created under a temporary name, locked, then renamed into
 place, so a concurrent gc never sees an unlocked directory of a live run, and
-two runs can never claim the same name.
+two runs can never claim the same name. A directory whose lock can be taken
+belongs to nobody: a foreground container's is stale and removed by ``gc()``
+(with its cgroups); a detached container's stays, as "exited", until `rm`.
 """
 
 from __future__ import annotations
@@ -17,8 +21,6 @@ import fcntl
 import json
 import os
 import time
-from contextlib import contextmanager
-from typing import Iterator
 
 from .errors import SpecError
 
@@ -26,9 +28,11 @@ STATE_ROOT = "/run/minirun"
 _NEW_PREFIX = ".new-"
 _NEW_GRACE_S = 60  # a ".new-" dir younger than this may belong to a run being set up
 
+CREATING, RUNNING, EXITED = "creating", "running", "exited"
+
 
 def _try_lock(path: str) -> int | None:
-    """Lock ``path`` if nobody holds it: the fd, or None when it is held (live)."""
+    """Lock ``path`` if nobody holds it: the fd (-1 if there is no such file), or None when held."""
     try:
         fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -50,28 +54,58 @@ def is_live(container_id: str, root: str = STATE_ROOT) -> bool:
     return False
 
 
-@contextmanager
-def claim(container_id: str, info: dict, root: str = STATE_ROOT) -> Iterator[str]:
-    """Own /run/minirun/<id> for the duration of the block; refuse a name in use."""
-    os.makedirs(root, mode=0o700, exist_ok=True)
-    tmp = os.path.join(root, _NEW_PREFIX + os.urandom(6).hex())
-    os.mkdir(tmp, 0o700)
-    lock_fd = os.open(os.path.join(tmp, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    fcntl.flock(lock_fd, fcntl.LOCK_EX)
-    with open(os.path.join(tmp, "state.json"), "w") as f:
-        json.dump(dict(info, id=container_id, pid=os.getpid()), f)
-    final = os.path.join(root, container_id)
-    try:
-        _rename_into_place(tmp, final, container_id, root)
-    except BaseException:
-        _remove_dir(tmp)
-        os.close(lock_fd)
-        raise
-    try:
-        yield final
-    finally:
-        _remove_dir(final)
-        os.close(lock_fd)
+def read(container_id: str, root: str = STATE_ROOT) -> dict:
+    with open(os.path.join(root, container_id, "state.json")) as f:
+        return json.load(f)
+
+
+def write(state_dir: str, state: dict) -> None:
+    """Replace state.json atomically: readers see the old or the new file, never half."""
+    tmp = os.path.join(state_dir, "state.json.tmp")
+    with open(tmp, "w") as f:
+        json.dump(state, f)
+    os.rename(tmp, os.path.join(state_dir, "state.json"))
+
+
+class Claim:
+    """Ownership of /run/minirun/<id> while the container lives: see the module doc."""
+
+    def __init__(self, container_id: str, info: dict, keep: bool = False, root: str = STATE_ROOT):
+        self.id, self.keep, self.root = container_id, keep, root
+        self.path = os.path.join(root, container_id)
+        self.state = dict(info, id=container_id, status=CREATING, owner=os.getpid(), detached=keep,
+                          created=time.time())
+        self._lock_fd = -1
+
+    def __enter__(self) -> Claim:
+        os.makedirs(self.root, mode=0o700, exist_ok=True)
+        tmp = os.path.join(self.root, _NEW_PREFIX + os.urandom(6).hex())
+        os.mkdir(tmp, 0o700)
+        self._lock_fd = os.open(os.path.join(tmp, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            write(tmp, self.state)
+            _rename_into_place(tmp, self.path, self.id, self.root)
+        except BaseException:
+            _remove_dir(tmp)
+            os.close(self._lock_fd)
+            raise
+        return self
+
+    def update(self, **fields) -> None:
+        self.state.update(fields)
+        write(self.path, self.state)
+
+    def __exit__(self, *exc) -> None:
+        if not self.keep:
+            _remove_dir(self.path)
+        elif self.state["status"] != EXITED:  # the run failed before the container started
+            self.update(status=EXITED, exit_code=125, finished=time.time())
+        os.close(self._lock_fd)
+
+
+def claim(container_id: str, info: dict, keep: bool = False, root: str = STATE_ROOT) -> Claim:
+    return Claim(container_id, info, keep, root)
 
 
 def _rename_into_place(tmp: str, final: str, container_id: str, root: str) -> None:
@@ -84,6 +118,12 @@ def _rename_into_place(tmp: str, final: str, container_id: str, root: str) -> No
                 raise
         if is_live(container_id, root):
             break
+        try:
+            if read(container_id, root).get("detached"):
+                raise SpecError(f'container name "{container_id}" is already in use by a stopped container: '
+                                f"remove it first (minirun rm {container_id})")
+        except (OSError, ValueError):
+            pass
         remove(container_id, root)  # left by a minirun that died: take the name back
     raise SpecError(f'container name "{container_id}" is already in use')
 
@@ -118,8 +158,29 @@ def remove(container_id: str, root: str = STATE_ROOT) -> None:
     _remove_dir(os.path.join(root, container_id))
 
 
+def start_time(pid: int) -> int | None:
+    """A process's start time in clock ticks: with the pid, it names the process
+    uniquely (a pid alone may be reused by the time we signal it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def list_ids(root: str = STATE_ROOT) -> list[str]:
+    try:
+        return sorted(n for n in os.listdir(root) if not n.startswith("."))
+    except FileNotFoundError:
+        return []
+
+
 def gc(root: str = STATE_ROOT) -> list[str]:
-    """Remove what dead minirun processes left behind; return the ids cleaned."""
+    """Clean up after dead minirun processes; return the ids cleaned.
+
+    A foreground container whose minirun died is removed; a detached one whose
+    supervisor died is marked exited (its state and log stay until `rm`).
+    """
     from . import cgroups
 
     cleaned = []
@@ -138,12 +199,28 @@ def gc(root: str = STATE_ROOT) -> list[str]:
             if not young and not is_live(name, root):
                 _remove_dir(path)
             continue
-        if not is_live(name, root):
-            remove(name, root)
-            cleaned.append(name)
-    # A cgroup without a live state directory (state is created first, removed last).
+        fd = _try_lock(os.path.join(path, "lock"))
+        if fd is None:
+            continue  # live
+        try:
+            try:
+                state = read(name, root)
+            except (OSError, ValueError):
+                state = {}
+            if not state.get("detached"):
+                remove(name, root)
+                cleaned.append(name)
+            elif state.get("status") != EXITED:
+                cgroups.remove(name)
+                state.update(status=EXITED, exit_code=137, finished=now, error="its minirun supervisor died")
+                write(path, state)
+                cleaned.append(name)
+        finally:
+            if fd >= 0:
+                os.close(fd)
+    # A cgroup without a state directory is stale (state is created first, removed last).
     for container_id in cgroups.stale_ids():
-        if container_id not in cleaned and not is_live(container_id, root):
+        if container_id not in cleaned and not os.path.isdir(os.path.join(root, container_id)):
             cgroups.remove(container_id)
             cleaned.append(container_id)
     return cleaned

@@ -1,0 +1,189 @@
+"""Detached containers and the verbs that manage them: ps, logs, stop, kill, rm, inspect.
+
+A detached container (`run -d`) is run by a small supervisor: a fork of the
+minirun command that leaves the terminal's session, runs the container with its
+output going to /run/minirun/<id>/log, reaps its init and records the exit
+status and OOM kill in state.json. The state outlives the command that started
+it; `rm` removes it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from . import state
+from .errors import MiniRunError, SpecError
+
+
+class NoSuchContainer(SpecError):
+    pass
+
+
+def resolve(name: str) -> str:
+    """A container id from its id or a unique prefix of it, as docker accepts."""
+    ids = state.list_ids()
+    if name in ids:
+        return name
+    matches = [i for i in ids if i.startswith(name)]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise NoSuchContainer(f"no such container: {name}")
+    raise SpecError(f"{name!r} matches several containers: {', '.join(matches)}")
+
+
+def status(container_id: str) -> dict:
+    """state.json, with the status corrected by the liveness lock."""
+    st = state.read(container_id)
+    if st.get("status") != state.EXITED and not state.is_live(container_id):
+        st["status"] = state.EXITED  # its owner died; gc will record it
+    return st
+
+
+def run_detached(spec, auto_remove: bool = False) -> str:
+    """Start ``spec`` under a supervisor and return once COMMAND runs (or failed to)."""
+    from . import container
+
+    spec, _ = container.prepare(spec)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the supervisor
+        os.close(r)
+        _supervise(spec, w, auto_remove)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        message = f.read1(4096) if hasattr(f, "read1") else f.read(4096)
+    if message == b"ok":
+        return spec.id
+    os.waitpid(pid, os.WNOHANG)
+    if not message:
+        raise MiniRunError("the container's supervisor died before the container started")
+    code, _, text = message.decode(errors="replace").partition(" ")
+    err = MiniRunError(text)
+    err.exit_code = int(code)
+    raise err
+
+
+def _supervise(spec, ready_fd: int, auto_remove: bool) -> None:
+    """The supervisor's whole life; never returns."""
+    from . import container
+
+    code = 0
+    try:
+        os.setsid()
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):  # let go of the terminal and of the caller's pipes
+            os.dup2(devnull, fd)
+        log_fd = -1
+
+        def started(_id, _pid):
+            os.write(ready_fd, b"ok")
+
+        def open_log(state_dir: str) -> int:
+            nonlocal log_fd
+            if log_fd < 0:
+                log_fd = os.open(os.path.join(state_dir, "log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+            return log_fd
+
+        container.run(spec, stdio=(devnull, open_log, open_log), detached=True, on_started=started, prepared=True)
+        if auto_remove:
+            state.remove(spec.id)
+    except MiniRunError as err:
+        os.write(ready_fd, f"{err.exit_code} {err}".encode())
+        code = err.exit_code
+    except BaseException as err:  # nothing of this may reach the caller's terminal
+        os.write(ready_fd, f"125 supervisor failed: {err!r}".encode())
+        code = 125
+    finally:
+        os._exit(code)
+
+
+def list_containers(all_: bool = False) -> list[dict]:
+    out = []
+    for container_id in state.list_ids():
+        try:
+            st = status(container_id)
+        except (OSError, ValueError):
+            continue
+        if all_ or st.get("status") != state.EXITED:
+            out.append(st)
+    return out
+
+
+def _signal_init(st: dict, sig: int) -> bool:
+    """Signal the container's init, making sure the pid still names it."""
+    pid = st.get("pid")
+    if not pid or state.start_time(pid) != st.get("pid_start"):
+        return False
+    try:
+        os.kill(pid, sig)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def kill(name: str, sig: int = signal.SIGKILL) -> str:
+    container_id = resolve(name)
+    st = status(container_id)
+    if st["status"] != state.RUNNING or not _signal_init(st, sig):
+        raise SpecError(f"container {container_id} is not running")
+    return container_id
+
+
+def wait_exited(container_id: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not state.is_live(container_id):
+            return True
+        time.sleep(0.02)
+    return not state.is_live(container_id)
+
+
+def stop(name: str, timeout: float = 10) -> str:
+    """SIGTERM (the init forwards it to COMMAND), then SIGKILL after ``timeout`` seconds."""
+    container_id = resolve(name)
+    st = status(container_id)
+    if st["status"] != state.RUNNING:
+        return container_id
+    _signal_init(st, signal.SIGTERM)
+    if not wait_exited(container_id, timeout):
+        _signal_init(st, signal.SIGKILL)  # PID 1 dies, and the kernel kills the namespace
+        wait_exited(container_id, 10)
+    return container_id
+
+
+def remove(name: str, force: bool = False) -> str:
+    container_id = resolve(name)
+    if state.is_live(container_id):
+        if not force:
+            raise SpecError(f"container {container_id} is running: stop it first or use rm -f")
+        _signal_init(status(container_id), signal.SIGKILL)
+        if not wait_exited(container_id, 10):
+            raise MiniRunError(f"container {container_id} did not exit after SIGKILL")
+    state.remove(container_id)
+    return container_id
+
+
+def log_path(name: str) -> tuple[str, str]:
+    container_id = resolve(name)
+    return container_id, os.path.join(state.STATE_ROOT, container_id, "log")
+
+
+def follow(path: str, container_id: str, out) -> None:
+    """Copy the log to ``out`` and keep following it until the container exits."""
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(65536)
+            if chunk:
+                out.write(chunk)
+                out.flush()
+                continue
+            if not state.is_live(container_id):
+                rest = f.read()
+                if rest:
+                    out.write(rest)
+                    out.flush()
+                return
+            time.sleep(0.1)
