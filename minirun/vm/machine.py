@@ -110,8 +110,8 @@ class Machine:
             self._qemu_ends.append(theirs)
             ends[ident] = (ours, theirs)
             qemu_args.chardev_fd(argv, ident, theirs.fileno())
-        qemu_args.serial(argv, "con")  # ttyS0
-        qemu_args.serial(argv, "ctl")  # ttyS1
+        qemu_args.serial(argv, "con", 0)  # ttyS0
+        qemu_args.serial(argv, "ctl", 1)  # ttyS1
         qemu_args.qmp(argv, "mon")
         self._mon_sock, self._con_sock, self._ctl_sock = (ends[i][0] for i in ("mon", "con", "ctl"))
         self.argv = argv

@@ -19,7 +19,8 @@ def base(argv: list[str], machine: str = "pc", accel: str = "tcg") -> list[str]:
     argv += ["-nodefaults", "-no-user-config", "-display", "none"]
     if machine == "microvm":
         # No PCI or ACPI (so the guest ends with a reboot; see kernel_cmdline), legacy PIC/PIT/RTC kept for the kernel.
-        argv += ["-M", "microvm,x-option-roms=off,isa-serial=on,rtc=on"]
+        # isa-serial=off: microvm would make only one UART; both are added with serial() below.
+        argv += ["-M", "microvm,x-option-roms=off,isa-serial=off,rtc=on"]
     else:
         argv += ["-M", "pc"]
     argv += ["-accel", accel]
@@ -38,7 +39,7 @@ def resources(argv: list[str], cpus: int, memory_mib: int) -> list[str]:
 
 def kernel_cmdline(debug: bool = False, machine: str = "pc") -> str:
     """Short on purpose: console on ttyS0, quiet unless --debug, reboot at once on panic."""
-    parts = ["console=ttyS0", "panic=-1"]
+    parts = ["console=ttyS0", "panic=-1", "edd=off"]  # edd=off: skip the BIOS disk probe (and its banner)
     parts += ["loglevel=7"] if debug else ["loglevel=0"]  # panic() still prints: it raises the level itself
     if machine == "microvm":
         parts += ["reboot=t"]  # no ACPI/keyboard controller: a triple fault is the way out
@@ -59,9 +60,10 @@ def chardev_fd(argv: list[str], ident: str, fd: int) -> list[str]:
     return argv
 
 
-def serial(argv: list[str], ident: str) -> list[str]:
-    """Serial ports are numbered in order: the first call is ttyS0 (console), the second ttyS1 (control)."""
-    argv += ["-serial", f"chardev:{ident}"]
+def serial(argv: list[str], ident: str, index: int) -> list[str]:
+    """A 16550 UART on the ISA bus: index 0 is ttyS0 (0x3f8), 1 is ttyS1 (0x2f8).  Works on pc and on microvm,
+    where ``-serial`` would only ever create one port."""
+    argv += ["-device", f"isa-serial,chardev={ident},index={index}"]
     return argv
 
 

@@ -137,7 +137,8 @@ def prepare(spec: VMSpec, say: Callable[[str], None] = lambda m: None) -> Plan:
     modules: list[str] = []
     if spec.share_root:
         files = []
-        for path in guest.module_order(kernel):
+        names = guest.NINEP_MODULES_MICROVM if spec.machine == "microvm" else guest.NINEP_MODULES
+        for path in guest.module_order(kernel, names):
             name = "lib/modules/" + os.path.basename(path).split(".ko")[0] + ".ko"
             files.append((name, guest.module_contents(path)))
             modules.append("/" + name)
