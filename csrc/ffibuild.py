@@ -99,6 +99,7 @@ ffibuilder.cdef(
     int mr_unshare(int flags, char *step);
     int mr_setns(int fd, int nstype, char *step);
     int mr_sethostname(const char *name, char *step);
+    int mr_exec(const struct mr_spawn_req *req, const int *ns_fds, int n_ns, int *exec_err, char *step);
     """
 )
 
@@ -110,7 +111,7 @@ ffibuilder.set_source(
     #include <sys/mount.h>
     #include "minirun.h"
     """,
-    sources=[os.path.join("csrc", name) for name in ("syscalls.c", "spawn.c", "init.c")],
+    sources=[os.path.join("csrc", name) for name in ("syscalls.c", "spawn.c", "init.c", "exec.c")],
     include_dirs=[HERE],
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
 )

@@ -165,14 +165,9 @@ static int loopback_up(void)
     return ret;
 }
 
-struct exec_failure {
-    int err;
-    char step[MR_STEP_MAX];
-};
-
 static void __attribute__((noreturn)) exec_failed(int pipe_fd, int err, const char *step)
 {
-    struct exec_failure f;
+    struct mr_exec_failure f;
 
     memset(&f, 0, sizeof(f));
     f.err = err;
@@ -212,7 +207,7 @@ static void exec_command(const struct mr_spawn_req *req, int pipe_fd)
     exec_failed(pipe_fd, saw_eacces ? EACCES : ENOENT, step);
 }
 
-static void __attribute__((noreturn)) command_main(const struct mr_spawn_req *req, int pipe_fd)
+void mr_become_command(const struct mr_spawn_req *req, int pipe_fd)
 {
     char step[MR_STEP_MAX];
     sigset_t none;
@@ -274,7 +269,7 @@ static void __attribute__((noreturn)) reap_and_forward(int report_fd, pid_t comm
 
 void mr_container_init(const struct mr_spawn_req *req, int fd)
 {
-    struct exec_failure failure;
+    struct mr_exec_failure failure;
     int exec_pipe[2];
     pid_t command;
     ssize_t n;
@@ -300,7 +295,7 @@ void mr_container_init(const struct mr_spawn_req *req, int fd)
     if (command == 0) {
         close(fd);
         close(exec_pipe[0]);
-        command_main(req, exec_pipe[1]);
+        mr_become_command(req, exec_pipe[1]);
     }
     close(exec_pipe[1]);
 

@@ -92,7 +92,18 @@ int mr_unshare(int flags, char *step);
 int mr_setns(int fd, int nstype, char *step);
 int mr_sethostname(const char *name, char *step);
 
-/* internal, shared between spawn.c and syscalls.c */
+/* Join a running container: the namespaces in ns_fds (opened from its init's
+ * /proc/PID/ns), its cgroups (req->cgroup_fd, req->tasks_fds), then exec
+ * req->argv as req->uid in req->cwd. Returns COMMAND's pid (a child of the
+ * caller), or -errno with the step; an exec failure comes back in *exec_err. */
+int mr_exec(const struct mr_spawn_req *req, const int *ns_fds, int n_ns, int *exec_err, char *step);
+
+/* internal, shared between the .c files */
+struct mr_exec_failure {
+    int err;
+    char step[MR_STEP_MAX];
+};
+void mr_become_command(const struct mr_spawn_req *req, int pipe_fd) __attribute__((noreturn));
 int mr_step(char *step, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void mr_container_init(const struct mr_spawn_req *req, int report_fd) __attribute__((noreturn));
 

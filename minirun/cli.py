@@ -170,6 +170,27 @@ def rm(force, containers):
         click.echo(remove(name, force))
 
 
+@cli.command("exec", context_settings={"allow_interspersed_args": False})
+@click.option("-e", "--env", multiple=True, metavar="KEY=VAL", help="Set an environment variable (repeatable).")
+@click.option("-w", "--workdir", help="Working directory (default: the container's).")
+@click.option("-u", "--user", metavar="UID[:GID]", help="Run as this numeric user (and group).")
+@click.argument("container")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def exec_(env, workdir, user, container, command):
+    """Run COMMAND inside a running CONTAINER: its namespaces, its cgroups, its root.
+
+    \b
+    Example:
+      minirun run -d --name web ROOTFS httpd -f -p 8080
+      minirun exec web ps          # sees the container's processes only
+    """
+    from .lifecycle import exec_in
+    from .spec import parse_env, parse_user
+
+    uid, gid = parse_user(user) if user else (0, 0)
+    return exec_in(container, list(command), parse_env(env), workdir, uid, gid)
+
+
 @cli.command()
 @click.argument("container")
 def inspect(container):

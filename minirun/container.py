@@ -138,15 +138,21 @@ def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float, claim, on
     timings = {"clone": time.perf_counter() - t0}
     status = None
     try:
-        with _forward_signals(child.pid):
+        with forward_signals(child.pid):
             if unified_fd is not None and not child.used_clone3:  # a kernel without clone3
                 cgroup.add_pid(child.pid)
             child.release()
             first = child.read_report()
+            if first is None:  # the init died before COMMAND started: killed, or a bug
+                _, init_status = os.waitpid(child.pid, 0)
+                if not os.WIFSIGNALED(init_status):
+                    raise SetupError("container init", 0, "the container's init died during setup")
+                status = init_status
+                return _result(spec, cgroup, status, timings, t0)
             _raise_for_failure(first, proc.args[0], spec.rootfs)
             timings["start"] = time.perf_counter() - t0
             claim.update(status=state.RUNNING, pid=child.pid, pid_start=state.start_time(child.pid),
-                         started=time.time())
+                         started=time.time(), env=env, cwd=proc.cwd, cgroups=cgroup.paths)
             if on_started:
                 on_started(spec.id, child.pid)
             last = child.read_report()
@@ -162,8 +168,6 @@ def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float, claim, on
 def _raise_for_failure(report, command: str, rootfs: str) -> None:
     from . import syscalls
 
-    if report is None:
-        raise SetupError("container init", 0, "container init died during setup")
     if report.kind == syscalls.SETUP_FAILED:
         raise SetupError(report.step, report.err)
     if report.kind == syscalls.EXEC_FAILED:
@@ -194,7 +198,7 @@ def _kill_and_reap(pid: int) -> None:
         pass
 
 
-class _forward_signals:
+class forward_signals:
     """While the container runs, signals sent to minirun go to its init (which
     passes them to COMMAND) instead of killing minirun and orphaning it."""
 

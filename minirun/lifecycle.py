@@ -187,3 +187,53 @@ def follow(path: str, container_id: str, out) -> None:
                     out.flush()
                 return
             time.sleep(0.1)
+
+
+# The order in which exec joins the namespaces: mnt last, since it changes what
+# /proc/<pid>/... paths resolve to; pid only affects the process exec forks.
+_EXEC_NAMESPACES = ("cgroup", "ipc", "uts", "net", "pid", "mnt")
+
+
+def exec_in(name: str, args: list[str], env: list[str] = (), cwd: str | None = None, uid: int = 0,
+            gid: int = 0) -> int:
+    """Run ``args`` inside a running container, in all its namespaces and cgroups; return its exit code."""
+    from . import syscalls
+    from .cgroups import fs
+    from .container import forward_signals
+    from .errors import CommandNotExecutable, CommandNotFound, SetupError
+
+    container_id = resolve(name)
+    st = status(container_id)
+    pid = st.get("pid")
+    if st["status"] != state.RUNNING or state.start_time(pid) != st.get("pid_start"):
+        raise SpecError(f"container {container_id} is not running")
+    merged = dict(e.partition("=")[::2] for e in st.get("env", []))
+    merged.update(e.partition("=")[::2] for e in env)
+    envp = [f"{k}={v}" for k, v in merged.items()]
+    fds: list[int] = []
+    try:
+        ns_fds = [fds.append(os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC)) or fds[-1]
+                  for ns in _EXEC_NAMESPACES if os.path.exists(f"/proc/{pid}/ns/{ns}")]
+        paths = st.get("cgroups", {})
+        unified = paths.get("unified")
+        cgroup_fd = None
+        if unified:
+            cgroup_fd = fs.open_dir(unified)
+            fds.append(cgroup_fd)
+        tasks = [fs.open_write(os.path.join(d, "tasks")) for d in sorted(set(paths.values())) if d != unified]
+        fds += tasks
+        try:
+            child = syscalls.exec_into(ns_fds=ns_fds, cgroup_fd=cgroup_fd, tasks_fds=tasks, argv=args, envp=envp,
+                                       path=merged.get("PATH", ""), cwd=cwd or st.get("cwd", "/"), uid=uid, gid=gid)
+        except syscalls.ExecFailed as err:
+            if err.errno == 2:
+                raise CommandNotFound(f"{args[0]}: command not found in container {container_id}") from err
+            raise CommandNotExecutable(str(err)) from err
+        except syscalls.NativeError as err:
+            raise SetupError(err.step, err.errno) from err
+    finally:
+        for fd in fds:
+            os.close(fd)
+    with forward_signals(child):
+        _, wstatus = os.waitpid(child, 0)
+    return os.WEXITSTATUS(wstatus) if os.WIFEXITED(wstatus) else 128 + os.WTERMSIG(wstatus)

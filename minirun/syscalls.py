@@ -146,6 +146,28 @@ def _op_array(plan: Sequence, keep: list):
     return ops
 
 
+def _process_request(keep: list, *, cgroup_fd, tasks_fds, argv, envp, path, cwd, uid, gid, stdio):
+    """The part of a spawn request that describes COMMAND: shared by spawn and exec_into."""
+    req = ffi.new("struct mr_spawn_req *")
+    keep.append(req)
+    req.cgroup_fd = -1 if cgroup_fd is None else cgroup_fd
+    fds = ffi.new("int[]", list(tasks_fds) or [0])
+    keep.append(fds)
+    req.tasks_fds = fds
+    req.n_tasks_fds = len(tasks_fds)
+    argv_c = ffi.new("char *[]", [_cstr(a, keep) for a in argv] + [ffi.NULL])
+    envp_c = ffi.new("char *[]", [_cstr(e, keep) for e in envp] + [ffi.NULL])
+    keep += [argv_c, envp_c]
+    req.argv = argv_c
+    req.envp = envp_c
+    req.path = _cstr(path, keep)
+    req.cwd = _cstr(cwd, keep)
+    req.uid, req.gid = uid, gid
+    for i, fd in enumerate(stdio):
+        req.stdio[i] = -1 if fd is None else fd
+    return req
+
+
 def spawn(*, rootfs: str, hostname: str | None, namespaces: Sequence[str], cgroup_fd: int | None,
           tasks_fds: Sequence[int], pre_plan: Sequence, plan: Sequence, readonly_root: bool,
           argv: Sequence[str], envp: Sequence[str], path: str, cwd: str,
@@ -160,35 +182,40 @@ def spawn(*, rootfs: str, hostname: str | None, namespaces: Sequence[str], cgrou
     for ns in namespaces:
         if ns != "cgroup":
             flags |= NAMESPACE_FLAGS[ns]
-
-    ops = _op_array(plan, keep)
-    pre_ops = _op_array(pre_plan, keep)
-    argv_c = ffi.new("char *[]", [_cstr(a, keep) for a in argv] + [ffi.NULL])
-    envp_c = ffi.new("char *[]", [_cstr(e, keep) for e in envp] + [ffi.NULL])
-    req = ffi.new("struct mr_spawn_req *")
+    req = _process_request(keep, cgroup_fd=cgroup_fd, tasks_fds=tasks_fds, argv=argv, envp=envp, path=path, cwd=cwd,
+                           uid=uid, gid=gid, stdio=stdio)
     req.rootfs = _cstr(rootfs, keep)
     req.hostname = _cstr(hostname, keep)
     req.clone_flags = flags
     req.unshare_cgroupns = 1 if "cgroup" in namespaces else 0
-    req.cgroup_fd = -1 if cgroup_fd is None else cgroup_fd
-    fds = ffi.new("int[]", list(tasks_fds) or [0])
-    keep.append(fds)
-    req.tasks_fds = fds
-    req.n_tasks_fds = len(tasks_fds)
-    req.pre_ops = pre_ops
+    req.pre_ops = _op_array(pre_plan, keep)
     req.n_pre_ops = len(pre_plan)
-    req.ops = ops
+    req.ops = _op_array(plan, keep)
     req.n_ops = len(plan)
     req.readonly_root = 1 if readonly_root else 0
-    req.argv = argv_c
-    req.envp = envp_c
-    req.path = _cstr(path, keep)
-    req.cwd = _cstr(cwd, keep)
-    req.uid, req.gid = uid, gid
-    for i, fd in enumerate(stdio):
-        req.stdio[i] = -1 if fd is None else fd
 
     out = ffi.new("struct mr_spawn_out *")
     step = _step()
     _check(lib.mr_spawn(req, out, step), step)
     return Child(out.pid, out.report_fd, out.go_fd, bool(out.used_clone3))
+
+
+class ExecFailed(NativeError):
+    """COMMAND could not be exec'd in the container (errno ENOENT, EACCES, ...)."""
+
+
+def exec_into(*, ns_fds: Sequence[int], cgroup_fd: int | None, tasks_fds: Sequence[int], argv: Sequence[str],
+              envp: Sequence[str], path: str, cwd: str, uid: int = 0, gid: int = 0,
+              stdio: Sequence[int | None] = (None, None, None)) -> int:
+    """Start ``argv`` inside a running container (see csrc/exec.c); return its pid, a child of ours."""
+    keep: list = []
+    req = _process_request(keep, cgroup_fd=cgroup_fd, tasks_fds=tasks_fds, argv=argv, envp=envp, path=path, cwd=cwd,
+                           uid=uid, gid=gid, stdio=stdio)
+    fds = ffi.new("int[]", list(ns_fds) or [0])
+    exec_err = ffi.new("int *")
+    step = _step()
+    ret = lib.mr_exec(req, fds, len(ns_fds), exec_err, step)
+    if ret < 0:
+        text = ffi.string(step).decode(errors="replace")
+        raise (ExecFailed if exec_err[0] and text.startswith("exec ") else NativeError)(-ret, text)
+    return ret

@@ -1,0 +1,142 @@
+/*
+ * exec.c - start one more process inside a running container (`minirun exec`).
+ *
+ *   caller (Python)             A (clone3 into the v2 cgroup)      B (CLONE_PARENT: the caller's child)
+ *   ---------------             -----------------------------      ---------------------------------
+ *   clone3 ------------------>  join v1 cgroups (write 0 to tasks)
+ *                               setns: cgroup ipc uts net pid mnt
+ *                               clone(CLONE_PARENT) ------------->  in the container's PID namespace
+ *                               send B's pid on pid_pipe, exit      (setns(pid) only applies to children)
+ *   read B's pid, reap A                                            become COMMAND (as the init does)
+ *   read exec_pipe: EOF = exec'd                                    exec failure -> exec_pipe
+ *   wait for B
+ *
+ * setns into a mount namespace sets the root and working directory to that
+ * namespace's root, which pivot_root made the container's root.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "minirun.h"
+
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+
+struct mr_clone_args_exec {
+    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal;
+    uint64_t stack, stack_size, tls, set_tid, set_tid_size, cgroup;
+};
+
+static void __attribute__((noreturn)) joiner(const struct mr_spawn_req *req, const int *ns_fds, int n_ns,
+                                             int pid_pipe, int exec_pipe)
+{
+    struct mr_exec_failure f;
+    pid_t b;
+
+    memset(&f, 0, sizeof(f));
+    for (int i = 0; i < req->n_tasks_fds; i++) {
+        if (write(req->tasks_fds[i], "0", 1) != 1) {
+            f.err = errno;
+            mr_step(f.step, errno, "join cgroup v1 hierarchy");
+            goto fail;
+        }
+    }
+    for (int i = 0; i < n_ns; i++) {
+        if (setns(ns_fds[i], 0) < 0) {
+            f.err = errno;
+            mr_step(f.step, errno, "setns(namespace %d)", i);
+            goto fail;
+        }
+    }
+    b = (pid_t)syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0);
+    if (b == 0) {
+        close(pid_pipe);
+        mr_become_command(req, exec_pipe);
+    }
+    if (b < 0) {
+        f.err = errno;
+        mr_step(f.step, errno, "fork into the container");
+        goto fail;
+    }
+    (void)!write(pid_pipe, &b, sizeof(b));
+    _exit(0);
+fail:
+    (void)!write(exec_pipe, &f, sizeof(f));
+    _exit(125);
+}
+
+int mr_exec(const struct mr_spawn_req *req, const int *ns_fds, int n_ns, int *exec_err, char *step)
+{
+    struct mr_clone_args_exec args;
+    struct mr_exec_failure f;
+    int pid_pipe[2], exec_pipe[2], status;
+    sigset_t all, old;
+    pid_t a, b = -1;
+    ssize_t n;
+
+    *exec_err = 0;
+    if (pipe2(pid_pipe, O_CLOEXEC) < 0)
+        return mr_step(step, errno, "pipe2()");
+    if (pipe2(exec_pipe, O_CLOEXEC) < 0) {
+        close(pid_pipe[0]);
+        close(pid_pipe[1]);
+        return mr_step(step, errno, "pipe2()");
+    }
+    memset(&args, 0, sizeof(args));
+    args.exit_signal = SIGCHLD;
+    if (req->cgroup_fd >= 0) {
+        args.flags = CLONE_INTO_CGROUP;
+        args.cgroup = (uint64_t)req->cgroup_fd;
+    }
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, &old); /* no Python handler may run in the children */
+    a = (pid_t)syscall(SYS_clone3, &args, sizeof(args));
+    if (a < 0 && errno == ENOSYS)
+        a = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+    if (a == 0) {
+        close(pid_pipe[0]);
+        close(exec_pipe[0]);
+        joiner(req, ns_fds, n_ns, pid_pipe[1], exec_pipe[1]);
+    }
+    int clone_errno = errno;
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    close(pid_pipe[1]);
+    close(exec_pipe[1]);
+    if (a < 0) {
+        close(pid_pipe[0]);
+        close(exec_pipe[0]);
+        return mr_step(step, clone_errno, "clone()");
+    }
+
+    do
+        n = read(pid_pipe[0], &b, sizeof(b));
+    while (n < 0 && errno == EINTR);
+    close(pid_pipe[0]);
+    while (waitpid(a, &status, 0) < 0 && errno == EINTR)
+        ;
+    /* EOF on the CLOEXEC pipe: B exec'd (or A failed before forking B). */
+    do
+        n = read(exec_pipe[0], &f, sizeof(f));
+    while (n < 0 && errno == EINTR);
+    close(exec_pipe[0]);
+    if (n > 0) {
+        *exec_err = f.err;
+        mr_step(step, f.err, "%s", f.step);
+        if (b > 0)
+            while (waitpid(b, &status, 0) < 0 && errno == EINTR)
+                ;
+        return -f.err;
+    }
+    if (b <= 0)
+        return mr_step(step, EIO, "join the container");
+    return b;
+}

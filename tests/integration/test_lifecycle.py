@@ -1,0 +1,134 @@
+"""Detached containers and their verbs: run -d, ps, logs, exec, stop, kill, rm, inspect."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+from helpers import minirun
+
+
+def wait_for(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def inspect(name: str) -> dict:
+    out = minirun("inspect", name)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+@pytest.fixture
+def detached(rootfs):
+    """Start named detached containers; remove them whatever happens."""
+    names = []
+
+    def start(name, *args):
+        out = minirun("run", "-d", "--name", name, *args[:-1], rootfs, *args[-1])
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == name
+        names.append(name)
+        return name
+
+    yield start
+    for name in names:
+        minirun("rm", "-f", name)
+
+
+def test_run_detached_then_ps_logs_stop_rm(detached):
+    name = detached("lc-basic", ["/bin/sh", "-c", 'echo hello; trap "echo bye; exit 3" TERM; while :; do sleep 0.1; done'])
+    ps = json.loads(minirun("ps", "--json").stdout)
+    assert [c["status"] for c in ps if c["id"] == name] == ["running"]
+    assert wait_for(lambda: minirun("logs", name).stdout == "hello\n")
+    assert minirun("stop", name).returncode == 0
+    st = inspect(name)
+    assert st["status"] == "exited" and st["exit_code"] == 3
+    assert minirun("logs", name).stdout == "hello\nbye\n"
+    assert name not in minirun("ps").stdout
+    assert name in minirun("ps", "--all").stdout
+    assert minirun("rm", name).returncode == 0
+    assert not os.path.exists(f"/run/minirun/{name}")
+    assert minirun("inspect", name).returncode == 125
+
+
+def test_exec_joins_the_same_pid_namespace_and_cgroup(detached):
+    name = detached("lc-exec", "--memory", "48m", ["/bin/sleep", "100"])
+    out = minirun("exec", name, "/bin/sh", "-c", "cat /proc/1/comm /proc/2/comm; readlink /proc/1/ns/pid; readlink /proc/self/ns/pid;"
+                  " echo $$; cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null; hostname")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.split()
+    assert lines[:2] == ["minirun-init", "sleep"]
+    assert lines[2] == lines[3], "exec is in another PID namespace"
+    assert int(lines[4]) > 2
+    assert lines[-1] == name
+    # on the host: the exec'd shell was inside the container's cgroup while it ran
+    with open(f"/sys/fs/cgroup/pids/minirun/{name}/pids.peak") as f:
+        assert int(f.read()) >= 3
+
+
+def test_exec_exit_codes_and_env(detached):
+    name = detached("lc-exec2", "-e", "FROM_RUN=1", ["/bin/sleep", "100"])
+    assert minirun("exec", name, "/bin/sh", "-c", "exit 4").returncode == 4
+    assert minirun("exec", name, "no-such-cmd").returncode == 127
+    out = minirun("exec", "-e", "EXTRA=2", "-w", "/tmp", name, "/bin/sh", "-c", 'echo "$FROM_RUN $EXTRA $(pwd)"')
+    assert out.stdout.strip() == "1 2 /tmp"
+
+
+def test_stop_escalates_to_sigkill_when_sigterm_is_ignored(detached):
+    name = detached("lc-stubborn", ["/bin/sh", "-c", "trap '' TERM; echo up; while :; do sleep 0.1; done"])
+    assert wait_for(lambda: minirun("logs", name).stdout == "up\n")
+    t0 = time.monotonic()
+    assert minirun("stop", "-t", "1", name).returncode == 0
+    assert time.monotonic() - t0 >= 1.0
+    st = inspect(name)
+    assert st["status"] == "exited" and st["exit_code"] == 137
+
+
+def test_kill_sends_the_signal(detached):
+    name = detached("lc-kill", ["/bin/sh", "-c", 'trap "exit 9" USR1; while :; do sleep 0.1; done'])
+    time.sleep(0.3)
+    assert minirun("kill", "-s", "USR1", name).returncode == 0
+    assert wait_for(lambda: inspect(name)["status"] == "exited")
+    assert inspect(name)["exit_code"] == 9
+
+
+def test_rm_refuses_a_running_container_without_force(detached):
+    name = detached("lc-rm", ["/bin/sleep", "100"])
+    out = minirun("rm", name)
+    assert out.returncode == 125 and "is running" in out.stderr
+    assert minirun("rm", "-f", name).returncode == 0
+    assert not os.path.exists(f"/run/minirun/{name}")
+
+
+def test_a_stopped_container_keeps_its_name_until_rm(detached, rootfs):
+    name = detached("lc-name", ["/bin/true"])
+    assert wait_for(lambda: inspect(name)["status"] == "exited")
+    out = minirun("run", "--name", name, rootfs, "/bin/true")
+    assert out.returncode == 125 and "already in use" in out.stderr
+
+
+def test_detached_oom_kill_is_recorded(detached):
+    name = detached("lc-oom", "--memory", "16m", ["tail", "/dev/zero"])
+    assert wait_for(lambda: inspect(name)["status"] == "exited", 30)
+    st = inspect(name)
+    assert st["oom_killed"] is True and st["exit_code"] == 137
+
+
+def test_detached_bad_command_fails_at_once(rootfs):
+    out = minirun("run", "-d", "--name", "lc-bad", rootfs, "no-such-cmd")
+    assert out.returncode == 127 and "not found" in out.stderr
+    minirun("rm", "-f", "lc-bad")
+
+
+def test_detached_rm_flag_removes_on_exit(rootfs):
+    out = minirun("run", "-d", "--rm", "--name", "lc-auto", rootfs, "/bin/true")
+    assert out.returncode == 0
+    assert wait_for(lambda: not os.path.exists("/run/minirun/lc-auto"))
