@@ -67,6 +67,9 @@ ffibuilder.cdef(
         const struct mr_op *ops;
         int n_ops;
         int readonly_root;
+        uint32_t net_addr;
+        uint32_t net_mask;
+        uint32_t net_gateway;
         const char *const *argv;
         const char *const *envp;
         const char *path;

@@ -19,6 +19,8 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <net/if.h>
+#include <net/route.h>
+#include <netinet/in.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -165,6 +167,43 @@ static int loopback_up(void)
     return ret;
 }
 
+/* eth0 was moved into our namespace by the parent (pyroute2): give it its
+ * address, bring it up and route everything through the bridge's address. */
+static int configure_eth0(const struct mr_spawn_req *req)
+{
+    struct sockaddr_in *sin;
+    struct rtentry route;
+    struct ifreq ifr;
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), ret = -1;
+
+    if (s < 0)
+        return -1;
+    memset(&ifr, 0, sizeof(ifr));
+    strcpy(ifr.ifr_name, "eth0");
+    sin = (struct sockaddr_in *)&ifr.ifr_addr;
+    sin->sin_family = AF_INET;
+    sin->sin_addr.s_addr = req->net_addr;
+    if (ioctl(s, SIOCSIFADDR, &ifr) < 0)
+        goto out;
+    sin->sin_addr.s_addr = req->net_mask;
+    if (ioctl(s, SIOCSIFNETMASK, &ifr) < 0 || ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
+        goto out;
+    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+    if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
+        goto out;
+    memset(&route, 0, sizeof(route));
+    ((struct sockaddr_in *)&route.rt_dst)->sin_family = AF_INET;
+    ((struct sockaddr_in *)&route.rt_genmask)->sin_family = AF_INET;
+    sin = (struct sockaddr_in *)&route.rt_gateway;
+    sin->sin_family = AF_INET;
+    sin->sin_addr.s_addr = req->net_gateway;
+    route.rt_flags = RTF_UP | RTF_GATEWAY;
+    ret = ioctl(s, SIOCADDRT, &route);
+out:
+    close(s);
+    return ret;
+}
+
 static void __attribute__((noreturn)) exec_failed(int pipe_fd, int err, const char *step)
 {
     struct mr_exec_failure f;
@@ -285,6 +324,8 @@ void mr_container_init(const struct mr_spawn_req *req, int fd)
         TRY(fd, sethostname(req->hostname, strlen(req->hostname)), "sethostname(%s)", req->hostname);
     if (req->clone_flags & CLONE_NEWNET)
         TRY(fd, loopback_up(), "bring up loopback");
+    if (req->net_addr)
+        TRY(fd, configure_eth0(req), "configure eth0");
     /* A session of our own: Ctrl-C on the user's terminal reaches minirun only,
      * which forwards it once, instead of hitting every process of the container. */
     TRY(fd, setsid(), "setsid()");

@@ -49,6 +49,9 @@ struct mr_spawn_req {
     const struct mr_op *ops;     /* after pivot_root, container paths: /proc, /dev, tmpfs */
     int n_ops;
     int readonly_root;           /* remount / read-only once everything is mounted */
+    uint32_t net_addr;           /* bridge networking: eth0's IPv4 address, netmask and */
+    uint32_t net_mask;           /* default gateway, network byte order; the parent has */
+    uint32_t net_gateway;        /* moved eth0 in before sync 1. net_addr 0: no eth0 */
     const char *const *argv;   /* COMMAND, NULL-terminated */
     const char *const *envp;   /* its environment, NULL-terminated */
     const char *path;          /* PATH used to look COMMAND up inside the container */

@@ -71,6 +71,12 @@ def prepare(spec: ContainerSpec) -> tuple[ContainerSpec, tuple[str, ...]]:
     if not spec.process.cwd.startswith("/"):
         raise SpecError(f"working directory {spec.process.cwd!r} must be an absolute path")
     spec.limits.validate()
+    if spec.network not in ("none", "bridge", "host"):
+        raise SpecError(f"invalid network mode {spec.network!r}: use none, bridge or host")
+    if spec.publish and spec.network != "bridge":
+        raise SpecError("publishing ports (-p) needs --network bridge")
+    if spec.network == "host":
+        spec.namespaces = tuple(ns for ns in spec.namespaces if ns != "network")
     return spec, available_namespaces(spec.namespaces)
 
 
@@ -90,9 +96,22 @@ def run(spec: ContainerSpec, *, stdio=(None, None, None), detached: bool = False
     with state.claim(spec.id, info, keep=detached) as claim:
         cgroup = cgroups.create_manager(spec.id, spec.limits)
         cgroup.create()
+        net = proxy = None
         try:
-            result = _run_in(cgroup, spec, namespaces, stdio, t0, claim, on_started)
+            if spec.publish:  # bound before anything starts: a busy port fails the run early
+                from .portproxy import PortProxy
+
+                proxy = PortProxy(spec.publish)
+            if spec.network == "bridge":
+                from . import network
+
+                net = network.reserve(spec.id)
+            result = _run_in(cgroup, spec, namespaces, stdio, t0, claim, on_started, net, proxy)
         finally:
+            if proxy:
+                proxy.close()
+            if net:
+                network.detach_by_id(spec.id)
             cgroup.destroy()
         if detached:
             claim.update(status=state.EXITED, exit_code=result.exit_code, signal=result.signal,
@@ -113,7 +132,7 @@ def _root_and_plans(spec: ContainerSpec, state_dir: str):
     return root, pre + user_pre, DEFAULT_PLAN + user_post
 
 
-def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float, claim, on_started) -> Result:
+def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float, claim, on_started, net, proxy) -> Result:
     from . import syscalls  # the C extension; imported here so `minirun --help` stays cheap
 
     proc = spec.process
@@ -129,7 +148,8 @@ def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float, claim, on
         child = syscalls.spawn(
             rootfs=root, hostname=spec.hostname, namespaces=namespaces, cgroup_fd=unified_fd,
             tasks_fds=tasks_fds, pre_plan=pre_plan, plan=plan, readonly_root=spec.readonly_root, argv=proc.args,
-            envp=env, path=path, cwd=proc.cwd, uid=proc.uid, gid=proc.gid, stdio=stdio)
+            envp=env, path=path, cwd=proc.cwd, uid=proc.uid, gid=proc.gid, stdio=stdio,
+            net=(net.address, net.prefixlen, net.gateway) if net else None)
     except syscalls.NativeError as err:
         raise SetupError(err.step, err.errno) from err
     finally:
@@ -139,6 +159,13 @@ def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float, claim, on
     status = None
     try:
         with forward_signals(child.pid):
+            if net:  # the init waits at sync 1 while its eth0 is plugged in
+                from . import network
+
+                network.connect(net, child.pid)
+                claim.update(network=net.to_dict())
+                if proxy:
+                    proxy.start(net.address)
             if unified_fd is not None and not child.used_clone3:  # a kernel without clone3
                 cgroup.add_pid(child.pid)
             child.release()

@@ -31,11 +31,12 @@ def _raise_terminated(signum, _frame):
 
 def execute_run(*, rootfs, command, name=None, hostname=None, env=(), workdir="/", user=None, memory=None,
                 memory_swap=None, cpus=None, cpuset_cpus=None, pids_limit=None, volume=(), tmpfs=(),
-                read_only=False, no_overlay=False, detach=False, rm=False, as_json=False, debug=False) -> int:
+                read_only=False, no_overlay=False, network="none", publish=(), detach=False, rm=False,
+                as_json=False, debug=False) -> int:
     """`minirun run` after parsing: build the spec, run it, report. Returns the exit code."""
     from . import container
     from .spec import (ContainerSpec, Limits, Process, parse_cpus, parse_cpuset, parse_env, parse_pids_limit,
-                       parse_size, parse_tmpfs, parse_user, parse_volume)
+                       parse_network, parse_publish, parse_size, parse_tmpfs, parse_user, parse_volume)
 
     host_cpus = os.cpu_count() or 1
     uid, gid = parse_user(user) if user else (0, 0)
@@ -52,7 +53,11 @@ def execute_run(*, rootfs, command, name=None, hostname=None, env=(), workdir="/
     spec = ContainerSpec(rootfs=rootfs, id=name or "", hostname=hostname or "",
                          process=Process(args=list(command), env=parse_env(env), cwd=workdir, uid=uid, gid=gid),
                          limits=limits, mounts=[parse_volume(v) for v in volume] + [parse_tmpfs(t) for t in tmpfs],
-                         readonly_root=read_only, overlay=not no_overlay)
+                         readonly_root=read_only, overlay=not no_overlay, network=parse_network(network),
+                         publish=[parse_publish(p) for p in publish])
+    if spec.network == "host":
+        print("minirun: warning: --network host shares the host's network namespace: the container sees and "
+              "can bind every host interface", file=sys.stderr)
     if detach:
         from .lifecycle import run_detached
 

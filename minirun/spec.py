@@ -11,6 +11,8 @@ field by field:
     ContainerSpec.namespaces      <- linux.namespaces[].type
     ContainerSpec.mounts          <- mounts[]            (extra mounts, after the defaults)
     ContainerSpec.overlay         (minirun's own: copy-on-write root, no OCI field)
+    ContainerSpec.network         "host" = no "network" entry in linux.namespaces; bridge and
+                                  publish are set up by the runtime (OCI leaves them to hooks)
     Limits.cpu_quota / cpu_period <- linux.resources.cpu.quota / period
     Limits.cpuset_cpus            <- linux.resources.cpu.cpus
     Limits.memory                 <- linux.resources.memory.limit
@@ -153,6 +155,30 @@ def parse_tmpfs(text: str) -> Mount:
     return Mount(destination=_container_path(path, "--tmpfs"), type="tmpfs", source="tmpfs", options=options)
 
 
+NETWORK_MODES = ("none", "bridge", "host")
+
+
+def parse_network(text: str) -> str:
+    if text not in NETWORK_MODES:
+        raise SpecError(f"invalid --network value {text!r}: use none, bridge or host")
+    return text
+
+
+def parse_publish(text: str) -> tuple[int, int]:
+    """``-p HOSTPORT:CTRPORT[/tcp]`` -> (hostport, ctrport); published on the host's 127.0.0.1."""
+    ports, _, proto = str(text).partition("/")
+    host, _, ctr = ports.partition(":")
+    if proto not in ("", "tcp"):
+        raise SpecError(f"invalid -p value {text!r}: only tcp can be published")
+    try:
+        pair = int(host), int(ctr)
+    except ValueError:
+        raise SpecError(f"invalid -p value {text!r}: use HOSTPORT:CTRPORT[/tcp]") from None
+    if not all(0 < p < 65536 for p in pair):
+        raise SpecError(f"invalid -p value {text!r}: ports are 1-65535")
+    return pair
+
+
 def check_id(name: str) -> str:
     if not _ID_RE.match(name):
         raise SpecError(f"invalid container name {name!r}: use letters, digits, '_', '.', '-' (at most 64)")
@@ -225,3 +251,5 @@ class ContainerSpec:
     mounts: list[Mount] = field(default_factory=list)
     readonly_root: bool = False
     overlay: bool = True  # see the root through overlayfs so the base rootfs is never written
+    network: str = "none"  # none: loopback only; bridge: veth on minirun0; host: the host's namespace
+    publish: list[tuple[int, int]] = field(default_factory=list)  # (host port on 127.0.0.1, container port)

@@ -218,6 +218,15 @@ def gc(root: str = STATE_ROOT) -> list[str]:
         finally:
             if fd >= 0:
                 os.close(fd)
+    # An address whose container has no live state directory: its minirun died.
+    ipam = "/var/lib/minirun/network/allocations.json"
+    if os.path.exists(ipam) and os.path.getsize(ipam) > 2:
+        from . import network
+
+        for container_id in network.stale_ids():
+            if not is_live(container_id, root):
+                network.detach_by_id(container_id)
+                cleaned.append(container_id)
     # A cgroup without a state directory is stale (state is created first, removed last).
     for container_id in cgroups.stale_ids():
         if container_id not in cleaned and not os.path.isdir(os.path.join(root, container_id)):

@@ -7,6 +7,7 @@ failing step with its argument, e.g. ``pivot_root(/var/lib/x): Invalid argument`
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from collections.abc import Sequence
 
@@ -131,6 +132,13 @@ class Report:
     step: str
 
 
+def _in_addr(address: str) -> int:
+    """An IPv4 address as the uint32 whose bytes in memory are in network order."""
+    import socket
+
+    return int.from_bytes(socket.inet_aton(address), sys.byteorder)
+
+
 def _op_array(plan: Sequence, keep: list):
     ops = ffi.new("struct mr_op[]", max(1, len(plan)))
     keep.append(ops)
@@ -171,8 +179,11 @@ def _process_request(keep: list, *, cgroup_fd, tasks_fds, argv, envp, path, cwd,
 def spawn(*, rootfs: str, hostname: str | None, namespaces: Sequence[str], cgroup_fd: int | None,
           tasks_fds: Sequence[int], pre_plan: Sequence, plan: Sequence, readonly_root: bool,
           argv: Sequence[str], envp: Sequence[str], path: str, cwd: str,
-          uid: int = 0, gid: int = 0, stdio: Sequence[int | None] = (None, None, None)) -> Child:
+          uid: int = 0, gid: int = 0, stdio: Sequence[int | None] = (None, None, None),
+          net: tuple[str, int, str] | None = None) -> Child:
     """Clone the container's init into new namespaces; it waits for ``Child.release()``.
+
+    ``net``: (address, prefix length, gateway) for the eth0 the parent moves in before release.
 
     The cgroup namespace is not created by the clone but by the child once it is
     in its cgroups, so that it sees its own cgroup as "/".
@@ -193,6 +204,12 @@ def spawn(*, rootfs: str, hostname: str | None, namespaces: Sequence[str], cgrou
     req.ops = _op_array(plan, keep)
     req.n_ops = len(plan)
     req.readonly_root = 1 if readonly_root else 0
+    if net:
+        address, prefixlen, gateway = net
+        mask = (0xFFFFFFFF << (32 - prefixlen)) & 0xFFFFFFFF
+        req.net_addr = _in_addr(address)
+        req.net_mask = int.from_bytes(mask.to_bytes(4, "big"), sys.byteorder)
+        req.net_gateway = _in_addr(gateway)
 
     out = ffi.new("struct mr_spawn_out *")
     step = _step()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import json
 import os
 import time
 
@@ -22,6 +23,12 @@ def leftovers() -> list[str]:
         found += [f"state {STATE_ROOT}/{name}" for name in os.listdir(STATE_ROOT)]
     with open("/proc/self/mountinfo") as f:
         found += [f"mount {line.split()[4]}" for line in f if "minirun" in line]
+    found += [f"veth {name}" for name in os.listdir("/sys/class/net") if name.startswith("mr")]
+    try:
+        with open("/var/lib/minirun/network/allocations.json") as f:
+            found += [f"address {ip} of {cid}" for cid, ip in json.load(f).items()]
+    except (FileNotFoundError, ValueError):
+        pass
     me = str(os.getpid())
     for stat in glob.glob("/proc/[0-9]*/stat"):
         try:
