@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 import os
 import shutil
 
@@ -80,3 +81,14 @@ def test_no_overlay_writes_through_to_the_rootfs(rootfs, tmp_path):
     out = minirun("run", "--no-overlay", str(copy), "/bin/sh", "-c", "echo kept > /etc/kept")
     assert out.returncode == 0, out.stderr
     assert (copy / "etc" / "kept").read_text() == "kept\n"
+
+
+def test_volume_data_survives_rm_of_a_detached_container(rootfs, tmp_path):
+    out = minirun("run", "-d", "--name", "vol-keep", "-v", f"{tmp_path}:/data", rootfs, "/bin/sh", "-c",
+                  "echo persisted > /data/kept")
+    assert out.returncode == 0, out.stderr
+    deadline = time.monotonic() + 10
+    while minirun("inspect", "vol-keep").stdout.count('"exited"') == 0:
+        assert time.monotonic() < deadline
+    assert minirun("rm", "vol-keep").returncode == 0
+    assert (tmp_path / "kept").read_text() == "persisted\n"
