@@ -23,7 +23,6 @@ The control channel carries ``minirun:<word> [arg]`` lines from the guest init
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import enum
 import os
@@ -37,9 +36,11 @@ from collections.abc import Callable
 
 from . import qemu_args
 from .errors import VMError, VMLaunchFailure
-from .qmp import Monitor
 
 CONSOLE_TAIL = 8192
+
+# asyncio and qemu.qmp (~25 ms of imports) are imported inside the async methods, not here: the runner
+# starts QEMU with spawn() first and pays for them while the guest kernel boots.
 
 
 class State(enum.Enum):
@@ -72,13 +73,13 @@ class Machine:
         self.qmp_timeout = qmp_timeout
         self.state = State.CONFIGURED
         self.temp_dir: str | None = None
-        self.proc: asyncio.subprocess.Process | None = None
-        self.monitor: Monitor | None = None
+        self.proc: subprocess.Popen | None = None
+        self.monitor = None  # qmp.Monitor once attached
         self.argv: list[str] = []
         self.launched_at = 0.0
         self.exited_at = 0.0
         self.events: dict[str, tuple[float, str]] = {}  # control word -> (host monotonic time, argument)
-        self.event_arrived = asyncio.Event()
+        self.event_arrived = None  # asyncio.Event, made in attach() inside the running loop
         self.console_tail = bytearray()
         self.peak_rss = 0
         self.guest_shutdown: dict | None = None  # data of QMP's SHUTDOWN event, once it came
@@ -116,36 +117,62 @@ class Machine:
         self._mon_sock, self._con_sock, self._ctl_sock = (ends[i][0] for i in ("mon", "con", "ctl"))
         self.argv = argv
 
-    async def launch(self) -> None:
+    def spawn(self) -> None:
+        """Start QEMU (synchronous, no event loop needed); :meth:`attach` then connects QMP and the readers."""
         if self.state is not State.CONFIGURED:
             raise VMError(f"cannot launch {self.name}: it is {self.state.value}")
         try:
             self._pre_launch()
             self.launched_at = time.monotonic()
-            self.proc = await asyncio.create_subprocess_exec(
-                *self.argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+            self.proc = subprocess.Popen(
+                self.argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
                 pass_fds=[s.fileno() for s in self._qemu_ends], start_new_session=True, preexec_fn=_pdeathsig,
             )
             self.state = State.RUNNING
+        except BaseException as err:
+            output = self.qemu_output()
+            self.kill_and_clean()
+            if isinstance(err, OSError):
+                raise VMLaunchFailure(f"QEMU failed to start ({err})", self.argv, output) from err
+            raise
+        finally:
+            for s in self._qemu_ends:  # QEMU has its copies now
+                s.close()
+            self._qemu_ends = []
+
+    async def launch(self) -> None:
+        """spawn() + attach(), for callers that have nothing to do in between."""
+        self.spawn()
+        await self.attach()
+
+    async def attach(self) -> None:
+        import asyncio
+
+        try:
             await self._post_launch()
         except BaseException as err:
             output = self.qemu_output()
             await self.shutdown(hard=True)
             if isinstance(err, (OSError, VMError)) and not isinstance(err, VMLaunchFailure):
                 raise VMLaunchFailure(f"QEMU failed to start ({err})", self.argv, output) from err
+            if isinstance(err, asyncio.TimeoutError):
+                raise VMLaunchFailure("QEMU did not answer on QMP", self.argv, output) from err
             raise
 
     async def _post_launch(self) -> None:
-        for s in self._qemu_ends:
-            s.close()
-        self._qemu_ends = []
-        self._tasks.append(asyncio.create_task(self._wait_exit(), name="qemu-exit"))
+        import asyncio
+
+        from .qmp import Monitor
+
+        self.event_arrived = asyncio.Event()
+        self._exit_task = asyncio.create_task(self._wait_exit(), name="qemu-exit")
+        self._tasks.append(self._exit_task)
         self._tasks.append(asyncio.create_task(self._read_console(), name="console"))
         self._tasks.append(asyncio.create_task(self._read_control(), name="control"))
         self.monitor = Monitor(self.name)
         connect = asyncio.create_task(self.monitor.connect(self._mon_sock, self.qmp_timeout))
         # If QEMU dies during the handshake (bad argument, missing file), report its own words.
-        done, _ = await asyncio.wait({connect, self._tasks[0]}, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait({connect, self._exit_task}, return_when=asyncio.FIRST_COMPLETED)
         if connect not in done:
             connect.cancel()
             with contextlib.suppress(BaseException):
@@ -163,11 +190,35 @@ class Machine:
     # -- readers --------------------------------------------------------------------------------
 
     async def _wait_exit(self) -> None:
-        await self.proc.wait()
+        """Wake when QEMU exits: a pidfd becomes readable (Linux 5.3+); polling otherwise."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        try:
+            pidfd = os.pidfd_open(self.proc.pid)
+        except (AttributeError, OSError):
+            pidfd = None
+        try:
+            if pidfd is not None:
+                done = loop.create_future()
+                loop.add_reader(pidfd, lambda: done.done() or done.set_result(None))
+                try:
+                    await done
+                finally:
+                    loop.remove_reader(pidfd)
+            else:
+                while self.proc.poll() is None:
+                    await asyncio.sleep(0.02)
+        finally:
+            if pidfd is not None:
+                os.close(pidfd)
+        self.proc.wait()
         self.exited_at = time.monotonic()
         self.event_arrived.set()
 
     async def _read_console(self) -> None:
+        import asyncio
+
         reader, _writer = await asyncio.open_unix_connection(sock=self._con_sock)
         while chunk := await reader.read(65536):
             if self.console_sink:
@@ -176,6 +227,8 @@ class Machine:
             del self.console_tail[:-CONSOLE_TAIL]
 
     async def _read_control(self) -> None:
+        import asyncio
+
         reader, _writer = await asyncio.open_unix_connection(sock=self._ctl_sock)
         while line := await reader.readline():
             now = time.monotonic()
@@ -201,6 +254,8 @@ class Machine:
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float | None) -> bool:
         """Wait until ``predicate()`` holds, the guest shut down or QEMU exited; False on timeout."""
+        import asyncio
+
         deadline = None if timeout is None else time.monotonic() + timeout
         while not predicate() and not self.exited and self.guest_shutdown is None:
             self.event_arrived.clear()
@@ -215,7 +270,7 @@ class Machine:
 
     @property
     def exited(self) -> bool:
-        return self.proc is not None and self.proc.returncode is not None
+        return self.proc is not None and self.proc.poll() is not None
 
     def qemu_output(self) -> str:
         if not self._log or self._log.closed:
@@ -231,28 +286,43 @@ class Machine:
 
     async def shutdown(self, hard: bool = False, timeout: float = 10.0) -> None:
         """Stop QEMU (QMP quit, then SIGKILL) and release everything; safe to call more than once."""
+        import asyncio
+
         try:
-            if self.proc and self.proc.returncode is None:
+            if self.proc and self.proc.poll() is None:
                 if not hard and self.monitor:
                     self.sample_rss()
                     await self.monitor.quit(timeout)
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(self.proc.wait(), timeout)
-                if self.proc.returncode is None:
+                    await self._wait_exited(timeout)
+                if self.proc.poll() is None:
                     self._hard_kill()
-                    await asyncio.wait_for(asyncio.shield(self.proc.wait()), 60)
+                    await self._wait_exited(60)
         finally:
-            await self._post_shutdown()
+            try:
+                await self._post_shutdown()
+            except asyncio.CancelledError:  # a second Ctrl-C during cleanup: finish the job synchronously
+                self.kill_and_clean()
+                raise
+
+    async def _wait_exited(self, timeout: float) -> None:
+        import asyncio
+
+        task = getattr(self, "_exit_task", None)
+        if task is None or task.done():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout if self.proc.poll() is not None else 0)
+            return
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(task), timeout)
 
     def _hard_kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):
             self.proc.kill()
 
     async def _post_shutdown(self) -> None:
-        if self.proc and self.proc.returncode is None:  # cancelled mid-shutdown: never leave QEMU behind
+        if self.proc and self.proc.poll() is None:  # cancelled mid-shutdown: never leave QEMU behind
             self._hard_kill()
-            with contextlib.suppress(BaseException):
-                await asyncio.wait_for(asyncio.shield(self.proc.wait()), 60)
+            await self._wait_exited(60)
         if self.monitor:
             await self.monitor.close()
         for task in self._tasks:
@@ -261,6 +331,13 @@ class Machine:
             with contextlib.suppress(BaseException):
                 await task
         self._tasks = []
+        self.kill_and_clean()
+
+    def kill_and_clean(self) -> None:
+        """Synchronous last resort and final step: QEMU killed and reaped, sockets closed, temp dir gone."""
+        if self.proc and self.proc.poll() is None:
+            self._hard_kill()
+            self.proc.wait()
         for s in self._socks + self._qemu_ends:
             s.close()
         self._socks, self._qemu_ends = [], []

@@ -37,6 +37,14 @@ class Monitor:
         except (QMPError, OSError, asyncio.TimeoutError) as err:
             raise VMError(f"QMP handshake with QEMU failed: {err or type(err).__name__}") from err
 
+    def qemu_version(self) -> str:
+        """From the QMP greeting (saves running ``qemu --version`` on every boot)."""
+        greeting = self.client.greeting
+        if greeting is None:
+            return ""
+        v = greeting.QMP.version.get("qemu", {})
+        return f"{v.get('major')}.{v.get('minor')}.{v.get('micro')}" if isinstance(v, dict) else ""
+
     async def status(self) -> str:
         """QEMU's run state: ``running``, ``shutdown``, ``paused``, ... (query-status)."""
         try:

@@ -15,7 +15,6 @@ COMMAND's exit.  Either kills QEMU and raises :class:`VMTimeout` (exit 124).
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import sys
@@ -102,7 +101,7 @@ class Plan:
     """Everything decided before launch: reported in the result and printable as a plain QEMU command."""
 
     qemu: str
-    qemu_version: str
+    qemu_version: str  # from the QMP greeting once QEMU runs
     accel: probe.Accel
     kernel: kernels.Kernel
     base_image: str | None
@@ -128,7 +127,6 @@ def prepare(spec: VMSpec, say: Callable[[str], None] = lambda m: None) -> Plan:
 
         raise SpecError(f"rootfs {spec.rootfs} does not exist or is not a directory")
     binary = probe.find_qemu(spec.qemu)
-    version = ".".join(map(str, probe.qemu_version(binary)))
     accel = probe.choose_accel(spec.accel)
     say(f"{accel.describe()}")
     flavour = kernels.SHARE_ROOT_FLAVOUR if spec.share_root else kernels.DEFAULT_FLAVOUR
@@ -161,7 +159,7 @@ def prepare(spec: VMSpec, say: Callable[[str], None] = lambda m: None) -> Plan:
     if spec.share_root:
         qemu_args.share_9p(args, os.path.abspath(spec.share_root), readonly=not spec.share_rw, machine=spec.machine)
     cmdline = qemu_args.kernel_cmdline(spec.debug, spec.machine)
-    return Plan(binary, version, accel, kernel, base, overlay, args, cmdline)
+    return Plan(binary, "", accel, kernel, base, overlay, args, cmdline)
 
 
 def _stdout_sink() -> Callable[[bytes], None]:
@@ -190,16 +188,11 @@ class VMInterrupted(VMError):
         super().__init__(f"interrupted by {signal.Signals(signum).name}; the VM was stopped")
 
 
-async def _boot(spec: VMSpec, plan: Plan, sink: Callable[[bytes], None], started: float,
+async def _boot(spec: VMSpec, plan: Plan, machine: Machine, started: float,
                 say: Callable[[str], None]) -> VMResult:
-    machine = Machine(plan.qemu, [], name=spec.id or f"vm-{os.getpid()}", console=sink)
     try:
-        initrd = os.path.join(machine.make_temp_dir(), "initrd.cpio")
-        initramfs.compose(plan.base_image, plan.overlay, initrd)
-        machine.args = qemu_args.boot(list(plan.args), plan.kernel.image, initrd, plan.cmdline)
-        if spec.debug:
-            say("qemu command: " + " ".join(machine.args))
-        await machine.launch()
+        await machine.attach()
+        plan.qemu_version = machine.monitor.qemu_version()
         t0 = machine.launched_at
         prepare_s = t0 - started
 
@@ -292,6 +285,20 @@ def run(spec: VMSpec, stdout: Callable[[bytes], None] | None = None,
 
 def run_plan(spec: VMSpec, plan: Plan, sink: Callable[[bytes], None], started: float,
              say: Callable[[str], None]) -> VMResult:
+    machine = Machine(plan.qemu, [], name=spec.id or f"vm-{os.getpid()}", console=sink)
+    try:
+        initrd = os.path.join(machine.make_temp_dir(), "initrd.cpio")
+        initramfs.compose(plan.base_image, plan.overlay, initrd)
+        machine.args = qemu_args.boot(list(plan.args), plan.kernel.image, initrd, plan.cmdline)
+        if spec.debug:
+            say("qemu command: " + " ".join(machine.args))
+        # QEMU starts first; asyncio and qemu.qmp are imported while the guest kernel boots (its output waits
+        # in the socket buffers), which keeps minirun's own cost off the boot's critical path.
+        machine.spawn()
+        import asyncio
+    except BaseException:
+        machine.kill_and_clean()
+        raise
     received: list[int] = []
 
     async def main() -> VMResult:
@@ -311,7 +318,7 @@ def run_plan(spec: VMSpec, plan: Plan, sink: Callable[[bytes], None], started: f
             except (RuntimeError, ValueError):  # not the main thread: the caller owns signals
                 pass
         try:
-            return await _boot(spec, plan, sink, started, say)
+            return await _boot(spec, plan, machine, started, say)
         finally:
             for signum, previous in installed:
                 loop.remove_signal_handler(signum)
@@ -323,3 +330,5 @@ def run_plan(spec: VMSpec, plan: Plan, sink: Callable[[bytes], None], started: f
         if received:
             raise VMInterrupted(received[0]) from None
         raise
+    finally:
+        machine.kill_and_clean()  # no-op after a clean run; covers an interrupt before the loop ran
