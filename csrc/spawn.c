@@ -31,6 +31,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -91,6 +92,44 @@ static void __attribute__((noreturn)) child_failed(int report_fd, int err, const
     _exit(125);
 }
 
+/* What ps shows as PID 1 inside: "minirun-init", rather than the command line
+ * of the Python process we were forked from (which would also show host paths).
+ * The command line is our own copy of the argument area of the stack, whose
+ * bounds are fields 48 and 49 of /proc/self/stat: overwrite it in place. */
+static void set_title(void)
+{
+    static const char title[] = "minirun-init";
+    char buf[1024], *p;
+    unsigned long start = 0, end = 0;
+    ssize_t n;
+    int fd, field = 2;
+
+    prctl(PR_SET_NAME, title);
+    fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return;
+    buf[n] = '\0';
+    p = strrchr(buf, ')');
+    while (p && *p) {
+        if (*p++ != ' ')
+            continue;
+        if (++field == 48)
+            start = strtoul(p, NULL, 10);
+        else if (field == 49) {
+            end = strtoul(p, NULL, 10);
+            break;
+        }
+    }
+    if (start && end > start + sizeof(title)) {
+        memset((char *)start, 0, end - start);
+        memcpy((char *)start, title, sizeof(title));
+    }
+}
+
 /* Child side, after clone: never returns. */
 static void child_main(const struct mr_spawn_req *req, int report_fd, int go_fd)
 {
@@ -99,7 +138,7 @@ static void child_main(const struct mr_spawn_req *req, int report_fd, int go_fd)
 
     /* If minirun dies, so does the container (the kernel then kills the PID namespace). */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    prctl(PR_SET_NAME, "minirun-init"); /* what ps shows as PID 1 inside */
+    set_title();
 
     /* Join the cgroup v1 hierarchies by writing "0" (ourselves) to their `tasks`
      * files. A single-threaded process moving itself skips the kernel's global

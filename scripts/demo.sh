@@ -43,3 +43,14 @@ rc=0
 show "$MINIRUN" run --rm --memory 32m --memory-swap 32m "$ROOTFS" \
     /bin/sh -c 'head -c 256m /dev/zero | tail -n 1 >/dev/null' || rc=$?
 echo "exit code: $rc"
+
+step "a detached web server on a bridge, published on the host's 127.0.0.1:18080"
+show "$MINIRUN" run -d --name demo-web --network bridge -p 18080:8080 "$ROOTFS" \
+    /bin/sh -c 'mkdir -p /www && echo "hello from a container" > /www/index.html && exec httpd -f -p 8080 -h /www'
+trap '"$MINIRUN" rm -f demo-web >/dev/null 2>&1 || true' EXIT
+sleep 0.5
+show "$MINIRUN" ps
+show "$MINIRUN" exec demo-web /bin/sh -c 'ps; ip -4 addr show eth0 | grep inet'
+show "$ROOTFS/bin/busybox" wget -qO- http://127.0.0.1:18080/index.html
+show "$MINIRUN" stop demo-web
+show "$MINIRUN" rm demo-web
