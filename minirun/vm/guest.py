@@ -10,7 +10,6 @@ of the cffi build: it is a guest program, not a host extension.
 from __future__ import annotations
 
 import hashlib
-import lzma
 import os
 import shutil
 import subprocess
@@ -120,6 +119,8 @@ def module_contents(path: str) -> bytes:
     with open(path, "rb") as f:
         data = f.read()
     if path.endswith(".xz"):
+        import lzma
+
         return lzma.decompress(data)
     if path.endswith(".zst"):
         return subprocess.run(["zstd", "-dc", path], capture_output=True, check=True).stdout
