@@ -18,6 +18,8 @@ ffibuilder.cdef(
     #define MR_OP_MKNOD ...
     #define MR_OP_SYMLINK ...
     #define MR_OP_MKDIR ...
+    #define MR_OP_MASK ...
+    #define MR_OP_READONLY ...
     #define MR_REPORT_SETUP_FAILED ...
     #define MR_REPORT_EXEC_OK ...
     #define MR_REPORT_EXEC_FAILED ...
@@ -77,6 +79,13 @@ ffibuilder.cdef(
         int uid;
         int gid;
         int stdio[3];
+        /* security (security.c) */
+        int security;
+        uint64_t cap_mask;
+        uint64_t cap_inheritable;
+        int no_new_privs;
+        const void *seccomp_filter;
+        int seccomp_len;
     };
 
     struct mr_spawn_out {
@@ -114,7 +123,7 @@ ffibuilder.set_source(
     #include <sys/mount.h>
     #include "minirun.h"
     """,
-    sources=[os.path.join("csrc", name) for name in ("syscalls.c", "spawn.c", "init.c", "exec.c")],
+    sources=[os.path.join("csrc", name) for name in ("syscalls.c", "spawn.c", "init.c", "exec.c", "security.c")],
     include_dirs=[HERE],
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
 )

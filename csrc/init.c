@@ -143,6 +143,15 @@ static void apply_ops(int fd, const struct mr_op *ops, int n)
             TRY(fd, mkdir_p(op->target, 0755), "mkdir(%s)", op->target);
             TRY(fd, chmod(op->target, op->mode & 07777), "chmod(%s)", op->target);
             break;
+        case MR_OP_MASK:
+        case MR_OP_READONLY: {
+            char step[MR_STEP_MAX];
+            int err = mr_path_op(op, step);
+
+            if (err < 0)
+                setup_failed(fd, step, -err);
+            break;
+        }
         default:
             setup_failed(fd, "unknown mount plan operation", EINVAL);
         }
@@ -250,6 +259,7 @@ void mr_become_command(const struct mr_spawn_req *req, int pipe_fd)
 {
     char step[MR_STEP_MAX];
     sigset_t none;
+    int err;
 
     /* Undo what the Python parent had: its handlers and, above all, its ignored
      * SIGPIPE, which exec would otherwise pass on to COMMAND. */
@@ -262,6 +272,9 @@ void mr_become_command(const struct mr_spawn_req *req, int pipe_fd)
         snprintf(step, sizeof(step), "chdir(%s)", req->cwd);
         exec_failed(pipe_fd, errno, step);
     }
+    /* security.c: bounding set and keep-caps now, the rest after setuid */
+    if ((err = mr_security_before_setuid(req, step)) < 0)
+        exec_failed(pipe_fd, -err, step);
     if (setgroups(0, NULL) < 0)
         exec_failed(pipe_fd, errno, "setgroups()");
     if (setgid(req->gid) < 0) {
@@ -273,6 +286,8 @@ void mr_become_command(const struct mr_spawn_req *req, int pipe_fd)
         exec_failed(pipe_fd, errno, step);
     }
     umask(022);
+    if ((err = mr_security_before_exec(req, step)) < 0)
+        exec_failed(pipe_fd, -err, step);
     exec_command(req, pipe_fd);
     _exit(127);
 }

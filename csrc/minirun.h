@@ -20,6 +20,8 @@ enum mr_op_kind {
     MR_OP_MKNOD = 2,   /* mknod(target, mode, makedev(major, minor)), then chmod(mode) */
     MR_OP_SYMLINK = 3, /* symlink(source, target) */
     MR_OP_MKDIR = 4,   /* mkdir -p target, then chmod(mode) */
+    MR_OP_MASK = 5,    /* security.c: /dev/null or an empty read-only tmpfs over target; skipped if missing */
+    MR_OP_READONLY = 6, /* security.c: bind target onto itself read-only; skipped if missing */
 };
 
 struct mr_op {
@@ -59,6 +61,13 @@ struct mr_spawn_req {
     int uid;
     int gid;
     int stdio[3];              /* fds to become COMMAND's 0, 1, 2; -1 keeps minirun's */
+    /* security (security.c) */
+    int security;                /* 0: leave COMMAND's credentials alone (callers that predate this) */
+    uint64_t cap_mask;           /* bounding, permitted, effective: bit N = capability N */
+    uint64_t cap_inheritable;
+    int no_new_privs;
+    const void *seccomp_filter;  /* struct sock_filter[], or NULL for none */
+    int seccomp_len;             /* its number of instructions */
 };
 
 struct mr_spawn_out {
@@ -100,6 +109,11 @@ int mr_sethostname(const char *name, char *step);
  * req->argv as req->uid in req->cwd. Returns COMMAND's pid (a child of the
  * caller), or -errno with the step; an exec failure comes back in *exec_err. */
 int mr_exec(const struct mr_spawn_req *req, const int *ns_fds, int n_ns, int *exec_err, char *step);
+
+/* security.c, called by init.c: 0 or -errno with the step */
+int mr_security_before_setuid(const struct mr_spawn_req *req, char *step);
+int mr_security_before_exec(const struct mr_spawn_req *req, char *step);
+int mr_path_op(const struct mr_op *op, char *step);
 
 /* internal, shared between the .c files */
 struct mr_exec_failure {

@@ -21,7 +21,7 @@ import signal
 import threading
 import time
 
-from . import cgroups, state
+from . import cgroups, security, state
 from .errors import CommandNotExecutable, CommandNotFound, HostError, SetupError, SpecError
 from .mounts import DEFAULT_PLAN, overlay_op, user_mount_ops
 from .result import Result
@@ -141,15 +141,16 @@ def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float, claim, on
     # The child joins the v1 hierarchies itself and clone3 starts it in the v2 one:
     # no cgroup.procs write on the way (see csrc/spawn.c for why that matters).
     root, pre_plan, plan = _root_and_plans(spec, claim.path)
+    sec = security.native_args(spec)  # caps, no_new_privs, seccomp; masked paths go last in the plan
     stdio = tuple(fd(claim.path) if callable(fd) else fd for fd in stdio)  # e.g. a log in the state dir
     tasks_fds = cgroup.self_placement_fds()
     unified_fd = cgroup.unified_dir_fd()
     try:
         child = syscalls.spawn(
             rootfs=root, hostname=spec.hostname, namespaces=namespaces, cgroup_fd=unified_fd,
-            tasks_fds=tasks_fds, pre_plan=pre_plan, plan=plan, readonly_root=spec.readonly_root, argv=proc.args,
-            envp=env, path=path, cwd=proc.cwd, uid=proc.uid, gid=proc.gid, stdio=stdio,
-            net=(net.address, net.prefixlen, net.gateway) if net else None)
+            tasks_fds=tasks_fds, pre_plan=pre_plan, plan=plan + sec["path_ops"], readonly_root=spec.readonly_root,
+            argv=proc.args, envp=env, path=path, cwd=proc.cwd, uid=proc.uid, gid=proc.gid, stdio=stdio,
+            net=(net.address, net.prefixlen, net.gateway) if net else None, security=sec)
     except syscalls.NativeError as err:
         raise SetupError(err.step, err.errno) from err
     finally:

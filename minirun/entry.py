@@ -31,7 +31,8 @@ def _raise_terminated(signum, _frame):
 
 def execute_run(*, rootfs, command, name=None, hostname=None, env=(), workdir="/", user=None, memory=None,
                 memory_swap=None, cpus=None, cpuset_cpus=None, pids_limit=None, volume=(), tmpfs=(),
-                read_only=False, no_overlay=False, network="none", publish=(), detach=False, rm=False,
+                read_only=False, no_overlay=False, network="none", publish=(), cap_add=(), cap_drop=(),
+                security_opt=(), privileged=False, userns=False, userns_map=(), detach=False, rm=False,
                 as_json=False, debug=False) -> int:
     """`minirun run` after parsing: build the spec, run it, report. Returns the exit code."""
     from . import container
@@ -50,11 +51,20 @@ def execute_run(*, rootfs, command, name=None, hostname=None, env=(), workdir="/
         pids=parse_pids_limit(pids_limit) if pids_limit is not None else None,
         cpuset_cpus=parse_cpuset(cpuset_cpus, host_cpus) if cpuset_cpus is not None else None,
     )
+    proc_sec, spec_sec = {}, {}
+    if cap_add or cap_drop or security_opt or privileged or userns or userns_map:
+        from .security import PRIVILEGED_WARNING, options_to_spec
+
+        proc_sec, spec_sec = options_to_spec(cap_add=cap_add, cap_drop=cap_drop, security_opt=security_opt,
+                                             privileged=privileged, userns=userns, userns_map=userns_map)
+        if privileged:
+            print(PRIVILEGED_WARNING, file=sys.stderr)
     spec = ContainerSpec(rootfs=rootfs, id=name or "", hostname=hostname or "",
-                         process=Process(args=list(command), env=parse_env(env), cwd=workdir, uid=uid, gid=gid),
+                         process=Process(args=list(command), env=parse_env(env), cwd=workdir, uid=uid, gid=gid,
+                                         **proc_sec),
                          limits=limits, mounts=[parse_volume(v) for v in volume] + [parse_tmpfs(t) for t in tmpfs],
                          readonly_root=read_only, overlay=not no_overlay, network=parse_network(network),
-                         publish=[parse_publish(p) for p in publish])
+                         publish=[parse_publish(p) for p in publish], **spec_sec)
     if spec.network == "host":
         print("minirun: warning: --network host shares the host's network namespace: the container sees and "
               "can bind every host interface", file=sys.stderr)

@@ -18,6 +18,15 @@ field by field:
     Limits.memory                 <- linux.resources.memory.limit
     Limits.memory_swap            <- linux.resources.memory.swap  (memory + swap, docker's meaning)
     Limits.pids                   <- linux.resources.pids.limit
+    Process.capabilities          <- process.capabilities.{bounding,effective,permitted}; also
+                                     .inheritable when uid is 0 (empty for other users); ambient empty
+    Process.no_new_privileges     <- process.noNewPrivileges
+    ContainerSpec.seccomp         <- linux.seccomp  ("default": Docker's profile; None: unconfined;
+                                     else a Docker-format profile dict, see minirun/seccomp.py)
+    ContainerSpec.masked_paths    <- linux.maskedPaths
+    ContainerSpec.readonly_paths  <- linux.readonlyPaths
+    ContainerSpec.uid_mappings    <- linux.uidMappings[] (containerID, hostID, size); non-empty adds
+    ContainerSpec.gid_mappings    <- linux.gidMappings[]  a "user" namespace
 
 Parsers for the docker-style option values (``64m``, ``0.5``, ``0-1,3``) live here
 too, so the CLI and the Python API reject the same things with the same words.
@@ -30,6 +39,7 @@ import re
 from dataclasses import dataclass, field
 
 from .errors import SpecError
+from .security import DEFAULT_CAPS, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS
 
 # Namespaces every container gets (OCI names). "cgroup" is added where the kernel has it.
 DEFAULT_NAMESPACES = ("pid", "mount", "uts", "ipc", "network", "cgroup")
@@ -220,6 +230,8 @@ class Process:
     cwd: str = "/"
     uid: int = 0
     gid: int = 0
+    capabilities: tuple[str, ...] = DEFAULT_CAPS  # CAP_* names (security.tweak_caps)
+    no_new_privileges: bool = True
 
     def full_env(self, hostname: str) -> list[str]:
         """The environment COMMAND sees: defaults first, then the user's, later wins."""
@@ -253,3 +265,9 @@ class ContainerSpec:
     overlay: bool = True  # see the root through overlayfs so the base rootfs is never written
     network: str = "none"  # none: loopback only; bridge: veth on minirun0; host: the host's namespace
     publish: list[tuple[int, int]] = field(default_factory=list)  # (host port on 127.0.0.1, container port)
+    # security (minirun/security.py)
+    seccomp: dict | str | None = "default"
+    masked_paths: tuple[str, ...] = DEFAULT_MASKED_PATHS
+    readonly_paths: tuple[str, ...] = DEFAULT_READONLY_PATHS
+    uid_mappings: list[tuple[int, int, int]] = field(default_factory=list)
+    gid_mappings: list[tuple[int, int, int]] = field(default_factory=list)

@@ -180,10 +180,11 @@ def spawn(*, rootfs: str, hostname: str | None, namespaces: Sequence[str], cgrou
           tasks_fds: Sequence[int], pre_plan: Sequence, plan: Sequence, readonly_root: bool,
           argv: Sequence[str], envp: Sequence[str], path: str, cwd: str,
           uid: int = 0, gid: int = 0, stdio: Sequence[int | None] = (None, None, None),
-          net: tuple[str, int, str] | None = None) -> Child:
+          net: tuple[str, int, str] | None = None, security: dict | None = None) -> Child:
     """Clone the container's init into new namespaces; it waits for ``Child.release()``.
 
     ``net``: (address, prefix length, gateway) for the eth0 the parent moves in before release.
+    ``security``: security.native_args(spec): COMMAND's capabilities, no_new_privs, seccomp.
 
     The cgroup namespace is not created by the clone but by the child once it is
     in its cgroups, so that it sees its own cgroup as "/".
@@ -210,11 +211,28 @@ def spawn(*, rootfs: str, hostname: str | None, namespaces: Sequence[str], cgrou
         req.net_addr = _in_addr(address)
         req.net_mask = int.from_bytes(mask.to_bytes(4, "big"), sys.byteorder)
         req.net_gateway = _in_addr(gateway)
+    _set_security(req, security, keep)
 
     out = ffi.new("struct mr_spawn_out *")
     step = _step()
     _check(lib.mr_spawn(req, out, step), step)
     return Child(out.pid, out.report_fd, out.go_fd, bool(out.used_clone3))
+
+
+def _set_security(req, security: dict | None, keep: list) -> None:
+    """Fill the request's security block (csrc/security.c); None leaves credentials alone."""
+    if security is None:
+        return
+    req.security = 1
+    req.cap_mask = security["caps"]
+    req.cap_inheritable = security["inheritable"]
+    req.no_new_privs = 1 if security["no_new_privs"] else 0
+    program = security["seccomp"]
+    if program:
+        buf = ffi.from_buffer(program)
+        keep.append(buf)
+        req.seccomp_filter = buf
+        req.seccomp_len = len(program) // 8
 
 
 class ExecFailed(NativeError):
@@ -223,11 +241,12 @@ class ExecFailed(NativeError):
 
 def exec_into(*, ns_fds: Sequence[int], cgroup_fd: int | None, tasks_fds: Sequence[int], argv: Sequence[str],
               envp: Sequence[str], path: str, cwd: str, uid: int = 0, gid: int = 0,
-              stdio: Sequence[int | None] = (None, None, None)) -> int:
+              stdio: Sequence[int | None] = (None, None, None), security: dict | None = None) -> int:
     """Start ``argv`` inside a running container (see csrc/exec.c); return its pid, a child of ours."""
     keep: list = []
     req = _process_request(keep, cgroup_fd=cgroup_fd, tasks_fds=tasks_fds, argv=argv, envp=envp, path=path, cwd=cwd,
                            uid=uid, gid=gid, stdio=stdio)
+    _set_security(req, security, keep)
     fds = ffi.new("int[]", list(ns_fds) or [0])
     exec_err = ffi.new("int *")
     step = _step()

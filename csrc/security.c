@@ -1,0 +1,157 @@
+/*
+ * security.c - what COMMAND may do: capabilities, no_new_privs, seccomp; masked
+ * and read-only paths.
+ *
+ * The policy is built as data by minirun/security.py and minirun/seccomp.py;
+ * this file only applies it, in COMMAND's process (init.c, mr_become_command),
+ * in runc's order:
+ *
+ *   mr_security_before_setuid   still root with every capability:
+ *                               drop the bounding set (needs CAP_SETPCAP),
+ *                               PR_SET_KEEPCAPS so setuid() to a non-root user
+ *                               keeps the permitted set for the capset below;
+ *                               if no_new_privs is off, load seccomp now: without
+ *                               no_new_privs the kernel wants CAP_SYS_ADMIN for it,
+ *                               which COMMAND may be about to lose
+ *   setgroups, setgid, setuid   (init.c)
+ *   mr_security_before_exec     capset effective = permitted = the set,
+ *                               inheritable as asked; ambient cleared;
+ *                               no_new_privs; seccomp last, so the filter only
+ *                               sees COMMAND (it allows execve itself)
+ *
+ * The container's init (PID 1) keeps its capabilities: it runs no code from the
+ * image, and because its permitted set is a superset of COMMAND's, COMMAND can
+ * neither ptrace it nor reach /proc/1/root or /proc/1/fd.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "minirun.h"
+
+#ifndef PR_CAP_AMBIENT
+#define PR_CAP_AMBIENT 47
+#define PR_CAP_AMBIENT_CLEAR_ALL 4
+#endif
+
+static int load_seccomp(const struct mr_spawn_req *req, char *step)
+{
+    struct sock_fprog prog;
+
+    prog.len = (unsigned short)req->seccomp_len;
+    prog.filter = (struct sock_filter *)req->seccomp_filter;
+    if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) < 0)
+        return mr_step(step, errno, "load seccomp filter (%d instructions)", req->seccomp_len);
+    return 0;
+}
+
+int mr_security_before_setuid(const struct mr_spawn_req *req, char *step)
+{
+    if (!req->security)
+        return 0;
+    /* PR_CAPBSET_READ fails with EINVAL past the kernel's last capability. */
+    for (int cap = 0; cap < 64; cap++) {
+        int has = prctl(PR_CAPBSET_READ, cap, 0, 0, 0);
+
+        if (has < 0)
+            break;
+        if (has && !(req->cap_mask >> cap & 1) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
+            return mr_step(step, errno, "drop capability %d from the bounding set", cap);
+    }
+    if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
+        return mr_step(step, errno, "prctl(PR_SET_KEEPCAPS)");
+    if (!req->no_new_privs && req->seccomp_filter)
+        return load_seccomp(req, step);
+    return 0;
+}
+
+int mr_security_before_exec(const struct mr_spawn_req *req, char *step)
+{
+    struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct cur[2], want[2];
+
+    if (!req->security)
+        return 0;
+    if (prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0)
+        return mr_step(step, errno, "prctl(PR_SET_KEEPCAPS)");
+    if (syscall(SYS_capget, &hdr, cur) < 0)
+        return mr_step(step, errno, "capget()");
+    /* Only what we still hold can be kept: a capability the host never gave
+     * minirun is silently absent (Python refuses an explicit --cap-add of it). */
+    memset(want, 0, sizeof(want));
+    for (int i = 0; i < 2; i++) {
+        uint32_t set = (uint32_t)(req->cap_mask >> (32 * i)) & cur[i].permitted;
+
+        want[i].permitted = want[i].effective = set;
+        want[i].inheritable = (uint32_t)(req->cap_inheritable >> (32 * i)) & set;
+    }
+    if (syscall(SYS_capset, &hdr, want) < 0)
+        return mr_step(step, errno, "capset()");
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+        return mr_step(step, errno, "clear ambient capabilities");
+    if (req->no_new_privs) {
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+            return mr_step(step, errno, "prctl(PR_SET_NO_NEW_PRIVS)");
+        if (req->seccomp_filter)
+            return load_seccomp(req, step);
+    }
+    return 0;
+}
+
+/* statvfs flags -> the mount flags a bind remount must repeat (it may not
+ * clear nosuid, nodev, noexec or the atime mode of the mount it changes). */
+static unsigned long kept_flags(const char *path)
+{
+    static const struct { unsigned long st, ms; } map[] = {
+        {ST_NOSUID, MS_NOSUID},     {ST_NODEV, MS_NODEV},         {ST_NOEXEC, MS_NOEXEC},
+        {ST_NOATIME, MS_NOATIME},   {ST_NODIRATIME, MS_NODIRATIME}, {ST_RELATIME, MS_RELATIME},
+    };
+    struct statvfs sv;
+    unsigned long flags = 0;
+
+    if (statvfs(path, &sv) < 0)
+        return 0;
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+        if (sv.f_flag & map[i].st)
+            flags |= map[i].ms;
+    return flags;
+}
+
+/* MR_OP_MASK: hide a file behind /dev/null, a directory behind an empty
+ * read-only tmpfs. MR_OP_READONLY: bind the path onto itself, remount it
+ * read-only. Paths this kernel does not have are skipped. */
+int mr_path_op(const struct mr_op *op, char *step)
+{
+    const char *path = op->target;
+    struct stat st;
+
+    if (stat(path, &st) < 0) {
+        if (errno == ENOENT || errno == ENOTDIR)
+            return 0;
+        return mr_step(step, errno, "stat(%s)", path);
+    }
+    if (op->kind == MR_OP_MASK) {
+        if (S_ISDIR(st.st_mode)) {
+            if (mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=555") < 0)
+                return mr_step(step, errno, "mask %s (read-only tmpfs)", path);
+        } else if (mount("/dev/null", path, NULL, MS_BIND, NULL) < 0) {
+            return mr_step(step, errno, "mask %s (bind /dev/null)", path);
+        }
+        return 0;
+    }
+    if (mount(path, path, NULL, MS_BIND | MS_REC, NULL) < 0)
+        return mr_step(step, errno, "bind %s onto itself", path);
+    if (mount(path, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | kept_flags(path), NULL) < 0)
+        return mr_step(step, errno, "remount %s read-only", path);
+    return 0;
+}

@@ -1,0 +1,276 @@
+"""What COMMAND may do: capabilities, no_new_privs, seccomp, masked paths, user namespaces.
+
+Parsing and policy live here, as data; the child applies it in C right before
+execve (csrc/security.c), in runc's order:
+
+    (still root, all capabilities)  drop the bounding set; keep-caps on;
+                                    seccomp now if no_new_privs is off (loading
+                                    it then needs CAP_SYS_ADMIN, still held)
+    setgroups, setgid, setuid       (init.c, unchanged)
+    (as the target user)            capset effective/permitted/inheritable,
+                                    clear ambient, no_new_privs, seccomp last
+
+The defaults follow Docker: its 14 capabilities, no_new_privs on, its seccomp
+profile (minirun/seccomp_default.py), runc's masked and read-only paths.
+Importing this module costs nothing extra on the run path: the default set is
+precomputed as a bit mask, and python-prctl (libcap) is imported only to check
+an explicit ``--cap-add`` against what the host grants minirun.
+"""
+
+from __future__ import annotations
+
+from .errors import HostError, SpecError
+
+# linux/capability.h: kernel ABI, never renumbered. (Checked against libcap's
+# names through python-prctl in tests/unit/test_security.py.)
+CAPABILITIES = (
+    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP",
+    "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER",
+    "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
+    "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP",
+    "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF",
+    "CHECKPOINT_RESTORE",
+)
+CAP_NUMBER = {"CAP_" + name: n for n, name in enumerate(CAPABILITIES)}
+ALL_CAPS = tuple(CAP_NUMBER)
+
+# Docker's default set (moby oci/caps/defaults.go).
+DEFAULT_CAPS = ("CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+                "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+                "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE")
+DEFAULT_CAP_MASK = 0xA80425FB  # == cap_mask(DEFAULT_CAPS), asserted in the unit tests
+
+# runc / Docker: hidden behind /dev/null (files) or an empty read-only tmpfs (directories).
+DEFAULT_MASKED_PATHS = (
+    "/proc/acpi", "/proc/asound", "/proc/interrupts", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+)
+# ... and bound onto themselves read-only.
+DEFAULT_READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+
+PRIVILEGED_WARNING = ("minirun: WARNING: --privileged turns off the container's security: all capabilities, "
+                      "no seccomp filter, no_new_privs off, /proc and /sys paths unmasked and writable")
+
+# Plan operations executed by the child (csrc/minirun.h); a missing target is skipped.
+OP_MASK, OP_READONLY = 5, 6
+
+
+def normalize_cap(name: str, what: str = "capability") -> str:
+    """``net_raw``, ``NET_RAW``, ``CAP_NET_RAW`` -> ``CAP_NET_RAW``; ``all`` -> ``ALL``."""
+    upper = str(name).strip().upper()
+    if upper == "ALL":
+        return "ALL"
+    full = upper if upper.startswith("CAP_") else "CAP_" + upper
+    if full not in CAP_NUMBER:
+        raise SpecError(f"invalid {what} {name!r}: unknown capability (known: ALL, "
+                        f"{', '.join(c[4:] for c in ALL_CAPS)})")
+    return full
+
+
+def tweak_caps(cap_add=(), cap_drop=(), base=DEFAULT_CAPS) -> tuple[str, ...]:
+    """Docker's rules for --cap-add / --cap-drop (moby TweakCapabilities).
+
+    ``--cap-add ALL``: every capability but the dropped ones; ``--cap-drop ALL``:
+    only the added ones; otherwise the base set minus the dropped plus the added.
+    """
+    adds = [normalize_cap(c, "--cap-add value") for c in cap_add]
+    drops = [normalize_cap(c, "--cap-drop value") for c in cap_drop]
+    if not adds and not drops:
+        return tuple(base)
+    if "ALL" in adds:
+        caps = [c for c in ALL_CAPS if c not in drops]
+    elif "ALL" in drops:
+        caps = [c for c in adds if c != "ALL"]
+    else:
+        caps = [c for c in base if c not in drops] + adds
+    return tuple(sorted(set(caps), key=CAP_NUMBER.__getitem__))
+
+
+def cap_mask(caps) -> int:
+    mask = 0
+    for cap in caps:
+        mask |= 1 << CAP_NUMBER[cap]
+    return mask
+
+
+def caps_of_mask(mask: int) -> tuple[str, ...]:
+    return tuple(c for c in ALL_CAPS if mask >> CAP_NUMBER[c] & 1)
+
+
+def check_host_grants(caps) -> None:
+    """Explicitly requested capabilities must be in minirun's own bounding set.
+
+    Uses python-prctl (libcap), imported only here: a default run never pays for it.
+    """
+    try:
+        import prctl
+    except ImportError:  # python-prctl missing: the child's capset will fail instead
+        return
+    missing = [c for c in caps if not prctl.capbset_read(CAP_NUMBER[c])]
+    if missing:
+        raise HostError(f"this host does not grant {', '.join(missing)} to minirun (not in its bounding set), "
+                        "so no container can have it")
+
+
+def parse_security_opt(items) -> dict:
+    """``--security-opt`` values -> {"no_new_privileges": bool, "seccomp": ...}.
+
+    ``no-new-privileges[=true|false]``, ``seccomp=unconfined``, ``seccomp=FILE``
+    (a Docker-format JSON profile; read here, so errors show before anything starts).
+    """
+    out: dict = {}
+    for item in items:
+        key, eq, value = str(item).partition("=")
+        key = key.strip()
+        if key in ("no-new-privileges", "no_new_privileges"):
+            if not eq or value.lower() in ("true", "1", "yes"):
+                out["no_new_privileges"] = True
+            elif value.lower() in ("false", "0", "no"):
+                out["no_new_privileges"] = False
+            else:
+                raise SpecError(f"invalid --security-opt {item!r}: no-new-privileges takes true or false")
+        elif key == "seccomp" and eq and value:
+            if value == "unconfined":
+                out["seccomp"] = None
+            else:
+                from .seccomp import load_profile_file
+
+                out["seccomp"] = load_profile_file(value)
+        else:
+            raise SpecError(f"invalid --security-opt {item!r}: use no-new-privileges[=false], seccomp=unconfined "
+                            "or seccomp=PROFILE.json")
+    return out
+
+
+# ---------------------------------------------------------------- user namespaces
+
+def parse_id_map(text: str) -> tuple[int, int, int]:
+    """``--userns-map CONTAINER:HOST:SIZE`` -> (container_id, host_id, size)."""
+    try:
+        inside, host, size = (int(p) for p in str(text).split(":"))
+    except ValueError:
+        raise SpecError(f"invalid --userns-map value {text!r}: use CONTAINER:HOST:SIZE, e.g. 0:100000:65536") from None
+    if inside < 0 or host < 0 or size <= 0 or host + size > 1 << 32 or inside + size > 1 << 32:
+        raise SpecError(f"invalid --userns-map value {text!r}: ids must be non-negative and the size positive")
+    return inside, host, size
+
+
+def subordinate_range(user: str = "minirun", path: str = "/etc/subuid") -> tuple[int, int] | None:
+    """(first, count) of ``user``'s entry in /etc/subuid or /etc/subgid (first match)."""
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        return None
+    for line in lines:
+        parts = line.strip().split(":")
+        if len(parts) == 3 and parts[0] == user:
+            try:
+                return int(parts[1]), int(parts[2])
+            except ValueError:
+                raise HostError(f"{path}: bad entry {line!r}") from None
+    return None
+
+
+SUBID_USERS = ("minirun", "root")
+
+
+def default_id_maps(subuid: str = "/etc/subuid", subgid: str = "/etc/subgid"):
+    """``--userns`` without a map: container 0..N-1 -> the first of SUBID_USERS' subordinate ranges."""
+    for user in SUBID_USERS:
+        uids, gids = subordinate_range(user, subuid), subordinate_range(user, subgid)
+        if uids and gids:
+            return [(0, uids[0], uids[1])], [(0, gids[0], gids[1])]
+    raise HostError(f"--userns needs a subordinate id range for one of {', '.join(SUBID_USERS)} in {subuid} and "
+                    f"{subgid} (e.g. 'minirun:100000:65536' in both), or an explicit --userns-map 0:100000:65536")
+
+
+def id_map_text(mappings) -> str:
+    return "".join(f"{inside} {host} {size}\n" for inside, host, size in mappings)
+
+
+# ---------------------------------------------------------------- what the child gets
+
+def path_ops(masked=DEFAULT_MASKED_PATHS, readonly=DEFAULT_READONLY_PATHS) -> tuple:
+    """Plan operations appended after every other mount, so nothing mounted later can undo them."""
+    from .mounts import Op
+
+    return tuple(Op(OP_MASK, p) for p in masked) + tuple(Op(OP_READONLY, p) for p in readonly)
+
+
+DEFAULT_PATH_OPS = None  # built on first use (mounts.Op), then shared
+
+
+def _kernel_at_least(major: int, minor: int) -> bool:
+    import os
+
+    try:
+        found = tuple(int(p) for p in os.uname().release.split("-")[0].split(".")[:2])
+    except ValueError:
+        return False
+    return found >= (major, minor)
+
+
+def native_args(spec) -> dict:
+    """The security part of the spawn request, from ``spec`` (see syscalls.spawn)."""
+    global DEFAULT_PATH_OPS
+
+    proc = spec.process
+    if spec.uid_mappings or spec.gid_mappings:
+        raise SpecError("--userns is not implemented yet")
+    caps = proc.capabilities
+    mask = DEFAULT_CAP_MASK if caps is DEFAULT_CAPS else cap_mask(caps)
+    profile = spec.seccomp
+    if profile is None:
+        program = None
+    elif profile == "default" and tuple(caps) == DEFAULT_CAPS and _kernel_at_least(4, 8):
+        from .seccomp_precompiled import DEFAULT_PROGRAM  # the common case: no compile, see seccomp.py
+
+        program = DEFAULT_PROGRAM
+    elif profile == "default":
+        from .seccomp import default_program
+
+        program = default_program(frozenset(caps))
+    else:
+        from .seccomp import compile_profile
+
+        program = compile_profile(profile, caps)
+    if spec.masked_paths is DEFAULT_MASKED_PATHS and spec.readonly_paths is DEFAULT_READONLY_PATHS:
+        if DEFAULT_PATH_OPS is None:
+            DEFAULT_PATH_OPS = path_ops()
+        ops = DEFAULT_PATH_OPS
+    else:
+        ops = path_ops(spec.masked_paths, spec.readonly_paths)
+    # Inheritable: the set for root (as runc's default spec); empty for any other
+    # user, whom file inheritable capabilities would otherwise lift across execve
+    # when no_new_privs is off (Docker's fix for CVE-2022-24769).
+    return {"caps": mask, "inheritable": mask if proc.uid == 0 else 0, "no_new_privs": proc.no_new_privileges,
+            "seccomp": program, "path_ops": ops}
+
+
+def options_to_spec(*, cap_add=(), cap_drop=(), security_opt=(), privileged=False, userns=False,
+                    userns_map=()) -> tuple[dict, dict]:
+    """`minirun run` security options -> (Process fields, ContainerSpec fields)."""
+    proc: dict = {}
+    spec: dict = {}
+    opts = parse_security_opt(security_opt)
+    if privileged:
+        proc.update(capabilities=ALL_CAPS, no_new_privileges=False)
+        spec.update(seccomp=None, masked_paths=(), readonly_paths=())
+    elif cap_add or cap_drop:
+        proc["capabilities"] = tweak_caps(cap_add, cap_drop)
+        named = {normalize_cap(c) for c in cap_add} - {"ALL"} - set(DEFAULT_CAPS)
+        if named:  # ALL means what the host grants; a capability asked for by name must be there
+            check_host_grants(sorted(named, key=CAP_NUMBER.__getitem__))
+    if "no_new_privileges" in opts:
+        proc["no_new_privileges"] = opts["no_new_privileges"]
+    if "seccomp" in opts:
+        spec["seccomp"] = opts["seccomp"]
+    if userns or userns_map:
+        if userns_map:
+            maps = [parse_id_map(m) for m in userns_map]
+            spec.update(uid_mappings=maps, gid_mappings=list(maps))
+        else:
+            spec["uid_mappings"], spec["gid_mappings"] = default_id_maps()
+    return proc, spec
