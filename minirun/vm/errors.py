@@ -12,6 +12,7 @@
           +-- VMLaunchFailure        QEMU exited before the guest ran (carries argv + QEMU's output)
           +-- VMBootError            the guest died before COMMAND ran (kernel panic, init error)
           +-- VMTimeout              exit 124: boot or run timeout; QEMU was killed
+          +-- VMInterrupted          exit 128+N: minirun got signal N (Ctrl-C, SIGTERM); the VM was stopped
 
 Every class keeps the message on one line, so the CLI can print ``minirun: <message>``.
 """
@@ -65,3 +66,14 @@ class VMBootError(VMError):
 
 class VMTimeout(VMError):
     exit_code = 124
+
+
+class VMInterrupted(VMError):
+    """minirun got SIGINT/SIGTERM/SIGHUP; QEMU was stopped and cleaned up.  Exit 128+N like a shell."""
+
+    def __init__(self, signum: int):
+        import signal
+
+        self.signum = signum
+        self.exit_code = 128 + signum
+        super().__init__(f"interrupted by {signal.Signals(signum).name}; the VM was stopped")

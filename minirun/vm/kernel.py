@@ -198,6 +198,8 @@ def fetch(flavour: str = DEFAULT_FLAVOUR, quiet: bool = False) -> Kernel:
         say(f"kernel {release} cached in {target}")
     except subprocess.CalledProcessError as err:
         raise KernelFetchError(f"unpacking {package} failed: {err.stderr.decode(errors='replace').strip()}") from err
+    except OSError as err:  # apt-get or dpkg missing, cache not writable
+        raise KernelFetchError(f"fetching {package} failed: {err}") from err
     finally:
         shutil.rmtree(work, ignore_errors=True)
     kernel = _stamped(target)

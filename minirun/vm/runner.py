@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from ..result import Result
 from ..spec import DEFAULT_PATH, parse_size
 from . import guest, initramfs, kernel as kernels, probe, qemu_args
-from .errors import MemoryTooSmall, VMBootError, VMError, VMTimeout
+from ..errors import SpecError
+from .errors import MemoryTooSmall, VMBootError, VMError, VMInterrupted, VMTimeout
 from .machine import Machine
 
 # Guest RAM floor: the kernel's own init_size (bzImage header) + this margin + twice the initrd (the archive
@@ -119,12 +120,8 @@ def prepare(spec: VMSpec, say: Callable[[str], None] = lambda m: None) -> Plan:
     memory_mib = _memory_mib(spec)
     if spec.share_root:
         if not os.path.isdir(spec.share_root):
-            from ..errors import SpecError
-
             raise SpecError(f"--share-root {spec.share_root}: no such directory")
     elif not spec.rootfs or not os.path.isdir(spec.rootfs):
-        from ..errors import SpecError
-
         raise SpecError(f"rootfs {spec.rootfs} does not exist or is not a directory")
     binary = probe.find_qemu(spec.qemu)
     accel = probe.choose_accel(spec.accel)
@@ -177,15 +174,6 @@ def _stdout_sink() -> Callable[[bytes], None]:
             pass  # the reader went away; keep draining so the guest never blocks on its console
 
     return sink
-
-
-class VMInterrupted(VMError):
-    """minirun got SIGINT/SIGTERM/SIGHUP; QEMU was stopped and cleaned up.  Exit 128+N like a shell."""
-
-    def __init__(self, signum: int):
-        self.signum = signum
-        self.exit_code = 128 + signum
-        super().__init__(f"interrupted by {signal.Signals(signum).name}; the VM was stopped")
 
 
 async def _boot(spec: VMSpec, plan: Plan, machine: Machine, started: float,
