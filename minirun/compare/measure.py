@@ -1,0 +1,441 @@
+"""Take every measurement of `minirun compare`, now, and return them raw.
+
+Order of work (each backend that cannot run is skipped with its reason):
+
+  1. host facts: kernel, CPU, memory, versions; plant the host-only evidence the
+     isolation probes look for (a process with a token in its command line, a
+     file holding the token), build the escape-probe helper if gcc can;
+  2. one suite per backend: every unit of units.SUITE in ONE instance (one VM
+     boot); while it runs the host checks its own mount table and hostname when
+     the probes report their attempts; afterwards it checks the shared directory,
+     /proc/modules and boot_id;
+  3. the VM's storage boot (--share-root of a host directory, 9p), the only
+     second suite;
+  4. deployment: `echo up` (time to its output) and `true` (end to end) through
+     each backend's command line, N times, interleaved;
+  5. density: k idle instances per backend at once; memory per instance; teardown;
+  6. disk footprint: ROOTFS vs kernel + initramfs.
+
+Nothing here formats; report.py turns the dict into rows.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import units
+from .runners import ContainerRunner, HostRunner, RuncRunner, SuiteRun, VMRunner
+
+SCHEMA_ID = "minirun-compare/1"
+BACKENDS = ("host", "container", "runc", "vm")
+PROBE_SOURCE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                            "csrc", "probe.c")
+CONTAINER_PROBE_PATH = "/.minirun-probe/probe"  # minirun.probes.PROBE_DIR + "/probe"
+
+
+@dataclass
+class Options:
+    rootfs: str
+    runs: int = 5
+    accel: str = "auto"
+    containers: int = 3
+    vms: int = 2
+    store_mb: int = 16
+    pings: int = 10
+
+
+def stats(samples: list[float]) -> dict | None:
+    if not samples:
+        return None
+    return {"n": len(samples), "median": statistics.median(samples), "min": min(samples), "max": max(samples)}
+
+
+# ---------------------------------------------------------------------------------------------- host facts
+
+
+def _read(path: str, default: str = "") -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return default
+
+
+def meminfo() -> dict[str, int]:
+    out = {}
+    for line in _read("/proc/meminfo").splitlines():
+        key, _, rest = line.partition(":")
+        if rest.strip().endswith("kB"):
+            out[key] = int(rest.split()[0]) * 1024
+    return out
+
+
+def cpu_model() -> str:
+    for line in _read("/proc/cpuinfo").splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def host_macs() -> dict[str, str]:
+    """Non-loopback interfaces of the host's network namespace: name -> MAC."""
+    out = {}
+    for name in os.listdir("/sys/class/net"):
+        mac = _read(f"/sys/class/net/{name}/address")
+        if mac and mac != "00:00:00:00:00:00":
+            out[name] = mac
+    return out
+
+
+def tool_version(argv: list[str]) -> str:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return out.splitlines()[0].strip() if out else ""
+
+
+def tree_bytes(root: str) -> int:
+    """Disk blocks used under ``root`` (hard links once, symlinks not followed)."""
+    seen, total = set(), 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            st = os.lstat(os.path.join(dirpath, name))
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            total += st.st_blocks * 512
+    return total
+
+
+def environment(opts: Options, vm: VMRunner, runc: RuncRunner, host: HostRunner) -> dict:
+    import minirun
+
+    mem = meminfo()
+    qemu = ""
+    if vm.plan is not None:
+        match = re.search(r"version (\S+)", tool_version([vm.plan.qemu, "--version"]))
+        qemu = match.group(1) if match else ""
+    accel = {"name": vm.plan.accel.name, "reason": vm.plan.accel.reason} if vm.plan is not None else None
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "hostname": os.uname().nodename,
+        "kernel": os.uname().release,
+        "kernel_version": os.uname().version,
+        "arch": os.uname().machine,
+        "cpu_model": cpu_model(),
+        "cpus": os.cpu_count() or 1,
+        "mem_total_bytes": mem.get("MemTotal", 0),
+        "mem_available_bytes": mem.get("MemAvailable", 0),
+        "accel": accel,
+        "versions": {
+            "minirun": minirun.__version__,
+            "python": platform.python_version(),
+            "qemu": qemu,
+            "runc": runc.version() if runc.unavailable() is None else "",
+            "busybox": host.version(),
+            "guest_kernel": vm.plan.kernel.release if vm.plan is not None else "",
+        },
+    }
+
+
+# ---------------------------------------------------------------------------------------------- host-side evidence
+
+
+class HostEvidence:
+    """What the isolation probes look for, planted on the host, and the host's own view while they run."""
+
+    def __init__(self, busybox: str):
+        self.token = "mrc-" + os.urandom(6).hex()
+        self.pattern = units.pattern_for(self.token)
+        self.dir = tempfile.mkdtemp(prefix="mrc-host-")
+        self.file = os.path.join(self.dir, "marker")
+        with open(self.file, "w") as f:
+            f.write(self.token + "\n")
+        # A shell waiting in its `read` builtin: one process, the token as its $0, no child to orphan.
+        self.proc = subprocess.Popen([busybox, "sh", "-c", "read x", self.token], stdin=subprocess.PIPE,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.hostname = os.uname().nodename
+        self.boot_id = _read("/proc/sys/kernel/random/boot_id")
+        self.modules = self._modules()
+        self.macs = host_macs()
+
+    @staticmethod
+    def _modules() -> set[str]:
+        return {line.split()[0] for line in _read("/proc/modules").splitlines() if line}
+
+    @staticmethod
+    def mounted(source: str) -> bool:
+        with open("/proc/self/mountinfo") as f:
+            return any(source in line.split(" - ", 1)[-1].split()[1:2] for line in f)
+
+    def watcher(self, checks: dict, mnt_source: str) -> Callable[[units.Marker], None]:
+        """Called with each marker as it arrives: look at the host while the instance still holds its attempt."""
+
+        def on_marker(m: units.Marker) -> None:
+            if m.unit == "hostname" and m.key == "attempt":
+                checks["host_hostname_after"] = os.uname().nodename
+                checks["host_hostname_changed"] = os.uname().nodename != self.hostname
+            elif m.unit == "mount" and m.key == "attempt":
+                checks["host_sees_mount"] = self.mounted(mnt_source)
+
+        return on_marker
+
+    def after(self, checks: dict, survivor_path: str | None, survivor: str) -> None:
+        checks["host_boot_id_unchanged"] = _read("/proc/sys/kernel/random/boot_id") == self.boot_id
+        checks["host_modules_added"] = sorted(self._modules() - self.modules)
+        checks["host_hostname_unchanged_after"] = os.uname().nodename == self.hostname
+        if survivor_path is not None:
+            checks["survivor_found"] = _read(survivor_path) == survivor
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.proc.stdin.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def build_probe_helper(workdir: str) -> tuple[str | None, str]:
+    """Static csrc/probe.c (the security engineer's escape helper) in workdir/probe/, or (None, why not)."""
+    if not os.path.isfile(PROBE_SOURCE):
+        return None, f"{PROBE_SOURCE} not found (an installed minirun has no csrc/)"
+    if not shutil.which("gcc"):
+        return None, "gcc is not installed"
+    out_dir = os.path.join(workdir, "probe")
+    os.makedirs(out_dir, exist_ok=True)
+    out = os.path.join(out_dir, "probe")
+    proc = subprocess.run(["gcc", "-static", "-O2", "-o", out, PROBE_SOURCE], capture_output=True, text=True)
+    if proc.returncode != 0:
+        return None, f"gcc -static failed: {proc.stderr.strip()[-200:]}"
+    return out_dir, "built from csrc/probe.c"
+
+
+# ---------------------------------------------------------------------------------------------- deployment
+
+
+def timed_command(argv: list[str], wait_for: bytes | None = None, timeout: float = 300) -> dict:
+    """Wall time of ``argv``; with ``wait_for``, also the time until that text appeared on its stdout."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = None
+    out = b""
+    while chunk := proc.stdout.read1(65536):
+        out += chunk
+        if first is None and wait_for and wait_for in out:
+            first = time.perf_counter() - t0
+    err = proc.stderr.read()
+    code = proc.wait(timeout)
+    wall = time.perf_counter() - t0
+    proc.stdout.close()
+    proc.stderr.close()
+    sample = {"wall_s": wall, "exit_code": code}
+    if wait_for:
+        sample["output_s"] = first
+    if code != 0:
+        sample["error"] = err.decode(errors="replace").strip()[-300:]
+    return sample
+
+
+# ---------------------------------------------------------------------------------------------- the run
+
+
+class Measurement:
+    def __init__(self, opts: Options, progress: Callable[[str], None] | None = None):
+        self.opts = opts
+        self.say = progress or (lambda m: None)
+        self.runners = {
+            "host": HostRunner(opts.rootfs),
+            "container": ContainerRunner(opts.rootfs),
+            "runc": RuncRunner(opts.rootfs),
+            "vm": VMRunner(opts.rootfs, opts.accel, say=self.say),
+        }
+        self.work = tempfile.mkdtemp(prefix="mrc-compare-")
+        self.data: dict = {"backends": {}, "samples": {b: {} for b in BACKENDS}}
+
+    def run(self) -> dict:
+        try:
+            return self._run()
+        finally:
+            self.runners["runc"].cleanup()
+            shutil.rmtree(self.work, ignore_errors=True)
+
+    def _run(self) -> dict:
+        opts = self.opts
+        self.say("checking the backends (QEMU, accelerator, kernel, runc)")
+        for name, runner in self.runners.items():
+            reason = runner.unavailable()
+            self.data["backends"][name] = {"label": runner.label, "available": reason is None, "reason": reason}
+        vm, runc, host = self.runners["vm"], self.runners["runc"], self.runners["host"]
+        self.data["environment"] = environment(opts, vm, runc, host)
+        self.data["options"] = {"rootfs": os.path.abspath(opts.rootfs), "runs": opts.runs, "accel": opts.accel,
+                                "containers": opts.containers, "vms": opts.vms, "store_mib": opts.store_mb,
+                                "pings": opts.pings}
+        probe_dir, probe_note = build_probe_helper(self.work)
+        self.data["probe_helper"] = {"available": probe_dir is not None, "note": probe_note}
+        evidence = HostEvidence(host.busybox)
+        try:
+            self.data["host_evidence"] = {"token_pid": evidence.proc.pid, "file": evidence.file,
+                                          "hostname": evidence.hostname, "macs": evidence.macs,
+                                          "boot_id": evidence.boot_id}
+            self._suites(evidence, probe_dir)
+        finally:
+            evidence.close()
+        self._deployment()
+        self._density()
+        self._disk()
+        self.data["schema"] = SCHEMA_ID
+        return self.data
+
+    def available(self, name: str) -> bool:
+        return self.data["backends"][name]["available"]
+
+    # -- suites --------------------------------------------------------------------------------
+
+    def _env(self, name: str, evidence: HostEvidence, work: str, data: str, probe: str, gw: str = "") -> dict:
+        return {
+            "MRC_RUNS": str(self.opts.runs), "MRC_PAT": evidence.pattern, "MRC_FILE": evidence.file,
+            "MRC_HOSTNAME": evidence.hostname if name == "host" else f"mrc-{name}-probe",
+            "MRC_MNT": f"mrcmnt-{name}-{evidence.token[4:]}", "MRC_WORK": work, "MRC_DATA": data,
+            "MRC_STORE_MB": str(self.opts.store_mb), "MRC_PINGS": str(self.opts.pings), "MRC_PING_GW": gw,
+            "MRC_PROBE": probe, "MRC_SURVIVOR": f"{evidence.token}-{name}",
+        }
+
+    def _suites(self, evidence: HostEvidence, probe_dir: str | None) -> None:
+        for name in BACKENDS:
+            if not self.available(name):
+                continue
+            data_dir = tempfile.mkdtemp(prefix=f"mrc-data-{name}-", dir=self.work)
+            kwargs: dict = {}
+            if name == "host":
+                scratch = tempfile.mkdtemp(prefix="mrc-scratch-", dir=self.work)
+                env = self._env(name, evidence, scratch, data_dir,
+                                os.path.join(probe_dir, "probe") if probe_dir else "")
+            elif name == "container":
+                from ipaddress import IPv4Network
+
+                from .. import network
+
+                gw = str(next(IPv4Network(network.SUBNET).hosts()))
+                env = self._env(name, evidence, "/tmp", "/data", CONTAINER_PROBE_PATH if probe_dir else "", gw)
+                kwargs = {"data_dir": data_dir, "probe_dir": probe_dir}
+            elif name == "runc":
+                from .runners import RUNC_DATA_DIR, RUNC_PROBE_DIR
+
+                env = self._env(name, evidence, "/tmp", RUNC_DATA_DIR, RUNC_PROBE_DIR + "/probe" if probe_dir else "")
+                kwargs = {"data_dir": data_dir, "probe_dir": probe_dir}
+            else:
+                vmroot = self._vm_root(probe_dir)
+                env = self._env(name, evidence, "/tmp", "", CONTAINER_PROBE_PATH if probe_dir else "")
+                kwargs = {"rootfs": vmroot}
+            self.say(f"{self.runners[name].label}: probes and workloads in one instance "
+                     f"({self.opts.runs} runs of each workload)")
+            checks: dict = {}
+            run = self.runners[name].suite(units.SUITE, env, evidence.watcher(checks, env["MRC_MNT"]), **kwargs)
+            survivor = None if name == "vm" else os.path.join(data_dir, "mrc-survivor")
+            evidence.after(checks, survivor, env["MRC_SURVIVOR"])
+            if name == "host" and evidence.mounted(env["MRC_MNT"]):  # the suite died before its cleanup unit
+                subprocess.run(["umount", os.path.join(env["MRC_WORK"], "mrc-mnt")], capture_output=True)
+            self.data["samples"][name]["suite"] = self._suite_dict(run, checks)
+            self._report_failure(run)
+            if name == "vm":
+                self._vm_storage(evidence, kwargs["rootfs"])
+
+    def _vm_root(self, probe_dir: str | None) -> str:
+        """ROOTFS plus the probe helper and a /data directory: the VM suite's initramfs, then its 9p root."""
+        root = os.path.join(self.work, "vmroot")
+        shutil.copytree(self.opts.rootfs, root, symlinks=True)
+        if probe_dir:
+            os.makedirs(os.path.join(root, ".minirun-probe"), exist_ok=True)
+            shutil.copy2(os.path.join(probe_dir, "probe"), os.path.join(root, ".minirun-probe", "probe"))
+        os.makedirs(os.path.join(root, "data"), exist_ok=True)
+        return root
+
+    def _vm_storage(self, evidence: HostEvidence, vmroot: str) -> None:
+        self.say("minirun VM: storage through a 9p share (a second boot, --share-root of a host directory)")
+        env = self._env("vm", evidence, "/tmp", "/data", "")
+        checks: dict = {}
+        run = self.runners["vm"].suite(units.STORAGE_SUITE, env, share_root=vmroot)
+        evidence.after(checks, os.path.join(vmroot, "data", "mrc-survivor"), env["MRC_SURVIVOR"])
+        self.data["samples"]["vm"]["storage_suite"] = self._suite_dict(run, checks)
+        self._report_failure(run)
+
+    @staticmethod
+    def _suite_dict(run: SuiteRun, checks: dict) -> dict:
+        return {"exit_code": run.exit_code, "wall_s": run.wall_s, "error": run.error, "meta": run.meta,
+                "host_checks": checks, "markers": run.markers.to_list(),
+                **({"output_tail": run.tail} if run.error or run.exit_code else {})}
+
+    def _report_failure(self, run: SuiteRun) -> None:
+        if run.error or run.exit_code:
+            self.say(f"{self.runners[run.backend].label}: suite ended with "
+                     f"{run.error or f'exit code {run.exit_code}'}")
+
+    # -- deployment -----------------------------------------------------------------------------
+
+    def _deployment(self) -> None:
+        names = [n for n in BACKENDS if self.available(n)]
+        self.say(f"deployment: `echo up` and `true` through {', '.join(names)}, {self.opts.runs} runs each, "
+                 f"interleaved")
+        samples: dict[str, dict[str, list]] = {n: {"echo": [], "true": []} for n in names}
+        for i in range(self.opts.runs):
+            for name in names:
+                cmds = self.runners[name].commands()
+                samples[name]["echo"].append(timed_command(cmds["echo"], wait_for=b"up"))
+                samples[name]["true"].append(timed_command(cmds["true"]))
+            self.say(f"deployment: run {i + 1}/{self.opts.runs} done")
+        for name in names:
+            self.data["samples"][name]["deploy"] = samples[name]
+            failed = [s for kind in ("echo", "true") for s in samples[name][kind] if s["exit_code"] != 0]
+            if failed:
+                self.say(f"{self.runners[name].label}: {len(failed)} deployment runs failed: {failed[0].get('error')}")
+
+    # -- density ----------------------------------------------------------------------------------
+
+    def _density(self) -> None:
+        tag = os.urandom(3).hex()
+        for name, k in (("container", self.opts.containers), ("runc", self.opts.containers), ("vm", self.opts.vms)):
+            if not self.available(name) or k <= 0:
+                continue
+            runner = self.runners[name]
+            self.say(f"density: {k} idle {runner.label} instances at once")
+            handles = None
+            entry: dict = {"k": k}
+            try:
+                handles, elapsed = runner.start_idle(k, tag)
+                entry["start_all_s"] = elapsed
+                time.sleep(1.0)  # let them settle into idleness
+                entry["instances"] = runner.idle_memory(handles)
+                entry["mem_available_bytes"] = meminfo().get("MemAvailable", 0)
+            except Exception as err:  # one backend's density failure must not lose the rest
+                entry["error"] = str(err)
+                self.say(f"density: {runner.label}: {err}")
+            finally:
+                if handles is not None:
+                    runner.stop_idle(handles)
+            self.data["samples"][name]["density"] = entry
+
+    # -- disk -------------------------------------------------------------------------------------
+
+    def _disk(self) -> None:
+        rootfs = tree_bytes(self.opts.rootfs)
+        disk = {"rootfs_bytes": rootfs}
+        plan = self.runners["vm"].plan
+        if plan is not None:
+            disk["kernel_bytes"] = os.path.getsize(plan.kernel.image)
+            disk["initramfs_bytes"] = (os.path.getsize(plan.base_image) if plan.base_image else 0) + len(plan.overlay)
+        self.data["disk"] = disk
+
+
+def measure(opts: Options, progress: Callable[[str], None] | None = None) -> dict:
+    return Measurement(opts, progress).run()
