@@ -21,7 +21,7 @@ class UsageError(SpecError):
 class LazyGroup(click.Group):
     """Subcommands imported only when used: `minirun run` never loads the VM code."""
 
-    lazy = {"vm": ("minirun.vm.cli", "vm")}
+    lazy = {"vm": ("minirun.vm.cli", "vm"), "compare": ("minirun.compare.cli", "compare")}
 
     def list_commands(self, ctx):
         return sorted(set(super().list_commands(ctx)) | set(self.lazy))
