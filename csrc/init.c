@@ -329,6 +329,8 @@ void mr_container_init(const struct mr_spawn_req *req, int fd)
     ssize_t n;
 
     umask(0);
+    if (req->clone_flags & CLONE_NEWUSER) /* security.c; the parent wrote our id maps before sync 1 */
+        TRY(fd, mr_userns_become_root(), "become root of the user namespace");
     if (req->unshare_cgroupns)
         TRY(fd, unshare(CLONE_NEWCGROUP), "unshare(cgroup namespace)");
     enter_rootfs(fd, req);

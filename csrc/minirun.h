@@ -114,6 +114,7 @@ int mr_exec(const struct mr_spawn_req *req, const int *ns_fds, int n_ns, int *ex
 int mr_security_before_setuid(const struct mr_spawn_req *req, char *step);
 int mr_security_before_exec(const struct mr_spawn_req *req, char *step);
 int mr_path_op(const struct mr_op *op, char *step);
+int mr_userns_become_root(void); /* -1 and errno */
 
 /* internal, shared between the .c files */
 struct mr_exec_failure {

@@ -155,3 +155,14 @@ int mr_path_op(const struct mr_op *op, char *step)
         return mr_step(step, errno, "remount %s read-only", path);
     return 0;
 }
+
+/* In a new user namespace, the init still carries the host uid it was cloned
+ * with, which the namespace does not map: files it created would fail with
+ * EOVERFLOW. Once the parent has written the maps (sync 1), become the
+ * namespace's root, i.e. the first id of the mapped host range. */
+int mr_userns_become_root(void)
+{
+    if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
+        return -1;
+    return 0;
+}

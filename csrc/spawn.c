@@ -15,7 +15,11 @@
  *   block all signals; clone3/clone          ->  PDEATHSIG=SIGKILL; keep signals blocked
  *   (clone3 puts it in the v2 cgroup)            join the v1 cgroups: write 0 to their tasks
  *   write pid to v2 cgroup.procs if no clone3
+ *   --userns: write /proc/PID/uid_map and        (waits: its user namespace maps nothing yet)
+ *   gid_map (security.write_id_maps)
  *   sync 1: write go byte on go_fd           ->  read go byte (EOF: parent gone -> exit)
+ *                                                --userns: setresuid/setresgid(0): become the
+ *                                                namespace's root (security.c)
  *                                                unshare(CLONE_NEWCGROUP); mounts;
  *                                                pivot_root; /proc /sys /dev; hostname; lo up
  *                                                fork COMMAND, which execs

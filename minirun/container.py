@@ -142,6 +142,9 @@ def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float, claim, on
     # no cgroup.procs write on the way (see csrc/spawn.c for why that matters).
     root, pre_plan, plan = _root_and_plans(spec, claim.path)
     sec = security.native_args(spec)  # caps, no_new_privs, seccomp; masked paths go last in the plan
+    namespaces = security.with_userns(namespaces, spec)
+    if "user" in namespaces:
+        pre_plan, plan = security.userns_plans(root, pre_plan, plan, spec.overlay)
     stdio = tuple(fd(claim.path) if callable(fd) else fd for fd in stdio)  # e.g. a log in the state dir
     tasks_fds = cgroup.self_placement_fds()
     unified_fd = cgroup.unified_dir_fd()
@@ -167,6 +170,8 @@ def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float, claim, on
                 claim.update(network=net.to_dict())
                 if proxy:
                     proxy.start(net.address)
+            if spec.uid_mappings:  # the init waits at sync 1 until its user namespace maps ids
+                security.write_id_maps(child.pid, spec.uid_mappings, spec.gid_mappings)
             if unified_fd is not None and not child.used_clone3:  # a kernel without clone3
                 cgroup.add_pid(child.pid)
             child.release()
@@ -180,7 +185,8 @@ def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float, claim, on
             _raise_for_failure(first, proc.args[0], spec.rootfs)
             timings["start"] = time.perf_counter() - t0
             claim.update(status=state.RUNNING, pid=child.pid, pid_start=state.start_time(child.pid),
-                         started=time.time(), env=env, cwd=proc.cwd, cgroups=cgroup.paths)
+                         started=time.time(), env=env, cwd=proc.cwd, cgroups=cgroup.paths,
+                         security=security.state_record(sec))
             if on_started:
                 on_started(spec.id, child.pid)
             last = child.read_report()

@@ -201,6 +201,7 @@ def exec_in(name: str, args: list[str], env: list[str] = (), cwd: str | None = N
     from .cgroups import fs
     from .container import forward_signals
     from .errors import CommandNotExecutable, CommandNotFound, SetupError
+    from .security import from_state_record
 
     container_id = resolve(name)
     st = status(container_id)
@@ -224,7 +225,8 @@ def exec_in(name: str, args: list[str], env: list[str] = (), cwd: str | None = N
         fds += tasks
         try:
             child = syscalls.exec_into(ns_fds=ns_fds, cgroup_fd=cgroup_fd, tasks_fds=tasks, argv=args, envp=envp,
-                                       path=merged.get("PATH", ""), cwd=cwd or st.get("cwd", "/"), uid=uid, gid=gid)
+                                       path=merged.get("PATH", ""), cwd=cwd or st.get("cwd", "/"), uid=uid, gid=gid,
+                                       security=from_state_record(st.get("security"), uid))  # same restrictions
         except syscalls.ExecFailed as err:
             if err.errno == 2:
                 raise CommandNotFound(f"{args[0]}: command not found in container {container_id}") from err

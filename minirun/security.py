@@ -190,6 +190,63 @@ def id_map_text(mappings) -> str:
     return "".join(f"{inside} {host} {size}\n" for inside, host, size in mappings)
 
 
+def with_userns(namespaces: tuple[str, ...], spec) -> tuple[str, ...]:
+    """The namespaces to create: a user namespace too when the spec maps ids."""
+    if spec.uid_mappings or spec.gid_mappings:
+        if not (spec.uid_mappings and spec.gid_mappings):
+            raise SpecError("a user namespace needs both uid and gid mappings")
+        if "user" not in namespaces:
+            return namespaces + ("user",)
+    return namespaces
+
+
+def userns_plans(root: str, pre: tuple, post: tuple, overlay: bool) -> tuple[tuple, tuple]:
+    """The mount plans, reworked for a container in its own user namespace.
+
+    There the kernel refuses two things the default plan does after pivot_root:
+    a new /proc or /sys unless one is already fully visible in the mount
+    namespace (true only before the host's root is detached), and device nodes
+    (mknod needs CAP_MKNOD in the host's namespace). So /proc, /sys and /dev go
+    in before the pivot, and each default device becomes an empty file with the
+    host's node bound onto it (as runc does).
+    """
+    import stat
+
+    from .mounts import MS_BIND, OP_MKNOD, OP_MOUNT, Op
+
+    if overlay:
+        raise SpecError("--userns does not work with the copy-on-write overlay root yet (the overlay's files belong "
+                        "to the host's root, whom the namespace does not map): add --no-overlay")
+    root = root.rstrip("/")
+    moved, rest = [], []
+    for op in post:
+        if op.kind == OP_MOUNT and op.target in ("/proc", "/sys", "/dev"):
+            moved.append(Op(OP_MOUNT, root + op.target, source=op.source, fstype=op.fstype, flags=op.flags,
+                            data=op.data))
+        elif op.kind == OP_MKNOD and stat.S_ISCHR(op.mode):
+            moved.append(Op(OP_MKNOD, root + op.target, mode=stat.S_IFREG | 0o666))
+            moved.append(Op(OP_MOUNT, root + op.target, source=op.target, flags=MS_BIND))
+        else:
+            rest.append(op)
+    return tuple(pre) + tuple(moved), tuple(rest)
+
+
+def write_id_maps(pid: int, uid_mappings, gid_mappings) -> None:
+    """sync 1 (csrc/spawn.c): the init waits in its new user namespace until these are written.
+
+    Written by the parent as root: the kernel then accepts any range, and
+    setgroups(2) stays allowed in the container (an unprivileged writer would
+    have to deny it first).
+    """
+    for name, mappings in (("uid_map", uid_mappings), ("gid_map", gid_mappings)):
+        path = f"/proc/{pid}/{name}"
+        try:
+            with open(path, "w") as f:
+                f.write(id_map_text(mappings))
+        except OSError as err:
+            raise HostError(f"write {path} ({id_map_text(mappings).strip()!r}): {err.strerror}") from None
+
+
 # ---------------------------------------------------------------- what the child gets
 
 def path_ops(masked=DEFAULT_MASKED_PATHS, readonly=DEFAULT_READONLY_PATHS) -> tuple:
@@ -217,8 +274,6 @@ def native_args(spec) -> dict:
     global DEFAULT_PATH_OPS
 
     proc = spec.process
-    if spec.uid_mappings or spec.gid_mappings:
-        raise SpecError("--userns is not implemented yet")
     caps = proc.capabilities
     mask = DEFAULT_CAP_MASK if caps is DEFAULT_CAPS else cap_mask(caps)
     profile = spec.seccomp
@@ -274,3 +329,21 @@ def options_to_spec(*, cap_add=(), cap_drop=(), security_opt=(), privileged=Fals
         else:
             spec["uid_mappings"], spec["gid_mappings"] = default_id_maps()
     return proc, spec
+
+
+def state_record(args: dict) -> dict:
+    """What `minirun exec` needs to give a new process the container's restrictions (JSON-able)."""
+    program = args["seccomp"]
+    return {"caps": args["caps"], "no_new_privs": args["no_new_privs"],
+            "seccomp": program.hex() if program else None}
+
+
+def from_state_record(record: dict | None, uid: int) -> dict:
+    """native_args for a process joining a running container; Docker's defaults if nothing was recorded."""
+    if record is None:
+        from .spec import ContainerSpec, Process
+
+        return native_args(ContainerSpec(rootfs="/", process=Process(["-"], uid=uid)))
+    return {"caps": record["caps"], "inheritable": record["caps"] if uid == 0 else 0,
+            "no_new_privs": record["no_new_privs"],
+            "seccomp": bytes.fromhex(record["seccomp"]) if record["seccomp"] else None, "path_ops": ()}

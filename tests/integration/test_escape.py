@@ -12,11 +12,13 @@ forbids it), the control is skipped with that reason.
 from __future__ import annotations
 
 import os
+import pathlib
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -167,3 +169,51 @@ def test_masked_paths_hide_and_readonly_paths_refuse(rootfs):
     counts = out.stdout.split()
     assert "WROTE" not in counts and "Read-only file system" in out.stderr
     assert all(c == "0" for c in counts), out.stdout
+
+
+def test_userns_maps_root_to_an_unprivileged_host_range(rootfs):
+    # a volume the mapped root can reach: pytest's tmp_path sits under a 0700 directory of the host's root
+    shared = pathlib.Path(tempfile.mkdtemp(prefix="minirun-userns-", dir="/var/tmp"))
+    shared.chmod(0o1777)
+    try:
+        _check_userns_identity(rootfs, shared)
+    finally:
+        shutil.rmtree(shared)
+
+
+def _check_userns_identity(rootfs, shared):
+    script = "cat /proc/self/uid_map /proc/self/gid_map; id -u; touch /tmp/made-inside; grep CapEff /proc/self/status"
+    out = minirun("run", "--userns-map", "0:100000:65536", "--no-overlay", "-v", f"{shared}:/tmp", rootfs,
+                  "/bin/sh", "-c", script)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.split()
+    assert lines[:6] == ["0", "100000", "65536"] * 2 and lines[6] == "0"
+    made = os.stat(shared / "made-inside")
+    assert (made.st_uid, made.st_gid) == (100000, 100000), "the container's root is host uid 100000"
+    assert int(lines[-1], 16) == 0xA80425FB  # capabilities hold inside the namespace only
+
+
+def test_userns_container_root_cannot_touch_host_owned_files(rootfs, tmp_path):
+    out = minirun("run", "--userns-map", "0:100000:65536", "--no-overlay", "--privileged", rootfs, "/bin/sh", "-c",
+                  "touch /bin/minirun-x 2>&1; cat /proc/self/uid_map")
+    assert out.returncode == 0, out.stderr
+    assert "Permission denied" in out.stdout and not os.path.exists(os.path.join(rootfs, "bin", "minirun-x"))
+
+
+def test_userns_errors_are_clear(rootfs):
+    out = minirun("run", "--userns-map", "0:100000:65536", rootfs, "/bin/true")
+    assert out.returncode == 125 and "--no-overlay" in out.stderr
+    out = minirun("run", "--userns-map", "0:100000", "--no-overlay", rootfs, "/bin/true")
+    assert out.returncode == 125 and "CONTAINER:HOST:SIZE" in out.stderr
+
+
+def test_exec_gets_the_containers_restrictions(rootfs):
+    started = minirun("run", "-d", "--cap-drop", "ALL", "--cap-add", "KILL", rootfs, "/bin/sleep", "30")
+    assert started.returncode == 0, started.stderr
+    cid = started.stdout.strip()
+    try:
+        out = minirun("exec", cid, "/bin/sh", "-c", "grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status")
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split() == ["CapEff:", "0000000000000020", "NoNewPrivs:", "1", "Seccomp:", "2"]
+    finally:
+        minirun("rm", "-f", cid)
