@@ -23,10 +23,10 @@ import os
 from dataclasses import dataclass
 
 from .errors import HostError, SpecError
+from .state import NETWORK_DIR as IPAM_DIR
 
 BRIDGE = "minirun0"
 SUBNET = os.environ.get("MINIRUN_SUBNET", "10.88.0.0/24")
-IPAM_DIR = "/var/lib/minirun/network"
 
 
 @dataclass

@@ -25,6 +25,9 @@ import time
 from .errors import SpecError
 
 STATE_ROOT = "/run/minirun"
+# Address allocations of bridge networking (minirun.network); a variable so that a
+# guest sharing the host's root read-only (the VM test lane) can keep its own.
+NETWORK_DIR = os.environ.get("MINIRUN_NETWORK_DIR", "/var/lib/minirun/network")
 _NEW_PREFIX = ".new-"
 _NEW_GRACE_S = 60  # a ".new-" dir younger than this may belong to a run being set up
 
@@ -219,7 +222,7 @@ def gc(root: str = STATE_ROOT) -> list[str]:
             if fd >= 0:
                 os.close(fd)
     # An address whose container has no live state directory: its minirun died.
-    ipam = "/var/lib/minirun/network/allocations.json"
+    ipam = os.path.join(NETWORK_DIR, "allocations.json")
     if os.path.exists(ipam) and os.path.getsize(ipam) > 2:
         from . import network
 

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from helpers import IS_ROOT
+from minirun.state import NETWORK_DIR
 
 STATE_ROOT = "/run/minirun"
 
@@ -25,7 +26,7 @@ def leftovers() -> list[str]:
         found += [f"mount {line.split()[4]}" for line in f if "minirun" in line]
     found += [f"veth {name}" for name in os.listdir("/sys/class/net") if name.startswith("mr")]
     try:
-        with open("/var/lib/minirun/network/allocations.json") as f:
+        with open(os.path.join(NETWORK_DIR, "allocations.json")) as f:
             found += [f"address {ip} of {cid}" for cid, ip in json.load(f).items()]
     except (FileNotFoundError, ValueError):
         pass

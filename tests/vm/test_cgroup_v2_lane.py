@@ -16,11 +16,12 @@ import sys
 from helpers import minirun
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-GUEST_TESTS = ["tests/unit/test_cgroups.py", "tests/integration/test_cgroups_host.py"]
+# The driver's unit tests, its host test, and the limit tests that run real containers (OOM kill,
+# fork loop, CPU throttling, cpuset) against the v2 driver.
+GUEST_TESTS = ["tests/unit/test_cgroups.py", "tests/integration/test_cgroups_host.py",
+               "tests/integration/test_limits.py"]
 # Failures the lane found that belong to other files; remove an entry when its fix lands.
-#  - test_legacy_view_kills_by_signal_loop strips cgroup2 from mountinfo and expects detect() to return an
-#    empty layout, but on a pure v2 host detect() raises HostError ("no cgroup filesystem is mounted").
-KNOWN_GUEST_FAILURES = ["tests/integration/test_cgroups_host.py::test_legacy_view_kills_by_signal_loop"]
+KNOWN_GUEST_FAILURES: list[str] = []
 
 
 def test_cgroup_v2_driver_in_a_pure_v2_guest(kernels, vm_env, leak_check):
@@ -36,7 +37,7 @@ def test_cgroup_v2_driver_in_a_pure_v2_guest(kernels, vm_env, leak_check):
     proc = minirun(
         "vm", "run", "--name", leak_check, "--share-root", "/", "--memory", "1g", "--cpus", "2",
         "--timeout", "400", "-w", ROOT, "-e", "PYTHONDONTWRITEBYTECODE=1", "-e", f"PYTHONPATH={ROOT}",
-        "-e", "MINIRUN_IN_VM=1", "-", "/bin/sh", "-c", script, "sh", *tests, *deselect,
+        "-e", "MINIRUN_IN_VM=1", "-e", "MINIRUN_NETWORK_DIR=/run/minirun-network", "-", "/bin/sh", "-c", script, "sh", *tests, *deselect,
         env=vm_env, timeout=480,
     )
     print(proc.stdout)
