@@ -189,9 +189,25 @@ def follow(path: str, container_id: str, out) -> None:
             time.sleep(0.1)
 
 
-# The order in which exec joins the namespaces: mnt last, since it changes what
-# /proc/<pid>/... paths resolve to; pid only affects the process exec forks.
-_EXEC_NAMESPACES = ("cgroup", "ipc", "uts", "net", "pid", "mnt")
+# The order in which exec joins the namespaces: user first (it grants the rights to
+# join the others), mnt last, since it changes what /proc/<pid>/... paths resolve
+# to; pid only affects the process exec forks.
+_EXEC_NAMESPACES = ("user", "cgroup", "ipc", "uts", "net", "pid", "mnt")
+
+
+def _open_namespaces(pid: int, fds: list[int]) -> list[int]:
+    """fds of the init's namespaces to join, in order; each also appended to ``fds``."""
+    joined = []
+    for ns in _EXEC_NAMESPACES:
+        path = f"/proc/{pid}/ns/{ns}"
+        if not os.path.exists(path):
+            continue
+        # setns() into the user namespace we are already in fails (EINVAL): skip it
+        if ns == "user" and os.stat(path).st_ino == os.stat("/proc/self/ns/user").st_ino:
+            continue
+        fds.append(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
+        joined.append(fds[-1])
+    return joined
 
 
 def exec_in(name: str, args: list[str], env: list[str] = (), cwd: str | None = None, uid: int = 0,
@@ -213,8 +229,7 @@ def exec_in(name: str, args: list[str], env: list[str] = (), cwd: str | None = N
     envp = [f"{k}={v}" for k, v in merged.items()]
     fds: list[int] = []
     try:
-        ns_fds = [fds.append(os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC)) or fds[-1]
-                  for ns in _EXEC_NAMESPACES if os.path.exists(f"/proc/{pid}/ns/{ns}")]
+        ns_fds = _open_namespaces(pid, fds)
         paths = st.get("cgroups", {})
         unified = paths.get("unified")
         cgroup_fd = None

@@ -134,3 +134,10 @@ def test_detached_rm_flag_removes_on_exit(rootfs):
     out = minirun("run", "-d", "--rm", "--name", "lc-auto", rootfs, "/bin/true")
     assert out.returncode == 0
     assert wait_for(lambda: not os.path.exists("/run/minirun/lc-auto"))
+
+
+def test_exec_joins_the_user_namespace_too(detached):
+    name = detached("lc-userns", "--userns-map", "0:100000:65536", "--no-overlay", ["/bin/sleep", "100"])
+    out = minirun("exec", name, "/bin/sh", "-c", "id -u; cat /proc/self/uid_map")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["0", "0", "100000", "65536"]
