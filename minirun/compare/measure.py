@@ -198,7 +198,15 @@ class HostEvidence:
         if survivor_path is not None:
             checks["survivor_found"] = _read(survivor_path) == survivor
 
+    def unmount_leftovers(self) -> None:
+        """Unmount what the host's own mount probe left (any mount whose source holds the token)."""
+        with open("/proc/self/mountinfo") as f:
+            points = [line.split()[4] for line in f if self.token[4:] in line.split(" - ", 1)[-1]]
+        for point in reversed(points):
+            subprocess.run(["umount", point.replace("\\040", " ")], capture_output=True)
+
     def close(self) -> None:
+        self.unmount_leftovers()
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
@@ -344,12 +352,18 @@ class Measurement:
             run = self.runners[name].suite(units.SUITE, env, evidence.watcher(checks, env["MRC_MNT"]), **kwargs)
             survivor = None if name == "vm" else os.path.join(data_dir, "mrc-survivor")
             evidence.after(checks, survivor, env["MRC_SURVIVOR"])
-            if name == "host" and evidence.mounted(env["MRC_MNT"]):  # the suite died before its cleanup unit
-                subprocess.run(["umount", os.path.join(env["MRC_WORK"], "mrc-mnt")], capture_output=True)
+            if name == "host":
+                evidence.unmount_leftovers()  # the host suite's mount, if it died before its cleanup unit
             self.data["samples"][name]["suite"] = self._suite_dict(run, checks)
             self._report_failure(run)
             if name == "vm":
                 self._vm_storage(evidence, kwargs["rootfs"])
+        if self.available("host") and self.data["samples"]["host"].get("suite"):
+            # The baseline again, after the instances: its samples are pooled with the first ones, so load that
+            # drifts during the run (a shared machine) weighs on the baseline as on the instances.
+            self.say("Host: the workloads again, to bracket the instances' runs")
+            run = self.runners["host"].suite(units.PERF_SUITE, {"MRC_RUNS": str(self.opts.runs)})
+            self.data["samples"]["host"]["suite"]["markers"] += run.markers.to_list()
 
     def _vm_root(self, probe_dir: str | None) -> str:
         """ROOTFS plus the probe helper and a /data directory: the VM suite's initramfs, then its 9p root."""
