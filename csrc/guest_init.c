@@ -277,9 +277,12 @@ int main(void)
 		if (chdir("/newroot") < 0 || mount(".", "/", NULL, MS_MOVE, NULL) < 0 || chroot(".") < 0)
 			die("switch to the 9p root: %s", strerror(errno));
 		chdir("/");
-		/* The shared root may be read-only: give the guest its own writable /tmp and /run. */
-		do_mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", 0);
+		/* The shared root may be read-only: give the guest its own writable /tmp and /run,
+		 * keeping the shared /tmp reachable as /run/host/tmp (a checkout may live there). */
 		do_mount("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755", 0);
+		mkdir("/run/host", 0755);
+		do_mount("/tmp", "/run/host/tmp", NULL, MS_BIND, NULL, 0);
+		do_mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", 0);
 	}
 	mount_basics();
 

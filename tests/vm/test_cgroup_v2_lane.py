@@ -16,6 +16,11 @@ import sys
 from helpers import minirun
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def in_guest(path: str) -> str:
+    """Where a host path is in the guest: its /tmp is its own, the host's is at /run/host/tmp."""
+    return "/run/host" + path if path == "/tmp" or path.startswith("/tmp/") else path
 # The driver's unit tests, its host test, and the limit tests that run real containers (OOM kill,
 # fork loop, CPU throttling, cpuset) against the v2 driver.
 GUEST_TESTS = ["tests/unit/test_cgroups.py", "tests/integration/test_cgroups_host.py",
@@ -32,11 +37,12 @@ def test_cgroup_v2_driver_in_a_pure_v2_guest(kernels, vm_env, leak_check):
     script = (
         'echo "controllers: $(cat /sys/fs/cgroup/cgroup.controllers)"; '
         'grep -c " - cgroup " /proc/self/mountinfo | sed "s/^/v1 mounts: /"; '
-        f'exec {sys.executable} -m pytest -p no:cacheprovider -q -rs "$@"'
+        f'exec {in_guest(sys.executable)} -m pytest -p no:cacheprovider -q -rs "$@"'
     )
     proc = minirun(
         "vm", "run", "--name", leak_check, "--share-root", "/", "--memory", "1g", "--cpus", "2",
-        "--timeout", "400", "-w", ROOT, "-e", "PYTHONDONTWRITEBYTECODE=1", "-e", f"PYTHONPATH={ROOT}",
+        "--timeout", "400", "-w", in_guest(ROOT), "-e", "PYTHONDONTWRITEBYTECODE=1",
+        "-e", f"PYTHONPATH={in_guest(ROOT)}",
         "-e", "MINIRUN_IN_VM=1", "-e", "MINIRUN_NETWORK_DIR=/run/minirun-network", "-", "/bin/sh", "-c", script, "sh", *tests, *deselect,
         env=vm_env, timeout=480,
     )
