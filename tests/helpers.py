@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import json
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -23,3 +25,23 @@ def minirun(*args: str, timeout: float = 60, **kw) -> subprocess.CompletedProces
 def popen_minirun(*args: str, **kw) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "minirun", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, **kw)
+
+
+def wait_for(predicate, timeout: float = 10.0) -> bool:
+    """Poll ``predicate`` until it is true (an OSError counts as not yet) or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return True
+        except OSError:
+            pass
+        time.sleep(0.02)
+    return False
+
+
+def inspect(name: str) -> dict:
+    """`minirun inspect NAME` as a dict."""
+    out = minirun("inspect", name)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)

@@ -6,11 +6,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
-from helpers import minirun, popen_minirun
+from helpers import minirun, popen_minirun, wait_for
 
 
 def one_line_error(proc, code: int, *fragments: str) -> None:
@@ -100,13 +99,6 @@ def test_kernel_without_a_namespace_type(rootfs, tmp_path, monkeypatch):
     assert container.available_namespaces(["pid", "mount", "cgroup"], str(tmp_path)) == ("pid", "mount")
 
 
-def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def dead(pid: int) -> bool:

@@ -8,22 +8,11 @@ import time
 
 import pytest
 
-from helpers import minirun
+from helpers import inspect, minirun, wait_for
 
 
-def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
-def inspect(name: str) -> dict:
-    out = minirun("inspect", name)
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
 
 
 @pytest.fixture

@@ -6,32 +6,18 @@ namespaces on the minirun0 bridge, or on 127.0.0.1.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 
-from helpers import minirun
+from helpers import inspect, minirun, wait_for
 
 WEB = "mkdir -p /www && echo hello-from-{name} > /www/index.html && exec httpd -f -p 8080 -h /www"
 
 
-def inspect(name: str) -> dict:
-    return json.loads(minirun("inspect", name).stdout)
 
 
-def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return True
-        except OSError:
-            pass
-        time.sleep(0.05)
-    return False
 
 
 def start_web(rootfs, name, *extra):
