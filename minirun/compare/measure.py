@@ -138,6 +138,7 @@ def environment(opts: Options, vm: VMRunner, runc: RuncRunner, host: HostRunner)
         "mem_total_bytes": mem.get("MemTotal", 0),
         "mem_available_bytes": mem.get("MemAvailable", 0),
         "accel": accel,
+        "loadavg": [float(x) for x in _read("/proc/loadavg", "0 0 0").split()[:3]],
         "versions": {
             "minirun": minirun.__version__,
             "python": platform.python_version(),
@@ -302,6 +303,7 @@ class Measurement:
         self._deployment()
         self._density()
         self._disk()
+        self.data["environment"]["loadavg_end"] = [float(x) for x in _read("/proc/loadavg", "0 0 0").split()[:3]]
         self.data["schema"] = SCHEMA_ID
         return self.data
 

@@ -511,10 +511,15 @@ def _header(data: dict) -> str:
     accel = env.get("accel") or {}
     v = env.get("versions") or {}
     return (f"minirun compare, {env.get('date', '?')}: {env.get('cpu_model', '?')} x{env.get('cpus', '?')}, "
-            f"{mib(env.get('mem_total_bytes'))} RAM, host kernel {env.get('kernel', '?')}\n"
+            f"{mib(env.get('mem_total_bytes'))} RAM, host kernel {env.get('kernel', '?')}, load average "
+            f"{_load(env.get('loadavg'))} at start, {_load(env.get('loadavg_end'))} at end\n"
             f"QEMU {v.get('qemu') or 'n/a'}; accelerator {accel.get('name', 'n/a')}"
             f"{' (' + accel['reason'] + ')' if accel.get('reason') else ''}; runc {v.get('runc') or 'n/a'}; "
             f"minirun {v.get('minirun', '?')}; runs per figure: {data.get('options', {}).get('runs')}")
+
+
+def _load(values) -> str:
+    return f"{values[0]:.2f}" if values else "?"
 
 
 def render_markdown(data: dict, rows: list[dict]) -> str:
