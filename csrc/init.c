@@ -275,7 +275,9 @@ void mr_become_command(const struct mr_spawn_req *req, int pipe_fd)
     /* security.c: bounding set and keep-caps now, the rest after setuid */
     if ((err = mr_security_before_setuid(req, step)) < 0)
         exec_failed(pipe_fd, -err, step);
-    if (setgroups(0, NULL) < 0)
+    /* EPERM: a rootless user namespace, where setgroups is denied (its writer had
+     * to, to map a gid); there are no supplementary groups to drop there. */
+    if (setgroups(0, NULL) < 0 && errno != EPERM)
         exec_failed(pipe_fd, errno, "setgroups()");
     if (setgid(req->gid) < 0) {
         snprintf(step, sizeof(step), "setgid(%d)", req->gid);

@@ -25,7 +25,7 @@ from . import cgroups, security, state
 from .errors import CommandNotExecutable, CommandNotFound, HostError, SetupError, SpecError
 from .mounts import DEFAULT_PLAN, overlay_op, user_mount_ops
 from .result import Result
-from .spec import ContainerSpec, check_id
+from .spec import ContainerSpec, Limits, check_id
 
 NS_DIR = "/proc/self/ns"
 _NS_FILES = {"pid": "pid", "mount": "mnt", "uts": "uts", "ipc": "ipc", "network": "net", "cgroup": "cgroup",
@@ -57,7 +57,7 @@ def available_namespaces(wanted, ns_dir: str | None = None) -> tuple[str, ...]:
 def prepare(spec: ContainerSpec) -> tuple[ContainerSpec, tuple[str, ...]]:
     """Check ``spec`` against the host before anything is created; fill in defaults."""
     if os.geteuid() != 0:
-        raise HostError("minirun must run as root")
+        _check_rootless(spec)
     if not spec.process.args:
         raise SpecError("no command given")
     spec.id = check_id(spec.id) if spec.id else new_id()
@@ -80,6 +80,21 @@ def prepare(spec: ContainerSpec) -> tuple[ContainerSpec, tuple[str, ...]]:
     return spec, available_namespaces(spec.namespaces)
 
 
+def _check_rootless(spec: ContainerSpec) -> None:
+    """A non-root user gets a rootless container: its own user namespace, where it is
+    root, if the kernel allows unprivileged user namespaces; no cgroups, no bridge."""
+    if not spec.uid_mappings:
+        raise HostError("minirun must run as root (as another user, add --userns for a rootless container)")
+    if spec.limits != Limits():
+        raise HostError("cgroup limits need root: a rootless container gets none (run as root for --memory, "
+                        "--cpus, --pids-limit, --cpuset-cpus)")
+    if spec.network != "none":
+        raise HostError("a rootless container has no network but loopback: --network none only")
+    if spec.uid_mappings != [(0, os.geteuid(), 1)] or spec.gid_mappings != [(0, os.getegid(), 1)]:
+        raise HostError(f"without root, the only id map the kernel allows is your own: "
+                        f"--userns-map 0:{os.geteuid()}:1")
+
+
 def run(spec: ContainerSpec, *, stdio=(None, None, None), detached: bool = False, on_started=None,
         prepared: bool = False) -> Result:
     """Run the container in ``spec`` until COMMAND exits; always clean up.
@@ -94,7 +109,7 @@ def run(spec: ContainerSpec, *, stdio=(None, None, None), detached: bool = False
     state.gc()
     info = {"rootfs": spec.rootfs, "args": spec.process.args, "hostname": spec.hostname}
     with state.claim(spec.id, info, keep=detached) as claim:
-        cgroup = cgroups.create_manager(spec.id, spec.limits)
+        cgroup = cgroups.create_manager(spec.id, spec.limits) if os.geteuid() == 0 else cgroups.NoCgroup()
         cgroup.create()
         net = proxy = None
         try:

@@ -65,6 +65,9 @@ def execute_run(*, rootfs, command, name=None, hostname=None, env=(), workdir="/
                          limits=limits, mounts=[parse_volume(v) for v in volume] + [parse_tmpfs(t) for t in tmpfs],
                          readonly_root=read_only, overlay=not no_overlay, network=parse_network(network),
                          publish=[parse_publish(p) for p in publish], **spec_sec)
+    if os.geteuid() != 0 and spec.uid_mappings and os.path.isdir(rootfs) and os.stat(rootfs).st_uid != os.geteuid():
+        print("minirun: note: ROOTFS belongs to another user: in a rootless container its files stay read-only "
+              "(copy it to make it yours: cp -r ROOTFS ~/rootfs)", file=sys.stderr)
     if spec.network == "host":
         print("minirun: warning: --network host shares the host's network namespace: the container sees and "
               "can bind every host interface", file=sys.stderr)

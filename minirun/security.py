@@ -19,6 +19,8 @@ an explicit ``--cap-add`` against what the host grants minirun.
 
 from __future__ import annotations
 
+import os
+
 from .errors import HostError, SpecError
 
 # linux/capability.h: kernel ABI, never renumbered. (Checked against libcap's
@@ -214,7 +216,7 @@ def userns_plans(root: str, pre: tuple, post: tuple, overlay: bool) -> tuple[tup
 
     from .mounts import MS_BIND, OP_MKNOD, OP_MOUNT, Op
 
-    if overlay:
+    if overlay and os.geteuid() == 0:  # rootless, the state directory is ours, i.e. the container root's
         raise SpecError("--userns does not work with the copy-on-write overlay root yet (the overlay's files belong "
                         "to the host's root, whom the namespace does not map): add --no-overlay")
     root = root.rstrip("/")
@@ -238,6 +240,11 @@ def write_id_maps(pid: int, uid_mappings, gid_mappings) -> None:
     setgroups(2) stays allowed in the container (an unprivileged writer would
     have to deny it first).
     """
+    if os.geteuid() != 0:
+        # Rootless: the kernel lets an unprivileged writer map only its own ids, and
+        # a gid only once setgroups(2) is denied in the namespace.
+        with open(f"/proc/{pid}/setgroups", "w") as f:
+            f.write("deny")
     for name, mappings in (("uid_map", uid_mappings), ("gid_map", gid_mappings)):
         path = f"/proc/{pid}/{name}"
         try:
@@ -326,9 +333,16 @@ def options_to_spec(*, cap_add=(), cap_drop=(), security_opt=(), privileged=Fals
         if userns_map:
             maps = [parse_id_map(m) for m in userns_map]
             spec.update(uid_mappings=maps, gid_mappings=list(maps))
+        elif os.geteuid() != 0:
+            spec["uid_mappings"], spec["gid_mappings"] = rootless_id_maps()
         else:
             spec["uid_mappings"], spec["gid_mappings"] = default_id_maps()
     return proc, spec
+
+
+def rootless_id_maps():
+    """Without root the kernel lets us map exactly one id, our own: it becomes the container's root."""
+    return [(0, os.geteuid(), 1)], [(0, os.getegid(), 1)]
 
 
 def state_record(args: dict) -> dict:

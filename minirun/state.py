@@ -24,7 +24,9 @@ import time
 
 from .errors import SpecError
 
-STATE_ROOT = "/run/minirun"
+# Rootless (a non-root user with --userns): state lives in the user's runtime directory.
+STATE_ROOT = "/run/minirun" if os.geteuid() == 0 else os.path.join(
+    os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/minirun-{os.geteuid()}", "minirun")
 # Address allocations of bridge networking (minirun.network); a variable so that a
 # guest sharing the host's root read-only (the VM test lane) can keep its own.
 NETWORK_DIR = os.environ.get("MINIRUN_NETWORK_DIR", "/var/lib/minirun/network")
@@ -141,9 +143,7 @@ def _remove_dir(path: str) -> None:
         entry = os.path.join(path, name)
         try:
             if os.path.isdir(entry) and not os.path.islink(entry):
-                import shutil
-
-                shutil.rmtree(entry, ignore_errors=True)
+                _rmtree(entry)
             else:
                 os.unlink(entry)
         except FileNotFoundError:
@@ -152,6 +152,21 @@ def _remove_dir(path: str) -> None:
         os.rmdir(path)
     except FileNotFoundError:
         pass
+
+
+def _rmtree(path: str) -> None:
+    """shutil.rmtree, which also gets through overlayfs' mode-000 work/work directory
+    when we are not root (a rootless container's state)."""
+    import shutil
+
+    def make_writable_and_retry(func, failed, _exc):
+        os.chmod(failed, 0o700)
+        if os.path.isdir(failed) and not os.path.islink(failed):
+            shutil.rmtree(failed)
+        else:
+            func(failed)
+
+    shutil.rmtree(path, onerror=make_writable_and_retry)
 
 
 def remove(container_id: str, root: str = STATE_ROOT) -> None:
@@ -231,7 +246,8 @@ def gc(root: str = STATE_ROOT) -> list[str]:
                 network.detach_by_id(container_id)
                 cleaned.append(container_id)
     # A cgroup without a state directory is stale (state is created first, removed last).
-    for container_id in cgroups.stale_ids():
+    # Rootless runs have no cgroups, and must not touch root's.
+    for container_id in cgroups.stale_ids() if os.geteuid() == 0 else ():
         if container_id not in cleaned and not os.path.isdir(os.path.join(root, container_id)):
             cgroups.remove(container_id)
             cleaned.append(container_id)

@@ -320,6 +320,44 @@ class Cgroup:
         return (on_v2 if path == self.paths.get("unified") else on_v1)(path)
 
 
+class NoCgroup:
+    """The manager of a rootless container, which has no cgroup: same interface, no effect."""
+
+    id = ""
+    paths: dict[str, str] = {}
+    needs_parent_placement = False
+
+    def create(self) -> None:
+        pass
+
+    def destroy(self) -> None:
+        pass
+
+    def kill(self) -> None:
+        pass
+
+    def add_pid(self, pid: int) -> None:
+        pass
+
+    def self_placement_fds(self) -> list[int]:
+        return []
+
+    def unified_dir_fd(self) -> None:
+        return None
+
+    def pids(self) -> list[int]:
+        return []
+
+    def oom_kill_count(self) -> int:
+        return 0
+
+    def cpu_usage_ns(self) -> None:
+        return None
+
+    def memory_usage(self) -> None:
+        return None
+
+
 def create_manager(container_id: str, limits: Limits, layout: Layout | None = None) -> Cgroup:
     """A Cgroup for ``container_id``; nothing is created until ``create()``.
 

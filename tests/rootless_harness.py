@@ -1,0 +1,38 @@
+"""Run the minirun CLI as an unprivileged user (nobody), as tests/integration/test_rootless.py needs.
+
+Started as root: everything minirun may import is imported first (the interpreter
+may live where nobody cannot read, e.g. under /root), then the process drops to
+nobody and runs `minirun ARGS...`. A process that changed its uids is not
+dumpable, unlike a real user's minirun, so that is restored too: the parent must
+be able to write its child's /proc/PID/uid_map.
+"""
+
+import ctypes
+import importlib
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+for name in ("difflib", "json", "shutil", "signal", "fcntl", "errno", "stat", "hashlib", "ipaddress", "traceback",
+             "minirun.entry", "minirun.cli", "minirun.container", "minirun.spec", "minirun.state",
+             "minirun.security", "minirun.syscalls", "minirun.mounts", "minirun.runopts", "minirun.lifecycle",
+             "minirun.cgroups", "minirun.seccomp", "minirun.seccomp_precompiled", "minirun.seccomp_default",
+             "minirun.syscall_table", "minirun.result"):
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        pass
+
+NOBODY = 65534
+os.setgroups([])
+os.setgid(NOBODY)
+os.setuid(NOBODY)
+ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE
+
+import minirun.state  # noqa: E402  (state picks its directory by euid when imported)
+
+importlib.reload(minirun.state)
+for module in (sys.modules["minirun.container"], sys.modules["minirun.lifecycle"]):
+    module.state = minirun.state
+sys.modules["minirun.entry"].main(sys.argv[1:])
