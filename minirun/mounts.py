@@ -9,7 +9,7 @@ only the default devices, devpts with its own ptmx, /dev/shm and /dev/mqueue.
 from __future__ import annotations
 
 import stat
-from dataclasses import dataclass
+from .record import Record
 
 # Values match <sys/mount.h>; checked against the compiled module in tests.
 MS_RDONLY = 0x1
@@ -24,8 +24,7 @@ MS_STRICTATIME = 0x1000000
 OP_MOUNT, OP_MKNOD, OP_SYMLINK, OP_MKDIR = 1, 2, 3, 4
 
 
-@dataclass(frozen=True)
-class Op:
+class Op(Record, frozen=True):
     kind: int
     target: str
     source: str | None = None

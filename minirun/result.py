@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from .record import Factory, Record
 
 
-@dataclass
-class Result:
+class Result(Record):
     """The outcome of one run.
 
     ``exit_code`` follows docker's convention: COMMAND's own code, 128+N when it died
@@ -19,8 +18,5 @@ class Result:
     exit_code: int
     signal: int | None = None
     oom_killed: bool = False
-    timings: dict[str, float] = field(default_factory=dict)
-    stats: dict[str, int] = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+    timings: dict[str, float] = Factory(dict)
+    stats: dict[str, int] = Factory(dict)

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from .record import Factory, Record
 
 from .errors import SpecError
 from .security import DEFAULT_CAPS, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS
@@ -46,9 +46,11 @@ DEFAULT_NAMESPACES = ("pid", "mount", "uts", "ipc", "network", "cgroup")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CPU_PERIOD_US = 100_000
 
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([bkmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+# Patterns, not compiled regexes: re caches what it compiles, and a plain `run`
+# without --memory or --name should not pay for compiling them at import.
+_SIZE_RE = r"^\s*(\d+(?:\.\d+)?)\s*([bkmgt]?)(?:i?b)?\s*$"
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-_ID_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$")
+_ID_RE = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$"
 
 
 def parse_size(text: str | int, what: str = "--memory") -> int:
@@ -56,7 +58,7 @@ def parse_size(text: str | int, what: str = "--memory") -> int:
     if isinstance(text, int):
         value = text
     else:
-        match = _SIZE_RE.match(str(text))
+        match = re.match(_SIZE_RE, str(text), re.IGNORECASE)
         if not match:
             raise SpecError(f"invalid {what} value {text!r}: use a number with an optional unit b, k, m, g (e.g. 64m)")
         value = int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
@@ -190,13 +192,12 @@ def parse_publish(text: str) -> tuple[int, int]:
 
 
 def check_id(name: str) -> str:
-    if not _ID_RE.match(name):
+    if not re.match(_ID_RE, name):
         raise SpecError(f"invalid container name {name!r}: use letters, digits, '_', '.', '-' (at most 64)")
     return name
 
 
-@dataclass
-class Limits:
+class Limits(Record):
     """Resource limits; ``None`` means unlimited."""
 
     cpu_quota: int | None = None  # microseconds per period
@@ -223,10 +224,9 @@ class Limits:
                 raise SpecError("--memory-swap must be at least --memory (it counts memory plus swap)")
 
 
-@dataclass
-class Process:
+class Process(Record):
     args: list[str]
-    env: list[str] = field(default_factory=list)
+    env: list[str] = Factory(list)
     cwd: str = "/"
     uid: int = 0
     gid: int = 0
@@ -242,32 +242,30 @@ class Process:
         return [f"{k}={v}" for k, v in merged.items()]
 
 
-@dataclass
-class Mount:
+class Mount(Record):
     """One OCI mount entry: ``destination`` inside the container."""
 
     destination: str
     type: str = "bind"
     source: str = ""
-    options: list[str] = field(default_factory=list)
+    options: list[str] = Factory(list)
 
 
-@dataclass
-class ContainerSpec:
+class ContainerSpec(Record):
     rootfs: str
     process: Process
     id: str = ""
     hostname: str = ""
     namespaces: tuple[str, ...] = DEFAULT_NAMESPACES
-    limits: Limits = field(default_factory=Limits)
-    mounts: list[Mount] = field(default_factory=list)
+    limits: Limits = Factory(Limits)
+    mounts: list[Mount] = Factory(list)
     readonly_root: bool = False
     overlay: bool = True  # see the root through overlayfs so the base rootfs is never written
     network: str = "none"  # none: loopback only; bridge: veth on minirun0; host: the host's namespace
-    publish: list[tuple[int, int]] = field(default_factory=list)  # (host port on 127.0.0.1, container port)
+    publish: list[tuple[int, int]] = Factory(list)  # (host port on 127.0.0.1, container port)
     # security (minirun/security.py)
     seccomp: dict | str | None = "default"
     masked_paths: tuple[str, ...] = DEFAULT_MASKED_PATHS
     readonly_paths: tuple[str, ...] = DEFAULT_READONLY_PATHS
-    uid_mappings: list[tuple[int, int, int]] = field(default_factory=list)
-    gid_mappings: list[tuple[int, int, int]] = field(default_factory=list)
+    uid_mappings: list[tuple[int, int, int]] = Factory(list)
+    gid_mappings: list[tuple[int, int, int]] = Factory(list)

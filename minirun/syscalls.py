@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from .record import Record
 from collections.abc import Sequence
 
 from ._native import ffi, lib
@@ -89,8 +89,7 @@ def sethostname(name: str) -> None:
     _check(lib.mr_sethostname(name.encode(), step), step)
 
 
-@dataclass
-class Child:
+class Child(Record):
     """A freshly cloned container init, held at sync 1 until ``release()``."""
 
     pid: int
@@ -123,8 +122,7 @@ class Child:
         return Report(rep.kind, rep.err, rep.status, rep.pid, ffi.string(rep.step).decode(errors="replace"))
 
 
-@dataclass(frozen=True)
-class Report:
+class Report(Record, frozen=True):
     kind: int
     err: int
     status: int

@@ -24,7 +24,6 @@ import os
 import re
 import signal
 import time
-from typing import Any, Callable
 
 from ..errors import CgroupError, HostError, SpecError
 from ..spec import Limits, check_id
@@ -218,7 +217,7 @@ class Cgroup:
     def _apply(self) -> None:
         unified = self.paths.get("unified")
         for controller, path in self.paths.items():
-            driver: Any = v2 if path == unified else v1
+            driver = v2 if path == unified else v1
             driver.apply(controller, path, self.limits, self.notes)
 
     def _remove_created(self) -> None:
@@ -313,7 +312,7 @@ class Cgroup:
     def memory_peak(self) -> int | None:
         return self._stat("memory", v1.memory_peak, v2.memory_peak)
 
-    def _stat(self, controller: str, on_v1: Callable[[str], Any], on_v2: Callable[[str], Any]) -> Any:
+    def _stat(self, controller: str, on_v1, on_v2):
         path = self.paths.get(controller)
         if path is None:
             return None

@@ -60,8 +60,7 @@ class VMSpec:
     id: str = ""
 
 
-@dataclass
-class VMResult(Result):
+class VMResult(Result):  # a Record, like Result
     accel: str = ""
     accel_reason: str = ""
     kernel_version: str = ""
