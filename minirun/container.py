@@ -153,14 +153,14 @@ def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float, claim, on
     proc = spec.process
     env = proc.full_env(spec.hostname)
     path = next((e[5:] for e in env if e.startswith("PATH=")), "")
-    # The child joins the v1 hierarchies itself and clone3 starts it in the v2 one:
-    # no cgroup.procs write on the way (see csrc/spawn.c for why that matters).
     root, pre_plan, plan = _root_and_plans(spec, claim.path)
     sec = security.native_args(spec)  # caps, no_new_privs, seccomp; masked paths go last in the plan
     namespaces = security.with_userns(namespaces, spec)
     if "user" in namespaces:
         pre_plan, plan = security.userns_plans(root, pre_plan, plan, spec.overlay)
     stdio = tuple(fd(claim.path) if callable(fd) else fd for fd in stdio)  # e.g. a log in the state dir
+    # The child joins the v1 hierarchies itself and clone3 starts it in the v2 one:
+    # no cgroup.procs write on the way (see csrc/spawn.c for why that matters).
     tasks_fds = cgroup.self_placement_fds()
     unified_fd = cgroup.unified_dir_fd()
     try:
