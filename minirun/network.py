@@ -95,16 +95,6 @@ def allocate(container_id: str, root: str = IPAM_DIR) -> tuple[str, int, str]:
     raise HostError(f"no free address left in {net} (minirun gc releases the ones of dead containers)")
 
 
-def release(container_id: str, root: str = IPAM_DIR) -> None:
-    with _Allocations(root) as book:
-        book.pop(container_id, None)
-
-
-def allocated(root: str = IPAM_DIR) -> dict:
-    with _Allocations(root) as book:
-        return dict(book)
-
-
 def host_ifname(container_id: str) -> str:
     return "mr" + hashlib.sha1(container_id.encode()).hexdigest()[:10]  # IFNAMSIZ is 16
 
@@ -145,20 +135,20 @@ def connect(att: Attachment, pid: int) -> None:
         ip.link("set", index=index, master=bridge, state="up")
 
 
-def detach_by_id(container_id: str) -> None:
+def detach_by_id(container_id: str, root: str = IPAM_DIR) -> None:
     """Release the address; remove the host end of the veth if the kernel has not (it
-    does when the container's namespace dies, taking the pair with it)."""
-    try:
-        from pyroute2 import IPRoute
+    does when the container's namespace dies, taking the pair with it), and the
+    bridge with the last address, so nothing of minirun stays on the host."""
+    from pyroute2 import IPRoute
 
-        with IPRoute() as ip:
-            for index in ip.link_lookup(ifname=host_ifname(container_id)):
+    with IPRoute() as ip, _Allocations(root) as book:
+        for name in [host_ifname(container_id)] + ([BRIDGE] if set(book) <= {container_id} else []):
+            for index in ip.link_lookup(ifname=name):
                 try:
                     ip.link("del", index=index)
-                except Exception:
+                except Exception:  # gone meanwhile
                     pass
-    finally:
-        release(container_id)
+        book.pop(container_id, None)
 
 
 def stale_ids(root: str = IPAM_DIR) -> set[str]:

@@ -24,7 +24,7 @@ def leftovers() -> list[str]:
         found += [f"state {STATE_ROOT}/{name}" for name in os.listdir(STATE_ROOT)]
     with open("/proc/self/mountinfo") as f:
         found += [f"mount {line.split()[4]}" for line in f if "minirun" in line]
-    found += [f"veth {name}" for name in os.listdir("/sys/class/net") if name.startswith("mr")]
+    found += [f"link {name}" for name in os.listdir("/sys/class/net") if name.startswith(("mr", "minirun"))]
     try:
         with open(os.path.join(NETWORK_DIR, "allocations.json")) as f:
             found += [f"address {ip} of {cid}" for cid, ip in json.load(f).items()]
