@@ -130,3 +130,10 @@ def test_exec_joins_the_user_namespace_too(detached):
     out = minirun("exec", name, "/bin/sh", "-c", "id -u; cat /proc/self/uid_map")
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["0", "0", "100000", "65536"]
+
+
+def test_logs_follow_streams_until_the_container_exits(detached):
+    name = detached("lc-follow", ["/bin/sh", "-c", "for i in 1 2 3; do echo line$i; sleep 0.3; done"])
+    out = minirun("logs", "-f", name, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["line1", "line2", "line3"]
