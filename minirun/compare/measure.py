@@ -26,6 +26,7 @@ import os
 import platform
 import re
 import shutil
+import socket
 import statistics
 import subprocess
 import tempfile
@@ -33,7 +34,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import units
+from . import escapes, units
 from .runners import ContainerRunner, HostRunner, RuncRunner, SuiteRun, VMRunner
 
 SCHEMA_ID = "minirun-compare/1"
@@ -159,7 +160,8 @@ class HostEvidence:
     def __init__(self, busybox: str):
         self.token = "mrc-" + os.urandom(6).hex()
         self.pattern = units.pattern_for(self.token)
-        self.dir = tempfile.mkdtemp(prefix="mrc-host-")
+        # /var/tmp: on the root device (the block-device escape probe looks for the file there), unlike a tmpfs /tmp
+        self.dir = tempfile.mkdtemp(prefix="mrc-host-", dir="/var/tmp" if os.path.isdir("/var/tmp") else None)
         self.file = os.path.join(self.dir, "marker")
         with open(self.file, "w") as f:
             f.write(self.token + "\n")
@@ -170,6 +172,10 @@ class HostEvidence:
         self.boot_id = _read("/proc/sys/kernel/random/boot_id")
         self.modules = self._modules()
         self.macs = host_macs()
+        self.listener = socket.socket()  # what the host-network escape probe tries to reach
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(8)
+        self.port = self.listener.getsockname()[1]
 
     @staticmethod
     def _modules() -> set[str]:
@@ -208,6 +214,7 @@ class HostEvidence:
 
     def close(self) -> None:
         self.unmount_leftovers()
+        self.listener.close()
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
@@ -318,10 +325,12 @@ class Measurement:
             "MRC_HOSTNAME": evidence.hostname if name == "host" else f"mrc-{name}-probe",
             "MRC_MNT": f"mrcmnt-{name}-{evidence.token[4:]}", "MRC_WORK": work, "MRC_DATA": data,
             "MRC_STORE_MB": str(self.opts.store_mb), "MRC_PINGS": str(self.opts.pings), "MRC_PING_GW": gw,
-            "MRC_PROBE": probe, "MRC_SURVIVOR": f"{evidence.token}-{name}",
+            "MRC_PROBE": probe, "MRC_SURVIVOR": f"{evidence.token}-{name}", "MRC_ESCAPES": "",
         }
 
     def _suites(self, evidence: HostEvidence, probe_dir: str | None) -> None:
+        # minirun/probes.py's escape probes, filled in for this host (container and VM only)
+        probes = escapes.rendered(escapes.context(evidence.token, evidence.file, evidence.port)) if probe_dir else []
         for name in BACKENDS:
             if not self.available(name):
                 continue
@@ -347,11 +356,14 @@ class Measurement:
             else:
                 vmroot = self._vm_root(probe_dir)
                 env = self._env(name, evidence, "/tmp", "", CONTAINER_PROBE_PATH if probe_dir else "")
+                env["MRC_ESCAPES"] = escapes.env_value(probes)  # in the suite's one boot
                 kwargs = {"rootfs": vmroot}
             self.say(f"{self.runners[name].label}: probes and workloads in one instance "
                      f"({self.opts.runs} runs of each workload)")
             checks: dict = {}
             run = self.runners[name].suite(units.SUITE, env, evidence.watcher(checks, env["MRC_MNT"]), **kwargs)
+            if name in ("container", "vm"):
+                self.data["samples"][name]["escape_probes"] = self._escape_probes(name, run, probes, probe_dir)
             survivor = None if name == "vm" else os.path.join(data_dir, "mrc-survivor")
             evidence.after(checks, survivor, env["MRC_SURVIVOR"])
             if name == "host":
@@ -366,6 +378,22 @@ class Measurement:
             self.say("Host: the workloads again, to bracket the instances' runs")
             run = self.runners["host"].suite(units.PERF_SUITE, {"MRC_RUNS": str(self.opts.runs)})
             self.data["samples"]["host"]["suite"]["markers"] += run.markers.to_list()
+
+    def _escape_probes(self, name: str, run: SuiteRun, probes: list[dict], probe_dir: str | None) -> dict:
+        """Raw results of minirun/probes.py's escape probes: the VM's come from its suite's markers; the
+        container's each from a container of its own (escapes.py says why). Before evidence.after(), so the
+        host's checks (hostname, modules, boot_id) cover them too."""
+        if not probe_dir:
+            return {"ran": False, "reason": self.data["probe_helper"]["note"], "results": []}
+        if name == "vm":
+            results = escapes.from_markers(run.markers, probes)
+            where = "inside the VM suite's one boot"
+        else:
+            self.say(f"{self.runners[name].label}: {len(probes)} escape probes (minirun/probes.py), "
+                     f"one default container each")
+            results = self.runners[name].escape_probes(probes, probe_dir)
+            where = "one default container per probe, with the probe's own options"
+        return {"ran": True, "where": where, "results": results}
 
     def _vm_root(self, probe_dir: str | None) -> str:
         """ROOTFS plus the probe helper and a /data directory: the VM suite's initramfs, then its 9p root."""

@@ -13,6 +13,7 @@ import shutil
 import statistics
 import textwrap
 
+from . import escapes
 from .units import Markers, parse_addr, parse_rtt
 
 COLUMNS = ("vm", "container", "runc", "host")
@@ -223,6 +224,17 @@ def _module_probe(v: View, same_kernel: bool | None) -> dict:
     return {"probe": PROBES[5], "escaped": bool(reached), "detail": "; ".join(parts)}
 
 
+def escape_probes(v: View) -> tuple[str, dict | None]:
+    """minirun/probes.py's escape probes in this instance: the cell's line and the judged results."""
+    raw = v.raw.get("escape_probes")
+    if not raw:
+        return "escape probes: not run", None
+    if not raw.get("ran"):
+        return f"escape probes: not run ({raw.get('reason')})", None
+    judged = escapes.judge(raw.get("results", []), v.same_kernel_as_host())
+    return escapes.summary_line(judged, v.name == "vm"), judged
+
+
 def isolation_cell(v: View) -> dict:
     if not v.available:
         return unavailable(v.reason)
@@ -242,6 +254,11 @@ def isolation_cell(v: View) -> dict:
         values = {"passed": safe, "escaped": len(ran) - safe, "not_run": len(probes) - len(ran), "probes": probes}
     lines = [head] + [f"{short[p['probe']]}: {'ESCAPED: ' if p['escaped'] and v.name != 'host' else ''}"
                       f"{p['detail']}" for p in probes]
+    if v.name in ("container", "vm"):
+        line, judged = escape_probes(v)
+        lines.append(line)
+        if judged is not None:
+            values["escape_probes"] = judged
     if not v.suite_ok:
         lines.append(f"(incomplete: {v.suite_problem()})")
     return cell(lines, total=len(probes), **values)

@@ -225,6 +225,22 @@ class ContainerRunner:
         base = minirun_argv() + ["run"]
         return {"true": base + [self.rootfs, "/bin/true"], "echo": base + [self.rootfs, "/bin/echo", "up"]}
 
+    def escape_probes(self, probes: list[dict], probe_dir: str) -> list[dict]:
+        """Each escape probe in its own default container (plus the probe's own options), as the escape suite
+        runs them: `minirun run -v PROBE_DIR:/.minirun-probe:ro [options] ROOTFS HELPER ARGS`."""
+        out = []
+        for p in probes:
+            argv = minirun_argv() + ["run", "-v", f"{probe_dir}:/.minirun-probe:ro", *p["options"], self.rootfs,
+                                     *p["argv"]]
+            try:
+                proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+                code, text = proc.returncode, (proc.stdout + proc.stderr).strip()
+            except subprocess.TimeoutExpired:
+                code, text = None, "timed out after 60 s"
+            out.append({"probe": p["probe"], "argv": p["argv"], "options": p["options"], "exit_code": code,
+                        "output": " ".join(text.split())[-300:], "where": "own container"})
+        return out
+
     # density: `minirun run -d` as a user would start them; the supervisor is a fork of that fresh process
     def start_idle(self, k: int, tag: str) -> tuple[list[str], float]:
         names = [f"mrc-{tag}-c{i}" for i in range(k)]

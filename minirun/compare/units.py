@@ -44,6 +44,7 @@ PARAMS = {
     "MRC_PINGS": "echo requests per ping",
     "MRC_PING_GW": "an address on the host side of the instance's virtual NIC to ping, or empty",
     "MRC_PROBE": "path of the static escape-probe helper (csrc/probe.c), or empty",
+    "MRC_ESCAPES": "the escape probes of minirun/probes.py to run, 'NAME,ARG,ARG NAME,...' (escapes.env_value), or empty",
     "MRC_SURVIVOR": "text written to MRC_DATA/mrc-survivor (the host reads it back after the instance is gone)",
 }
 
@@ -118,6 +119,18 @@ else
     rm -f "$MRC_WORK/mrc-notmod.ko"
 fi
 mark capeff "$(awk '/^CapEff/ {print $2}' /proc/self/status)"
+"""),
+    Unit("escape_probes", "Isolation", "the escape probes of minirun/probes.py, each by the static helper "
+         "(exit 0 escaped, 1 blocked, 2 not applicable)",
+         r"""
+if [ -z "$MRC_ESCAPES" ] || [ ! -x "$MRC_PROBE" ]; then mark skipped "no escape probes for this instance"; exit 0; fi
+set -f
+for spec in $MRC_ESCAPES; do
+    IFS=,; set -- $spec; unset IFS
+    name=$1; shift
+    out=$("$MRC_PROBE" "$@" 2>&1 </dev/null); rc=$?
+    mark result "$name" "$rc" "$(echo "$out" | tr '\n' ' ')"
+done
 """),
     Unit("network", "Networking", "loopback round trip (and to the host end of a virtual NIC, if any)",
          r"""

@@ -8,8 +8,9 @@ import subprocess
 
 import pytest
 
-from minirun.compare import report, schema, units
+from minirun.compare import escapes, report, schema, units
 from minirun.compare.units import Marker, Markers
+from minirun.probes import PROBES
 
 
 def test_marker_lines_survive_a_serial_console():
@@ -140,3 +141,65 @@ def test_documented_schema_is_well_formed():
     assert doc["properties"]["schema"]["const"] == "minirun-compare/1"
     areas = doc["$defs"]["row"]["properties"]["area"]["enum"]
     assert areas == list(report.AREAS)
+
+
+# ---------------------------------------------------------------------------------------------- escape probes
+
+
+def _escape_results(codes: dict[str, int]) -> list[dict]:
+    return [{"probe": p.name, "argv": [escapes.HELPER, *p.argv[1:]], "options": list(p.options),
+             "exit_code": codes.get(p.name, 1), "output": "x", "where": "suite"} for p in PROBES]
+
+
+def test_escape_probes_reaching_a_guest_kernel_are_contained_but_host_reaching_ones_are_not():
+    kernel_level = {"module-load": 0, "raw-socket": 0, "kcore": 2}
+    vm = escapes.judge(_escape_results(kernel_level), same_kernel=False)
+    assert (vm["stopped"], vm["blocked"], vm["not_applicable"], vm["guest_kernel_only"]) == (19, 16, 1, 2)
+    assert escapes.summary_line(vm, vm=True) == \
+        "escape probes: 19/19 contained (16 blocked, 1 n/a, 2 reached the guest kernel only)"
+    # the same results from the host's own kernel (a container) are escapes
+    container = escapes.judge(_escape_results(kernel_level), same_kernel=True)
+    assert container["escaped"] == 2 and "ESCAPED: module-load, raw-socket" in escapes.summary_line(container, False)
+    # a host-reaching probe that got through is an escape whatever kernel it ran on; unknown boot_id: no excuse
+    vm = escapes.judge(_escape_results({"host-network": 0}), same_kernel=False)
+    assert vm["escaped"] == 1 and [p["probe"] for p in vm["probes"] if p["escaped"]] == ["host-network"]
+    assert escapes.judge(_escape_results({"reboot": 0}), same_kernel=None)["escaped"] == 1
+    missing = escapes.judge(_escape_results({})[:-1], same_kernel=True)
+    assert missing["no_result"] == 1 and missing["stopped"] == 18
+
+
+def test_escape_probes_travel_to_the_unit_and_back(rootfs, tmp_path):
+    """MRC_ESCAPES -> the escape_probes unit under busybox sh -> markers -> raw results, argv intact."""
+    fake = tmp_path / "probe"  # a stand-in helper: echoes its argv, exits 1 (blocked) or 2 for one subcommand
+    fake.write_text('#!/bin/sh\necho "args: $*"; echo second line; [ "$1" = userns ] && exit 2; exit 1\n')
+    fake.chmod(0o755)
+    probes = escapes.rendered(escapes.context("mrc-token", "/var/tmp/mrc-x/marker", 4242, probe=str(fake)))
+    script = units.suite_script(["escape_probes"])
+    bins = ":".join(os.path.join(rootfs, d) for d in ("bin", "sbin"))
+    env = {"PATH": bins, "MRC_PROBE": str(fake), "MRC_ESCAPES": escapes.env_value(probes)}
+    out = subprocess.run([os.path.join(rootfs, "bin", "busybox"), "sh", "-c", script], env=env,
+                         capture_output=True, text=True, timeout=60).stdout
+    results = escapes.from_markers(Markers(units.parse_markers(out)), probes)
+    assert [r["probe"] for r in results] == [p.name for p in PROBES]
+    by = {r["probe"]: r for r in results}
+    assert by["host-network"]["output"] == "args: connect 127.0.0.1 4242 second line"
+    assert by["new-user-namespace"]["exit_code"] == 2 and by["kcore"]["exit_code"] == 1
+    with pytest.raises(ValueError):
+        escapes.env_value([{"probe": "p", "argv": ["helper", "a path with spaces"]}])
+
+
+def test_isolation_cell_carries_the_escape_probe_line_and_results():
+    data = _data(container=_suite("HOST", 1), vm=_suite("GUEST", 0))
+    data["samples"]["container"]["escape_probes"] = {"ran": True, "where": "w",
+                                                     "results": _escape_results({"kcore": 2, "sysrq-trigger": 2})}
+    data["samples"]["vm"]["escape_probes"] = {"ran": True, "where": "w", "results": _escape_results({"reboot": 0})}
+    cells = report.build_rows(data)[0]["cells"]
+    assert "escape probes: 19/19 stopped (17 blocked, 2 n/a)" in cells["container"]["text"]
+    assert "escape probes: 19/19 contained (18 blocked, 1 reached the guest kernel only)" in cells["vm"]["text"]
+    assert cells["vm"]["values"]["escape_probes"]["guest_kernel_only"] == 1
+    doc = schema.load()
+    for col in ("container", "vm"):
+        assert schema.validate(cells[col], doc["$defs"]["cell"], doc) == []
+        assert schema.validate(cells[col]["values"]["escape_probes"], doc["$defs"]["escape_judgement"], doc) == []
+    raw = dict(data["samples"]["vm"]["escape_probes"], results=[{"probe": "reboot", "argv": ["p", "reboot"]}])
+    assert "missing 'exit_code'" in " ".join(schema.validate(raw, doc["$defs"]["escape_probes"], doc))

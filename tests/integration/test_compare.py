@@ -87,6 +87,35 @@ def test_isolation_probes_pass_in_both(compared):
     assert host["host processes visible"] and host["host files reachable"]
 
 
+def test_escape_probes_ran_in_both_and_none_reached_the_host(compared):
+    """minirun/probes.py's escape probes (issue 6 item 6): container and VM, judged in the Isolation row."""
+    from minirun.probes import PROBES
+
+    data = compared["data"]
+    if not data["probe_helper"]["available"]:
+        pytest.skip(f"no escape-probe helper: {data['probe_helper']['note']}")
+    cells = _cells(data, "Isolation")
+    names = [p.name for p in PROBES]
+    for col in ("container", "vm"):
+        raw = data["samples"][col]["escape_probes"]
+        assert raw["ran"] and [r["probe"] for r in raw["results"]] == names, f"{col}: {raw}"
+        judged = cells[col]["values"]["escape_probes"]
+        escaped = [p for p in judged["probes"] if p["escaped"] is not False]
+        assert not escaped, f"{col}: {escaped}"
+        assert judged["stopped"] == judged["total"] == len(PROBES) and judged["escaped"] == 0
+        assert any(line.startswith(f"escape probes: {len(PROBES)}/{len(PROBES)} ") for line in cells[col]["text"])
+    container = cells["container"]["values"]["escape_probes"]
+    assert container["same_kernel_as_host"] is True and container["guest_kernel_only"] == 0
+    vm = cells["vm"]["values"]["escape_probes"]
+    assert vm["same_kernel_as_host"] is False
+    assert all(p["verdict"] in ("blocked", "not applicable") for p in vm["probes"] if p["reaches"] == "host")
+    assert vm["guest_kernel_only"] > 0, "in its own kernel, a VM's root can do kernel-level things: the probes see"
+    for col in ("container", "vm"):  # the host itself stayed as it was
+        checks = data["samples"][col]["suite"]["host_checks"]
+        assert checks["host_boot_id_unchanged"] and checks["host_hostname_unchanged_after"]
+        assert checks["host_modules_added"] == []
+
+
 def test_vm_runs_its_own_kernel_and_the_container_the_hosts(compared):
     cells = _cells(compared["data"], "Guest compatibility")
     assert cells["vm"]["values"]["same_kernel_instance"] is False
