@@ -167,6 +167,22 @@ static int mount_device(int major, int minor, const char *fstype, const char *re
     return escaped("mounted the host's root device and found the host's file on it");
 }
 
+static int write_bytes(const char *path, const char *data, size_t len)
+{
+    int fd = open(path, O_WRONLY);
+
+    if (fd < 0)
+        return errno == ENOENT ? not_here(path, errno) : blocked(path, errno);
+    if (write(fd, data, len) < 0) {
+        int err = errno;
+
+        close(fd);
+        return blocked("write", err);
+    }
+    close(fd);
+    return escaped("wrote to the file");
+}
+
 /* Write back what a file already holds (no change, but needs write access). */
 static int rewrite(const char *path)
 {
@@ -180,33 +196,12 @@ static int rewrite(const char *path)
     close(fd);
     if (n < 0)
         return blocked("read", errno);
-    fd = open(path, O_WRONLY);
-    if (fd < 0)
-        return blocked("open for writing", errno);
-    if (write(fd, buf, n > 0 ? (size_t)n : 1) < 0) {
-        int err = errno;
-
-        close(fd);
-        return blocked("write", err);
-    }
-    close(fd);
-    return escaped("wrote to the file");
+    return write_bytes(path, buf, n > 0 ? (size_t)n : 1);
 }
 
 static int write_file(const char *path, const char *data)
 {
-    int fd = open(path, O_WRONLY);
-
-    if (fd < 0)
-        return errno == ENOENT ? not_here(path, errno) : blocked(path, errno);
-    if (write(fd, data, strlen(data)) < 0) {
-        int err = errno;
-
-        close(fd);
-        return blocked("write", err);
-    }
-    close(fd);
-    return escaped("wrote to the file");
+    return write_bytes(path, data, strlen(data));
 }
 
 static int read_file(const char *path)

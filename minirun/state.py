@@ -92,7 +92,7 @@ class Claim:
             write(tmp, self.state)
             _rename_into_place(tmp, self.path, self.id, self.root)
         except BaseException:
-            _remove_dir(tmp)
+            _rmtree(tmp)
             os.close(self._lock_fd)
             raise
         return self
@@ -103,7 +103,7 @@ class Claim:
 
     def __exit__(self, *exc) -> None:
         if not self.keep:
-            _remove_dir(self.path)
+            _rmtree(self.path)
         elif self.state["status"] != EXITED:  # the run failed before the container started
             self.update(status=EXITED, exit_code=125, finished=time.time())
         os.close(self._lock_fd)
@@ -133,29 +133,8 @@ def _rename_into_place(tmp: str, final: str, container_id: str, root: str) -> No
     raise SpecError(f'container name "{container_id}" is already in use')
 
 
-def _remove_dir(path: str) -> None:
-    """Remove a state directory: its files, and the overlay directories in it."""
-    try:
-        names = os.listdir(path)
-    except FileNotFoundError:
-        return
-    for name in names:
-        entry = os.path.join(path, name)
-        try:
-            if os.path.isdir(entry) and not os.path.islink(entry):
-                _rmtree(entry)
-            else:
-                os.unlink(entry)
-        except FileNotFoundError:
-            pass
-    try:
-        os.rmdir(path)
-    except FileNotFoundError:
-        pass
-
-
 def _rmtree(path: str) -> None:
-    """Remove a directory tree (an overlay's upper and work dirs), without shutil,
+    """Remove a directory tree (a state directory, an overlay's upper and work), without shutil,
     which costs more to import than a container takes to start. Directories are
     made writable first: overlayfs leaves a mode-000 work/work, which only root
     could enter otherwise (a rootless container's state is its user's)."""
@@ -182,7 +161,7 @@ def remove(container_id: str, root: str = STATE_ROOT) -> None:
     from . import cgroups
 
     cgroups.remove(container_id)
-    _remove_dir(os.path.join(root, container_id))
+    _rmtree(os.path.join(root, container_id))
 
 
 def start_time(pid: int) -> int | None:
@@ -224,7 +203,7 @@ def gc(root: str = STATE_ROOT) -> list[str]:
             except FileNotFoundError:
                 continue
             if not young and not is_live(name, root):
-                _remove_dir(path)
+                _rmtree(path)
             continue
         fd = _try_lock(os.path.join(path, "lock"))
         if fd is None:
