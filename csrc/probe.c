@@ -183,19 +183,29 @@ static int write_bytes(const char *path, const char *data, size_t len)
     return escaped("wrote to the file");
 }
 
+/* Read up to len bytes of path into buf: -1 when done, else the probe's verdict. */
+static int read_some(const char *path, char *buf, size_t len, ssize_t *n)
+{
+    int fd = open(path, O_RDONLY);
+
+    if (fd < 0)
+        return errno == ENOENT ? not_here(path, errno) : blocked(path, errno);
+    *n = read(fd, buf, len);
+    close(fd);
+    if (*n < 0)
+        return blocked("read", errno);
+    return -1;
+}
+
 /* Write back what a file already holds (no change, but needs write access). */
 static int rewrite(const char *path)
 {
     char buf[4096];
     ssize_t n;
-    int fd = open(path, O_RDONLY);
+    int ret = read_some(path, buf, sizeof(buf), &n);
 
-    if (fd < 0)
-        return errno == ENOENT ? not_here(path, errno) : blocked(path, errno);
-    n = read(fd, buf, sizeof(buf));
-    close(fd);
-    if (n < 0)
-        return blocked("read", errno);
+    if (ret >= 0)
+        return ret;
     return write_bytes(path, buf, n > 0 ? (size_t)n : 1);
 }
 
@@ -208,14 +218,10 @@ static int read_file(const char *path)
 {
     char buf[4096];
     ssize_t n;
-    int fd = open(path, O_RDONLY);
+    int ret = read_some(path, buf, sizeof(buf), &n);
 
-    if (fd < 0)
-        return errno == ENOENT ? not_here(path, errno) : blocked(path, errno);
-    n = read(fd, buf, sizeof(buf));
-    close(fd);
-    if (n < 0)
-        return blocked("read", errno);
+    if (ret >= 0)
+        return ret;
     if (n == 0) {
         printf("blocked: %s reads as empty\n", path);
         return 1;

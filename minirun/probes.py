@@ -84,3 +84,15 @@ PROBES = (
 )
 
 BY_NAME = {p.name: p for p in PROBES}
+
+
+def root_device() -> tuple[int, int, str]:
+    """The host root's block device (major, minor, fstype), or (0, 0, "") if / is not a plain mount."""
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if fields[4] == "/" and fields[3] == "/":
+                major, minor = fields[2].split(":")
+                return int(major), int(minor), fields[fields.index("-") + 1]
+    return 0, 0, ""
+

@@ -26,7 +26,7 @@ blocked everywhere.
 
 from __future__ import annotations
 
-from ..probes import BLOCKED, ESCAPED, NOT_APPLICABLE, PROBE_DIR, PROBES
+from ..probes import BLOCKED, ESCAPED, NOT_APPLICABLE, PROBE_DIR, PROBES, root_device
 
 HELPER = f"{PROBE_DIR}/probe"  # the helper's path inside a container, and inside the VM's copy of ROOTFS
 
@@ -34,17 +34,6 @@ HELPER = f"{PROBE_DIR}/probe"  # the helper's path inside a container, and insid
 HOST_REACHING = frozenset({"host-processes", "host-network", "host-block-device", "chroot-escape"})
 
 VERDICTS = ("blocked", "not applicable", "guest kernel only", "ESCAPED", "no result")
-
-
-def root_device() -> tuple[int, int, str]:
-    """The host root's block device (major, minor, fstype), or (0, 0, "") if / is not a plain mount."""
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            if fields[4] == "/" and fields[3] == "/":
-                major, minor = fields[2].split(":")
-                return int(major), int(minor), fields[fields.index("-") + 1]
-    return 0, 0, ""
 
 
 def context(marker: str, host_file: str, port: int, probe: str = HELPER) -> dict:

@@ -23,7 +23,7 @@ import tempfile
 import pytest
 
 from helpers import minirun
-from minirun.probes import BLOCKED, ESCAPED, NOT_APPLICABLE, PROBE_DIR, PROBES
+from minirun.probes import BLOCKED, ESCAPED, NOT_APPLICABLE, PROBE_DIR, PROBES, root_device
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROBE_SOURCE = os.path.join(HERE, "..", "..", "csrc", "probe.c")
@@ -41,17 +41,6 @@ def probe_dir(tmp_path_factory):
     return str(out)
 
 
-def _root_device() -> tuple[int, int, str]:
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            if fields[4] == "/" and fields[3] == "/":
-                major, minor = fields[2].split(":")
-                fstype = fields[fields.index("-") + 1]
-                return int(major), int(minor), fstype
-    return 0, 0, ""
-
-
 @pytest.fixture(scope="module")
 def context(probe_dir, tmp_path_factory):
     """What the probes look for: a host process, a host file, a host listener, the root device."""
@@ -67,7 +56,7 @@ def context(probe_dir, tmp_path_factory):
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
-    major, minor, fstype = _root_device()
+    major, minor, fstype = root_device()
     try:
         yield {"probe": f"{PROBE_DIR}/probe", "host_probe": os.path.join(probe_dir, "probe"), "marker": marker,
                "host_file": host_file, "host_file_rel": host_file.lstrip("/"), "port": listener.getsockname()[1],
