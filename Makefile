@@ -106,6 +106,7 @@ bench: deps venv rootfs kernel
 	@[ -f benchmarks/bench_run.py ] || { echo "bench: benchmarks/bench_run.py does not exist yet" >&2; exit 1; }
 	MINIRUN_ROOTFS=$(ROOTFS) $(VPY) benchmarks/bench_run.py
 	MINIRUN_ROOTFS=$(ROOTFS) $(VPY) benchmarks/bench_vm.py -n 7
+	MINIRUN_ROOTFS=$(ROOTFS) $(VPY) benchmarks/bench_seccomp.py
 
 # ---------------------------------------------------------------- clean
 

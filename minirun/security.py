@@ -137,8 +137,10 @@ def parse_security_opt(items) -> dict:
                 out["seccomp"] = None
             else:
                 from .seccomp import load_profile_file
+                from .seccomp_build import resolve
 
                 out["seccomp"] = load_profile_file(value)
+                resolve(out["seccomp"], ALL_CAPS)  # a bad profile fails here, before anything starts
         else:
             raise SpecError(f"invalid --security-opt {item!r}: use no-new-privileges[=false], seccomp=unconfined "
                             "or seccomp=PROFILE.json")
