@@ -36,6 +36,7 @@ what keeps an allowed syscall's cost below runc's default linear filter.
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
 
@@ -83,9 +84,7 @@ _FILTER_KEYS = {"caps", "arches", "minKernel"}
 
 def _errno(value, where: str) -> int:
     if isinstance(value, str):
-        import errno as errno_names
-
-        number = getattr(errno_names, value.strip().upper(), None)
+        number = getattr(errno, value.strip().upper(), None)
         if not isinstance(number, int):
             raise ProfileError(f"seccomp profile: {where}: unknown errno name {value!r}")
         return number
@@ -96,9 +95,7 @@ def _errno(value, where: str) -> int:
 
 def _action(name, errno_ret, errno_name, where: str) -> int:
     if name in _ACTIONS:
-        if errno_ret is not None:
-            raise ProfileError(f"seccomp profile: {where}: errnoRet only goes with SCMP_ACT_ERRNO or SCMP_ACT_TRACE")
-        return _ACTIONS[name]
+        return _ACTIONS[name]  # an errnoRet beside it means nothing, and runc ignores it too
     if name in _ACTIONS_WITH_ERRNO:
         if errno_ret is not None:
             value = _errno(errno_ret, where)
@@ -271,7 +268,7 @@ def build(profile, caps=(), kernel: tuple[int, int] | None = None) -> SeccompFil
                 for conds in cond_lists:
                     array = ffi.new("struct scmp_arg_cmp[]", conds or 1)
                     rc = lib.seccomp_rule_add_array(ctx, action, nr, len(conds), array)
-                    if rc == -17:  # EEXIST: the same arguments already have another action
+                    if rc == -errno.EEXIST:  # the same arguments already have another action
                         raise ProfileError(f"seccomp profile: two rules for {name} with the same arguments "
                                            "disagree on the action")
                     _check(rc, f"add the rule for {name}")
@@ -316,9 +313,11 @@ def _enosys_stub(spec: Resolved, arch_tokens: list, lib) -> bytes:
                 nr = lib.seccomp_syscall_resolve_name_arch(token, name.encode())
                 if nr >= 0:
                     highest[token] = max(highest.get(token, -1), nr)
-    # per audit arch: [(x32?, max)]; x32 shares x86_64's audit arch and numbers with bit 30 set
+    if not highest:
+        return b""
+    # x32 shares x86_64's audit arch: its numbers are those with bit 30 set
     x86_64, x32, i386 = (lib.seccomp_arch_resolve_name(n) for n in (b"x86_64", b"x32", b"x86"))
-    code: list = []  # (opcode, jt, jf, k) with jt/jf as labels "enosys"/"filter"/"i386" or offsets
+    code: list = []  # [opcode, jt, jf, k] (jumps may name a label) and label names
 
     def emit(op, k=0, jt=0, jf=0):
         code.append([op, jt, jf, k])

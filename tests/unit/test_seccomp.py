@@ -259,6 +259,12 @@ def test_docker_includes_and_excludes():
     assert run(p, "reboot") == run(p, "gettid") == RET_ALLOW
 
 
+def test_errnoret_beside_an_action_without_errno_is_ignored_as_in_runc():
+    p = build_filter(profile("SCMP_ACT_ALLOW", {"names": ["read"], "action": "SCMP_ACT_KILL_PROCESS", "errnoRet": 1},
+                             defaultErrnoRet=38)).program
+    assert run(p, "read") == RET_KILL_PROCESS and run(p, "write") == RET_ALLOW
+
+
 def test_flags_go_to_seccomp2():
     f = build_filter(profile("SCMP_ACT_ALLOW", flags=["SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
                                                       "SECCOMP_FILTER_FLAG_TSYNC"]))
@@ -280,7 +286,6 @@ def test_flags_go_to_seccomp2():
     (profile("SCMP_ACT_ALLOW", defaultaction="x"), "unsupported field"),
     (profile("SCMP_ACT_ALLOW", {"names": ["read"]}), "action is missing"),
     (profile("SCMP_ACT_ALLOW", {"names": "read", "action": "SCMP_ACT_ALLOW"}), "names must be a list"),
-    (profile("SCMP_ACT_ALLOW", {"names": ["read"], "action": "SCMP_ACT_ALLOW", "errnoRet": 1}), "errnoRet only"),
     (profile("SCMP_ACT_ALLOW", {"names": ["read"], "action": "SCMP_ACT_ERRNO", "errnoRet": 70000}), "errnoRet"),
     (profile("SCMP_ACT_ALLOW", {"names": ["read"], "action": "SCMP_ACT_ERRNO", "errno": "EWHATEVER"}), "errno name"),
     (profile("SCMP_ACT_ALLOW", {"names": ["read"], "action": "SCMP_ACT_ERRNO",
