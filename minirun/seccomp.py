@@ -120,24 +120,28 @@ def _trusted_dir(path: str) -> bool:
 
     try:
         st = os.lstat(path)
-    except FileNotFoundError:
+    except OSError:
         return False
     return stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o022
 
 
 def filter_for(profile, caps=()) -> SeccompFilter:
-    """build_filter(profile, caps), through a cache of exported programs (see the module docstring)."""
+    """build_filter(profile, caps), through a cache of exported programs (see the module docstring).
+
+    The cache is only a shortcut: whatever goes wrong with it (unreadable home,
+    read-only disk, a directory not ours) costs a build, never the run.
+    """
     kernel = kernel_version()
     directory = _cache_dir()
     try:
         key = _cache_key(profile, caps, kernel)
-    except (TypeError, ValueError):  # not JSON-able: resolve() will say what is wrong
+    except (TypeError, ValueError, OSError):  # not JSON-able (resolve() will say why), or sources unreadable
         return build_filter(profile, caps, kernel=kernel)
     path = os.path.join(directory, key)
     if _trusted_dir(directory):
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except FileNotFoundError:
+        except OSError:
             fd = -1
         if fd >= 0:
             with os.fdopen(fd, "rb") as f:
