@@ -86,6 +86,7 @@ ffibuilder.cdef(
         int no_new_privs;
         const void *seccomp_filter;
         int seccomp_len;
+        unsigned int seccomp_flags;
     };
 
     struct mr_spawn_out {
@@ -130,3 +131,41 @@ ffibuilder.set_source(
 
 if __name__ == "__main__":
     ffibuilder.compile(verbose=True)
+
+
+# minirun._seccomp: libseccomp, the filter compiler runc, crun and youki use.
+# A module of its own so that only building a filter links it: the default
+# run loads a cached program (minirun/seccomp.py) and never maps libseccomp.
+seccomp_ffibuilder = FFI()
+seccomp_ffibuilder.cdef(
+    """
+    typedef void *scmp_filter_ctx;
+    typedef uint64_t scmp_datum_t;
+    struct scmp_version { unsigned int major; unsigned int minor; unsigned int micro; };
+    enum scmp_compare { SCMP_CMP_NE, SCMP_CMP_LT, SCMP_CMP_LE, SCMP_CMP_EQ, SCMP_CMP_GE, SCMP_CMP_GT,
+                        SCMP_CMP_MASKED_EQ, ... };
+    enum scmp_filter_attr { SCMP_FLTATR_ACT_BADARCH, SCMP_FLTATR_CTL_NNP, SCMP_FLTATR_CTL_OPTIMIZE, ... };
+    struct scmp_arg_cmp { unsigned int arg; enum scmp_compare op; scmp_datum_t datum_a; scmp_datum_t datum_b; };
+    #define __NR_SCMP_ERROR ...
+
+    const struct scmp_version *seccomp_version(void);
+    unsigned int seccomp_api_get(void);
+    scmp_filter_ctx seccomp_init(uint32_t def_action);
+    void seccomp_release(scmp_filter_ctx ctx);
+    int seccomp_attr_set(scmp_filter_ctx ctx, enum scmp_filter_attr attr, uint32_t value);
+    uint32_t seccomp_arch_resolve_name(const char *arch_name);
+    uint32_t seccomp_arch_native(void);
+    int seccomp_arch_add(scmp_filter_ctx ctx, uint32_t arch_token);
+    int seccomp_syscall_resolve_name(const char *name);
+    int seccomp_syscall_resolve_name_arch(uint32_t arch_token, const char *name);
+    int seccomp_rule_add_array(scmp_filter_ctx ctx, uint32_t action, int syscall, unsigned int arg_cnt,
+                               const struct scmp_arg_cmp *arg_array);
+    int seccomp_export_bpf(const scmp_filter_ctx ctx, int fd);
+    """
+)
+seccomp_ffibuilder.set_source(
+    "minirun._seccomp",
+    "#include <seccomp.h>",
+    libraries=["seccomp"],
+    extra_compile_args=["-O2", "-Wall"],
+)

@@ -68,6 +68,7 @@ struct mr_spawn_req {
     int no_new_privs;
     const void *seccomp_filter;  /* struct sock_filter[], or NULL for none */
     int seccomp_len;             /* its number of instructions */
+    unsigned int seccomp_flags;  /* SECCOMP_FILTER_FLAG_* for seccomp(2) (the profile's "flags") */
 };
 
 struct mr_spawn_out {

@@ -46,7 +46,7 @@ RUN_OPTIONS = (
     Option("--cap-drop", dest="cap_drop", multiple=True, metavar="CAP",
            help="Take a capability away, e.g. NET_RAW, or ALL (repeatable)."),
     Option("--security-opt", dest="security_opt", multiple=True, metavar="OPT",
-           help="no-new-privileges=false, seccomp=unconfined, or seccomp=PROFILE.json (Docker's format)."),
+           help="no-new-privileges=false, seccomp=unconfined, or seccomp=PROFILE.json (Docker, podman or OCI format)."),
     Option("--privileged", dest="privileged", flag=True,
            help="Debugging only: all capabilities, no seccomp, no masked or read-only /proc paths, no_new_privs off."),
     Option("--userns", dest="userns", flag=True,

@@ -119,7 +119,7 @@ def parse_security_opt(items) -> dict:
     """``--security-opt`` values -> {"no_new_privileges": bool, "seccomp": ...}.
 
     ``no-new-privileges[=true|false]``, ``seccomp=unconfined``, ``seccomp=FILE``
-    (a Docker-format JSON profile; read here, so errors show before anything starts).
+    (a Docker, containers-common or OCI JSON profile; read here, so errors show before anything starts).
     """
     out: dict = {}
     for item in items:
@@ -137,8 +137,10 @@ def parse_security_opt(items) -> dict:
                 out["seccomp"] = None
             else:
                 from .seccomp import load_profile_file
+                from .seccomp_build import resolve
 
                 out["seccomp"] = load_profile_file(value)
+                resolve(out["seccomp"], ALL_CAPS)  # a bad profile fails here, before anything starts
         else:
             raise SpecError(f"invalid --security-opt {item!r}: use no-new-privileges[=false], seccomp=unconfined "
                             "or seccomp=PROFILE.json")
@@ -266,16 +268,6 @@ def path_ops(masked=DEFAULT_MASKED_PATHS, readonly=DEFAULT_READONLY_PATHS) -> tu
 DEFAULT_PATH_OPS = None  # built on first use (mounts.Op), then shared
 
 
-def _kernel_at_least(major: int, minor: int) -> bool:
-    import os
-
-    try:
-        found = tuple(int(p) for p in os.uname().release.split("-")[0].split(".")[:2])
-    except ValueError:
-        return False
-    return found >= (major, minor)
-
-
 def native_args(spec) -> dict:
     """The security part of the spawn request, from ``spec`` (see syscalls.spawn)."""
     global DEFAULT_PATH_OPS
@@ -283,21 +275,12 @@ def native_args(spec) -> dict:
     proc = spec.process
     caps = proc.capabilities
     mask = DEFAULT_CAP_MASK if caps is DEFAULT_CAPS else cap_mask(caps)
-    profile = spec.seccomp
-    if profile is None:
-        program = None
-    elif profile == "default" and tuple(caps) == DEFAULT_CAPS and _kernel_at_least(4, 8):
-        from .seccomp_precompiled import DEFAULT_PROGRAM  # the common case: no compile, see seccomp.py
-
-        program = DEFAULT_PROGRAM
-    elif profile == "default":
-        from .seccomp import default_program
-
-        program = default_program(frozenset(caps))
+    if spec.seccomp is None:
+        program, flags = None, 0
     else:
-        from .seccomp import compile_profile
+        from .seccomp import filter_for  # cached: the default run loads ~10 KB, no libseccomp build
 
-        program = compile_profile(profile, caps)
+        program, flags = filter_for(spec.seccomp, caps)
     if spec.masked_paths is DEFAULT_MASKED_PATHS and spec.readonly_paths is DEFAULT_READONLY_PATHS:
         if DEFAULT_PATH_OPS is None:
             DEFAULT_PATH_OPS = path_ops()
@@ -308,7 +291,7 @@ def native_args(spec) -> dict:
     # user, whom file inheritable capabilities would otherwise lift across execve
     # when no_new_privs is off (Docker's fix for CVE-2022-24769).
     return {"caps": mask, "inheritable": mask if proc.uid == 0 else 0, "no_new_privs": proc.no_new_privileges,
-            "seccomp": program, "path_ops": ops}
+            "seccomp": program, "seccomp_flags": flags, "path_ops": ops}
 
 
 def options_to_spec(*, cap_add=(), cap_drop=(), security_opt=(), privileged=False, userns=False,
@@ -349,7 +332,7 @@ def state_record(args: dict) -> dict:
     """What `minirun exec` needs to give a new process the container's restrictions (JSON-able)."""
     program = args["seccomp"]
     return {"caps": args["caps"], "no_new_privs": args["no_new_privs"],
-            "seccomp": program.hex() if program else None}
+            "seccomp": program.hex() if program else None, "seccomp_flags": args.get("seccomp_flags", 0)}
 
 
 def from_state_record(record: dict | None, uid: int) -> dict:
@@ -360,4 +343,5 @@ def from_state_record(record: dict | None, uid: int) -> dict:
         return native_args(ContainerSpec(rootfs="/", process=Process(["-"], uid=uid)))
     return {"caps": record["caps"], "inheritable": record["caps"] if uid == 0 else 0,
             "no_new_privs": record["no_new_privs"],
-            "seccomp": bytes.fromhex(record["seccomp"]) if record["seccomp"] else None, "path_ops": ()}
+            "seccomp": bytes.fromhex(record["seccomp"]) if record["seccomp"] else None,
+            "seccomp_flags": record.get("seccomp_flags", 0), "path_ops": ()}

@@ -22,7 +22,8 @@ field by field:
                                      .inheritable when uid is 0 (empty for other users); ambient empty
     Process.no_new_privileges     <- process.noNewPrivileges
     ContainerSpec.seccomp         <- linux.seccomp  ("default": Docker's profile; None: unconfined;
-                                     else a Docker-format profile dict, see minirun/seccomp.py)
+                                     else a profile dict: Docker, containers-common or OCI shape,
+                                     see minirun/seccomp.py)
     ContainerSpec.masked_paths    <- linux.maskedPaths
     ContainerSpec.readonly_paths  <- linux.readonlyPaths
     ContainerSpec.uid_mappings    <- linux.uidMappings[] (containerID, hostID, size); non-empty adds

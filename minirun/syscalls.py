@@ -231,6 +231,7 @@ def _set_security(req, security: dict | None, keep: list) -> None:
         keep.append(buf)
         req.seccomp_filter = buf
         req.seccomp_len = len(program) // 8
+        req.seccomp_flags = security.get("seccomp_flags", 0)
 
 
 class ExecFailed(NativeError):

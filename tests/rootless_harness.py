@@ -17,8 +17,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 for name in ("difflib", "json", "shutil", "signal", "fcntl", "errno", "stat", "hashlib", "ipaddress", "traceback",
              "minirun.entry", "minirun.cli", "minirun.container", "minirun.spec", "minirun.state",
              "minirun.security", "minirun.syscalls", "minirun.mounts", "minirun.runopts", "minirun.lifecycle",
-             "minirun.cgroups", "minirun.seccomp", "minirun.seccomp_precompiled", "minirun.seccomp_default",
-             "minirun.syscall_table", "minirun.result"):
+             "minirun.cgroups", "minirun.seccomp", "minirun.seccomp_default", "minirun.seccomp_build",
+             "minirun._seccomp", "_sha256",
+             "minirun.result"):
     try:
         importlib.import_module(name)
     except ImportError:

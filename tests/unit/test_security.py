@@ -105,15 +105,14 @@ def test_userns_maps(tmp_path):
     assert security.id_map_text([(0, 100000, 65536), (65536, 5, 1)]) == "0 100000 65536\n65536 5 1\n"
 
 
-def test_native_args_for_the_default_spec_use_the_precompiled_filter():
-    from minirun.seccomp_precompiled import DEFAULT_PROGRAM
+def test_native_args_for_the_default_spec_use_dockers_filter():
+    from minirun.seccomp import build_filter
     from minirun.spec import ContainerSpec, Process
 
     args = security.native_args(ContainerSpec(rootfs="/", process=Process(["x"])))
     assert args["caps"] == args["inheritable"] == DEFAULT_CAP_MASK
     assert args["no_new_privs"] is True
-    if security._kernel_at_least(4, 8):
-        assert args["seccomp"] is DEFAULT_PROGRAM
+    assert (args["seccomp"], args["seccomp_flags"]) == build_filter("default", security.DEFAULT_CAPS)
     kinds = [op.kind for op in args["path_ops"]]
     assert kinds.count(security.OP_MASK) == len(security.DEFAULT_MASKED_PATHS)
     assert kinds.count(security.OP_READONLY) == len(security.DEFAULT_READONLY_PATHS)
