@@ -65,12 +65,14 @@ class Machine:
     """
 
     def __init__(self, binary: str, args: list[str], *, name: str = "minirun-vm",
-                 console: Callable[[bytes], None] | None = None, qmp_timeout: float = 15.0):
+                 console: Callable[[bytes], None] | None = None, qmp_timeout: float = 15.0,
+                 pass_fds: list[int] = ()):
         self.binary = binary
         self.args = list(args)
         self.name = name
         self.console_sink = console
         self.qmp_timeout = qmp_timeout
+        self.pass_fds = list(pass_fds)  # extra fds QEMU inherits under the same numbers (a tap)
         self.state = State.CONFIGURED
         self.temp_dir: str | None = None
         self.proc: subprocess.Popen | None = None
@@ -126,7 +128,7 @@ class Machine:
             self.launched_at = time.monotonic()
             self.proc = subprocess.Popen(
                 self.argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-                pass_fds=[s.fileno() for s in self._qemu_ends], start_new_session=True, preexec_fn=_pdeathsig,
+                pass_fds=[s.fileno() for s in self._qemu_ends] + self.pass_fds, start_new_session=True, preexec_fn=_pdeathsig,
             )
             self.state = State.RUNNING
         except BaseException as err:

@@ -80,3 +80,10 @@ def share_9p(argv: list[str], path: str, tag: str = "root", readonly: bool = Tru
     device = "virtio-9p-device" if machine == "microvm" else "virtio-9p-pci"
     argv += ["-fsdev", opts, "-device", f"{device},fsdev={tag},mount_tag={tag}"]
     return argv
+
+
+def nic_tap(argv: list[str], fd: int, mac: str, machine: str = "pc") -> list[str]:
+    """A virtio-net NIC on an open tap fd (QEMU never opens /dev/net/tun or runs an ifup script itself)."""
+    device = "virtio-net-device" if machine == "microvm" else "virtio-net-pci"
+    argv += ["-netdev", f"tap,id=net0,fd={fd}", "-device", f"{device},netdev=net0,mac={mac}"]
+    return argv

@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""Boot reliability and speed: N consecutive plain-QEMU boots of ``/bin/true`` per variant, hangs counted.
+
+A boot "hangs" when the guest has not powered off within ``--hang-after`` seconds (a normal TCG boot takes
+~2 s).  For every hang, the last console lines are printed (the command line gets ``loglevel=7`` with
+``--verbose``, so the kernel says where it stopped).
+
+    python3 benchmarks/bench_vm_boots.py [-n 50] [--variant NAME ...] [--verbose] [--json FILE]
+
+Variants (``--list``) change the machine options and the kernel command line of minirun's own plan
+(minirun.vm.qemu_args), so "microvm" here is exactly what ``minirun vm run --machine microvm`` boots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench_vm import Workdir, build_initrd, plain_argv  # noqa: E402
+
+from minirun.vm import qemu_args  # noqa: E402
+from minirun.vm.runner import VMSpec  # noqa: E402
+
+TUNED = "tsc=reliable no_timer_check i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd cryptomgr.notests " \
+        "random.trust_cpu=on"
+OLD_MICROVM = "microvm,x-option-roms=off,isa-serial=off,rtc=on"
+
+# name: (machine, -M override or None for minirun's, extra kernel args, kernel args to drop)
+VARIANTS = {
+    "pc": ("pc", None, "", ()),
+    "microvm": ("microvm", None, "", ()),
+    "microvm-old": ("microvm", OLD_MICROVM, "", ()),
+    "microvm-old+tuned": ("microvm", OLD_MICROVM, TUNED, ()),
+    "microvm-old+tsc-reliable": ("microvm", OLD_MICROVM, "tsc=reliable", ()),
+    "microvm-old+no-timer-check": ("microvm", OLD_MICROVM, "no_timer_check", ()),
+    "microvm-old+lpj": ("microvm", OLD_MICROVM, "lpj=4000000", ()),
+    "microvm-old+tsc-unstable": ("microvm", OLD_MICROVM, "tsc=unstable", ()),
+    "microvm-old+pit+pic": ("microvm", OLD_MICROVM + ",pit=on,pic=on", "", ()),
+}
+
+
+def boot_once(argv: list[str], hang_after: float) -> tuple[str, float, str]:
+    t = time.monotonic()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        out, _ = proc.communicate(timeout=hang_after)
+        return ("ok" if proc.returncode == 0 else f"rc {proc.returncode}"), time.monotonic() - t, out.decode(
+            errors="replace")
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        return "hang", time.monotonic() - t, out.decode(errors="replace")
+
+
+def variant_argv(name: str, args, work: Workdir) -> list[str]:
+    machine, mopt, extra, drop = VARIANTS[name]
+    spec = VMSpec(rootfs=args.rootfs, args=["/bin/true"], accel=args.accel, machine=machine, debug=args.verbose)
+    initrd, plan = build_initrd(work, spec, f"initrd-{machine}.cpio")
+    cmdline = " ".join([p for p in plan.cmdline.split() if p not in drop] + extra.split())
+    argv = plain_argv(plan.qemu, plan.args, plan.kernel.image, initrd, cmdline)
+    if mopt:
+        argv[argv.index("-M") + 1] = mopt
+    return argv
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-n", type=int, default=50, help="consecutive boots per variant")
+    parser.add_argument("--variant", action="append", help="variant name (repeatable; default: pc and microvm)")
+    parser.add_argument("--rootfs", default=os.environ.get("MINIRUN_ROOTFS", "/var/lib/minirun/rootfs/busybox"))
+    parser.add_argument("--accel", default="auto", choices=["auto", "kvm", "tcg"])
+    parser.add_argument("--hang-after", type=float, default=20.0)
+    parser.add_argument("--verbose", action="store_true", help="loglevel=7: kernel messages of hung boots")
+    parser.add_argument("--alternate", action="store_true", help="interleave the variants boot by boot")
+    parser.add_argument("--list", action="store_true")
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    if args.list:
+        for name, v in VARIANTS.items():
+            print(f"{name:28s} {v}")
+        return 0
+    names = args.variant or ["pc", "microvm"]
+    work = Workdir()
+    results = {n: {"times": [], "hangs": 0, "failures": 0} for n in names}
+    try:
+        argvs = {n: variant_argv(n, args, work) for n in names}
+        for n in names:
+            print(f"{n}: {' '.join(argvs[n])}", flush=True)
+        order = [n for _ in range(args.n) for n in names] if args.alternate else \
+            [n for n in names for _ in range(args.n)]
+        for i, n in enumerate(order):
+            status, secs, out = boot_once(argvs[n], args.hang_after)
+            r = results[n]
+            if status == "ok":
+                r["times"].append(secs)
+            else:
+                r["hangs" if status == "hang" else "failures"] += 1
+                tail = "\n    ".join(out.strip().splitlines()[-12:])
+                print(f"  {n} boot {len(r['times']) + r['hangs'] + r['failures']}: {status} after {secs:.1f}s\n"
+                      f"    {tail}", flush=True)
+    finally:
+        work.close()
+    print(f"\n== {args.n} consecutive boots of /bin/true per variant (plain QEMU, hang = no exit in "
+          f"{args.hang_after:g}s)")
+    base = statistics.median(results["pc"]["times"]) if results.get("pc", {}).get("times") else None
+    for n, r in results.items():
+        med = statistics.median(r["times"]) if r["times"] else float("nan")
+        rel = f"  {med / base:.0%} of pc" if base and n != "pc" else ""
+        print(f"  {n:28s} median {med:6.3f} s  hangs {r['hangs']}/{args.n}  failures {r['failures']}{rel}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"n": args.n, "argv": argvs, "results": results}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
