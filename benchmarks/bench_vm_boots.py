@@ -36,6 +36,8 @@ OLD_MICROVM = "microvm,x-option-roms=off,isa-serial=off,rtc=on"
 VARIANTS = {
     "pc": ("pc", None, "", ()),
     "microvm": ("microvm", None, "", ()),
+    "microvm+tuned": ("microvm", None, TUNED, ()),
+    "pc+tuned": ("pc", None, TUNED, ()),
     "microvm-old": ("microvm", OLD_MICROVM, "", ()),
     "microvm-old+tuned": ("microvm", OLD_MICROVM, TUNED, ()),
     "microvm-old+tsc-reliable": ("microvm", OLD_MICROVM, "tsc=reliable", ()),
@@ -43,10 +45,52 @@ VARIANTS = {
     "microvm-old+lpj": ("microvm", OLD_MICROVM, "lpj=4000000", ()),
     "microvm-old+tsc-unstable": ("microvm", OLD_MICROVM, "tsc=unstable", ()),
     "microvm-old+pit+pic": ("microvm", OLD_MICROVM + ",pit=on,pic=on", "", ()),
+    "microvm-old+tsc-khz": ("microvm", OLD_MICROVM, "tsc_early_khz={tsc_khz}", ()),
+    "microvm-old+tsc-khz+tuned": ("microvm", OLD_MICROVM, "tsc_early_khz={tsc_khz} " + TUNED, ()),
 }
 
 
-def boot_once(argv: list[str], hang_after: float) -> tuple[str, float, str]:
+def symbolize(rip: int, system_map: str) -> str:
+    best, name = 0, "?"
+    with open(system_map) as f:
+        for line in f:
+            addr, _kind, sym = line.split()[:3]
+            a = int(addr, 16)
+            if best < a <= rip:
+                best, name = a, sym
+    return f"{name}+{rip - best:#x}"
+
+
+def where(monitor: str, system_map: str | None, samples: int = 8) -> str:
+    """Where the hung guest's CPU is: RIP sampled over the HMP monitor, named from System.map (nokaslr)."""
+    import re
+    import socket
+
+    seen = []
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(monitor)
+        s.settimeout(2)
+        for _ in range(samples):
+            s.sendall(b"info registers\n")
+            time.sleep(0.3)
+            data = b""
+            try:
+                while b"RIP=" not in data or not data.rstrip().endswith(b"(qemu)"):
+                    data += s.recv(65536)
+            except socket.timeout:
+                pass
+            m = re.findall(rb"RIP=([0-9a-f]+)", data)
+            if m:
+                rip = int(m[-1], 16)
+                seen.append(symbolize(rip, system_map) if system_map else hex(rip))
+    return ", ".join(dict.fromkeys(seen))
+
+
+def boot_once(argv: list[str], hang_after: float, system_map: str | None = None) -> tuple[str, float, str]:
+    monitor = None
+    if system_map is not None:
+        monitor = f"/tmp/bench-vm-mon-{os.getpid()}.sock"
+        argv = argv + ["-monitor", f"unix:{monitor},server=on,wait=off"]
     t = time.monotonic()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
@@ -54,16 +98,30 @@ def boot_once(argv: list[str], hang_after: float) -> tuple[str, float, str]:
         return ("ok" if proc.returncode == 0 else f"rc {proc.returncode}"), time.monotonic() - t, out.decode(
             errors="replace")
     except subprocess.TimeoutExpired:
+        note = ""
+        if monitor:
+            try:
+                note = "\nguest CPU at: " + where(monitor, system_map or None)
+            except OSError as err:
+                note = f"\n(monitor: {err})"
         proc.kill()
         out, _ = proc.communicate()
-        return "hang", time.monotonic() - t, out.decode(errors="replace")
+        return "hang", time.monotonic() - t, out.decode(errors="replace") + note
+    finally:
+        if monitor and os.path.exists(monitor):
+            os.unlink(monitor)
 
 
 def variant_argv(name: str, args, work: Workdir) -> list[str]:
     machine, mopt, extra, drop = VARIANTS[name]
     spec = VMSpec(rootfs=args.rootfs, args=["/bin/true"], accel=args.accel, machine=machine, debug=args.verbose)
     initrd, plan = build_initrd(work, spec, f"initrd-{machine}.cpio")
-    cmdline = " ".join([p for p in plan.cmdline.split() if p not in drop] + extra.split())
+    if "{tsc_khz}" in extra:
+        from minirun.vm import probe
+
+        extra = extra.format(tsc_khz=probe.host_tsc_khz())
+    cmdline = " ".join([p for p in plan.cmdline.split() if p not in drop] + extra.split()
+                       + (["nokaslr"] if args.where else []))
     argv = plain_argv(plan.qemu, plan.args, plan.kernel.image, initrd, cmdline)
     if mopt:
         argv[argv.index("-M") + 1] = mopt
@@ -78,6 +136,8 @@ def main() -> int:
     parser.add_argument("--accel", default="auto", choices=["auto", "kvm", "tcg"])
     parser.add_argument("--hang-after", type=float, default=20.0)
     parser.add_argument("--verbose", action="store_true", help="loglevel=7: kernel messages of hung boots")
+    parser.add_argument("--where", action="store_true",
+                        help="boot with nokaslr and, on a hang, name the function the guest CPU is in")
     parser.add_argument("--alternate", action="store_true", help="interleave the variants boot by boot")
     parser.add_argument("--list", action="store_true")
     parser.add_argument("--json")
@@ -91,12 +151,18 @@ def main() -> int:
     results = {n: {"times": [], "hangs": 0, "failures": 0} for n in names}
     try:
         argvs = {n: variant_argv(n, args, work) for n in names}
+        system_map = None
+        if args.where:
+            from minirun.vm import kernel as kernels
+
+            k = kernels.get(flavour="cloud")
+            system_map = os.path.join(k.root, "boot", f"System.map-{k.release}")
         for n in names:
             print(f"{n}: {' '.join(argvs[n])}", flush=True)
         order = [n for _ in range(args.n) for n in names] if args.alternate else \
             [n for n in names for _ in range(args.n)]
         for i, n in enumerate(order):
-            status, secs, out = boot_once(argvs[n], args.hang_after)
+            status, secs, out = boot_once(argvs[n], args.hang_after, system_map)
             r = results[n]
             if status == "ok":
                 r["times"].append(secs)

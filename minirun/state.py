@@ -184,6 +184,20 @@ def list_ids(root: str = STATE_ROOT) -> list[str]:
         return []
 
 
+def gc_vms(vm_root: str = VM_STATE_ROOT) -> list[str]:
+    """Remove the state of VMs whose minirun died (SIGKILL); QEMU died with it (PDEATHSIG), and its tap with
+    QEMU. Their addresses are gc()'s, which calls this first."""
+    gone = []
+    for name in list_ids(vm_root):
+        fd = _try_lock(os.path.join(vm_root, name, "lock"))
+        if fd is not None:
+            _rmtree(os.path.join(vm_root, name))
+            gone.append(name)
+            if fd >= 0:
+                os.close(fd)
+    return gone
+
+
 def gc(root: str = STATE_ROOT) -> list[str]:
     """Clean up after dead minirun processes; return the ids cleaned.
 
@@ -227,14 +241,8 @@ def gc(root: str = STATE_ROOT) -> list[str]:
         finally:
             if fd >= 0:
                 os.close(fd)
-    # A VM whose minirun died (SIGKILL): its QEMU died with it (PDEATHSIG), and its tap with QEMU.
     vm_root = VM_STATE_ROOT if root == STATE_ROOT else root + "-vm"
-    for name in list_ids(vm_root):
-        fd = _try_lock(os.path.join(vm_root, name, "lock"))
-        if fd is not None:
-            _rmtree(os.path.join(vm_root, name))
-            if fd >= 0:
-                os.close(fd)
+    gc_vms(vm_root)
     # An address whose container (or VM) has no live state directory: its minirun died.
     ipam = os.path.join(NETWORK_DIR, "allocations.json")
     if os.path.exists(ipam) and os.path.getsize(ipam) > 2:

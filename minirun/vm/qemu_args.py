@@ -37,12 +37,20 @@ def resources(argv: list[str], cpus: int, memory_mib: int) -> list[str]:
     return argv
 
 
-def kernel_cmdline(debug: bool = False, machine: str = "pc") -> str:
-    """Short on purpose: console on ttyS0, quiet unless --debug, reboot at once on panic."""
+def kernel_cmdline(debug: bool = False, machine: str = "pc", tsc_khz: int | None = None) -> str:
+    """Short on purpose: console on ttyS0, quiet unless --debug, reboot at once on panic.
+
+    ``tsc_khz`` (microvm under TCG): the TSC's frequency, so the kernel does not calibrate it.  A microvm has
+    only the PIT to calibrate against (no HPET, no ACPI PM timer); when the host preempts QEMU during that
+    window the calibration fails, the kernel runs without a TSC and can spin for ever in calibrate_delay()
+    (measured: 1 boot in 6 to 1 in 20, depending on the host's load; see benchmarks/bench_vm_boots.py).
+    """
     parts = ["console=ttyS0", "panic=-1", "edd=off"]  # edd=off: skip the BIOS disk probe (and its banner)
     parts += ["loglevel=7"] if debug else ["loglevel=0"]  # panic() still prints: it raises the level itself
     if machine == "microvm":
         parts += ["reboot=t"]  # no ACPI/keyboard controller: a triple fault is the way out
+    if tsc_khz:
+        parts += [f"tsc_early_khz={tsc_khz}"]
     return " ".join(parts)
 
 

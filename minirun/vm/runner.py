@@ -206,7 +206,10 @@ def prepare(spec: VMSpec, say: Callable[[str], None] = lambda m: None) -> Plan:
         qemu_args.share_9p(args, os.path.abspath(spec.share_root), readonly=not spec.share_rw, machine=spec.machine)
     for i, (host_dir, _guest_dir, ro) in enumerate(spec.shares):
         qemu_args.share_9p(args, os.path.abspath(host_dir), share_tag(i), readonly=ro, machine=spec.machine)
-    cmdline = qemu_args.kernel_cmdline(spec.debug, spec.machine)
+    # Under TCG the guest's TSC is the host's (QEMU returns the host's rdtsc): its frequency is known here.
+    tsc_khz = probe.host_tsc_khz(cache_dir=kernels.cache_root()) if (
+        spec.machine == "microvm" and accel.name == "tcg") else None
+    cmdline = qemu_args.kernel_cmdline(spec.debug, spec.machine, tsc_khz)
     return Plan(binary, "", accel, kernel, bases, init_image, config, args, cmdline)
 
 
