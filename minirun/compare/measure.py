@@ -249,7 +249,8 @@ def build_probe_helper(workdir: str) -> tuple[str | None, str]:
 # ---------------------------------------------------------------------------------------------- bridge
 
 
-def host_to_instance(busybox: str, address: str, port: int, pings: int, max_bytes: int, max_s: float) -> dict:
+def host_to_instance(busybox: str, address: str, port: int, pings: int, max_bytes: int, max_s: float,
+                     connect_s: float = 10) -> dict:
     """The host's side of the network unit: ping the instance, then send it at most ``max_bytes`` (and at most
     ``max_s`` seconds of sending) over TCP; the instance's `nc -l -e wc -c` answers with the byte count it
     read, so the time runs from connect to that answer (everything arrived), not to the last send()."""
@@ -263,7 +264,7 @@ def host_to_instance(busybox: str, address: str, port: int, pings: int, max_byte
             out["ping_error"] = out.pop("ping")[0]
     except (OSError, subprocess.TimeoutExpired) as err:
         out["ping_error"] = str(err)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + connect_s
     sock = None
     while sock is None:
         try:
@@ -540,7 +541,8 @@ class Measurement:
         self.say("minirun VM: storage through a 9p share (a second boot, -v HOSTDIR:/data)")
         env = self._env("vm", evidence, "/tmp", "/data", "")
         checks: dict = {}
-        run = self.runners["vm"].suite(units.STORAGE_SUITE, env, rootfs=vmroot, shares=[(data_dir, "/data", False)])
+        run = self.runners["vm"].suite(units.STORAGE_SUITE, env, rootfs=vmroot, shares=[(data_dir, "/data", False)],
+                                       network="none")
         evidence.after(checks, os.path.join(data_dir, "mrc-survivor"), env["MRC_SURVIVOR"])
         self.data["samples"]["vm"]["storage_suite"] = self._suite_dict(run, checks)
         self._report_failure(run)

@@ -471,13 +471,14 @@ class VMRunner:
         return self._reason
 
     def suite(self, names, env: dict[str, str], on_marker: OnMarker | None = None, *,
-              rootfs: str | None = None, shares: list[tuple[str, str, bool]] = (), **_) -> SuiteRun:
+              rootfs: str | None = None, shares: list[tuple[str, str, bool]] = (), network: str | None = None,
+              **_) -> SuiteRun:
         from ..errors import MiniRunError
         from ..vm.runner import VMSpec, run
 
         sink = LineSink(on_marker)
         spec = VMSpec(rootfs=rootfs or self.rootfs, args=["/bin/sh", "-c", suite_script(names)],
-                      env=_env_list(env), accel=self.accel, shares=list(shares), network=self.network,
+                      env=_env_list(env), accel=self.accel, shares=list(shares), network=network or self.network,
                       hostname="minirun-vm", timeout=600)
         t0 = time.perf_counter()
         out = SuiteRun(self.name, Markers([]))

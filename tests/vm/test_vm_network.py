@@ -234,3 +234,18 @@ def test_bad_network_and_share_options_are_refused(rootfs, vm_env, leak_check, a
     assert proc.returncode == 125
     assert proc.stderr.strip().splitlines()[-1].startswith("minirun: ") and message in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("machine", ["pc", "microvm"])
+def test_bridge_and_share_on_each_machine_type(rootfs, vm_env, leak_check, tmp_path, machine):
+    """virtio over PCI (pc) and over MMIO (microvm): the same NIC and share either way."""
+    data = tmp_path / "data"
+    data.mkdir()
+    proc = vm_run(vm_env, "--name", leak_check, "--machine", machine, "--network", "bridge", "-v", f"{data}:/data",
+                  "--json", rootfs, "/bin/sh", "-c",
+                  "ping -c 2 -W 5 10.88.0.1 >/dev/null && echo gw-ok; echo hi > /data/f")
+    assert proc.returncode == 0, proc.stderr
+    assert "gw-ok" in proc.stdout
+    assert (data / "f").read_text() == "hi\n"
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["machine"] == machine and result["network"]["ip"].startswith("10.88.0.")
