@@ -61,7 +61,7 @@ class VMSpec:
     env: list[str] = field(default_factory=list)
     cwd: str = "/"
     hostname: str = "minirun-vm"
-    machine: str = "pc"
+    machine: str = qemu_args.MACHINES[0]  # microvm; "pc" for a standard PC (PCI, ACPI, HPET)
     modules: tuple[str, ...] = ()  # kernel modules the guest loads at boot (with their dependencies)
     network: str = "none"  # none: no NIC; bridge: virtio-net on a tap on minirun0 (like a container's)
     publish: list[tuple[int, int]] = field(default_factory=list)  # (host port on 127.0.0.1, guest port)
@@ -329,7 +329,7 @@ def run(spec: VMSpec, stdout: Callable[[bytes], None] | None = None,
     if spec.network == "bridge":
         state.gc()  # the addresses of VMs and containers whose minirun was killed go back to the book
     # Held while the VM runs: the name is taken, and gc can tell this VM's address from a dead one's.
-    with state.claim(vm_id, {"kind": "vm", "args": spec.args}, root=state.VM_STATE_ROOT):
+    with state.claim(vm_id, {"kind": "vm", "args": spec.args}, root=state.VM_STATE_ROOT) as claim:
         proxy = net = None
         tap_fd = -1
         try:
@@ -347,7 +347,7 @@ def run(spec: VMSpec, stdout: Callable[[bytes], None] | None = None,
                 if proxy:
                     proxy.start(net.address)  # connects to the guest per client, once one comes
             handed, tap_fd = [tap_fd] if net else [], -1
-            return run_plan(spec, plan, stdout or _stdout_sink(), started, say, net, handed)
+            return run_plan(spec, plan, stdout or _stdout_sink(), started, say, net, handed, temp_parent=claim.path)
         finally:
             if tap_fd >= 0:  # failed before QEMU could take it
                 os.close(tap_fd)
@@ -363,10 +363,14 @@ def _mac(address: str) -> str:
 
 
 def run_plan(spec: VMSpec, plan: Plan, sink: Callable[[bytes], None], started: float,
-             say: Callable[[str], None], net=None, handed_fds: list[int] = ()) -> VMResult:
+             say: Callable[[str], None], net=None, handed_fds: list[int] = (), temp_parent: str | None = None
+             ) -> VMResult:
     """Boot ``plan``.  ``handed_fds`` (the tap) are inherited by QEMU and closed here once it has them,
-    so that QEMU holds the only copy and whatever ends QEMU also removes the tap."""
-    machine = Machine(plan.qemu, [], name=spec.id or f"vm-{os.getpid()}", console=sink, pass_fds=handed_fds)
+    so that QEMU holds the only copy and whatever ends QEMU also removes the tap.  ``temp_parent``: where
+    QEMU's log and the per-run initrd go; run() puts them in the VM's state directory, which gc removes
+    if minirun is killed."""
+    machine = Machine(plan.qemu, [], name=spec.id or f"vm-{os.getpid()}", console=sink, pass_fds=handed_fds,
+                      temp_parent=temp_parent)
     try:
         initrd = os.path.join(machine.make_temp_dir(), "initrd.cpio")
         initramfs.compose(plan.base_images, plan.overlay, initrd)

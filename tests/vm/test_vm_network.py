@@ -211,14 +211,17 @@ def test_read_only_share_refuses_writes_in_the_guest(rootfs, vm_env, leak_check,
     (ro / "keep").write_text("original\n")
     proc = vm_run(vm_env, "--name", leak_check, "-v", f"{ro}:/ro:ro", "-v", f"{rw}:/rw", rootfs, "/bin/sh", "-c",
                   "echo x > /rw/ok && echo rw-write-ok; "  # the positive control: the same write, writable share
-                  "echo x > /ro/new 2>/dev/null && echo ro-write-succeeded; "
-                  "echo x >> /ro/keep 2>/dev/null && echo ro-append-succeeded; "
-                  "rm /ro/keep 2>/dev/null && echo ro-rm-succeeded; "
-                  "grep -q ' /ro 9p ro,' /proc/mounts && echo mounted-ro; cat /ro/keep")
+                  "echo x 2>/dev/null > /ro/new && echo ro-write-succeeded; "
+                  "echo x 2>/dev/null >> /ro/keep && echo ro-append-succeeded; "
+                  "rm -f /ro/keep 2>/dev/null && echo ro-rm-succeeded; "  # -f: never a prompt on the console
+                  "grep -q ' /ro 9p ro,' /proc/mounts && echo mounted-ro; cat /ro/keep; "
+                  # the guest's root can undo its own read-only mount; QEMU (readonly=on) still refuses
+                  "mount -o remount,rw /ro && echo remounted-rw; echo x 2>/dev/null > /ro/new && echo qemu-let-it")
     assert proc.returncode == 0, proc.stderr
     assert "rw-write-ok" in proc.stdout and (rw / "ok").exists()
     assert "succeeded" not in proc.stdout, proc.stdout
     assert "mounted-ro" in proc.stdout and "original" in proc.stdout
+    assert "remounted-rw" in proc.stdout and "qemu-let-it" not in proc.stdout, proc.stdout
     assert sorted(os.listdir(ro)) == ["keep"] and (ro / "keep").read_text() == "original\n"
 
 
