@@ -127,7 +127,7 @@ def overhead(args, work: Workdir) -> dict:
         assert res.exit_code == 0
     m_cli, m_plain, m_api = statistics.median(t_cli), statistics.median(t_plain), statistics.median(t_api)
     py = median_time(lambda: run_checked([sys.executable, "-c", "import minirun.cli, minirun.vm.cli"]), 5)[0]
-    print(f"\n== minirun vs plain QEMU: /bin/true, -M pc, {plan.accel.name}, kernel {plan.kernel.release}, n={args.n}")
+    print(f"\n== minirun vs plain QEMU: /bin/true, -M {spec.machine}, {plan.accel.name}, kernel {plan.kernel.release}, n={args.n}")
     print(f"  plain qemu   median {m_plain:6.3f} s   runs {' '.join(f'{t:.2f}' for t in t_plain)}")
     print(f"  minirun CLI  median {m_cli:6.3f} s   runs {' '.join(f'{t:.2f}' for t in t_cli)}")
     print(f"  minirun API  median {m_api:6.3f} s   runs {' '.join(f'{t:.2f}' for t in t_api)}")
