@@ -171,8 +171,10 @@ def open_tap(att: Attachment) -> int:
             bridge = _ensure_bridge(ip, att.gateway, att.prefixlen)
             index = ip.link_lookup(ifname=att.host_ifname)[0]
             ip.link("set", index=index, master=bridge, state="up")
-    except BaseException:
+    except BaseException as err:
         os.close(fd)
+        if isinstance(err, Exception) and not isinstance(err, HostError):  # OSError, pyroute2's NetlinkError
+            raise HostError(f"cannot plug the VM's tap {att.host_ifname} into {BRIDGE}: {err}") from err
         raise
     return fd
 
