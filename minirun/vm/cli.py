@@ -49,7 +49,7 @@ def vm():
               help="Share a host directory at GUESTDIR over virtio-9p (repeatable); :ro is enforced by the guest "
                    "(read-only mount) and by QEMU. Boots the generic kernel: the cloud kernel has no 9p.")
 @click.option("--machine", type=click.Choice(["microvm", "pc"]), default="microvm", show_default=True,
-              help="QEMU machine type: microvm (virtio over MMIO, no PCI; boots in ~85% of pc's time) or pc.")
+              help="QEMU machine type: microvm (virtio over MMIO, no PCI; boots in ~80% of pc's time) or pc.")
 @click.option("--json", "as_json", is_flag=True, help="After COMMAND exits, print the result as JSON on stdout.")
 @click.option("--debug", is_flag=True, help="Show the kernel's boot messages, the QEMU command and tracebacks.")
 @click.argument("rootfs")
@@ -69,7 +69,7 @@ def run(name, cpus, memory, kernel_path, accel, timeout, boot_timeout, share_roo
       minirun vm run --memory 512m --cpus 2 --json ROOTFS /bin/sh -c 'nproc; free -m'
       minirun vm run --share-root / - /bin/cat /proc/self/cgroup   # the host's files, the guest's kernel
       minirun vm run --share-root / --module overlay - minirun run ROOTFS /bin/true   # a container in a VM
-      minirun vm run --network bridge -p 8080:80 ROOTFS /bin/httpd -f -p 80
+      minirun vm run --network bridge -p 8080:80 ROOTFS httpd -f -p 80
       minirun vm run -v /srv/data:/data -v /etc:/host-etc:ro ROOTFS /bin/ls /data
     """
     from ..errors import SpecError
