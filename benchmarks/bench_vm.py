@@ -108,7 +108,7 @@ def build_initrd(work: Workdir, spec: VMSpec, name: str, compress: str | None = 
 def overhead(args, work: Workdir) -> dict:
     spec = VMSpec(rootfs=args.rootfs, args=["/bin/true"], accel=args.accel)
     initrd, plan = build_initrd(work, spec, "initrd-pc.cpio")
-    plain = plain_argv(plan.qemu, plan.args, plan.kernel.image, initrd, plan.cmdline)
+    plain = plain_argv(plan.qemu, plan.args, plan.boot_image, initrd, plan.cmdline)
     cli = [sys.executable, "-m", "minirun", "vm", "run", "--accel", args.accel, args.rootfs, "/bin/true"]
     run_checked(cli)  # warm the caches (initramfs image, guest init) and the page cache
     run_checked(plain)

@@ -140,6 +140,7 @@ class Plan:
     config: list[tuple[str, str]]  # its /.minirun/config (run() adds the network's address)
     args: list[str]  # QEMU args except the initrd path and the chardevs (Machine adds those)
     cmdline: str
+    boot_image: str = ""  # what -kernel gets: the bzImage, or on microvm its vmlinux entered through PVH
 
     @property
     def overlay(self) -> bytes:
@@ -210,7 +211,9 @@ def prepare(spec: VMSpec, say: Callable[[str], None] = lambda m: None) -> Plan:
     tsc_khz = probe.host_tsc_khz(cache_dir=kernels.cache_root()) if (
         spec.machine == "microvm" and accel.name == "tcg") else None
     cmdline = qemu_args.kernel_cmdline(spec.debug, spec.machine, tsc_khz)
-    return Plan(binary, "", accel, kernel, bases, init_image, config, args, cmdline)
+    # microvm: the uncompressed vmlinux, entered through PVH, skips the decompressor (kernel.pvh_image)
+    boot_image = (kernels.pvh_image(kernel) if spec.machine == "microvm" else None) or kernel.image
+    return Plan(binary, "", accel, kernel, bases, init_image, config, args, cmdline, boot_image)
 
 
 def _stdout_sink() -> Callable[[bytes], None]:
@@ -374,7 +377,7 @@ def run_plan(spec: VMSpec, plan: Plan, sink: Callable[[bytes], None], started: f
     try:
         initrd = os.path.join(machine.make_temp_dir(), "initrd.cpio")
         initramfs.compose(plan.base_images, plan.overlay, initrd)
-        machine.args = qemu_args.boot(list(plan.args), plan.kernel.image, initrd, plan.cmdline)
+        machine.args = qemu_args.boot(list(plan.args), plan.boot_image or plan.kernel.image, initrd, plan.cmdline)
         if spec.debug:
             say("qemu command: " + " ".join(machine.args))
         # QEMU starts first; asyncio and qemu.qmp are imported while the guest kernel boots (its output waits

@@ -92,3 +92,19 @@ def test_gc_removes_the_state_of_a_dead_vm_but_not_a_live_one(tmp_path):
         assert state.gc_vms(vm_root) == ["dead"]
         assert sorted(os.listdir(vm_root)) == ["alive"]
     assert os.listdir(vm_root) == []
+
+
+def test_pvh_image_is_the_kernels_own_elf_and_only_for_cached_kernels(tmp_path):
+    from minirun.vm import kernel as kernels
+
+    try:
+        cached = kernels.get(flavour="cloud", fetch_missing=False)
+    except Exception as err:
+        pytest.skip(f"no cached kernel: {err}")
+    image = kernels.pvh_image(cached)
+    if image is None:
+        pytest.skip("this host cannot decompress the kernel's payload (apt-get install lz4)")
+    with open(image, "rb") as f:
+        assert f.read(4) == b"\x7fELF"
+    assert os.path.basename(image) == f"vmlinux-{cached.release}"
+    assert kernels.pvh_image(kernels.Kernel(cached.image, cached.release)) is None  # --kernel PATH: its own image
