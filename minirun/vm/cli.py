@@ -49,7 +49,7 @@ def vm():
               help="Share a host directory at GUESTDIR over virtio-9p (repeatable); :ro is enforced by the guest "
                    "(read-only mount) and by QEMU. Boots the generic kernel: the cloud kernel has no 9p.")
 @click.option("--machine", type=click.Choice(["microvm", "pc"]), default="microvm", show_default=True,
-              help="QEMU machine type: microvm (virtio over MMIO, no PCI; boots in ~80% of pc's time) or pc.")
+              help="QEMU machine type: microvm (virtio over MMIO, no PCI; boots in ~2/3 of pc's time) or pc.")
 @click.option("--json", "as_json", is_flag=True, help="After COMMAND exits, print the result as JSON on stdout.")
 @click.option("--debug", is_flag=True, help="Show the kernel's boot messages, the QEMU command and tracebacks.")
 @click.argument("rootfs")
