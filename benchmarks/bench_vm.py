@@ -108,7 +108,7 @@ def build_initrd(work: Workdir, spec: VMSpec, name: str, compress: str | None = 
 def overhead(args, work: Workdir) -> dict:
     spec = VMSpec(rootfs=args.rootfs, args=["/bin/true"], accel=args.accel)
     initrd, plan = build_initrd(work, spec, "initrd-pc.cpio")
-    plain = plain_argv(plan.qemu, plan.args, plan.kernel.image, initrd, plan.cmdline)
+    plain = plain_argv(plan.qemu, plan.args, plan.boot_image, initrd, plan.cmdline)
     cli = [sys.executable, "-m", "minirun", "vm", "run", "--accel", args.accel, args.rootfs, "/bin/true"]
     run_checked(cli)  # warm the caches (initramfs image, guest init) and the page cache
     run_checked(plain)
@@ -127,7 +127,7 @@ def overhead(args, work: Workdir) -> dict:
         assert res.exit_code == 0
     m_cli, m_plain, m_api = statistics.median(t_cli), statistics.median(t_plain), statistics.median(t_api)
     py = median_time(lambda: run_checked([sys.executable, "-c", "import minirun.cli, minirun.vm.cli"]), 5)[0]
-    print(f"\n== minirun vs plain QEMU: /bin/true, -M pc, {plan.accel.name}, kernel {plan.kernel.release}, n={args.n}")
+    print(f"\n== minirun vs plain QEMU: /bin/true, -M {spec.machine}, {plan.accel.name}, kernel {plan.kernel.release}, n={args.n}")
     print(f"  plain qemu   median {m_plain:6.3f} s   runs {' '.join(f'{t:.2f}' for t in t_plain)}")
     print(f"  minirun CLI  median {m_cli:6.3f} s   runs {' '.join(f'{t:.2f}' for t in t_cli)}")
     print(f"  minirun API  median {m_api:6.3f} s   runs {' '.join(f'{t:.2f}' for t in t_api)}")

@@ -38,7 +38,15 @@
  *
  * Configuration comes from /.minirun/config in the initramfs: a list of
  * NUL-terminated key, value pairs (arg, env, hostname, cwd, root9p, rw, mod,
- * off).  Keys may repeat (arg, env, mod), in order.
+ * off, ip, gw, vol).  Keys may repeat (arg, env, mod, vol), in order.
+ *
+ * Network (--network bridge): "ip" is ADDRESS/PREFIX for eth0 (the virtio NIC
+ * on the host's minirun0 bridge), "gw" the default route's gateway (the bridge).
+ * Set with the classic ioctls (SIOCSIFADDR, SIOCSIFNETMASK, SIOCSIFFLAGS,
+ * SIOCADDRT): no netlink code, no userland tool.  lo is brought up always.
+ *
+ * Shares (-v): "vol" is "TAG RO TARGET": the 9p export TAG mounted at TARGET
+ * (created if missing), MS_RDONLY when RO is 1 (QEMU refuses writes too).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -48,7 +56,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <net/route.h>
+#include <netinet/in.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/stat.h>
@@ -226,6 +239,112 @@ static void setup_cgroup2(void)
 	close(fd);
 }
 
+static void set_inet(struct sockaddr *sa, in_addr_t addr)
+{
+	struct sockaddr_in *sin = (struct sockaddr_in *)sa;
+
+	memset(sin, 0, sizeof(*sin));
+	sin->sin_family = AF_INET;
+	sin->sin_addr.s_addr = addr;
+}
+
+static void if_up(int s, const char *name)
+{
+	struct ifreq ifr;
+
+	memset(&ifr, 0, sizeof(ifr));
+	strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
+	if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
+		die("%s: %s", name, strerror(errno));
+	ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+	if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
+		die("bring %s up: %s", name, strerror(errno));
+}
+
+/* lo up; with ip ("A.B.C.D/N"), eth0 gets it and a default route via gw. */
+static void setup_network(const char *ip, const char *gw)
+{
+	char addr[32];
+	struct ifreq ifr;
+	struct rtentry rt;
+	in_addr_t a, g = 0;
+	int s, prefix = 32;
+	char *slash;
+
+	s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		die("socket: %s", strerror(errno));
+	if_up(s, "lo");
+	if (!ip) {
+		close(s);
+		return;
+	}
+	snprintf(addr, sizeof(addr), "%s", ip);
+	slash = strchr(addr, '/');
+	if (slash) {
+		*slash = 0;
+		prefix = atoi(slash + 1);
+	}
+	if (inet_pton(AF_INET, addr, &a) != 1 || prefix < 1 || prefix > 32 || (gw && inet_pton(AF_INET, gw, &g) != 1))
+		die("bad network config ip=%s gw=%s", ip, gw ? gw : "");
+	memset(&ifr, 0, sizeof(ifr));
+	strcpy(ifr.ifr_name, "eth0");
+	/* virtio_net registers eth0 while its module loads; allow a little time all the same. */
+	for (int i = 0; ioctl(s, SIOCGIFFLAGS, &ifr) < 0; i++) {
+		if (errno != ENODEV || i == 200)
+			die("eth0: %s (no virtio NIC?)", strerror(errno));
+		usleep(10000);
+	}
+	set_inet(&ifr.ifr_addr, a);
+	if (ioctl(s, SIOCSIFADDR, &ifr) < 0)
+		die("set eth0 address %s: %s", ip, strerror(errno));
+	set_inet(&ifr.ifr_netmask, htonl(0xffffffffu << (32 - prefix)));
+	if (ioctl(s, SIOCSIFNETMASK, &ifr) < 0)
+		die("set eth0 netmask /%d: %s", prefix, strerror(errno));
+	if_up(s, "eth0");
+	if (gw) {
+		memset(&rt, 0, sizeof(rt));
+		set_inet(&rt.rt_dst, INADDR_ANY);
+		set_inet(&rt.rt_genmask, INADDR_ANY);
+		set_inet(&rt.rt_gateway, g);
+		rt.rt_flags = RTF_UP | RTF_GATEWAY;
+		if (ioctl(s, SIOCADDRT, &rt) < 0)
+			die("default route via %s: %s", gw, strerror(errno));
+	}
+	close(s);
+}
+
+/* mkdir -p */
+static void make_dirs(const char *path)
+{
+	char buf[4096];
+
+	snprintf(buf, sizeof(buf), "%s", path);
+	for (char *p = buf + 1; *p; p++) {
+		if (*p == '/') {
+			*p = 0;
+			mkdir(buf, 0755);
+			*p = '/';
+		}
+	}
+	mkdir(buf, 0755);
+}
+
+/* "TAG RO TARGET": a host directory shared over virtio-9p. */
+static void mount_share(const char *vol)
+{
+	char tag[64];
+	const char *target;
+	int ro;
+
+	if (sscanf(vol, "%63s %d", tag, &ro) != 2 || !(target = strchr(strchr(vol, ' ') + 1, ' ')))
+		die("bad share config %s", vol);
+	target++;
+	make_dirs(target);
+	if (mount(tag, target, "9p", ro ? MS_RDONLY : 0, "trans=virtio,version=9p2000.L,access=any,msize=512000,cache=none") < 0)
+		die("mount share %s on %s: %s", tag, target, strerror(errno));
+}
+
 static void mount_basics(void)
 {
 	do_mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, 1);
@@ -238,9 +357,9 @@ static void mount_basics(void)
 
 int main(void)
 {
-	char *argv[MAX_ITEMS], *envp[MAX_ITEMS], *mods[256];
-	const char *hostname = "minirun-vm", *cwd = "/", *root9p = NULL;
-	int argc = 0, envc = 0, nmods = 0, rw = 0;
+	char *argv[MAX_ITEMS], *envp[MAX_ITEMS], *mods[256], *vols[256];
+	const char *hostname = "minirun-vm", *cwd = "/", *root9p = NULL, *ip = NULL, *gw = NULL;
+	int argc = 0, envc = 0, nmods = 0, nvols = 0, rw = 0;
 	struct utsname uts;
 	size_t len;
 	char *cfg;
@@ -269,6 +388,12 @@ int main(void)
 			envp[envc++] = val;
 		else if (!strcmp(key, "mod") && nmods < 256)
 			mods[nmods++] = val;
+		else if (!strcmp(key, "vol") && nvols < 256)
+			vols[nvols++] = val;
+		else if (!strcmp(key, "ip"))
+			ip = val;
+		else if (!strcmp(key, "gw"))
+			gw = val;
 		else if (!strcmp(key, "hostname"))
 			hostname = val;
 		else if (!strcmp(key, "cwd"))
@@ -309,6 +434,9 @@ int main(void)
 		do_mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", 0);
 	}
 	mount_basics();
+	for (int i = 0; i < nvols; i++)
+		mount_share(vols[i]);
+	setup_network(ip, gw);
 
 	if (sethostname(hostname, strlen(hostname)) < 0)
 		dprintf(2, "minirun-init: sethostname: %s\n", strerror(errno));

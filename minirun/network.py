@@ -11,6 +11,12 @@ Addresses come from a small allocator, a JSON file guarded by flock(), so
 concurrent starts never get the same address. Nothing here enables forwarding
 or NAT: containers reach each other and the host, nothing beyond. This module
 is imported only for --network bridge: pyroute2 alone costs ~0.1 s to import.
+
+A VM (``minirun vm run --network bridge``) gets a tap instead of a veth, on the
+same bridge, with an address from the same book under the key ``vm/<name>``
+(a container name cannot hold a slash). The tap is not persistent: it lives as
+long as a file descriptor to it is open, which after launch is QEMU's alone, so
+a QEMU that dies for any reason takes its tap with it.
 """
 
 from __future__ import annotations
@@ -133,6 +139,44 @@ def connect(att: Attachment, pid: int) -> None:
         ip.link("add", ifname=att.host_ifname, kind="veth", peer={"ifname": "eth0", "net_ns_pid": pid})
         index = ip.link_lookup(ifname=att.host_ifname)[0]
         ip.link("set", index=index, master=bridge, state="up")
+
+
+VM_PREFIX = "vm/"
+_TUNSETIFF = 0x400454CA
+_IFF_TAP, _IFF_NO_PI, _IFF_VNET_HDR = 0x0002, 0x1000, 0x4000
+
+
+def vm_key(vm_id: str) -> str:
+    """The VM's key in the address book (and the seed of its tap's name)."""
+    return VM_PREFIX + vm_id
+
+
+def open_tap(att: Attachment) -> int:
+    """Create the tap ``att.host_ifname`` on the bridge, up; return its fd (the tap dies with the last one).
+
+    IFF_VNET_HDR lets virtio-net pass checksum and segmentation offloads through; QEMU probes the flag on the
+    fd it inherits (``-netdev tap,fd=N``).
+    """
+    import struct
+
+    from pyroute2 import IPRoute
+
+    try:
+        fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
+    except OSError as err:
+        raise HostError(f"cannot open /dev/net/tun for the VM's tap: {err.strerror} (modprobe tun)") from None
+    try:
+        fcntl.ioctl(fd, _TUNSETIFF, struct.pack("16sH", att.host_ifname.encode(), _IFF_TAP | _IFF_NO_PI | _IFF_VNET_HDR))
+        with IPRoute() as ip:
+            bridge = _ensure_bridge(ip, att.gateway, att.prefixlen)
+            index = ip.link_lookup(ifname=att.host_ifname)[0]
+            ip.link("set", index=index, master=bridge, state="up")
+    except BaseException as err:
+        os.close(fd)
+        if isinstance(err, Exception) and not isinstance(err, HostError):  # OSError, pyroute2's NetlinkError
+            raise HostError(f"cannot plug the VM's tap {att.host_ifname} into {BRIDGE}: {err}") from err
+        raise
+    return fd
 
 
 def detach_by_id(container_id: str, root: str = IPAM_DIR) -> None:

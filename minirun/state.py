@@ -6,6 +6,8 @@
     /run/minirun/<id>/state.json   written atomically (temp file + rename)
     /run/minirun/<id>/log          output of a detached container
     /run/minirun/<id>/{upper,work,root}   the overlay root
+    /run/minirun-vm/<name>/lock    the same liveness lock for a `minirun vm run`
+                                   (kept apart: `ps`, `rm` and `exec` are for containers)
 
 The directory is created under a temporary name, locked, then renamed into
 place, so a concurrent gc never sees an unlocked directory of a live run, and
@@ -29,6 +31,7 @@ STATE_ROOT = "/run/minirun" if os.geteuid() == 0 else os.path.join(
     os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/minirun-{os.geteuid()}", "minirun")
 # Address allocations of bridge networking (minirun.network); a variable so that a
 # guest sharing the host's root read-only (the VM test lane) can keep its own.
+VM_STATE_ROOT = STATE_ROOT + "-vm"
 NETWORK_DIR = os.environ.get("MINIRUN_NETWORK_DIR", "/var/lib/minirun/network")
 _NEW_PREFIX = ".new-"
 _NEW_GRACE_S = 60  # a ".new-" dir younger than this may belong to a run being set up
@@ -181,6 +184,20 @@ def list_ids(root: str = STATE_ROOT) -> list[str]:
         return []
 
 
+def gc_vms(vm_root: str = VM_STATE_ROOT) -> list[str]:
+    """Remove the state of VMs whose minirun died (SIGKILL); QEMU died with it (PDEATHSIG), and its tap with
+    QEMU. Their addresses are gc()'s, which calls this first."""
+    gone = []
+    for name in list_ids(vm_root):
+        fd = _try_lock(os.path.join(vm_root, name, "lock"))
+        if fd is not None:
+            _rmtree(os.path.join(vm_root, name))
+            gone.append(name)
+            if fd >= 0:
+                os.close(fd)
+    return gone
+
+
 def gc(root: str = STATE_ROOT) -> list[str]:
     """Clean up after dead minirun processes; return the ids cleaned.
 
@@ -224,15 +241,18 @@ def gc(root: str = STATE_ROOT) -> list[str]:
         finally:
             if fd >= 0:
                 os.close(fd)
-    # An address whose container has no live state directory: its minirun died.
+    vm_root = VM_STATE_ROOT if root == STATE_ROOT else root + "-vm"
+    gc_vms(vm_root)
+    # An address whose container (or VM) has no live state directory: its minirun died.
     ipam = os.path.join(NETWORK_DIR, "allocations.json")
     if os.path.exists(ipam) and os.path.getsize(ipam) > 2:
         from . import network
 
-        for container_id in network.stale_ids():
-            if not is_live(container_id, root):
-                network.detach_by_id(container_id)
-                cleaned.append(container_id)
+        for key in network.stale_ids():
+            vm = key.startswith(network.VM_PREFIX)
+            if not (is_live(key[len(network.VM_PREFIX):], vm_root) if vm else is_live(key, root)):
+                network.detach_by_id(key)
+                cleaned.append(key)
     # A cgroup without a state directory is stale (state is created first, removed last).
     # Rootless runs have no cgroups, and must not touch root's.
     for container_id in cgroups.stale_ids() if os.geteuid() == 0 else ():

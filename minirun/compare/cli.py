@@ -20,10 +20,12 @@ import click
               help="Idle VMs started at once for the density row.")
 @click.option("--store-mb", type=click.IntRange(1, 4096), default=16, show_default=True,
               help="MiB written (fsync'ed) per storage sample.")
+@click.option("--net-mb", type=click.IntRange(1, 4096), default=32, show_default=True,
+              help="At most this many MiB (and 5 s of sending) in the TCP transfer host -> instance on the bridge.")
 @click.option("--json", "json_path", metavar="FILE", help="Write the raw samples, environment and rows as JSON.")
 @click.option("--markdown", "md_path", metavar="FILE", help="Write the table as markdown.")
 @click.option("--plot", "png_path", metavar="FILE.png", help="Write a PNG bar chart (needs matplotlib).")
-def compare(rootfs, runs, accel, containers, vms, store_mb, json_path, md_path, png_path):
+def compare(rootfs, runs, accel, containers, vms, store_mb, net_mb, json_path, md_path, png_path):
     """Measure the virtualization-vs-containerization table on this host.
 
     Runs the same probes and workloads on the host (the baseline), in a minirun
@@ -63,7 +65,8 @@ def compare(rootfs, runs, accel, containers, vms, store_mb, json_path, md_path, 
     def progress(msg: str) -> None:
         print(f"compare [{time.monotonic() - t0:5.1f}s] {msg}", file=sys.stderr, flush=True)
 
-    opts = measure.Options(rootfs=rootfs, runs=runs, accel=accel, containers=containers, vms=vms, store_mb=store_mb)
+    opts = measure.Options(rootfs=rootfs, runs=runs, accel=accel, containers=containers, vms=vms, store_mb=store_mb,
+                           net_mb=net_mb)
     data = measure.measure(opts, progress)
     rows = report.build_rows(data)
     data["elapsed_s"] = time.monotonic() - t0

@@ -9,8 +9,11 @@ Order of work (each backend that cannot run is skipped with its reason):
      boot); while it runs the host checks its own mount table and hostname when
      the probes report their attempts; afterwards it checks the shared directory,
      /proc/modules and boot_id;
-  3. the VM's storage boot (--share-root of a host directory, 9p), the only
-     second suite;
+     Container and VM are on the minirun0 bridge: each pings the bridge and a
+     peer container there, then waits on `nc -l` while the host pings it and
+     sends it a bounded TCP stream (see :func:`host_to_instance`);
+  3. the VM's storage boot (a host directory shared with -v, 9p; the generic
+     kernel, since the cloud one has no 9p), the only second suite;
   4. deployment: `echo up` (time to its output) and `true` (end to end) through
      each backend's command line, N times, interleaved;
   5. density: k idle instances per backend at once; memory per instance; teardown;
@@ -30,6 +33,7 @@ import socket
 import statistics
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,6 +57,11 @@ class Options:
     vms: int = 2
     store_mb: int = 16
     pings: int = 10
+    net_mb: int = 32  # TCP host -> instance: at most this many MiB ...
+    net_s: float = 5.0  # ... and at most this many seconds of sending
+
+
+TCP_PORT = 5201  # inside each instance (each has its own address)
 
 
 def stats(samples: list[float]) -> dict | None:
@@ -237,6 +246,88 @@ def build_probe_helper(workdir: str) -> tuple[str | None, str]:
     return out_dir, "built from csrc/probe.c"
 
 
+# ---------------------------------------------------------------------------------------------- bridge
+
+
+def host_to_instance(busybox: str, address: str, port: int, pings: int, max_bytes: int, max_s: float,
+                     connect_s: float = 10) -> dict:
+    """The host's side of the network unit: ping the instance, then send it at most ``max_bytes`` (and at most
+    ``max_s`` seconds of sending) over TCP; the instance's `nc -l -e wc -c` answers with the byte count it
+    read, so the time runs from connect to that answer (everything arrived), not to the last send()."""
+    out: dict = {"address": address}
+    try:
+        proc = subprocess.run([busybox, "ping", "-c", str(pings), "-i", "0.05", "-q", address], capture_output=True,
+                              text=True, timeout=30 + pings)
+        line = [ln for ln in proc.stdout.splitlines() if "round-trip" in ln]
+        out["ping"] = line[0] if line else (proc.stdout + proc.stderr).strip().splitlines()[-1:] or ["no reply"]
+        if isinstance(out["ping"], list):
+            out["ping_error"] = out.pop("ping")[0]
+    except (OSError, subprocess.TimeoutExpired) as err:
+        out["ping_error"] = str(err)
+    deadline = time.monotonic() + connect_s
+    sock = None
+    while sock is None:
+        try:
+            sock = socket.create_connection((address, port), timeout=5)
+        except OSError as err:  # the listener may not be up yet
+            if time.monotonic() > deadline:
+                out["tcp_error"] = f"connect {address}:{port}: {err}"
+                return out
+            time.sleep(0.05)
+    chunk = bytes(65536)
+    sent = 0
+    try:
+        with sock:
+            sock.settimeout(max_s + 30)
+            t0 = time.perf_counter()
+            while sent < max_bytes and time.perf_counter() - t0 < max_s:
+                sent += sock.send(chunk[:max_bytes - sent])
+            sock.shutdown(socket.SHUT_WR)
+            reply = b""
+            while part := sock.recv(256):
+                reply += part
+            elapsed = time.perf_counter() - t0
+        received = int(reply.strip() or b"-1")
+        out["tcp"] = {"bytes_sent": sent, "bytes_received": received, "seconds": elapsed}
+    except (OSError, ValueError) as err:
+        out["tcp_error"] = f"after {sent} bytes: {err}"
+    return out
+
+
+class BridgeWatcher:
+    """Runs :func:`host_to_instance` in a thread when the instance reports it listens (markers arrive on the
+    backend's reader, which must not block); :meth:`join` puts the result in the suite's host checks."""
+
+    def __init__(self, busybox: str, opts: Options):
+        self.busybox, self.opts = busybox, opts
+        self.thread: threading.Thread | None = None
+        self.result: dict | None = None
+
+    def on_marker(self, m: units.Marker) -> None:
+        if m.unit == "network" and m.key == "listen" and self.thread is None:
+            address, _, port = m.value.partition(" ")
+
+            def work():
+                self.result = host_to_instance(self.busybox, address, int(port), self.opts.pings,
+                                               self.opts.net_mb << 20, self.opts.net_s)
+
+            self.thread = threading.Thread(target=work, name="mrc-bridge", daemon=True)
+            self.thread.start()
+
+    def join(self, checks: dict) -> None:
+        if self.thread is not None:
+            self.thread.join(self.opts.net_s + 90)
+            checks["bridge"] = self.result or {"error": "the host side did not finish"}
+
+
+def _both(*callbacks):
+    def on_marker(m):
+        for cb in callbacks:
+            cb(m)
+
+    return on_marker
+
+
 # ---------------------------------------------------------------------------------------------- deployment
 
 
@@ -296,7 +387,7 @@ class Measurement:
         self.data["environment"] = environment(opts, vm, runc, host)
         self.data["options"] = {"rootfs": os.path.abspath(opts.rootfs), "runs": opts.runs, "accel": opts.accel,
                                 "containers": opts.containers, "vms": opts.vms, "store_mib": opts.store_mb,
-                                "pings": opts.pings}
+                                "pings": opts.pings, "net_mib": opts.net_mb, "net_s": opts.net_s}
         probe_dir, probe_note = build_probe_helper(self.work)
         self.data["probe_helper"] = {"available": probe_dir is not None, "note": probe_note}
         evidence = HostEvidence(host.busybox)
@@ -304,7 +395,11 @@ class Measurement:
             self.data["host_evidence"] = {"token_pid": evidence.proc.pid, "file": evidence.file,
                                           "hostname": evidence.hostname, "macs": evidence.macs,
                                           "boot_id": evidence.boot_id}
-            self._suites(evidence, probe_dir)
+            peer = self._start_peer()
+            try:
+                self._suites(evidence, probe_dir)
+            finally:
+                self._stop_peer(peer)
         finally:
             evidence.close()
         self._deployment()
@@ -320,13 +415,50 @@ class Measurement:
     # -- suites --------------------------------------------------------------------------------
 
     def _env(self, name: str, evidence: HostEvidence, work: str, data: str, probe: str, gw: str = "") -> dict:
+        bridged = bool(gw)
         return {
             "MRC_RUNS": str(self.opts.runs), "MRC_PAT": evidence.pattern, "MRC_FILE": evidence.file,
             "MRC_HOSTNAME": evidence.hostname if name == "host" else f"mrc-{name}-probe",
             "MRC_MNT": f"mrcmnt-{name}-{evidence.token[4:]}", "MRC_WORK": work, "MRC_DATA": data,
             "MRC_STORE_MB": str(self.opts.store_mb), "MRC_PINGS": str(self.opts.pings), "MRC_PING_GW": gw,
+            "MRC_PEER": self.data.get("network_peer", {}).get("ip", "") if bridged else "",
+            "MRC_TCP_PORT": str(TCP_PORT) if bridged else "", "MRC_TCP_WAIT": str(int(self.opts.net_s + 60)),
             "MRC_PROBE": probe, "MRC_SURVIVOR": f"{evidence.token}-{name}", "MRC_ESCAPES": "",
         }
+
+    @staticmethod
+    def _bridge_gateway() -> str:
+        from ipaddress import IPv4Network
+
+        from .. import network
+
+        return str(next(IPv4Network(network.SUBNET).hosts()))
+
+    def _start_peer(self) -> str | None:
+        """A detached container idling on the bridge: what the container and the VM each ping ("instance to
+        instance"); the same peer for both, so the two figures differ only by the instance measured."""
+        if not self.available("container"):
+            return None
+        name = f"mrc-peer-{os.urandom(3).hex()}"
+        from .runners import minirun_argv
+
+        proc = subprocess.run(minirun_argv() + ["run", "-d", "--name", name, "--network", "bridge", self.opts.rootfs,
+                                                "/bin/sleep", "900"], capture_output=True, text=True, timeout=120)
+        if proc.returncode != 0:
+            self.data["network_peer"] = {"error": proc.stderr.strip()[-300:]}
+            subprocess.run(minirun_argv() + ["rm", "-f", name], capture_output=True, timeout=60)
+            return None
+        from .. import lifecycle
+
+        ip = (lifecycle.status(name).get("network") or {}).get("ip", "")
+        self.data["network_peer"] = {"kind": "container", "ip": ip}
+        return name
+
+    def _stop_peer(self, name: str | None) -> None:
+        if name:
+            from .runners import minirun_argv
+
+            subprocess.run(minirun_argv() + ["rm", "-f", name], capture_output=True, timeout=60)
 
     def _suites(self, evidence: HostEvidence, probe_dir: str | None) -> None:
         # minirun/probes.py's escape probes, filled in for this host (container and VM only)
@@ -341,12 +473,8 @@ class Measurement:
                 env = self._env(name, evidence, scratch, data_dir,
                                 os.path.join(probe_dir, "probe") if probe_dir else "")
             elif name == "container":
-                from ipaddress import IPv4Network
-
-                from .. import network
-
-                gw = str(next(IPv4Network(network.SUBNET).hosts()))
-                env = self._env(name, evidence, "/tmp", "/data", CONTAINER_PROBE_PATH if probe_dir else "", gw)
+                env = self._env(name, evidence, "/tmp", "/data", CONTAINER_PROBE_PATH if probe_dir else "",
+                                self._bridge_gateway())
                 kwargs = {"data_dir": data_dir, "probe_dir": probe_dir}
             elif name == "runc":
                 from .runners import RUNC_DATA_DIR, RUNC_PROBE_DIR
@@ -355,13 +483,17 @@ class Measurement:
                 kwargs = {"data_dir": data_dir, "probe_dir": probe_dir}
             else:
                 vmroot = self._vm_root(probe_dir)
-                env = self._env(name, evidence, "/tmp", "", CONTAINER_PROBE_PATH if probe_dir else "")
+                env = self._env(name, evidence, "/tmp", "", CONTAINER_PROBE_PATH if probe_dir else "",
+                                self._bridge_gateway())
                 env["MRC_ESCAPES"] = escapes.env_value(probes)  # in the suite's one boot
                 kwargs = {"rootfs": vmroot}
             self.say(f"{self.runners[name].label}: probes and workloads in one instance "
                      f"({self.opts.runs} runs of each workload)")
             checks: dict = {}
-            run = self.runners[name].suite(units.SUITE, env, evidence.watcher(checks, env["MRC_MNT"]), **kwargs)
+            bridge = BridgeWatcher(self.runners["host"].busybox, self.opts)
+            run = self.runners[name].suite(units.SUITE, env,
+                                           _both(evidence.watcher(checks, env["MRC_MNT"]), bridge.on_marker), **kwargs)
+            bridge.join(checks)
             if name in ("container", "vm"):
                 self.data["samples"][name]["escape_probes"] = self._escape_probes(name, run, probes, probe_dir)
             survivor = None if name == "vm" else os.path.join(data_dir, "mrc-survivor")
@@ -371,7 +503,7 @@ class Measurement:
             self.data["samples"][name]["suite"] = self._suite_dict(run, checks)
             self._report_failure(run)
             if name == "vm":
-                self._vm_storage(evidence, kwargs["rootfs"])
+                self._vm_storage(evidence, kwargs["rootfs"], data_dir)
         if self.available("host") and self.data["samples"]["host"].get("suite"):
             # The baseline again, after the instances: its samples are pooled with the first ones, so load that
             # drifts during the run (a shared machine) weighs on the baseline as on the instances.
@@ -405,12 +537,13 @@ class Measurement:
         os.makedirs(os.path.join(root, "data"), exist_ok=True)
         return root
 
-    def _vm_storage(self, evidence: HostEvidence, vmroot: str) -> None:
-        self.say("minirun VM: storage through a 9p share (a second boot, --share-root of a host directory)")
+    def _vm_storage(self, evidence: HostEvidence, vmroot: str, data_dir: str) -> None:
+        self.say("minirun VM: storage through a 9p share (a second boot, -v HOSTDIR:/data)")
         env = self._env("vm", evidence, "/tmp", "/data", "")
         checks: dict = {}
-        run = self.runners["vm"].suite(units.STORAGE_SUITE, env, share_root=vmroot)
-        evidence.after(checks, os.path.join(vmroot, "data", "mrc-survivor"), env["MRC_SURVIVOR"])
+        run = self.runners["vm"].suite(units.STORAGE_SUITE, env, rootfs=vmroot, shares=[(data_dir, "/data", False)],
+                                       network="none")
+        evidence.after(checks, os.path.join(data_dir, "mrc-survivor"), env["MRC_SURVIVOR"])
         self.data["samples"]["vm"]["storage_suite"] = self._suite_dict(run, checks)
         self._report_failure(run)
 

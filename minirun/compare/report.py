@@ -366,7 +366,7 @@ def storage_cell(v: View) -> dict:
     mb = v.data.get("options", {}).get("store_mib", 0)
     samples = [d for d in markers.durations("storage", overhead) if d > 0]
     rates = _stats([mb / d for d in samples])
-    how = {"vm": "9p share (--share-root of a host dir)", "container": "bind mount (-v)", "runc": "bind mount",
+    how = {"vm": "9p share (-v HOSTDIR:/data)", "container": "bind mount (-v)", "runc": "bind mount",
            "host": "host directory"}[v.name]
     survived = (suite.get("host_checks") or {}).get("survivor_found")
     lines = [f"via {how}"]
@@ -430,15 +430,39 @@ def network_cell(v: View) -> dict:
         values["lo_rtt_ms"] = rtt
     else:
         lines.append(f"loopback RTT: {m.first('network', 'lo_error') or 'not measured'}")
-    gw = m.first("network", "gw_rtt")
-    if gw:
-        addr, _, text = gw.partition(" ")
-        gw_rtt = parse_rtt(text)
-        if gw_rtt:
-            lines.append(f"veth to bridge {addr}: avg {gw_rtt['avg']:.3g} ms")
-            values["veth_rtt_ms"] = gw_rtt
+    nic = {"vm": "virtio-net", "container": "veth"}.get(v.name, "NIC")
+    for key, label, value_key in (("gw", f"{nic} to the bridge {{addr}} (host end)", "bridge_rtt_ms"),
+                                  ("peer", "to a container on the bridge ({addr})", "peer_rtt_ms")):
+        found = m.first("network", f"{key}_rtt")
+        if found:
+            addr, _, text = found.partition(" ")
+            rtt = parse_rtt(text)
+            if rtt:
+                lines.append(f"{label.format(addr=addr)}: avg {rtt['avg']:.3g} ms")
+                values[value_key] = rtt
+        elif m.first("network", f"{key}_error"):
+            lines.append(f"{label.format(addr='')}: {m.first('network', f'{key}_error')}")
+    bridge = (v.suite.get("host_checks") or {}).get("bridge") if v.suite else None
+    if bridge:
+        rtt = parse_rtt(bridge.get("ping"))
+        if rtt:
+            lines.append(f"host to {bridge['address']}: avg {rtt['avg']:.3g} ms")
+            values["host_rtt_ms"] = rtt
+        elif bridge.get("ping_error"):
+            lines.append(f"host to {bridge.get('address')}: {bridge['ping_error']}")
+        tcp = bridge.get("tcp")
+        if tcp and tcp["seconds"] > 0 and tcp["bytes_received"] == tcp["bytes_sent"]:
+            rate = tcp["bytes_received"] / tcp["seconds"] / (1 << 20)
+            lines.append(f"TCP host to instance: {rate:.0f} MiB/s ({mib(tcp['bytes_received'])} "
+                         f"in {ms(tcp['seconds'])}, busybox nc)")
+            values["tcp_mib_per_s"] = rate
+        elif tcp:
+            lines.append(f"TCP host to instance: sent {tcp['bytes_sent']} bytes, the instance counted "
+                         f"{tcp['bytes_received']}")
+        elif bridge.get("tcp_error") or bridge.get("error"):
+            lines.append(f"TCP host to instance: {bridge.get('tcp_error') or bridge.get('error')}")
     if v.name == "vm":
-        lines.append("no virtual NIC: the VM runs with -nodefaults (no -nic); no VM networking to compare yet")
+        lines.append("virtio-net on a tap on the minirun0 bridge (--network bridge)")
     elif v.name == "container":
         lines.append("veth pair on the minirun0 bridge (--network bridge)")
     elif v.name == "runc":

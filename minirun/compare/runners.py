@@ -3,7 +3,7 @@
     host       ROOTFS/bin/busybox sh -c SUITE, as a plain process (the baseline runs the same binary)
     container  minirun.container.run() (bridge network, the shared directory as a -v bind mount)
     runc       `runc run` on a bundle from `runc spec`, pointed at the same ROOTFS
-    vm         minirun.vm.run() (same ROOTFS as an initramfs; the shared directory as a --share-root 9p root)
+    vm         minirun.vm.run() (same ROOTFS as an initramfs, on the same bridge; the shared directory as a 9p -v share)
 
 Every backend has the same three verbs: :meth:`suite` (one instance runs a unit
 script; marker lines are handed to ``on_marker`` as they arrive, so the host can
@@ -451,6 +451,7 @@ class VMRunner:
     def __init__(self, rootfs: str, accel: str = "auto", say: Callable[[str], None] | None = None):
         self.rootfs = rootfs
         self.accel = accel
+        self.network = "bridge"  # the containers' bridge, so the Networking row compares like with like
         self.say = say or (lambda m: None)
         self.plan = None
         self._reason: str | None = None
@@ -469,14 +470,15 @@ class VMRunner:
                 self._reason = f"the VM companion cannot be imported: {err}"
         return self._reason
 
-    def suite(self, names, env: dict[str, str], on_marker: OnMarker | None = None, *, share_root: str | None = None,
-              rootfs: str | None = None, **_) -> SuiteRun:
+    def suite(self, names, env: dict[str, str], on_marker: OnMarker | None = None, *,
+              rootfs: str | None = None, shares: list[tuple[str, str, bool]] = (), network: str | None = None,
+              **_) -> SuiteRun:
         from ..errors import MiniRunError
         from ..vm.runner import VMSpec, run
 
         sink = LineSink(on_marker)
-        spec = VMSpec(rootfs=None if share_root else (rootfs or self.rootfs), args=["/bin/sh", "-c", suite_script(names)],
-                      env=_env_list(env), accel=self.accel, share_root=share_root, share_rw=bool(share_root),
+        spec = VMSpec(rootfs=rootfs or self.rootfs, args=["/bin/sh", "-c", suite_script(names)],
+                      env=_env_list(env), accel=self.accel, shares=list(shares), network=network or self.network,
                       hostname="minirun-vm", timeout=600)
         t0 = time.perf_counter()
         out = SuiteRun(self.name, Markers([]))
@@ -486,7 +488,8 @@ class VMRunner:
             out.meta = {"accel": result.accel, "accel_reason": result.accel_reason,
                         "kernel_version": result.kernel_version, "kernel": result.kernel,
                         "qemu_version": result.qemu_version, "qemu_peak_rss": result.qemu_peak_rss,
-                        "timings": result.timings, "machine": result.machine, "share_root": bool(share_root)}
+                        "timings": result.timings, "machine": result.machine, "shares": len(shares),
+                        "network": result.network}
         except MiniRunError as err:
             out.error = str(err)
         sink.close()

@@ -43,6 +43,10 @@ PARAMS = {
     "MRC_STORE_MB": "MiB written per storage sample",
     "MRC_PINGS": "echo requests per ping",
     "MRC_PING_GW": "an address on the host side of the instance's virtual NIC to ping, or empty",
+    "MRC_PEER": "the address of another instance on the same bridge to ping, or empty",
+    "MRC_TCP_PORT": "a port to wait on with `nc -l` for the host's ping and TCP transfer (MRC_TCP_WAIT s at most), "
+                    "or empty",
+    "MRC_TCP_WAIT": "seconds the instance waits for the host's transfer",
     "MRC_PROBE": "path of the static escape-probe helper (csrc/probe.c), or empty",
     "MRC_ESCAPES": "the escape probes of minirun/probes.py to run, 'NAME,ARG,ARG NAME,...' (escapes.env_value), or empty",
     "MRC_SURVIVOR": "text written to MRC_DATA/mrc-survivor (the host reads it back after the instance is gone)",
@@ -132,7 +136,8 @@ for spec in $MRC_ESCAPES; do
     mark result "$name" "$rc" "$(echo "$out" | tr '\n' ' ')"
 done
 """),
-    Unit("network", "Networking", "loopback round trip (and to the host end of a virtual NIC, if any)",
+    Unit("network", "Networking", "loopback round trip; on a bridge: to its host end and to another instance, "
+         "then a wait on `nc -l` (answering with `wc -c`) while the host pings in and sends a bounded TCP stream",
          r"""
 if ! ip link show lo 2>/dev/null | grep -q '[<,]UP[,>]'; then
     if ip link set lo up 2>/dev/null; then mark lo_raised yes; else mark lo_raised failed; fi
@@ -148,6 +153,21 @@ if [ -n "$MRC_PING_GW" ]; then
     else
         mark gw_error "$MRC_PING_GW" "$(echo "$out" | tail -n 1)"
     fi
+fi
+if [ -n "$MRC_PEER" ]; then
+    if out=$(ping -c "$MRC_PINGS" -i 0.05 -q "$MRC_PEER" 2>&1); then
+        mark peer_rtt "$MRC_PEER" "$(echo "$out" | grep round-trip)"
+    else
+        mark peer_error "$MRC_PEER" "$(echo "$out" | tail -n 1)"
+    fi
+fi
+addr=$(ip -o -4 addr show eth0 2>/dev/null | sed -n 's/.* inet \([0-9.]*\).*/\1/p' | head -n 1)
+if [ -n "$MRC_TCP_PORT" ] && [ -n "$addr" ]; then
+    timeout "$MRC_TCP_WAIT" nc -l -p "$MRC_TCP_PORT" -e wc -c &
+    pid=$!
+    mark listen "$addr" "$MRC_TCP_PORT"
+    wait $pid
+    mark listen_done "$?"
 fi
 """),
     Unit("perf_cpu", "Performance", "sha256 of 64 MiB read from /dev/zero (CPU-bound)",

@@ -28,6 +28,9 @@ INIT_SOURCES = (
 # --share-root: what mounts a virtio-9p root, in the names `modinfo` knows.
 NINEP_MODULES = ("virtio_pci", "9pnet_virtio", "9p")
 NINEP_MODULES_MICROVM = ("virtio_mmio", "9pnet_virtio", "9p")  # microvm has no PCI: virtio-mmio, found via ACPI
+# --network bridge: the virtio NIC (both kernels build virtio_net as a module).
+NET_MODULES = ("virtio_pci", "virtio_net")
+NET_MODULES_MICROVM = ("virtio_mmio", "virtio_net")
 
 
 def _source() -> str:

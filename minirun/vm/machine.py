@@ -65,12 +65,15 @@ class Machine:
     """
 
     def __init__(self, binary: str, args: list[str], *, name: str = "minirun-vm",
-                 console: Callable[[bytes], None] | None = None, qmp_timeout: float = 15.0):
+                 console: Callable[[bytes], None] | None = None, qmp_timeout: float = 15.0,
+                 pass_fds: list[int] = (), temp_parent: str | None = None):
         self.binary = binary
         self.args = list(args)
         self.name = name
         self.console_sink = console
         self.qmp_timeout = qmp_timeout
+        self.pass_fds = list(pass_fds)  # extra fds QEMU inherits under the same numbers (a tap)
+        self.temp_parent = temp_parent  # where the temp dir goes (default: $TMPDIR)
         self.state = State.CONFIGURED
         self.temp_dir: str | None = None
         self.proc: subprocess.Popen | None = None
@@ -96,7 +99,7 @@ class Machine:
     def make_temp_dir(self) -> str:
         """Created on demand (the caller puts the initrd here before launch); removed by shutdown()."""
         if self.temp_dir is None:
-            self.temp_dir = tempfile.mkdtemp(prefix="minirun-vm-")
+            self.temp_dir = tempfile.mkdtemp(prefix="minirun-vm-", dir=self.temp_parent)
         return self.temp_dir
 
     def _pre_launch(self) -> None:
@@ -126,7 +129,7 @@ class Machine:
             self.launched_at = time.monotonic()
             self.proc = subprocess.Popen(
                 self.argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-                pass_fds=[s.fileno() for s in self._qemu_ends], start_new_session=True, preexec_fn=_pdeathsig,
+                pass_fds=[s.fileno() for s in self._qemu_ends] + self.pass_fds, start_new_session=True, preexec_fn=_pdeathsig,
             )
             self.state = State.RUNNING
         except BaseException as err:

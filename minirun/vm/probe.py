@@ -89,3 +89,81 @@ def choose_accel(requested: str = "auto", status: KvmStatus | None = None) -> Ac
     if status.usable:
         return Accel("kvm", requested, status.reason)
     return Accel("tcg", requested, f"KVM not used: {status.reason}; falling back to TCG")
+
+
+# rdtsc; shl rdx, 32; or rax, rdx; ret
+_RDTSC_CODE = b"\x0f\x31\x48\xc1\xe2\x20\x48\x09\xd0\xc3"
+
+
+def _rdtsc():
+    """A callable reading the host's TSC (x86-64 only): 10 bytes of machine code in an executable page."""
+    import ctypes
+    import mmap
+
+    page = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+    page.write(_RDTSC_CODE)
+    address = ctypes.addressof(ctypes.c_char.from_buffer(page))
+    fn = ctypes.CFUNCTYPE(ctypes.c_uint64)(address)
+    fn._page = page  # keep the page mapped as long as the function lives
+    return fn
+
+
+def host_tsc_khz(window_s: float = 0.02, cache_dir: str | None = None) -> int | None:
+    """The host's TSC frequency in kHz, measured against CLOCK_MONOTONIC_RAW (None off x86-64).
+
+    Why: under TCG the guest's TSC *is* the host's (QEMU returns the host's rdtsc), and a microvm has no HPET
+    or ACPI PM timer to calibrate it against, only the PIT, whose calibration fails when the host preempts
+    QEMU mid-window.  The kernel then runs without a TSC and may spin forever in calibrate_delay().  Passing
+    ``tsc_early_khz=`` skips that calibration.  Cached per host boot (the value is constant for a boot).
+    """
+    import platform
+    import time
+
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return None
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot_id = f.read().strip()
+    except OSError:
+        boot_id = ""
+    cache = os.path.join(cache_dir, "host-tsc-khz") if cache_dir else None
+    if cache and boot_id:
+        try:
+            with open(cache) as f:
+                cached_boot, khz = f.read().split()
+            if cached_boot == boot_id:
+                return int(khz)
+        except (OSError, ValueError):
+            pass
+    try:
+        rdtsc = _rdtsc()
+    except (OSError, ValueError, AttributeError):
+        return None
+    rates = []
+    for _ in range(3):
+        # each end: rdtsc between two clock reads, the tightest of a few (a preemption inflates the gap)
+        def stamp():
+            best = None
+            for _ in range(5):
+                a = time.clock_gettime_ns(time.CLOCK_MONOTONIC_RAW)
+                t = rdtsc()
+                b = time.clock_gettime_ns(time.CLOCK_MONOTONIC_RAW)
+                if best is None or b - a < best[0]:
+                    best = (b - a, (a + b) // 2, t)
+            return best[1:]
+
+        ns0, t0 = stamp()
+        time.sleep(window_s)
+        ns1, t1 = stamp()
+        rates.append((t1 - t0) * 1_000_000 // max(1, ns1 - ns0))
+    khz = sorted(rates)[1]
+    if cache and boot_id:
+        try:
+            os.makedirs(cache_dir, exist_ok=True)
+            tmp = f"{cache}.{os.getpid()}"
+            with open(tmp, "w") as f:
+                f.write(f"{boot_id} {khz}\n")
+            os.replace(tmp, cache)
+        except OSError:
+            pass
+    return khz

@@ -8,6 +8,13 @@ Steps and where the time goes (``VMResult.timings``, host wall clock, seconds):
   exit        QEMU launched -> COMMAND's exit status arrived
   total       run() called -> QEMU gone and everything cleaned up
 
+Networking (``network="bridge"``): a tap on the containers' ``minirun0`` bridge
+(minirun.network), an address from the same book, configured by the guest init;
+``publish`` goes through the same loopback proxy as a container's ``-p``.  Shares
+(``shares``): host directories over virtio-9p, mounted by the guest init.  A
+``$STATE_ROOT-vm/<id>`` directory, locked while the VM runs, lets ``minirun gc``
+release the address of a VM whose minirun was killed.
+
 Timeouts: ``boot_timeout`` bounds launch -> guest init (a kernel that hangs, as a
 standard kernel does under a PVM host's /dev/kvm); ``timeout`` bounds launch ->
 COMMAND's exit.  Either kills QEMU and raises :class:`VMTimeout` (exit 124).
@@ -54,8 +61,11 @@ class VMSpec:
     env: list[str] = field(default_factory=list)
     cwd: str = "/"
     hostname: str = "minirun-vm"
-    machine: str = "pc"
+    machine: str = qemu_args.MACHINES[0]  # microvm; "pc" for a standard PC (PCI, ACPI, HPET)
     modules: tuple[str, ...] = ()  # kernel modules the guest loads at boot (with their dependencies)
+    network: str = "none"  # none: no NIC; bridge: virtio-net on a tap on minirun0 (like a container's)
+    publish: list[tuple[int, int]] = field(default_factory=list)  # (host port on 127.0.0.1, guest port)
+    shares: list[tuple[str, str, bool]] = field(default_factory=list)  # (host dir, guest dir, read-only)
     debug: bool = False
     qemu: str | None = None  # binary override (tests simulate "QEMU not installed" with it)
     id: str = ""
@@ -69,6 +79,7 @@ class VMResult(Result):  # a Record, like Result
     qemu_version: str = ""
     qemu_peak_rss: int = 0  # bytes (VmHWM)
     machine: str = ""
+    network: dict | None = None
 
 
 def _memory_mib(spec: VMSpec) -> int:
@@ -91,11 +102,29 @@ def _config(spec: VMSpec, modules: list[str]) -> list[tuple[str, str]]:
     pairs += [("env", f"{k}={v}") for k, v in env.items()]
     pairs += [("arg", a) for a in spec.args]
     pairs += [("mod", m) for m in modules]
+    pairs += [("vol", f"{share_tag(i)} {int(ro)} {guest_dir}") for i, (_host, guest_dir, ro) in enumerate(spec.shares)]
     if spec.share_root:
         pairs += [("root9p", "root"), ("rw", "1" if spec.share_rw else "0")]
     if spec.machine == "microvm":
         pairs += [("off", "reboot")]
     return pairs
+
+
+def share_tag(index: int) -> str:
+    return f"vol{index}"
+
+
+def check_shares(shares: list[tuple[str, str, bool]]) -> None:
+    targets = set()
+    for host_dir, guest_dir, _ro in shares:
+        if not os.path.isdir(host_dir):
+            raise SpecError(f"-v {host_dir}:{guest_dir}: {host_dir} is not a directory (a VM shares directories)")
+        if not guest_dir.startswith("/") or os.path.normpath(guest_dir) == "/":
+            raise SpecError(f"-v {host_dir}:{guest_dir}: the guest directory must be absolute and not / "
+                            "(--share-root shares a whole root)")
+        if os.path.normpath(guest_dir) in targets:
+            raise SpecError(f"-v {host_dir}:{guest_dir}: {guest_dir} is already a share's target")
+        targets.add(os.path.normpath(guest_dir))
 
 
 @dataclass
@@ -107,9 +136,15 @@ class Plan:
     accel: probe.Accel
     kernel: kernels.Kernel
     base_images: list[str]  # cached cpio archives the per-run overlay is appended to
-    overlay: bytes
+    init_image: bytes  # the guest init binary
+    config: list[tuple[str, str]]  # its /.minirun/config (run() adds the network's address)
     args: list[str]  # QEMU args except the initrd path and the chardevs (Machine adds those)
     cmdline: str
+    boot_image: str = ""  # what -kernel gets: the bzImage, or on microvm its vmlinux entered through PVH
+
+    @property
+    def overlay(self) -> bytes:
+        return initramfs.overlay(self.init_image, self.config)
 
 
 def prepare(spec: VMSpec, say: Callable[[str], None] = lambda m: None) -> Plan:
@@ -124,17 +159,26 @@ def prepare(spec: VMSpec, say: Callable[[str], None] = lambda m: None) -> Plan:
             raise SpecError(f"--share-root {spec.share_root}: no such directory")
     elif not spec.rootfs or not os.path.isdir(spec.rootfs):
         raise SpecError(f"rootfs {spec.rootfs} does not exist or is not a directory")
+    if spec.network not in ("none", "bridge"):
+        raise SpecError(f"invalid --network value {spec.network!r} for a VM: use none or bridge")
+    if spec.publish and spec.network != "bridge":
+        raise SpecError("publishing ports (-p) needs --network bridge")
+    check_shares(spec.shares)
     binary = probe.find_qemu(spec.qemu)
     accel = probe.choose_accel(spec.accel)
     say(f"{accel.describe()}")
-    flavour = kernels.SHARE_ROOT_FLAVOUR if spec.share_root else kernels.DEFAULT_FLAVOUR
+    ninep = bool(spec.share_root or spec.shares)
+    flavour = kernels.SHARE_ROOT_FLAVOUR if ninep else kernels.DEFAULT_FLAVOUR  # the cloud kernel has no 9p
     kernel = kernels.get(spec.kernel, flavour)
     init = guest.init_binary()
     # Modules come from the booted kernel's own package, loaded by the guest init in dependency order;
     # the init then turns module autoloading off, so the guest never reaches into a tree it did not bring.
     names = tuple(spec.modules)
-    if spec.share_root:
-        names = (guest.NINEP_MODULES_MICROVM if spec.machine == "microvm" else guest.NINEP_MODULES) + names
+    microvm = spec.machine == "microvm"
+    if spec.network == "bridge":
+        names = (guest.NET_MODULES_MICROVM if microvm else guest.NET_MODULES) + names
+    if ninep:
+        names = (guest.NINEP_MODULES_MICROVM if microvm else guest.NINEP_MODULES) + names
     modules: list[str] = []
     module_files = []
     for path in guest.module_order(kernel, names) if names else []:
@@ -145,7 +189,9 @@ def prepare(spec: VMSpec, say: Callable[[str], None] = lambda m: None) -> Plan:
     if module_files:
         bases.append(initramfs.files_image(module_files))
     with open(init, "rb") as f:
-        overlay = initramfs.overlay(f.read(), _config(spec, modules))
+        init_image = f.read()
+    config = _config(spec, modules)
+    overlay = initramfs.overlay(init_image, config)
     # Refuse what cannot fit instead of letting the guest reset silently while decompressing the kernel.
     initrd_mib = -(-(sum(map(os.path.getsize, bases)) + len(overlay)) // (1 << 20))
     kernel_mib = -(-kernels.image_init_size(kernel.image) // (1 << 20))
@@ -159,8 +205,15 @@ def prepare(spec: VMSpec, say: Callable[[str], None] = lambda m: None) -> Plan:
     qemu_args.resources(args, spec.cpus, memory_mib)
     if spec.share_root:
         qemu_args.share_9p(args, os.path.abspath(spec.share_root), readonly=not spec.share_rw, machine=spec.machine)
-    cmdline = qemu_args.kernel_cmdline(spec.debug, spec.machine)
-    return Plan(binary, "", accel, kernel, bases, overlay, args, cmdline)
+    for i, (host_dir, _guest_dir, ro) in enumerate(spec.shares):
+        qemu_args.share_9p(args, os.path.abspath(host_dir), share_tag(i), readonly=ro, machine=spec.machine)
+    # Under TCG the guest's TSC is the host's (QEMU returns the host's rdtsc): its frequency is known here.
+    tsc_khz = probe.host_tsc_khz(cache_dir=kernels.cache_root()) if (
+        spec.machine == "microvm" and accel.name == "tcg") else None
+    cmdline = qemu_args.kernel_cmdline(spec.debug, spec.machine, tsc_khz)
+    # microvm: the uncompressed vmlinux, entered through PVH, skips the decompressor (kernel.pvh_image)
+    boot_image = (kernels.pvh_image(kernel) if spec.machine == "microvm" else None) or kernel.image
+    return Plan(binary, "", accel, kernel, bases, init_image, config, args, cmdline, boot_image)
 
 
 def _stdout_sink() -> Callable[[bytes], None]:
@@ -181,7 +234,7 @@ def _stdout_sink() -> Callable[[bytes], None]:
 
 
 async def _boot(spec: VMSpec, plan: Plan, machine: Machine, started: float,
-                say: Callable[[str], None]) -> VMResult:
+                say: Callable[[str], None], net=None) -> VMResult:
     try:
         await machine.attach()
         plan.qemu_version = machine.monitor.qemu_version()
@@ -253,6 +306,7 @@ async def _boot(spec: VMSpec, plan: Plan, machine: Machine, started: float,
         qemu_version=plan.qemu_version,
         qemu_peak_rss=machine.peak_rss,
         machine=spec.machine,
+        network=net.to_dict() if net else None,
     )
 
 
@@ -272,16 +326,58 @@ def run(spec: VMSpec, stdout: Callable[[bytes], None] | None = None,
         logging.getLogger("qemu.qmp").propagate = True
         logging.getLogger("qemu.qmp").setLevel(logging.INFO)
     plan = prepare(spec, say)
-    return run_plan(spec, plan, stdout or _stdout_sink(), started, say)
+    from .. import state
+
+    vm_id = spec.id or f"vm-{os.getpid()}"
+    if spec.network == "bridge":
+        state.gc()  # the addresses of VMs and containers whose minirun was killed go back to the book
+    # Held while the VM runs: the name is taken, and gc can tell this VM's address from a dead one's.
+    with state.claim(vm_id, {"kind": "vm", "args": spec.args}, root=state.VM_STATE_ROOT) as claim:
+        proxy = net = None
+        tap_fd = -1
+        try:
+            if spec.publish:  # bound before anything starts: a busy port fails the run early
+                from ..portproxy import PortProxy
+
+                proxy = PortProxy(spec.publish)
+            if spec.network == "bridge":
+                from .. import network
+
+                net = network.reserve(network.vm_key(vm_id))
+                tap_fd = network.open_tap(net)
+                plan.config += [("ip", f"{net.address}/{net.prefixlen}"), ("gw", net.gateway)]
+                qemu_args.nic_tap(plan.args, tap_fd, _mac(net.address), spec.machine)
+                if proxy:
+                    proxy.start(net.address)  # connects to the guest per client, once one comes
+            handed, tap_fd = [tap_fd] if net else [], -1
+            return run_plan(spec, plan, stdout or _stdout_sink(), started, say, net, handed, temp_parent=claim.path)
+        finally:
+            if tap_fd >= 0:  # failed before QEMU could take it
+                os.close(tap_fd)
+            if proxy:
+                proxy.close()
+            if net:  # QEMU is gone, and with it the tap: the address goes back
+                network.detach_by_id(network.vm_key(vm_id))
+
+
+def _mac(address: str) -> str:
+    """A locally administered MAC derived from the address (QEMU's 52:54:00 prefix), stable per address."""
+    return "52:54:00:" + ":".join(f"{int(b):02x}" for b in address.split(".")[1:])
 
 
 def run_plan(spec: VMSpec, plan: Plan, sink: Callable[[bytes], None], started: float,
-             say: Callable[[str], None]) -> VMResult:
-    machine = Machine(plan.qemu, [], name=spec.id or f"vm-{os.getpid()}", console=sink)
+             say: Callable[[str], None], net=None, handed_fds: list[int] = (), temp_parent: str | None = None
+             ) -> VMResult:
+    """Boot ``plan``.  ``handed_fds`` (the tap) are inherited by QEMU and closed here once it has them,
+    so that QEMU holds the only copy and whatever ends QEMU also removes the tap.  ``temp_parent``: where
+    QEMU's log and the per-run initrd go; run() puts them in the VM's state directory, which gc removes
+    if minirun is killed."""
+    machine = Machine(plan.qemu, [], name=spec.id or f"vm-{os.getpid()}", console=sink, pass_fds=handed_fds,
+                      temp_parent=temp_parent)
     try:
         initrd = os.path.join(machine.make_temp_dir(), "initrd.cpio")
         initramfs.compose(plan.base_images, plan.overlay, initrd)
-        machine.args = qemu_args.boot(list(plan.args), plan.kernel.image, initrd, plan.cmdline)
+        machine.args = qemu_args.boot(list(plan.args), plan.boot_image or plan.kernel.image, initrd, plan.cmdline)
         if spec.debug:
             say("qemu command: " + " ".join(machine.args))
         # QEMU starts first; asyncio and qemu.qmp are imported while the guest kernel boots (its output waits
@@ -291,6 +387,9 @@ def run_plan(spec: VMSpec, plan: Plan, sink: Callable[[bytes], None], started: f
     except BaseException:
         machine.kill_and_clean()
         raise
+    finally:
+        for fd in handed_fds:
+            os.close(fd)
     received: list[int] = []
 
     async def main() -> VMResult:
@@ -310,7 +409,7 @@ def run_plan(spec: VMSpec, plan: Plan, sink: Callable[[bytes], None], started: f
             except (RuntimeError, ValueError):  # not the main thread: the caller owns signals
                 pass
         try:
-            return await _boot(spec, plan, machine, started, say)
+            return await _boot(spec, plan, machine, started, say, net)
         finally:
             for signum, previous in installed:
                 loop.remove_signal_handler(signum)

@@ -3,8 +3,9 @@
 Every test here is marked ``vm``; deselect the lane with ``-m "not vm"``.  The
 guest kernels come from the cache (``make kernel`` / ``python3 -m minirun.vm.kernel
 fetch``) and are fetched here if missing.  ``leak_check`` gives each test a private
-TMPDIR and a unique VM name, and fails the test if a QEMU process with that name
-or anything in that TMPDIR survives the run.
+TMPDIR and a unique VM name, and fails the test if a QEMU process with that name,
+anything in that TMPDIR, a tap (a new ``mr*`` interface), the VM's address in the
+bridge's book or its state directory survives the run.
 """
 
 from __future__ import annotations
@@ -69,14 +70,48 @@ def qemu_processes(name: str) -> list[int]:
     return found
 
 
+def vm_network_leftovers(name: str) -> list[str]:
+    """What a VM on the bridge could leave: its tap, its address, its state directory."""
+    from minirun import network, state
+
+    found = []
+    tap = network.host_ifname(network.vm_key(name))
+    if os.path.exists(f"/sys/class/net/{tap}"):
+        found.append(f"tap {tap}")
+    if network.vm_key(name) in network.stale_ids():
+        found.append(f"address of {network.vm_key(name)}")
+    if os.path.exists(os.path.join(state.VM_STATE_ROOT, name)):
+        found.append(f"state {state.VM_STATE_ROOT}/{name}")
+    return found
+
+
+def taps() -> set[str]:
+    return {n for n in os.listdir("/sys/class/net") if n.startswith("mr")}
+
+
 @pytest.fixture
 def leak_check(vm_env, request):
-    """Yields a unique VM name; afterwards no QEMU with it and nothing in TMPDIR may remain."""
+    """Yields a unique VM name; afterwards no QEMU with it, nothing in TMPDIR, no new tap, no address and no
+    state of it may remain."""
     name = f"t-{os.getpid()}-{request.node.name[:20]}".replace("[", "-").replace("]", "")
     name = "".join(c if c.isalnum() or c in "-_." else "-" for c in name)
+    taps_before = taps()
     yield name
     deadline = time.monotonic() + 5
-    while qemu_processes(name) and time.monotonic() < deadline:
+    while (qemu_processes(name) or vm_network_leftovers(name)) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert qemu_processes(name) == [], f"QEMU {name} survived"
     assert os.listdir(vm_env["TMPDIR"]) == [], "temp files left behind"
+    assert vm_network_leftovers(name) == [], "left behind"
+    assert taps() - taps_before == set(), "new links left behind"
+
+
+@pytest.fixture
+def vm_watch():
+    """The leak checks' own lookups, for tests that look mid-run: qemu_processes(name), leftovers(name)."""
+
+    class Watch:
+        qemu_processes = staticmethod(qemu_processes)
+        leftovers = staticmethod(vm_network_leftovers)
+
+    return Watch
