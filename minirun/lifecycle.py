@@ -163,9 +163,8 @@ def stop(name: str, timeout: float = 10) -> str:
     """SIGTERM (the init forwards it to COMMAND), then SIGKILL after ``timeout`` seconds."""
     container_id = resolve(name)
     st = status(container_id)
-    if st["status"] != state.RUNNING:
-        return container_id
-    _signal_init(st, signal.SIGTERM)
+    if st["status"] != state.RUNNING or not _signal_init(st, signal.SIGTERM):
+        return container_id  # its init is gone already: its owner records the exit
     if not wait_exited(container_id, timeout):
         _signal_init(st, signal.SIGKILL)  # PID 1 dies, and the kernel kills the namespace
         wait_exited(container_id, 10)

@@ -308,12 +308,12 @@ def gc(root: str = STATE_ROOT) -> list[str]:
             st = os.lstat(path)
         except FileNotFoundError:
             continue
-        if not S_ISDIR(st.st_mode):
-            continue  # minirun makes only directories here
-        if name.startswith(_NEW_PREFIX):
-            if now - st.st_mtime >= _NEW_GRACE_S and not is_live(name, root):
+        if name.startswith(_NEW_PREFIX):  # a claim that never got its name (a link is removed, not followed)
+            if now - st.st_mtime >= _NEW_GRACE_S and (not S_ISDIR(st.st_mode) or not is_live(name, root)):
                 _rmtree(path)
             continue
+        if not S_ISDIR(st.st_mode):
+            continue  # minirun makes only directories here
         fd = _try_lock(os.path.join(path, "lock"))
         if fd is None:
             continue  # live
