@@ -29,7 +29,7 @@ import os
 import time
 from stat import S_ISDIR
 
-from .errors import HostError, SpecError
+from .errors import HostError, MiniRunError, SpecError
 
 # Rootless (a non-root user with --userns): state lives in the user's runtime directory,
 # else in a private directory of /tmp that minirun makes (and checks: _check_root).
@@ -288,14 +288,17 @@ def list_ids(root: str = STATE_ROOT) -> list[str]:
         return []
 
 
-def gc(root: str = STATE_ROOT) -> list[str]:
+def gc(root: str = STATE_ROOT, failed: list[str] | None = None) -> list[str]:
     """Clean up after dead minirun processes; return the ids cleaned.
 
     A foreground container whose minirun died is removed; a detached one whose
-    supervisor died is marked exited (its state and log stay until `rm`).
+    supervisor died is marked exited (its state and log stay until `rm`). What
+    cannot be removed yet (a cgroup something still holds) is skipped, named in
+    ``failed``, and tried again next time: a leftover never stops a run.
     """
     from . import cgroups
 
+    failed = [] if failed is None else failed
     cleaned = []
     try:
         entries = os.listdir(root) if _check_root(root) else []
@@ -326,10 +329,12 @@ def gc(root: str = STATE_ROOT) -> list[str]:
                 remove(name, root)
                 cleaned.append(name)
             elif state.get("status") != EXITED:
-                cgroups.remove(name)
                 state.update(status=EXITED, exit_code=137, finished=now, error="its minirun supervisor died")
                 write(path, state)
                 cleaned.append(name)
+                cgroups.remove(name)
+        except (MiniRunError, OSError) as err:
+            failed.append(f"{name}: {err}")
         finally:
             if fd >= 0:
                 os.close(fd)
@@ -340,12 +345,18 @@ def gc(root: str = STATE_ROOT) -> list[str]:
 
         for container_id in network.stale_ids():
             if not is_live(container_id, root):
-                network.detach_by_id(container_id)
-                cleaned.append(container_id)
+                try:
+                    network.detach_by_id(container_id)
+                    cleaned.append(container_id)
+                except Exception as err:  # noqa: BLE001 (pyroute2's errors are not OSErrors)
+                    failed.append(f"{container_id}: {err}")
     # A cgroup without a state directory is stale (state is created first, removed last).
     # Rootless runs have no cgroups, and must not touch root's.
     for container_id in cgroups.stale_ids() if os.geteuid() == 0 else ():
         if container_id not in cleaned and not os.path.isdir(os.path.join(root, container_id)):
-            cgroups.remove(container_id)
-            cleaned.append(container_id)
+            try:
+                cgroups.remove(container_id)
+                cleaned.append(container_id)
+            except (MiniRunError, OSError) as err:
+                failed.append(f"{container_id}: {err}")
     return cleaned
