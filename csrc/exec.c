@@ -3,16 +3,23 @@
  *
  *   caller (Python)             A (clone3 into the v2 cgroup)      B (CLONE_PARENT: the caller's child)
  *   ---------------             -----------------------------      ---------------------------------
+ *   pidfd of the init, checked  not dumpable (it holds host fds)
+ *   against its start time
  *   clone3 ------------------>  join v1 cgroups (write 0 to tasks)
- *                               setns: cgroup ipc uts net pid mnt
+ *                               setns(pidfd, user? cgroup ipc uts
+ *                                     net pid mnt) in one call
  *                               clone(CLONE_PARENT) ------------->  in the container's PID namespace
  *                               send B's pid on pid_pipe, exit      (setns(pid) only applies to children)
- *   read B's pid, reap A                                            become COMMAND (as the init does)
+ *   read B's pid, reap A                                            mr_become_command, as for `run`:
+ *                                                                   close every fd but stdio, stay
+ *                                                                   non-dumpable until execve ...
  *   read exec_pipe: EOF = exec'd                                    exec failure -> exec_pipe
  *   wait for B
  *
- * setns into a mount namespace sets the root and working directory to that
- * namespace's root, which pivot_root made the container's root.
+ * setns through a pidfd (Linux 5.8) joins the namespaces of that very process,
+ * all at once: a pid recycled since the caller checked it cannot be joined by
+ * mistake, as a /proc/PID/ns path could. Joining a mount namespace sets the root
+ * and working directory to its root, which pivot_root made the container's root.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -21,6 +28,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -36,13 +44,17 @@ struct mr_clone_args_exec {
     uint64_t stack, stack_size, tls, set_tid, set_tid_size, cgroup;
 };
 
-static void __attribute__((noreturn)) joiner(const struct mr_spawn_req *req, const int *ns_fds, int n_ns,
-                                             int pid_pipe, int exec_pipe)
+static void __attribute__((noreturn)) joiner(const struct mr_spawn_req *req, int pidfd, int ns_flags, int pid_pipe,
+                                             int exec_pipe)
 {
     struct mr_exec_failure f;
     pid_t b;
 
     memset(&f, 0, sizeof(f));
+    /* From here on this process (and B, which inherits it) holds the caller's
+     * fds inside the container: nobody in there may ptrace it or open its
+     * /proc/PID/{fd,exe,mem}. execve resets it for COMMAND. */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     for (int i = 0; i < req->n_tasks_fds; i++) {
         if (write(req->tasks_fds[i], "0", 1) != 1) {
             f.err = errno;
@@ -50,12 +62,10 @@ static void __attribute__((noreturn)) joiner(const struct mr_spawn_req *req, con
             goto fail;
         }
     }
-    for (int i = 0; i < n_ns; i++) {
-        if (setns(ns_fds[i], 0) < 0) {
-            f.err = errno;
-            mr_step(f.step, errno, "setns(namespace %d)", i);
-            goto fail;
-        }
+    if (setns(pidfd, ns_flags) < 0) {
+        f.err = errno;
+        mr_step(f.step, errno, "setns(the container's namespaces 0x%x)", ns_flags);
+        goto fail;
     }
     b = (pid_t)syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0);
     if (b == 0) {
@@ -74,7 +84,7 @@ fail:
     _exit(125);
 }
 
-int mr_exec(const struct mr_spawn_req *req, const int *ns_fds, int n_ns, int *exec_err, char *step)
+int mr_exec(const struct mr_spawn_req *req, int pidfd, int ns_flags, int *exec_err, char *step)
 {
     struct mr_clone_args_exec args;
     struct mr_exec_failure f;
@@ -105,7 +115,7 @@ int mr_exec(const struct mr_spawn_req *req, const int *ns_fds, int n_ns, int *ex
     if (a == 0) {
         close(pid_pipe[0]);
         close(exec_pipe[0]);
-        joiner(req, ns_fds, n_ns, pid_pipe[1], exec_pipe[1]);
+        joiner(req, pidfd, ns_flags, pid_pipe[1], exec_pipe[1]);
     }
     int clone_errno = errno;
     sigprocmask(SIG_SETMASK, &old, NULL);

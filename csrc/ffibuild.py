@@ -112,7 +112,7 @@ ffibuilder.cdef(
     int mr_unshare(int flags, char *step);
     int mr_setns(int fd, int nstype, char *step);
     int mr_sethostname(const char *name, char *step);
-    int mr_exec(const struct mr_spawn_req *req, const int *ns_fds, int n_ns, int *exec_err, char *step);
+    int mr_exec(const struct mr_spawn_req *req, int pidfd, int ns_flags, int *exec_err, char *step);
     """
 )
 

@@ -27,6 +27,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -255,11 +256,23 @@ static void exec_command(const struct mr_spawn_req *req, int pipe_fd)
     exec_failed(pipe_fd, saw_eacces ? EACCES : ENOENT, step);
 }
 
+/* The one way to become COMMAND, for `run` (forked by the init) and `exec`
+ * (exec.c): already in the container's cgroups and namespaces; in runc's order:
+ * nothing of minirun's but stdio, not dumpable until execve, working directory,
+ * capabilities, user, no_new_privs, seccomp, execve. */
 void mr_become_command(const struct mr_spawn_req *req, int pipe_fd)
 {
     char step[MR_STEP_MAX];
     sigset_t none;
     int err;
+
+    /* Until execve (which resets it), this process holds host memory and maybe
+     * host fds, and /proc/PID/exe is minirun's interpreter on the host: no
+     * process of the container may ptrace it or open those (CVE-2019-5736). */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    /* Only stdio and the CLOEXEC failure pipe: whatever the caller had open
+     * stays outside (CVE-2024-21626). */
+    mr_close_fds(3, pipe_fd);
 
     /* Undo what the Python parent had: its handlers and, above all, its ignored
      * SIGPIPE, which exec would otherwise pass on to COMMAND. */

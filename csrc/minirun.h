@@ -105,11 +105,11 @@ int mr_unshare(int flags, char *step);
 int mr_setns(int fd, int nstype, char *step);
 int mr_sethostname(const char *name, char *step);
 
-/* Join a running container: the namespaces in ns_fds (opened from its init's
- * /proc/PID/ns), its cgroups (req->cgroup_fd, req->tasks_fds), then exec
- * req->argv as req->uid in req->cwd. Returns COMMAND's pid (a child of the
+/* Join a running container: its cgroups (req->cgroup_fd, req->tasks_fds), then
+ * the namespaces ns_flags (CLONE_NEW*) of the process pidfd (its init), then
+ * exec req->argv as req->uid in req->cwd. Returns COMMAND's pid (a child of the
  * caller), or -errno with the step; an exec failure comes back in *exec_err. */
-int mr_exec(const struct mr_spawn_req *req, const int *ns_fds, int n_ns, int *exec_err, char *step);
+int mr_exec(const struct mr_spawn_req *req, int pidfd, int ns_flags, int *exec_err, char *step);
 
 /* security.c, called by init.c: 0 or -errno with the step */
 int mr_security_before_setuid(const struct mr_spawn_req *req, char *step);
@@ -123,6 +123,7 @@ struct mr_exec_failure {
     char step[MR_STEP_MAX];
 };
 void mr_become_command(const struct mr_spawn_req *req, int pipe_fd) __attribute__((noreturn));
+void mr_close_fds(int from, int keep); /* close every fd >= from but keep (-1: none) */
 int mr_step(char *step, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void mr_container_init(const struct mr_spawn_req *req, int report_fd) __attribute__((noreturn));
 

@@ -173,10 +173,7 @@ static void child_main(const struct mr_spawn_req *req, int report_fd, int go_fd)
             child_failed(report_fd, errno, "dup3(report socket)");
         report_fd = 3;
     }
-    if (syscall(SYS_close_range, 4U, ~0U, 0U) < 0) {
-        for (int fd = 4; fd < 1024; fd++)
-            close(fd);
-    }
+    mr_close_fds(4, -1);
     mr_container_init(req, report_fd);
 }
 

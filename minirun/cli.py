@@ -207,8 +207,11 @@ def gc():
     """Remove cgroups and state left behind by a minirun that was killed."""
     from . import state
 
-    for container_id in state.gc():
+    failed: list[str] = []
+    for container_id in state.gc(failed=failed):
         click.echo(f"removed {container_id}")
+    for what in failed:
+        click.echo(f"minirun: warning: could not remove {what} (kept for the next gc)", err=True)
 
 
 @cli.group()

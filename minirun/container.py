@@ -60,7 +60,10 @@ def prepare(spec: ContainerSpec) -> tuple[ContainerSpec, tuple[str, ...]]:
         _check_rootless(spec)
     if not spec.process.args:
         raise SpecError("no command given")
-    spec.id = check_id(spec.id) if spec.id else new_id()
+    if spec.id:
+        spec.id = check_id(spec.id)
+    else:
+        spec.id, spec.generated_id = new_id(), True
     spec.hostname = check_hostname(spec.hostname) if spec.hostname else spec.id
     rootfs = os.path.abspath(spec.rootfs)
     if not os.path.exists(rootfs):
@@ -103,15 +106,19 @@ def run(spec: ContainerSpec, *, stdio=(None, None, None), detached: bool = False
     ``detached``: keep the state directory (status, exit code, log) after the exit, until `rm`.
     ``on_started(id, pid)``: called once COMMAND is running.
     Raises a MiniRunError subclass for bad input or a failed setup, with nothing left behind.
+    A cleanup step that fails after COMMAND ran does not lose its result: what it left is
+    named in ``Result.leftovers`` (and the state of a detached run) for `gc` to remove.
     """
     t0 = time.perf_counter()
     namespaces = available_namespaces(spec.namespaces) if prepared else prepare(spec)[1]
     state.gc()
-    info = {"rootfs": spec.rootfs, "args": spec.process.args, "hostname": spec.hostname}
+    info = {"rootfs": spec.rootfs, "args": spec.process.args, "hostname": spec.hostname,
+            "generated_id": spec.generated_id}
     with state.claim(spec.id, info, keep=detached) as claim:
         cgroup = cgroups.create_manager(spec.id, spec.limits) if os.geteuid() == 0 else cgroups.NoCgroup()
         cgroup.create()
         net = proxy = None
+        leftovers: list[str] = []
         try:
             if spec.publish:  # bound before anything starts: a busy port fails the run early
                 from .portproxy import PortProxy
@@ -123,15 +130,33 @@ def run(spec: ContainerSpec, *, stdio=(None, None, None), detached: bool = False
                 net = network.reserve(spec.id)
             result = _run_in(cgroup, spec, namespaces, stdio, t0, claim, on_started, net, proxy)
         finally:
-            if proxy:
-                proxy.close()
-            if net:
-                network.detach_by_id(spec.id)
-            cgroup.destroy()
+            leftovers = _release(spec.id, cgroup, net, proxy)
+        result.leftovers = leftovers
         if detached:
             claim.update(status=state.EXITED, exit_code=result.exit_code, signal=result.signal,
-                         oom_killed=result.oom_killed, finished=time.time())
+                         oom_killed=result.oom_killed, finished=time.time(), leftovers=leftovers)
         return result
+
+
+def _release(container_id: str, cgroup, net, proxy) -> list[str]:
+    """Undo what run() made around the container, every step even if one fails: a
+    failure here must not hide COMMAND's result (or the error that got us here). What
+    is left is returned, named; `minirun gc` removes it once nothing holds it."""
+    steps = []
+    if proxy:
+        steps.append(("port proxy", proxy.close))
+    if net:
+        from . import network
+
+        steps.append((f"network address {net.address}", lambda: network.detach_by_id(container_id)))
+    steps.append(("cgroup", cgroup.destroy))
+    left = []
+    for what, step in steps:
+        try:
+            step()
+        except Exception as err:  # noqa: BLE001 (pyroute2's errors are not OSErrors)
+            left.append(f"{what} ({err})")
+    return left
 
 
 def _root_and_plans(spec: ContainerSpec, state_dir: str):

@@ -77,6 +77,9 @@ def execute_run(*, rootfs, command, name=None, hostname=None, env=(), workdir="/
         print(run_detached(spec, auto_remove=rm), flush=True)
         return 0
     result = container.run(spec)
+    if result.leftovers:
+        print(f"minirun: warning: container {result.id} left behind: {'; '.join(result.leftovers)} "
+              "(`minirun gc` removes it once nothing holds it)", file=sys.stderr)
     if result.oom_killed:
         limit = f" (limit {limits.memory / (1 << 20):g} MiB)" if limits.memory else ""
         who = f"container {result.id} was" if result.exit_code == 137 else f"a process of container {result.id} was"

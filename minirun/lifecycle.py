@@ -22,16 +22,30 @@ class NoSuchContainer(SpecError):
 
 
 def resolve(name: str) -> str:
-    """A container id from its id or a unique prefix of it, as docker accepts."""
+    """The container called ``name``, as docker finds it: a name (or a whole id) matches
+    only itself; an id that minirun generated may be abbreviated to a prefix that no
+    other generated id shares. A name is never matched by a prefix: `rm -f web`
+    must not remove `webserver`."""
+    from .spec import valid_id
+
+    if not valid_id(name):
+        raise NoSuchContainer(f"no such container: {name!r}")
     ids = state.list_ids()
     if name in ids:
         return name
-    matches = [i for i in ids if i.startswith(name)]
+    matches = [i for i in ids if i.startswith(name) and _generated_id(i)]
     if len(matches) == 1:
         return matches[0]
     if not matches:
         raise NoSuchContainer(f"no such container: {name}")
-    raise SpecError(f"{name!r} matches several containers: {', '.join(matches)}")
+    raise SpecError(f"{name!r} is a prefix of several container ids ({', '.join(matches)}): give more of it")
+
+
+def _generated_id(container_id: str) -> bool:
+    try:
+        return state.read(container_id).get("generated_id") is True
+    except (OSError, ValueError):
+        return False
 
 
 def status(container_id: str) -> dict:
@@ -84,7 +98,8 @@ def _supervise(spec, ready_fd: int, auto_remove: bool) -> None:
         def open_log(state_dir: str) -> int:
             nonlocal log_fd
             if log_fd < 0:
-                log_fd = os.open(os.path.join(state_dir, "log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+                log_fd = os.open(os.path.join(state_dir, "log"),
+                                 os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
             return log_fd
 
         container.run(spec, stdio=(devnull, open_log, open_log), detached=True, on_started=started, prepared=True)
@@ -113,15 +128,18 @@ def list_containers(all_: bool = False) -> list[dict]:
 
 
 def _signal_init(st: dict, sig: int) -> bool:
-    """Signal the container's init, making sure the pid still names it."""
-    pid = st.get("pid")
-    if not pid or state.start_time(pid) != st.get("pid_start"):
+    """Signal the container's init through a pidfd checked against its start time
+    (state.open_pidfd): a pid that now names another process is never signalled."""
+    pidfd = state.open_pidfd(st)
+    if pidfd is None:
         return False
     try:
-        os.kill(pid, sig)
+        signal.pidfd_send_signal(pidfd, sig)
         return True
     except ProcessLookupError:
         return False
+    finally:
+        os.close(pidfd)
 
 
 def kill(name: str, sig: int = signal.SIGKILL) -> str:
@@ -145,9 +163,8 @@ def stop(name: str, timeout: float = 10) -> str:
     """SIGTERM (the init forwards it to COMMAND), then SIGKILL after ``timeout`` seconds."""
     container_id = resolve(name)
     st = status(container_id)
-    if st["status"] != state.RUNNING:
-        return container_id
-    _signal_init(st, signal.SIGTERM)
+    if st["status"] != state.RUNNING or not _signal_init(st, signal.SIGTERM):
+        return container_id  # its init is gone already: its owner records the exit
     if not wait_exited(container_id, timeout):
         _signal_init(st, signal.SIGKILL)  # PID 1 dies, and the kernel kills the namespace
         wait_exited(container_id, 10)
@@ -189,30 +206,36 @@ def follow(path: str, container_id: str, out) -> None:
             time.sleep(0.1)
 
 
-# The order in which exec joins the namespaces: user first (it grants the rights to
-# join the others), mnt last, since it changes what /proc/<pid>/... paths resolve
-# to; pid only affects the process exec forks.
-_EXEC_NAMESPACES = ("user", "cgroup", "ipc", "uts", "net", "pid", "mnt")
+# The namespaces exec joins, in one setns() through the init's pidfd (the kernel
+# orders them: user first, which grants the rights to join the others).
+_EXEC_NAMESPACES = {"user": "user", "cgroup": "cgroup", "ipc": "ipc", "uts": "uts", "network": "net", "pid": "pid",
+                    "mount": "mnt"}
 
 
-def _open_namespaces(pid: int, fds: list[int]) -> list[int]:
-    """fds of the init's namespaces to join, in order; each also appended to ``fds``."""
+def _namespaces_of(pid: int, pidfd: int) -> list[str]:
+    """The init's namespaces to join: those this kernel has, minus a user namespace
+    that is already ours (setns into it fails). Read through /proc/PID, so checked
+    against the pidfd afterwards: the init must still be alive for the pid to be its."""
     joined = []
-    for ns in _EXEC_NAMESPACES:
-        path = f"/proc/{pid}/ns/{ns}"
-        if not os.path.exists(path):
+    for ns, name in _EXEC_NAMESPACES.items():
+        try:
+            ino = os.stat(f"/proc/{pid}/ns/{name}").st_ino
+        except FileNotFoundError:
             continue
-        # setns() into the user namespace we are already in fails (EINVAL): skip it
-        if ns == "user" and os.stat(path).st_ino == os.stat("/proc/self/ns/user").st_ino:
+        if ns == "user" and ino == os.stat("/proc/self/ns/user").st_ino:
             continue
-        fds.append(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
-        joined.append(fds[-1])
+        joined.append(ns)
+    signal.pidfd_send_signal(pidfd, 0)  # ProcessLookupError: it died meanwhile
     return joined
 
 
 def exec_in(name: str, args: list[str], env: list[str] = (), cwd: str | None = None, uid: int = 0,
             gid: int = 0) -> int:
-    """Run ``args`` inside a running container, in all its namespaces and cgroups; return its exit code."""
+    """Run ``args`` inside a running container, in all its namespaces and cgroups; return its exit code.
+
+    The new process becomes COMMAND the way `run`'s does (csrc/init.c, mr_become_command):
+    it keeps none of the caller's open files but stdio, and stays non-dumpable until execve.
+    """
     from . import syscalls
     from .cgroups import fs
     from .container import forward_signals
@@ -221,15 +244,18 @@ def exec_in(name: str, args: list[str], env: list[str] = (), cwd: str | None = N
 
     container_id = resolve(name)
     st = status(container_id)
-    pid = st.get("pid")
-    if st["status"] != state.RUNNING or state.start_time(pid) != st.get("pid_start"):
+    pidfd = state.open_pidfd(st) if st["status"] == state.RUNNING else None
+    if pidfd is None:
         raise SpecError(f"container {container_id} is not running")
     merged = dict(e.partition("=")[::2] for e in st.get("env", []))
     merged.update(e.partition("=")[::2] for e in env)
     envp = [f"{k}={v}" for k, v in merged.items()]
-    fds: list[int] = []
+    fds: list[int] = [pidfd]
     try:
-        ns_fds = _open_namespaces(pid, fds)
+        try:
+            namespaces = _namespaces_of(st["pid"], pidfd)
+        except ProcessLookupError:
+            raise SpecError(f"container {container_id} is not running") from None
         paths = st.get("cgroups", {})
         unified = paths.get("unified")
         cgroup_fd = None
@@ -239,8 +265,9 @@ def exec_in(name: str, args: list[str], env: list[str] = (), cwd: str | None = N
         tasks = [fs.open_write(os.path.join(d, "tasks")) for d in sorted(set(paths.values())) if d != unified]
         fds += tasks
         try:
-            child = syscalls.exec_into(ns_fds=ns_fds, cgroup_fd=cgroup_fd, tasks_fds=tasks, argv=args, envp=envp,
-                                       path=merged.get("PATH", ""), cwd=cwd or st.get("cwd", "/"), uid=uid, gid=gid,
+            child = syscalls.exec_into(pidfd=pidfd, namespaces=namespaces, cgroup_fd=cgroup_fd, tasks_fds=tasks,
+                                       argv=args, envp=envp, path=merged.get("PATH", ""),
+                                       cwd=cwd or st.get("cwd", "/"), uid=uid, gid=gid,
                                        security=from_state_record(st.get("security"), uid))  # same restrictions
         except syscalls.ExecFailed as err:
             if err.errno == 2:

@@ -20,3 +20,4 @@ class Result(Record):
     oom_killed: bool = False
     timings: dict[str, float] = Factory(dict)
     stats: dict[str, int] = Factory(dict)
+    leftovers: list[str] = Factory(list)  # what cleanup could not remove (left to `minirun gc`)

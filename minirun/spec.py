@@ -51,7 +51,7 @@ CPU_PERIOD_US = 100_000
 # without --memory or --name should not pay for compiling them at import.
 _SIZE_RE = r"^\s*(\d+(?:\.\d+)?)\s*([bkmgt]?)(?:i?b)?\s*$"
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-_ID_RE = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$"
+_ID_RE = r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}"  # matched whole (fullmatch: "$" would let "web\n" through)
 # Docker's floor (it refuses "Minimum memory limit allowed is 6MB"): below it not even a shell starts.
 MIN_MEMORY = 6 << 20
 HOSTNAME_MAX = 64  # bytes: the kernel's __NEW_UTS_LEN
@@ -213,8 +213,12 @@ def parse_publish(text: str) -> tuple[int, int]:
     return pair
 
 
+def valid_id(name: str) -> bool:
+    return isinstance(name, str) and re.fullmatch(_ID_RE, name) is not None
+
+
 def check_id(name: str) -> str:
-    if not re.match(_ID_RE, name):
+    if not valid_id(name):
         raise SpecError(f"invalid container name {name!r}: use letters, digits, '_', '.', '-' (at most 64)")
     return name
 
@@ -280,6 +284,7 @@ class ContainerSpec(Record):
     rootfs: str
     process: Process
     id: str = ""
+    generated_id: bool = False  # minirun made the id up: only such ids may be abbreviated (docker's rule)
     hostname: str = ""
     namespaces: tuple[str, ...] = DEFAULT_NAMESPACES
     limits: Limits = Factory(Limits)

@@ -14,6 +14,12 @@ place, so a concurrent gc never sees an unlocked directory of a live run, and
 two runs can never claim the same name. A directory whose lock can be taken
 belongs to nobody: a foreground container's is stale and removed by ``gc()``
 (with its cgroups); a detached container's stays, as "exited", until `rm`.
+
+Rootless state without $XDG_RUNTIME_DIR lives in /tmp, where another user could
+have made the directory first: the root (and its /tmp parent) is checked by
+lstat before every use and refused unless it is a real directory of ours that
+nobody else can write. Files are created with O_NOFOLLOW under unique names,
+and trees are removed through directory fds, never following a link.
 """
 
 from __future__ import annotations
@@ -23,12 +29,15 @@ import fcntl
 import json
 import os
 import time
+from stat import S_ISDIR
 
-from .errors import SpecError
+from .errors import HostError, MiniRunError, SpecError
 
-# Rootless (a non-root user with --userns): state lives in the user's runtime directory.
+# Rootless (a non-root user with --userns): state lives in the user's runtime directory,
+# else in a private directory of /tmp that minirun makes (and checks: _check_root).
+_TMP_PARENT = f"/tmp/minirun-{os.geteuid()}"
 STATE_ROOT = "/run/minirun" if os.geteuid() == 0 else os.path.join(
-    os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/minirun-{os.geteuid()}", "minirun")
+    os.environ.get("XDG_RUNTIME_DIR") or _TMP_PARENT, "minirun")
 # Address allocations of bridge networking (minirun.network); a variable so that a
 # guest sharing the host's root read-only (the VM test lane) can keep its own.
 VM_STATE_ROOT = STATE_ROOT + "-vm"
@@ -39,11 +48,33 @@ _NEW_GRACE_S = 60  # a ".new-" dir younger than this may belong to a run being s
 CREATING, RUNNING, EXITED = "creating", "running", "exited"
 
 
+def _check_root(root: str, create: bool = False) -> bool:
+    """Check the state root before using it: False if it does not exist (and ``create``
+    is off); HostError if it is not ours. A root in /tmp is checked with its parent,
+    which must be private: another user may have made either one first."""
+    dirs = [os.path.dirname(root), root] if os.path.dirname(root) == _TMP_PARENT else [root]
+    for path in dirs:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            if not create:
+                return False
+            os.mkdir(path, 0o700)
+            st = os.lstat(path)
+        others = 0o077 if path == _TMP_PARENT else 0o022  # /tmp/minirun-UID: ours alone
+        if not S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & others:
+            what = "a directory" if S_ISDIR(st.st_mode) else "not a directory"
+            raise HostError(f"refusing the state directory {path}: {what} of uid {st.st_uid}, mode "
+                            f"{st.st_mode & 0o7777:o}, not one minirun made for uid {os.geteuid()} "
+                            f"(remove it, or set XDG_RUNTIME_DIR)")
+    return True
+
+
 def _try_lock(path: str) -> int | None:
     """Lock ``path`` if nobody holds it: the fd (-1 if there is no such file), or None when held."""
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-    except FileNotFoundError:
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
         return -1
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -63,16 +94,31 @@ def is_live(container_id: str, root: str = STATE_ROOT) -> bool:
 
 
 def read(container_id: str, root: str = STATE_ROOT) -> dict:
-    with open(os.path.join(root, container_id, "state.json")) as f:
+    _check_root(root)
+    with open(os.open(os.path.join(root, container_id, "state.json"), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)) as f:
         return json.load(f)
 
 
 def write(state_dir: str, state: dict) -> None:
-    """Replace state.json atomically: readers see the old or the new file, never half."""
-    tmp = os.path.join(state_dir, "state.json.tmp")
-    with open(tmp, "w") as f:
-        json.dump(state, f)
-    os.rename(tmp, os.path.join(state_dir, "state.json"))
+    """Replace state.json atomically: readers see the old or the new file, never half.
+    The temporary file has a name of its own (two writers never share it) and is
+    created, never opened through a link."""
+    tmp = os.path.join(state_dir, f".state.json.{os.urandom(6).hex()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        with open(fd, "w") as f:
+            json.dump(state, f)
+        os.rename(tmp, os.path.join(state_dir, "state.json"))
+    except BaseException:
+        _unlink(tmp)
+        raise
+
+
+def _unlink(path: str, dir_fd: int | None = None) -> None:
+    try:
+        os.unlink(path, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
 
 
 class Claim:
@@ -86,10 +132,11 @@ class Claim:
         self._lock_fd = -1
 
     def __enter__(self) -> Claim:
-        os.makedirs(self.root, mode=0o700, exist_ok=True)
+        _check_root(self.root, create=True)
         tmp = os.path.join(self.root, _NEW_PREFIX + os.urandom(6).hex())
         os.mkdir(tmp, 0o700)
-        self._lock_fd = os.open(os.path.join(tmp, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self._lock_fd = os.open(os.path.join(tmp, "lock"),
+                                os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         try:
             write(tmp, self.state)
@@ -137,25 +184,65 @@ def _rename_into_place(tmp: str, final: str, container_id: str, root: str) -> No
 
 
 def _rmtree(path: str) -> None:
-    """Remove a directory tree (a state directory, an overlay's upper and work), without shutil,
-    which costs more to import than a container takes to start. Directories are
-    made writable first: overlayfs leaves a mode-000 work/work, which only root
-    could enter otherwise (a rootless container's state is its user's)."""
+    """Remove a directory tree (a state directory, an overlay's upper and work) through
+    directory fds, as shutil.rmtree does on Linux (whose import costs more than a
+    container takes to start): a symbolic link is removed, never followed, even one
+    swapped in for a directory while we walk. Directories are made writable first:
+    overlayfs leaves a mode-000 work/work, which only root could enter otherwise (a
+    rootless container's state is its user's)."""
+    parent, name = os.path.split(path)
     try:
-        os.chmod(path, 0o700)
-        entries = list(os.scandir(path))
+        parent_fd = os.open(parent or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except FileNotFoundError:
         return
-    for entry in entries:
-        if entry.is_dir(follow_symlinks=False):
-            _rmtree(entry.path)
-        else:
-            try:
-                os.unlink(entry.path)
-            except FileNotFoundError:
-                pass
     try:
-        os.rmdir(path)
+        _remove_entry(parent_fd, name)
+    finally:
+        os.close(parent_fd)
+
+
+def _open_subdir(dir_fd: int, name: str) -> int:
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        return os.open(name, flags, dir_fd=dir_fd)
+    except PermissionError:
+        pass
+    # Mode 000: chmod it through an O_PATH fd of this very directory (no name lookup).
+    path_fd = os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        os.chmod(f"/proc/self/fd/{path_fd}", 0o700)
+    finally:
+        os.close(path_fd)
+    return os.open(name, flags, dir_fd=dir_fd)
+
+
+def _remove_entry(dir_fd: int, name: str) -> None:
+    """Remove ``name`` from the directory ``dir_fd``: a directory with all it holds,
+    anything else (a link included) by unlink."""
+    try:
+        fd = _open_subdir(dir_fd, name)
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        if err.errno not in (errno.ENOTDIR, errno.ELOOP):
+            raise
+        _unlink(name, dir_fd)  # a file or a link: the link itself goes, its target stays
+        return
+    try:
+        with os.scandir(fd) as it:
+            entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
+        for entry, is_dir in entries:
+            if is_dir:
+                _remove_entry(fd, entry)
+            else:
+                try:
+                    _unlink(entry, fd)
+                except IsADirectoryError:  # replaced by a directory meanwhile
+                    _remove_entry(fd, entry)
+    finally:
+        os.close(fd)
+    try:
+        os.rmdir(name, dir_fd=dir_fd)
     except FileNotFoundError:
         pass
 
@@ -165,6 +252,24 @@ def remove(container_id: str, root: str = STATE_ROOT) -> None:
 
     cgroups.remove(container_id)
     _rmtree(os.path.join(root, container_id))
+
+
+def open_pidfd(st: dict) -> int | None:
+    """A pidfd of the container's init, or None if it is gone. The pid is checked
+    against the recorded start time after the pidfd is taken, so the pidfd names
+    the very process that was recorded, never one that got its pid since: signals
+    (pidfd_send_signal) and setns through it reach the container or nothing."""
+    pid = st.get("pid")
+    if not pid or not st.get("pid_start"):
+        return None
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return None
+    if start_time(pid) != st["pid_start"]:
+        os.close(fd)
+        return None
+    return fd
 
 
 def start_time(pid: int) -> int | None:
@@ -178,6 +283,8 @@ def start_time(pid: int) -> int | None:
 
 
 def list_ids(root: str = STATE_ROOT) -> list[str]:
+    if not _check_root(root):
+        return []
     try:
         return sorted(n for n in os.listdir(root) if not n.startswith("."))
     except FileNotFoundError:
@@ -198,30 +305,35 @@ def gc_vms(vm_root: str = VM_STATE_ROOT) -> list[str]:
     return gone
 
 
-def gc(root: str = STATE_ROOT) -> list[str]:
+def gc(root: str = STATE_ROOT, failed: list[str] | None = None) -> list[str]:
     """Clean up after dead minirun processes; return the ids cleaned.
 
     A foreground container whose minirun died is removed; a detached one whose
-    supervisor died is marked exited (its state and log stay until `rm`).
+    supervisor died is marked exited (its state and log stay until `rm`). What
+    cannot be removed yet (a cgroup something still holds) is skipped, named in
+    ``failed``, and tried again next time: a leftover never stops a run.
     """
     from . import cgroups
 
+    failed = [] if failed is None else failed
     cleaned = []
     try:
-        entries = os.listdir(root)
+        entries = os.listdir(root) if _check_root(root) else []
     except FileNotFoundError:
         entries = []
     now = time.time()
     for name in entries:
         path = os.path.join(root, name)
-        if name.startswith(_NEW_PREFIX):
-            try:
-                young = now - os.stat(path).st_mtime < _NEW_GRACE_S
-            except FileNotFoundError:
-                continue
-            if not young and not is_live(name, root):
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        if name.startswith(_NEW_PREFIX):  # a claim that never got its name (a link is removed, not followed)
+            if now - st.st_mtime >= _NEW_GRACE_S and (not S_ISDIR(st.st_mode) or not is_live(name, root)):
                 _rmtree(path)
             continue
+        if not S_ISDIR(st.st_mode):
+            continue  # minirun makes only directories here
         fd = _try_lock(os.path.join(path, "lock"))
         if fd is None:
             continue  # live
@@ -234,10 +346,12 @@ def gc(root: str = STATE_ROOT) -> list[str]:
                 remove(name, root)
                 cleaned.append(name)
             elif state.get("status") != EXITED:
-                cgroups.remove(name)
                 state.update(status=EXITED, exit_code=137, finished=now, error="its minirun supervisor died")
                 write(path, state)
                 cleaned.append(name)
+                cgroups.remove(name)
+        except (MiniRunError, OSError) as err:
+            failed.append(f"{name}: {err}")
         finally:
             if fd >= 0:
                 os.close(fd)
@@ -251,12 +365,18 @@ def gc(root: str = STATE_ROOT) -> list[str]:
         for key in network.stale_ids():
             vm = key.startswith(network.VM_PREFIX)
             if not (is_live(key[len(network.VM_PREFIX):], vm_root) if vm else is_live(key, root)):
-                network.detach_by_id(key)
-                cleaned.append(key)
+                try:
+                    network.detach_by_id(key)
+                    cleaned.append(key)
+                except Exception as err:  # noqa: BLE001 (pyroute2's errors are not OSErrors)
+                    failed.append(f"{key}: {err}")
     # A cgroup without a state directory is stale (state is created first, removed last).
     # Rootless runs have no cgroups, and must not touch root's.
     for container_id in cgroups.stale_ids() if os.geteuid() == 0 else ():
         if container_id not in cleaned and not os.path.isdir(os.path.join(root, container_id)):
-            cgroups.remove(container_id)
-            cleaned.append(container_id)
+            try:
+                cgroups.remove(container_id)
+                cleaned.append(container_id)
+            except (MiniRunError, OSError) as err:
+                failed.append(f"{container_id}: {err}")
     return cleaned

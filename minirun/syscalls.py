@@ -238,18 +238,21 @@ class ExecFailed(NativeError):
     """COMMAND could not be exec'd in the container (errno ENOENT, EACCES, ...)."""
 
 
-def exec_into(*, ns_fds: Sequence[int], cgroup_fd: int | None, tasks_fds: Sequence[int], argv: Sequence[str],
-              envp: Sequence[str], path: str, cwd: str, uid: int = 0, gid: int = 0,
+def exec_into(*, pidfd: int, namespaces: Sequence[str], cgroup_fd: int | None, tasks_fds: Sequence[int],
+              argv: Sequence[str], envp: Sequence[str], path: str, cwd: str, uid: int = 0, gid: int = 0,
               stdio: Sequence[int | None] = (None, None, None), security: dict | None = None) -> int:
-    """Start ``argv`` inside a running container (see csrc/exec.c); return its pid, a child of ours."""
+    """Start ``argv`` inside a running container (see csrc/exec.c): join the ``namespaces`` of the
+    process ``pidfd`` (its init) in one setns; return the new process's pid, a child of ours."""
     keep: list = []
     req = _process_request(keep, cgroup_fd=cgroup_fd, tasks_fds=tasks_fds, argv=argv, envp=envp, path=path, cwd=cwd,
                            uid=uid, gid=gid, stdio=stdio)
     _set_security(req, security, keep)
-    fds = ffi.new("int[]", list(ns_fds) or [0])
+    flags = 0
+    for ns in namespaces:
+        flags |= NAMESPACE_FLAGS[ns]
     exec_err = ffi.new("int *")
     step = _step()
-    ret = lib.mr_exec(req, fds, len(ns_fds), exec_err, step)
+    ret = lib.mr_exec(req, pidfd, flags, exec_err, step)
     if ret < 0:
         text = ffi.string(step).decode(errors="replace")
         raise (ExecFailed if exec_err[0] and text.startswith("exec ") else NativeError)(-ret, text)

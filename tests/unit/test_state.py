@@ -1,0 +1,109 @@
+"""State on disk without containers: the tree remover, the root check, state files, names, pidfds."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from minirun import state
+from minirun.errors import HostError
+from minirun.spec import valid_id
+
+
+@pytest.mark.parametrize("name", ["web", "webserver", "a", "A-1_b.c", "0" * 64, "deadbeef0123"])
+def test_valid_names(name):
+    assert valid_id(name)
+
+
+@pytest.mark.parametrize("name", ["web\n", "\nweb", "", "-web", ".web", "_web", "web/x", "..", "a" * 65, "we b",
+                                  "wéb", None])
+def test_invalid_names(name):
+    assert not valid_id(name)
+
+
+def test_rmtree_removes_a_link_never_its_target(tmp_path):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious").write_text("x")
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "sub" / "to-victim").symlink_to(victim)
+    (tree / "file").write_text("y")
+    top_link = tmp_path / ".new-link"
+    top_link.symlink_to(victim)
+    state._rmtree(str(top_link))
+    state._rmtree(str(tree))
+    assert not os.path.lexists(top_link) and not tree.exists()
+    assert (victim / "precious").read_text() == "x"
+    # control: the same remover does remove a directory's contents
+    state._rmtree(str(victim))
+    assert not victim.exists()
+
+
+def test_rmtree_enters_a_mode_000_directory(tmp_path):
+    work = tmp_path / "state" / "work" / "work"
+    work.mkdir(parents=True)
+    (work / "f").write_text("z")
+    work.chmod(0)
+    state._rmtree(str(tmp_path / "state"))
+    assert not (tmp_path / "state").exists()
+
+
+def test_rmtree_of_nothing_is_fine(tmp_path):
+    state._rmtree(str(tmp_path / "missing"))
+    state._rmtree(str(tmp_path / "missing" / "deeper"))
+
+
+def test_write_uses_a_fresh_temporary_and_never_follows_a_link(tmp_path):
+    decoy = tmp_path / "decoy"
+    decoy.write_text("keep")
+    (tmp_path / "state.json.tmp").symlink_to(decoy)  # where the old writer put its temporary
+    state.write(str(tmp_path), {"a": 1})
+    assert (tmp_path / "state.json").read_text() == '{"a": 1}'
+    assert decoy.read_text() == "keep"
+    assert sorted(os.listdir(tmp_path)) == ["decoy", "state.json", "state.json.tmp"]
+    assert (tmp_path / "state.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_root_check(tmp_path, monkeypatch):
+    parent = tmp_path / "minirun-1000"
+    monkeypatch.setattr(state, "_TMP_PARENT", str(parent))
+    root = str(parent / "minirun")
+    assert state._check_root(root) is False  # missing: nothing to list
+    assert state._check_root(root, create=True) is True
+    assert (parent.stat().st_mode & 0o777, os.stat(root).st_mode & 0o777) == (0o700, 0o700)
+    parent.chmod(0o755)  # readable by others: not the private directory minirun made
+    with pytest.raises(HostError, match="refusing the state directory .*mode 755"):
+        state._check_root(root)
+    parent.chmod(0o700)
+    os.rmdir(root)
+    os.symlink(str(tmp_path), root)  # a link in place of the root
+    with pytest.raises(HostError, match="not a directory"):
+        state._check_root(root)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make a directory of another user")
+def test_root_check_refuses_another_users_directory(tmp_path, monkeypatch):
+    parent = tmp_path / "minirun-1000"
+    monkeypatch.setattr(state, "_TMP_PARENT", str(parent))
+    parent.mkdir(0o700)
+    os.chown(parent, 54321, 54321)
+    with pytest.raises(HostError, match="of uid 54321"):
+        state._check_root(str(parent / "minirun"))
+
+
+def test_open_pidfd_checks_the_start_time():
+    proc = subprocess.Popen(["sleep", "30"])
+    try:
+        start = state.start_time(proc.pid)
+        assert state.open_pidfd({"pid": proc.pid, "pid_start": start - 1}) is None
+        assert state.open_pidfd({"pid": proc.pid}) is None
+        fd = state.open_pidfd({"pid": proc.pid, "pid_start": start})
+        assert fd is not None
+        os.close(fd)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert state.open_pidfd({"pid": proc.pid, "pid_start": start}) is None  # gone (and reaped)
