@@ -112,6 +112,11 @@ ffibuilder.cdef(
     int mr_setns(int fd, int nstype, char *step);
     int mr_sethostname(const char *name, char *step);
     int mr_exec(const struct mr_spawn_req *req, const int *ns_fds, int n_ns, int *exec_err, char *step);
+
+    #define MR_IN_ROOT_MKDIR ...
+    #define MR_IN_ROOT_MKDIR_PARENTS ...
+    #define MR_IN_ROOT_NOFOLLOW ...
+    int mr_open_in_root(int root_fd, const char *path, int how, int *parent, char *leaf);
     """
 )
 
@@ -123,7 +128,8 @@ ffibuilder.set_source(
     #include <sys/mount.h>
     #include "minirun.h"
     """,
-    sources=[os.path.join("csrc", name) for name in ("syscalls.c", "spawn.c", "init.c", "exec.c", "security.c")],
+    sources=[os.path.join("csrc", name) for name in ("syscalls.c", "spawn.c", "init.c", "exec.c", "security.c",
+                                                          "rootpath.c")],
     include_dirs=[HERE],
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
 )
