@@ -176,7 +176,8 @@ static int walk(int root_fd, const char *path, int how, int *parent, char *leaf)
             close(fd);
             goto out;
         }
-        if (S_ISLNK(st.st_mode) && !(last && (how & MR_IN_ROOT_NOFOLLOW))) {
+        /* As the kernel: a trailing slash follows even a NOFOLLOW last link. */
+        if (S_ISLNK(st.st_mode) && !(last && *p != '/' && (how & MR_IN_ROOT_NOFOLLOW))) {
             /* Follow it ourselves: its text replaces the component, an absolute
              * one restarting at the root, never at the host's. */
             ssize_t n = readlinkat(fd, "", target, sizeof(target) - 1);
