@@ -39,6 +39,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -78,6 +79,10 @@ struct mr_mount_attr {
 #define MR_AT_RECURSIVE 0x8000
 #define MR_MOVE_MOUNT_F_EMPTY_PATH 0x04
 #define MR_MOVE_MOUNT_T_EMPTY_PATH 0x40
+
+#ifndef PROC_SUPER_MAGIC
+#define PROC_SUPER_MAGIC 0x9fa0
+#endif
 
 #define MAX_LINKS 40  /* as the kernel's ELOOP limit */
 #define MAX_DEPTH 128 /* directories deep */
@@ -501,6 +506,7 @@ static int create_and_open(int root_fd, const struct mr_op *op, char *step)
         nofollow = MR_IN_ROOT_NOFOLLOW;
     fd = mr_open_in_root(root_fd, t, nofollow | (as_dir ? MR_IN_ROOT_MKDIR : MR_IN_ROOT_MKDIR_PARENTS), &parent, leaf);
     if (fd >= 0) {
+        struct statfs sf;
         struct stat st;
 
         if (op->kind == MR_OP_MKNOD || op->kind == MR_OP_SYMLINK) {
@@ -511,6 +517,12 @@ static int create_and_open(int root_fd, const struct mr_op *op, char *step)
             close(fd);
             return mr_step(step, ELOOP, "mount %s on %s: a symlink in the rootfs (%s needs a real directory)",
                            op->fstype, t, op->fstype);
+        }
+        /* runc's rule too: nothing but proc itself lands in the container's
+         * proc (a planted `dev -> /proc` would cover it and its masks). */
+        if (op->kind == MR_OP_MOUNT && fstatfs(fd, &sf) == 0 && sf.f_type == PROC_SUPER_MAGIC) {
+            close(fd);
+            return mr_step(step, EPERM, "mount on %s: the path leads into /proc", t);
         }
         return fd;
     }

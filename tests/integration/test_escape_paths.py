@@ -153,6 +153,20 @@ def test_a_symlinked_dev_is_resolved_inside_the_root(hostile, env):
     assert os.listdir(host_dir) == [], "the tmpfs and the nodes went inside the root"
 
 
+def test_nothing_but_proc_is_mounted_into_proc(hostile, env):
+    """A planted `dev -> /proc` would cover the container's proc, masks and all (runc refuses it too)."""
+    copy, _ = hostile
+    plant(copy, "dev", "/proc")
+    out = minirun("run", str(copy), "/bin/true", env=env)
+    assert out.returncode == 125 and out.stderr == "minirun: mount on /dev: the path leads into /proc: " \
+        "Operation not permitted\n", out.stderr
+    # positive control: the same link to an ordinary directory of the root works
+    os.unlink(copy / "dev")
+    plant(copy, "dev", "/tmp")
+    out = minirun("run", str(copy), "/bin/sh", "-c", "test -c /tmp/null && echo NULL", env=env)
+    assert out.returncode == 0 and out.stdout == "NULL\n", out.stderr
+
+
 def test_workdir_through_a_planted_link_stays_inside(hostile, env):
     copy, host_dir = hostile
     plant(copy, "w", str(host_dir))

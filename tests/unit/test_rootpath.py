@@ -99,3 +99,21 @@ def test_loops_not_directories_and_nofollow(tree, mode):
     # NOFOLLOW: the link itself (the caller refuses to mount proc on it)
     assert resolve(fd, "/abs", IN_ROOT_NOFOLLOW).endswith("/root/abs")
     assert resolve(fd, "/abs/", IN_ROOT_NOFOLLOW).endswith("/root/etc")  # as the kernel: '/' follows
+
+
+def test_plans_carry_container_paths_and_ro_on_the_bind_itself():
+    """The C side resolves targets inside the root: the plan must not prefix the host's root."""
+    from minirun.mounts import MS_BIND, MS_RDONLY, MS_REC, overlay_op, user_mount_ops
+    from minirun.security import userns_plans
+    from minirun.spec import Mount
+
+    pre, post = user_mount_ops([Mount("/data/sub", "bind", "/srv/x", ["rbind", "ro"]),
+                                Mount("/w", "bind", "/srv/y", ["rbind", "rw"]),
+                                Mount("/t", "tmpfs", "tmpfs", ["nosuid"])])
+    assert [(op.target, op.flags) for op in pre] == [("/data/sub", MS_BIND | MS_REC | MS_RDONLY),
+                                                     ("/w", MS_BIND | MS_REC)]
+    assert [op.target for op in post] == ["/t"]
+    assert overlay_op("/l", "/u", "/w").target == "/"
+    from minirun.mounts import DEFAULT_PLAN
+    moved, _ = userns_plans((), DEFAULT_PLAN, overlay=False)
+    assert all(op.target.startswith(("/proc", "/sys", "/dev")) for op in moved)
