@@ -177,6 +177,22 @@ def test_workdir_through_a_planted_link_stays_inside(hostile, env):
     assert os.path.exists(f"{copy}{host_dir}/made/here")  # positive control: the write itself worked
 
 
+def test_exec_workdir_through_a_planted_link_stays_inside(hostile, env):
+    """`minirun exec -w` resolves in the running container's root too."""
+    copy, host_dir = hostile
+    plant(copy, "w", str(host_dir))
+    name = f"paths-exec-{os.getpid()}"
+    started = minirun("run", "-d", "--name", name, "--no-overlay", str(copy), "/bin/sleep", "60", env=env)
+    assert started.returncode == 0, started.stderr
+    try:
+        out = minirun("exec", "-w", "/w/made", name, "/bin/sh", "-c", "pwd -P; touch here", env=env)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == f"{host_dir}/made"
+        assert os.listdir(host_dir) == [] and os.path.exists(f"{copy}{host_dir}/made/here")
+    finally:
+        minirun("rm", "-f", name)
+
+
 @pytest.fixture
 def mounted(tmp_path):
     """Mount a tmpfs with the given options at a path; unmounted after the test."""
