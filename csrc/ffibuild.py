@@ -113,6 +113,11 @@ ffibuilder.cdef(
     int mr_setns(int fd, int nstype, char *step);
     int mr_sethostname(const char *name, char *step);
     int mr_exec(const struct mr_spawn_req *req, int pidfd, int ns_flags, int *exec_err, char *step);
+
+    #define MR_IN_ROOT_MKDIR ...
+    #define MR_IN_ROOT_MKDIR_PARENTS ...
+    #define MR_IN_ROOT_NOFOLLOW ...
+    int mr_open_in_root(int root_fd, const char *path, int how, int *parent, char *leaf);
     """
 )
 
@@ -124,7 +129,8 @@ ffibuilder.set_source(
     #include <sys/mount.h>
     #include "minirun.h"
     """,
-    sources=[os.path.join("csrc", name) for name in ("syscalls.c", "spawn.c", "init.c", "exec.c", "security.c")],
+    sources=[os.path.join("csrc", name) for name in ("syscalls.c", "spawn.c", "init.c", "exec.c", "security.c",
+                                                          "rootpath.c")],
     include_dirs=[HERE],
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
 )

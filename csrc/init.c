@@ -73,30 +73,7 @@ static void __attribute__((noreturn)) setup_failed(int fd, const char *step, int
         }                                                    \
     } while (0)
 
-static int mkdir_p(const char *path, mode_t mode)
-{
-    char buf[4096];
-    size_t len = strlen(path);
-
-    if (len >= sizeof(buf)) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    memcpy(buf, path, len + 1);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, mode) < 0 && errno != EEXIST)
-            return -1;
-        *p = '/';
-    }
-    if (mkdir(buf, mode) < 0 && errno != EEXIST)
-        return -1;
-    return 0;
-}
-
-static void apply_ops(int fd, const struct mr_op *ops, int n);
+static void apply_ops(int fd, const char *root, const struct mr_op *ops, int n);
 
 static void enter_rootfs(int fd, const struct mr_spawn_req *req)
 {
@@ -105,8 +82,9 @@ static void enter_rootfs(int fd, const struct mr_spawn_req *req)
 
     TRY(fd, mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), "make / private");
     /* The overlay root and the volumes need host paths, so they go in before the
-     * pivot; they live in this mount namespace only and vanish with it. */
-    apply_ops(fd, req->pre_ops, req->n_pre_ops);
+     * pivot; they live in this mount namespace only and vanish with it. Their
+     * targets are still resolved inside the rootfs (rootpath.c). */
+    apply_ops(fd, rootfs, req->pre_ops, req->n_pre_ops);
     TRY(fd, mount(rootfs, rootfs, NULL, MS_BIND | MS_REC, NULL), "bind mount(%s)", rootfs);
     TRY(fd, oldroot = open("/", O_DIRECTORY | O_RDONLY | O_CLOEXEC), "open(/)");
     TRY(fd, newroot = open(rootfs, O_DIRECTORY | O_RDONLY | O_CLOEXEC), "open(%s)", rootfs);
@@ -122,41 +100,24 @@ static void enter_rootfs(int fd, const struct mr_spawn_req *req)
     close(newroot);
 }
 
-static void apply_ops(int fd, const struct mr_op *ops, int n)
+/* Every operation goes through rootpath.c, resolved inside the root held by
+ * root_fd: the rootfs before pivot_root, "/" after. A mount on the root itself
+ * (the overlay) covers root_fd's directory: reopen the root by its path. */
+static void apply_ops(int fd, const char *root, const struct mr_op *ops, int n)
 {
+    char step[MR_STEP_MAX];
+    int root_fd, err;
+
+    TRY(fd, root_fd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC), "open(%s)", root);
     for (int i = 0; i < n; i++) {
-        const struct mr_op *op = &ops[i];
-
-        switch (op->kind) {
-        case MR_OP_MOUNT:
-            TRY(fd, mkdir_p(op->target, 0755), "mkdir(%s)", op->target);
-            TRY(fd, mount(op->source, op->target, op->fstype, op->flags, op->data), "mount %s(%s)",
-                op->fstype ? op->fstype : "bind", op->target);
-            break;
-        case MR_OP_MKNOD:
-            TRY(fd, mknod(op->target, op->mode, makedev(op->major, op->minor)), "mknod(%s)", op->target);
-            TRY(fd, chmod(op->target, op->mode & 07777), "chmod(%s)", op->target);
-            break;
-        case MR_OP_SYMLINK:
-            TRY(fd, symlink(op->source, op->target), "symlink(%s)", op->target);
-            break;
-        case MR_OP_MKDIR:
-            TRY(fd, mkdir_p(op->target, 0755), "mkdir(%s)", op->target);
-            TRY(fd, chmod(op->target, op->mode & 07777), "chmod(%s)", op->target);
-            break;
-        case MR_OP_MASK:
-        case MR_OP_READONLY: {
-            char step[MR_STEP_MAX];
-            int err = mr_path_op(op, step);
-
-            if (err < 0)
-                setup_failed(fd, step, -err);
-            break;
-        }
-        default:
-            setup_failed(fd, "unknown mount plan operation", EINVAL);
+        if ((err = mr_apply_op(root_fd, &ops[i], step)) < 0)
+            setup_failed(fd, step, -err);
+        if (!strcmp(ops[i].target, "/")) {
+            close(root_fd);
+            TRY(fd, root_fd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC), "open(%s)", root);
         }
     }
+    close(root_fd);
 }
 
 static int loopback_up(void)
@@ -264,7 +225,7 @@ void mr_become_command(const struct mr_spawn_req *req, int pipe_fd)
 {
     char step[MR_STEP_MAX];
     sigset_t none;
-    int err;
+    int err, root_fd, cwd_fd = -1;
 
     /* Until execve (which resets it), this process holds host memory and maybe
      * host fds, and /proc/PID/exe is minirun's interpreter on the host: no
@@ -281,10 +242,15 @@ void mr_become_command(const struct mr_spawn_req *req, int pipe_fd)
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
 
-    if (mkdir_p(req->cwd, 0755) < 0 || chdir(req->cwd) < 0) {
+    /* -w: created if missing, as docker does, and resolved inside the root
+     * (rootpath.c): a symlink in the image cannot send it outside. */
+    if ((root_fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0 ||
+        (cwd_fd = mr_open_in_root(root_fd, req->cwd, MR_IN_ROOT_MKDIR, NULL, NULL)) < 0 || fchdir(cwd_fd) < 0) {
         snprintf(step, sizeof(step), "chdir(%s)", req->cwd);
-        exec_failed(pipe_fd, errno, step);
+        exec_failed(pipe_fd, root_fd < 0 ? errno : cwd_fd < 0 ? -cwd_fd : errno, step);
     }
+    close(cwd_fd);
+    close(root_fd);
     /* security.c: bounding set and keep-caps now, the rest after setuid */
     if ((err = mr_security_before_setuid(req, step)) < 0)
         exec_failed(pipe_fd, -err, step);
@@ -349,9 +315,16 @@ void mr_container_init(const struct mr_spawn_req *req, int fd)
     if (req->unshare_cgroupns)
         TRY(fd, unshare(CLONE_NEWCGROUP), "unshare(cgroup namespace)");
     enter_rootfs(fd, req);
-    apply_ops(fd, req->ops, req->n_ops);
-    if (req->readonly_root)
-        TRY(fd, mount(NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL), "remount / read-only");
+    apply_ops(fd, "/", req->ops, req->n_ops);
+    if (req->readonly_root) {
+        char step[MR_STEP_MAX];
+        int root_fd, err;
+
+        TRY(fd, root_fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC), "open(/)");
+        if ((err = mr_readonly_root(root_fd, step)) < 0)
+            setup_failed(fd, step, -err);
+        close(root_fd);
+    }
     if (req->hostname)
         TRY(fd, sethostname(req->hostname, strlen(req->hostname)), "sethostname(%s)", req->hostname);
     if (req->clone_flags & CLONE_NEWNET)

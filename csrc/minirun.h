@@ -14,14 +14,20 @@
 #define MR_STEP_MAX 240
 
 /* One operation of the in-container filesystem plan, built as data by
- * minirun/mounts.py and executed by the child after pivot_root. */
+ * minirun/mounts.py and executed by the child (rootpath.c, mr_apply_op). Every
+ * target is a container path, resolved inside the root (before pivot_root the
+ * rootfs, after it "/"); missing directories are created there, never outside.
+ * Sources of binds are paths in the child's own view (host paths before the pivot). */
 enum mr_op_kind {
-    MR_OP_MOUNT = 1,   /* mkdir -p target, then mount(source, target, fstype, flags, data) */
+    MR_OP_MOUNT = 1,   /* mkdir -p target (a file for a file bind), then mount(source, target, fstype, flags,
+                        * data). MS_BIND: open_tree + move_mount; with MS_REC the ro/nosuid/nodev/noexec
+                        * in flags apply to every mount of the tree, whose own flags are kept */
     MR_OP_MKNOD = 2,   /* mknod(target, mode, makedev(major, minor)), then chmod(mode) */
     MR_OP_SYMLINK = 3, /* symlink(source, target) */
     MR_OP_MKDIR = 4,   /* mkdir -p target, then chmod(mode) */
-    MR_OP_MASK = 5,    /* security.c: /dev/null or an empty read-only tmpfs over target; skipped if missing */
-    MR_OP_READONLY = 6, /* security.c: bind target onto itself read-only; skipped if missing */
+    MR_OP_MASK = 5,    /* the container's /dev/null (checked: 1:3) or an empty read-only tmpfs over target;
+                        * skipped if missing */
+    MR_OP_READONLY = 6, /* bind target onto itself read-only, recursively; skipped if missing */
 };
 
 struct mr_op {
@@ -114,8 +120,18 @@ int mr_exec(const struct mr_spawn_req *req, int pidfd, int ns_flags, int *exec_e
 /* security.c, called by init.c: 0 or -errno with the step */
 int mr_security_before_setuid(const struct mr_spawn_req *req, char *step);
 int mr_security_before_exec(const struct mr_spawn_req *req, char *step);
-int mr_path_op(const struct mr_op *op, char *step);
 int mr_userns_become_root(void); /* -1 and errno */
+
+/* rootpath.c: paths inside a root, and the mounts on them. mr_open_in_root
+ * returns an O_PATH fd of PATH resolved as if root_fd were "/" (symlinks and
+ * ".." never leave it), or -errno. With MR_IN_ROOT_MKDIR_PARENTS and a missing
+ * last component it returns -ENOENT with *parent (an fd) and leaf set. */
+#define MR_IN_ROOT_MKDIR 1          /* create missing directories, the last one too */
+#define MR_IN_ROOT_MKDIR_PARENTS 2  /* create missing directories but the last component */
+#define MR_IN_ROOT_NOFOLLOW 4       /* a symlink as last component is returned, not followed */
+int mr_open_in_root(int root_fd, const char *path, int how, int *parent, char *leaf);
+int mr_apply_op(int root_fd, const struct mr_op *op, char *step);
+int mr_readonly_root(int root_fd, char *step);
 
 /* internal, shared between the .c files */
 struct mr_exec_failure {

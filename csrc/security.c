@@ -1,6 +1,6 @@
 /*
- * security.c - what COMMAND may do: capabilities, no_new_privs, seccomp; masked
- * and read-only paths.
+ * security.c - what COMMAND may do: capabilities, no_new_privs, seccomp. (The
+ * masked and read-only paths are mount plan operations: rootpath.c.)
  *
  * The policy is built as data by minirun/security.py and minirun/seccomp.py;
  * this file only applies it, in COMMAND's process (init.c, mr_become_command),
@@ -30,10 +30,7 @@
 #include <linux/seccomp.h>
 #include <stdint.h>
 #include <string.h>
-#include <sys/mount.h>
 #include <sys/prctl.h>
-#include <sys/stat.h>
-#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -109,54 +106,6 @@ int mr_security_before_exec(const struct mr_spawn_req *req, char *step)
         if (req->seccomp_filter)
             return load_seccomp(req, step);
     }
-    return 0;
-}
-
-/* statvfs flags -> the mount flags a bind remount must repeat (it may not
- * clear nosuid, nodev, noexec or the atime mode of the mount it changes). */
-static unsigned long kept_flags(const char *path)
-{
-    static const struct { unsigned long st, ms; } map[] = {
-        {ST_NOSUID, MS_NOSUID},     {ST_NODEV, MS_NODEV},         {ST_NOEXEC, MS_NOEXEC},
-        {ST_NOATIME, MS_NOATIME},   {ST_NODIRATIME, MS_NODIRATIME}, {ST_RELATIME, MS_RELATIME},
-    };
-    struct statvfs sv;
-    unsigned long flags = 0;
-
-    if (statvfs(path, &sv) < 0)
-        return 0;
-    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
-        if (sv.f_flag & map[i].st)
-            flags |= map[i].ms;
-    return flags;
-}
-
-/* MR_OP_MASK: hide a file behind /dev/null, a directory behind an empty
- * read-only tmpfs. MR_OP_READONLY: bind the path onto itself, remount it
- * read-only. Paths this kernel does not have are skipped. */
-int mr_path_op(const struct mr_op *op, char *step)
-{
-    const char *path = op->target;
-    struct stat st;
-
-    if (stat(path, &st) < 0) {
-        if (errno == ENOENT || errno == ENOTDIR)
-            return 0;
-        return mr_step(step, errno, "stat(%s)", path);
-    }
-    if (op->kind == MR_OP_MASK) {
-        if (S_ISDIR(st.st_mode)) {
-            if (mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=555") < 0)
-                return mr_step(step, errno, "mask %s (read-only tmpfs)", path);
-        } else if (mount("/dev/null", path, NULL, MS_BIND, NULL) < 0) {
-            return mr_step(step, errno, "mask %s (bind /dev/null)", path);
-        }
-        return 0;
-    }
-    if (mount(path, path, NULL, MS_BIND | MS_REC, NULL) < 0)
-        return mr_step(step, errno, "bind %s onto itself", path);
-    if (mount(path, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | kept_flags(path), NULL) < 0)
-        return mr_step(step, errno, "remount %s read-only", path);
     return 0;
 }
 

@@ -167,8 +167,8 @@ def _root_and_plans(spec: ContainerSpec, state_dir: str):
         upper, work, root = (os.path.join(state_dir, d) for d in ("upper", "work", "root"))
         for d in (upper, work, root):
             os.mkdir(d, 0o755)
-        pre = (overlay_op(spec.rootfs, upper, work, root),)
-    user_pre, user_post = user_mount_ops(spec.mounts, root)
+        pre = (overlay_op(spec.rootfs, upper, work),)
+    user_pre, user_post = user_mount_ops(spec.mounts)
     return root, pre + user_pre, DEFAULT_PLAN + user_post
 
 
@@ -182,7 +182,7 @@ def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float, claim, on
     sec = security.native_args(spec)  # caps, no_new_privs, seccomp; masked paths go last in the plan
     namespaces = security.with_userns(namespaces, spec)
     if "user" in namespaces:
-        pre_plan, plan = security.userns_plans(root, pre_plan, plan, spec.overlay)
+        pre_plan, plan = security.userns_plans(pre_plan, plan, spec.overlay)
     stdio = tuple(fd(claim.path) if callable(fd) else fd for fd in stdio)  # e.g. a log in the state dir
     # The child joins the v1 hierarchies itself and clone3 starts it in the v2 one:
     # no cgroup.procs write on the way (see csrc/spawn.c for why that matters).

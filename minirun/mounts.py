@@ -1,7 +1,9 @@
 """The filesystem a container sees inside its root, as a plan of operations.
 
-Built here as plain data and executed by the C child after pivot_root (see
-csrc/init.c), in order. It follows the OCI runtime-spec's defaults: a fresh
+Built here as plain data and executed by the C child, in order (csrc/init.c,
+csrc/rootpath.c). Every target is a path inside the container: the child
+resolves it inside the root, so a symlink or ``..`` in the rootfs can never
+send a mount, a mkdir or a device node outside it. It follows the OCI runtime-spec's defaults: a fresh
 /proc for the new PID namespace, /sys read-only, /dev as a small tmpfs holding
 only the default devices, devpts with its own ptmx, /dev/shm and /dev/mqueue.
 """
@@ -84,30 +86,31 @@ DEFAULT_PLAN = default_plan()
 _TMPFS_FLAGS = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC, "ro": MS_RDONLY}
 
 
-def overlay_op(lower: str, upper: str, work: str, merged: str) -> Op:
-    """The copy-on-write root: reads fall through to ``lower``, writes land in ``upper``."""
+def overlay_op(lower: str, upper: str, work: str) -> Op:
+    """The copy-on-write root, mounted on the root itself (target ``/``): reads fall
+    through to ``lower``, writes land in ``upper``."""
     for path in (lower, upper, work):
         if any(c in path for c in ",:\\"):
             raise ValueError(f"overlay paths cannot contain ',', ':' or '\\\\': {path}")
-    return Op(OP_MOUNT, merged, source="overlay", fstype="overlay",
+    return Op(OP_MOUNT, "/", source="overlay", fstype="overlay",
               data=f"lowerdir={lower},upperdir={upper},workdir={work}")
 
 
-def user_mount_ops(mounts, root: str) -> tuple[tuple[Op, ...], tuple[Op, ...]]:
+def user_mount_ops(mounts) -> tuple[tuple[Op, ...], tuple[Op, ...]]:
     """OCI-style mounts -> (before pivot_root, after pivot_root) operations.
 
-    Bind mounts need the host path, so they are made before the pivot at
-    ``root``+destination; tmpfs mounts are made inside the new root.
+    Bind mounts need the host path of their source, so they are made before the
+    pivot (their destination still resolved inside the root); tmpfs mounts are
+    made inside the new root.
     """
     pre: list[Op] = []
     post: list[Op] = []
     for m in mounts:
         if m.type == "bind":
-            target = root.rstrip("/") + m.destination
-            pre.append(Op(OP_MOUNT, target, source=m.source, fstype=None, flags=MS_BIND | MS_REC))
-            if "ro" in m.options:
-                # MS_RDONLY is ignored on a bind's first mount: it takes a remount.
-                pre.append(Op(OP_MOUNT, target, source=None, fstype=None, flags=MS_BIND | MS_REMOUNT | MS_RDONLY))
+            # ro applies to every mount under the source too, each keeping its own
+            # nosuid/nodev/noexec (mount_setattr in csrc/rootpath.c).
+            flags = MS_BIND | MS_REC | (MS_RDONLY if "ro" in m.options else 0)
+            pre.append(Op(OP_MOUNT, m.destination, source=m.source, fstype=None, flags=flags))
         elif m.type == "tmpfs":
             flags = 0
             data = ["mode=1777"] if not any(o.startswith("mode=") for o in m.options) else []

@@ -204,7 +204,7 @@ def with_userns(namespaces: tuple[str, ...], spec) -> tuple[str, ...]:
     return namespaces
 
 
-def userns_plans(root: str, pre: tuple, post: tuple, overlay: bool) -> tuple[tuple, tuple]:
+def userns_plans(pre: tuple, post: tuple, overlay: bool) -> tuple[tuple, tuple]:
     """The mount plans, reworked for a container in its own user namespace.
 
     There the kernel refuses two things the default plan does after pivot_root:
@@ -221,15 +221,13 @@ def userns_plans(root: str, pre: tuple, post: tuple, overlay: bool) -> tuple[tup
     if overlay and os.geteuid() == 0:  # rootless, the state directory is ours, i.e. the container root's
         raise SpecError("--userns does not work with the copy-on-write overlay root yet (the overlay's files belong "
                         "to the host's root, whom the namespace does not map): add --no-overlay")
-    root = root.rstrip("/")
     moved, rest = [], []
     for op in post:
         if op.kind == OP_MOUNT and op.target in ("/proc", "/sys", "/dev"):
-            moved.append(Op(OP_MOUNT, root + op.target, source=op.source, fstype=op.fstype, flags=op.flags,
-                            data=op.data))
+            moved.append(op)
         elif op.kind == OP_MKNOD and stat.S_ISCHR(op.mode):
-            moved.append(Op(OP_MKNOD, root + op.target, mode=stat.S_IFREG | 0o666))
-            moved.append(Op(OP_MOUNT, root + op.target, source=op.target, flags=MS_BIND))
+            moved.append(Op(OP_MKNOD, op.target, mode=stat.S_IFREG | 0o666))
+            moved.append(Op(OP_MOUNT, op.target, source=op.target, flags=MS_BIND))  # the host's node
         else:
             rest.append(op)
     return tuple(pre) + tuple(moved), tuple(rest)

@@ -74,6 +74,18 @@ def pivot_root(new_root: str, put_old: str) -> None:
     _check(lib.mr_pivot_root(os.fsencode(new_root), os.fsencode(put_old), step), step)
 
 
+IN_ROOT_MKDIR, IN_ROOT_NOFOLLOW = lib.MR_IN_ROOT_MKDIR, lib.MR_IN_ROOT_NOFOLLOW
+
+
+def open_in_root(root_fd: int, path: str, how: int = 0) -> int:
+    """An O_PATH fd of ``path`` resolved as if ``root_fd`` were ``/`` (csrc/rootpath.c,
+    the resolver every mount of the container goes through)."""
+    ret = lib.mr_open_in_root(root_fd, os.fsencode(path), how, ffi.NULL, ffi.NULL)
+    if ret < 0:
+        raise NativeError(-ret, f"resolve {path} in the root")
+    return ret
+
+
 def unshare(flags: int) -> None:
     step = _step()
     _check(lib.mr_unshare(flags, step), step)
