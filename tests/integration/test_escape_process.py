@@ -314,13 +314,15 @@ def test_a_failed_cleanup_keeps_the_exit_code_and_leaves_the_rest_to_gc(rootfs):
     """The container's pids cgroup is kept busy from outside (a mount on it, in a mount
     namespace of the test's own that minirun runs in): rmdir fails with EBUSY. While it
     is busy, gc skips it with a warning and other runs are not hindered; once the
-    namespace is gone, gc removes it."""
+    namespace is gone, gc removes it. The mount waits until the container is in the cgroup:
+    earlier, it would hide the files the setup still has to open."""
     name = "esc-cleanup"
     cgroup = f"/sys/fs/cgroup/pids/minirun/{name}"
     if not os.path.isdir("/sys/fs/cgroup/pids"):
         pytest.skip("no cgroup v1 pids hierarchy to keep busy")
     script = (f'"$0" -m minirun run --json --name {name} {rootfs} /bin/sh -c "sleep 1; exit 7" >result.json & '
-              f"until [ -d {cgroup} ]; do sleep 0.01; done; mount -t tmpfs busy {cgroup}; wait $!; echo run=$?; "
+              f"until grep -qs . {cgroup}/cgroup.procs; do sleep 0.01; done; mount -t tmpfs busy {cgroup}; wait $!; "
+              "echo run=$?; "
               f'"$0" -m minirun gc; echo gc=$?; "$0" -m minirun run --rm {rootfs} /bin/true; echo other=$?')
     with tempfile.TemporaryDirectory() as cwd:
         out = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, sys.executable],
