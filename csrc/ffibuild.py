@@ -20,6 +20,7 @@ ffibuilder.cdef(
     #define MR_OP_MKDIR ...
     #define MR_OP_MASK ...
     #define MR_OP_READONLY ...
+    #define MR_OP_NODEV ...
     #define MR_REPORT_SETUP_FAILED ...
     #define MR_REPORT_EXEC_OK ...
     #define MR_REPORT_EXEC_FAILED ...
@@ -112,6 +113,7 @@ ffibuilder.cdef(
     int mr_setns(int fd, int nstype, char *step);
     int mr_sethostname(const char *name, char *step);
     int mr_exec(const struct mr_spawn_req *req, const int *ns_fds, int n_ns, int *exec_err, char *step);
+    int mr_attach_device_filter(const void *insns, int n_insns, int cgroup_fd, char *step);
     """
 )
 
@@ -123,7 +125,7 @@ ffibuilder.set_source(
     #include <sys/mount.h>
     #include "minirun.h"
     """,
-    sources=[os.path.join("csrc", name) for name in ("syscalls.c", "spawn.c", "init.c", "exec.c", "security.c")],
+    sources=[os.path.join("csrc", name) for name in ("syscalls.c", "spawn.c", "init.c", "exec.c", "security.c", "devices.c")],
     include_dirs=[HERE],
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
 )

@@ -144,9 +144,10 @@ static void apply_ops(int fd, const struct mr_op *ops, int n)
             TRY(fd, chmod(op->target, op->mode & 07777), "chmod(%s)", op->target);
             break;
         case MR_OP_MASK:
-        case MR_OP_READONLY: {
+        case MR_OP_READONLY:
+        case MR_OP_NODEV: {
             char step[MR_STEP_MAX];
-            int err = mr_path_op(op, step);
+            int err = op->kind == MR_OP_NODEV ? mr_mount_nodev(op->target, step) : mr_path_op(op, step);
 
             if (err < 0)
                 setup_failed(fd, step, -err);
@@ -337,8 +338,13 @@ void mr_container_init(const struct mr_spawn_req *req, int fd)
         TRY(fd, unshare(CLONE_NEWCGROUP), "unshare(cgroup namespace)");
     enter_rootfs(fd, req);
     apply_ops(fd, req->ops, req->n_ops);
-    if (req->readonly_root)
-        TRY(fd, mount(NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL), "remount / read-only");
+    if (req->readonly_root) { /* keeping nodev, nosuid, noexec: a remount replaces them all */
+        char step[MR_STEP_MAX];
+        int err = mr_remount_adding("/", MS_RDONLY, step);
+
+        if (err < 0)
+            setup_failed(fd, step, -err);
+    }
     if (req->hostname)
         TRY(fd, sethostname(req->hostname, strlen(req->hostname)), "sethostname(%s)", req->hostname);
     if (req->clone_flags & CLONE_NEWNET)

@@ -22,6 +22,7 @@ enum mr_op_kind {
     MR_OP_MKDIR = 4,   /* mkdir -p target, then chmod(mode) */
     MR_OP_MASK = 5,    /* security.c: /dev/null or an empty read-only tmpfs over target; skipped if missing */
     MR_OP_READONLY = 6, /* security.c: bind target onto itself read-only; skipped if missing */
+    MR_OP_NODEV = 7,    /* devices.c: nodev on the mount at target and all under it, other flags kept */
 };
 
 struct mr_op {
@@ -103,6 +104,15 @@ int mr_pivot_root(const char *new_root, const char *put_old, char *step);
 int mr_unshare(int flags, char *step);
 int mr_setns(int fd, int nstype, char *step);
 int mr_sethostname(const char *name, char *step);
+
+/* devices.c: load the BPF_PROG_TYPE_CGROUP_DEVICE program `insns` (struct bpf_insn[],
+ * built by minirun/cgroups/devicefilter.py) and attach it to the cgroup v2 directory
+ * open on cgroup_fd (O_RDONLY: O_PATH is refused). 0 or -errno with the step. */
+int mr_attach_device_filter(const void *insns, int n_insns, int cgroup_fd, char *step);
+/* devices.c, called by init.c: nodev recursively on a mount (mount_setattr), and a bind
+ * remount that adds `add` to the flags the mount has. 0 or -errno with the step. */
+int mr_mount_nodev(const char *target, char *step);
+int mr_remount_adding(const char *target, unsigned long add, char *step);
 
 /* Join a running container: the namespaces in ns_fds (opened from its init's
  * /proc/PID/ns), its cgroups (req->cgroup_fd, req->tasks_fds), then exec

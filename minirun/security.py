@@ -209,7 +209,7 @@ def userns_plans(root: str, pre: tuple, post: tuple, overlay: bool) -> tuple[tup
     a new /proc or /sys unless one is already fully visible in the mount
     namespace (true only before the host's root is detached), and device nodes
     (mknod needs CAP_MKNOD in the host's namespace). So /proc, /sys and /dev go
-    in before the pivot, and each default device becomes an empty file with the
+    in before the pivot, and each device node (default or --device) becomes an empty file with the
     host's node bound onto it (as runc does).
     """
     import stat
@@ -225,9 +225,9 @@ def userns_plans(root: str, pre: tuple, post: tuple, overlay: bool) -> tuple[tup
         if op.kind == OP_MOUNT and op.target in ("/proc", "/sys", "/dev"):
             moved.append(Op(OP_MOUNT, root + op.target, source=op.source, fstype=op.fstype, flags=op.flags,
                             data=op.data))
-        elif op.kind == OP_MKNOD and stat.S_ISCHR(op.mode):
+        elif op.kind == OP_MKNOD and (stat.S_ISCHR(op.mode) or stat.S_ISBLK(op.mode)):
             moved.append(Op(OP_MKNOD, root + op.target, mode=stat.S_IFREG | 0o666))
-            moved.append(Op(OP_MOUNT, root + op.target, source=op.target, flags=MS_BIND))
+            moved.append(Op(OP_MOUNT, root + op.target, source=op.source or op.target, flags=MS_BIND))
         else:
             rest.append(op)
     return tuple(pre) + tuple(moved), tuple(rest)

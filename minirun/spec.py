@@ -18,6 +18,9 @@ field by field:
     Limits.memory                 <- linux.resources.memory.limit
     Limits.memory_swap            <- linux.resources.memory.swap  (memory + swap, docker's meaning)
     Limits.pids                   <- linux.resources.pids.limit
+    Limits.devices                <- linux.resources.devices[] (allow, type, major, minor, access;
+                                     minirun/devices.py: deny all but the OCI defaults)
+    ContainerSpec.devices         <- linux.devices[] (path, type, major, minor, fileMode): --device
     Process.capabilities          <- process.capabilities.{bounding,effective,permitted}; also
                                      .inheritable when uid is 0 (empty for other users); ambient empty
     Process.no_new_privileges     <- process.noNewPrivileges
@@ -38,6 +41,7 @@ import os
 import re
 from .record import Factory, Record
 
+from .devices import DEFAULT_RULES as DEFAULT_DEVICE_RULES, Device, DeviceRule
 from .errors import SpecError
 from .security import DEFAULT_CAPS, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS
 
@@ -206,6 +210,7 @@ class Limits(Record):
     memory: int | None = None  # bytes
     memory_swap: int | None = None  # memory + swap in bytes; None = same as memory (no swap); -1 = unlimited swap
     pids: int | None = None
+    devices: tuple[DeviceRule, ...] = DEFAULT_DEVICE_RULES  # the devices cgroup, in order
 
     @classmethod
     def from_cpus(cls, cpus: float | None, **kw) -> Limits:
@@ -267,5 +272,6 @@ class ContainerSpec(Record):
     seccomp: dict | str | None = "default"
     masked_paths: tuple[str, ...] = DEFAULT_MASKED_PATHS
     readonly_paths: tuple[str, ...] = DEFAULT_READONLY_PATHS
+    devices: list[Device] = Factory(list)  # nodes made in the container (--device); Limits.devices allows them
     uid_mappings: list[tuple[int, int, int]] = Factory(list)
     gid_mappings: list[tuple[int, int, int]] = Factory(list)
