@@ -11,7 +11,8 @@ one runc's devicefilter and crun's ebpf.c generate, for the same rules:
     r5 = ctx->minor
     for each rule, last first:          (the last rule that matches decides, as in v1)
         if type differs:      next      (omitted for type "a")
-        if r3 & ~access:      next      (omitted for rwm: asks must be a subset)
+        if r3 & ~access:      next      (omitted for rwm; an allow must cover all that is
+                                         asked, a deny matches if it covers any of it)
         if major differs:     next      (omitted for *)
         if minor differs:     next      (omitted for *)
         return allow
@@ -39,6 +40,7 @@ ALU_AND_K = 0x54  # dst &= imm (32-bit)
 ALU_RSH_K = 0x74  # dst >>= imm (32-bit)
 ALU_MOV_X = 0xBC  # dst = src (32-bit)
 ALU64_MOV_K = 0xB7  # dst = imm
+JEQ_K = 0x15  # if dst == imm: pc += off
 JNE_K = 0x55  # if dst != imm: pc += off
 JNE_X = 0x5D  # if dst != src: pc += off
 EXIT = 0x95
@@ -78,7 +80,9 @@ def _rule_block(rule) -> list[tuple]:
     checks = [(JNE_K, R2, 0, _TYPES[rule.type])]
     bits = access_bits(rule.access)
     if bits != ACC_MKNOD | ACC_READ | ACC_WRITE:
-        checks += [(ALU_MOV_X, R1, R3, 0), (ALU_AND_K, R1, 0, bits), (JNE_X, R1, R3, 0)]
+        checks += [(ALU_MOV_X, R1, R3, 0), (ALU_AND_K, R1, 0, bits)]
+        # An allow must cover all that is asked; a deny refuses as soon as it covers part of it.
+        checks.append((JNE_X, R1, R3, 0) if rule.allow else (JEQ_K, R1, 0, 0))
     if rule.major is not None:
         checks.append((JNE_K, R4, 0, rule.major))
     if rule.minor is not None:
@@ -102,7 +106,7 @@ def program(rules) -> bytes:
         block_len = len(checks) + 2  # + mov r0, exit
         for i, (code, dst, src, imm) in enumerate(checks):
             # A jump skips the rest of this block: offsets count from the next instruction.
-            off = block_len - (i + 1) if code in (JNE_K, JNE_X) else 0
+            off = block_len - (i + 1) if code in (JEQ_K, JNE_K, JNE_X) else 0
             out.append(insn(code, dst, src, off, imm))
         out += [insn(ALU64_MOV_K, R0, imm=1 if rule.allow else 0), insn(EXIT)]
     out += [insn(ALU64_MOV_K, R0, imm=1 if default_allow else 0), insn(EXIT)]
@@ -134,6 +138,8 @@ def evaluate(prog: bytes, dev_type: str, major: int, minor: int, access: str) ->
             regs[dst] = regs[src] & 0xFFFFFFFF
         elif code == ALU64_MOV_K:
             regs[dst] = imm
+        elif code == JEQ_K:
+            pc += off if regs[dst] == imm else 0
         elif code == JNE_K:
             pc += off if regs[dst] != imm else 0
         elif code == JNE_X:
