@@ -133,7 +133,12 @@ static void apply_ops(int fd, const struct mr_op *ops, int n)
                 op->fstype ? op->fstype : "bind", op->target);
             break;
         case MR_OP_MKNOD:
-            TRY(fd, mknod(op->target, op->mode, makedev(op->major, op->minor)), "mknod(%s)", op->target);
+            /* What the rootfs has at that path (--device /dev/x:/opt/x) is replaced, as
+             * with --no-overlay the node made by an earlier run is: a link is not followed. */
+            if (mknod(op->target, op->mode, makedev(op->major, op->minor)) < 0) {
+                TRY(fd, errno == EEXIST ? unlink(op->target) : -1, "mknod(%s)", op->target);
+                TRY(fd, mknod(op->target, op->mode, makedev(op->major, op->minor)), "mknod(%s)", op->target);
+            }
             TRY(fd, chmod(op->target, op->mode & 07777), "chmod(%s)", op->target);
             break;
         case MR_OP_SYMLINK:

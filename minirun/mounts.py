@@ -106,6 +106,7 @@ def nodev_root_ops(root: str, overlay: bool) -> tuple[Op, ...]:
 
 
 _TMPFS_FLAGS = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC, "ro": MS_RDONLY}
+_TMPFS_UNDO = {"suid": MS_NOSUID, "dev": MS_NODEV, "exec": MS_NOEXEC, "rw": MS_RDONLY}  # later wins, as docker's
 
 
 def overlay_op(lower: str, upper: str, work: str, merged: str) -> Op:
@@ -138,6 +139,8 @@ def user_mount_ops(mounts, root: str) -> tuple[tuple[Op, ...], tuple[Op, ...]]:
             for opt in m.options:
                 if opt in _TMPFS_FLAGS:
                     flags |= _TMPFS_FLAGS[opt]
+                elif opt in _TMPFS_UNDO:
+                    flags &= ~_TMPFS_UNDO[opt]
                 elif "=" in opt:
                     data.append(opt)
             post.append(Op(OP_MOUNT, m.destination, source="tmpfs", fstype="tmpfs", flags=flags, data=",".join(data)))
