@@ -26,7 +26,7 @@ from .errors import CommandNotExecutable, CommandNotFound, HostError, SetupError
 from .devices import dev_mounts_needed
 from .mounts import DEFAULT_PLAN, nodev_root_ops, overlay_op, user_mount_ops, with_devices
 from .result import Result
-from .spec import ContainerSpec, Limits, check_id
+from .spec import ContainerSpec, Limits, check_hostname, check_id
 
 NS_DIR = "/proc/self/ns"
 _NS_FILES = {"pid": "pid", "mount": "mnt", "uts": "uts", "ipc": "ipc", "network": "net", "cgroup": "cgroup",
@@ -62,7 +62,7 @@ def prepare(spec: ContainerSpec) -> tuple[ContainerSpec, tuple[str, ...]]:
     if not spec.process.args:
         raise SpecError("no command given")
     spec.id = check_id(spec.id) if spec.id else new_id()
-    spec.hostname = spec.hostname or spec.id
+    spec.hostname = check_hostname(spec.hostname) if spec.hostname else spec.id
     rootfs = os.path.abspath(spec.rootfs)
     if not os.path.exists(rootfs):
         raise SpecError(f"rootfs {spec.rootfs}: no such directory")
