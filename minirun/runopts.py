@@ -51,7 +51,8 @@ RUN_OPTIONS = (
     Option("--security-opt", dest="security_opt", multiple=True, metavar="OPT",
            help="no-new-privileges=false, seccomp=unconfined, or seccomp=PROFILE.json (Docker's format)."),
     Option("--privileged", dest="privileged", flag=True,
-           help="Debugging only: all capabilities, no seccomp, no masked or read-only /proc paths, no_new_privs off."),
+           help="Debugging only: all capabilities, no seccomp, no masked or read-only /proc paths, no_new_privs off, "
+                "every device allowed."),
     Option("--userns", dest="userns", flag=True,
            help="Map the container's root to an unprivileged host range (/etc/subuid and /etc/subgid: user "
                 "minirun, else root)."),

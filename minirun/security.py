@@ -52,7 +52,7 @@ DEFAULT_MASKED_PATHS = (
 DEFAULT_READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 
 PRIVILEGED_WARNING = ("minirun: WARNING: --privileged turns off the container's security: all capabilities, "
-                      "no seccomp filter, no_new_privs off, /proc and /sys paths unmasked and writable")
+                      "no seccomp filter, no_new_privs off, /proc and /sys paths unmasked and writable, every device allowed")
 
 # Plan operations executed by the child (csrc/minirun.h); a missing target is skipped.
 OP_MASK, OP_READONLY = 5, 6

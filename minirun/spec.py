@@ -243,6 +243,11 @@ class Limits(Record):
         return None if self.cpu_quota is None else self.cpu_quota / self.cpu_period
 
     def validate(self) -> None:
+        if not self.devices or self.devices[0].type != "a" or self.devices[0].access != "rwm":
+            raise SpecError("device rules must start with a rule for all devices (allow or deny 'a *:* rwm')")
+        if any(r.type not in "abc" or len(r.type) != 1 or not r.access or set(r.access) - set("rwm")
+               for r in self.devices):
+            raise SpecError("invalid device rule: type a, b or c; access made of r, w, m")
         if self.memory is not None and self.memory < MIN_MEMORY:
             raise SpecError(f"--memory {format_size(self.memory)} is below the minimum of "
                             f"{format_size(MIN_MEMORY)}: nothing can run in less")

@@ -212,3 +212,11 @@ def test_devicefilter_constants_match_the_kernel_headers():
                         ("BPF_DEVCG_DEV_CHAR", devicefilter.DEV_CHAR)):
         assert f"{name}\t= (1ULL << {value.bit_length() - 1})" in header or f"{name} = {value}" in header \
             or f"{name}\t= {value}" in header, name
+
+
+@pytest.mark.parametrize("rules", [(), (DeviceRule(True, "c", 1, 3),), (DeviceRule(False, "a", access="r"),),
+                                   DEFAULT_RULES + (DeviceRule(True, "x", 1, 3),),
+                                   DEFAULT_RULES + (DeviceRule(True, "c", 1, 3, "rx"),)])
+def test_limits_refuse_rules_the_drivers_cannot_apply(rules):
+    with pytest.raises(SpecError):
+        Limits(devices=rules).validate()
