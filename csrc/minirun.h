@@ -28,6 +28,7 @@ enum mr_op_kind {
     MR_OP_MASK = 5,    /* the container's /dev/null (checked: 1:3) or an empty read-only tmpfs over target;
                         * skipped if missing */
     MR_OP_READONLY = 6, /* bind target onto itself read-only, recursively; skipped if missing */
+    MR_OP_NODEV = 7,    /* nodev on the mount at target and every mount under it, other flags kept */
 };
 
 struct mr_op {
@@ -110,6 +111,11 @@ int mr_pivot_root(const char *new_root, const char *put_old, char *step);
 int mr_unshare(int flags, char *step);
 int mr_setns(int fd, int nstype, char *step);
 int mr_sethostname(const char *name, char *step);
+
+/* devices.c: load the BPF_PROG_TYPE_CGROUP_DEVICE program `insns` (struct bpf_insn[],
+ * built by minirun/cgroups/devicefilter.py) and attach it to the cgroup v2 directory
+ * open on cgroup_fd (O_RDONLY: O_PATH is refused). 0 or -errno with the step. */
+int mr_attach_device_filter(const void *insns, int n_insns, int cgroup_fd, char *step);
 
 /* Join a running container: its cgroups (req->cgroup_fd, req->tasks_fds), then
  * the namespaces ns_flags (CLONE_NEW*) of the process pidfd (its init), then

@@ -487,6 +487,31 @@ static int is_dir_path(const char *path)
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+/* A device node where the rootfs already has something (--device /dev/x:/opt/x):
+ * the entry is unlinked in its resolved parent, so a link there is removed, not
+ * followed, and the node is made in its place. */
+static int replace_node(int root_fd, const struct mr_op *op, char *step)
+{
+    char dir[PATH_MAX];
+    const char *leaf = strrchr(op->target, '/');
+    int parent, ret = 0;
+
+    if (!leaf || !leaf[1] || (size_t)(leaf - op->target) >= sizeof(dir))
+        return mr_step(step, EINVAL, "mknod(%s)", op->target);
+    memcpy(dir, op->target, leaf - op->target);
+    dir[leaf - op->target] = 0;
+    parent = mr_open_in_root(root_fd, dir[0] ? dir : "/", 0, NULL, NULL);
+    if (parent < 0)
+        return mr_step(step, -parent, "resolve %s in the root", dir[0] ? dir : "/");
+    leaf++;
+    if ((unlinkat(parent, leaf, 0) < 0 && errno != ENOENT) ||
+        mknodat(parent, leaf, op->mode, makedev(op->major, op->minor)) < 0 ||
+        fchmodat(parent, leaf, op->mode & 07777, 0) < 0)
+        ret = mr_step(step, errno, "mknod(%s)", op->target);
+    close(parent);
+    return ret;
+}
+
 /* MR_OP_MOUNT, MR_OP_MKNOD, MR_OP_SYMLINK, MR_OP_MKDIR: the target and
  * missing parents are created inside the root. A file bind's target is created
  * as an empty file, any other mount's as a directory. */
@@ -509,9 +534,13 @@ static int create_and_open(int root_fd, const struct mr_op *op, char *step)
         struct statfs sf;
         struct stat st;
 
-        if (op->kind == MR_OP_MKNOD || op->kind == MR_OP_SYMLINK) {
+        if (op->kind == MR_OP_MKNOD) { /* --device over what the rootfs has there: replaced */
             close(fd);
-            return mr_step(step, EEXIST, "%s(%s)", op->kind == MR_OP_MKNOD ? "mknod" : "symlink", t);
+            return replace_node(root_fd, op, step);
+        }
+        if (op->kind == MR_OP_SYMLINK) {
+            close(fd);
+            return mr_step(step, EEXIST, "symlink(%s)", t);
         }
         if (nofollow && fstat(fd, &st) == 0 && S_ISLNK(st.st_mode)) {
             close(fd);
@@ -587,6 +616,21 @@ int mr_apply_op(int root_fd, const struct mr_op *op, char *step)
             if (ret < 0 && null_fd >= 0)
                 ret = mr_step(step, -ret, "mask %s (bind /dev/null)", t);
         }
+        close(fd);
+        return ret;
+    }
+    if (op->kind == MR_OP_NODEV) { /* the mount at target and every mount under it; other flags kept */
+        struct mr_mount_attr ma = {MR_MOUNT_ATTR_NODEV, 0, 0, 0};
+
+        fd = mr_open_in_root(root_fd, t, 0, NULL, NULL);
+        if (fd < 0)
+            return mr_step(step, -fd, "resolve %s in the root", t);
+        if (!legacy_api() && syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH | MR_AT_RECURSIVE, &ma, sizeof(ma)) == 0)
+            ret = 0;
+        else if (!legacy_api() && !unsupported(errno))
+            ret = mr_step(step, errno, "mount_setattr(%s, nodev)", t);
+        else
+            ret = remount_tree(fd, MS_NODEV, 1, step, t);
         close(fd);
         return ret;
     }

@@ -23,7 +23,8 @@ import time
 
 from . import cgroups, security, state
 from .errors import CommandNotExecutable, CommandNotFound, HostError, SetupError, SpecError
-from .mounts import DEFAULT_PLAN, overlay_op, user_mount_ops
+from .devices import dev_mounts_needed
+from .mounts import DEFAULT_PLAN, nodev_root_ops, overlay_op, user_mount_ops, with_devices
 from .result import Result
 from .spec import ContainerSpec, Limits, check_hostname, check_id
 
@@ -88,7 +89,8 @@ def _check_rootless(spec: ContainerSpec) -> None:
     root, if the kernel allows unprivileged user namespaces; no cgroups, no bridge."""
     if not spec.uid_mappings:
         raise HostError("minirun must run as root (as another user, add --userns for a rootless container)")
-    if spec.limits != Limits():
+    # Device rules need no root: without a devices cgroup, the user's own access to a node is the limit.
+    if spec.limits != Limits(devices=spec.limits.devices):
         raise HostError("cgroup limits need root: a rootless container gets none (run as root for --memory, "
                         "--cpus, --pids-limit, --cpuset-cpus)")
     if spec.network != "none":
@@ -169,7 +171,10 @@ def _root_and_plans(spec: ContainerSpec, state_dir: str):
             os.mkdir(d, 0o755)
         pre = (overlay_op(spec.rootfs, upper, work),)
     user_pre, user_post = user_mount_ops(spec.mounts)
-    return root, pre + user_pre, DEFAULT_PLAN + user_post
+    pre += user_pre
+    if not dev_mounts_needed(spec.devices, spec.limits.devices):
+        pre += nodev_root_ops(spec.rootfs, spec.overlay)
+    return root, pre, with_devices(DEFAULT_PLAN + user_post, spec.devices)
 
 
 def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float, claim, on_started, net, proxy) -> Result:

@@ -31,7 +31,7 @@ def _raise_terminated(signum, _frame):
 
 def execute_run(*, rootfs, command, name=None, hostname=None, env=(), workdir="/", user=None, memory=None,
                 memory_swap=None, cpus=None, cpuset_cpus=None, pids_limit=None, volume=(), tmpfs=(),
-                read_only=False, no_overlay=False, network="none", publish=(), cap_add=(), cap_drop=(),
+                device=(), read_only=False, no_overlay=False, network="none", publish=(), cap_add=(), cap_drop=(),
                 security_opt=(), privileged=False, userns=False, userns_map=(), detach=False, rm=False,
                 as_json=False, debug=False) -> int:
     """`minirun run` after parsing: build the spec, run it, report. Returns the exit code."""
@@ -51,6 +51,13 @@ def execute_run(*, rootfs, command, name=None, hostname=None, env=(), workdir="/
         pids=parse_pids_limit(pids_limit) if pids_limit is not None else None,
         cpuset_cpus=parse_cpuset(cpuset_cpus, host_cpus) if cpuset_cpus is not None else None,
     )
+    nodes = []
+    if device or privileged:
+        from .devices import ALLOW_ALL, parse_device
+
+        parsed = [parse_device(d) for d in device]
+        nodes = [node for node, _ in parsed]
+        limits.devices = ALLOW_ALL if privileged else limits.devices + tuple(rule for _, rule in parsed)
     proc_sec, spec_sec = {}, {}
     if cap_add or cap_drop or security_opt or privileged or userns or userns_map:
         from .security import PRIVILEGED_WARNING, options_to_spec
@@ -63,7 +70,7 @@ def execute_run(*, rootfs, command, name=None, hostname=None, env=(), workdir="/
                          process=Process(args=list(command), env=parse_env(env), cwd=workdir, uid=uid, gid=gid,
                                          **proc_sec),
                          limits=limits, mounts=[parse_volume(v) for v in volume] + [parse_tmpfs(t) for t in tmpfs],
-                         readonly_root=read_only, overlay=not no_overlay, network=parse_network(network),
+                         devices=nodes, readonly_root=read_only, overlay=not no_overlay, network=parse_network(network),
                          publish=[parse_publish(p) for p in publish], **spec_sec)
     if os.geteuid() != 0 and spec.uid_mappings and os.path.isdir(rootfs) and os.stat(rootfs).st_uid != os.geteuid():
         print("minirun: note: ROOTFS belongs to another user: in a rootless container its files stay read-only "

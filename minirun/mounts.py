@@ -24,6 +24,7 @@ MS_REC = 0x4000
 MS_STRICTATIME = 0x1000000
 
 OP_MOUNT, OP_MKNOD, OP_SYMLINK, OP_MKDIR = 1, 2, 3, 4
+OP_NODEV = 7  # csrc/rootpath.c: nodev on a mount and every mount under it
 
 
 class Op(Record, frozen=True):
@@ -83,7 +84,31 @@ def default_plan() -> tuple[Op, ...]:
 DEFAULT_PLAN = default_plan()
 
 
+def with_devices(plan: tuple, devices) -> tuple:
+    """``plan`` plus the nodes of ``devices`` (--device), made last; a default node that a
+    device replaces (``--device /dev/null``) is left out."""
+    if not devices:
+        return plan
+    from .devices import node_ops
+
+    paths = {d.path for d in devices}
+    kept = tuple(op for op in plan if not (op.kind == OP_MKNOD and op.target in paths))
+    return kept + node_ops(devices)
+
+
+def nodev_root_ops(rootfs: str, overlay: bool) -> tuple[Op, ...]:
+    """Make the container's root and every mount under it (volumes) nodev, so that a
+    device node shipped in the rootfs or found in a volume cannot be opened.
+
+    The overlay is a mount already; a plain rootfs directory is bound onto itself first.
+    Goes after the volumes and before anything mounted in /dev.
+    """
+    bind = () if overlay else (Op(OP_MOUNT, "/", source=rootfs, flags=MS_BIND | MS_REC),)
+    return bind + (Op(OP_NODEV, "/"),)
+
+
 _TMPFS_FLAGS = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC, "ro": MS_RDONLY}
+_TMPFS_UNDO = {"suid": MS_NOSUID, "dev": MS_NODEV, "exec": MS_NOEXEC, "rw": MS_RDONLY}  # later wins, as docker's
 
 
 def overlay_op(lower: str, upper: str, work: str) -> Op:
@@ -117,6 +142,8 @@ def user_mount_ops(mounts) -> tuple[tuple[Op, ...], tuple[Op, ...]]:
             for opt in m.options:
                 if opt in _TMPFS_FLAGS:
                     flags |= _TMPFS_FLAGS[opt]
+                elif opt in _TMPFS_UNDO:
+                    flags &= ~_TMPFS_UNDO[opt]
                 elif "=" in opt:
                     data.append(opt)
             post.append(Op(OP_MOUNT, m.destination, source="tmpfs", fstype="tmpfs", flags=flags, data=",".join(data)))

@@ -34,6 +34,9 @@ RUN_OPTIONS = (
     Option("-v", "--volume", dest="volume", multiple=True, metavar="HOSTDIR:CTRDIR[:ro]",
            help="Bind mount a host directory (repeatable); :ro makes it read-only."),
     Option("--tmpfs", dest="tmpfs", multiple=True, metavar="PATH[:size=64m]", help="Mount a tmpfs (repeatable)."),
+    Option("--device", dest="device", multiple=True, metavar="HOST[:CTR][:rwm]",
+           help="Give the container a host device node (at CTR, default the same path) and the right to use it "
+                "(r, w, m; default rwm). Repeatable."),
     Option("--read-only", dest="read_only", flag=True, help="Mount the container's root read-only."),
     Option("--no-overlay", dest="no_overlay", flag=True,
            help="Run on ROOTFS directly instead of a copy-on-write overlay (writes then change ROOTFS)."),
@@ -48,7 +51,8 @@ RUN_OPTIONS = (
     Option("--security-opt", dest="security_opt", multiple=True, metavar="OPT",
            help="no-new-privileges=false, seccomp=unconfined, or seccomp=PROFILE.json (Docker, podman or OCI format)."),
     Option("--privileged", dest="privileged", flag=True,
-           help="Debugging only: all capabilities, no seccomp, no masked or read-only /proc paths, no_new_privs off."),
+           help="Debugging only: all capabilities, no seccomp, no masked or read-only /proc paths, no_new_privs off, "
+                "every device allowed."),
     Option("--userns", dest="userns", flag=True,
            help="Map the container's root to an unprivileged host range (/etc/subuid and /etc/subgid: user "
                 "minirun, else root)."),

@@ -52,7 +52,7 @@ DEFAULT_MASKED_PATHS = (
 DEFAULT_READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 
 PRIVILEGED_WARNING = ("minirun: WARNING: --privileged turns off the container's security: all capabilities, "
-                      "no seccomp filter, no_new_privs off, /proc and /sys paths unmasked and writable")
+                      "no seccomp filter, no_new_privs off, /proc and /sys paths unmasked and writable, every device allowed")
 
 # Plan operations executed by the child (csrc/minirun.h); a missing target is skipped.
 OP_MASK, OP_READONLY = 5, 6
@@ -211,7 +211,7 @@ def userns_plans(pre: tuple, post: tuple, overlay: bool) -> tuple[tuple, tuple]:
     a new /proc or /sys unless one is already fully visible in the mount
     namespace (true only before the host's root is detached), and device nodes
     (mknod needs CAP_MKNOD in the host's namespace). So /proc, /sys and /dev go
-    in before the pivot, and each default device becomes an empty file with the
+    in before the pivot, and each device node (default or --device) becomes an empty file with the
     host's node bound onto it (as runc does).
     """
     import stat
@@ -225,9 +225,9 @@ def userns_plans(pre: tuple, post: tuple, overlay: bool) -> tuple[tuple, tuple]:
     for op in post:
         if op.kind == OP_MOUNT and op.target in ("/proc", "/sys", "/dev"):
             moved.append(op)
-        elif op.kind == OP_MKNOD and stat.S_ISCHR(op.mode):
+        elif op.kind == OP_MKNOD and (stat.S_ISCHR(op.mode) or stat.S_ISBLK(op.mode)):
             moved.append(Op(OP_MKNOD, op.target, mode=stat.S_IFREG | 0o666))
-            moved.append(Op(OP_MOUNT, op.target, source=op.target, flags=MS_BIND))  # the host's node
+            moved.append(Op(OP_MOUNT, op.target, source=op.source or op.target, flags=MS_BIND))  # the host's node
         else:
             rest.append(op)
     return tuple(pre) + tuple(moved), tuple(rest)

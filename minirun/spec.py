@@ -18,6 +18,9 @@ field by field:
     Limits.memory                 <- linux.resources.memory.limit
     Limits.memory_swap            <- linux.resources.memory.swap  (memory + swap, docker's meaning)
     Limits.pids                   <- linux.resources.pids.limit
+    Limits.devices                <- linux.resources.devices[] (allow, type, major, minor, access;
+                                     minirun/devices.py: deny all but the OCI defaults)
+    ContainerSpec.devices         <- linux.devices[] (path, type, major, minor, fileMode): --device
     Process.capabilities          <- process.capabilities.{bounding,effective,permitted}; also
                                      .inheritable when uid is 0 (empty for other users); ambient empty
     Process.no_new_privileges     <- process.noNewPrivileges
@@ -39,6 +42,7 @@ import os
 import re
 from .record import Factory, Record
 
+from .devices import DEFAULT_RULES as DEFAULT_DEVICE_RULES, Device, DeviceRule
 from .errors import SpecError
 from .security import DEFAULT_CAPS, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS
 
@@ -232,6 +236,7 @@ class Limits(Record):
     memory: int | None = None  # bytes
     memory_swap: int | None = None  # memory + swap in bytes; None = same as memory (no swap); -1 = unlimited swap
     pids: int | None = None
+    devices: tuple[DeviceRule, ...] = DEFAULT_DEVICE_RULES  # the devices cgroup, in order
 
     @classmethod
     def from_cpus(cls, cpus: float | None, **kw) -> Limits:
@@ -243,6 +248,11 @@ class Limits(Record):
         return None if self.cpu_quota is None else self.cpu_quota / self.cpu_period
 
     def validate(self) -> None:
+        if not self.devices or self.devices[0].type != "a" or self.devices[0].access != "rwm":
+            raise SpecError("device rules must start with a rule for all devices (allow or deny 'a *:* rwm')")
+        if any(r.type not in "abc" or len(r.type) != 1 or not r.access or set(r.access) - set("rwm")
+               for r in self.devices):
+            raise SpecError("invalid device rule: type a, b or c; access made of r, w, m")
         if self.memory is not None and self.memory < MIN_MEMORY:
             raise SpecError(f"--memory {format_size(self.memory)} is below the minimum of "
                             f"{format_size(MIN_MEMORY)}: nothing can run in less")
@@ -297,5 +307,6 @@ class ContainerSpec(Record):
     seccomp: dict | str | None = "default"
     masked_paths: tuple[str, ...] = DEFAULT_MASKED_PATHS
     readonly_paths: tuple[str, ...] = DEFAULT_READONLY_PATHS
+    devices: list[Device] = Factory(list)  # nodes made in the container (--device); Limits.devices allows them
     uid_mappings: list[tuple[int, int, int]] = Factory(list)
     gid_mappings: list[tuple[int, int, int]] = Factory(list)

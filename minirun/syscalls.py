@@ -101,6 +101,13 @@ def sethostname(name: str) -> None:
     _check(lib.mr_sethostname(name.encode(), step), step)
 
 
+def attach_device_filter(program: bytes, cgroup_fd: int) -> None:
+    """Load the cgroup v2 devices program (cgroups/devicefilter.py) and attach it to ``cgroup_fd``."""
+    step = _step()
+    buf = ffi.from_buffer(program)
+    _check(lib.mr_attach_device_filter(buf, len(program) // 8, cgroup_fd, step), step)
+
+
 class Child(Record):
     """A freshly cloned container init, held at sync 1 until ``release()``."""
 

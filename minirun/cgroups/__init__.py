@@ -33,7 +33,7 @@ PARENT = "minirun"
 MOUNTINFO = "/proc/self/mountinfo"
 
 # The controllers minirun uses, and the option that needs each one.
-CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "pids")
+CONTROLLERS = ("cpu", "cpuacct", "cpuset", "devices", "memory", "pids")
 _OPTION = {"cpu": "--cpus", "cpuset": "--cpuset-cpus", "memory": "--memory", "pids": "--pids-limit"}
 
 # v1 super options that are not controllers (``name=...`` and ``release_agent=...`` have '=').
@@ -119,6 +119,8 @@ def parse_layout(mountinfo: str, root_prefix: str = "") -> Layout:
             controllers[name] = v1_mounts[name]
     if unified is not None and "cpuacct" not in controllers:
         controllers["cpuacct"] = unified  # v2 has usage in cpu.stat without any controller
+    if unified is not None and "devices" not in controllers:
+        controllers["devices"] = unified  # v2: a BPF program on the cgroup, no controller to enable
     if unified is None:
         mode = "legacy"
     else:
@@ -393,6 +395,9 @@ def _check_available(layout: Layout, limits: Limits) -> None:
         "memory": limits.memory is not None,
         "pids": limits.pids is not None,
     }
+    if "devices" not in layout.controllers:
+        raise HostError("this host has no devices cgroup (no v1 devices hierarchy, no cgroup2): minirun "
+                        "cannot keep containers away from the host's device nodes")
     for controller, needed in wanted.items():
         if not needed or controller in layout.controllers:
             continue

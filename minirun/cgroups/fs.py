@@ -105,6 +105,14 @@ def open_dir(path: str) -> int:
         raise CgroupError(f"open {path}: {err.strerror}") from err
 
 
+def open_read_dir(path: str) -> int:
+    """An O_RDONLY directory fd: what bpf(BPF_PROG_ATTACH) takes (it refuses O_PATH fds)."""
+    try:
+        return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as err:
+        raise CgroupError(f"open {path}: {err.strerror}") from err
+
+
 def listdirs(path: str) -> list[str]:
     """Names of the child cgroups of ``path`` ([] if it does not exist)."""
     try:

@@ -71,6 +71,18 @@ def init_cpuset(path: str, cpus: str | None = None) -> None:
     fs.write(os.path.join(path, "cpuset.mems"), mems)
 
 
+def set_devices(path: str, rules) -> None:
+    """The device rules, one write each, in order (the kernel applies each at once).
+
+    A new cgroup starts with its parent's list (everything, under minirun's parent),
+    so the list must begin with a type "a" rule: "a" to devices.deny empties it.
+    """
+    if not rules or rules[0].type != "a":
+        raise ValueError("device rules must start with a rule for all devices")
+    for rule in rules:
+        fs.write(os.path.join(path, "devices.allow" if rule.allow else "devices.deny"), rule.v1_line())
+
+
 def apply(controller: str, path: str, limits: Limits, notes: list[str]) -> None:
     """Write the limits of one controller; an unset limit keeps the kernel default (-1)."""
     if controller == "cpu" and limits.cpu_quota is not None:
@@ -85,6 +97,8 @@ def apply(controller: str, path: str, limits: Limits, notes: list[str]) -> None:
         set_pids(path, limits.pids)
     elif controller == "cpuset":
         init_cpuset(path, limits.cpuset_cpus)
+    elif controller == "devices":
+        set_devices(path, limits.devices)
 
 
 def oom_kills(path: str) -> int:

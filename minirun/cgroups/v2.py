@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+from ..errors import CgroupError
 from ..spec import Limits
 from . import fs
 
@@ -63,6 +64,26 @@ def set_cpuset(path: str, cpus: str) -> None:
         fs.write(os.path.join(path, "cpuset.mems"), parent_mems)
 
 
+def set_devices(path: str, rules) -> None:
+    """No devices files in v2: a BPF program attached to the cgroup checks every open
+    and mknod of a device node (see devicefilter.py)."""
+    from .devicefilter import program
+
+    attach_device_filter(path, program(rules))
+
+
+def attach_device_filter(path: str, prog: bytes) -> None:
+    from .. import syscalls  # the C extension, only where a v2 cgroup is made
+
+    fd = fs.open_read_dir(path)
+    try:
+        syscalls.attach_device_filter(prog, fd)
+    except syscalls.NativeError as err:
+        raise CgroupError(f"{err.step} on {path}: {err.strerror}") from err
+    finally:
+        os.close(fd)
+
+
 def apply(controller: str, path: str, limits: Limits, notes: list[str]) -> None:
     """Write the limits of one controller; an unset limit keeps the kernel default (max)."""
     if controller == "cpu" and limits.cpu_quota is not None:
@@ -75,6 +96,8 @@ def apply(controller: str, path: str, limits: Limits, notes: list[str]) -> None:
         set_pids_max(path, limits.pids)
     elif controller == "cpuset" and limits.cpuset_cpus is not None:
         set_cpuset(path, limits.cpuset_cpus)
+    elif controller == "devices":
+        set_devices(path, limits.devices)
 
 
 def kill(path: str) -> bool:

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from minirun import cgroups
-from minirun.cgroups import fs, v1, v2
+from minirun.cgroups import devicefilter, fs, v1, v2
+from minirun.devices import DEFAULT_RULES
 from minirun.errors import CgroupError, HostError, SpecError
 from minirun.spec import Limits
 
@@ -43,6 +44,7 @@ HOST_MOUNTS = {
     "/sys/fs/cgroup/cpuacct": {"cpuacct"},
     "/sys/fs/cgroup/cpuset": {"cpuset"},
     "/sys/fs/cgroup/memory": {"memory"},
+    "/sys/fs/cgroup/devices": {"devices"},
     "/sys/fs/cgroup/pids": {"pids"},
     "/sys/fs/cgroup/unified": None,
 }
@@ -62,11 +64,13 @@ LEGACY_MOUNTINFO = """\
 28 24 0:24 / /sys/fs/cgroup/memory rw,nosuid,nodev,noexec,relatime shared:11 - cgroup cgroup rw,memory
 29 24 0:25 / /sys/fs/cgroup/cpuset rw,nosuid,nodev,noexec,relatime shared:12 - cgroup cgroup rw,cpuset
 30 24 0:26 / /sys/fs/cgroup/net_cls,net_prio rw,nosuid,nodev,noexec,relatime shared:13 - cgroup cgroup rw,net_cls,net_prio
+31 24 0:27 / /sys/fs/cgroup/devices rw,nosuid,nodev,noexec,relatime shared:14 - cgroup cgroup rw,devices
 """
 LEGACY_MOUNTS = {
     "/sys/fs/cgroup/cpu,cpuacct": {"cpu", "cpuacct"},
     "/sys/fs/cgroup/memory": {"memory"},
     "/sys/fs/cgroup/cpuset": {"cpuset"},
+    "/sys/fs/cgroup/devices": {"devices"},
 }
 
 V1_COMMON = {"cgroup.procs": "", "tasks": "", "notify_on_release": "0"}
@@ -83,6 +87,7 @@ V1_FILES = {
         "memory.oom_control": "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n",
     },
     "pids": {"pids.max": "max", "pids.current": "0"},
+    "devices": {"devices.allow": "", "devices.deny": "", "devices.list": "a *:* rwm"},
 }
 V1_ROOT = {"cpuset": {"cpuset.cpus": "0-3", "cpuset.mems": "0"}}
 
@@ -143,6 +148,7 @@ class FakeCgroupFs:
         monkeypatch.setattr(fs, "write", self.write)
         monkeypatch.setattr(fs, "mkdir", self.mkdir)
         monkeypatch.setattr(fs, "rmdir", self.rmdir)
+        monkeypatch.setattr(v2, "attach_device_filter", self.attach_device_filter)
         return self
 
     def detect(self) -> cgroups.Layout:
@@ -179,6 +185,11 @@ class FakeCgroupFs:
             self.log.append((self.rel(path), str(value)))
             Path(path).write_text(content)
         return ok
+
+    def attach_device_filter(self, path: str, prog: bytes) -> None:
+        """bpf(BPF_PROG_ATTACH, BPF_CGROUP_DEVICE): logged as a write of the program."""
+        assert os.path.isdir(path) and prog and len(prog) % 8 == 0
+        self.log.append((self.rel(path) + "/<devices bpf>", f"{len(prog) // 8} insns"))
 
     def _edit_subtree(self, path: str, value: str) -> str:
         enabled = set(Path(path).read_text().split())
@@ -235,6 +246,14 @@ def legacy(tmp_path, monkeypatch) -> FakeCgroupFs:
 
 
 ALL_LIMITS = Limits(cpu_quota=50_000, cpuset_cpus="1", memory=64 * MIB, pids=10)
+DEVICES_V1 = [("devices.deny", "a *:* rwm"), ("devices.allow", "c *:* m"), ("devices.allow", "b *:* m")] + [
+    ("devices.allow", f"c {dev} rwm") for dev in ("1:3", "1:5", "1:7", "1:8", "1:9", "5:0", "5:2", "136:*")]
+DEVICES_V2 = ("<devices bpf>", f"{len(devicefilter.program(DEFAULT_RULES)) // 8} insns")
+
+
+def devices_v1(d: str) -> list[tuple[str, str]]:
+    """The writes that give the v1 cgroup ``d`` the default device rules."""
+    return [(f"{d}/{name}", line) for name, line in DEVICES_V1]
 
 
 # ---------------------------------------------------------------- detection
@@ -249,6 +268,7 @@ def test_detect_this_host_is_hybrid_with_separate_cpu_and_cpuacct(hybrid):
         "cpu": r + "/sys/fs/cgroup/cpu",
         "cpuacct": r + "/sys/fs/cgroup/cpuacct",
         "cpuset": r + "/sys/fs/cgroup/cpuset",
+        "devices": r + "/sys/fs/cgroup/devices",
         "memory": r + "/sys/fs/cgroup/memory",
         "pids": r + "/sys/fs/cgroup/pids",
     }
@@ -262,7 +282,7 @@ def test_detect_unified(unified):
     r = unified.root + "/sys/fs/cgroup"
     assert layout.mode == "unified"
     assert layout.unified == r
-    assert layout.controllers == {c: r for c in ("cpu", "cpuacct", "cpuset", "memory", "pids")}
+    assert layout.controllers == {c: r for c in ("cpu", "cpuacct", "cpuset", "devices", "memory", "pids")}
     assert layout.v1 == {}
 
 
@@ -275,6 +295,7 @@ def test_detect_legacy_co_mounted_cpu_cpuacct(legacy):
         "cpu": r + "/sys/fs/cgroup/cpu,cpuacct",
         "cpuacct": r + "/sys/fs/cgroup/cpu,cpuacct",
         "cpuset": r + "/sys/fs/cgroup/cpuset",
+        "devices": r + "/sys/fs/cgroup/devices",
         "memory": r + "/sys/fs/cgroup/memory",
     }
     assert layout.v1["net_prio"] == r + "/sys/fs/cgroup/net_cls,net_prio"
@@ -478,7 +499,8 @@ def test_unified_create_enables_controllers_on_minirun_parent_never_root(unified
     cg = cgroups.create_manager("c1", ALL_LIMITS, unified.detect())
     cg.create()
     d = "/sys/fs/cgroup/minirun/c1"
-    assert cg.paths == {k: unified.root + d for k in ("unified", "cpu", "cpuacct", "cpuset", "memory", "pids")}
+    assert cg.paths == {k: unified.root + d for k in ("unified", "cpu", "cpuacct", "cpuset", "devices", "memory",
+                                                      "pids")}
     assert unified.writes() == [
         ("/sys/fs/cgroup/minirun/cgroup.subtree_control", "+cpu +cpuset +memory +pids"),
         (d + "/cpu.max", "50000 100000"),
@@ -487,6 +509,7 @@ def test_unified_create_enables_controllers_on_minirun_parent_never_root(unified
         (d + "/memory.max", str(64 * MIB)),
         (d + "/memory.swap.max", "0"),
         (d + "/pids.max", "10"),
+        (d + "/" + DEVICES_V2[0], DEVICES_V2[1]),  # the devices program, attached before any process joins
     ]
     assert unified.read("/sys/fs/cgroup/cgroup.subtree_control") == "cpuset cpu io memory pids"
     assert cg.needs_parent_placement is False
@@ -497,13 +520,15 @@ def test_unified_second_container_reuses_the_parent(unified):
     cgroups.create_manager("c1", Limits(), layout).create()
     unified.log.clear()
     cgroups.create_manager("c2", Limits(), layout).create()
-    assert unified.writes() == []  # no limits, controllers already on: nothing to write
+    # no limits, controllers already on: nothing to write but the devices program
+    assert unified.writes() == [("/sys/fs/cgroup/minirun/c2/" + DEVICES_V2[0], DEVICES_V2[1])]
 
 
 def test_unified_without_limits_writes_nothing_but_the_parent(unified):
     cg = cgroups.create_manager("c1", Limits(), unified.detect())
     cg.create()
-    assert [p for p, _ in unified.writes()] == ["/sys/fs/cgroup/minirun/cgroup.subtree_control"]
+    assert [p for p, _ in unified.writes()] == ["/sys/fs/cgroup/minirun/cgroup.subtree_control",
+                                                 "/sys/fs/cgroup/minirun/c1/" + DEVICES_V2[0]]
     assert "cpuset" in cg.paths  # same directory anyway on v2
 
 
@@ -522,6 +547,7 @@ def test_unified_refuses_an_undelegated_controller(tmp_path, monkeypatch):
     assert fake.writes() == [
         ("/sys/fs/cgroup/minirun/cgroup.subtree_control", "+cpu +pids"),
         ("/sys/fs/cgroup/minirun/c1/pids.max", "5"),
+        ("/sys/fs/cgroup/minirun/c1/" + DEVICES_V2[0], DEVICES_V2[1]),
     ]
     assert "memory" not in cg.paths
     assert cg.memory_usage() is None and cg.oom_kill_count() == 0
@@ -576,6 +602,7 @@ def test_hybrid_create_writes_v1_files_in_order_and_joins_unified(hybrid):
         "cpu": f"{fs_}/cpu/minirun/c1",
         "cpuacct": f"{fs_}/cpuacct/minirun/c1",
         "cpuset": f"{fs_}/cpuset/minirun/c1",
+        "devices": f"{fs_}/devices/minirun/c1",
         "memory": f"{fs_}/memory/minirun/c1",
         "pids": f"{fs_}/pids/minirun/c1",
     }
@@ -586,6 +613,7 @@ def test_hybrid_create_writes_v1_files_in_order_and_joins_unified(hybrid):
         (f"{fs_}/cpuset/minirun/cpuset.mems", "0"),
         (f"{fs_}/cpuset/minirun/c1/cpuset.cpus", "1"),
         (f"{fs_}/cpuset/minirun/c1/cpuset.mems", "0"),
+        *devices_v1(f"{fs_}/devices/minirun/c1"),
         (f"{fs_}/memory/minirun/c1/memory.limit_in_bytes", str(64 * MIB)),
         (f"{fs_}/memory/minirun/c1/memory.memsw.limit_in_bytes", str(64 * MIB)),
         (f"{fs_}/memory/minirun/c1/memory.swappiness", "0"),
@@ -599,14 +627,15 @@ def test_hybrid_create_writes_v1_files_in_order_and_joins_unified(hybrid):
 def test_hybrid_without_limits_creates_accounting_dirs_but_not_cpuset(hybrid):
     cg = cgroups.create_manager("c1", Limits(), hybrid.detect())
     cg.create()
-    assert sorted(cg.paths) == ["cpu", "cpuacct", "memory", "pids", "unified"]
-    assert hybrid.writes() == []
+    assert sorted(cg.paths) == ["cpu", "cpuacct", "devices", "memory", "pids", "unified"]
+    assert hybrid.writes() == devices_v1("/sys/fs/cgroup/devices/minirun/c1")  # always: the default rules
     assert all(os.path.isdir(d) for d in cg.dirs)
 
 
 def test_hybrid_add_pid_and_self_placement_fds(hybrid):
     cg = cgroups.create_manager("c1", Limits(), hybrid.detect())
     cg.create()
+    hybrid.log.clear()
     cg.add_pid(4242)
     assert sorted(p for p, _ in hybrid.writes()) == sorted(d[len(hybrid.root) :] + "/cgroup.procs" for d in cg.dirs)
     fds = cg.self_placement_fds()
