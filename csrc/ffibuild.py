@@ -86,6 +86,11 @@ ffibuilder.cdef(
         int no_new_privs;
         const void *seccomp_filter;
         int seccomp_len;
+        int terminal;
+        int console_fd;
+        int console_bind;
+        unsigned short console_rows;
+        unsigned short console_cols;
     };
 
     struct mr_spawn_out {
@@ -123,7 +128,7 @@ ffibuilder.set_source(
     #include <sys/mount.h>
     #include "minirun.h"
     """,
-    sources=[os.path.join("csrc", name) for name in ("syscalls.c", "spawn.c", "init.c", "exec.c", "security.c")],
+    sources=[os.path.join("csrc", name) for name in ("syscalls.c", "spawn.c", "init.c", "exec.c", "security.c", "console.c")],
     include_dirs=[HERE],
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
 )

@@ -268,6 +268,9 @@ void mr_become_command(const struct mr_spawn_req *req, int pipe_fd)
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
 
+    if (req->terminal && (err = mr_setup_console(req, step)) < 0)
+        exec_failed(pipe_fd, -err, step);
+
     if (mkdir_p(req->cwd, 0755) < 0 || chdir(req->cwd) < 0) {
         snprintf(step, sizeof(step), "chdir(%s)", req->cwd);
         exec_failed(pipe_fd, errno, step);
@@ -358,6 +361,8 @@ void mr_container_init(const struct mr_spawn_req *req, int fd)
         mr_become_command(req, exec_pipe[1]);
     }
     close(exec_pipe[1]);
+    if (req->terminal)
+        close(req->console_fd); /* COMMAND has its copy: the init keeps no end of the terminal */
 
     /* sync 2: EOF on the CLOEXEC pipe means COMMAND's execve succeeded. */
     do
