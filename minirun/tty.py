@@ -6,7 +6,8 @@ sends the master over a unix socket; this module is everything on the host side:
     Console             the socketpair the C child sends the master over; a strategy
                         for container.run: ``Foreground`` relays to minirun's own
                         terminal, ``Supervised`` (`run -d -t`) to the log and to
-                        `minirun attach` clients over ``<state dir>/attach``
+                        `minirun attach` clients over ``<state dir>/attach``;
+                        ``ConsoleSocket`` hands the master to an OCI --console-socket
     receive_master      the master fd (and the pty's path) from such a socket: also
                         what an OCI --console-socket receives
     raw_mode            the host terminal raw, restored on every way out
@@ -27,6 +28,7 @@ import signal
 import socket
 import struct
 import termios
+import threading
 
 from .errors import MiniRunError, SetupError, SpecError
 
@@ -82,7 +84,11 @@ def set_window_size(fd: int, size: tuple[int, int] | None) -> None:
 
 @contextlib.contextmanager
 def on_resize(callback):
-    """Call ``callback()`` on every SIGWINCH while inside (poll is retried after it, PEP 475)."""
+    """Call ``callback()`` on every SIGWINCH while inside (poll is retried after it, PEP 475).
+    Only the main thread can take signals: elsewhere the size is only copied once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     previous = signal.signal(signal.SIGWINCH, lambda _sig, _frame: callback())
     try:
         yield
@@ -132,6 +138,14 @@ def _read_master(master: int) -> bytes | None:
         raise
 
 
+def _read_input(fd: int) -> bytes:
+    """b"" at the end of the input, including a terminal that hung up (EIO)."""
+    try:
+        return os.read(fd, _CHUNK)
+    except OSError:
+        return b""
+
+
 def _drain(master: int, sink) -> None:
     """What COMMAND wrote just before it exited. A non-blocking read of a pty master
     first waits for the kernel's flip-buffer work, so EAGAIN here means nothing is left."""
@@ -176,7 +190,7 @@ def relay(master: int, until_fd: int, *, stdin_fd: int | None = 0, stdout_fd: in
                 elif data:
                     to_stdout(data)
             elif fd == stdin_fd:
-                data = os.read(stdin_fd, _CHUNK)
+                data = _read_input(stdin_fd)
                 if data and master_open:
                     pending += data
                 elif not data:
@@ -237,6 +251,46 @@ class Console:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class ConsoleSocket:
+    """OCI ``terminal: true`` with ``--console-socket PATH``: the C child sends the master
+    straight to the socket's listener, as runc does; minirun relays nothing. Same
+    protocol as ``Console`` for container.run."""
+
+    def __init__(self, path: str, size: tuple[int, int] | None = None):
+        self.child_fd = connect_console_socket(path)
+        self.size = size
+
+    def spawned(self) -> None:
+        if self.child_fd >= 0:
+            os.close(self.child_fd)
+            self.child_fd = -1
+
+    def started(self, state_dir: str) -> None:
+        self.spawned()
+
+    def wait(self, until_fd: int) -> None:
+        pass
+
+    close = spawned
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def connect_console_socket(path: str) -> int:
+    """A connected fd for an OCI --console-socket, to pass as syscalls.spawn/exec_into(console_fd=...)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+    except OSError as err:
+        sock.close()
+        raise SpecError(f"cannot connect to the console socket {path}: {err.strerror}") from err
+    return sock.detach()
 
 
 class Foreground(Console):
@@ -435,7 +489,7 @@ def attach(path: str, detach_keys: bytes, stdin_fd: int = 0, stdout_fd: int = 1)
                         return False
                     _write_all(stdout_fd, data)
                     continue
-                data = os.read(stdin_fd, _CHUNK)
+                data = _read_input(stdin_fd)
                 if not data:
                     poller.unregister(stdin_fd)
                     continue
