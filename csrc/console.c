@@ -110,8 +110,9 @@ int mr_setup_console(const struct mr_spawn_req *req, char *step)
     close(req->console_fd);
     /* A session of its own with the pty as controlling terminal: the line
      * discipline then sends Ctrl-C, Ctrl-Z and Ctrl-\ to COMMAND's foreground
-     * job, and job control works inside. */
-    if (setsid() < 0 || ioctl(slave, TIOCSCTTY, 0) < 0)
+     * job, and job control works inside. A process that leads its session already (an OCI
+     * container's PID 1, after the init's setsid) keeps it: it has no terminal yet. */
+    if ((getsid(0) != getpid() && setsid() < 0) || ioctl(slave, TIOCSCTTY, 0) < 0)
         return mr_step(step, errno, "terminal: make %s the controlling terminal", name);
     for (int fd = 0; fd < 3; fd++)
         if (dup2(slave, fd) < 0)

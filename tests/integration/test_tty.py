@@ -12,6 +12,7 @@ import os
 import re
 import select
 import signal
+import stat
 import struct
 import subprocess
 import sys
@@ -22,7 +23,7 @@ import pytest
 
 from helpers import inspect, minirun, wait_for
 
-CTRL_C, CTRL_Z, CTRL_P, CTRL_Q = b"\x03", b"\x1a", b"\x10", b"\x11"
+CTRL_C, CTRL_Z, CTRL_BACKSLASH, CTRL_P, CTRL_Q = b"\x03", b"\x1a", b"\x1c", b"\x10", b"\x11"
 PROMPT = rb"/ # "
 
 
@@ -127,6 +128,23 @@ def foreground_pid(argv: list[str], timeout: float = 10) -> int:
     return found[0]
 
 
+def children(pid: int) -> list[int]:
+    found = []
+    for name in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def fd_stats(pid: int) -> list[os.stat_result]:
+    fds = sorted(int(fd) for fd in os.listdir(f"/proc/{pid}/fd"))
+    return [os.stat(f"/proc/{pid}/fd/{fd}") for fd in fds]
+
+
 @pytest.fixture
 def shell(rootfs):
     with Terminal("run", "-it", rootfs, "/bin/sh") as term:
@@ -137,14 +155,22 @@ def shell(rootfs):
 def test_shell_has_a_pty_of_its_own_devpts_as_console(shell):
     shell.send(b"tty; ls /dev/pts; echo TERM=$TERM\n")
     shell.expect(rb"\r\n/dev/pts/0\r\n0\s+ptmx\r\nTERM=\S+\r\n")
-    # /dev/console is that same pty (runc's bind mount), and the shell's stdio are it too
-    shell.send(b"stat -L -c C=%t:%T /dev/console $(tty); ls -l /proc/$$/fd | grep -c -v -e total -e pts/0 -e tty\n")
-    match = shell.expect(rb"C=(\w+:\w+)\r\nC=(\w+:\w+)\r\n(\d+)\r\n")
+    # /dev/console is that same pty (runc's bind mount)
+    shell.send(b"stat -L -c C=%t:%T /dev/console $(tty)\n")
+    match = shell.expect(rb"C=(\w+:\w+)\r\nC=(\w+:\w+)\r\n")
     assert match.group(1) == match.group(2) == b"88:0"  # 136:0
-    assert match.group(3) == b"0"  # no fd of COMMAND points anywhere else
-    # the init keeps neither the master nor the console socket: stdio and the report socket
-    shell.send(b"ls /proc/1/fd | wc -l\n")
-    shell.expect(rb"\r\n4\r\n")
+    # seen from the host: every fd of the shell is that pty, and the init keeps only
+    # minirun's stdio and its report socket: neither the master nor the console socket
+    init, = children(shell.proc.pid)
+    sh, = children(init)
+    devices = {(st.st_dev, st.st_rdev) for st in fd_stats(sh) if st.st_rdev != os.makedev(5, 0)}  # ash's /dev/tty
+    host_tty = os.fstat(shell.slave)
+    assert len(devices) == 1
+    dev, rdev = devices.pop()
+    assert os.major(rdev) == 136 and dev != host_tty.st_dev  # a pty, of another devpts instance
+    init_fds = fd_stats(init)
+    assert [(st.st_dev, st.st_rdev) for st in init_fds[:3]] == [(host_tty.st_dev, host_tty.st_rdev)] * 3
+    assert len(init_fds) == 4 and stat.S_ISSOCK(init_fds[3].st_mode)
     shell.send(b"exit\n")
     assert shell.wait() == 0
 
@@ -159,7 +185,7 @@ def test_stty_size_follows_the_window(shell):
     assert shell.wait() == 0
 
 
-def test_ctrl_c_and_ctrl_z_reach_the_foreground_job(shell):
+def test_ctrl_c_z_backslash_reach_the_foreground_job(shell):
     shell.send(b"sleep 1231\n")
     foreground_pid(["sleep", "1231"])
     shell.send(CTRL_C)
@@ -167,10 +193,12 @@ def test_ctrl_c_and_ctrl_z_reach_the_foreground_job(shell):
     shell.send(b"sleep 1232\n")
     foreground_pid(["sleep", "1232"])
     shell.send(CTRL_Z)
-    shell.expect(rb"Stopped\s+sleep 1232", timeout=5)
-    shell.send(b"kill -9 %1; wait; echo still-here\n")
-    shell.expect(rb"\r\nstill-here\r\n")
-    assert shell.proc.poll() is None  # minirun itself got none of it
+    shell.expect(rb"Stopped\s+sleep 1232\r\n" + PROMPT, timeout=5)
+    shell.send(b"fg\n")  # job control: back in the foreground, where Ctrl-\\ finds it
+    foreground_pid(["sleep", "1232"])
+    shell.send(CTRL_BACKSLASH)
+    shell.expect(rb"Quit.*\r\n" + PROMPT, timeout=5)
+    assert shell.proc.poll() is None  # minirun itself got none of them
     shell.send(b"exit 3\n")
     assert shell.wait() == 3
     assert shell.termios_restored()
@@ -324,3 +352,39 @@ def test_oci_console_socket_receives_the_master(rootfs, tmp_path):
     assert result.exit_code == 0
     assert got["name"] == "/dev/pts/0"
     assert re.search(rb"^/dev/pts/0\r\n25 81\r\nTERM=\S+\r\n", got["out"]), got["out"]
+
+
+def test_tty_of_a_non_root_user(rootfs):
+    """COMMAND running as another user owns its terminal and can open it by name."""
+    with Terminal("run", "-t", "-u", "1000:1000", rootfs, "/bin/sh", "-c",
+                  "tty; stat -c %u:%g $(tty); echo ok > $(tty)") as term:
+        term.expect(rb"/dev/pts/0\r+\n1000:1000\r+\nok\r+\n")
+        assert term.wait() == 0
+
+
+def test_tty_in_a_user_namespace(rootfs):
+    with Terminal("run", "-it", "--userns", "--userns-map", "0:100000:65536", "--no-overlay", rootfs,
+                  "/bin/sh", "-c", "tty; stty size; cat /proc/self/uid_map") as term:
+        term.expect(rb"/dev/pts/0\r\n30 100\r\n\s+0\s+100000\s+65536\r\n")
+        assert term.wait() == 0
+
+
+def test_oom_kill_restores_the_terminal(rootfs):
+    with Terminal("run", "-it", "-m", "32m", rootfs, "tail", "/dev/zero") as term:
+        assert term.wait(60) == 137
+        assert b"killed: out of memory" in term.rest()
+        assert term.termios_restored()
+
+
+def cpu_ticks(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def test_idle_relay_does_not_spin(shell):
+    before = cpu_ticks(shell.proc.pid)
+    time.sleep(1)  # a measurement window, not a synchronisation
+    assert cpu_ticks(shell.proc.pid) - before <= 5  # 50 ms of CPU in 1 s at most: poll, no busy loop
+    shell.send(b"exit\n")
+    assert shell.wait() == 0
