@@ -261,15 +261,17 @@ void mr_become_command(const struct mr_spawn_req *req, int pipe_fd)
     sigset_t none;
     int err;
 
+    /* The terminal first, before anything closes the fds COMMAND must not keep: it
+     * needs req->console_fd, and leaves only the pty as stdio (console.c). */
+    if (req->terminal && (err = mr_setup_console(req, step)) < 0)
+        exec_failed(pipe_fd, -err, step);
+
     /* Undo what the Python parent had: its handlers and, above all, its ignored
      * SIGPIPE, which exec would otherwise pass on to COMMAND. */
     for (int sig = 1; sig < NSIG; sig++)
         signal(sig, SIG_DFL);
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
-
-    if (req->terminal && (err = mr_setup_console(req, step)) < 0)
-        exec_failed(pipe_fd, -err, step);
 
     if (mkdir_p(req->cwd, 0755) < 0 || chdir(req->cwd) < 0) {
         snprintf(step, sizeof(step), "chdir(%s)", req->cwd);
