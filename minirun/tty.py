@@ -372,8 +372,10 @@ class Supervised(Console):
                     client, _ = self.listener.accept()
                     self.clients.append(client)
                     poller.register(client.fileno(), select.POLLIN)
-                else:
-                    client = next(c for c in self.clients if c.fileno() == fd)
+                else:  # a client; it may have been dropped earlier in this same batch
+                    client = next((c for c in self.clients if c.fileno() == fd), None)
+                    if client is None:
+                        continue
                     try:
                         packet = client.recv(_CHUNK + 1)
                     except OSError:
