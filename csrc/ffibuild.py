@@ -88,6 +88,11 @@ ffibuilder.cdef(
         const void *seccomp_filter;
         int seccomp_len;
         unsigned int seccomp_flags;
+        int terminal;
+        int console_fd;
+        int console_bind;
+        unsigned short console_rows;
+        unsigned short console_cols;
     };
 
     struct mr_spawn_out {
@@ -132,7 +137,7 @@ ffibuilder.set_source(
     #include "minirun.h"
     """,
     sources=[os.path.join("csrc", name) for name in ("syscalls.c", "spawn.c", "init.c", "exec.c", "security.c",
-                                                          "rootpath.c", "devices.c")],
+                                                          "rootpath.c", "devices.c", "console.c")],
     include_dirs=[HERE],
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
 )

@@ -231,6 +231,10 @@ void mr_become_command(const struct mr_spawn_req *req, int pipe_fd)
      * host fds, and /proc/PID/exe is minirun's interpreter on the host: no
      * process of the container may ptrace it or open those (CVE-2019-5736). */
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    /* The terminal first, before the fds COMMAND must not keep are closed: it
+     * needs req->console_fd, and leaves only the pty as stdio (console.c). */
+    if (req->terminal && (err = mr_setup_console(req, step)) < 0)
+        exec_failed(pipe_fd, -err, step);
     /* Only stdio and the CLOEXEC failure pipe: whatever the caller had open
      * stays outside (CVE-2024-21626). */
     mr_close_fds(3, pipe_fd);
@@ -344,6 +348,8 @@ void mr_container_init(const struct mr_spawn_req *req, int fd)
         mr_become_command(req, exec_pipe[1]);
     }
     close(exec_pipe[1]);
+    if (req->terminal)
+        close(req->console_fd); /* COMMAND has its copy: the init keeps no end of the terminal */
 
     /* sync 2: EOF on the CLOEXEC pipe means COMMAND's execve succeeded. */
     do

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #define MR_STEP_MAX 240
+#define MR_CONSOLE_FD 4 /* where the container's init keeps req->console_fd (spawn.c) */
 
 /* One operation of the in-container filesystem plan, built as data by
  * minirun/mounts.py and executed by the child (rootpath.c, mr_apply_op). Every
@@ -76,6 +77,12 @@ struct mr_spawn_req {
     const void *seccomp_filter;  /* struct sock_filter[], or NULL for none */
     int seccomp_len;             /* its number of instructions */
     unsigned int seccomp_flags;  /* SECCOMP_FILTER_FLAG_* for seccomp(2) (the profile's "flags") */
+    /* terminal (console.c): zero leaves COMMAND's stdio as given */
+    int terminal;                /* 1: COMMAND gets a pty of the container's devpts as its terminal */
+    int console_fd;              /* with terminal: unix socket the pty master is sent over (SCM_RIGHTS) */
+    int console_bind;            /* with terminal: bind the pty onto /dev/console (a container's COMMAND) */
+    unsigned short console_rows; /* with terminal: initial window size (OCI process.consoleSize), */
+    unsigned short console_cols; /* 0 0 leaves the kernel's default */
 };
 
 struct mr_spawn_out {
@@ -122,6 +129,15 @@ int mr_attach_device_filter(const void *insns, int n_insns, int cgroup_fd, char 
  * exec req->argv as req->uid in req->cwd. Returns COMMAND's pid (a child of the
  * caller), or -errno with the step; an exec failure comes back in *exec_err. */
 int mr_exec(const struct mr_spawn_req *req, int pidfd, int ns_flags, int *exec_err, char *step);
+
+/* console.c, called by the process about to become COMMAND (mr_become_command),
+ * inside the container's root and before it drops privileges: open a pty of the
+ * devpts mounted at /dev/pts, set its window size, bind it onto /dev/console if
+ * req->console_bind, send the master with the pty's path over req->console_fd
+ * (as runc does to an OCI --console-socket), then start a session with the pty
+ * as controlling terminal and stdin, stdout, stderr. 0 or -errno with the step,
+ * which starts with "terminal: ". */
+int mr_setup_console(const struct mr_spawn_req *req, char *step);
 
 /* security.c, called by init.c: 0 or -errno with the step */
 int mr_security_before_setuid(const struct mr_spawn_req *req, char *step);

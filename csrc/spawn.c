@@ -137,6 +137,8 @@ static void set_title(void)
 /* Child side, after clone: never returns. */
 static void child_main(const struct mr_spawn_req *req, int report_fd, int go_fd)
 {
+    struct mr_spawn_req own = *req;
+    int console = -1;
     char c;
     ssize_t n;
 
@@ -164,7 +166,10 @@ static void child_main(const struct mr_spawn_req *req, int report_fd, int go_fd)
 
     /* Requested stdio first (dup2 clears O_CLOEXEC on the copies). Then everything
      * else the Python parent had open stays with the parent: COMMAND sees only
-     * stdio, and the init holds only stdio and the report socket, as fd 3. */
+     * stdio, and the init holds only stdio, the report socket, as fd 3, and with a
+     * terminal the console socket, as fd 4 (moved out of the way of the dup2s). */
+    if (req->terminal && (console = fcntl(req->console_fd, F_DUPFD_CLOEXEC, MR_CONSOLE_FD + 1)) < 0)
+        child_failed(report_fd, errno, "terminal: keep the console socket");
     for (int i = 0; i < 3; i++)
         if (req->stdio[i] >= 0 && req->stdio[i] != i && dup2(req->stdio[i], i) < 0)
             child_failed(report_fd, errno, "dup2(stdio)");
@@ -173,8 +178,13 @@ static void child_main(const struct mr_spawn_req *req, int report_fd, int go_fd)
             child_failed(report_fd, errno, "dup3(report socket)");
         report_fd = 3;
     }
-    mr_close_fds(4, -1);
-    mr_container_init(req, report_fd);
+    if (console >= 0) {
+        if (dup3(console, MR_CONSOLE_FD, O_CLOEXEC) < 0)
+            child_failed(report_fd, errno, "terminal: dup3(console socket)");
+        own.console_fd = MR_CONSOLE_FD;
+    }
+    mr_close_fds(MR_CONSOLE_FD + (console >= 0), -1);
+    mr_container_init(&own, report_fd);
 }
 
 int mr_spawn(const struct mr_spawn_req *req, struct mr_spawn_out *out, char *step)

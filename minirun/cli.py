@@ -174,21 +174,38 @@ def rm(force, containers):
 @click.option("-e", "--env", multiple=True, metavar="KEY=VAL", help="Set an environment variable (repeatable).")
 @click.option("-w", "--workdir", help="Working directory (default: the container's).")
 @click.option("-u", "--user", metavar="UID[:GID]", help="Run as this numeric user (and group).")
+@click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open (it always is passed on).")
+@click.option("-t", "--tty", is_flag=True, help="Give COMMAND a pseudo-terminal of the container's devpts.")
 @click.argument("container")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def exec_(env, workdir, user, container, command):
+def exec_(env, workdir, user, interactive, tty, container, command):
     """Run COMMAND inside a running CONTAINER: its namespaces, its cgroups, its root.
 
     \b
     Example:
       minirun run -d --name web ROOTFS httpd -f -p 8080
       minirun exec web ps          # sees the container's processes only
+      minirun exec -it web /bin/sh # a shell with its own terminal
     """
     from .lifecycle import exec_in
     from .spec import parse_env, parse_user
 
     uid, gid = parse_user(user) if user else (0, 0)
-    return exec_in(container, list(command), parse_env(env), workdir, uid, gid)
+    return exec_in(container, list(command), parse_env(env), workdir, uid, gid, interactive=interactive, tty=tty)
+
+
+@cli.command()
+@click.option("--detach-keys", metavar="KEYS", help="Keys that detach, docker's syntax (default: ctrl-p,ctrl-q).")
+@click.argument("container")
+def attach(detach_keys, container):
+    """Connect this terminal to the terminal of CONTAINER (started with run -d -t).
+
+    Ctrl-P Ctrl-Q detaches and leaves it running; otherwise minirun exits with
+    its status when it exits.
+    """
+    from .lifecycle import attach as attach_container
+
+    return attach_container(container, detach_keys)
 
 
 @cli.command()

@@ -101,12 +101,14 @@ def _check_rootless(spec: ContainerSpec) -> None:
 
 
 def run(spec: ContainerSpec, *, stdio=(None, None, None), detached: bool = False, on_started=None,
-        prepared: bool = False) -> Result:
+        prepared: bool = False, terminal=None) -> Result:
     """Run the container in ``spec`` until COMMAND exits; always clean up.
 
     ``stdio``: file descriptors for COMMAND's stdin, stdout, stderr (None: minirun's own).
     ``detached``: keep the state directory (status, exit code, log) after the exit, until `rm`.
     ``on_started(id, pid)``: called once COMMAND is running.
+    ``terminal``: a minirun.tty.Console: COMMAND gets a pty of the container's own devpts,
+    whose master the console relays (the caller closes it).
     Raises a MiniRunError subclass for bad input or a failed setup, with nothing left behind.
     A cleanup step that fails after COMMAND ran does not lose its result: what it left is
     named in ``Result.leftovers`` (and the state of a detached run) for `gc` to remove.
@@ -130,7 +132,7 @@ def run(spec: ContainerSpec, *, stdio=(None, None, None), detached: bool = False
                 from . import network
 
                 net = network.reserve(spec.id)
-            result = _run_in(cgroup, spec, namespaces, stdio, t0, claim, on_started, net, proxy)
+            result = _run_in(cgroup, spec, namespaces, stdio, t0, claim, on_started, net, proxy, terminal)
         finally:
             leftovers = _release(spec.id, cgroup, net, proxy)
         result.leftovers = leftovers
@@ -177,7 +179,8 @@ def _root_and_plans(spec: ContainerSpec, state_dir: str):
     return root, pre, with_devices(DEFAULT_PLAN + user_post, spec.devices)
 
 
-def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float, claim, on_started, net, proxy) -> Result:
+def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float, claim, on_started, net, proxy,
+            terminal) -> Result:
     from . import syscalls  # the C extension; imported here so `minirun --help` stays cheap
 
     proc = spec.process
@@ -193,17 +196,20 @@ def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float, claim, on
     # no cgroup.procs write on the way (see csrc/spawn.c for why that matters).
     tasks_fds = cgroup.self_placement_fds()
     unified_fd = cgroup.unified_dir_fd()
+    console = {"console_fd": terminal.child_fd, "console_size": terminal.size} if terminal else {}
     try:
         child = syscalls.spawn(
             rootfs=root, hostname=spec.hostname, namespaces=namespaces, cgroup_fd=unified_fd,
             tasks_fds=tasks_fds, pre_plan=pre_plan, plan=plan + sec["path_ops"], readonly_root=spec.readonly_root,
             argv=proc.args, envp=env, path=path, cwd=proc.cwd, uid=proc.uid, gid=proc.gid, stdio=stdio,
-            net=(net.address, net.prefixlen, net.gateway) if net else None, security=sec)
+            net=(net.address, net.prefixlen, net.gateway) if net else None, security=sec, **console)
     except syscalls.NativeError as err:
         raise SetupError(err.step, err.errno) from err
     finally:
         for fd in tasks_fds + ([unified_fd] if unified_fd is not None else []):
             os.close(fd)
+        if terminal:
+            terminal.spawned()
     timings = {"clone": time.perf_counter() - t0}
     status = None
     try:
@@ -228,12 +234,16 @@ def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float, claim, on
                 status = init_status
                 return _result(spec, cgroup, status, timings, t0)
             _raise_for_failure(first, proc.args[0], spec.rootfs)
+            if terminal:
+                terminal.started(claim.path)
             timings["start"] = time.perf_counter() - t0
             claim.update(status=state.RUNNING, pid=child.pid, pid_start=state.start_time(child.pid),
                          started=time.time(), env=env, cwd=proc.cwd, cgroups=cgroup.paths,
                          security=security.state_record(sec))
             if on_started:
                 on_started(spec.id, child.pid)
+            if terminal:  # relays until the init reports COMMAND's exit
+                terminal.wait(child.report_fd)
             last = child.read_report()
             _, init_status = os.waitpid(child.pid, 0)
             status = last.status if last and last.kind == syscalls.EXITED else init_status
@@ -247,7 +257,7 @@ def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float, claim, on
 def _raise_for_failure(report, command: str, rootfs: str) -> None:
     from . import syscalls
 
-    if report.kind == syscalls.SETUP_FAILED:
+    if report.kind == syscalls.SETUP_FAILED or report.step.startswith("terminal: "):
         raise SetupError(report.step, report.err)
     if report.kind == syscalls.EXEC_FAILED:
         if report.err == 2:  # ENOENT

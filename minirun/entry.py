@@ -32,13 +32,17 @@ def _raise_terminated(signum, _frame):
 def execute_run(*, rootfs, command, name=None, hostname=None, env=(), workdir="/", user=None, memory=None,
                 memory_swap=None, cpus=None, cpuset_cpus=None, pids_limit=None, volume=(), tmpfs=(),
                 device=(), read_only=False, no_overlay=False, network="none", publish=(), cap_add=(), cap_drop=(),
-                security_opt=(), privileged=False, userns=False, userns_map=(), detach=False, rm=False,
-                as_json=False, debug=False) -> int:
+                security_opt=(), privileged=False, userns=False, userns_map=(), interactive=False, tty=False,
+                detach=False, rm=False, as_json=False, debug=False) -> int:
     """`minirun run` after parsing: build the spec, run it, report. Returns the exit code."""
     from . import container
     from .spec import (ContainerSpec, Limits, Process, parse_cpus, parse_cpuset, parse_env, parse_pids_limit,
                        parse_network, parse_publish, parse_size, parse_tmpfs, parse_user, parse_volume)
 
+    if tty and not detach:  # checked first: nothing may be created for a run that cannot start
+        from .tty import require_terminal
+
+        require_terminal()
     host_cpus = os.cpu_count() or 1
     uid, gid = parse_user(user) if user else (0, 0)
     swap = None
@@ -68,7 +72,7 @@ def execute_run(*, rootfs, command, name=None, hostname=None, env=(), workdir="/
             print(PRIVILEGED_WARNING, file=sys.stderr)
     spec = ContainerSpec(rootfs=rootfs, id=name or "", hostname=hostname or "",
                          process=Process(args=list(command), env=parse_env(env), cwd=workdir, uid=uid, gid=gid,
-                                         **proc_sec),
+                                         terminal=tty, **proc_sec),
                          limits=limits, mounts=[parse_volume(v) for v in volume] + [parse_tmpfs(t) for t in tmpfs],
                          devices=nodes, readonly_root=read_only, overlay=not no_overlay, network=parse_network(network),
                          publish=[parse_publish(p) for p in publish], **spec_sec)
@@ -81,9 +85,15 @@ def execute_run(*, rootfs, command, name=None, hostname=None, env=(), workdir="/
     if detach:
         from .lifecycle import run_detached
 
-        print(run_detached(spec, auto_remove=rm), flush=True)
+        print(run_detached(spec, auto_remove=rm, tty=tty), flush=True)
         return 0
-    result = container.run(spec)
+    if tty:
+        from .tty import Foreground
+
+        with Foreground(interactive) as terminal:
+            result = container.run(spec, terminal=terminal)
+    else:
+        result = container.run(spec)
     if result.leftovers:
         print(f"minirun: warning: container {result.id} left behind: {'; '.join(result.leftovers)} "
               "(`minirun gc` removes it once nothing holds it)", file=sys.stderr)

@@ -9,6 +9,7 @@ it; `rm` removes it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -56,7 +57,7 @@ def status(container_id: str) -> dict:
     return st
 
 
-def run_detached(spec, auto_remove: bool = False) -> str:
+def run_detached(spec, auto_remove: bool = False, tty: bool = False) -> str:
     """Start ``spec`` under a supervisor and return once COMMAND runs (or failed to)."""
     from . import container
 
@@ -65,7 +66,7 @@ def run_detached(spec, auto_remove: bool = False) -> str:
     pid = os.fork()
     if pid == 0:  # the supervisor
         os.close(r)
-        _supervise(spec, w, auto_remove)
+        _supervise(spec, w, auto_remove, tty)
     os.close(w)
     with os.fdopen(r, "rb") as f:
         message = f.read1(4096) if hasattr(f, "read1") else f.read(4096)
@@ -80,7 +81,7 @@ def run_detached(spec, auto_remove: bool = False) -> str:
     raise err
 
 
-def _supervise(spec, ready_fd: int, auto_remove: bool) -> None:
+def _supervise(spec, ready_fd: int, auto_remove: bool, tty: bool = False) -> None:
     """The supervisor's whole life; never returns."""
     from . import container
 
@@ -102,7 +103,15 @@ def _supervise(spec, ready_fd: int, auto_remove: bool) -> None:
                                  os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
             return log_fd
 
-        container.run(spec, stdio=(devnull, open_log, open_log), detached=True, on_started=started, prepared=True)
+        if tty:  # the supervisor keeps the pty: log and `minirun attach` (minirun/tty.py)
+            from .tty import Supervised
+
+            with Supervised(open_log) as terminal:
+                container.run(spec, stdio=(devnull, open_log, open_log), detached=True, on_started=started,
+                              prepared=True, terminal=terminal)
+        else:
+            container.run(spec, stdio=(devnull, open_log, open_log), detached=True, on_started=started,
+                          prepared=True)
         if auto_remove:
             state.remove(spec.id)
     except MiniRunError as err:
@@ -183,6 +192,25 @@ def remove(name: str, force: bool = False) -> str:
     return container_id
 
 
+def attach(name: str, detach_keys: str | None = None) -> int:
+    """`minirun attach`: connect the terminal to a `run -d -t` container's pty until the
+    detach keys (0) or its exit (its exit code)."""
+    from .tty import ATTACH_SOCKET, DEFAULT_DETACH_KEYS, attach as attach_terminal, parse_detach_keys
+
+    keys = parse_detach_keys(detach_keys or DEFAULT_DETACH_KEYS)
+    container_id = resolve(name)
+    st = status(container_id)
+    if st["status"] != state.RUNNING:
+        raise SpecError(f"container {container_id} is not running")
+    path = os.path.join(state.STATE_ROOT, container_id, ATTACH_SOCKET)
+    if not os.path.exists(path):
+        raise SpecError(f"container {container_id} has no terminal to attach to (start it with run -d -t)")
+    if attach_terminal(path, keys):
+        return 0
+    wait_exited(container_id, 10)
+    return status(container_id).get("exit_code") or 0
+
+
 def log_path(name: str) -> tuple[str, str]:
     container_id = resolve(name)
     return container_id, os.path.join(state.STATE_ROOT, container_id, "log")
@@ -230,12 +258,23 @@ def _namespaces_of(pid: int, pidfd: int) -> list[str]:
 
 
 def exec_in(name: str, args: list[str], env: list[str] = (), cwd: str | None = None, uid: int = 0,
-            gid: int = 0) -> int:
+            gid: int = 0, interactive: bool = False, tty: bool = False) -> int:
     """Run ``args`` inside a running container, in all its namespaces and cgroups; return its exit code.
 
     The new process becomes COMMAND the way `run`'s does (csrc/init.c, mr_become_command):
     it keeps none of the caller's open files but stdio, and stays non-dumpable until execve.
+    ``tty``: with a pty of the container's devpts, relayed to minirun's terminal (raw with ``interactive``).
     """
+    if tty:
+        from .tty import Foreground, require_terminal
+
+        require_terminal()
+        with Foreground(interactive) as terminal:
+            return _exec_in(name, args, env, cwd, uid, gid, terminal)
+    return _exec_in(name, args, env, cwd, uid, gid, None)
+
+
+def _exec_in(name: str, args: list[str], env, cwd, uid: int, gid: int, terminal) -> int:
     from . import syscalls
     from .cgroups import fs
     from .container import forward_signals
@@ -248,9 +287,14 @@ def exec_in(name: str, args: list[str], env: list[str] = (), cwd: str | None = N
     if pidfd is None:
         raise SpecError(f"container {container_id} is not running")
     merged = dict(e.partition("=")[::2] for e in st.get("env", []))
+    if terminal:
+        from .spec import terminal_type
+
+        merged["TERM"] = terminal_type()
     merged.update(e.partition("=")[::2] for e in env)
     envp = [f"{k}={v}" for k, v in merged.items()]
     fds: list[int] = [pidfd]
+    console = {"console_fd": terminal.child_fd, "console_size": terminal.size} if terminal else {}
     try:
         try:
             namespaces = _namespaces_of(st["pid"], pidfd)
@@ -268,7 +312,8 @@ def exec_in(name: str, args: list[str], env: list[str] = (), cwd: str | None = N
             child = syscalls.exec_into(pidfd=pidfd, namespaces=namespaces, cgroup_fd=cgroup_fd, tasks_fds=tasks,
                                        argv=args, envp=envp, path=merged.get("PATH", ""),
                                        cwd=cwd or st.get("cwd", "/"), uid=uid, gid=gid,
-                                       security=from_state_record(st.get("security"), uid))  # same restrictions
+                                       security=from_state_record(st.get("security"), uid),  # same restrictions
+                                       **console)
         except syscalls.ExecFailed as err:
             if err.errno == 2:
                 raise CommandNotFound(f"{args[0]}: command not found in container {container_id}") from err
@@ -278,6 +323,21 @@ def exec_in(name: str, args: list[str], env: list[str] = (), cwd: str | None = N
     finally:
         for fd in fds:
             os.close(fd)
+        if terminal:
+            terminal.spawned()
     with forward_signals(child):
+        if terminal:
+            try:
+                terminal.started("")
+                pidfd = os.pidfd_open(child)  # readable once COMMAND exits: ends the relay
+                try:
+                    terminal.wait(pidfd)
+                finally:
+                    os.close(pidfd)
+            except BaseException:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child, signal.SIGKILL)
+                os.waitpid(child, 0)
+                raise
         _, wstatus = os.waitpid(child, 0)
     return os.WEXITSTATUS(wstatus) if os.WIFEXITED(wstatus) else 128 + os.WTERMSIG(wstatus)

@@ -58,6 +58,10 @@ RUN_OPTIONS = (
                 "minirun, else root)."),
     Option("--userns-map", dest="userns_map", multiple=True, metavar="CONTAINER:HOST:SIZE",
            help="Explicit uid and gid mapping for --userns, e.g. 0:100000:65536 (repeatable)."),
+    Option("-i", "--interactive", dest="interactive", flag=True,
+           help="Keep STDIN open: COMMAND reads minirun's stdin (a foreground run always passes it on)."),
+    Option("-t", "--tty", dest="tty", flag=True,
+           help="Give COMMAND a pseudo-terminal of the container's own devpts (with -i: an interactive shell)."),
     Option("-d", "--detach", dest="detach", flag=True,
            help="Run in the background under a supervisor; print the container id (see ps, logs, stop, rm)."),
     Option("--rm", dest="rm", flag=True,
@@ -73,6 +77,14 @@ def defaults() -> dict:
     return {opt.dest: ([] if opt.multiple else False if opt.flag else opt.default) for opt in RUN_OPTIONS}
 
 
+def _bundled_flags(arg: str) -> list[Option] | None:
+    """``-it`` as ``-i -t``, when every letter is a flag (anything else is click's)."""
+    if len(arg) < 3 or arg[1] == "-":
+        return None
+    opts = [_BY_NAME.get("-" + letter) for letter in arg[1:]]
+    return opts if all(opt is not None and opt.flag for opt in opts) else None
+
+
 def parse_fast(args: list[str]) -> dict | None:
     """Parse `run` arguments like click would, or None to let click deal with them."""
     values = defaults()
@@ -82,6 +94,12 @@ def parse_fast(args: list[str]) -> dict | None:
         if not arg.startswith("-") or arg == "-":
             break
         name, eq, inline = arg.partition("=") if arg.startswith("--") else (arg, "", "")
+        bundle = _bundled_flags(name)
+        if bundle:  # -it, -dit: short flags written together
+            for flag in bundle:
+                values[flag.dest] = True
+            i += 1
+            continue
         opt = _BY_NAME.get(name)
         if opt is None:
             return None

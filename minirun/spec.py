@@ -24,6 +24,7 @@ field by field:
     Process.capabilities          <- process.capabilities.{bounding,effective,permitted}; also
                                      .inheritable when uid is 0 (empty for other users); ambient empty
     Process.no_new_privileges     <- process.noNewPrivileges
+    Process.terminal              <- process.terminal (the console: csrc/console.c, minirun/tty.py)
     ContainerSpec.seccomp         <- linux.seccomp  ("default": Docker's profile; None: unconfined;
                                      else a profile dict: Docker, containers-common or OCI shape,
                                      see minirun/seccomp.py)
@@ -263,6 +264,11 @@ class Limits(Record):
                 raise SpecError("--memory-swap must be at least --memory (it counts memory plus swap)")
 
 
+def terminal_type() -> str:
+    """TERM inside a container with a terminal: the host's, else docker's xterm."""
+    return os.environ.get("TERM") or "xterm"
+
+
 class Process(Record):
     args: list[str]
     env: list[str] = Factory(list)
@@ -271,10 +277,13 @@ class Process(Record):
     gid: int = 0
     capabilities: tuple[str, ...] = DEFAULT_CAPS  # CAP_* names (security.tweak_caps)
     no_new_privileges: bool = True
+    terminal: bool = False  # a pty of the container's devpts as stdio (minirun.tty)
 
     def full_env(self, hostname: str) -> list[str]:
         """The environment COMMAND sees: defaults first, then the user's, later wins."""
         merged = {"PATH": DEFAULT_PATH, "HOSTNAME": hostname, "HOME": "/root" if self.uid == 0 else "/"}
+        if self.terminal:
+            merged["TERM"] = terminal_type()
         for item in self.env:
             key, _, value = item.partition("=")
             merged[key] = value

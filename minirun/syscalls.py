@@ -197,11 +197,15 @@ def spawn(*, rootfs: str, hostname: str | None, namespaces: Sequence[str], cgrou
           tasks_fds: Sequence[int], pre_plan: Sequence, plan: Sequence, readonly_root: bool,
           argv: Sequence[str], envp: Sequence[str], path: str, cwd: str,
           uid: int = 0, gid: int = 0, stdio: Sequence[int | None] = (None, None, None),
-          net: tuple[str, int, str] | None = None, security: dict | None = None) -> Child:
+          net: tuple[str, int, str] | None = None, security: dict | None = None,
+          console_fd: int | None = None, console_size: tuple[int, int] | None = None) -> Child:
     """Clone the container's init into new namespaces; it waits for ``Child.release()``.
 
     ``net``: (address, prefix length, gateway) for the eth0 the parent moves in before release.
     ``security``: security.native_args(spec): COMMAND's capabilities, no_new_privs, seccomp.
+    ``console_fd``: give COMMAND a pty of the container's devpts, bound onto /dev/console;
+    its master is sent over this unix socket (csrc/console.c; see minirun.tty.receive_master).
+    ``console_size``: the pty's initial (rows, columns).
 
     The cgroup namespace is not created by the clone but by the child once it is
     in its cgroups, so that it sees its own cgroup as "/".
@@ -229,6 +233,7 @@ def spawn(*, rootfs: str, hostname: str | None, namespaces: Sequence[str], cgrou
         req.net_mask = int.from_bytes(mask.to_bytes(4, "big"), sys.byteorder)
         req.net_gateway = _in_addr(gateway)
     _set_security(req, security, keep)
+    _set_console(req, console_fd, console_size, bind=True)
 
     out = ffi.new("struct mr_spawn_out *")
     step = _step()
@@ -253,15 +258,30 @@ def _set_security(req, security: dict | None, keep: list) -> None:
         req.seccomp_flags = security.get("seccomp_flags", 0)
 
 
+def _set_console(req, console_fd: int | None, size: tuple[int, int] | None, bind: bool) -> None:
+    """Fill the request's terminal block (csrc/console.c); None leaves COMMAND's stdio alone."""
+    if console_fd is None:
+        return
+    req.terminal = 1
+    req.console_fd = console_fd
+    req.console_bind = 1 if bind else 0
+    if size:
+        req.console_rows, req.console_cols = size
+
+
 class ExecFailed(NativeError):
     """COMMAND could not be exec'd in the container (errno ENOENT, EACCES, ...)."""
 
 
 def exec_into(*, pidfd: int, namespaces: Sequence[str], cgroup_fd: int | None, tasks_fds: Sequence[int],
               argv: Sequence[str], envp: Sequence[str], path: str, cwd: str, uid: int = 0, gid: int = 0,
-              stdio: Sequence[int | None] = (None, None, None), security: dict | None = None) -> int:
+              stdio: Sequence[int | None] = (None, None, None), security: dict | None = None,
+              console_fd: int | None = None, console_size: tuple[int, int] | None = None) -> int:
     """Start ``argv`` inside a running container (see csrc/exec.c): join the ``namespaces`` of the
-    process ``pidfd`` (its init) in one setns; return the new process's pid, a child of ours."""
+    process ``pidfd`` (its init) in one setns; return the new process's pid, a child of ours.
+
+    ``console_fd``, ``console_size``: as for ``spawn``, without touching /dev/console.
+    """
     keep: list = []
     req = _process_request(keep, cgroup_fd=cgroup_fd, tasks_fds=tasks_fds, argv=argv, envp=envp, path=path, cwd=cwd,
                            uid=uid, gid=gid, stdio=stdio)
@@ -269,6 +289,7 @@ def exec_into(*, pidfd: int, namespaces: Sequence[str], cgroup_fd: int | None, t
     flags = 0
     for ns in namespaces:
         flags |= NAMESPACE_FLAGS[ns]
+    _set_console(req, console_fd, console_size, bind=False)
     exec_err = ffi.new("int *")
     step = _step()
     ret = lib.mr_exec(req, pidfd, flags, exec_err, step)
