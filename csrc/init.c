@@ -143,6 +143,15 @@ static void apply_ops(int fd, const struct mr_op *ops, int n)
             TRY(fd, mkdir_p(op->target, 0755), "mkdir(%s)", op->target);
             TRY(fd, chmod(op->target, op->mode & 07777), "chmod(%s)", op->target);
             break;
+        case MR_OP_WRITE: {
+            int wfd = open(op->target, O_WRONLY | O_CLOEXEC);
+            size_t len = strlen(op->data);
+
+            TRY(fd, wfd, "open(%s)", op->target);
+            TRY(fd, write(wfd, op->data, len) == (ssize_t)len ? 0 : -1, "write %s to %s", op->data, op->target);
+            close(wfd);
+            break;
+        }
         case MR_OP_MASK:
         case MR_OP_READONLY: {
             char step[MR_STEP_MAX];
@@ -213,10 +222,24 @@ out:
     return ret;
 }
 
-static void __attribute__((noreturn)) exec_failed(int pipe_fd, int err, const char *step)
+static void __attribute__((noreturn)) exec_failed(const struct mr_spawn_req *req, int pipe_fd, int err,
+                                                  const char *step)
 {
     struct mr_exec_failure f;
 
+    if (req->oci_process) {
+        /* PID 1 itself failed: tell whoever waits on the report socket (`run`), or, once
+         * `create` has returned, the container's stderr, which the engine shows. */
+        struct mr_report rep;
+
+        memset(&rep, 0, sizeof(rep));
+        rep.kind = MR_REPORT_EXEC_FAILED;
+        rep.err = err;
+        strncpy(rep.step, step, sizeof(rep.step) - 1);
+        if (send(pipe_fd, &rep, sizeof(rep), MSG_NOSIGNAL) < 0)
+            dprintf(2, "minirun-oci: %s: %s\n", step, strerror(err));
+        _exit(err == ENOENT ? 127 : 126);
+    }
     memset(&f, 0, sizeof(f));
     f.err = err;
     strncpy(f.step, step, sizeof(f.step) - 1);
@@ -235,7 +258,7 @@ static void exec_command(const struct mr_spawn_req *req, int pipe_fd)
     if (strchr(name, '/')) {
         execve(name, (char *const *)req->argv, (char *const *)req->envp);
         snprintf(step, sizeof(step), "exec %s", name);
-        exec_failed(pipe_fd, errno, step);
+        exec_failed(req, pipe_fd, errno, step);
     }
     for (const char *dir = req->path; dir && *dir;) {
         const char *end = strchrnul(dir, ':');
@@ -247,12 +270,12 @@ static void exec_command(const struct mr_spawn_req *req, int pipe_fd)
             saw_eacces = 1;
         else if (errno != ENOENT && errno != ENOTDIR) {
             snprintf(step, sizeof(step), "exec %.200s", candidate);
-            exec_failed(pipe_fd, errno, step);
+            exec_failed(req, pipe_fd, errno, step);
         }
         dir = *end ? end + 1 : end;
     }
     snprintf(step, sizeof(step), "exec %s", name);
-    exec_failed(pipe_fd, saw_eacces ? EACCES : ENOENT, step);
+    exec_failed(req, pipe_fd, saw_eacces ? EACCES : ENOENT, step);
 }
 
 void mr_become_command(const struct mr_spawn_req *req, int pipe_fd)
@@ -268,28 +291,45 @@ void mr_become_command(const struct mr_spawn_req *req, int pipe_fd)
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
 
+    /* `minirun-oci create`: wait here, set up, until `start` opens the fifo for reading. */
+    if (req->exec_fifo_fd > 0) {
+        char fifo[64];
+        int wfd;
+
+        snprintf(fifo, sizeof(fifo), "/proc/self/fd/%d", req->exec_fifo_fd);
+        do
+            wfd = open(fifo, O_WRONLY | O_CLOEXEC);
+        while (wfd < 0 && errno == EINTR);
+        if (wfd < 0 || write(wfd, "0", 1) != 1)
+            exec_failed(req, pipe_fd, errno, "open exec fifo");
+        close(wfd);
+        close(req->exec_fifo_fd);
+    }
     if (mkdir_p(req->cwd, 0755) < 0 || chdir(req->cwd) < 0) {
         snprintf(step, sizeof(step), "chdir(%s)", req->cwd);
-        exec_failed(pipe_fd, errno, step);
+        exec_failed(req, pipe_fd, errno, step);
     }
     /* security.c: bounding set and keep-caps now, the rest after setuid */
     if ((err = mr_security_before_setuid(req, step)) < 0)
-        exec_failed(pipe_fd, -err, step);
+        exec_failed(req, pipe_fd, -err, step);
     /* EPERM: a rootless user namespace, where setgroups is denied (its writer had
      * to, to map a gid); there are no supplementary groups to drop there. */
-    if (setgroups(0, NULL) < 0 && errno != EPERM)
-        exec_failed(pipe_fd, errno, "setgroups()");
+    if (req->set_groups) {
+        if (setgroups((size_t)req->n_groups, (const gid_t *)req->groups) < 0)
+            exec_failed(req, pipe_fd, errno, "setgroups(additionalGids)");
+    } else if (setgroups(0, NULL) < 0 && errno != EPERM)
+        exec_failed(req, pipe_fd, errno, "setgroups()");
     if (setgid(req->gid) < 0) {
         snprintf(step, sizeof(step), "setgid(%d)", req->gid);
-        exec_failed(pipe_fd, errno, step);
+        exec_failed(req, pipe_fd, errno, step);
     }
     if (setuid(req->uid) < 0) {
         snprintf(step, sizeof(step), "setuid(%d)", req->uid);
-        exec_failed(pipe_fd, errno, step);
+        exec_failed(req, pipe_fd, errno, step);
     }
-    umask(022);
+    umask(req->has_umask ? req->umask : 022);
     if ((err = mr_security_before_exec(req, step)) < 0)
-        exec_failed(pipe_fd, -err, step);
+        exec_failed(req, pipe_fd, -err, step);
     exec_command(req, pipe_fd);
     _exit(127);
 }
@@ -333,6 +373,8 @@ void mr_container_init(const struct mr_spawn_req *req, int fd)
     umask(0);
     if (req->clone_flags & CLONE_NEWUSER) /* security.c; the parent wrote our id maps before sync 1 */
         TRY(fd, mr_userns_become_root(), "become root of the user namespace");
+    for (int i = 0; i < req->n_join_fds; i++) /* OCI namespaces given by path */
+        TRY(fd, setns(req->join_fds[i], 0), "join namespace (setns fd %d)", req->join_fds[i]);
     if (req->unshare_cgroupns)
         TRY(fd, unshare(CLONE_NEWCGROUP), "unshare(cgroup namespace)");
     enter_rootfs(fd, req);
@@ -341,6 +383,8 @@ void mr_container_init(const struct mr_spawn_req *req, int fd)
         TRY(fd, mount(NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL), "remount / read-only");
     if (req->hostname)
         TRY(fd, sethostname(req->hostname, strlen(req->hostname)), "sethostname(%s)", req->hostname);
+    if (req->domainname)
+        TRY(fd, setdomainname(req->domainname, strlen(req->domainname)), "setdomainname(%s)", req->domainname);
     if (req->clone_flags & CLONE_NEWNET)
         TRY(fd, loopback_up(), "bring up loopback");
     if (req->net_addr)
@@ -348,6 +392,11 @@ void mr_container_init(const struct mr_spawn_req *req, int fd)
     /* A session of our own: Ctrl-C on the user's terminal reaches minirun only,
      * which forwards it once, instead of hitting every process of the container. */
     TRY(fd, setsid(), "setsid()");
+
+    if (req->oci_process) { /* COMMAND is PID 1 (the engine brings its own init) */
+        send_report(fd, MR_REPORT_CREATED, 0, 0, getpid(), NULL);
+        mr_become_command(req, fd);
+    }
 
     TRY(fd, pipe2(exec_pipe, O_CLOEXEC), "pipe2()");
     command = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);

@@ -22,6 +22,7 @@ enum mr_op_kind {
     MR_OP_MKDIR = 4,   /* mkdir -p target, then chmod(mode) */
     MR_OP_MASK = 5,    /* security.c: /dev/null or an empty read-only tmpfs over target; skipped if missing */
     MR_OP_READONLY = 6, /* security.c: bind target onto itself read-only; skipped if missing */
+    MR_OP_WRITE = 7,   /* write data to the existing file target (a sysctl under /proc/sys) */
 };
 
 struct mr_op {
@@ -68,6 +69,23 @@ struct mr_spawn_req {
     int no_new_privs;
     const void *seccomp_filter;  /* struct sock_filter[], or NULL for none */
     int seccomp_len;             /* its number of instructions */
+    int cap_sets;                /* 1: the OCI sets below; cap_mask is then the bounding set only */
+    uint64_t cap_effective;
+    uint64_t cap_permitted;
+    uint64_t cap_ambient;        /* raised best effort, as runc does */
+    /* the OCI process model (minirun-oci); all 0 for `minirun run` */
+    int oci_process;             /* COMMAND is the container's PID 1: exec it, no minirun init */
+    int detached;                /* no PDEATHSIG: the container outlives the process that created it */
+    int exec_fifo_fd;            /* > 0: O_PATH fd of the exec fifo; open(O_WRONLY) blocks until `start` */
+    int preserve_fds;            /* fds 3 .. 3+N-1 pass through to COMMAND */
+    const int *join_fds;         /* namespaces to join (setns) instead of creating them */
+    int n_join_fds;
+    const char *domainname;      /* NULL: keep */
+    int set_groups;              /* 1: setgroups(groups) instead of dropping every supplementary group */
+    const uint32_t *groups;
+    int n_groups;
+    int has_umask;               /* 0: umask 022 */
+    unsigned int umask;
 };
 
 struct mr_spawn_out {
@@ -83,6 +101,7 @@ enum mr_report_kind {
     MR_REPORT_EXEC_OK = 2,      /* pid: COMMAND is running (pid inside the container) */
     MR_REPORT_EXEC_FAILED = 3,  /* err, step: COMMAND could not be exec'd */
     MR_REPORT_EXITED = 4,       /* status: COMMAND's wait status */
+    MR_REPORT_CREATED = 5,      /* oci_process: set up, waiting on the exec fifo before execve */
 };
 
 struct mr_report {
