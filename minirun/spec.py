@@ -18,6 +18,8 @@ field by field:
     Limits.memory                 <- linux.resources.memory.limit
     Limits.memory_swap            <- linux.resources.memory.swap  (memory + swap, docker's meaning)
     Limits.pids                   <- linux.resources.pids.limit
+    Limits.cpu_shares             <- linux.resources.cpu.shares
+    Limits.memory_reservation     <- linux.resources.memory.reservation
     Process.capabilities          <- process.capabilities.{bounding,effective,permitted}; also
                                      .inheritable when uid is 0 (empty for other users); ambient empty
     Process.no_new_privileges     <- process.noNewPrivileges
@@ -206,6 +208,8 @@ class Limits(Record):
     memory: int | None = None  # bytes
     memory_swap: int | None = None  # memory + swap in bytes; None = same as memory (no swap); -1 = unlimited swap
     pids: int | None = None
+    cpu_shares: int | None = None  # relative CPU weight (v1 cpu.shares; v2 cpu.weight): OCI cpu.shares
+    memory_reservation: int | None = None  # soft limit in bytes: OCI memory.reservation
 
     @classmethod
     def from_cpus(cls, cpus: float | None, **kw) -> Limits:

@@ -402,9 +402,9 @@ def remove(container_id: str, layout: Layout | None = None) -> None:
 
 def _check_available(layout: Layout, limits: Limits) -> None:
     wanted = {
-        "cpu": limits.cpu_quota is not None,
+        "cpu": limits.cpu_quota is not None or limits.cpu_shares is not None,
         "cpuset": limits.cpuset_cpus is not None,
-        "memory": limits.memory is not None,
+        "memory": limits.memory is not None or limits.memory_reservation is not None,
         "pids": limits.pids is not None,
     }
     for controller, needed in wanted.items():

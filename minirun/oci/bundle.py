@@ -100,7 +100,7 @@ def _get(obj: dict, key: str, kind, where: str, default=None):
 
 def _reject_present(obj: dict, keys, where: str, why: str = "not supported by minirun-oci") -> None:
     for key in keys:
-        if obj.get(key) not in (None, {}, [], ""):
+        if obj.get(key) not in (None, {}, [], "", False):
             raise SpecError(f"{where}{key}: {why}")
 
 
@@ -249,7 +249,9 @@ def _resources(res: dict, extras: Extras) -> Limits:
             raise SpecError("linux.resources.memory.swap: must be at least memory.limit (it counts memory plus swap)")
     elif memory.get("swap") not in (None, 0, -1):
         raise SpecError("linux.resources.memory.swap: needs memory.limit")
-    _reject_present(memory, ("reservation", "kernel", "kernelTCP", "swappiness", "disableOOMKiller",
+    if memory.get("reservation") not in (None, 0, -1):
+        limits.memory_reservation = int(memory["reservation"])
+    _reject_present(memory, ("kernel", "kernelTCP", "swappiness", "disableOOMKiller",
                              "useHierarchy", "checkBeforeUpdate"), "linux.resources.memory.")
     cpu = _get(res, "cpu", dict, "linux.resources.", {}) or {}
     if cpu.get("quota") not in (None, -1, 0):
@@ -258,7 +260,9 @@ def _resources(res: dict, extras: Extras) -> Limits:
         limits.cpu_period = int(cpu["period"])
     if cpu.get("cpus"):
         limits.cpuset_cpus = parse_cpuset(cpu["cpus"], os.cpu_count() or 1)
-    _reject_present(cpu, ("shares", "mems", "realtimeRuntime", "realtimePeriod", "burst", "idle"),
+    if cpu.get("shares"):
+        limits.cpu_shares = int(cpu["shares"])
+    _reject_present(cpu, ("mems", "realtimeRuntime", "realtimePeriod", "burst", "idle"),
                     "linux.resources.cpu.")
     pids = _get(res, "pids", dict, "linux.resources.", {}) or {}
     if pids.get("limit") not in (None, 0, -1):
