@@ -97,8 +97,7 @@ def plain_argv(qemu: str, args: list[str], kernel: str, initrd: str, cmdline: st
 
 def build_initrd(work: Workdir, spec: VMSpec, name: str, compress: str | None = None) -> tuple[str, object]:
     plan = prepare(spec)
-    with open(plan.base_image, "rb") as f:
-        data = f.read() + plan.overlay
+    data = b"".join(open(base, "rb").read() for base in plan.base_images) + plan.overlay
     if compress == "gzip":
         data = gzip.compress(data, 6)
     elif compress == "lz4":

@@ -28,6 +28,14 @@
  *   minirun:signal <n>                COMMAND was killed by signal <n>
  *   minirun:error <message>           init itself failed (host exits 125)
  *
+ * Kernel modules: the host puts the ones asked for (9p's for --share-root, any
+ * --module) into the initramfs, from the booted kernel's own package, and lists
+ * them in load order.  Before loading them, init empties
+ * /proc/sys/kernel/modprobe: the kernel then never runs a usermode modprobe,
+ * so a guest on the host's root over 9p cannot pick modules out of the host's
+ * /lib/modules (present on one machine, absent on the next).  A module nobody
+ * asked for fails the same way everywhere.
+ *
  * Configuration comes from /.minirun/config in the initramfs: a list of
  * NUL-terminated key, value pairs (arg, env, hostname, cwd, root9p, rw, mod,
  * off).  Keys may repeat (arg, env, mod), in order.
@@ -163,6 +171,21 @@ static char *read_config(size_t *len)
 	return buf;
 }
 
+/* An empty modprobe path turns request_module() off (kernel/kmod.c returns -ENOENT). */
+static void disable_module_autoload(void)
+{
+	int fd;
+
+	mkdir("/proc", 0755);
+	if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+		die("mount proc: %s", strerror(errno));
+	fd = open("/proc/sys/kernel/modprobe", O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || write(fd, "\n", 1) != 1)
+		die("turn off module autoloading (/proc/sys/kernel/modprobe): %s", strerror(errno));
+	close(fd);
+	umount2("/proc", MNT_DETACH);
+}
+
 static void load_module(const char *path)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -262,6 +285,7 @@ int main(void)
 	if (argc == 0)
 		die("no command in %s", CONFIG_PATH);
 
+	disable_module_autoload();
 	for (int i = 0; i < nmods; i++)
 		load_module(mods[i]);
 

@@ -25,7 +25,7 @@ from . import cgroups, security, state
 from .errors import CommandNotExecutable, CommandNotFound, HostError, SetupError, SpecError
 from .mounts import DEFAULT_PLAN, overlay_op, user_mount_ops
 from .result import Result
-from .spec import ContainerSpec, Limits, check_id
+from .spec import ContainerSpec, Limits, check_hostname, check_id
 
 NS_DIR = "/proc/self/ns"
 _NS_FILES = {"pid": "pid", "mount": "mnt", "uts": "uts", "ipc": "ipc", "network": "net", "cgroup": "cgroup",
@@ -61,7 +61,7 @@ def prepare(spec: ContainerSpec) -> tuple[ContainerSpec, tuple[str, ...]]:
     if not spec.process.args:
         raise SpecError("no command given")
     spec.id = check_id(spec.id) if spec.id else new_id()
-    spec.hostname = spec.hostname or spec.id
+    spec.hostname = check_hostname(spec.hostname) if spec.hostname else spec.id
     rootfs = os.path.abspath(spec.rootfs)
     if not os.path.exists(rootfs):
         raise SpecError(f"rootfs {spec.rootfs}: no such directory")

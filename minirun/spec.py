@@ -53,6 +53,9 @@ CPU_PERIOD_US = 100_000
 _SIZE_RE = r"^\s*(\d+(?:\.\d+)?)\s*([bkmgt]?)(?:i?b)?\s*$"
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 _ID_RE = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$"
+# Docker's floor (it refuses "Minimum memory limit allowed is 6MB"): below it not even a shell starts.
+MIN_MEMORY = 6 << 20
+HOSTNAME_MAX = 64  # bytes: the kernel's __NEW_UTS_LEN
 
 
 def parse_size(text: str | int, what: str = "--memory") -> int:
@@ -67,6 +70,24 @@ def parse_size(text: str | int, what: str = "--memory") -> int:
     if value <= 0:
         raise SpecError(f"invalid {what} value {text!r}: must be greater than 0")
     return value
+
+
+def format_size(value: int) -> str:
+    """Bytes in the size syntax a user types: 1024 -> ``1k``, 6291456 -> ``6m``, 1000 -> ``1000``."""
+    for unit, scale in (("t", 1 << 40), ("g", 1 << 30), ("m", 1 << 20), ("k", 1 << 10)):
+        if value >= scale and value % scale == 0:
+            return f"{value // scale}{unit}"
+    return str(value)
+
+
+def check_hostname(name: str) -> str:
+    """A UTS hostname: at most 64 bytes, printable, no spaces or slashes (checked before anything exists)."""
+    size = len(name.encode())
+    if size > HOSTNAME_MAX:
+        raise SpecError(f"invalid hostname: {size} bytes long, the kernel allows at most {HOSTNAME_MAX}")
+    if not name or not name.isprintable() or any(c in name for c in " /"):
+        raise SpecError(f"invalid hostname {name!r}: use letters, digits, '-' and '.'")
+    return name
 
 
 def parse_cpus(text: str | float, host_cpus: int) -> float:
@@ -221,6 +242,9 @@ class Limits(Record):
         return None if self.cpu_quota is None else self.cpu_quota / self.cpu_period
 
     def validate(self) -> None:
+        if self.memory is not None and self.memory < MIN_MEMORY:
+            raise SpecError(f"--memory {format_size(self.memory)} is below the minimum of "
+                            f"{format_size(MIN_MEMORY)}: nothing can run in less")
         if self.memory_swap is not None and self.memory_swap != -1:
             if self.memory is None:
                 raise SpecError("--memory-swap needs --memory")

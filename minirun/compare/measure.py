@@ -477,7 +477,7 @@ class Measurement:
         plan = self.runners["vm"].plan
         if plan is not None:
             disk["kernel_bytes"] = os.path.getsize(plan.kernel.image)
-            disk["initramfs_bytes"] = (os.path.getsize(plan.base_image) if plan.base_image else 0) + len(plan.overlay)
+            disk["initramfs_bytes"] = sum(map(os.path.getsize, plan.base_images)) + len(plan.overlay)
         self.data["disk"] = disk
 
 

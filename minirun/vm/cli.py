@@ -37,6 +37,9 @@ def vm():
 @click.option("-e", "--env", "env", multiple=True, metavar="KEY=VAL", help="Set an environment variable.")
 @click.option("-w", "--workdir", default="/", show_default=True, help="Working directory in the guest.")
 @click.option("-h", "--hostname", default="minirun-vm", show_default=True, help="Guest hostname.")
+@click.option("--module", "modules", multiple=True, metavar="NAME",
+              help="Kernel module the guest loads at boot, with its dependencies, from the guest kernel's own "
+                   "package (repeatable); module autoloading is off in the guest.")
 @click.option("--machine", type=click.Choice(["pc", "microvm"]), default="pc", show_default=True,
               help="QEMU machine type (microvm boots faster; no PCI).")
 @click.option("--json", "as_json", is_flag=True, help="After COMMAND exits, print the result as JSON on stdout.")
@@ -44,7 +47,7 @@ def vm():
 @click.argument("rootfs")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(name, cpus, memory, kernel_path, accel, timeout, boot_timeout, share_root, share_rw, env, workdir, hostname,
-        machine, as_json, debug, rootfs, command):
+        modules, machine, as_json, debug, rootfs, command):
     """Boot a VM whose root is ROOTFS, run COMMAND in it, exit with its status.
 
     COMMAND's output (stdout and stderr share the guest's serial console) appears
@@ -57,9 +60,10 @@ def run(name, cpus, memory, kernel_path, accel, timeout, boot_timeout, share_roo
       minirun vm run /var/lib/minirun/rootfs/busybox /bin/uname -r
       minirun vm run --memory 512m --cpus 2 --json ROOTFS /bin/sh -c 'nproc; free -m'
       minirun vm run --share-root / - /bin/cat /proc/self/cgroup   # the host's files, the guest's kernel
+      minirun vm run --share-root / --module overlay - minirun run ROOTFS /bin/true   # a container in a VM
     """
     from ..errors import SpecError
-    from ..spec import check_id, parse_env, parse_size
+    from ..spec import check_hostname, check_id, parse_env, parse_size
     from .runner import DEFAULT_BOOT_TIMEOUT, VMSpec, _stdout_sink, run as vm_run
 
     try:
@@ -85,8 +89,9 @@ def run(name, cpus, memory, kernel_path, accel, timeout, boot_timeout, share_roo
         share_rw=share_rw,
         env=parse_env(env),
         cwd=workdir,
-        hostname=hostname,
+        hostname=check_hostname(hostname),
         machine=machine,
+        modules=tuple(modules),
         debug=debug,
         id=check_id(name) if name else "",
     )

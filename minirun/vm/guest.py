@@ -1,4 +1,4 @@
-"""What runs inside the guest besides the kernel: the init binary and, for 9p, modules.
+"""What runs inside the guest besides the kernel: the init binary and its kernel modules.
 
 The guest init (csrc/guest_init.c, also reachable as minirun/vm/guest_init.c) is
 compiled on first use with ``gcc -static -Os`` into
@@ -83,15 +83,26 @@ def _depends(path: str) -> list[str]:
     return [d for d in out.stdout.strip().split(",") if d]
 
 
-def module_order(kernel: Kernel, names: tuple[str, ...] = NINEP_MODULES) -> list[str]:
+def _built_in(kernel: Kernel, name: str) -> bool:
+    """Whether ``name`` is compiled into the kernel (``modules.builtin`` lists it)."""
+    try:
+        with open(os.path.join(kernel.modules_dir or "", "modules.builtin")) as f:
+            return any(os.path.basename(line.strip()).split(".ko")[0].replace("-", "_") == name.replace("-", "_")
+                       for line in f)
+    except OSError:
+        return False
+
+
+def module_order(kernel: Kernel, names: tuple[str, ...]) -> list[str]:
     """Module files for ``names`` and their dependencies, dependencies first (``modinfo -F depends``).
 
-    Names the kernel has built in (no .ko, ``CONFIG_…=y``) are skipped.
+    Always from the booted kernel's own tree (its package unpacked in the cache), never the host's
+    /lib/modules.  Names the kernel has built in are skipped; a name it has neither way is an error.
     """
     if not kernel.modules_dir:
         raise KernelNotFound(
-            f"kernel {kernel.image} has no modules tree next to it: --share-root needs the generic Debian kernel "
-            "(the default) or a kernel with 9p built in"
+            f"kernel {kernel.image} has no modules tree next to it, so it cannot load {', '.join(names)}: "
+            "use the cached Debian kernel (the default)"
         )
     order: list[str] = []
     seen: set[str] = set()
@@ -102,15 +113,15 @@ def module_order(kernel: Kernel, names: tuple[str, ...] = NINEP_MODULES) -> list
         seen.add(name)
         path = _module_file(kernel, name)
         if path is None:
-            return  # built in
+            if not _built_in(kernel, name):
+                raise KernelNotFound(f"kernel {kernel.release} has no module {name} (neither a .ko nor built in)")
+            return
         for dep in _depends(path):
             visit(dep)
         order.append(path)
 
     for name in names:
         visit(name)
-    if not any(os.path.basename(p).startswith("9p.ko") for p in order) and kernel.config().get("CONFIG_9P_FS") != "y":
-        raise KernelNotFound(f"kernel {kernel.release} has no 9p filesystem (module or built in): --share-root needs it")
     return order
 
 

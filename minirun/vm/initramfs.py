@@ -3,9 +3,10 @@
 A guest's initrd is two cpio archives back to back (the kernel unpacks them in
 order, later entries win):
 
-  1. the *base*: the ROOTFS tree, or for ``--share-root`` just the kernel modules
-     that mount 9p.  Cached as ``$MINIRUN_CACHE/initramfs/<sha256>.cpio`` keyed by
-     the content of every entry, so an unchanged rootfs is never re-archived;
+  1. the *bases*: the ROOTFS tree (none for ``--share-root``), then the kernel
+     modules the guest loads (9p's for ``--share-root``, and any ``--module``).
+     Each is cached as ``$MINIRUN_CACHE/initramfs/<sha256>.cpio`` keyed by the
+     content of every entry, so an unchanged rootfs is never re-archived;
   2. the *overlay*, built per run in memory: /init (the guest init), /dev/console
      (the kernel opens it for init's stdio before any /dev exists) and
      /.minirun/config (COMMAND, env, hostname...).
@@ -189,10 +190,10 @@ def overlay(init_binary: bytes, config: list[tuple[str, str]]) -> bytes:
     return buf.getvalue()
 
 
-def compose(base: str | None, extra: bytes, out_path: str) -> None:
-    """Write base image + overlay into ``out_path`` (the per-run initrd QEMU reads)."""
+def compose(bases: list[str], extra: bytes, out_path: str) -> None:
+    """Write the base images, then the overlay, into ``out_path`` (the per-run initrd QEMU reads)."""
     with open(out_path, "wb") as out:
-        if base:
+        for base in bases:
             with open(base, "rb") as f:
                 size, offset = os.fstat(f.fileno()).st_size, 0
                 while offset < size:  # in-kernel copy; sendfile may stop short

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..result import Result
-from ..spec import DEFAULT_PATH, parse_size
+from ..spec import DEFAULT_PATH, format_size, parse_size
 from . import guest, initramfs, kernel as kernels, probe, qemu_args
 from ..errors import SpecError
 from .errors import MemoryTooSmall, VMBootError, VMError, VMInterrupted, VMTimeout
@@ -55,6 +55,7 @@ class VMSpec:
     cwd: str = "/"
     hostname: str = "minirun-vm"
     machine: str = "pc"
+    modules: tuple[str, ...] = ()  # kernel modules the guest loads at boot (with their dependencies)
     debug: bool = False
     qemu: str | None = None  # binary override (tests simulate "QEMU not installed" with it)
     id: str = ""
@@ -71,11 +72,12 @@ class VMResult(Result):  # a Record, like Result
 
 
 def _memory_mib(spec: VMSpec) -> int:
-    mib = parse_size(spec.memory) >> 20 if not isinstance(spec.memory, int) else spec.memory >> 20
+    size = parse_size(spec.memory)
+    mib = size >> 20
     if mib < MIN_MEMORY_MIB:
         raise MemoryTooSmall(
-            f"--memory {mib}M is too small for the guest kernel: a VM reserves its RAM up front and the Debian "
-            f"kernel needs at least {MIN_MEMORY_MIB}M"
+            f"--memory {format_size(size)} is too small for the guest kernel: a VM reserves its RAM up front and "
+            f"the Debian kernel needs at least {MIN_MEMORY_MIB}m"
         )
     return mib
 
@@ -104,7 +106,7 @@ class Plan:
     qemu_version: str  # from the QMP greeting once QEMU runs
     accel: probe.Accel
     kernel: kernels.Kernel
-    base_image: str | None
+    base_images: list[str]  # cached cpio archives the per-run overlay is appended to
     overlay: bytes
     args: list[str]  # QEMU args except the initrd path and the chardevs (Machine adds those)
     cmdline: str
@@ -128,21 +130,24 @@ def prepare(spec: VMSpec, say: Callable[[str], None] = lambda m: None) -> Plan:
     flavour = kernels.SHARE_ROOT_FLAVOUR if spec.share_root else kernels.DEFAULT_FLAVOUR
     kernel = kernels.get(spec.kernel, flavour)
     init = guest.init_binary()
-    modules: list[str] = []
+    # Modules come from the booted kernel's own package, loaded by the guest init in dependency order;
+    # the init then turns module autoloading off, so the guest never reaches into a tree it did not bring.
+    names = tuple(spec.modules)
     if spec.share_root:
-        files = []
-        names = guest.NINEP_MODULES_MICROVM if spec.machine == "microvm" else guest.NINEP_MODULES
-        for path in guest.module_order(kernel, names):
-            name = "lib/modules/" + os.path.basename(path).split(".ko")[0] + ".ko"
-            files.append((name, guest.module_contents(path)))
-            modules.append("/" + name)
-        base = initramfs.files_image(files)
-    else:
-        base = initramfs.rootfs_image(spec.rootfs)
+        names = (guest.NINEP_MODULES_MICROVM if spec.machine == "microvm" else guest.NINEP_MODULES) + names
+    modules: list[str] = []
+    module_files = []
+    for path in guest.module_order(kernel, names) if names else []:
+        name = "lib/modules/" + os.path.basename(path).split(".ko")[0] + ".ko"
+        module_files.append((name, guest.module_contents(path)))
+        modules.append("/" + name)
+    bases = [] if spec.share_root else [initramfs.rootfs_image(spec.rootfs)]
+    if module_files:
+        bases.append(initramfs.files_image(module_files))
     with open(init, "rb") as f:
         overlay = initramfs.overlay(f.read(), _config(spec, modules))
     # Refuse what cannot fit instead of letting the guest reset silently while decompressing the kernel.
-    initrd_mib = -(-(os.path.getsize(base) + len(overlay)) // (1 << 20))
+    initrd_mib = -(-(sum(map(os.path.getsize, bases)) + len(overlay)) // (1 << 20))
     kernel_mib = -(-kernels.image_init_size(kernel.image) // (1 << 20))
     need = kernel_mib + KERNEL_MARGIN_MIB + 2 * initrd_mib
     if memory_mib < need:
@@ -155,7 +160,7 @@ def prepare(spec: VMSpec, say: Callable[[str], None] = lambda m: None) -> Plan:
     if spec.share_root:
         qemu_args.share_9p(args, os.path.abspath(spec.share_root), readonly=not spec.share_rw, machine=spec.machine)
     cmdline = qemu_args.kernel_cmdline(spec.debug, spec.machine)
-    return Plan(binary, "", accel, kernel, base, overlay, args, cmdline)
+    return Plan(binary, "", accel, kernel, bases, overlay, args, cmdline)
 
 
 def _stdout_sink() -> Callable[[bytes], None]:
@@ -275,7 +280,7 @@ def run_plan(spec: VMSpec, plan: Plan, sink: Callable[[bytes], None], started: f
     machine = Machine(plan.qemu, [], name=spec.id or f"vm-{os.getpid()}", console=sink)
     try:
         initrd = os.path.join(machine.make_temp_dir(), "initrd.cpio")
-        initramfs.compose(plan.base_image, plan.overlay, initrd)
+        initramfs.compose(plan.base_images, plan.overlay, initrd)
         machine.args = qemu_args.boot(list(plan.args), plan.kernel.image, initrd, plan.cmdline)
         if spec.debug:
             say("qemu command: " + " ".join(machine.args))

@@ -42,6 +42,10 @@ def test_command_not_executable_is_126(rootfs):
     (["--memory", "12XB"], "--memory"),
     (["--memory", "0"], "--memory"),
     (["--memory", "-5m"], "--memory"),
+    (["--memory", "1k"], "--memory 1k is below the minimum of 6m"),
+    (["--memory", "6291455"], "--memory 6291455 is below the minimum of 6m"),
+    (["--hostname", "h" * 300], "300 bytes long, the kernel allows at most 64"),
+    (["--hostname", "a b"], "invalid hostname"),
     (["--memory-swap", "1m", "--memory", "64m"], "--memory-swap"),
     (["--cpus", "0"], "--cpus"),
     (["--cpus", "-1"], "--cpus"),
@@ -56,7 +60,20 @@ def test_command_not_executable_is_126(rootfs):
     (["--no-such-option"], "no-such-option"),
 ])
 def test_bad_options_are_refused_with_one_line(rootfs, args, fragment):
-    one_line_error(minirun("run", *args, rootfs, "/bin/true"), 125, fragment)
+    proc = minirun("run", *args, rootfs, "/bin/true")
+    one_line_error(proc, 125, fragment)
+    assert len(proc.stderr) < 200, "the error echoes too much of the input"
+
+
+@pytest.mark.parametrize("args", [["--memory", "1k"], ["--hostname", "h" * 300]])
+def test_bad_limits_are_refused_before_a_detached_start(rootfs, args):
+    # -d forks a supervisor: the check must come first, so no state or cgroup is created (the leak check)
+    one_line_error(minirun("run", "-d", "--name", "bad-detached", *args, rootfs, "/bin/sleep", "5"), 125)
+    assert minirun("inspect", "bad-detached").returncode == 125
+
+
+def test_memory_at_the_floor_runs(rootfs):
+    assert minirun("run", "--memory", "6m", rootfs, "/bin/true").returncode == 0
 
 
 def test_missing_rootfs(tmp_path):
