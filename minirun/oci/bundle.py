@@ -136,7 +136,8 @@ def to_spec(config: dict, bundle: str, container_id: str) -> tuple[ContainerSpec
         if process.get(label):
             extras.warnings.append(f"process.{label} {process[label]!r} ignored: this host has no "
                                    f"{'AppArmor' if label[0] == 'a' else 'SELinux'}")
-    extras.pre_plan = _mounts(config, linux, root, bundle)
+    own_cgroups = None if "cgroup" in namespaces else (extras.cgroups_path, limits)
+    extras.pre_plan = _mounts(config, linux, root, bundle, own_cgroups)
     extras.plan = _sysctls(linux) + _root_propagation(linux)
     extras.hooks = _hooks(config)
     seccomp = _get(linux, "seccomp", dict, "linux.")
@@ -313,7 +314,7 @@ def _flags(options, where: str) -> tuple[int, int, list[str]]:
     return flags, propagation, data
 
 
-def _mounts(config: dict, linux: dict, root: str, bundle: str) -> tuple:
+def _mounts(config: dict, linux: dict, root: str, bundle: str, own_cgroups=None) -> tuple:
     ops: list[Op] = []
     mounted: list[str] = []  # destinations mounted so far: what lies below them is not the rootfs
     for i, m in enumerate(_get(config, "mounts", list, "", []) or []):
@@ -330,7 +331,7 @@ def _mounts(config: dict, linux: dict, root: str, bundle: str) -> tuple:
         if flags & MS_BIND or kind == "bind":
             ops += _bind(m, dest, target, flags, bundle, root, mounted, where)
         elif kind == "cgroup":
-            ops += _cgroup_mount(target, flags)
+            ops += _cgroup_mount(target, flags, own_cgroups)
         elif kind:
             source = m.get("source") or kind
             ops.append(Op(OP_MOUNT, target, source=source, fstype=kind, flags=flags & ~MS_REMOUNT,
@@ -372,29 +373,50 @@ def _bind(m: dict, dest: str, target: str, flags: int, bundle: str, root: str, m
     return ops
 
 
-def _cgroup_mount(target: str, flags: int) -> list[Op]:
+def _cgroup_mount(target: str, flags: int, own_cgroups) -> list[Op]:
     """/sys/fs/cgroup as runc makes it: cgroup2 on a unified host; on a legacy or hybrid
-    one, a tmpfs holding each v1 hierarchy and the unified one, each seen from the
-    container's cgroup namespace."""
+    one, a tmpfs holding each v1 hierarchy and the unified one. In a cgroup namespace
+    each is mounted afresh (the namespace shows the container's cgroup as its root);
+    without one (podman on v1), the container's own cgroup directories are bound
+    there instead, so the host's tree stays out of sight."""
     from .. import cgroups
 
     layout = cgroups.detect()
     secure = MS_NOSUID | MS_NODEV | MS_NOEXEC
+    if own_cgroups is not None:
+        relpath, limits = own_cgroups
+        ours = cgroups.Cgroup("oci", limits, layout, relpath).paths
+        with open("/proc/self/cgroup") as f:  # hierarchies minirun does not use: the caller's cgroup
+            inherited = {e[1]: e[2] for e in (line.rstrip("\n").split(":", 2) for line in f)}
+
+    def hierarchy(mountpoint: str, fstype: str, data: str | None, key: str) -> list[Op]:
+        dest = os.path.join(target, os.path.basename(mountpoint))
+        if own_cgroups is None:
+            return [Op(OP_MOUNT, dest, source="cgroup", fstype=fstype, flags=flags | secure, data=data)]
+        source = next((p for p in ours.values() if p.startswith(mountpoint + "/")), None)
+        return _bind_cgroup(dest, source or mountpoint + inherited.get(key, "/"), flags | secure)
+
     if layout.mode == "unified":
-        return [Op(OP_MOUNT, target, source="cgroup2", fstype="cgroup2", flags=flags)]
+        if own_cgroups is None:
+            return [Op(OP_MOUNT, target, source="cgroup2", fstype="cgroup2", flags=flags)]
+        return _bind_cgroup(target, ours["unified"], flags | secure)
     ops = [Op(OP_MOUNT, target, source="tmpfs", fstype="tmpfs", flags=secure, data="mode=755")]
     by_mount: dict[str, list[str]] = {}
     for controller, mountpoint in layout.v1.items():
         by_mount.setdefault(mountpoint, []).append(controller)
     for mountpoint, controllers in sorted(by_mount.items()):
-        ops.append(Op(OP_MOUNT, os.path.join(target, os.path.basename(mountpoint)), source="cgroup",
-                      fstype="cgroup", flags=flags | secure, data=",".join(sorted(controllers))))
+        names = ",".join(sorted(controllers))
+        ops += hierarchy(mountpoint, "cgroup", names, names)
     if layout.unified:
-        ops.append(Op(OP_MOUNT, os.path.join(target, "unified"), source="cgroup2", fstype="cgroup2",
-                      flags=flags | secure))
+        ops += hierarchy(layout.unified, "cgroup2", None, "")
     if flags & MS_RDONLY:
         ops.append(Op(OP_MOUNT, target, flags=MS_REMOUNT | MS_RDONLY | secure, source="tmpfs", fstype="tmpfs"))
     return ops
+
+
+def _bind_cgroup(dest: str, source: str, flags: int) -> list[Op]:
+    return [Op(OP_MOUNT, dest, source=source, flags=MS_BIND | MS_REC),
+            Op(OP_MOUNT, dest, flags=MS_BIND | MS_REMOUNT | (flags & ~MS_REC))]
 
 
 def _devices(linux: dict, root: str) -> list[Op]:
