@@ -127,8 +127,10 @@ def to_spec(config: dict, bundle: str, container_id: str) -> tuple[ContainerSpec
     namespaces = _namespaces(linux, extras)
     uid_maps = [(m["containerID"], m["hostID"], m["size"]) for m in linux.get("uidMappings") or []]
     gid_maps = [(m["containerID"], m["hostID"], m["size"]) for m in linux.get("gidMappings") or []]
-    if uid_maps or gid_maps or "user" in namespaces or "user" in extras.join:
-        raise SpecError("linux.uidMappings / user namespace: not supported by minirun-oci yet")
+    if (uid_maps or gid_maps) and "user" not in namespaces:
+        raise SpecError("linux.uidMappings: id mappings need a new user namespace (type user) in linux.namespaces")
+    if "user" in namespaces and not (uid_maps and gid_maps):
+        raise SpecError("linux.namespaces: a new user namespace needs linux.uidMappings and linux.gidMappings")
     limits = _resources(_get(linux, "resources", dict, "linux.", {}) or {}, extras)
     extras.cgroups_path = _cgroups_path(_get(linux, "cgroupsPath", str, "linux."), container_id)
     _reject_present(linux, ("intelRdt", "personality", "timeOffsets", "mountLabel"), "linux.")
@@ -138,6 +140,8 @@ def to_spec(config: dict, bundle: str, container_id: str) -> tuple[ContainerSpec
                                    f"{'AppArmor' if label[0] == 'a' else 'SELinux'}")
     own_cgroups = None if "cgroup" in namespaces else (extras.cgroups_path, limits)
     extras.pre_plan = _mounts(config, linux, root, bundle, own_cgroups)
+    if "user" in namespaces:
+        extras.pre_plan = _devices_bound(extras.pre_plan, root)
     extras.plan = _sysctls(linux) + _root_propagation(linux)
     extras.hooks = _hooks(config)
     seccomp = _get(linux, "seccomp", dict, "linux.")
@@ -148,7 +152,7 @@ def to_spec(config: dict, bundle: str, container_id: str) -> tuple[ContainerSpec
         namespaces=tuple(namespaces), limits=limits, mounts=[],
         readonly_root=bool(_get(config["root"], "readonly", bool, "root.", False)), overlay=False,
         network="none" if "network" in namespaces or "network" in extras.join else "host",
-        seccomp=seccomp or None,
+        seccomp=seccomp or None, uid_mappings=uid_maps, gid_mappings=gid_maps,
         masked_paths=tuple(_get(linux, "maskedPaths", list, "linux.", []) or ()),
         readonly_paths=tuple(_get(linux, "readonlyPaths", list, "linux.", []) or ()))
     return spec, extras
@@ -412,6 +416,23 @@ def _cgroup_mount(target: str, flags: int, own_cgroups) -> list[Op]:
     if flags & MS_RDONLY:
         ops.append(Op(OP_MOUNT, target, flags=MS_REMOUNT | MS_RDONLY | secure, source="tmpfs", fstype="tmpfs"))
     return ops
+
+
+def _devices_bound(plan: tuple, root: str) -> tuple:
+    """In a user namespace mknod is refused: each device node becomes an empty file with
+    the host's node bound onto it (runc does the same)."""
+    out = []
+    for op in plan:
+        if op.kind == OP_MKNOD and (stat.S_ISCHR(op.mode) or stat.S_ISBLK(op.mode)):
+            host = op.target[len(root):]
+            if not os.path.exists(host):
+                raise SpecError(f"linux.devices {host}: in a user namespace a device is bound from the host's, "
+                                "which does not exist")
+            out.append(Op(OP_MKNOD, op.target, mode=stat.S_IFREG | 0o666))
+            out.append(Op(OP_MOUNT, op.target, source=host, flags=MS_BIND))
+        else:
+            out.append(op)
+    return tuple(out)
 
 
 def _bind_cgroup(dest: str, source: str, flags: int) -> list[Op]:

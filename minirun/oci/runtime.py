@@ -83,6 +83,7 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
     hostname = spec.hostname
     spec, namespaces = container.prepare(spec)
     spec.hostname = hostname  # OCI: no hostname means keep the one the UTS namespace starts with
+    namespaces = security.with_userns(namespaces, spec)
 
     os.makedirs(root, 0o711, exist_ok=True)
     try:
@@ -94,6 +95,8 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
     try:
         fifo = os.path.join(state_dir, store.FIFO)
         os.mkfifo(fifo, 0o622)
+        if spec.uid_mappings:  # the process opens it as its user, a mapped id on the host (runc chowns too)
+            os.chown(fifo, _host_id(spec.uid_mappings, spec.process.uid), _host_id(spec.gid_mappings, spec.process.gid))
         fds.append(os.open(fifo, os.O_PATH | os.O_CLOEXEC))
         fifo_fd = fds[-1]
         cgroup = cgroups.create_manager(spec.id, spec.limits, relpath=extras.cgroups_path)
@@ -128,6 +131,8 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
         except syscalls.NativeError as err:
             raise SetupError(err.step, err.errno) from err
         _set_process_limits(child.pid, extras)
+        if spec.uid_mappings:  # the child waits at sync 1 until its user namespace maps ids
+            security.write_id_maps(child.pid, spec.uid_mappings, spec.gid_mappings)
         if unified_fd is not None and not child.used_clone3:
             cgroup.add_pid(child.pid)
         child.release()
@@ -168,6 +173,13 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
             os.close(fd)
         if child is not None and not foreground:
             child.close()
+
+
+def _host_id(mappings, inside: int) -> int:
+    for first, host, size in mappings:
+        if first <= inside < first + size:
+            return host + inside - first
+    raise SpecError(f"process.user: id {inside} is not mapped by linux.uidMappings/gidMappings")
 
 
 def _kill_and_reap(child) -> None:
@@ -354,7 +366,13 @@ def run(root: str, container_id: str, bundle: str, *, pid_file=None, console_soc
     status = None
     try:
         with forward_signals(child.pid):
-            _open_fifo(root, st)
+            try:
+                _open_fifo(root, st)
+            except SetupError:
+                report = child.read_report()  # the child's own reason, if it sent one
+                if report is not None and report.kind == syscalls.EXEC_FAILED:
+                    _raise_for_failure(report, st["command"], st["rootfs"])
+                raise
             report = child.read_report()  # EOF: execve succeeded (the socket is close-on-exec)
             if report is not None and report.kind == syscalls.EXEC_FAILED:
                 _, status = os.waitpid(child.pid, 0)

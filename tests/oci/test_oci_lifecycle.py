@@ -182,3 +182,17 @@ def test_version_features_spec(tmp_path, oci):
     assert oci("spec", "--bundle", str(tmp_path)).returncode != 0  # never overwrites
     systemd = oci("--systemd-cgroup", "state", "x")
     assert systemd.returncode != 0 and "systemd" in systemd.stderr
+
+
+def test_user_namespace_with_id_mappings(bundle, oci):
+    path = bundle(["/bin/sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map; id -u; echo x > /dev/null && echo ok"])
+    config = json.load(open(os.path.join(path, "config.json")))
+    config["linux"]["namespaces"].append({"type": "user"})
+    config["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    config["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    write_config(path, config)
+    out = oci("run", "--bundle", path, "userns")
+    assert out.returncode == 0, out.stderr
+    lines = [line.split() for line in out.stdout.splitlines()]
+    assert lines[0] == lines[1] == ["0", "100000", "65536"]
+    assert lines[2:] == [["0"], ["ok"]]  # root inside, an unprivileged host uid outside; /dev/null bound
