@@ -130,19 +130,20 @@ def test_config_fields_seen_from_inside(tmp_path, bundle, oci):
               "echo oom=$(cat /proc/self/oom_score_adj); echo ping=$(cat /proc/sys/net/ipv4/ping_group_range); "
               "echo env=$FOO; touch /rofs 2>/dev/null && echo rootfs=rw || echo rootfs=ro; "
               "touch /data/x 2>/dev/null && echo data=rw || echo data=ro; touch /scratch/x && echo scratch=rw; "
-              "cat /proc/kcore 2>&1 | wc -c")
+              "wc -c < /etc/passwd")
     path = bundle(["/bin/sh", "-c", script])
     config = json.load(open(os.path.join(path, "config.json")))
     config["hostname"], config["domainname"] = "inside", "example.org"
     proc = config["process"]
     proc.update(cwd="/tmp", env=["PATH=/bin:/usr/bin", "FOO=bar"], oomScoreAdj=123,
                 rlimits=[{"type": "RLIMIT_NOFILE", "soft": 321, "hard": 321}])
-    proc["user"] = {"uid": 1000, "gid": 100, "additionalGids": [10, 20], "umask": 0o077}
+    proc["user"] = {"uid": 0, "gid": 0, "additionalGids": [10, 20], "umask": 0o077}  # root: ro must refuse it
+    config["linux"]["maskedPaths"].append("/etc/passwd")  # a file known not to be empty
     config["linux"]["sysctl"] = {"net.ipv4.ping_group_range": "0 1"}
     config["mounts"] += [
         {"destination": "/data", "type": "bind", "source": str(tmp_path), "options": ["rbind", "ro", "nosuid"]},
         {"destination": "/scratch", "type": "tmpfs", "source": "tmpfs", "options": ["mode=1777", "size=1m"]}]
-    hook = {"path": "/bin/sh", "args": ["sh", "-c", f"cat > {hook_out}/$0", "KIND"]}
+    hook = {"path": "/bin/sh", "args": ["sh", "-c", f"cat > {hook_out}/$0", "KIND"], "env": ["PATH=/usr/bin:/bin"]}
     config["hooks"] = {kind: [dict(hook, args=hook["args"][:-1] + [kind])] for kind in
                        ("prestart", "createRuntime", "poststart", "poststop")}
     write_config(path, config)
@@ -150,10 +151,11 @@ def test_config_fields_seen_from_inside(tmp_path, bundle, oci):
     assert out.returncode == 0, out.stderr
     lines = out.stdout.split("\n")
     assert lines[0] == "host=inside domain=example.org cwd=/tmp umask=0077"
-    assert lines[1] == "ids=1000:100:100 10 20"
+    assert lines[1] == "ids=0:0:0 10 20"
     assert lines[2:6] == ["nofile=321", "oom=123", "ping=0 1", "env=bar"]
     assert lines[6:9] == ["rootfs=ro", "data=ro", "scratch=rw"]
-    assert lines[9].strip() == "0"  # maskedPaths: /proc/kcore reads as /dev/null
+    assert lines[9].strip() == "0"  # maskedPaths: /etc/passwd reads as /dev/null
+    assert os.path.getsize(os.path.join(config["root"]["path"], "etc/passwd")) > 0
     for kind in ("prestart", "createRuntime", "poststart", "poststop"):
         state = json.loads((hook_out / kind).read_text())
         assert state["id"] == "fields" and state["bundle"] == path, kind
