@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -56,6 +57,14 @@ def no_leaks(state_root):
     assert not left, f"left behind: {left}"
 
 
+def run_to_files(cmd: list[str], timeout: float = 30, **kw) -> subprocess.CompletedProcess:
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.run(cmd, stdout=out, stderr=err, timeout=timeout, **kw)
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(cmd, proc.returncode, out.read().decode(), err.read().decode())
+
+
 class Oci:
     """`minirun-oci --root STATE --log LOG --log-format json ...` as an engine runs it."""
 
@@ -63,8 +72,10 @@ class Oci:
         self.root, self.log = root, log
 
     def __call__(self, *args: str, timeout: float = 30, **kw) -> subprocess.CompletedProcess:
-        return subprocess.run([OCI, "--root", self.root, "--log", self.log, "--log-format", "json", *args],
-                              capture_output=True, text=True, timeout=timeout, **kw)
+        # Files, not pipes: a created container keeps the stdio it was given (as under an
+        # engine), and a pipe would not reach EOF until the container exits.
+        return run_to_files([OCI, "--root", self.root, "--log", self.log, "--log-format", "json", *args],
+                            timeout=timeout, **kw)
 
     def state(self, container_id: str) -> dict:
         out = self("state", container_id)

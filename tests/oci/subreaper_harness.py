@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -23,9 +24,11 @@ def main() -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     assert libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
     base = [oci, "--root", root]
-    created = subprocess.run(base + ["create", "--bundle", bundle, "--pid-file", pid_file, container_id],
-                             capture_output=True, text=True)
-    out = {"create_rc": created.returncode, "create_err": created.stderr}
+    with tempfile.TemporaryFile() as err:  # not a pipe: the container keeps it open, as conmon's
+        created = subprocess.run(base + ["create", "--bundle", bundle, "--pid-file", pid_file, container_id],
+                                 stdout=subprocess.DEVNULL, stderr=err)
+        err.seek(0)
+        out = {"create_rc": created.returncode, "create_err": err.read().decode()}
     if created.returncode == 0:
         pid = int(open(pid_file).read())
         out.update(pid=pid, parent_is_me=ppid_of(pid) == os.getpid(),
