@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import pytest
 
@@ -23,10 +24,12 @@ def _break(kind: str, path: str, tmp_path) -> str:
         return str(tmp_path / "nowhere")
     if kind == "no config.json":
         os.unlink(os.path.join(path, "config.json"))
-    elif kind == "invalid JSON":
+        return path
+    if kind == "invalid JSON":
         with open(os.path.join(path, "config.json"), "w") as f:
             f.write('{"ociVersion": "1.0.2", ')
-    elif kind == "ociVersion 2":
+        return path
+    if kind == "ociVersion 2":
         config["ociVersion"] = "2.0.0"
     elif kind == "unknown namespace":
         config["linux"]["namespaces"].append({"type": "bogus"})
@@ -98,6 +101,7 @@ def test_verbs_on_missing_and_stopped(bundle, oci):
     for _ in range(100):
         if oci.state("done")["status"] == "stopped":
             break
+        time.sleep(0.02)
     assert oci("kill", "done", "TERM").returncode != 0
     assert oci("start", "done").returncode != 0
     assert oci("delete", "done").returncode == 0
