@@ -37,6 +37,27 @@ def leftovers(state_root: str | None = None) -> list[str]:
     return found
 
 
+# Parents of containers' cgroups that the runtime creates and, as runc, leaves in place:
+# the ones this session made go at its end (rmdir: only if empty).
+CGROUP_PARENTS = ("minirun-oci", "minirun-oci-test", "libpod_parent", "default")
+
+
+def _cgroup_parents() -> set[str]:
+    return {d for name in CGROUP_PARENTS for d in glob.glob(f"/sys/fs/cgroup/*/{name}")}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cgroup_parents_cleanup():
+    before = _cgroup_parents()
+    yield
+    for parent in _cgroup_parents() - before:
+        for dirpath, _dirs, _files in sorted(os.walk(parent), key=lambda w: -w[0].count("/")):
+            try:
+                os.rmdir(dirpath)
+            except OSError:
+                pass
+
+
 @pytest.fixture
 def state_root(tmp_path) -> str:
     return str(tmp_path / "state")

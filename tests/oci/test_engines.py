@@ -147,7 +147,7 @@ def containerd(tmp_path_factory, podman):
     archive = os.path.join(base, "busybox-oci.tar")
     out = podman("save", "--format", "oci-archive", "-o", archive, IMAGE)
     assert out.returncode == 0, out.stderr
-    made_runc_root = not os.path.exists("/run/containerd/runc")
+    made_run_dir = not os.path.exists("/run/containerd")  # the shim's fifos, sockets and runtime --root
     engine = Containerd(base)
     try:
         out = engine.ctr("images", "import", "--base-name", IMAGE.rsplit(":", 1)[0], archive)
@@ -155,8 +155,8 @@ def containerd(tmp_path_factory, podman):
         yield engine
     finally:
         engine.stop()
-        if made_runc_root:  # the shim's default --root for its runtime; ours to remove if we made it
-            shutil.rmtree("/run/containerd/runc", ignore_errors=True)
+        if made_run_dir:  # ours to remove if we made it
+            shutil.rmtree("/run/containerd", ignore_errors=True)
         shutil.rmtree(base, ignore_errors=True)
 
 
