@@ -50,12 +50,18 @@ def _cgroup_parents() -> set[str]:
 def cgroup_parents_cleanup():
     before = _cgroup_parents()
     yield
-    for parent in _cgroup_parents() - before:
-        for dirpath, _dirs, _files in sorted(os.walk(parent), key=lambda w: -w[0].count("/")):
-            try:
-                os.rmdir(dirpath)
-            except OSError:
-                pass
+    deadline = time.monotonic() + 5  # an engine's last conmon or shim may still be exiting
+    while time.monotonic() < deadline:
+        left = _cgroup_parents() - before
+        for parent in left:
+            for dirpath, _dirs, _files in sorted(os.walk(parent), key=lambda w: -w[0].count("/")):
+                try:
+                    os.rmdir(dirpath)
+                except OSError:
+                    pass
+        if not _cgroup_parents() - before:
+            break
+        time.sleep(0.1)
 
 
 @pytest.fixture
