@@ -64,6 +64,7 @@ class Created:
 def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = None,
            console_socket: str | None = None, preserve_fds: int = 0, foreground: bool = False) -> Created:
     from .. import cgroups, container, security, syscalls
+    from ..spec import DEFAULT_PATH
     from ..state import _rmtree
     from . import bundle as oci_bundle, hooks
 
@@ -108,11 +109,7 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
         sec = security.native_args(spec)
         sec["inheritable"] = extras.inheritable
         env = extras.env
-        path = next((e[5:] for e in env if e.startswith("PATH=")), None)
-        if path is None:
-            from ..spec import DEFAULT_PATH
-
-            path = DEFAULT_PATH
+        path = next((e[5:] for e in env if e.startswith("PATH=")), None) or DEFAULT_PATH
         tasks_fds = cgroup.self_placement_fds()
         fds += tasks_fds
         unified_fd = cgroup.unified_dir_fd()
@@ -400,6 +397,7 @@ def exec_process(root: str, container_id: str, process: dict, *, detach=False, p
     from ..errors import CommandNotExecutable, CommandNotFound
     from ..lifecycle import _open_namespaces
     from ..security import from_state_record
+    from ..spec import DEFAULT_PATH
     from . import bundle as oci_bundle
 
     st = store.read(root, container_id)
@@ -419,7 +417,7 @@ def exec_process(root: str, container_id: str, process: dict, *, detach=False, p
     if "noNewPrivileges" in process:
         sec["no_new_privs"] = proc.no_new_privileges
     env = extras.env or st["exec"]["env"]
-    path = next((e[5:] for e in env if e.startswith("PATH=")), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    path = next((e[5:] for e in env if e.startswith("PATH=")), None) or DEFAULT_PATH
     fds: list[int] = []
     try:
         ns_fds = _open_namespaces(st["pid"], fds)

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from conftest import OCI, write_config
+from conftest import OCI, run_to_files, write_config
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -166,11 +166,13 @@ def test_state_and_start_import_nothing_heavy(bundle, oci):
     path = bundle(["/bin/true"])
     assert oci("create", "--bundle", path, "light").returncode == 0
     try:
-        probe = ("import sys; from minirun.oci.main import main; rc = main(['--root', %r, 'state', 'light']); "
-                 "heavy = [m for m in ('click', 'dataclasses', 'subprocess', 'minirun.syscalls', 'minirun.cgroups') "
-                 "if m in sys.modules]; print(heavy)" % oci.root)
-        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
-        assert out.stdout.strip().endswith("[]"), out.stdout + out.stderr
+        for verb in ("state", "start"):
+            probe = ("import sys; from minirun.oci.main import main; rc = main(['--root', %r, %r, 'light']); "
+                     "heavy = [m for m in ('click', 'dataclasses', 'subprocess', 'minirun.syscalls', "
+                     "'minirun.cgroups', 'minirun.spec', 'minirun.container') if m in sys.modules]; "
+                     "print(rc, heavy)" % (oci.root, verb))
+            out = run_to_files([sys.executable, "-c", probe])
+            assert out.stdout.strip().endswith("0 []"), (verb, out.stdout, out.stderr)
     finally:
         assert oci("delete", "--force", "light").returncode == 0
 
