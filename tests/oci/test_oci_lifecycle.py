@@ -86,7 +86,19 @@ def test_kill_by_number_and_delete_force(bundle, oci):
     assert oci("kill", "k1", "9").returncode == 0
     assert oci("delete", "--force", "k1").returncode == 0
     assert oci("run", "-d", "--bundle", path, "k2").returncode == 0
-    assert oci("delete", "--force", "k2").returncode == 0  # kills a running one
+    assert oci("exec", "--detach", "k2", "/bin/sleep", "60").returncode == 0
+    table = oci("ps", "k2").stdout.splitlines()
+    assert "PID" in table[0] and len(table) == 3  # header, PID 1, the exec'd sleep
+    assert oci("kill", "--all", "k2", "KILL").returncode == 0  # every process of its cgroup
+    for _ in range(100):
+        if oci.state("k2")["status"] == "stopped":
+            break
+        time.sleep(0.02)
+    assert oci.state("k2")["status"] == "stopped"
+    assert oci("run", "-d", "--bundle", path, "k3").returncode == 0
+    assert oci("list", "--format", "json").stdout.count('"running"') == 1
+    assert oci("delete", "k2").returncode == 0
+    assert oci("delete", "--force", "k3").returncode == 0  # kills a running one
     assert oci("list", "--quiet").stdout.strip() == ""
 
 
