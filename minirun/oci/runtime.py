@@ -66,7 +66,7 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
     from .. import cgroups, container, security, syscalls
     from ..spec import DEFAULT_PATH
     from ..state import _rmtree
-    from . import bundle as oci_bundle, hooks
+    from . import bundle as oci_bundle
 
     state_dir = store.path(root, container_id)
     if os.path.lexists(state_dir):
@@ -150,7 +150,9 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
               "command": proc.args[0], "exec": {"env": env, "cwd": proc.cwd, "security": security.state_record(sec)}}
         store.write(state_dir, st)
         for kind in ("prestart", "createRuntime"):
-            if kind in extras.hooks:
+            if kind in extras.hooks:  # imported only then: subprocess costs ~2 ms
+                from . import hooks
+
                 hooks.run(kind, extras.hooks[kind], store.oci_state(root, st), fatal=True)
         if pid_file:
             _write_pid_file(pid_file, child.pid)
