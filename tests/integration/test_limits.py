@@ -51,7 +51,10 @@ def test_pids_limit_stops_a_fork_loop_and_the_host_stays_fine(rootfs):
 
 
 def test_cpus_half_a_cpu_is_throttled_to_about_half(rootfs):
-    """--cpus 0.5 for 2 s of a busy loop gives 40-60% of one CPU, read from the cgroup's own counter."""
+    """--cpus 0.5 for 2 s of a busy loop gives about half of one CPU, read from the cgroup's own counter.
+
+    An unthrottled loop takes ~1.0 CPU. The bounds leave room for what the wall clock adds around the loop
+    on a busy host or in a TCG guest (0.60 was seen there), and still tell throttled from not."""
     from minirun import ContainerSpec, Limits, Process, run
 
     busy = "end=$(($(date +%s) + 2)); while [ $(date +%s) -lt $end ]; do :; done"
@@ -60,7 +63,7 @@ def test_cpus_half_a_cpu_is_throttled_to_about_half(rootfs):
     assert result.exit_code == 0
     wall = result.timings["total"] - result.timings["start"]
     share = result.stats["cpu_usage_ns"] / 1e9 / wall
-    assert 0.40 <= share <= 0.60, f"{share:.2f} of a CPU under --cpus 0.5 (wall {wall:.2f}s)"
+    assert 0.35 <= share <= 0.70, f"{share:.2f} of a CPU under --cpus 0.5 (wall {wall:.2f}s)"
 
 
 def test_cpuset_pins_the_container(rootfs):
