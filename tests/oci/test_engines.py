@@ -177,6 +177,11 @@ def test_ctr_detached_task_exec_kill_delete(containerd):
         assert "mr-oci-c3" in tasks and "RUNNING" in tasks
         ex = containerd.ctr("task", "exec", "--exec-id", "e1", "mr-oci-c3", "/bin/sh", "-c", "echo in; exit 2")
         assert ex.returncode == 2 and ex.stdout.strip() == "in", ex.stderr
+        assert len(containerd.ctr("task", "ps", "mr-oci-c3").stdout.splitlines()) == 2  # header, PID 1
+        assert containerd.ctr("task", "pause", "mr-oci-c3").returncode == 0  # cgroup.freeze
+        assert "PAUSED" in containerd.ctr("task", "ls").stdout
+        assert containerd.ctr("task", "resume", "mr-oci-c3").returncode == 0
+        assert "RUNNING" in containerd.ctr("task", "ls").stdout
         assert containerd.ctr("task", "kill", "-s", "KILL", "mr-oci-c3").returncode == 0
         deadline = time.monotonic() + 10
         while "STOPPED" not in containerd.ctr("task", "ls").stdout and time.monotonic() < deadline:
