@@ -15,6 +15,7 @@ Prints medians, min/max and ratios.
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import resource
@@ -122,6 +123,13 @@ def main() -> None:
         subprocess.run(["podman", "--root", f"{base}/root", "--runroot", f"{base}/runroot", "rmi", "-af"],
                        capture_output=True)
         shutil.rmtree(base, ignore_errors=True)
+        # The parents the runtimes leave, as runc does: ours to remove when empty.
+        for parent in ("minirun-oci", "libpod_parent/conmon", "libpod_parent", "default"):
+            for path in glob.glob(f"/sys/fs/cgroup/*/{parent}"):
+                try:
+                    os.rmdir(path)
+                except OSError:
+                    pass
 
 
 if __name__ == "__main__":

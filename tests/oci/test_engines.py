@@ -34,11 +34,13 @@ def _ulimits() -> list[str]:
 
 class Podman:
     def __init__(self, base: str):
+        self.dir = base
         self.base = ["podman", "--root", f"{base}/root", "--runroot", f"{base}/runroot", "--cgroup-manager",
                      "cgroupfs", "--events-backend", "file", "--runtime", OCI]
 
     def __call__(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-        return run_to_files(self.base + list(args), timeout=timeout)
+        # cwd: conmon leaves an "oom" marker file in its working directory.
+        return run_to_files(self.base + list(args), timeout=timeout, cwd=self.dir)
 
     def run(self, *args: str, **kw) -> subprocess.CompletedProcess:
         # podman's own seccomp profile is applied (its X86/X32 arches and defaultErrnoRet
