@@ -175,10 +175,24 @@ out:
     return ret;
 }
 
-static void __attribute__((noreturn)) exec_failed(int pipe_fd, int err, const char *step)
+static void __attribute__((noreturn)) exec_failed(const struct mr_spawn_req *req, int pipe_fd, int err,
+                                                  const char *step)
 {
     struct mr_exec_failure f;
 
+    if (req->oci_process) {
+        /* PID 1 itself failed: tell whoever waits on the report socket (`run`), or, once
+         * `create` has returned, the container's stderr, which the engine shows. */
+        struct mr_report rep;
+
+        memset(&rep, 0, sizeof(rep));
+        rep.kind = MR_REPORT_EXEC_FAILED;
+        rep.err = err;
+        strncpy(rep.step, step, sizeof(rep.step) - 1);
+        if (send(pipe_fd, &rep, sizeof(rep), MSG_NOSIGNAL) < 0)
+            dprintf(2, "minirun-oci: %s: %s\n", step, strerror(err));
+        _exit(err == ENOENT ? 127 : 126);
+    }
     memset(&f, 0, sizeof(f));
     f.err = err;
     strncpy(f.step, step, sizeof(f.step) - 1);
@@ -197,7 +211,7 @@ static void exec_command(const struct mr_spawn_req *req, int pipe_fd)
     if (strchr(name, '/')) {
         execve(name, (char *const *)req->argv, (char *const *)req->envp);
         snprintf(step, sizeof(step), "exec %s", name);
-        exec_failed(pipe_fd, errno, step);
+        exec_failed(req, pipe_fd, errno, step);
     }
     for (const char *dir = req->path; dir && *dir;) {
         const char *end = strchrnul(dir, ':');
@@ -209,12 +223,12 @@ static void exec_command(const struct mr_spawn_req *req, int pipe_fd)
             saw_eacces = 1;
         else if (errno != ENOENT && errno != ENOTDIR) {
             snprintf(step, sizeof(step), "exec %.200s", candidate);
-            exec_failed(pipe_fd, errno, step);
+            exec_failed(req, pipe_fd, errno, step);
         }
         dir = *end ? end + 1 : end;
     }
     snprintf(step, sizeof(step), "exec %s", name);
-    exec_failed(pipe_fd, saw_eacces ? EACCES : ENOENT, step);
+    exec_failed(req, pipe_fd, saw_eacces ? EACCES : ENOENT, step);
 }
 
 /* The one way to become COMMAND, for `run` (forked by the init) and `exec`
@@ -234,10 +248,12 @@ void mr_become_command(const struct mr_spawn_req *req, int pipe_fd)
     /* The terminal first, before the fds COMMAND must not keep are closed: it
      * needs req->console_fd, and leaves only the pty as stdio (console.c). */
     if (req->terminal && (err = mr_setup_console(req, step)) < 0)
-        exec_failed(pipe_fd, -err, step);
+        exec_failed(req, pipe_fd, -err, step);
     /* Only stdio and the CLOEXEC failure pipe: whatever the caller had open
-     * stays outside (CVE-2024-21626). */
-    mr_close_fds(3, pipe_fd);
+     * stays outside (CVE-2024-21626). An OCI PID 1 keeps --preserve-fds and the
+     * exec fifo it waits on below: spawn.c made every other fd close-on-exec. */
+    if (!req->oci_process)
+        mr_close_fds(3, pipe_fd);
 
     /* Undo what the Python parent had: its handlers and, above all, its ignored
      * SIGPIPE, which exec would otherwise pass on to COMMAND. */
@@ -246,33 +262,50 @@ void mr_become_command(const struct mr_spawn_req *req, int pipe_fd)
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
 
+    /* `minirun-oci create`: wait here, set up, until `start` opens the fifo for reading. */
+    if (req->exec_fifo_fd > 0) {
+        char fifo[64];
+        int wfd;
+
+        snprintf(fifo, sizeof(fifo), "/proc/self/fd/%d", req->exec_fifo_fd);
+        do
+            wfd = open(fifo, O_WRONLY | O_CLOEXEC);
+        while (wfd < 0 && errno == EINTR);
+        if (wfd < 0 || write(wfd, "0", 1) != 1)
+            exec_failed(req, pipe_fd, errno, "open exec fifo");
+        close(wfd);
+        close(req->exec_fifo_fd);
+    }
     /* -w: created if missing, as docker does, and resolved inside the root
      * (rootpath.c): a symlink in the image cannot send it outside. */
     if ((root_fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0 ||
         (cwd_fd = mr_open_in_root(root_fd, req->cwd, MR_IN_ROOT_MKDIR, NULL, NULL)) < 0 || fchdir(cwd_fd) < 0) {
         snprintf(step, sizeof(step), "chdir(%s)", req->cwd);
-        exec_failed(pipe_fd, root_fd < 0 ? errno : cwd_fd < 0 ? -cwd_fd : errno, step);
+        exec_failed(req, pipe_fd, root_fd < 0 ? errno : cwd_fd < 0 ? -cwd_fd : errno, step);
     }
     close(cwd_fd);
     close(root_fd);
     /* security.c: bounding set and keep-caps now, the rest after setuid */
     if ((err = mr_security_before_setuid(req, step)) < 0)
-        exec_failed(pipe_fd, -err, step);
+        exec_failed(req, pipe_fd, -err, step);
     /* EPERM: a rootless user namespace, where setgroups is denied (its writer had
      * to, to map a gid); there are no supplementary groups to drop there. */
-    if (setgroups(0, NULL) < 0 && errno != EPERM)
-        exec_failed(pipe_fd, errno, "setgroups()");
+    if (req->set_groups) {
+        if (setgroups((size_t)req->n_groups, (const gid_t *)req->groups) < 0)
+            exec_failed(req, pipe_fd, errno, "setgroups(additionalGids)");
+    } else if (setgroups(0, NULL) < 0 && errno != EPERM)
+        exec_failed(req, pipe_fd, errno, "setgroups()");
     if (setgid(req->gid) < 0) {
         snprintf(step, sizeof(step), "setgid(%d)", req->gid);
-        exec_failed(pipe_fd, errno, step);
+        exec_failed(req, pipe_fd, errno, step);
     }
     if (setuid(req->uid) < 0) {
         snprintf(step, sizeof(step), "setuid(%d)", req->uid);
-        exec_failed(pipe_fd, errno, step);
+        exec_failed(req, pipe_fd, errno, step);
     }
-    umask(022);
+    umask(req->has_umask ? req->umask : 022);
     if ((err = mr_security_before_exec(req, step)) < 0)
-        exec_failed(pipe_fd, -err, step);
+        exec_failed(req, pipe_fd, -err, step);
     exec_command(req, pipe_fd);
     _exit(127);
 }
@@ -316,6 +349,8 @@ void mr_container_init(const struct mr_spawn_req *req, int fd)
     umask(0);
     if (req->clone_flags & CLONE_NEWUSER) /* security.c; the parent wrote our id maps before sync 1 */
         TRY(fd, mr_userns_become_root(), "become root of the user namespace");
+    for (int i = 0; i < req->n_join_fds; i++) /* OCI namespaces given by path */
+        TRY(fd, setns(req->join_fds[i], 0), "join namespace (setns fd %d)", req->join_fds[i]);
     if (req->unshare_cgroupns)
         TRY(fd, unshare(CLONE_NEWCGROUP), "unshare(cgroup namespace)");
     enter_rootfs(fd, req);
@@ -331,6 +366,8 @@ void mr_container_init(const struct mr_spawn_req *req, int fd)
     }
     if (req->hostname)
         TRY(fd, sethostname(req->hostname, strlen(req->hostname)), "sethostname(%s)", req->hostname);
+    if (req->domainname)
+        TRY(fd, setdomainname(req->domainname, strlen(req->domainname)), "setdomainname(%s)", req->domainname);
     if (req->clone_flags & CLONE_NEWNET)
         TRY(fd, loopback_up(), "bring up loopback");
     if (req->net_addr)
@@ -338,6 +375,11 @@ void mr_container_init(const struct mr_spawn_req *req, int fd)
     /* A session of our own: Ctrl-C on the user's terminal reaches minirun only,
      * which forwards it once, instead of hitting every process of the container. */
     TRY(fd, setsid(), "setsid()");
+
+    if (req->oci_process) { /* COMMAND is PID 1 (the engine brings its own init) */
+        send_report(fd, MR_REPORT_CREATED, 0, 0, getpid(), NULL);
+        mr_become_command(req, fd);
+    }
 
     TRY(fd, pipe2(exec_pipe, O_CLOEXEC), "pipe2()");
     command = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);

@@ -30,6 +30,7 @@ enum mr_op_kind {
                         * skipped if missing */
     MR_OP_READONLY = 6, /* bind target onto itself read-only, recursively; skipped if missing */
     MR_OP_NODEV = 7,    /* nodev on the mount at target and every mount under it, other flags kept */
+    MR_OP_WRITE = 8,   /* write data to the existing file target (a sysctl under /proc/sys) */
 };
 
 struct mr_op {
@@ -83,6 +84,23 @@ struct mr_spawn_req {
     int console_bind;            /* with terminal: bind the pty onto /dev/console (a container's COMMAND) */
     unsigned short console_rows; /* with terminal: initial window size (OCI process.consoleSize), */
     unsigned short console_cols; /* 0 0 leaves the kernel's default */
+    int cap_sets;                /* 1: the OCI sets below; cap_mask is then the bounding set only */
+    uint64_t cap_effective;
+    uint64_t cap_permitted;
+    uint64_t cap_ambient;        /* raised best effort, as runc does */
+    /* the OCI process model (minirun-oci); all 0 for `minirun run` */
+    int oci_process;             /* COMMAND is the container's PID 1: exec it, no minirun init */
+    int detached;                /* no PDEATHSIG: the container outlives the process that created it */
+    int exec_fifo_fd;            /* > 0: O_PATH fd of the exec fifo; open(O_WRONLY) blocks until `start` */
+    int preserve_fds;            /* fds 3 .. 3+N-1 pass through to COMMAND */
+    const int *join_fds;         /* namespaces to join (setns) instead of creating them */
+    int n_join_fds;
+    const char *domainname;      /* NULL: keep */
+    int set_groups;              /* 1: setgroups(groups) instead of dropping every supplementary group */
+    const uint32_t *groups;
+    int n_groups;
+    int has_umask;               /* 0: umask 022 */
+    unsigned int umask;
 };
 
 struct mr_spawn_out {
@@ -98,6 +116,7 @@ enum mr_report_kind {
     MR_REPORT_EXEC_OK = 2,      /* pid: COMMAND is running (pid inside the container) */
     MR_REPORT_EXEC_FAILED = 3,  /* err, step: COMMAND could not be exec'd */
     MR_REPORT_EXITED = 4,       /* status: COMMAND's wait status */
+    MR_REPORT_CREATED = 5,      /* oci_process: set up, waiting on the exec fifo before execve */
 };
 
 struct mr_report {

@@ -634,6 +634,22 @@ int mr_apply_op(int root_fd, const struct mr_op *op, char *step)
         close(fd);
         return ret;
     }
+    if (op->kind == MR_OP_WRITE) { /* an OCI sysctl: an existing file, reached inside the root */
+        char path[64];
+        size_t len = strlen(op->data);
+        int wfd;
+
+        fd = mr_open_in_root(root_fd, t, 0, NULL, NULL);
+        if (fd < 0)
+            return mr_step(step, -fd, "resolve %s in the root", t);
+        wfd = open(fd_path(fd, path, sizeof(path)), O_WRONLY | O_CLOEXEC);
+        if (wfd < 0 || write(wfd, op->data, len) != (ssize_t)len)
+            ret = mr_step(step, errno, "write %s to %s", op->data, t);
+        if (wfd >= 0)
+            close(wfd);
+        close(fd);
+        return ret;
+    }
     if (op->kind == MR_OP_MOUNT && (op->flags & MS_REMOUNT))
         return mr_step(step, EINVAL, "remount(%s): give the flags on the mount itself", t);
     if (op->kind < MR_OP_MOUNT || op->kind > MR_OP_MKDIR)

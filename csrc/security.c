@@ -94,12 +94,22 @@ int mr_security_before_exec(const struct mr_spawn_req *req, char *step)
         uint32_t set = (uint32_t)(req->cap_mask >> (32 * i)) & cur[i].permitted;
 
         want[i].permitted = want[i].effective = set;
+        if (req->cap_sets) { /* OCI: each set as given (cap_mask is the bounding set) */
+            want[i].permitted = (uint32_t)(req->cap_permitted >> (32 * i)) & cur[i].permitted;
+            want[i].effective = (uint32_t)(req->cap_effective >> (32 * i)) & want[i].permitted;
+            set = want[i].permitted;
+        }
         want[i].inheritable = (uint32_t)(req->cap_inheritable >> (32 * i)) & set;
     }
     if (syscall(SYS_capset, &hdr, want) < 0)
         return mr_step(step, errno, "capset()");
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
         return mr_step(step, errno, "clear ambient capabilities");
+    /* Ambient needs the capability permitted and inheritable; runc skips what the
+     * kernel refuses, and so do we. */
+    for (int cap = 0; req->cap_sets && cap < 64; cap++)
+        if (req->cap_ambient >> cap & 1)
+            prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0);
     if (req->no_new_privs) {
         if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
             return mr_step(step, errno, "prctl(PR_SET_NO_NEW_PRIVS)");

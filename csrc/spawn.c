@@ -142,8 +142,10 @@ static void child_main(const struct mr_spawn_req *req, int report_fd, int go_fd)
     char c;
     ssize_t n;
 
-    /* If minirun dies, so does the container (the kernel then kills the PID namespace). */
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    /* If minirun dies, so does the container (the kernel then kills the PID namespace);
+     * not for `minirun-oci create`, which returns leaving the container to its caller. */
+    if (!req->detached)
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
     set_title();
 
     /* Join the cgroup v1 hierarchies by writing "0" (ourselves) to their `tasks`
@@ -173,6 +175,18 @@ static void child_main(const struct mr_spawn_req *req, int report_fd, int go_fd)
     for (int i = 0; i < 3; i++)
         if (req->stdio[i] >= 0 && req->stdio[i] != i && dup2(req->stdio[i], i) < 0)
             child_failed(report_fd, errno, "dup2(stdio)");
+    if (req->oci_process) {
+        /* COMMAND itself is PID 1: it keeps the fds the caller passed (stdio and
+         * --preserve-fds), the rest (ours, all CLOEXEC already) go at its execve. */
+        for (int fd = 3; fd < 3 + req->preserve_fds; fd++)
+            if (fcntl(fd, F_SETFD, 0) < 0)
+                child_failed(report_fd, errno, "preserve fd (fcntl F_SETFD)");
+        if (syscall(SYS_close_range, 3U + req->preserve_fds, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
+            for (int fd = 3 + req->preserve_fds; fd < 1024; fd++)
+                fcntl(fd, F_SETFD, FD_CLOEXEC);
+        }
+        mr_container_init(req, report_fd);
+    }
     if (report_fd != 3) {
         if (dup3(report_fd, 3, O_CLOEXEC) < 0)
             child_failed(report_fd, errno, "dup3(report socket)");

@@ -21,6 +21,8 @@ field by field:
     Limits.devices                <- linux.resources.devices[] (allow, type, major, minor, access;
                                      minirun/devices.py: deny all but the OCI defaults)
     ContainerSpec.devices         <- linux.devices[] (path, type, major, minor, fileMode): --device
+    Limits.cpu_shares             <- linux.resources.cpu.shares
+    Limits.memory_reservation     <- linux.resources.memory.reservation
     Process.capabilities          <- process.capabilities.{bounding,effective,permitted}; also
                                      .inheritable when uid is 0 (empty for other users); ambient empty
     Process.no_new_privileges     <- process.noNewPrivileges
@@ -238,6 +240,8 @@ class Limits(Record):
     memory_swap: int | None = None  # memory + swap in bytes; None = same as memory (no swap); -1 = unlimited swap
     pids: int | None = None
     devices: tuple[DeviceRule, ...] = DEFAULT_DEVICE_RULES  # the devices cgroup, in order
+    cpu_shares: int | None = None  # relative CPU weight (v1 cpu.shares; v2 cpu.weight): OCI cpu.shares
+    memory_reservation: int | None = None  # soft limit in bytes: OCI memory.reservation
 
     @classmethod
     def from_cpus(cls, cpus: float | None, **kw) -> Limits:

@@ -24,8 +24,9 @@ NAMESPACE_FLAGS = {
 }
 
 REPORT_SIZE = ffi.sizeof("struct mr_report")
-SETUP_FAILED, EXEC_OK, EXEC_FAILED, EXITED = (
-    lib.MR_REPORT_SETUP_FAILED, lib.MR_REPORT_EXEC_OK, lib.MR_REPORT_EXEC_FAILED, lib.MR_REPORT_EXITED)
+SETUP_FAILED, EXEC_OK, EXEC_FAILED, EXITED, CREATED = (
+    lib.MR_REPORT_SETUP_FAILED, lib.MR_REPORT_EXEC_OK, lib.MR_REPORT_EXEC_FAILED, lib.MR_REPORT_EXITED,
+    lib.MR_REPORT_CREATED)
 
 
 class NativeError(OSError):
@@ -198,7 +199,8 @@ def spawn(*, rootfs: str, hostname: str | None, namespaces: Sequence[str], cgrou
           argv: Sequence[str], envp: Sequence[str], path: str, cwd: str,
           uid: int = 0, gid: int = 0, stdio: Sequence[int | None] = (None, None, None),
           net: tuple[str, int, str] | None = None, security: dict | None = None,
-          console_fd: int | None = None, console_size: tuple[int, int] | None = None) -> Child:
+          console_fd: int | None = None, console_size: tuple[int, int] | None = None,
+          oci: dict | None = None) -> Child:
     """Clone the container's init into new namespaces; it waits for ``Child.release()``.
 
     ``net``: (address, prefix length, gateway) for the eth0 the parent moves in before release.
@@ -206,6 +208,7 @@ def spawn(*, rootfs: str, hostname: str | None, namespaces: Sequence[str], cgrou
     ``console_fd``: give COMMAND a pty of the container's devpts, bound onto /dev/console;
     its master is sent over this unix socket (csrc/console.c; see minirun.tty.receive_master).
     ``console_size``: the pty's initial (rows, columns).
+    ``oci``: the OCI process model (minirun/oci): COMMAND is PID 1, see _set_oci.
 
     The cgroup namespace is not created by the clone but by the child once it is
     in its cgroups, so that it sees its own cgroup as "/".
@@ -234,6 +237,8 @@ def spawn(*, rootfs: str, hostname: str | None, namespaces: Sequence[str], cgrou
         req.net_gateway = _in_addr(gateway)
     _set_security(req, security, keep)
     _set_console(req, console_fd, console_size, bind=True)
+    if oci:
+        _set_oci(req, oci, keep)
 
     out = ffi.new("struct mr_spawn_out *")
     step = _step()
@@ -269,6 +274,39 @@ def _set_console(req, console_fd: int | None, size: tuple[int, int] | None, bind
         req.console_rows, req.console_cols = size
 
 
+def _set_oci(req, oci: dict, keep: list) -> None:
+    """The OCI process model: ``args`` exec'd as PID 1 once the exec fifo is opened by `start`.
+
+    Keys (all optional): exec_fifo_fd, preserve_fds, detached, join_fds, domainname,
+    groups (None: drop all), umask, caps (effective, permitted, ambient masks;
+    security["caps"] is the bounding set).
+    """
+    req.oci_process = 1
+    req.detached = 1 if oci.get("detached") else 0
+    req.exec_fifo_fd = oci.get("exec_fifo_fd") or 0
+    req.preserve_fds = oci.get("preserve_fds", 0)
+    join = list(oci.get("join_fds", ()))
+    fds = ffi.new("int[]", join or [0])
+    keep.append(fds)
+    req.join_fds, req.n_join_fds = fds, len(join)
+    req.domainname = _cstr(oci.get("domainname"), keep)
+    _set_process_extras(req, oci, keep)
+
+
+def _set_process_extras(req, oci: dict, keep: list) -> None:
+    """OCI process fields that `exec` applies too: additionalGids, umask, the capability sets."""
+    groups = oci.get("groups")
+    if groups is not None:
+        gids = ffi.new("uint32_t[]", list(groups) or [0])
+        keep.append(gids)
+        req.set_groups, req.groups, req.n_groups = 1, gids, len(groups)
+    if oci.get("umask") is not None:
+        req.has_umask, req.umask = 1, oci["umask"]
+    if oci.get("caps") is not None:
+        req.cap_sets = 1
+        req.cap_effective, req.cap_permitted, req.cap_ambient = oci["caps"]
+
+
 class ExecFailed(NativeError):
     """COMMAND could not be exec'd in the container (errno ENOENT, EACCES, ...)."""
 
@@ -276,11 +314,13 @@ class ExecFailed(NativeError):
 def exec_into(*, pidfd: int, namespaces: Sequence[str], cgroup_fd: int | None, tasks_fds: Sequence[int],
               argv: Sequence[str], envp: Sequence[str], path: str, cwd: str, uid: int = 0, gid: int = 0,
               stdio: Sequence[int | None] = (None, None, None), security: dict | None = None,
-              console_fd: int | None = None, console_size: tuple[int, int] | None = None) -> int:
+              console_fd: int | None = None, console_size: tuple[int, int] | None = None,
+              process_extras: dict | None = None) -> int:
     """Start ``argv`` inside a running container (see csrc/exec.c): join the ``namespaces`` of the
     process ``pidfd`` (its init) in one setns; return the new process's pid, a child of ours.
 
     ``console_fd``, ``console_size``: as for ``spawn``, without touching /dev/console.
+    ``process_extras``: groups, umask, caps as in _set_oci (minirun-oci exec).
     """
     keep: list = []
     req = _process_request(keep, cgroup_fd=cgroup_fd, tasks_fds=tasks_fds, argv=argv, envp=envp, path=path, cwd=cwd,
@@ -290,6 +330,8 @@ def exec_into(*, pidfd: int, namespaces: Sequence[str], cgroup_fd: int | None, t
     for ns in namespaces:
         flags |= NAMESPACE_FLAGS[ns]
     _set_console(req, console_fd, console_size, bind=False)
+    if process_extras:
+        _set_process_extras(req, process_extras, keep)
     exec_err = ffi.new("int *")
     step = _step()
     ret = lib.mr_exec(req, pidfd, flags, exec_err, step)

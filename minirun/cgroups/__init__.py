@@ -165,11 +165,13 @@ class Cgroup:
     v2 they are all the same directory, on v1 one per hierarchy. Keep it in state.
     """
 
-    def __init__(self, container_id: str, limits: Limits, layout: Layout):
+    def __init__(self, container_id: str, limits: Limits, layout: Layout, relpath: str | None = None):
         self.id = container_id
         self.limits = limits
         self.layout = layout
-        self.paths = _container_paths(layout, container_id, limits.cpuset_cpus is not None)
+        # Below each hierarchy's root: minirun/<id>, or an OCI cgroupsPath (minirun-oci).
+        self.relpath = relpath or os.path.join(PARENT, container_id)
+        self.paths = _container_paths(layout, self.relpath, limits.cpuset_cpus is not None)
         self.notes: list[str] = []  # what could not be applied as asked (e.g. no swap accounting)
         # Directories made by create(). None: create() was not called here, so the
         # container's directories were made by another minirun process and are all ours.
@@ -203,7 +205,8 @@ class Cgroup:
 
     def _make(self, path: str) -> None:
         parent = os.path.dirname(path)
-        fs.mkdir(parent, exist_ok=True)
+        if not os.path.isdir(parent):  # an OCI cgroupsPath may be nested deeper than minirun/<id>
+            _make_ancestors(parent)
         if path == self.paths.get("unified"):
             wanted = {c for c in v2.CONTROLLERS if self.paths.get(c) == path}
             if wanted:
@@ -229,6 +232,11 @@ class Cgroup:
             except CgroupError:
                 pass  # the error that got us here is the one to report
         self._created = []
+
+    def update(self, limits: Limits) -> None:
+        """Apply new limits to an existing cgroup (`minirun-oci update`)."""
+        self.limits = limits
+        self._apply()
 
     def add_pid(self, pid: int) -> None:
         """Move ``pid`` (and its threads) into the container's cgroup in every hierarchy.
@@ -299,7 +307,7 @@ class Cgroup:
     def _owned(self) -> list[str]:
         if self._created is not None:
             return list(self._created)
-        return _all_dirs(self.layout, self.id)
+        return _all_dirs(self.layout, self.relpath)
 
     def oom_kill_count(self) -> int:
         """Processes the kernel OOM-killed in this container (0 without a memory controller)."""
@@ -337,6 +345,11 @@ class NoCgroup:
     def kill(self) -> None:
         pass
 
+    def update(self, limits: Limits) -> None:
+        """Apply new limits to an existing cgroup (`minirun-oci update`)."""
+        self.limits = limits
+        self._apply()
+
     def add_pid(self, pid: int) -> None:
         pass
 
@@ -359,7 +372,8 @@ class NoCgroup:
         return None
 
 
-def create_manager(container_id: str, limits: Limits, layout: Layout | None = None) -> Cgroup:
+def create_manager(container_id: str, limits: Limits, layout: Layout | None = None,
+                   relpath: str | None = None) -> Cgroup:
     """A Cgroup for ``container_id``; nothing is created until ``create()``.
 
     Raises HostError now, before anything exists, if a limit needs a controller that
@@ -369,7 +383,7 @@ def create_manager(container_id: str, limits: Limits, layout: Layout | None = No
     limits.validate()
     layout = layout or detect()
     _check_available(layout, limits)
-    return Cgroup(container_id, limits, layout)
+    return Cgroup(container_id, limits, layout, relpath)
 
 
 def stale_ids(layout: Layout | None = None) -> set[str]:
@@ -390,9 +404,9 @@ def remove(container_id: str, layout: Layout | None = None) -> None:
 
 def _check_available(layout: Layout, limits: Limits) -> None:
     wanted = {
-        "cpu": limits.cpu_quota is not None,
+        "cpu": limits.cpu_quota is not None or limits.cpu_shares is not None,
         "cpuset": limits.cpuset_cpus is not None,
-        "memory": limits.memory is not None,
+        "memory": limits.memory is not None or limits.memory_reservation is not None,
         "pids": limits.pids is not None,
     }
     if "devices" not in layout.controllers:
@@ -411,19 +425,27 @@ def _check_available(layout: Layout, limits: Limits) -> None:
         )
 
 
-def _container_paths(layout: Layout, container_id: str, with_cpuset: bool) -> dict[str, str]:
+def _container_paths(layout: Layout, relpath: str, with_cpuset: bool) -> dict[str, str]:
     paths: dict[str, str] = {}
     if layout.unified:
-        paths["unified"] = os.path.join(layout.unified, PARENT, container_id)
+        paths["unified"] = os.path.join(layout.unified, relpath)
     for controller, mountpoint in layout.controllers.items():
         # A v1 cpuset cgroup costs two copies from the parent and brings no accounting.
         if controller != "cpuset" or with_cpuset or mountpoint == layout.unified:
-            paths[controller] = os.path.join(mountpoint, PARENT, container_id)
+            paths[controller] = os.path.join(mountpoint, relpath)
     return paths
 
 
-def _all_dirs(layout: Layout, container_id: str) -> list[str]:
-    return [os.path.join(m, PARENT, container_id) for m in layout.mountpoints()]
+def _all_dirs(layout: Layout, relpath: str) -> list[str]:
+    return [os.path.join(m, relpath) for m in layout.mountpoints()]
+
+
+def _make_ancestors(path: str) -> None:
+    """mkdir -p for the parents of a container's cgroup (left in place, as runc does)."""
+    parent = os.path.dirname(path)
+    if not os.path.isdir(parent):
+        _make_ancestors(parent)
+    fs.mkdir(path, exist_ok=True)
 
 
 def _read_pids(dirs: list[str]) -> set[int]:

@@ -83,8 +83,20 @@ def set_devices(path: str, rules) -> None:
         fs.write(os.path.join(path, "devices.allow" if rule.allow else "devices.deny"), rule.v1_line())
 
 
+def set_cpu_shares(path: str, shares: int) -> None:
+    fs.write(os.path.join(path, "cpu.shares"), shares)
+
+
+def set_memory_reservation(path: str, limit: int) -> None:
+    fs.write(os.path.join(path, "memory.soft_limit_in_bytes"), limit)
+
+
 def apply(controller: str, path: str, limits: Limits, notes: list[str]) -> None:
     """Write the limits of one controller; an unset limit keeps the kernel default (-1)."""
+    if controller == "cpu" and limits.cpu_shares is not None:
+        set_cpu_shares(path, limits.cpu_shares)
+    if controller == "memory" and limits.memory_reservation is not None:
+        set_memory_reservation(path, limits.memory_reservation)
     if controller == "cpu" and limits.cpu_quota is not None:
         set_cpu(path, limits.cpu_quota, limits.cpu_period)
     elif controller == "memory" and limits.memory is not None:

@@ -84,8 +84,25 @@ def attach_device_filter(path: str, prog: bytes) -> None:
         os.close(fd)
 
 
+def shares_to_weight(shares: int) -> int:
+    """v1 cpu.shares [2, 262144] -> v2 cpu.weight [1, 10000], as runc converts it."""
+    return 1 + ((max(2, min(shares, 262144)) - 2) * 9999) // 262142
+
+
+def set_cpu_weight(path: str, weight: int) -> None:
+    fs.write(os.path.join(path, "cpu.weight"), weight)
+
+
+def set_memory_low(path: str, limit: int) -> None:
+    fs.write(os.path.join(path, "memory.low"), limit)
+
+
 def apply(controller: str, path: str, limits: Limits, notes: list[str]) -> None:
     """Write the limits of one controller; an unset limit keeps the kernel default (max)."""
+    if controller == "cpu" and limits.cpu_shares is not None:
+        set_cpu_weight(path, shares_to_weight(limits.cpu_shares))
+    if controller == "memory" and limits.memory_reservation is not None:
+        set_memory_low(path, limits.memory_reservation)
     if controller == "cpu" and limits.cpu_quota is not None:
         set_cpu_max(path, limits.cpu_quota, limits.cpu_period)
     elif controller == "memory" and limits.memory is not None:

@@ -1,0 +1,15 @@
+"""minirun-oci: runc's command line over minirun's one core.
+
+    main.py     the command line (hand-rolled: `state` and `start` must start fast)
+    log.py      errors to stderr and to --log, as text or runc's JSON lines
+    bundle.py   config.json -> ContainerSpec (minirun/spec.py) + the OCI-only extras
+    store.py    the state directory <root>/<id>: state.json, the exec fifo, status
+    runtime.py  create/start/run/kill/delete/exec/ps/pause/resume/update, through
+                container.py's checks, syscalls.spawn, the cgroup drivers and security.py
+    hooks.py    OCI hooks, the container's state on their stdin
+    defaults.py `spec`'s config.json and `features`
+
+The process model is the OCI one: process.args is the container's PID 1 (the C
+child execs it instead of forking it under minirun-init), and between `create` and
+`start` it waits before execve, blocked opening the exec fifo.
+"""

@@ -1,0 +1,501 @@
+"""An OCI bundle's config.json -> minirun's ContainerSpec, plus what only OCI has.
+
+The spec (minirun/spec.py) is shaped like config.json, so most fields map one to
+one; the rest (rlimits, hooks, devices, sysctl, the five capability sets, ...)
+go in ``Extras``, which runtime.py hands to the same spawn path. Everything is
+checked here, before anything is created. A field minirun cannot honour is an
+error that names it (runc would honour it, so ignoring it would be a lie);
+AppArmor and SELinux labels are a warning, as this host has neither.
+
+Mounts are all made before pivot_root, in config order (as runc does): an engine's
+bind mounts land on top of its tmpfs /dev and /dev/shm. Their destinations are
+container paths, resolved inside the root by csrc/rootpath.c like every plan's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+from ..errors import SpecError
+from ..mounts import DEFAULT_DEVICES, DEV_LINKS, OP_MKDIR, OP_MKNOD, OP_MOUNT, OP_SYMLINK, Op
+from ..security import OP_READONLY
+from ..spec import ContainerSpec, Limits, Process, parse_cpuset
+
+OP_WRITE = 8  # csrc/minirun.h MR_OP_WRITE
+
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_SYNCHRONOUS, MS_REMOUNT = 0x1, 0x2, 0x4, 0x8, 0x10, 0x20
+MS_MANDLOCK, MS_DIRSYNC, MS_NOATIME, MS_NODIRATIME, MS_BIND, MS_REC = 0x40, 0x80, 0x400, 0x800, 0x1000, 0x4000
+MS_UNBINDABLE, MS_PRIVATE, MS_SLAVE, MS_SHARED = 1 << 17, 1 << 18, 1 << 19, 1 << 20
+MS_RELATIME, MS_STRICTATIME = 1 << 21, 1 << 24
+
+# mount(8) option -> (set, flag): runc's table (libcontainer/specconv).
+MOUNT_FLAGS = {
+    "defaults": (True, 0), "ro": (True, MS_RDONLY), "rw": (False, MS_RDONLY),
+    "suid": (False, MS_NOSUID), "nosuid": (True, MS_NOSUID), "dev": (False, MS_NODEV), "nodev": (True, MS_NODEV),
+    "exec": (False, MS_NOEXEC), "noexec": (True, MS_NOEXEC), "sync": (True, MS_SYNCHRONOUS),
+    "async": (False, MS_SYNCHRONOUS), "dirsync": (True, MS_DIRSYNC), "remount": (True, MS_REMOUNT),
+    "mand": (True, MS_MANDLOCK), "nomand": (False, MS_MANDLOCK), "atime": (False, MS_NOATIME),
+    "noatime": (True, MS_NOATIME), "diratime": (False, MS_NODIRATIME), "nodiratime": (True, MS_NODIRATIME),
+    "relatime": (True, MS_RELATIME), "norelatime": (False, MS_RELATIME), "strictatime": (True, MS_STRICTATIME),
+    "nostrictatime": (False, MS_STRICTATIME), "bind": (True, MS_BIND), "rbind": (True, MS_BIND | MS_REC),
+}
+PROPAGATION = {
+    "private": MS_PRIVATE, "rprivate": MS_PRIVATE | MS_REC, "shared": MS_SHARED, "rshared": MS_SHARED | MS_REC,
+    "slave": MS_SLAVE, "rslave": MS_SLAVE | MS_REC, "unbindable": MS_UNBINDABLE,
+    "runbindable": MS_UNBINDABLE | MS_REC,
+}
+NAMESPACES = {"pid": "pid", "network": "net", "mount": "mnt", "ipc": "ipc", "uts": "uts", "user": "user",
+              "cgroup": "cgroup"}
+RLIMITS = ("CPU", "FSIZE", "DATA", "STACK", "CORE", "RSS", "NPROC", "NOFILE", "MEMLOCK", "AS", "LOCKS",
+           "SIGPENDING", "MSGQUEUE", "NICE", "RTPRIO", "RTTIME")  # RLIMIT_* numbers 0..15 on Linux
+HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
+SUPPORTED_HOOKS = ("prestart", "createRuntime", "poststart", "poststop")
+
+
+class Extras:
+    """What config.json asks for beyond ContainerSpec, ready for runtime.py."""
+
+    def __init__(self):
+        self.env: list[str] = []  # exactly process.env (no minirun defaults)
+        self.caps: tuple[int, int, int] | None = None  # effective, permitted, ambient masks
+        self.inheritable = 0
+        self.groups: list[int] = []
+        self.umask: int | None = None
+        self.rlimits: list[tuple[int, int, int]] = []  # (resource, soft, hard)
+        self.oom_score_adj: int | None = None
+        self.domainname: str | None = None
+        self.join: dict[str, str] = {}  # namespace type -> path to setns into
+        self.cgroups_path: str | None = None
+        self.pre_plan: tuple = ()
+        self.plan: tuple = ()
+        self.hooks: dict[str, list[dict]] = {}
+        self.annotations: dict[str, str] = {}
+        self.terminal = False
+        self.warnings: list[str] = []
+
+
+def load(bundle: str) -> dict:
+    """config.json from ``bundle`` (its errors say which of the two is wrong)."""
+    if not os.path.isdir(bundle):
+        raise SpecError(f"bundle {bundle}: no such directory")
+    path = os.path.join(bundle, "config.json")
+    try:
+        with open(path) as f:
+            config = json.load(f)
+    except FileNotFoundError:
+        raise SpecError(f"bundle {bundle}: no config.json") from None
+    except ValueError as err:
+        raise SpecError(f"{path}: invalid JSON: {err}") from None
+    if not isinstance(config, dict):
+        raise SpecError(f"{path}: not a JSON object")
+    return config
+
+
+def _get(obj: dict, key: str, kind, where: str, default=None):
+    value = obj.get(key, default)
+    if value is not None and not isinstance(value, kind):
+        raise SpecError(f"{where}{key}: expected {getattr(kind, '__name__', kind)}, got {type(value).__name__}")
+    return value
+
+
+def _reject_present(obj: dict, keys, where: str, why: str = "not supported by minirun-oci") -> None:
+    for key in keys:
+        if obj.get(key) not in (None, {}, [], "", False):
+            raise SpecError(f"{where}{key}: {why}")
+
+
+def check_version(config: dict) -> None:
+    version = config.get("ociVersion")
+    if not isinstance(version, str) or not version:
+        raise SpecError("ociVersion: missing")
+    if version.split(".")[0] != "1":
+        raise SpecError(f"ociVersion {version!r}: unsupported (minirun-oci implements runtime-spec 1.x)")
+
+
+def to_spec(config: dict, bundle: str, container_id: str) -> tuple[ContainerSpec, Extras]:
+    check_version(config)
+    extras = Extras()
+    bundle = os.path.realpath(bundle)
+    root = _root(config, bundle)
+    linux = _get(config, "linux", dict, "", {}) or {}
+    process = _get(config, "process", dict, "")
+    if not process:
+        raise SpecError("process: missing (create needs the process to run)")
+    proc = _process(process, extras)
+    extras.annotations = _get(config, "annotations", dict, "", {}) or {}
+    extras.domainname = _get(config, "domainname", str, "") or None
+    namespaces = _namespaces(linux, extras)
+    uid_maps = [(m["containerID"], m["hostID"], m["size"]) for m in linux.get("uidMappings") or []]
+    gid_maps = [(m["containerID"], m["hostID"], m["size"]) for m in linux.get("gidMappings") or []]
+    if (uid_maps or gid_maps) and "user" not in namespaces:
+        raise SpecError("linux.uidMappings: id mappings need a new user namespace (type user) in linux.namespaces")
+    if "user" in namespaces and not (uid_maps and gid_maps):
+        raise SpecError("linux.namespaces: a new user namespace needs linux.uidMappings and linux.gidMappings")
+    limits = _resources(_get(linux, "resources", dict, "linux.", {}) or {}, extras)
+    extras.cgroups_path = _cgroups_path(_get(linux, "cgroupsPath", str, "linux."), container_id)
+    _reject_present(linux, ("intelRdt", "personality", "timeOffsets", "mountLabel"), "linux.")
+    for label in ("apparmorProfile", "selinuxLabel"):
+        if process.get(label):
+            extras.warnings.append(f"process.{label} {process[label]!r} ignored: this host has no "
+                                   f"{'AppArmor' if label[0] == 'a' else 'SELinux'}")
+    own_cgroups = None if "cgroup" in namespaces else (extras.cgroups_path, limits)
+    extras.pre_plan = _mounts(config, linux, root, bundle, own_cgroups)
+    if "user" in namespaces:
+        extras.pre_plan = _devices_bound(extras.pre_plan)
+    extras.plan = _sysctls(linux) + _root_propagation(linux)
+    extras.hooks = _hooks(config)
+    seccomp = _get(linux, "seccomp", dict, "linux.")
+    if seccomp:
+        _check_seccomp(seccomp, proc.capabilities)
+    spec = ContainerSpec(
+        rootfs=root, process=proc, id=container_id, hostname=_get(config, "hostname", str, "") or "",
+        namespaces=tuple(namespaces), limits=limits, mounts=[],
+        readonly_root=bool(_get(config["root"], "readonly", bool, "root.", False)), overlay=False,
+        network="none" if "network" in namespaces or "network" in extras.join else "host",
+        seccomp=seccomp or None, uid_mappings=uid_maps, gid_mappings=gid_maps,
+        masked_paths=tuple(_get(linux, "maskedPaths", list, "linux.", []) or ()),
+        readonly_paths=tuple(_get(linux, "readonlyPaths", list, "linux.", []) or ()))
+    return spec, extras
+
+
+def _root(config: dict, bundle: str) -> str:
+    root = _get(config, "root", dict, "")
+    if not root or not root.get("path"):
+        raise SpecError("root.path: missing")
+    given = root["path"]
+    path = os.path.realpath(os.path.join(bundle, given))
+    if not os.path.isabs(given) and os.path.commonpath([path, bundle]) != bundle:
+        raise SpecError(f"root.path {given!r}: a relative root must be inside the bundle {bundle}")
+    if not os.path.isdir(path):
+        raise SpecError(f"root.path {given!r}: {path} is not a directory")
+    return path
+
+
+def _caps(names, where: str) -> int:
+    from ..security import CAP_NUMBER
+
+    mask = 0
+    for name in names or ():
+        if name not in CAP_NUMBER:
+            raise SpecError(f"{where}: unknown capability {name!r}")
+        mask |= 1 << CAP_NUMBER[name]
+    return mask
+
+
+def _process(process: dict, extras: Extras) -> Process:
+    args = _get(process, "args", list, "process.")
+    if not args or not all(isinstance(a, str) for a in args):
+        raise SpecError("process.args: must be a non-empty list of strings")
+    if process.get("commandLine"):
+        raise SpecError("process.commandLine: Windows only")
+    extras.terminal = bool(process.get("terminal"))
+    cwd = _get(process, "cwd", str, "process.", "/") or "/"
+    if not cwd.startswith("/"):
+        raise SpecError(f"process.cwd {cwd!r}: must be an absolute path")
+    user = _get(process, "user", dict, "process.", {}) or {}
+    if user.get("username"):
+        raise SpecError("process.user.username: Windows only (use uid and gid)")
+    uid, gid = int(user.get("uid", 0)), int(user.get("gid", 0))
+    extras.groups = [int(g) for g in user.get("additionalGids") or []]
+    extras.umask = user.get("umask")
+    env = _get(process, "env", list, "process.", []) or []
+    extras.env = [str(e) for e in env]
+    caps = _get(process, "capabilities", dict, "process.", {}) or {}
+    from ..security import caps_of_mask
+
+    bounding = _caps(caps.get("bounding"), "process.capabilities.bounding")
+    extras.caps = (_caps(caps.get("effective"), "process.capabilities.effective"),
+                   _caps(caps.get("permitted"), "process.capabilities.permitted"),
+                   _caps(caps.get("ambient"), "process.capabilities.ambient"))
+    extras.inheritable = _caps(caps.get("inheritable"), "process.capabilities.inheritable")
+    for limit in _get(process, "rlimits", list, "process.", []) or []:
+        name = str(limit.get("type", ""))
+        if not name.startswith("RLIMIT_") or name[7:] not in RLIMITS:
+            raise SpecError(f"process.rlimits: unknown type {name!r}")
+        extras.rlimits.append((RLIMITS.index(name[7:]), int(limit.get("soft", 0)), int(limit.get("hard", 0))))
+    if process.get("oomScoreAdj") is not None:
+        extras.oom_score_adj = int(process["oomScoreAdj"])
+    _reject_present(process, ("ioPriority", "scheduler", "execCPUAffinity"), "process.")
+    return Process(args=list(args), env=extras.env, cwd=cwd, uid=uid, gid=gid, capabilities=caps_of_mask(bounding),
+                   no_new_privileges=bool(process.get("noNewPrivileges", False)))
+
+
+def _namespaces(linux: dict, extras: Extras) -> list[str]:
+    created = []
+    for ns in _get(linux, "namespaces", list, "linux.", []) or []:
+        kind = ns.get("type") if isinstance(ns, dict) else None
+        if kind not in NAMESPACES:
+            raise SpecError(f"linux.namespaces: unknown namespace type {kind!r} "
+                            f"(known: {', '.join(NAMESPACES)})")
+        if kind in created or kind in extras.join:
+            raise SpecError(f"linux.namespaces: {kind} listed twice")
+        if ns.get("path"):
+            if kind in ("pid", "mount", "user"):
+                raise SpecError(f"linux.namespaces: joining a {kind} namespace by path is not supported by "
+                                "minirun-oci")
+            if not os.path.exists(ns["path"]):
+                raise SpecError(f"linux.namespaces: {kind} namespace path {ns['path']}: no such file")
+            extras.join[kind] = ns["path"]
+        else:
+            created.append(kind)
+    if "mount" not in created:
+        raise SpecError("linux.namespaces: minirun-oci needs a new mount namespace (type mount)")
+    return created
+
+
+def _resources(res: dict, extras: Extras) -> Limits:
+    limits = Limits()
+    memory = _get(res, "memory", dict, "linux.resources.", {}) or {}
+    if memory.get("limit") not in (None, -1, 0):
+        limits.memory = int(memory["limit"])
+        swap = memory.get("swap")
+        limits.memory_swap = None if swap in (None, 0) else int(swap)
+        if limits.memory_swap is not None and limits.memory_swap != -1 and limits.memory_swap < limits.memory:
+            raise SpecError("linux.resources.memory.swap: must be at least memory.limit (it counts memory plus swap)")
+    elif memory.get("swap") not in (None, 0, -1):
+        raise SpecError("linux.resources.memory.swap: needs memory.limit")
+    if memory.get("reservation") not in (None, 0, -1):
+        limits.memory_reservation = int(memory["reservation"])
+    _reject_present(memory, ("kernel", "kernelTCP", "swappiness", "disableOOMKiller",
+                             "useHierarchy", "checkBeforeUpdate"), "linux.resources.memory.")
+    cpu = _get(res, "cpu", dict, "linux.resources.", {}) or {}
+    if cpu.get("quota") not in (None, -1, 0):
+        limits.cpu_quota = int(cpu["quota"])
+    if cpu.get("period"):
+        limits.cpu_period = int(cpu["period"])
+    if cpu.get("cpus"):
+        limits.cpuset_cpus = parse_cpuset(cpu["cpus"], os.cpu_count() or 1)
+    if cpu.get("shares"):
+        limits.cpu_shares = int(cpu["shares"])
+    _reject_present(cpu, ("mems", "realtimeRuntime", "realtimePeriod", "burst", "idle"),
+                    "linux.resources.cpu.")
+    pids = _get(res, "pids", dict, "linux.resources.", {}) or {}
+    if pids.get("limit") not in (None, 0, -1):
+        limits.pids = int(pids["limit"])
+    for key in ("blockIO", "hugepageLimits", "network", "rdma", "unified"):
+        if res.get(key):
+            raise SpecError(f"linux.resources.{key}: this host has no such controller for minirun-oci")
+    devices = res.get("devices") or []
+    if devices and not (len(devices) == 1 and devices[0].get("allow") is False and not devices[0].get("type")):
+        # TODO(devices branch): the devices cgroup; until then only the deny-all that
+        # every engine sends (and no cgroup at all) is accepted.
+        extras.warnings.append("linux.resources.devices: allow rules are not enforced yet (no devices cgroup)")
+    return limits
+
+
+def _cgroups_path(given: str | None, container_id: str) -> str:
+    if not given:
+        return os.path.join("minirun-oci", container_id)
+    if ":" in given and not given.startswith("/"):
+        raise SpecError(f"linux.cgroupsPath {given!r}: the systemd form (slice:prefix:name) needs "
+                        "--systemd-cgroup, which minirun-oci does not support")
+    if ".." in given.split("/"):
+        raise SpecError(f"linux.cgroupsPath {given!r}: '..' is not allowed")
+    if given.startswith("/"):
+        return os.path.normpath(given).lstrip("/")
+    # Relative: below minirun-oci's own cgroup (runc), taken from the unified hierarchy
+    # (or the first listed) since one path serves every hierarchy here.
+    with open("/proc/self/cgroup") as f:
+        entries = [line.rstrip("\n").split(":", 2) for line in f]
+    own = next((e[2] for e in entries if e[0] == "0"), entries[0][2] if entries else "/")
+    return os.path.normpath(os.path.join(own, given)).lstrip("/")
+
+
+def _flags(options, where: str) -> tuple[int, int, list[str]]:
+    """Mount options -> (flags, propagation flags, data options)."""
+    flags = propagation = 0
+    data = []
+    for opt in options or ():
+        if opt in MOUNT_FLAGS:
+            on, flag = MOUNT_FLAGS[opt]
+            flags = flags | flag if on else flags & ~flag
+        elif opt in PROPAGATION:
+            propagation |= PROPAGATION[opt]
+        elif opt in ("tmpcopyup", "idmap", "ridmap"):
+            raise SpecError(f"{where}: option {opt!r} is not supported by minirun-oci")
+        else:
+            data.append(opt)
+    return flags, propagation, data
+
+
+def _mounts(config: dict, linux: dict, root: str, bundle: str, own_cgroups=None) -> tuple:
+    ops: list[Op] = []
+    mounted: list[str] = []  # destinations mounted so far: what lies below them is not the rootfs
+    for i, m in enumerate(_get(config, "mounts", list, "", []) or []):
+        where = f"mounts[{i}]"
+        dest = m.get("destination")
+        if not isinstance(dest, str) or not dest:
+            raise SpecError(f"{where}.destination: missing")
+        dest = os.path.normpath(os.path.join("/", dest))
+        if ".." in dest.split("/"):
+            raise SpecError(f"{where}.destination {dest!r}: '..' is not allowed")
+        target = dest  # a container path: rootpath.c resolves it inside the root
+        kind = m.get("type") or ""
+        flags, propagation, data = _flags(m.get("options"), f"{where} ({dest})")
+        if flags & MS_BIND or kind == "bind":
+            ops += _bind(m, dest, flags, bundle, where)
+        elif kind == "cgroup":
+            ops += _cgroup_mount(target, flags, own_cgroups)
+        elif kind:
+            source = m.get("source") or kind
+            ops.append(Op(OP_MOUNT, target, source=source, fstype=kind, flags=flags & ~MS_REMOUNT,
+                          data=",".join(data) or None))
+        else:
+            raise SpecError(f"{where} ({dest}): no type and not a bind mount")
+        if propagation:
+            ops.append(Op(OP_MOUNT, target, flags=propagation))
+        mounted.append(dest)
+    if "/dev" in mounted:  # runc's default devices and links, on the container's fresh /dev
+        ops += _devices(linux)
+    elif linux.get("devices"):
+        raise SpecError("linux.devices: needs a /dev mount (tmpfs) in mounts")
+    return tuple(ops)
+
+
+
+def _bind(m: dict, dest: str, flags: int, bundle: str, where: str) -> list[Op]:
+    """One bind op: rootpath.c makes the mount point (an empty file for a file) inside the
+    root and applies ro/nosuid/nodev/noexec to the bound tree, keeping the source's flags."""
+    source = m.get("source")
+    if not source:
+        raise SpecError(f"{where} ({dest}): a bind mount needs a source")
+    source = os.path.join(bundle, source)
+    if not os.path.exists(source):
+        raise SpecError(f"{where} ({dest}): source {source} does not exist")
+    return [Op(OP_MOUNT, dest, source=source, flags=(flags | MS_BIND) & ~MS_REMOUNT)]
+
+
+def _cgroup_mount(target: str, flags: int, own_cgroups) -> list[Op]:
+    """/sys/fs/cgroup as runc makes it: cgroup2 on a unified host; on a legacy or hybrid
+    one, a tmpfs holding each v1 hierarchy and the unified one. In a cgroup namespace
+    each is mounted afresh (the namespace shows the container's cgroup as its root);
+    without one (podman on v1), the container's own cgroup directories are bound
+    there instead, so the host's tree stays out of sight."""
+    from .. import cgroups
+
+    layout = cgroups.detect()
+    secure = MS_NOSUID | MS_NODEV | MS_NOEXEC
+    if own_cgroups is not None:
+        relpath, limits = own_cgroups
+        ours = cgroups.Cgroup("oci", limits, layout, relpath).paths
+        with open("/proc/self/cgroup") as f:  # hierarchies minirun does not use: the caller's cgroup
+            inherited = {e[1]: e[2] for e in (line.rstrip("\n").split(":", 2) for line in f)}
+
+    def hierarchy(mountpoint: str, fstype: str, data: str | None, key: str) -> list[Op]:
+        dest = os.path.join(target, os.path.basename(mountpoint))
+        if own_cgroups is None:
+            return [Op(OP_MOUNT, dest, source="cgroup", fstype=fstype, flags=flags | secure, data=data)]
+        source = next((p for p in ours.values() if p.startswith(mountpoint + "/")), None)
+        return _bind_cgroup(dest, source or mountpoint + inherited.get(key, "/"), flags | secure)
+
+    if layout.mode == "unified":
+        if own_cgroups is None:
+            return [Op(OP_MOUNT, target, source="cgroup2", fstype="cgroup2", flags=flags)]
+        return _bind_cgroup(target, ours["unified"], flags | secure)
+    ops = [Op(OP_MOUNT, target, source="tmpfs", fstype="tmpfs", flags=secure, data="mode=755")]
+    by_mount: dict[str, list[str]] = {}
+    for controller, mountpoint in layout.v1.items():
+        by_mount.setdefault(mountpoint, []).append(controller)
+    for mountpoint, controllers in sorted(by_mount.items()):
+        names = ",".join(sorted(controllers))
+        ops += hierarchy(mountpoint, "cgroup", names, names)
+    if layout.unified:
+        ops += hierarchy(layout.unified, "cgroup2", None, "")
+    if flags & MS_RDONLY:  # the tmpfs and every hierarchy in it
+        ops.append(Op(OP_READONLY, target))
+    return ops
+
+
+def _devices_bound(plan: tuple) -> tuple:
+    """In a user namespace mknod is refused: each device node becomes an empty file with
+    the host's node bound onto it (runc does the same)."""
+    out = []
+    for op in plan:
+        if op.kind == OP_MKNOD and (stat.S_ISCHR(op.mode) or stat.S_ISBLK(op.mode)):
+            host = op.target
+            if not os.path.exists(host):
+                raise SpecError(f"linux.devices {host}: in a user namespace a device is bound from the host's, "
+                                "which does not exist")
+            out.append(Op(OP_MKNOD, op.target, mode=stat.S_IFREG | 0o666))
+            out.append(Op(OP_MOUNT, op.target, source=host, flags=MS_BIND))
+        else:
+            out.append(op)
+    return tuple(out)
+
+
+def _bind_cgroup(dest: str, source: str, flags: int) -> list[Op]:
+    return [Op(OP_MOUNT, dest, source=source, flags=MS_BIND | MS_REC | (flags & ~MS_REMOUNT))]
+
+
+def _devices(linux: dict) -> list[Op]:
+    kinds = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
+    wanted = {f"/dev/{name}": (stat.S_IFCHR | 0o666, major, minor) for name, major, minor in DEFAULT_DEVICES}
+    for i, dev in enumerate(_get(linux, "devices", list, "linux.", []) or []):
+        where = f"linux.devices[{i}]"
+        path = dev.get("path", "")
+        if not path.startswith("/dev/") or ".." in path.split("/"):
+            raise SpecError(f"{where}.path {path!r}: must be below /dev/")
+        if dev.get("type") not in kinds:
+            raise SpecError(f"{where}.type {dev.get('type')!r}: use c, b, u or p")
+        if dev.get("uid") or dev.get("gid"):
+            raise SpecError(f"{where}: uid and gid other than 0 are not supported by minirun-oci")
+        mode = kinds[dev["type"]] | (int(dev.get("fileMode", 0o666)) & 0o7777)
+        wanted[os.path.normpath(path)] = (mode, int(dev.get("major", 0)), int(dev.get("minor", 0)))
+    ops = []
+    for path, (mode, major, minor) in wanted.items():
+        parent = os.path.dirname(path)
+        if parent != "/dev":
+            ops.append(Op(OP_MKDIR, parent, mode=0o755))
+        ops.append(Op(OP_MKNOD, path, mode=mode, major=major, minor=minor))
+    ops += [Op(OP_SYMLINK, link, source=to) for to, link in DEV_LINKS]
+    return ops
+
+
+def _sysctls(linux: dict) -> tuple:
+    ops = []
+    for key, value in (_get(linux, "sysctl", dict, "linux.", {}) or {}).items():
+        parts = key.replace(".", "/").split("/")
+        if not all(p and p not in (".", "..") for p in parts):
+            raise SpecError(f"linux.sysctl {key!r}: invalid name")
+        # After pivot_root, in the container's own namespaces: /proc/sys/net/... is its own.
+        ops.append(Op(OP_WRITE, "/proc/sys/" + key.replace(".", "/"), data=str(value)))
+    return tuple(ops)
+
+
+def _root_propagation(linux: dict) -> tuple:
+    mode = linux.get("rootfsPropagation")
+    if not mode:
+        return ()
+    if mode not in PROPAGATION:
+        raise SpecError(f"linux.rootfsPropagation {mode!r}: use one of {', '.join(PROPAGATION)}")
+    return (Op(OP_MOUNT, "/", flags=PROPAGATION[mode] | MS_REC),)
+
+
+def _hooks(config: dict) -> dict[str, list[dict]]:
+    hooks = _get(config, "hooks", dict, "", {}) or {}
+    out = {}
+    for kind, entries in hooks.items():
+        if kind not in HOOK_KINDS:
+            raise SpecError(f"hooks.{kind}: unknown hook kind (known: {', '.join(HOOK_KINDS)})")
+        if not entries:
+            continue
+        if kind not in SUPPORTED_HOOKS:
+            raise SpecError(f"hooks.{kind}: runs inside the container's namespaces; not supported by minirun-oci yet")
+        for j, hook in enumerate(entries):
+            if not isinstance(hook, dict) or not str(hook.get("path", "")).startswith("/"):
+                raise SpecError(f"hooks.{kind}[{j}].path: must be an absolute path")
+        out[kind] = entries
+    return out
+
+
+def _check_seccomp(profile: dict, caps) -> None:
+    """Build now (into the cache the run then reads) so that a profile minirun cannot
+    express fails before anything exists."""
+    from ..seccomp import filter_for
+
+    try:
+        filter_for(profile, caps)
+    except Exception as err:  # ProfileError and friends: one message naming the field
+        raise SpecError(f"linux.seccomp: {err}") from None

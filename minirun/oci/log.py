@@ -1,0 +1,58 @@
+"""Where minirun-oci's messages go: stderr always, and the --log file as engines read it.
+
+containerd passes ``--log FILE --log-format json`` and shows the last error's
+``msg`` to its user; podman reads stderr. runc does both, and so do we.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+_target = {"path": None, "json": False, "debug": False}
+
+
+def configure(path: str | None, fmt: str, debug: bool) -> None:
+    _target.update(path=path, json=fmt == "json", debug=debug)
+
+
+def _timestamp() -> str:
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e9):09d}Z"
+
+
+def _write(level: str, msg: str) -> None:
+    path = _target["path"]
+    if not path:
+        return
+    if _target["json"]:
+        import json
+
+        line = json.dumps({"level": level, "msg": msg, "time": _timestamp()})
+    else:
+        line = f'time="{_timestamp()}" level={level} msg="{msg}"'
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, (line + "\n").encode())
+        finally:
+            os.close(fd)
+    except OSError:
+        pass  # the message still reaches stderr
+
+
+def error(msg: str) -> None:
+    _write("error", msg)
+    print(f"minirun: {msg}", file=sys.stderr, flush=True)
+
+
+def warning(msg: str) -> None:
+    _write("warning", msg)
+    print(f"minirun: WARNING: {msg}", file=sys.stderr, flush=True)
+
+
+def debug(msg: str) -> None:
+    if _target["debug"]:
+        _write("debug", msg)
+        print(f"minirun: debug: {msg}", file=sys.stderr, flush=True)

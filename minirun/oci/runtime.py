@@ -1,0 +1,466 @@
+"""The verbs of minirun-oci, over minirun's one core.
+
+`create` builds a ContainerSpec from config.json (bundle.py), checks it with
+container.prepare like `minirun run` does, creates the cgroup with the same
+drivers, and clones through the same syscalls.spawn and C child, asking it for
+the OCI process model: PID 1 is process.args, exec'd once `start` opens the exec
+fifo. The child is cloned without PDEATHSIG, so it outlives `create`; the caller
+(conmon, containerd-shim: subreapers) inherits it and reaps it.
+
+    minirun-oci create                      C child (csrc/spawn.c, init.c)
+    ------------------                      ------------------------------
+    mkfifo exec.fifo; cgroup; clone    ->   cgroups, namespaces, mounts, pivot_root
+    rlimits, oom_score_adj; release    ->   ...
+    read CREATED                       <-   report CREATED; open(exec.fifo, O_WRONLY) blocks
+    state.json, hooks, pid file; exit
+    minirun-oci start
+    open(exec.fifo, O_RDONLY), read    <->  write "0"; caps, setuid, seccomp; execve(args)
+    unlink exec.fifo; poststart hooks
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from ..errors import MiniRunError, SetupError, SpecError
+from . import log, store
+
+SIGNALS = {name[3:]: getattr(signal, name) for name in dir(signal)
+           if name.startswith("SIG") and not name.startswith("SIG_") and isinstance(getattr(signal, name), int)}
+
+
+def parse_signal(text: str) -> int:
+    """``KILL``, ``SIGKILL``, ``9`` -> 9 (engines send either)."""
+    text = str(text).strip().upper()
+    if text.isdigit():
+        return int(text)
+    name = text[3:] if text.startswith("SIG") else text
+    if name in SIGNALS:
+        return SIGNALS[name]
+    raise SpecError(f"unknown signal {text!r}")
+
+
+def _rfc3339(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
+
+
+def _write_pid_file(path: str, pid: int) -> None:
+    path = os.path.abspath(path)
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
+    with open(tmp, "w") as f:
+        f.write(str(pid))
+    os.rename(tmp, path)
+
+
+class Created:
+    """What `create` leaves for `run`: the child (still ours) and the state."""
+
+    def __init__(self, child, state: dict, state_dir: str):
+        self.child, self.state, self.state_dir = child, state, state_dir
+
+
+def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = None,
+           console_socket: str | None = None, preserve_fds: int = 0, foreground: bool = False) -> Created:
+    from .. import cgroups, container, security, syscalls
+    from ..spec import DEFAULT_PATH
+    from ..state import _rmtree
+    from . import bundle as oci_bundle
+
+    state_dir = store.path(root, container_id)
+    if os.path.lexists(state_dir):
+        raise SpecError(f"container {container_id!r} already exists")
+    config = oci_bundle.load(bundle)
+    spec, extras = oci_bundle.to_spec(config, bundle, container_id)
+    if extras.terminal or console_socket:
+        # TODO(tty branch): allocate the pty and send its master over --console-socket.
+        raise SpecError("process.terminal / --console-socket: a terminal is not supported by minirun-oci yet "
+                        "(run without -t)")
+    if preserve_fds < 0:
+        raise SpecError("--preserve-fds: must be 0 or more")
+    for warning in extras.warnings:
+        log.warning(warning)
+    hostname = spec.hostname
+    spec, namespaces = container.prepare(spec)
+    spec.hostname = hostname  # OCI: no hostname means keep the one the UTS namespace starts with
+    namespaces = security.with_userns(namespaces, spec)
+
+    os.makedirs(root, 0o711, exist_ok=True)
+    try:
+        os.mkdir(state_dir, 0o711)
+    except FileExistsError:
+        raise SpecError(f"container {container_id!r} already exists") from None
+    child = cgroup = None
+    fds: list[int] = []
+    try:
+        fifo = os.path.join(state_dir, store.FIFO)
+        os.mkfifo(fifo, 0o622)
+        if spec.uid_mappings:  # the process opens it as its user, a mapped id on the host (runc chowns too)
+            os.chown(fifo, _host_id(spec.uid_mappings, spec.process.uid), _host_id(spec.gid_mappings, spec.process.gid))
+        fds.append(os.open(fifo, os.O_PATH | os.O_CLOEXEC))
+        fifo_fd = fds[-1]
+        cgroup = cgroups.create_manager(spec.id, spec.limits, relpath=extras.cgroups_path)
+        cgroup.create()
+        join_fds = []
+        for kind, path in extras.join.items():
+            fds.append(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
+            join_fds.append(fds[-1])
+        sec = security.native_args(spec)
+        sec["inheritable"] = extras.inheritable
+        env = extras.env
+        path = next((e[5:] for e in env if e.startswith("PATH=")), None) or DEFAULT_PATH
+        tasks_fds = cgroup.self_placement_fds()
+        fds += tasks_fds
+        unified_fd = cgroup.unified_dir_fd()
+        if unified_fd is not None:
+            fds.append(unified_fd)
+        proc = spec.process
+        oci = {"detached": not foreground, "exec_fifo_fd": fifo_fd, "preserve_fds": preserve_fds,
+               "join_fds": join_fds, "domainname": extras.domainname, "groups": extras.groups,
+               "umask": extras.umask, "caps": extras.caps}
+        try:
+            child = syscalls.spawn(
+                rootfs=spec.rootfs, hostname=spec.hostname or None, namespaces=namespaces, cgroup_fd=unified_fd,
+                tasks_fds=tasks_fds, pre_plan=extras.pre_plan, plan=extras.plan + sec["path_ops"],
+                readonly_root=spec.readonly_root, argv=proc.args, envp=env, path=path, cwd=proc.cwd,
+                uid=proc.uid, gid=proc.gid, security=sec, oci=oci)
+        except syscalls.NativeError as err:
+            raise SetupError(err.step, err.errno) from err
+        _set_process_limits(child.pid, extras)
+        if spec.uid_mappings:  # the child waits at sync 1 until its user namespace maps ids
+            security.write_id_maps(child.pid, spec.uid_mappings, spec.gid_mappings)
+        if unified_fd is not None and not child.used_clone3:
+            cgroup.add_pid(child.pid)
+        child.release()
+        report = child.read_report()
+        if report is None:
+            raise SetupError("container init", 0, "the container process died during setup")
+        if report.kind != syscalls.CREATED:
+            container._raise_for_failure(report, proc.args[0], spec.rootfs)
+        unified = cgroup.paths.get("unified")
+        freeze = os.path.join(unified, "cgroup.freeze") if unified else None
+        now = time.time()
+        st = {"id": container_id, "pid": child.pid, "pid_start": store.start_time(child.pid)[0],
+              "bundle": os.path.realpath(bundle), "rootfs": spec.rootfs, "created": _rfc3339(now),
+              "owner": "root" if os.geteuid() == 0 else str(os.geteuid()), "annotations": extras.annotations,
+              "cgroup": extras.cgroups_path, "cgroups": cgroup.paths,
+              "freeze_file": freeze if freeze and os.path.exists(freeze) else None,
+              "hooks": {k: v for k, v in extras.hooks.items() if k in ("poststart", "poststop")},
+              "command": proc.args[0], "exec": {"env": env, "cwd": proc.cwd, "security": security.state_record(sec)}}
+        store.write(state_dir, st)
+        for kind in ("prestart", "createRuntime"):
+            if kind in extras.hooks:  # imported only then: subprocess costs ~2 ms
+                from . import hooks
+
+                hooks.run(kind, extras.hooks[kind], store.oci_state(root, st), fatal=True)
+        if pid_file:
+            _write_pid_file(pid_file, child.pid)
+        return Created(child, st, state_dir)
+    except BaseException:
+        if child is not None:
+            _kill_and_reap(child)
+        if cgroup is not None:
+            try:
+                cgroup.destroy()
+            except MiniRunError as err:
+                log.warning(str(err))
+        _rmtree(state_dir)
+        raise
+    finally:
+        for fd in fds:
+            os.close(fd)
+        if child is not None and not foreground:
+            child.close()
+
+
+def _host_id(mappings, inside: int) -> int:
+    for first, host, size in mappings:
+        if first <= inside < first + size:
+            return host + inside - first
+    raise SpecError(f"process.user: id {inside} is not mapped by linux.uidMappings/gidMappings")
+
+
+def _kill_and_reap(child) -> None:
+    try:
+        os.kill(child.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:
+        os.waitpid(child.pid, 0)
+    except ChildProcessError:
+        pass
+    child.close()
+
+
+def _set_process_limits(pid: int, extras) -> None:
+    """rlimits and oom_score_adj, set from here while the child waits at sync 1."""
+    if extras.rlimits:
+        import resource
+
+        from .bundle import RLIMITS
+
+        for res, soft, hard in extras.rlimits:
+            try:
+                resource.prlimit(pid, res, (soft, hard))
+            except (OSError, ValueError) as err:
+                raise SpecError(f"process.rlimits RLIMIT_{RLIMITS[res]} {soft}:{hard}: "
+                                f"{getattr(err, 'strerror', None) or err} (this host's hard limit may be lower)"
+                                ) from None
+    if extras.oom_score_adj is not None:
+        try:
+            with open(f"/proc/{pid}/oom_score_adj", "w") as f:
+                f.write(str(extras.oom_score_adj))
+        except OSError as err:
+            raise SpecError(f"process.oomScoreAdj {extras.oom_score_adj}: {err.strerror}") from None
+
+
+def start(root: str, container_id: str) -> None:
+    st = store.read(root, container_id)
+    current = store.status(root, st)
+    if current != store.CREATED:
+        raise SpecError(f"cannot start container {container_id!r}: it is {current}, not created")
+    _open_fifo(root, st)
+    hooks = st.get("hooks", {}).get("poststart")
+    if hooks:
+        from . import hooks as oci_hooks
+
+        oci_hooks.run("poststart", hooks, store.oci_state(root, st), fatal=False, warn=log.warning)
+
+
+def _open_fifo(root: str, st: dict) -> None:
+    """Release the waiting process: open the fifo for reading and take its byte."""
+    import select
+
+    fifo = os.path.join(root, st["id"], store.FIFO)
+    try:
+        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise SpecError(f"cannot start container {st['id']!r}: it has already been started") from None
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        while True:
+            if poller.poll(100):
+                if os.read(fd, 1):
+                    break
+                raise SetupError("start", 0, f"container {st['id']!r}: its process exited before it was started")
+            if not store.alive(st):
+                raise SetupError("start", 0, f"container {st['id']!r}: its process exited before it was started")
+        os.unlink(fifo)
+    finally:
+        os.close(fd)
+
+
+def kill(root: str, container_id: str, sig: int, all_: bool = False) -> None:
+    st = store.read(root, container_id)
+    if store.status(root, st) == store.STOPPED:
+        raise SpecError(f"container {container_id!r} is not running")
+    pids = _cgroup(st).pids() if all_ else [st["pid"]]
+    for pid in pids or [st["pid"]]:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def _cgroup(st: dict):
+    from .. import cgroups
+    from ..spec import Limits
+
+    relpath = st.get("cgroup")
+    if not relpath or relpath in (".", "/"):
+        raise SpecError(f"container {st['id']!r}: no cgroup recorded")
+    return cgroups.Cgroup(st["id"], Limits(), cgroups.detect(), relpath)
+
+
+def delete(root: str, container_id: str, force: bool = False) -> None:
+    from ..state import _rmtree
+
+    state_dir = store.path(root, container_id)
+    try:
+        st = store.read(root, container_id)
+    except store.StoreError:
+        if force and not os.path.exists(state_dir):
+            return
+        if os.path.isdir(state_dir) and not os.path.exists(os.path.join(state_dir, "state.json")):
+            _rmtree(state_dir)  # a create that died half-way
+            return
+        raise
+    current = store.status(root, st)
+    if current in (store.RUNNING, store.PAUSED) and not force:
+        raise SpecError(f"cannot delete container {container_id!r} that is {current}: stop it first or use --force")
+    if current == store.PAUSED:
+        _freeze(st, False)
+    if current != store.STOPPED:
+        try:
+            os.kill(st["pid"], signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    cgroup = _cgroup(st)
+    cgroup.destroy()  # kills whatever is left in it, and waits for it to leave
+    deadline = time.monotonic() + 5
+    while store.alive(st) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    hooks = st.get("hooks", {}).get("poststop")
+    if hooks:
+        from . import hooks as oci_hooks
+
+        oci_hooks.run("poststop", hooks, store.oci_state(root, st), fatal=False, warn=log.warning)
+    _rmtree(state_dir)
+
+
+def _freeze(st: dict, frozen: bool) -> None:
+    path = st.get("freeze_file")
+    if not path:
+        raise SpecError("pause/resume needs cgroup.freeze (cgroup v2), which this container's cgroup lacks")
+    from ..cgroups import fs
+
+    fs.write(path, 1 if frozen else 0)
+
+
+def pause(root: str, container_id: str) -> None:
+    st = store.read(root, container_id)
+    if store.status(root, st) != store.RUNNING:
+        raise SpecError(f"container {container_id!r} is not running")
+    _freeze(st, True)
+
+
+def resume(root: str, container_id: str) -> None:
+    st = store.read(root, container_id)
+    if store.status(root, st) != store.PAUSED:
+        raise SpecError(f"container {container_id!r} is not paused")
+    _freeze(st, False)
+
+
+def update(root: str, container_id: str, resources: dict) -> None:
+    from . import bundle as oci_bundle
+
+    st = store.read(root, container_id)
+    extras = oci_bundle.Extras()
+    limits = oci_bundle._resources(resources, extras)
+    for warning in extras.warnings:
+        log.warning(warning)
+    cgroup = _cgroup(st)
+    cgroup.paths = {c: p for c, p in st["cgroups"].items() if os.path.isdir(p)}
+    cgroup.update(limits)
+
+
+def pids(root: str, container_id: str) -> list[int]:
+    return _cgroup(store.read(root, container_id)).pids()
+
+
+def run(root: str, container_id: str, bundle: str, *, pid_file=None, console_socket=None, preserve_fds=0,
+        detach=False) -> int:
+    """create + start; in the foreground, wait and return the exit status, then delete."""
+    from .. import syscalls
+    from ..container import _raise_for_failure, forward_signals
+
+    created = create(root, container_id, bundle, pid_file=pid_file, console_socket=console_socket,
+                     preserve_fds=preserve_fds, foreground=not detach)
+    if detach:
+        start(root, container_id)
+        return 0
+    child, st = created.child, created.state
+    status = None
+    try:
+        with forward_signals(child.pid):
+            try:
+                _open_fifo(root, st)
+            except SetupError:
+                report = child.read_report()  # the child's own reason, if it sent one
+                if report is not None and report.kind == syscalls.EXEC_FAILED:
+                    _raise_for_failure(report, st["command"], st["rootfs"])
+                raise
+            report = child.read_report()  # EOF: execve succeeded (the socket is close-on-exec)
+            if report is not None and report.kind == syscalls.EXEC_FAILED:
+                _, status = os.waitpid(child.pid, 0)
+                _raise_for_failure(report, st["command"], st["rootfs"])
+            hooks = st.get("hooks", {}).get("poststart")
+            if hooks:
+                from . import hooks as oci_hooks
+
+                oci_hooks.run("poststart", hooks, store.oci_state(root, st), fatal=False, warn=log.warning)
+            _, status = os.waitpid(child.pid, 0)
+    finally:
+        if status is None:
+            _kill_and_reap(child)
+        child.close()
+        delete(root, container_id, force=True)
+    return os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+
+
+def exec_process(root: str, container_id: str, process: dict, *, detach=False, pid_file=None,
+                 preserve_fds=0) -> int:
+    """Start ``process`` (an OCI process object) in the running container."""
+    from .. import syscalls
+    from ..cgroups import fs
+    from ..container import forward_signals
+    from ..errors import CommandNotExecutable, CommandNotFound
+    from ..lifecycle import _namespaces_of
+    from ..state import open_pidfd
+    from ..security import from_state_record
+    from ..spec import DEFAULT_PATH
+    from . import bundle as oci_bundle
+
+    st = store.read(root, container_id)
+    current = store.status(root, st)
+    if current not in (store.RUNNING, store.CREATED):
+        raise SpecError(f"cannot exec in container {container_id!r}: it is {current}")
+    if process.get("terminal"):
+        raise SpecError("exec --tty / process.terminal: a terminal is not supported by minirun-oci yet")
+    extras = oci_bundle.Extras()
+    proc = oci_bundle._process(process, extras)
+    sec = from_state_record(st["exec"]["security"], proc.uid)
+    if process.get("capabilities"):
+        from ..security import cap_mask
+
+        sec["caps"] = cap_mask(proc.capabilities)
+        sec["inheritable"] = extras.inheritable
+    if "noNewPrivileges" in process:
+        sec["no_new_privs"] = proc.no_new_privileges
+    env = extras.env or st["exec"]["env"]
+    path = next((e[5:] for e in env if e.startswith("PATH=")), None) or DEFAULT_PATH
+    pidfd = open_pidfd(st)  # checked against the recorded start time: never a recycled pid
+    if pidfd is None:
+        raise SpecError(f"cannot exec in container {container_id!r}: its process is gone")
+    fds: list[int] = [pidfd]
+    try:
+        try:
+            namespaces = _namespaces_of(st["pid"], pidfd)
+        except ProcessLookupError:
+            raise SpecError(f"cannot exec in container {container_id!r}: its process is gone") from None
+        paths = st.get("cgroups", {})
+        unified = paths.get("unified")
+        cgroup_fd = None
+        if unified:
+            cgroup_fd = fs.open_dir(unified)
+            fds.append(cgroup_fd)
+        tasks = [fs.open_write(os.path.join(d, "tasks")) for d in sorted(set(paths.values())) if d != unified]
+        fds += tasks
+        try:
+            child = syscalls.exec_into(
+                pidfd=pidfd, namespaces=namespaces, cgroup_fd=cgroup_fd, tasks_fds=tasks, argv=proc.args, envp=env, path=path,
+                cwd=proc.cwd, uid=proc.uid, gid=proc.gid, security=sec,
+                process_extras={"groups": extras.groups, "umask": extras.umask,
+                                "caps": extras.caps if process.get("capabilities") else None})
+        except syscalls.ExecFailed as err:
+            if err.errno == 2:
+                raise CommandNotFound(f"{proc.args[0]}: command not found in container {container_id}") from err
+            raise CommandNotExecutable(str(err)) from err
+        except syscalls.NativeError as err:
+            raise SetupError(err.step, err.errno) from err
+    finally:
+        for fd in fds:
+            os.close(fd)
+    try:
+        _set_process_limits(child, extras)
+    except SpecError as err:
+        log.warning(str(err))
+    if pid_file:
+        _write_pid_file(pid_file, child)
+    if detach:
+        return 0
+    with forward_signals(child):
+        _, status = os.waitpid(child, 0)
+    return os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)

@@ -1,0 +1,119 @@
+"""Bad input to minirun-oci: one `minirun: ` line on stderr, the same message in the
+--log file (JSON lines, as containerd reads it), a non-zero exit, nothing left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+from conftest import write_config
+
+
+def _config(path: str) -> dict:
+    with open(os.path.join(path, "config.json")) as f:
+        return json.load(f)
+
+
+def _break(kind: str, path: str, tmp_path) -> str:
+    """Spoil the bundle at ``path`` one way; return the bundle to pass."""
+    config = _config(path)
+    if kind == "no bundle":
+        return str(tmp_path / "nowhere")
+    if kind == "no config.json":
+        os.unlink(os.path.join(path, "config.json"))
+        return path
+    if kind == "invalid JSON":
+        with open(os.path.join(path, "config.json"), "w") as f:
+            f.write('{"ociVersion": "1.0.2", ')
+        return path
+    if kind == "ociVersion 2":
+        config["ociVersion"] = "2.0.0"
+    elif kind == "unknown namespace":
+        config["linux"]["namespaces"].append({"type": "bogus"})
+    elif kind == "relative root outside the bundle":
+        config["root"]["path"] = "../../"
+    elif kind == "unknown capability":
+        config["process"]["capabilities"]["bounding"].append("CAP_NOPE")
+    elif kind == "unsupported resource":
+        config["linux"]["resources"]["blockIO"] = {"weight": 10}
+    elif kind == "rlimit above the hard limit":
+        config["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 1 << 30, "hard": 1 << 30}]
+    elif kind == "terminal":
+        config["process"]["terminal"] = True
+    write_config(path, config)
+    return path
+
+
+EXPECTED = {
+    "no bundle": "no such directory",
+    "no config.json": "no config.json",
+    "invalid JSON": "invalid JSON",
+    "ociVersion 2": "ociVersion '2.0.0': unsupported",
+    "unknown namespace": "unknown namespace type 'bogus'",
+    "relative root outside the bundle": "root.path '../../': a relative root must be inside the bundle",
+    "unknown capability": "unknown capability 'CAP_NOPE'",
+    "unsupported resource": "linux.resources.blockIO",
+    "rlimit above the hard limit": "process.rlimits RLIMIT_NOFILE",
+    "terminal": "not supported by minirun-oci yet",
+}
+
+
+@pytest.mark.parametrize("kind", list(EXPECTED))
+@pytest.mark.parametrize("verb", ["create", "run"])
+def test_bad_bundle(kind, verb, tmp_path, bundle, oci):
+    path = _break(kind, bundle(["/bin/true"]), tmp_path)
+    out = oci(verb, "--bundle", path, "bad")
+    assert out.returncode != 0
+    assert out.stderr.startswith("minirun: ") and EXPECTED[kind] in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
+    assert any(EXPECTED[kind] in msg for msg in oci.log_errors())
+    assert not os.path.exists(os.path.join(oci.root, "bad"))
+
+
+@pytest.mark.parametrize("bad_id", ["a/b", "..", ".", "../escape", ""])
+def test_bad_ids(bad_id, bundle, oci):
+    out = oci("create", "--bundle", bundle(["/bin/true"]), bad_id)
+    assert out.returncode != 0 and "invalid container id" in out.stderr
+    assert not os.path.isdir(oci.root) or os.listdir(oci.root) == []
+
+
+def test_duplicate_id(bundle, oci):
+    path = bundle(["/bin/sleep", "60"])
+    assert oci("create", "--bundle", path, "dup").returncode == 0
+    try:
+        out = oci("create", "--bundle", path, "dup")
+        assert out.returncode != 0 and "already exists" in out.stderr
+        assert oci.state("dup")["status"] == "created"  # the first one is untouched
+    finally:
+        assert oci("delete", "dup").returncode == 0  # a created container needs no --force
+
+
+def test_verbs_on_missing_and_stopped(bundle, oci):
+    for args in (["start", "ghost"], ["state", "ghost"], ["kill", "ghost"], ["delete", "ghost"]):
+        out = oci(*args)
+        assert out.returncode != 0 and "does not exist" in out.stderr, args
+    assert oci("delete", "--force", "ghost").returncode == 0  # as runc: nothing to do
+    path = bundle(["/bin/true"])
+    assert oci("run", "-d", "--bundle", path, "done").returncode == 0
+    for _ in range(100):
+        if oci.state("done")["status"] == "stopped":
+            break
+        time.sleep(0.02)
+    assert oci("kill", "done", "TERM").returncode != 0
+    assert oci("start", "done").returncode != 0
+    assert oci("delete", "done").returncode == 0
+
+
+def test_missing_command_is_127(bundle, oci):
+    out = oci("run", "--bundle", bundle(["/no/such/command"]), "nocmd")
+    assert out.returncode == 127 and "not found" in out.stderr
+
+
+def test_usage_errors(oci):
+    assert oci("frobnicate").returncode != 0
+    out = oci("create", "--bogus-flag", "x")
+    assert out.returncode != 0 and "unknown option" in out.stderr
+    assert oci("--log-format", "yaml", "list").returncode != 0

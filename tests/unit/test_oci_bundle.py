@@ -1,0 +1,106 @@
+"""config.json -> ContainerSpec + Extras (minirun/oci/bundle.py): pure logic, no containers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from minirun.errors import SpecError
+from minirun.oci import bundle as B
+from minirun.oci.main import UsageError, parse
+from minirun.oci.runtime import parse_signal
+from minirun.oci.store import StoreError, check_id
+
+
+@pytest.fixture
+def config(tmp_path):
+    (tmp_path / "rootfs").mkdir()
+    subprocess.run(["runc", "spec", "--bundle", str(tmp_path)], check=True)
+    return json.loads((tmp_path / "config.json").read_text())
+
+
+def test_runc_spec_maps_onto_the_spec(config, tmp_path):
+    spec, extras = B.to_spec(config, str(tmp_path), "c1")
+    assert spec.rootfs == str(tmp_path / "rootfs") and spec.readonly_root
+    assert spec.process.args == ["sh"] and spec.hostname == "runc" and not spec.overlay
+    assert set(spec.namespaces) == {"pid", "network", "ipc", "uts", "mount"} and spec.network == "none"
+    assert spec.process.capabilities == ("CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_AUDIT_WRITE")
+    assert spec.process.no_new_privileges and spec.seccomp is None
+    assert "/proc/kcore" in spec.masked_paths and "/proc/sys" in spec.readonly_paths
+    assert extras.env == config["process"]["env"] and extras.terminal
+    assert extras.rlimits == [(7, 1024, 1024)]  # RLIMIT_NOFILE
+    assert extras.cgroups_path == "minirun-oci/c1"
+    targets = [op.target for op in extras.pre_plan]
+    assert targets[:2] == ["/proc", "/dev"]  # container paths, resolved inside the root by csrc/rootpath.c
+    assert "/dev/null" in targets  # runc's default devices on the new /dev
+
+
+def test_resources_map_to_limits(config, tmp_path):
+    config["linux"]["resources"].update(memory={"limit": 64 << 20, "swap": 128 << 20, "reservation": 32 << 20},
+                                        cpu={"quota": 50000, "period": 100000, "shares": 512},
+                                        pids={"limit": 10})
+    spec, _ = B.to_spec(config, str(tmp_path), "c1")
+    limits = spec.limits
+    assert (limits.memory, limits.memory_swap, limits.memory_reservation) == (64 << 20, 128 << 20, 32 << 20)
+    assert (limits.cpu_quota, limits.cpu_period, limits.cpu_shares, limits.pids) == (50000, 100000, 512, 10)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c["linux"]["resources"].update(hugepageLimits=[{"pageSize": "2MB", "limit": 1}]), "hugepageLimits"),
+    (lambda c: c["linux"]["resources"].update(memory={"kernel": 1}), "memory.kernel"),
+    (lambda c: c["linux"].update(intelRdt={"closID": "x"}), "linux.intelRdt"),
+    (lambda c: c["linux"]["namespaces"].append({"type": "time"}), "unknown namespace type 'time'"),
+    (lambda c: c["linux"]["namespaces"].append({"type": "pid", "path": "/proc/1/ns/pid"}), "listed twice"),
+    (lambda c: c["linux"].update(uidMappings=[{"containerID": 0, "hostID": 1000, "size": 1}]), "need a new user"),
+    (lambda c: c.update(hooks={"createContainer": [{"path": "/bin/true"}]}), "hooks.createContainer"),
+    (lambda c: c["process"].update(rlimits=[{"type": "RLIMIT_BOGUS", "soft": 1, "hard": 1}]), "RLIMIT_BOGUS"),
+    (lambda c: c["linux"].update(cgroupsPath="system.slice:minirun:x"), "systemd"),
+    (lambda c: c["linux"].update(sysctl={"../etc": "1"}), "linux.sysctl"),
+    (lambda c: c.update(mounts=[{"destination": "/x", "type": "bind", "source": "/no/such"}]), "does not exist"),
+    (lambda c: c["process"].update(args=[]), "process.args"),
+    (lambda c: c.update(ociVersion="0.9"), "unsupported"),
+])
+def test_what_cannot_be_honoured_is_an_error_naming_the_field(config, tmp_path, change, message):
+    change(config)
+    with pytest.raises(SpecError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        B.to_spec(config, str(tmp_path), "c1")
+
+
+def test_selinux_label_is_a_warning(config, tmp_path):
+    config["process"]["selinuxLabel"] = "system_u:system_r:container_t:s0"
+    _, extras = B.to_spec(config, str(tmp_path), "c1")
+    assert any("SELinux" in w for w in extras.warnings)
+
+
+def test_mount_options():
+    flags, propagation, data = B._flags(["rbind", "ro", "nosuid", "rprivate", "mode=755", "rw"], "m")
+    assert flags == B.MS_BIND | B.MS_REC | B.MS_NOSUID and propagation == B.MS_PRIVATE | B.MS_REC
+    assert data == ["mode=755"]
+
+
+def test_bind_with_flags_is_one_op_on_the_container_path(tmp_path):
+    # rootpath.c makes the mount point (a file for a file) and applies the flags to the bound tree
+    (tmp_path / "hosts").write_text("x")
+    ops = B._bind({"source": "hosts"}, "/etc/hosts", B.MS_BIND | B.MS_RDONLY | B.MS_REMOUNT, str(tmp_path), "mounts[0]")
+    assert ops == [B.Op(B.OP_MOUNT, "/etc/hosts", source=str(tmp_path / "hosts"), flags=B.MS_BIND | B.MS_RDONLY)]
+
+
+def test_cli_parsing_and_signals():
+    opts, rest = parse(["--bundle=/b", "-pid-file", "/p", "id"], {"bundle": (True, False), "pid-file": (True, False)})
+    assert opts == {"bundle": "/b", "pid-file": "/p"} and rest == ["id"]
+    with pytest.raises(UsageError):
+        parse(["--nope"], {})
+    assert parse_signal("KILL") == parse_signal("SIGKILL") == parse_signal("9") == 9
+    with pytest.raises(SpecError):
+        parse_signal("SIGNOPE")
+
+
+@pytest.mark.parametrize("bad", ["", ".", "..", "a/b", "a b", "é"])
+def test_bad_ids(bad):
+    with pytest.raises(StoreError):
+        check_id(bad)
+    assert check_id("abc-1.2_3+4") == "abc-1.2_3+4"
+    assert os.path.join("/r", check_id("x")) == "/r/x"
