@@ -73,6 +73,7 @@ class Extras:
         self.hooks: dict[str, list[dict]] = {}
         self.annotations: dict[str, str] = {}
         self.terminal = False
+        self.console_size: tuple[int, int] | None = None  # process.consoleSize (rows, columns)
         self.warnings: list[str] = []
 
 
@@ -134,6 +135,7 @@ def to_spec(config: dict, bundle: str, container_id: str) -> tuple[ContainerSpec
     if "user" in namespaces and not (uid_maps and gid_maps):
         raise SpecError("linux.namespaces: a new user namespace needs linux.uidMappings and linux.gidMappings")
     limits = _resources(_get(linux, "resources", dict, "linux.", {}) or {}, extras)
+    limits.devices = _device_rules(limits_devices(linux), _get(linux, "devices", list, "linux.", []) or [])
     extras.cgroups_path = _cgroups_path(_get(linux, "cgroupsPath", str, "linux."), container_id)
     _reject_present(linux, ("intelRdt", "personality", "timeOffsets", "mountLabel"), "linux.")
     for label in ("apparmorProfile", "selinuxLabel"):
@@ -191,6 +193,9 @@ def _process(process: dict, extras: Extras) -> Process:
     if process.get("commandLine"):
         raise SpecError("process.commandLine: Windows only")
     extras.terminal = bool(process.get("terminal"))
+    size = _get(process, "consoleSize", dict, "process.", None)
+    if size:
+        extras.console_size = (int(size.get("height", 0)), int(size.get("width", 0)))
     cwd = _get(process, "cwd", str, "process.", "/") or "/"
     if not cwd.startswith("/"):
         raise SpecError(f"process.cwd {cwd!r}: must be an absolute path")
@@ -277,12 +282,35 @@ def _resources(res: dict, extras: Extras) -> Limits:
     for key in ("blockIO", "hugepageLimits", "network", "rdma", "unified"):
         if res.get(key):
             raise SpecError(f"linux.resources.{key}: this host has no such controller for minirun-oci")
-    devices = res.get("devices") or []
-    if devices and not (len(devices) == 1 and devices[0].get("allow") is False and not devices[0].get("type")):
-        # TODO(devices branch): the devices cgroup; until then only the deny-all that
-        # every engine sends (and no cgroup at all) is accepted.
-        extras.warnings.append("linux.resources.devices: allow rules are not enforced yet (no devices cgroup)")
     return limits
+
+
+def limits_devices(linux: dict) -> list:
+    return _get(_get(linux, "resources", dict, "linux.", {}) or {}, "devices", list, "linux.resources.", []) or []
+
+
+def _device_rules(rules: list, nodes: list) -> tuple:
+    """The devices cgroup as runc builds it: deny all, the config's rules in order, then
+    runc's default devices and one rule per linux.devices node (the last match decides)."""
+    from ..devices import DEFAULT_RULES, DeviceRule
+
+    out = [DeviceRule(False, "a")]
+    for i, rule in enumerate(rules):
+        where = f"linux.resources.devices[{i}]"
+        if not isinstance(rule, dict) or not isinstance(rule.get("allow"), bool):
+            raise SpecError(f"{where}.allow: must be true or false")
+        kind = rule.get("type") or "a"
+        access = rule.get("access") or "rwm"
+        if kind not in ("a", "c", "b") or not access or set(access) - set("rwm"):
+            raise SpecError(f"{where}: type must be a, c or b and access a subset of rwm")
+        number = [None if rule.get(k) in (None, -1) else int(rule[k]) for k in ("major", "minor")]
+        out.append(DeviceRule(rule["allow"], kind, number[0], number[1], access))
+    out += DEFAULT_RULES[1:]
+    for node in nodes:
+        if node.get("type") in ("c", "u", "b"):
+            out.append(DeviceRule(True, "b" if node["type"] == "b" else "c", int(node.get("major", 0)),
+                                  int(node.get("minor", 0)), "rwm"))
+    return tuple(out)
 
 
 def _cgroups_path(given: str | None, container_id: str) -> str:

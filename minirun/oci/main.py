@@ -243,7 +243,7 @@ def _exec(root: str, opts: dict, rest: list[str]) -> int:
             raise UsageError("exec: no command given (ARGS or --process FILE)")
         st = store.read(root, container_id)
         process = {"args": args, "env": list(st["exec"]["env"]), "cwd": st["exec"]["cwd"]}
-    if opts.get("tty") or opts.get("console-socket"):
+    if opts.get("tty"):
         process["terminal"] = True
     if opts.get("cwd"):
         process["cwd"] = opts["cwd"]
@@ -261,7 +261,8 @@ def _exec(root: str, opts: dict, rest: list[str]) -> int:
         process["noNewPrivileges"] = True
     return runtime.exec_process(root, container_id, process, detach=bool(opts.get("detach")),
                                 pid_file=opts.get("pid-file"),
-                                preserve_fds=_int(opts.get("preserve-fds", 0), "--preserve-fds"))
+                                preserve_fds=_int(opts.get("preserve-fds", 0), "--preserve-fds"),
+                                console_socket=opts.get("console-socket"))
 
 
 def _ps(root: str, opts: dict, rest: list[str]) -> int:

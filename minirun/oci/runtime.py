@@ -61,6 +61,24 @@ class Created:
         self.child, self.state, self.state_dir = child, state, state_dir
 
 
+def _check_console(terminal: bool, console_socket: str | None) -> None:
+    """runc's rules: a terminal's master goes to the caller over --console-socket."""
+    if terminal and not console_socket:
+        raise SpecError("process.terminal is true: a terminal needs --console-socket (its master is sent there)")
+    if console_socket and not terminal:
+        raise SpecError("--console-socket needs process.terminal true")
+
+
+def _connect_console(console_socket: str | None, fds: list[int]) -> int | None:
+    """The engine's console socket, connected; the child sends the pty master over it (csrc/console.c)."""
+    if not console_socket:
+        return None
+    from ..tty import connect_console_socket
+
+    fds.append(connect_console_socket(console_socket))
+    return fds[-1]
+
+
 def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = None,
            console_socket: str | None = None, preserve_fds: int = 0, foreground: bool = False) -> Created:
     from .. import cgroups, container, security, syscalls
@@ -73,10 +91,7 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
         raise SpecError(f"container {container_id!r} already exists")
     config = oci_bundle.load(bundle)
     spec, extras = oci_bundle.to_spec(config, bundle, container_id)
-    if extras.terminal or console_socket:
-        # TODO(tty branch): allocate the pty and send its master over --console-socket.
-        raise SpecError("process.terminal / --console-socket: a terminal is not supported by minirun-oci yet "
-                        "(run without -t)")
+    _check_console(extras.terminal, console_socket)
     if preserve_fds < 0:
         raise SpecError("--preserve-fds: must be 0 or more")
     for warning in extras.warnings:
@@ -124,7 +139,8 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
                 rootfs=spec.rootfs, hostname=spec.hostname or None, namespaces=namespaces, cgroup_fd=unified_fd,
                 tasks_fds=tasks_fds, pre_plan=extras.pre_plan, plan=extras.plan + sec["path_ops"],
                 readonly_root=spec.readonly_root, argv=proc.args, envp=env, path=path, cwd=proc.cwd,
-                uid=proc.uid, gid=proc.gid, security=sec, oci=oci)
+                uid=proc.uid, gid=proc.gid, security=sec, oci=oci,
+                console_fd=_connect_console(console_socket, fds), console_size=extras.console_size)
         except syscalls.NativeError as err:
             raise SetupError(err.step, err.errno) from err
         _set_process_limits(child.pid, extras)
@@ -391,7 +407,7 @@ def run(root: str, container_id: str, bundle: str, *, pid_file=None, console_soc
 
 
 def exec_process(root: str, container_id: str, process: dict, *, detach=False, pid_file=None,
-                 preserve_fds=0) -> int:
+                 preserve_fds=0, console_socket: str | None = None) -> int:
     """Start ``process`` (an OCI process object) in the running container."""
     from .. import syscalls
     from ..cgroups import fs
@@ -407,8 +423,7 @@ def exec_process(root: str, container_id: str, process: dict, *, detach=False, p
     current = store.status(root, st)
     if current not in (store.RUNNING, store.CREATED):
         raise SpecError(f"cannot exec in container {container_id!r}: it is {current}")
-    if process.get("terminal"):
-        raise SpecError("exec --tty / process.terminal: a terminal is not supported by minirun-oci yet")
+    _check_console(bool(process.get("terminal")), console_socket)
     extras = oci_bundle.Extras()
     proc = oci_bundle._process(process, extras)
     sec = from_state_record(st["exec"]["security"], proc.uid)
@@ -440,7 +455,8 @@ def exec_process(root: str, container_id: str, process: dict, *, detach=False, p
         fds += tasks
         try:
             child = syscalls.exec_into(
-                pidfd=pidfd, namespaces=namespaces, cgroup_fd=cgroup_fd, tasks_fds=tasks, argv=proc.args, envp=env, path=path,
+                pidfd=pidfd, namespaces=namespaces, cgroup_fd=cgroup_fd,
+                console_fd=_connect_console(console_socket, fds), console_size=extras.console_size, tasks_fds=tasks, argv=proc.args, envp=env, path=path,
                 cwd=proc.cwd, uid=proc.uid, gid=proc.gid, security=sec,
                 process_extras={"groups": extras.groups, "umask": extras.umask,
                                 "caps": extras.caps if process.get("capabilities") else None})

@@ -70,6 +70,14 @@ def test_podman_output_exit_code_pid1(podman):
     assert out.stdout == "hello from 1\n"  # process.args is PID 1: no minirun init inside
 
 
+def test_podman_tty_through_the_console_socket(podman):
+    # podman -t: conmon passes --console-socket and relays the master it receives
+    out = podman.run("-t", IMAGE, "/bin/sh", "-c", "tty; [ -t 0 ] && [ -t 1 ] && [ -t 2 ] && echo all-tty; exit 4")
+    assert out.returncode == 4, out.stderr
+    lines = out.stdout.replace("\r", "").split("\n")
+    assert lines[:2] == ["/dev/pts/0", "all-tty"], out.stdout  # the container's own devpts
+
+
 def test_podman_memory_oom_is_137(podman):
     out = podman.run("--memory", "32m", IMAGE, "/bin/sh", "-c",
                      "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived")

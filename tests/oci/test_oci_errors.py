@@ -57,7 +57,7 @@ EXPECTED = {
     "unknown capability": "unknown capability 'CAP_NOPE'",
     "unsupported resource": "linux.resources.blockIO",
     "rlimit above the hard limit": "process.rlimits RLIMIT_NOFILE",
-    "terminal": "not supported by minirun-oci yet",
+    "terminal": "a terminal needs --console-socket",
 }
 
 

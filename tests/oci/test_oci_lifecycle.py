@@ -212,3 +212,31 @@ def test_user_namespace_with_id_mappings(bundle, oci):
     lines = [line.split() for line in out.stdout.splitlines()]
     assert lines[0] == lines[1] == ["0", "100000", "65536"]
     assert lines[2:] == [["0"], ["ok"]]  # root inside, an unprivileged host uid outside; /dev/null bound
+
+
+def _mknod_config(path: str, devices=None) -> None:
+    config = json.load(open(os.path.join(path, "config.json")))
+    for kind in ("bounding", "effective", "permitted"):
+        config["process"]["capabilities"][kind].append("CAP_MKNOD")
+    if devices:
+        config["linux"]["devices"] = devices
+    write_config(path, config)
+
+
+def test_devices_cgroup_from_the_config(bundle, oci):
+    """linux.resources.devices as runc applies it: the engine's deny-all, runc's defaults after
+    it, an allow rule per linux.devices node. A node made inside cannot be opened; the same
+    device listed in linux.devices can."""
+    script = "mknod /dev/k c 10 237 && { (: < /dev/k) && echo opened || echo refused; }; (: > /dev/null) && echo null-ok"
+    denied = bundle(["/bin/sh", "-c", script])
+    _mknod_config(denied)
+    out = oci("run", "--bundle", denied, "devdeny")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["refused", "null-ok"], (out.stdout, out.stderr)
+    assert "Operation not permitted" in out.stderr
+    # the positive control: listed in linux.devices, so allowed
+    allowed = bundle(["/bin/sh", "-c", "(: < /dev/loop-control) && echo opened"])
+    _mknod_config(allowed, [{"path": "/dev/loop-control", "type": "c", "major": 10, "minor": 237, "fileMode": 0o600}])
+    out = oci("run", "--bundle", allowed, "devallow")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["opened"]

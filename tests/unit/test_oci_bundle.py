@@ -104,3 +104,16 @@ def test_bad_ids(bad):
         check_id(bad)
     assert check_id("abc-1.2_3+4") == "abc-1.2_3+4"
     assert os.path.join("/r", check_id("x")) == "/r/x"
+
+
+def test_device_rules_as_runc_orders_them():
+    from minirun.devices import DEFAULT_RULES, DeviceRule
+
+    rules = B._device_rules([{"allow": False, "access": "rwm"}, {"allow": True, "type": "c", "major": 10,
+                             "minor": -1, "access": "r"}], [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}])
+    assert rules[0] == DeviceRule(False, "a")
+    assert rules[1:3] == (DeviceRule(False, "a", None, None, "rwm"), DeviceRule(True, "c", 10, None, "r"))
+    assert rules[3:-1] == DEFAULT_RULES[1:]
+    assert rules[-1] == DeviceRule(True, "c", 10, 229, "rwm")
+    with pytest.raises(SpecError):
+        B._device_rules([{"allow": True, "access": "rwx"}], [])
