@@ -274,27 +274,23 @@ def exec_in(name: str, args: list[str], env: list[str] = (), cwd: str | None = N
     return _exec_in(name, args, env, cwd, uid, gid, None)
 
 
-def _exec_in(name: str, args: list[str], env, cwd, uid: int, gid: int, terminal) -> int:
+def spawn_in(st: dict, container_id: str, argv: list[str], **process) -> int:
+    """Start ``argv`` in the running container that ``st`` records: its cgroups first,
+    then its init's namespaces, joined through a pidfd checked against the recorded
+    start time (never a recycled pid). Returns the new process's pid, a child of ours.
+
+    ``process``: syscalls.exec_into's other arguments (envp, path, cwd, uid, gid,
+    security, console_fd, console_size, process_extras). Used by `minirun exec` and
+    `minirun-oci exec`.
+    """
     from . import syscalls
     from .cgroups import fs
-    from .container import forward_signals
     from .errors import CommandNotExecutable, CommandNotFound, SetupError
-    from .security import from_state_record
 
-    container_id = resolve(name)
-    st = status(container_id)
-    pidfd = state.open_pidfd(st) if st["status"] == state.RUNNING else None
+    pidfd = state.open_pidfd(st)
     if pidfd is None:
         raise SpecError(f"container {container_id} is not running")
-    merged = dict(e.partition("=")[::2] for e in st.get("env", []))
-    if terminal:
-        from .spec import terminal_type
-
-        merged["TERM"] = terminal_type()
-    merged.update(e.partition("=")[::2] for e in env)
-    envp = [f"{k}={v}" for k, v in merged.items()]
     fds: list[int] = [pidfd]
-    console = {"console_fd": terminal.child_fd, "console_size": terminal.size} if terminal else {}
     try:
         try:
             namespaces = _namespaces_of(st["pid"], pidfd)
@@ -309,20 +305,41 @@ def _exec_in(name: str, args: list[str], env, cwd, uid: int, gid: int, terminal)
         tasks = [fs.open_write(os.path.join(d, "tasks")) for d in sorted(set(paths.values())) if d != unified]
         fds += tasks
         try:
-            child = syscalls.exec_into(pidfd=pidfd, namespaces=namespaces, cgroup_fd=cgroup_fd, tasks_fds=tasks,
-                                       argv=args, envp=envp, path=merged.get("PATH", ""),
-                                       cwd=cwd or st.get("cwd", "/"), uid=uid, gid=gid,
-                                       security=from_state_record(st.get("security"), uid),  # same restrictions
-                                       **console)
+            return syscalls.exec_into(pidfd=pidfd, namespaces=namespaces, cgroup_fd=cgroup_fd, tasks_fds=tasks,
+                                      argv=argv, **process)
         except syscalls.ExecFailed as err:
             if err.errno == 2:
-                raise CommandNotFound(f"{args[0]}: command not found in container {container_id}") from err
+                raise CommandNotFound(f"{argv[0]}: command not found in container {container_id}") from err
             raise CommandNotExecutable(str(err)) from err
         except syscalls.NativeError as err:
             raise SetupError(err.step, err.errno) from err
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def _exec_in(name: str, args: list[str], env, cwd, uid: int, gid: int, terminal) -> int:
+    from .container import forward_signals
+    from .security import from_state_record
+
+    container_id = resolve(name)
+    st = status(container_id)
+    if st["status"] != state.RUNNING:
+        raise SpecError(f"container {container_id} is not running")
+    merged = dict(e.partition("=")[::2] for e in st.get("env", []))
+    if terminal:
+        from .spec import terminal_type
+
+        merged["TERM"] = terminal_type()
+    merged.update(e.partition("=")[::2] for e in env)
+    envp = [f"{k}={v}" for k, v in merged.items()]
+    console = {"console_fd": terminal.child_fd, "console_size": terminal.size} if terminal else {}
+    try:
+        child = spawn_in(st, container_id, args, envp=envp, path=merged.get("PATH", ""),
+                         cwd=cwd or st.get("cwd", "/"), uid=uid, gid=gid,
+                         security=from_state_record(st.get("security"), uid),  # same restrictions
+                         **console)
+    finally:
         if terminal:
             terminal.spawned()
     with forward_signals(child):

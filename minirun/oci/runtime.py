@@ -409,12 +409,8 @@ def run(root: str, container_id: str, bundle: str, *, pid_file=None, console_soc
 def exec_process(root: str, container_id: str, process: dict, *, detach=False, pid_file=None,
                  preserve_fds=0, console_socket: str | None = None) -> int:
     """Start ``process`` (an OCI process object) in the running container."""
-    from .. import syscalls
-    from ..cgroups import fs
     from ..container import forward_signals
-    from ..errors import CommandNotExecutable, CommandNotFound
-    from ..lifecycle import _namespaces_of
-    from ..state import open_pidfd
+    from ..lifecycle import spawn_in
     from ..security import from_state_record
     from ..spec import DEFAULT_PATH
     from . import bundle as oci_bundle
@@ -436,36 +432,13 @@ def exec_process(root: str, container_id: str, process: dict, *, detach=False, p
         sec["no_new_privs"] = proc.no_new_privileges
     env = extras.env or st["exec"]["env"]
     path = next((e[5:] for e in env if e.startswith("PATH=")), None) or DEFAULT_PATH
-    pidfd = open_pidfd(st)  # checked against the recorded start time: never a recycled pid
-    if pidfd is None:
-        raise SpecError(f"cannot exec in container {container_id!r}: its process is gone")
-    fds: list[int] = [pidfd]
+    fds: list[int] = []
     try:
-        try:
-            namespaces = _namespaces_of(st["pid"], pidfd)
-        except ProcessLookupError:
-            raise SpecError(f"cannot exec in container {container_id!r}: its process is gone") from None
-        paths = st.get("cgroups", {})
-        unified = paths.get("unified")
-        cgroup_fd = None
-        if unified:
-            cgroup_fd = fs.open_dir(unified)
-            fds.append(cgroup_fd)
-        tasks = [fs.open_write(os.path.join(d, "tasks")) for d in sorted(set(paths.values())) if d != unified]
-        fds += tasks
-        try:
-            child = syscalls.exec_into(
-                pidfd=pidfd, namespaces=namespaces, cgroup_fd=cgroup_fd,
-                console_fd=_connect_console(console_socket, fds), console_size=extras.console_size, tasks_fds=tasks, argv=proc.args, envp=env, path=path,
-                cwd=proc.cwd, uid=proc.uid, gid=proc.gid, security=sec,
-                process_extras={"groups": extras.groups, "umask": extras.umask,
-                                "caps": extras.caps if process.get("capabilities") else None})
-        except syscalls.ExecFailed as err:
-            if err.errno == 2:
-                raise CommandNotFound(f"{proc.args[0]}: command not found in container {container_id}") from err
-            raise CommandNotExecutable(str(err)) from err
-        except syscalls.NativeError as err:
-            raise SetupError(err.step, err.errno) from err
+        child = spawn_in(st, container_id, proc.args, envp=env, path=path, cwd=proc.cwd, uid=proc.uid, gid=proc.gid,
+                         security=sec, console_fd=_connect_console(console_socket, fds),
+                         console_size=extras.console_size,
+                         process_extras={"groups": extras.groups, "umask": extras.umask,
+                                         "caps": extras.caps if process.get("capabilities") else None})
     finally:
         for fd in fds:
             os.close(fd)
