@@ -23,8 +23,11 @@ MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_STRICTATIME = 0x1000000
 
+# Plan operations (enum mr_op_kind in csrc/minirun.h, executed by csrc/rootpath.c).
 OP_MOUNT, OP_MKNOD, OP_SYMLINK, OP_MKDIR = 1, 2, 3, 4
-OP_NODEV = 7  # csrc/rootpath.c: nodev on a mount and every mount under it
+OP_MASK, OP_READONLY = 5, 6  # security's masked and read-only paths; a missing target is skipped
+OP_NODEV = 7  # nodev on a mount and every mount under it
+OP_WRITE = 8  # write data to an existing file (an OCI sysctl)
 
 
 class Op(Record, frozen=True):

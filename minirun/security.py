@@ -22,6 +22,8 @@ from __future__ import annotations
 import os
 
 from .errors import HostError, SpecError
+from .mounts import OP_MASK, OP_READONLY
+from .policy import DEFAULT_CAP_MASK, DEFAULT_CAPS, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS  # noqa: F401
 
 # linux/capability.h: kernel ABI, never renumbered. (Checked against libcap's
 # names through python-prctl in tests/unit/test_security.py.)
@@ -36,26 +38,9 @@ CAPABILITIES = (
 CAP_NUMBER = {"CAP_" + name: n for n, name in enumerate(CAPABILITIES)}
 ALL_CAPS = tuple(CAP_NUMBER)
 
-# Docker's default set (moby oci/caps/defaults.go).
-DEFAULT_CAPS = ("CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
-                "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
-                "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE")
-DEFAULT_CAP_MASK = 0xA80425FB  # == cap_mask(DEFAULT_CAPS), asserted in the unit tests
-
-# runc / Docker: hidden behind /dev/null (files) or an empty read-only tmpfs (directories).
-DEFAULT_MASKED_PATHS = (
-    "/proc/acpi", "/proc/asound", "/proc/interrupts", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
-    "/sys/devices/virtual/powercap",
-)
-# ... and bound onto themselves read-only.
-DEFAULT_READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
-
 PRIVILEGED_WARNING = ("minirun: WARNING: --privileged turns off the container's security: all capabilities, "
                       "no seccomp filter, no_new_privs off, /proc and /sys paths unmasked and writable, every device allowed")
 
-# Plan operations executed by the child (csrc/minirun.h); a missing target is skipped.
-OP_MASK, OP_READONLY = 5, 6
 
 
 def normalize_cap(name: str, what: str = "capability") -> str:

@@ -47,7 +47,7 @@ from .record import Factory, Record
 
 from .devices import DEFAULT_RULES as DEFAULT_DEVICE_RULES, Device, DeviceRule
 from .errors import SpecError
-from .security import DEFAULT_CAPS, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS
+from .policy import DEFAULT_CAPS, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS
 
 # Namespaces every container gets (OCI names). "cgroup" is added where the kernel has it.
 DEFAULT_NAMESPACES = ("pid", "mount", "uts", "ipc", "network", "cgroup")

@@ -19,11 +19,9 @@ import os
 import stat
 
 from ..errors import SpecError
-from ..mounts import DEFAULT_DEVICES, DEV_LINKS, OP_MKDIR, OP_MKNOD, OP_MOUNT, OP_SYMLINK, Op
-from ..security import OP_READONLY
+from ..mounts import DEFAULT_DEVICES, DEV_LINKS, OP_MKDIR, OP_MKNOD, OP_MOUNT, OP_READONLY, OP_SYMLINK, OP_WRITE, Op
 from ..spec import ContainerSpec, Limits, Process, parse_cpuset
 
-OP_WRITE = 8  # csrc/minirun.h MR_OP_WRITE
 
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_SYNCHRONOUS, MS_REMOUNT = 0x1, 0x2, 0x4, 0x8, 0x10, 0x20
 MS_MANDLOCK, MS_DIRSYNC, MS_NOATIME, MS_NODIRATIME, MS_BIND, MS_REC = 0x40, 0x80, 0x400, 0x800, 0x1000, 0x4000

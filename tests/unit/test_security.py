@@ -132,7 +132,10 @@ def test_masked_and_readonly_lists_cover_the_issue():
 def test_plan_op_kinds_match_the_c_header():
     from minirun import syscalls
 
-    assert (security.OP_MASK, security.OP_READONLY) == (syscalls.lib.MR_OP_MASK, syscalls.lib.MR_OP_READONLY)
+    from minirun import mounts
+
+    for name in ("MOUNT", "MKNOD", "SYMLINK", "MKDIR", "MASK", "READONLY", "NODEV", "WRITE"):
+        assert getattr(mounts, f"OP_{name}") == getattr(syscalls.lib, f"MR_OP_{name}"), name
 
 
 def test_the_fast_parser_knows_the_new_options():
