@@ -346,9 +346,7 @@ class NoCgroup:
         pass
 
     def update(self, limits: Limits) -> None:
-        """Apply new limits to an existing cgroup (`minirun-oci update`)."""
-        self.limits = limits
-        self._apply()
+        pass
 
     def add_pid(self, pid: int) -> None:
         pass
@@ -369,6 +367,9 @@ class NoCgroup:
         return None
 
     def memory_usage(self) -> None:
+        return None
+
+    def memory_peak(self) -> None:
         return None
 
 

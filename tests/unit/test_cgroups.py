@@ -740,3 +740,24 @@ def test_create_manager_checks_id_and_limits(hybrid):
         cgroups.create_manager("../escape", Limits(), layout)
     with pytest.raises(SpecError):
         cgroups.create_manager("c1", Limits(memory=64 * MIB, memory_swap=32 * MIB), layout)
+
+
+def test_both_managers_implement_the_declared_interface():
+    import inspect
+
+    from minirun.cgroups import Cgroup, NoCgroup
+    from minirun.cgroups.manager import CgroupManager
+
+    members = {n for n in vars(CgroupManager) if not n.startswith("_")} | set(CgroupManager.__annotations__)
+    assert {"create", "destroy", "update", "memory_peak", "paths"} <= members
+    for cls in (Cgroup, NoCgroup):
+        for name in members:
+            assert hasattr(cls, name) or name in getattr(cls, "__annotations__", {}) or name in ("id", "paths"), \
+                f"{cls.__name__} lacks {name}"
+        for name, member in vars(CgroupManager).items():
+            if callable(member) and not name.startswith("_"):
+                assert list(inspect.signature(getattr(cls, name)).parameters) == \
+                    list(inspect.signature(member).parameters), f"{cls.__name__}.{name} signature"
+    from minirun.spec import Limits
+
+    NoCgroup().update(Limits())  # a rootless container has nothing to update: no error
