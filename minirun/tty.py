@@ -253,19 +253,14 @@ class Console:
         self.close()
 
 
-class ConsoleSocket:
+class ConsoleSocket(Console):
     """OCI ``terminal: true`` with ``--console-socket PATH``: the C child sends the master
     straight to the socket's listener, as runc does; minirun relays nothing. Same
     protocol as ``Console`` for container.run."""
 
-    def __init__(self, path: str, size: tuple[int, int] | None = None):
+    def __init__(self, path: str, size: tuple[int, int] | None = None):  # no socketpair: the engine's socket
         self.child_fd = connect_console_socket(path)
         self.size = size
-
-    def spawned(self) -> None:
-        if self.child_fd >= 0:
-            os.close(self.child_fd)
-            self.child_fd = -1
 
     def started(self, state_dir: str) -> None:
         self.spawned()
@@ -273,13 +268,8 @@ class ConsoleSocket:
     def wait(self, until_fd: int) -> None:
         pass
 
-    close = spawned
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+    def close(self) -> None:
+        self.spawned()
 
 
 def connect_console_socket(path: str) -> int:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import os
+import glob
 import json
+import os
 import subprocess
 import sys
 import time
@@ -45,3 +46,18 @@ def inspect(name: str) -> dict:
     out = minirun("inspect", name)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
+
+
+def child_processes() -> list[str]:
+    """This test process's children (a leak-check entry each), zombies included."""
+    found = []
+    me = str(os.getpid())
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            with open(stat) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == me:  # ppid
+            found.append(f"child process {stat.split('/')[2]} (state {fields[0]})")
+    return found

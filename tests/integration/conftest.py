@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from helpers import IS_ROOT
+from helpers import IS_ROOT, child_processes
 from minirun.state import NETWORK_DIR
 
 STATE_ROOT = "/run/minirun"
@@ -30,16 +30,7 @@ def leftovers() -> list[str]:
             found += [f"address {ip} of {cid}" for cid, ip in json.load(f).items()]
     except (FileNotFoundError, ValueError):
         pass
-    me = str(os.getpid())
-    for stat in glob.glob("/proc/[0-9]*/stat"):
-        try:
-            with open(stat) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[1] == me:  # ppid
-            found.append(f"child process {stat.split('/')[2]} (state {fields[0]})")
-    return found
+    return found + child_processes()
 
 
 def wait_clean(timeout: float = 5.0) -> list[str]:

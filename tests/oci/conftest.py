@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from helpers import IS_ROOT
+from helpers import IS_ROOT, child_processes
 
 OCI = os.path.join(os.path.dirname(sys.executable), "minirun-oci")
 
@@ -25,16 +25,7 @@ def leftovers(state_root: str | None = None) -> list[str]:
             found += [f"state {root}/{name}" for name in os.listdir(root)]
     with open("/proc/self/mountinfo") as f:
         found += [f"mount {line.split()[4]}" for line in f if "minirun" in line or "/pytest-" in line]
-    me = str(os.getpid())
-    for stat in glob.glob("/proc/[0-9]*/stat"):
-        try:
-            with open(stat) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[1] == me:
-            found.append(f"child process {stat.split('/')[2]} (state {fields[0]})")
-    return found
+    return found + child_processes()
 
 
 # Parents of containers' cgroups that the runtime creates and, as runc, leaves in place:
