@@ -1,5 +1,32 @@
 # setuptools reads everything from pyproject.toml; cffi_modules is the one
 # setting that has no pyproject form: it compiles csrc/ into minirun._native.
-from setuptools import setup
+# build_ext also links the two static helpers into minirun/libexec/: the
+# container's PID 1 (minirun-init) and a detached container's shim (minirun-shim).
+import os
+import subprocess
 
-setup(cffi_modules=["csrc/ffibuild.py:ffibuilder", "csrc/ffibuild.py:seccomp_ffibuilder"])
+from setuptools import setup
+from setuptools.command.build_ext import build_ext
+
+HELPERS = {
+    "minirun-init": ["csrc/init_main.c", "csrc/reap.c"],
+    "minirun-shim": ["csrc/shim.c"],
+}
+
+
+class BuildWithHelpers(build_ext):
+    def run(self):
+        super().run()
+        out_dir = os.path.join("minirun" if self.inplace else os.path.join(self.build_lib, "minirun"), "libexec")
+        os.makedirs(out_dir, exist_ok=True)
+        cc = os.environ.get("CC", "gcc")
+        for name, sources in HELPERS.items():
+            target = os.path.join(out_dir, name)
+            # static: PID 1 execs it after pivot_root, where no host library is reachable
+            subprocess.run([cc, "-static", "-Os", "-s", "-Wall", "-Wextra", "-Icsrc", "-o", target + ".tmp", *sources],
+                           check=True)
+            os.replace(target + ".tmp", target)
+
+
+setup(cffi_modules=["csrc/ffibuild.py:ffibuilder", "csrc/ffibuild.py:seccomp_ffibuilder"],
+      cmdclass={"build_ext": BuildWithHelpers})

@@ -111,6 +111,7 @@ ffibuilder.cdef(
         int n_groups;
         int has_umask;
         unsigned int umask;
+        const char *init_path;
     };
 
     struct mr_spawn_out {
@@ -154,8 +155,8 @@ ffibuilder.set_source(
     #include <sys/mount.h>
     #include "minirun.h"
     """,
-    sources=[os.path.join("csrc", name) for name in ("syscalls.c", "spawn.c", "init.c", "exec.c", "security.c",
-                                                          "rootpath.c", "devices.c", "console.c")],
+    sources=[os.path.join("csrc", name) for name in ("syscalls.c", "spawn.c", "init.c", "reap.c", "exec.c",
+                                                     "security.c", "rootpath.c", "devices.c", "console.c")],
     include_dirs=[HERE],
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
 )

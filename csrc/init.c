@@ -41,24 +41,9 @@
 #define CLONE_NEWCGROUP 0x02000000
 #endif
 
-static void send_report(int fd, int kind, int err, int status, int pid, const char *step)
-{
-    struct mr_report rep;
-
-    memset(&rep, 0, sizeof(rep));
-    rep.kind = kind;
-    rep.err = err;
-    rep.status = status;
-    rep.pid = pid;
-    if (step)
-        strncpy(rep.step, step, sizeof(rep.step) - 1);
-    while (send(fd, &rep, sizeof(rep), MSG_NOSIGNAL) < 0 && errno == EINTR)
-        ;
-}
-
 static void __attribute__((noreturn)) setup_failed(int fd, const char *step, int err)
 {
-    send_report(fd, MR_REPORT_SETUP_FAILED, err, 0, 0, step);
+    mr_send_report(fd, MR_REPORT_SETUP_FAILED, err, 0, 0, step);
     _exit(125);
 }
 
@@ -310,33 +295,22 @@ void mr_become_command(const struct mr_spawn_req *req, int pipe_fd)
     _exit(127);
 }
 
-/* Wait for signals (kept blocked since clone) and act on them: forward the
- * catchable ones to COMMAND, reap every child on SIGCHLD. Exits with COMMAND. */
-static void __attribute__((noreturn)) reap_and_forward(int report_fd, pid_t command)
+/* Become the static minirun-init (init_main.c) through the fd opened before
+ * pivot_root: the same loop in a few pages instead of this forked interpreter.
+ * If the exec fails (a noexec mount, say), run the loop here. */
+static void __attribute__((noreturn)) become_init(int init_fd, int report_fd, pid_t command)
 {
-    sigset_t all;
-    siginfo_t si;
-    int status;
-    pid_t pid;
+    char fd_arg[16], pid_arg[16];
+    char *argv[] = {"minirun-init", fd_arg, pid_arg, NULL};
+    char *envp[] = {NULL};
 
-    sigfillset(&all);
-    for (;;) {
-        int sig = sigwaitinfo(&all, &si);
-
-        if (sig < 0)
-            continue;
-        if (sig != SIGCHLD) {
-            kill(command, sig);
-            continue;
-        }
-        while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-            if (pid != command)
-                continue;
-            send_report(report_fd, MR_REPORT_EXITED, 0, status, pid, NULL);
-            /* As PID 1 we cannot die by our own signal: exit 128+N like a shell. */
-            _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
-        }
+    if (init_fd >= 0) {
+        snprintf(fd_arg, sizeof(fd_arg), "%d", report_fd);
+        snprintf(pid_arg, sizeof(pid_arg), "%d", command);
+        if (fcntl(report_fd, F_SETFD, 0) == 0)
+            syscall(SYS_execveat, init_fd, "", argv, envp, AT_EMPTY_PATH);
     }
+    mr_reap_and_forward(report_fd, command);
 }
 
 void mr_container_init(const struct mr_spawn_req *req, int fd)
@@ -345,8 +319,11 @@ void mr_container_init(const struct mr_spawn_req *req, int fd)
     int exec_pipe[2];
     pid_t command;
     ssize_t n;
+    int init_fd = -1;
 
     umask(0);
+    if (req->init_path && !req->oci_process) /* before pivot_root: the root never holds it */
+        init_fd = open(req->init_path, O_PATH | O_CLOEXEC);
     if (req->clone_flags & CLONE_NEWUSER) /* security.c; the parent wrote our id maps before sync 1 */
         TRY(fd, mr_userns_become_root(), "become root of the user namespace");
     for (int i = 0; i < req->n_join_fds; i++) /* OCI namespaces given by path */
@@ -377,7 +354,7 @@ void mr_container_init(const struct mr_spawn_req *req, int fd)
     TRY(fd, setsid(), "setsid()");
 
     if (req->oci_process) { /* COMMAND is PID 1 (the engine brings its own init) */
-        send_report(fd, MR_REPORT_CREATED, 0, 0, getpid(), NULL);
+        mr_send_report(fd, MR_REPORT_CREATED, 0, 0, getpid(), NULL);
         mr_become_command(req, fd);
     }
 
@@ -399,10 +376,10 @@ void mr_container_init(const struct mr_spawn_req *req, int fd)
     while (n < 0 && errno == EINTR);
     close(exec_pipe[0]);
     if (n > 0) {
-        send_report(fd, MR_REPORT_EXEC_FAILED, failure.err, 0, command, failure.step);
+        mr_send_report(fd, MR_REPORT_EXEC_FAILED, failure.err, 0, command, failure.step);
         waitpid(command, NULL, 0);
         _exit(failure.err == ENOENT ? 127 : 126);
     }
-    send_report(fd, MR_REPORT_EXEC_OK, 0, 0, command, NULL);
-    reap_and_forward(fd, command);
+    mr_send_report(fd, MR_REPORT_EXEC_OK, 0, 0, command, NULL);
+    become_init(init_fd, fd, command);
 }

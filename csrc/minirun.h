@@ -101,6 +101,7 @@ struct mr_spawn_req {
     int n_groups;
     int has_umask;               /* 0: umask 022 */
     unsigned int umask;
+    const char *init_path;       /* static minirun-init PID 1 execs once COMMAND runs; NULL: stay as we are */
 };
 
 struct mr_spawn_out {
@@ -183,5 +184,9 @@ void mr_become_command(const struct mr_spawn_req *req, int pipe_fd) __attribute_
 void mr_close_fds(int from, int keep); /* close every fd >= from but keep (-1: none) */
 int mr_step(char *step, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void mr_container_init(const struct mr_spawn_req *req, int report_fd) __attribute__((noreturn));
+
+/* reap.c, also linked into the static minirun-init (init_main.c). */
+void mr_send_report(int fd, int kind, int err, int status, int pid, const char *step);
+void mr_reap_and_forward(int report_fd, int command) __attribute__((noreturn));
 
 #endif

@@ -24,6 +24,11 @@ NAMESPACE_FLAGS = {
 }
 
 REPORT_SIZE = ffi.sizeof("struct mr_report")
+# Static helpers built beside the extension (setup.py): the container's PID 1 once
+# COMMAND runs (csrc/init_main.c) and a detached container's shim (csrc/shim.c).
+LIBEXEC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "libexec")
+INIT_PATH = os.path.join(LIBEXEC, "minirun-init")
+SHIM_PATH = os.path.join(LIBEXEC, "minirun-shim")
 SETUP_FAILED, EXEC_OK, EXEC_FAILED, EXITED, CREATED = (
     lib.MR_REPORT_SETUP_FAILED, lib.MR_REPORT_EXEC_OK, lib.MR_REPORT_EXEC_FAILED, lib.MR_REPORT_EXITED,
     lib.MR_REPORT_CREATED)
@@ -235,6 +240,7 @@ def spawn(*, rootfs: str, hostname: str | None, namespaces: Sequence[str], cgrou
         req.net_addr = _in_addr(address)
         req.net_mask = int.from_bytes(mask.to_bytes(4, "big"), sys.byteorder)
         req.net_gateway = _in_addr(gateway)
+    req.init_path = _cstr(INIT_PATH, keep)  # missing (an unbuilt checkout): the init stays as forked
     _set_security(req, security, keep)
     _set_console(req, console_fd, console_size, bind=True)
     if oci:
