@@ -34,6 +34,39 @@ RUNC = shutil.which("runc") or "runc"
 IMAGE = "localhost/minirun-bench:latest"
 
 
+_NOFILE = min(resource.getrlimit(resource.RLIMIT_NOFILE)[1], 4096)
+_NPROC = min(resource.getrlimit(resource.RLIMIT_NPROC)[1], 4096)
+# This host cannot raise RLIMIT_NOFILE above its hard limit nor set podman's default nproc.
+PODMAN_RUN_OPTIONS = ["--network", "none", "--ulimit", f"nofile={_NOFILE}:{_NOFILE}",
+                      "--ulimit", f"nproc={_NPROC}:{_NPROC}"]
+
+
+def podman_with_image(base: str) -> list[str]:
+    """podman's argv with its storage under ``base``, where IMAGE is the imported ROOTFS."""
+    podman = ["podman", "--root", f"{base}/root", "--runroot", f"{base}/runroot", "--cgroup-manager",
+              "cgroupfs", "--events-backend", "file"]
+    tar = os.path.join(base, "rootfs.tar")
+    with tarfile.open(tar, "w") as t:
+        t.add(ROOTFS, arcname=".")
+    subprocess.run(podman + ["import", tar, IMAGE], check=True, capture_output=True)
+    return podman
+
+
+def remove_podman_storage(base: str) -> None:
+    subprocess.run(["podman", "--root", f"{base}/root", "--runroot", f"{base}/runroot", "rmi", "-af"],
+                   capture_output=True)
+
+
+def remove_empty_parents() -> None:
+    """The cgroup parents the runtimes and podman leave, as runc does: ours to remove when empty."""
+    for parent in ("minirun-oci", "libpod_parent/conmon", "libpod_parent", "default"):
+        for path in glob.glob(f"/sys/fs/cgroup/*/{parent}"):
+            try:
+                os.rmdir(path)
+            except OSError:
+                pass
+
+
 def timed(cmd: list[str]) -> float:
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -86,16 +119,8 @@ def main() -> None:
         compare("run of a `runc spec` bundle", [OCI, "--root", state, "run", "--bundle", path, "b"],
                 [RUNC, "--root", state + "-runc", "run", "--bundle", path, "b"], args.runs, name_at=-1)
 
-        nofile = min(resource.getrlimit(resource.RLIMIT_NOFILE)[1], 4096)
-        nproc = min(resource.getrlimit(resource.RLIMIT_NPROC)[1], 4096)
-        podman = ["podman", "--root", f"{base}/root", "--runroot", f"{base}/runroot", "--cgroup-manager",
-                  "cgroupfs", "--events-backend", "file"]
-        tar = os.path.join(base, "rootfs.tar")
-        with tarfile.open(tar, "w") as t:
-            t.add(ROOTFS, arcname=".")
-        subprocess.run(podman + ["import", tar, IMAGE], check=True, capture_output=True)
-        run = ["run", "--rm", "--network", "none", "--ulimit", f"nofile={nofile}:{nofile}", "--ulimit",
-               f"nproc={nproc}:{nproc}", IMAGE, "/bin/true"]
+        podman = podman_with_image(base)
+        run = ["run", "--rm", *PODMAN_RUN_OPTIONS, IMAGE, "/bin/true"]
         compare("podman run --rm IMAGE /bin/true", podman + ["--runtime", OCI] + run,
                 podman + ["--runtime", RUNC] + run, args.engine_runs)
 
@@ -120,16 +145,9 @@ def main() -> None:
             ctd.send_signal(signal.SIGTERM)
             ctd.wait(30)
             subprocess.run(["umount", "-R", f"{base}/ctd-root"], capture_output=True)
-        subprocess.run(["podman", "--root", f"{base}/root", "--runroot", f"{base}/runroot", "rmi", "-af"],
-                       capture_output=True)
+        remove_podman_storage(base)
         shutil.rmtree(base, ignore_errors=True)
-        # The parents the runtimes leave, as runc does: ours to remove when empty.
-        for parent in ("minirun-oci", "libpod_parent/conmon", "libpod_parent", "default"):
-            for path in glob.glob(f"/sys/fs/cgroup/*/{parent}"):
-                try:
-                    os.rmdir(path)
-                except OSError:
-                    pass
+        remove_empty_parents()
 
 
 if __name__ == "__main__":

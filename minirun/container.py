@@ -101,7 +101,7 @@ def _check_rootless(spec: ContainerSpec) -> None:
 
 
 def run(spec: ContainerSpec, *, stdio=(None, None, None), detached: bool = False, on_started=None,
-        prepared: bool = False, terminal=None) -> Result:
+        prepared: bool = False, terminal=None, handoff=None) -> Result:
     """Run the container in ``spec`` until COMMAND exits; always clean up.
 
     ``stdio``: file descriptors for COMMAND's stdin, stdout, stderr (None: minirun's own).
@@ -109,6 +109,8 @@ def run(spec: ContainerSpec, *, stdio=(None, None, None), detached: bool = False
     ``on_started(id, pid)``: called once COMMAND is running.
     ``terminal``: a minirun.tty.Console: COMMAND gets a pty of the container's own devpts,
     whose master the console relays (the caller closes it).
+    ``handoff(child, claim, terminal, proxy)``: called once COMMAND runs, in place of waiting for
+    it here; it execs minirun-shim (lifecycle), whose finish step is ``finish()`` below.
     Raises a MiniRunError subclass for bad input or a failed setup, with nothing left behind.
     A cleanup step that fails after COMMAND ran does not lose its result: what it left is
     named in ``Result.leftovers`` (and the state of a detached run) for `gc` to remove.
@@ -132,27 +134,46 @@ def run(spec: ContainerSpec, *, stdio=(None, None, None), detached: bool = False
                 from . import network
 
                 net = network.reserve(spec.id)
-            result = _run_in(cgroup, spec, namespaces, stdio, t0, claim, on_started, net, proxy, terminal)
+            result = _run_in(cgroup, spec, namespaces, stdio, t0, claim, on_started, net, proxy, terminal,
+                             handoff)
         finally:
-            leftovers = _release(spec.id, cgroup, net, proxy)
+            leftovers = _release(spec.id, cgroup, net and net.address, proxy)
         result.leftovers = leftovers
         if detached:
-            claim.update(status=state.EXITED, exit_code=result.exit_code, signal=result.signal,
-                         oom_killed=result.oom_killed, finished=time.time(), leftovers=leftovers)
+            claim.update(**_exit_record(result))
         return result
 
 
-def _release(container_id: str, cgroup, net, proxy) -> list[str]:
+def finish(container_id: str, wait_status: int) -> Result:
+    """The end of a detached run whose supervisor handed off to minirun-shim: run() from
+    the point where the init is reaped, in the Python process the shim execs once the
+    container is gone. The state lock came through both execs; ours until we exit."""
+    t0 = time.perf_counter()
+    st = state.read(container_id)
+    cgroup = cgroups.Cgroup(container_id, Limits(), cgroups.detect()) if os.geteuid() == 0 else cgroups.NoCgroup()
+    result = _result(container_id, cgroup, wait_status, {}, t0)
+    result.leftovers = _release(container_id, cgroup, (st.get("network") or {}).get("ip"), None)
+    st.update(_exit_record(result))
+    state.write(os.path.join(state.STATE_ROOT, container_id), st)
+    return result
+
+
+def _exit_record(result: Result) -> dict:
+    return dict(status=state.EXITED, exit_code=result.exit_code, signal=result.signal,
+                oom_killed=result.oom_killed, finished=time.time(), leftovers=result.leftovers)
+
+
+def _release(container_id: str, cgroup, net_address: str | None, proxy) -> list[str]:
     """Undo what run() made around the container, every step even if one fails: a
     failure here must not hide COMMAND's result (or the error that got us here). What
     is left is returned, named; `minirun gc` removes it once nothing holds it."""
     steps = []
     if proxy:
         steps.append(("port proxy", proxy.close))
-    if net:
+    if net_address:
         from . import network
 
-        steps.append((f"network address {net.address}", lambda: network.detach_by_id(container_id)))
+        steps.append((f"network address {net_address}", lambda: network.detach_by_id(container_id)))
     steps.append(("cgroup", cgroup.destroy))
     left = []
     for what, step in steps:
@@ -180,7 +201,7 @@ def _root_and_plans(spec: ContainerSpec, state_dir: str):
 
 
 def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float, claim, on_started, net, proxy,
-            terminal) -> Result:
+            terminal, handoff) -> Result:
     from . import syscalls  # the C extension; imported here so `minirun --help` stays cheap
 
     proc = spec.process
@@ -232,7 +253,7 @@ def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float, claim, on
                 if not os.WIFSIGNALED(init_status):
                     raise SetupError("container init", 0, "the container's init died during setup")
                 status = init_status
-                return _result(spec, cgroup, status, timings, t0)
+                return _result(spec.id, cgroup, status, timings, t0)
             _raise_for_failure(first, proc.args[0], spec.rootfs)
             if terminal:
                 terminal.started(claim.path)
@@ -242,6 +263,8 @@ def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float, claim, on
                          security=security.state_record(sec))
             if on_started:
                 on_started(spec.id, child.pid)
+            if handoff:  # minirun-shim waits from here on; returns only if it could not
+                handoff(child, claim, terminal, proxy)
             if terminal:  # relays until the init reports COMMAND's exit
                 terminal.wait(child.report_fd)
             last = child.read_report()
@@ -250,8 +273,8 @@ def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float, claim, on
     finally:
         child.close()
         if status is None:  # failed or interrupted before the end: the init must not outlive us
-            _kill_and_reap(child.pid)
-    return _result(spec, cgroup, status, timings, t0)
+            kill_and_reap(child.pid)
+    return _result(spec.id, cgroup, status, timings, t0)
 
 
 def _raise_for_failure(report, command: str, rootfs: str) -> None:
@@ -267,16 +290,16 @@ def _raise_for_failure(report, command: str, rootfs: str) -> None:
         raise CommandNotExecutable(f"{report.step}: {os.strerror(report.err)}")
 
 
-def _result(spec: ContainerSpec, cgroup, status: int, timings: dict, t0: float) -> Result:
+def _result(container_id: str, cgroup, status: int, timings: dict, t0: float) -> Result:
     signum = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
     code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + signum
     oom = cgroup.oom_kill_count() > 0
     stats = {"cpu_usage_ns": cgroup.cpu_usage_ns()}
     timings["total"] = time.perf_counter() - t0
-    return Result(id=spec.id, exit_code=code, signal=signum, oom_killed=oom, timings=timings, stats=stats)
+    return Result(id=container_id, exit_code=code, signal=signum, oom_killed=oom, timings=timings, stats=stats)
 
 
-def _kill_and_reap(pid: int) -> None:
+def kill_and_reap(pid: int) -> None:
     try:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:

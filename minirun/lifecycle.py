@@ -1,10 +1,13 @@
 """Detached containers and the verbs that manage them: ps, logs, stop, kill, rm, inspect.
 
-A detached container (`run -d`) is run by a small supervisor: a fork of the
-minirun command that leaves the terminal's session, runs the container with its
-output going to /run/minirun/<id>/log, reaps its init and records the exit
-status and OOM kill in state.json. The state outlives the command that started
-it; `rm` removes it.
+A detached container (`run -d`) is run by a supervisor: a fork of the minirun
+command that leaves the terminal's session and starts the container with its
+output going to /run/minirun/<id>/log. Once COMMAND runs, the supervisor execs
+minirun-shim (csrc/shim.c, a static program of a few pages, as conmon is beside
+runc), which reaps the init and relays a terminal to the log and to `attach`;
+when the container is gone the shim execs Python again for the cleanup
+(container.finish), which records the exit status and OOM kill in state.json.
+The state outlives the command that started it; `rm` removes it.
 """
 
 from __future__ import annotations
@@ -12,10 +15,11 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import time
 
 from . import state
-from .errors import MiniRunError, SpecError
+from .errors import HostError, MiniRunError, SpecError
 
 
 class NoSuchContainer(SpecError):
@@ -60,8 +64,11 @@ def status(container_id: str) -> dict:
 def run_detached(spec, auto_remove: bool = False, tty: bool = False) -> str:
     """Start ``spec`` under a supervisor and return once COMMAND runs (or failed to)."""
     from . import container
+    from .syscalls import SHIM_PATH
 
     spec, _ = container.prepare(spec)
+    if not os.access(SHIM_PATH, os.X_OK):
+        raise HostError(f"{SHIM_PATH} is missing: reinstall minirun (its build links it)")
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # the supervisor
@@ -103,17 +110,18 @@ def _supervise(spec, ready_fd: int, auto_remove: bool, tty: bool = False) -> Non
                                  os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
             return log_fd
 
-        if tty:  # the supervisor keeps the pty: log and `minirun attach` (minirun/tty.py)
+        def hand_off(child, claim, terminal, proxy):
+            _exec_shim(child, claim, log_fd, terminal, proxy, auto_remove)
+
+        if tty:  # the pty's master goes to the shim: it relays to the log and `minirun attach`
             from .tty import Supervised
 
             with Supervised(open_log) as terminal:
                 container.run(spec, stdio=(devnull, open_log, open_log), detached=True, on_started=started,
-                              prepared=True, terminal=terminal)
+                              prepared=True, terminal=terminal, handoff=hand_off)
         else:
             container.run(spec, stdio=(devnull, open_log, open_log), detached=True, on_started=started,
-                          prepared=True)
-        if auto_remove:
-            state.remove(spec.id)
+                          prepared=True, handoff=hand_off)
     except MiniRunError as err:
         os.write(ready_fd, f"{err.exit_code} {err}".encode())
         code = err.exit_code
@@ -122,6 +130,40 @@ def _supervise(spec, ready_fd: int, auto_remove: bool, tty: bool = False) -> Non
         code = 125
     finally:
         os._exit(code)
+
+
+def _exec_shim(child, claim, log_fd: int, terminal, proxy, auto_remove: bool) -> None:
+    """Become minirun-shim (csrc/shim.c) for the rest of the container's life; raises
+    OSError if the exec fails. Published ports move to a process of their own first
+    (the proxy is Python: only a container with -p pays for it)."""
+    from .syscalls import SHIM_PATH
+
+    proxy_pid = proxy.serve_in_child() if proxy else 0
+    master = terminal.master if terminal else -1
+    listener = terminal.listener.fileno() if terminal else -1
+    for fd in (child.report_fd, claim.lock_fd, log_fd, master, listener):
+        if fd >= 0:
+            os.set_inheritable(fd, True)
+    # -P: the finish step must not import from the supervisor's working directory
+    finish = [sys.executable, "-P", "-c", "import sys; from minirun.lifecycle import finish; finish(sys.argv[1:])",
+              claim.id, "rm" if auto_remove else "keep", str(proxy_pid)]
+    os.execv(SHIM_PATH, [SHIM_PATH, str(child.report_fd), str(child.pid), str(log_fd), str(master), str(listener),
+                         "--", *finish])
+
+
+def finish(argv: list[str]) -> None:
+    """minirun-shim's last step, a detached container's cleanup: ``ID rm|keep PROXY_PID WAIT_STATUS``."""
+    from . import container
+
+    container_id, removal, proxy_pid, wait_status = argv
+    try:
+        if int(proxy_pid):  # our child (forked before the execs): stop it before its address goes
+            container.kill_and_reap(int(proxy_pid))
+        container.finish(container_id, int(wait_status))
+        if removal == "rm":
+            state.remove(container_id)
+    finally:
+        os._exit(0)
 
 
 def list_containers(all_: bool = False) -> list[dict]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import selectors
+import signal
 import socket
 import threading
 
@@ -44,15 +45,45 @@ class PortProxy:
             raise
 
     def start(self, container_ip: str) -> None:
+        self.container_ip = container_ip
         self._thread = threading.Thread(target=self._serve, args=(container_ip,), name="minirun-portproxy",
                                         daemon=True)
         self._thread.start()
 
-    def close(self) -> None:
+    def serve_in_child(self) -> int:
+        """Go on serving in a forked process of our own and return its pid: a detached
+        container's supervisor is about to exec minirun-shim. Connections already
+        accepted are dropped; the listening sockets, and their backlog, carry over.
+        The child dies with its parent's last incarnation (PDEATHSIG)."""
+        self._stop_thread()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                import prctl
+
+                prctl.set_pdeathsig(signal.SIGKILL)
+                low = 3  # keep only the listeners and the wake pipe (not the state lock, not a pty)
+                for fd in sorted({sock.fileno() for sock, _ in self.listeners} | {self._wake_r, self._wake_w}):
+                    os.closerange(low, fd)
+                    low = fd + 1
+                os.closerange(low, os.sysconf("SC_OPEN_MAX"))
+                for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                    signal.signal(sig, signal.SIG_DFL)
+                self._serve(self.container_ip)
+            finally:
+                os._exit(0)
+        self.close()
+        return pid
+
+    def _stop_thread(self) -> None:
         if self._thread:
             os.write(self._wake_w, b"x")
             self._thread.join(5)
             self._thread = None
+            os.read(self._wake_r, 1)
+
+    def close(self) -> None:
+        self._stop_thread()
         for sock, _ in self.listeners:
             sock.close()
         self.listeners = []

@@ -147,6 +147,11 @@ class Claim:
             raise
         return self
 
+    @property
+    def lock_fd(self) -> int:
+        """Held while a minirun process owns the container (is_live); passed down execs by the shim."""
+        return self._lock_fd
+
     def update(self, **fields) -> None:
         self.state.update(fields)
         write(self.path, self.state)

@@ -303,93 +303,26 @@ class Foreground(Console):
 
 
 class Supervised(Console):
-    """`run -d -t`: the supervisor keeps the master; the output goes to the log and to
-    every client of ``<state dir>/attach`` (SOCK_SEQPACKET). A client sends packets
-    b"d" + input, or b"w" + (rows, columns) as two native unsigned shorts."""
+    """`run -d -t`: the supervisor receives the master and opens ``<state dir>/attach``
+    (SOCK_SEQPACKET), then hands both to minirun-shim, which relays (csrc/shim.c): the
+    output goes to the log and to every client; a client sends packets b"d" + input,
+    or b"w" + (rows, columns) as two native unsigned shorts."""
 
     def __init__(self, open_log):
         super().__init__(DETACHED_SIZE)
         self.open_log = open_log
         self.listener: socket.socket | None = None
-        self.clients: list[socket.socket] = []
-        self.log_fd = -1
 
     def started(self, state_dir: str) -> None:
         super().started(state_dir)
-        self.log_fd = self.open_log(state_dir)
+        self.open_log(state_dir)
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         path = os.path.join(state_dir, ATTACH_SOCKET)
         self.listener.bind(path)
         os.chmod(path, 0o600)
         self.listener.listen(8)
 
-    def _output(self, data: bytes) -> None:
-        _write_all(self.log_fd, data)
-        for client in list(self.clients):
-            try:  # a client that does not keep up loses output (the log has it all)
-                client.send(data, socket.MSG_DONTWAIT)
-            except BlockingIOError:
-                pass
-            except OSError:
-                self._drop(client)
-
-    def _drop(self, client: socket.socket) -> None:
-        self.clients.remove(client)
-        self.poller.unregister(client.fileno())
-        client.close()
-
-    def wait(self, until_fd: int) -> None:
-        os.set_blocking(self.master, False)
-        self.poller = poller = select.poll()
-        poller.register(until_fd, select.POLLIN)
-        poller.register(self.master, select.POLLIN)
-        poller.register(self.listener.fileno(), select.POLLIN)
-        pending = b""
-        master_open = True
-        while True:
-            for fd, _events in poller.poll():
-                if fd == until_fd:
-                    _drain(self.master, self._output)
-                    return
-                if fd == self.master:
-                    data = _read_master(self.master)
-                    if data is None:
-                        poller.unregister(self.master)
-                        master_open, pending = False, b""
-                    elif data:
-                        self._output(data)
-                elif fd == self.listener.fileno():
-                    client, _ = self.listener.accept()
-                    self.clients.append(client)
-                    poller.register(client.fileno(), select.POLLIN)
-                else:  # a client; it may have been dropped earlier in this same batch
-                    client = next((c for c in self.clients if c.fileno() == fd), None)
-                    if client is None:
-                        continue
-                    try:
-                        packet = client.recv(_CHUNK + 1)
-                    except OSError:
-                        packet = b""
-                    if not packet:
-                        self._drop(client)
-                    elif packet[:1] == b"d" and master_open:
-                        pending += packet[1:]
-                    elif packet[:1] == b"w" and len(packet) == 5:
-                        set_window_size(self.master, struct.unpack("HH", packet[1:]))
-            if pending:
-                try:
-                    pending = pending[os.write(self.master, pending):]
-                except BlockingIOError:
-                    pass
-                except OSError:
-                    pending = b""
-            if master_open:
-                poller.modify(self.master, select.POLLIN | (select.POLLOUT if pending else 0))
-
     def close(self) -> None:
-        for client in self.clients:
-            client.close()
-        self.clients = []
         if self.listener:
             self.listener.close()
         super().close()

@@ -143,3 +143,43 @@ def test_logs_follow_streams_until_the_container_exits(detached):
     out = minirun("logs", "-f", name, timeout=30)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["line1", "line2", "line3"]
+
+
+def _rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("Rss:"))
+
+
+def _comm(pid: int) -> str:
+    with open(f"/proc/{pid}/comm") as f:
+        return f.read().strip()
+
+
+def test_idle_detached_container_holds_two_small_static_programs(detached):
+    """What stays on the host beside an idle workload: minirun-shim and the container's
+    minirun-init, static programs of a few pages each (conmon beside runc: ~2 MiB),
+    not two copies of the Python interpreter (14.8 MiB before)."""
+    name = detached("lc-idle", ["/bin/sleep", "100"])
+    st = inspect(name)
+    shim, init = st["owner"], st["pid"]
+    assert (_comm(shim), _comm(init)) == ("minirun-shim", "minirun-init")
+    assert os.readlink(f"/proc/{init}/exe").endswith("/libexec/minirun-init")
+    assert os.readlink(f"/proc/{shim}/exe").endswith("/libexec/minirun-shim")
+    assert _rss_kib(shim) + _rss_kib(init) <= 3 * 1024
+    # the exec'd init is not dumpable again: the container cannot open it through /proc/1 (CVE-2019-5736)
+    out = minirun("exec", name, "/bin/sh", "-c", "readlink /proc/1/exe || echo refused; cat /proc/1/exe >/dev/null"
+                  " 2>&1 || echo refused")
+    assert out.stdout.split() == ["refused", "refused"], out.stdout
+    # and it still does an init's work: signals reach COMMAND, its exit is recorded by the finish step
+    assert minirun("kill", "-s", "TERM", name).returncode == 0
+    assert wait_for(lambda: inspect(name)["status"] == "exited")
+    assert inspect(name)["exit_code"] == 143
+
+
+def test_a_sigkilled_shim_takes_its_container_along(detached):
+    name = detached("lc-shimkill", ["/bin/sleep", "100"])
+    st = inspect(name)
+    os.kill(st["owner"], 9)
+    assert wait_for(lambda: not os.path.exists(f"/proc/{st['pid']}"))  # PDEATHSIG: the init dies with its shim
+    assert wait_for(lambda: inspect(name)["status"] == "exited")  # gc (run by inspect) records it
+    assert minirun("rm", name).returncode == 0  # and the leak check finds no cgroup left
