@@ -130,13 +130,6 @@ ffibuilder.cdef(
     };
 
     int mr_spawn(const struct mr_spawn_req *req, struct mr_spawn_out *out, char *step);
-    int mr_mount(const char *source, const char *target, const char *fstype, unsigned long flags,
-                 const char *data, char *step);
-    int mr_umount2(const char *target, int flags, char *step);
-    int mr_pivot_root(const char *new_root, const char *put_old, char *step);
-    int mr_unshare(int flags, char *step);
-    int mr_setns(int fd, int nstype, char *step);
-    int mr_sethostname(const char *name, char *step);
     int mr_exec(const struct mr_spawn_req *req, int pidfd, int ns_flags, int *exec_err, char *step);
 
     #define MR_IN_ROOT_MKDIR ...

@@ -130,15 +130,6 @@ struct mr_report {
 
 int mr_spawn(const struct mr_spawn_req *req, struct mr_spawn_out *out, char *step);
 
-/* Thin wrappers for what Python's os module lacks; 0 or -errno. */
-int mr_mount(const char *source, const char *target, const char *fstype, unsigned long flags,
-             const char *data, char *step);
-int mr_umount2(const char *target, int flags, char *step);
-int mr_pivot_root(const char *new_root, const char *put_old, char *step);
-int mr_unshare(int flags, char *step);
-int mr_setns(int fd, int nstype, char *step);
-int mr_sethostname(const char *name, char *step);
-
 /* devices.c: load the BPF_PROG_TYPE_CGROUP_DEVICE program `insns` (struct bpf_insn[],
  * built by minirun/cgroups/devicefilter.py) and attach it to the cgroup v2 directory
  * open on cgroup_fd (O_RDONLY: O_PATH is refused). 0 or -errno with the step. */

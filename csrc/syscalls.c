@@ -1,16 +1,12 @@
 /*
- * syscalls.c - thin wrappers over the syscalls Python's os module lacks.
- *
- * Each returns 0 on success or -errno, and writes "call(argument)" into `step`
- * so the Python side can raise OSError(errno, strerror) naming what failed.
+ * syscalls.c - helpers the other files share: naming a failed step (the error
+ * convention of minirun.h) and closing inherited fds.
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/mount.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -42,48 +38,4 @@ void mr_close_fds(int from, int keep)
     if (syscall(SYS_close_range, (unsigned)from, ~0U, 0U) < 0)
         for (int fd = from; fd < 1024; fd++)
             close(fd);
-}
-
-int mr_mount(const char *source, const char *target, const char *fstype, unsigned long flags,
-             const char *data, char *step)
-{
-    if (mount(source, target, fstype, flags, data) < 0)
-        return mr_step(step, errno, "mount(%s)", target);
-    return 0;
-}
-
-int mr_umount2(const char *target, int flags, char *step)
-{
-    if (umount2(target, flags) < 0)
-        return mr_step(step, errno, "umount2(%s)", target);
-    return 0;
-}
-
-/* glibc has no wrapper for pivot_root(2). */
-int mr_pivot_root(const char *new_root, const char *put_old, char *step)
-{
-    if (syscall(SYS_pivot_root, new_root, put_old) < 0)
-        return mr_step(step, errno, "pivot_root(%s)", new_root);
-    return 0;
-}
-
-int mr_unshare(int flags, char *step)
-{
-    if (unshare(flags) < 0)
-        return mr_step(step, errno, "unshare(0x%x)", flags);
-    return 0;
-}
-
-int mr_setns(int fd, int nstype, char *step)
-{
-    if (setns(fd, nstype) < 0)
-        return mr_step(step, errno, "setns(%d)", fd);
-    return 0;
-}
-
-int mr_sethostname(const char *name, char *step)
-{
-    if (sethostname(name, strlen(name)) < 0)
-        return mr_step(step, errno, "sethostname(%s)", name);
-    return 0;
 }

@@ -63,23 +63,6 @@ def _cstr(value: str | None, keep: list):
     return buf
 
 
-def mount(source: str | None, target: str, fstype: str | None = None, flags: int = 0, data: str | None = None) -> None:
-    keep: list = []
-    step = _step()
-    _check(lib.mr_mount(_cstr(source, keep), _cstr(target, keep), _cstr(fstype, keep), flags,
-                        _cstr(data, keep), step), step)
-
-
-def umount2(target: str, flags: int = 0) -> None:
-    step = _step()
-    _check(lib.mr_umount2(os.fsencode(target), flags, step), step)
-
-
-def pivot_root(new_root: str, put_old: str) -> None:
-    step = _step()
-    _check(lib.mr_pivot_root(os.fsencode(new_root), os.fsencode(put_old), step), step)
-
-
 IN_ROOT_MKDIR, IN_ROOT_NOFOLLOW = lib.MR_IN_ROOT_MKDIR, lib.MR_IN_ROOT_NOFOLLOW
 
 
@@ -90,21 +73,6 @@ def open_in_root(root_fd: int, path: str, how: int = 0) -> int:
     if ret < 0:
         raise NativeError(-ret, f"resolve {path} in the root")
     return ret
-
-
-def unshare(flags: int) -> None:
-    step = _step()
-    _check(lib.mr_unshare(flags, step), step)
-
-
-def setns(fd: int, nstype: int = 0) -> None:
-    step = _step()
-    _check(lib.mr_setns(fd, nstype, step), step)
-
-
-def sethostname(name: str) -> None:
-    step = _step()
-    _check(lib.mr_sethostname(name.encode(), step), step)
 
 
 def attach_device_filter(program: bytes, cgroup_fd: int) -> None:
