@@ -222,10 +222,10 @@ def inspect(container):
 @cli.command()
 def gc():
     """Remove cgroups and state left behind by a minirun that was killed."""
-    from . import state
+    from . import cleanup
 
     failed: list[str] = []
-    for container_id in state.gc(failed=failed):
+    for container_id in cleanup.gc(failed=failed):
         click.echo(f"removed {container_id}")
     for what in failed:
         click.echo(f"minirun: warning: could not remove {what} (kept for the next gc)", err=True)

@@ -21,7 +21,7 @@ import signal
 import threading
 import time
 
-from . import cgroups, security, state
+from . import cgroups, cleanup, security, state
 from .errors import CommandNotExecutable, CommandNotFound, HostError, SetupError, SpecError
 from .devices import dev_mounts_needed
 from .mounts import DEFAULT_PLAN, nodev_root_ops, overlay_op, user_mount_ops, with_devices
@@ -117,10 +117,10 @@ def run(spec: ContainerSpec, *, stdio=(None, None, None), detached: bool = False
     """
     t0 = time.perf_counter()
     namespaces = available_namespaces(spec.namespaces) if prepared else prepare(spec)[1]
-    state.gc()
+    cleanup.gc()
     info = {"rootfs": spec.rootfs, "args": spec.process.args, "hostname": spec.hostname,
             "generated_id": spec.generated_id}
-    with state.claim(spec.id, info, keep=detached) as claim:
+    with state.claim(spec.id, info, keep=detached, reclaim=cleanup.remove) as claim:
         cgroup = cgroups.create_manager(spec.id, spec.limits) if os.geteuid() == 0 else cgroups.NoCgroup()
         cgroup.create()
         net = proxy = None

@@ -18,7 +18,7 @@ import signal
 import sys
 import time
 
-from . import state
+from . import cleanup, state
 from .errors import HostError, MiniRunError, SpecError
 
 
@@ -161,7 +161,7 @@ def finish(argv: list[str]) -> None:
             container.kill_and_reap(int(proxy_pid))
         container.finish(container_id, int(wait_status))
         if removal == "rm":
-            state.remove(container_id)
+            cleanup.remove(container_id)
     finally:
         os._exit(0)
 
@@ -230,7 +230,7 @@ def remove(name: str, force: bool = False) -> str:
         _signal_init(status(container_id), signal.SIGKILL)
         if not wait_exited(container_id, 10):
             raise MiniRunError(f"container {container_id} did not exit after SIGKILL")
-    state.remove(container_id)
+    cleanup.remove(container_id)
     return container_id
 
 

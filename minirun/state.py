@@ -1,4 +1,5 @@
-"""Per-container state under /run/minirun/<id>/, and the collection of stale state.
+"""Per-container state under /run/minirun/<id>/: storage only (what a dead owner left
+is collected by minirun/cleanup.py).
 
     /run/minirun/<id>/lock         flock()ed by the container's owner (a foreground
                                    minirun, or the supervisor of a detached one) for
@@ -12,8 +13,8 @@
 The directory is created under a temporary name, locked, then renamed into
 place, so a concurrent gc never sees an unlocked directory of a live run, and
 two runs can never claim the same name. A directory whose lock can be taken
-belongs to nobody: a foreground container's is stale and removed by ``gc()``
-(with its cgroups); a detached container's stays, as "exited", until `rm`.
+belongs to nobody: a foreground container's is stale and removed by
+``cleanup.gc()`` (with its cgroups); a detached container's stays, as "exited", until `rm`.
 
 Rootless state without $XDG_RUNTIME_DIR lives in /tmp, where another user could
 have made the directory first: the root (and its /tmp parent) is checked by
@@ -31,10 +32,10 @@ import os
 import time
 from stat import S_ISDIR
 
-from .errors import HostError, MiniRunError, SpecError
+from .errors import HostError, SpecError
 
 # Rootless (a non-root user with --userns): state lives in the user's runtime directory,
-# else in a private directory of /tmp that minirun makes (and checks: _check_root).
+# else in a private directory of /tmp that minirun makes (and checks: check_root).
 _TMP_PARENT = f"/tmp/minirun-{os.geteuid()}"
 STATE_ROOT = "/run/minirun" if os.geteuid() == 0 else os.path.join(
     os.environ.get("XDG_RUNTIME_DIR") or _TMP_PARENT, "minirun")
@@ -42,13 +43,13 @@ STATE_ROOT = "/run/minirun" if os.geteuid() == 0 else os.path.join(
 # guest sharing the host's root read-only (the VM test lane) can keep its own.
 VM_STATE_ROOT = STATE_ROOT + "-vm"
 NETWORK_DIR = os.environ.get("MINIRUN_NETWORK_DIR", "/var/lib/minirun/network")
-_NEW_PREFIX = ".new-"
-_NEW_GRACE_S = 60  # a ".new-" dir younger than this may belong to a run being set up
+NEW_PREFIX = ".new-"
+NEW_GRACE_S = 60  # a ".new-" dir younger than this may belong to a run being set up
 
 CREATING, RUNNING, EXITED = "creating", "running", "exited"
 
 
-def _check_root(root: str, create: bool = False) -> bool:
+def check_root(root: str, create: bool = False) -> bool:
     """Check the state root before using it: False if it does not exist (and ``create``
     is off); HostError if it is not ours. A root in /tmp is checked with its parent,
     which must be private: another user may have made either one first."""
@@ -70,7 +71,7 @@ def _check_root(root: str, create: bool = False) -> bool:
     return True
 
 
-def _try_lock(path: str) -> int | None:
+def try_lock(path: str) -> int | None:
     """Lock ``path`` if nobody holds it: the fd (-1 if there is no such file), or None when held."""
     try:
         fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -85,7 +86,7 @@ def _try_lock(path: str) -> int | None:
 
 
 def is_live(container_id: str, root: str = STATE_ROOT) -> bool:
-    fd = _try_lock(os.path.join(root, container_id, "lock"))
+    fd = try_lock(os.path.join(root, container_id, "lock"))
     if fd is None:
         return True
     if fd >= 0:
@@ -94,7 +95,7 @@ def is_live(container_id: str, root: str = STATE_ROOT) -> bool:
 
 
 def read(container_id: str, root: str = STATE_ROOT) -> dict:
-    _check_root(root)
+    check_root(root)
     with open(os.open(os.path.join(root, container_id, "state.json"), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)) as f:
         return json.load(f)
 
@@ -122,27 +123,29 @@ def _unlink(path: str, dir_fd: int | None = None) -> None:
 
 
 class Claim:
-    """Ownership of /run/minirun/<id> while the container lives: see the module doc."""
+    """Ownership of /run/minirun/<id> while the container lives: see the module doc.
+    ``reclaim(id, root)`` removes what a dead owner left under the same name (default:
+    the directory; a container's caller passes cleanup.remove, which takes its cgroups)."""
 
-    def __init__(self, container_id: str, info: dict, keep: bool = False, root: str = STATE_ROOT):
-        self.id, self.keep, self.root = container_id, keep, root
+    def __init__(self, container_id: str, info: dict, keep: bool = False, root: str = STATE_ROOT, reclaim=None):
+        self.id, self.keep, self.root, self.reclaim = container_id, keep, root, reclaim
         self.path = os.path.join(root, container_id)
         self.state = dict(info, id=container_id, status=CREATING, owner=os.getpid(), detached=keep,
                           created=time.time())
         self._lock_fd = -1
 
     def __enter__(self) -> Claim:
-        _check_root(self.root, create=True)
-        tmp = os.path.join(self.root, _NEW_PREFIX + os.urandom(6).hex())
+        check_root(self.root, create=True)
+        tmp = os.path.join(self.root, NEW_PREFIX + os.urandom(6).hex())
         os.mkdir(tmp, 0o700)
         self._lock_fd = os.open(os.path.join(tmp, "lock"),
                                 os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         try:
             write(tmp, self.state)
-            _rename_into_place(tmp, self.path, self.id, self.root)
+            _rename_into_place(tmp, self.path, self.id, self.root, self.reclaim)
         except BaseException:
-            _rmtree(tmp)
+            rmtree(tmp)
             os.close(self._lock_fd)
             raise
         return self
@@ -158,17 +161,17 @@ class Claim:
 
     def __exit__(self, *exc) -> None:
         if not self.keep:
-            _rmtree(self.path)
+            rmtree(self.path)
         elif self.state["status"] != EXITED:  # the run failed before the container started
             self.update(status=EXITED, exit_code=125, finished=time.time())
         os.close(self._lock_fd)
 
 
-def claim(container_id: str, info: dict, keep: bool = False, root: str = STATE_ROOT) -> Claim:
-    return Claim(container_id, info, keep, root)
+def claim(container_id: str, info: dict, keep: bool = False, root: str = STATE_ROOT, reclaim=None) -> Claim:
+    return Claim(container_id, info, keep, root, reclaim)
 
 
-def _rename_into_place(tmp: str, final: str, container_id: str, root: str) -> None:
+def _rename_into_place(tmp: str, final: str, container_id: str, root: str, reclaim) -> None:
     for _ in range(2):
         try:
             os.rename(tmp, final)
@@ -184,11 +187,11 @@ def _rename_into_place(tmp: str, final: str, container_id: str, root: str) -> No
                                 f"remove it first (minirun rm {container_id})")
         except (OSError, ValueError):
             pass
-        remove(container_id, root)  # left by a minirun that died: take the name back
+        (reclaim or remove_dir)(container_id, root)  # left by a minirun that died: take the name back
     raise SpecError(f'container name "{container_id}" is already in use')
 
 
-def _rmtree(path: str) -> None:
+def rmtree(path: str) -> None:
     """Remove a directory tree (a state directory, an overlay's upper and work) through
     directory fds, as shutil.rmtree does on Linux (whose import costs more than a
     container takes to start): a symbolic link is removed, never followed, even one
@@ -252,11 +255,9 @@ def _remove_entry(dir_fd: int, name: str) -> None:
         pass
 
 
-def remove(container_id: str, root: str = STATE_ROOT) -> None:
-    from . import cgroups
-
-    cgroups.remove(container_id)
-    _rmtree(os.path.join(root, container_id))
+def remove_dir(container_id: str, root: str = STATE_ROOT) -> None:
+    """The state directory only; cleanup.remove() takes the container's cgroups too."""
+    rmtree(os.path.join(root, container_id))
 
 
 def open_pidfd(st: dict) -> int | None:
@@ -288,100 +289,9 @@ def start_time(pid: int) -> int | None:
 
 
 def list_ids(root: str = STATE_ROOT) -> list[str]:
-    if not _check_root(root):
+    if not check_root(root):
         return []
     try:
         return sorted(n for n in os.listdir(root) if not n.startswith("."))
     except FileNotFoundError:
         return []
-
-
-def gc_vms(vm_root: str = VM_STATE_ROOT) -> list[str]:
-    """Remove the state of VMs whose minirun died (SIGKILL); QEMU died with it (PDEATHSIG), and its tap with
-    QEMU. Their addresses are gc()'s, which calls this first."""
-    gone = []
-    for name in list_ids(vm_root):
-        fd = _try_lock(os.path.join(vm_root, name, "lock"))
-        if fd is not None:
-            _rmtree(os.path.join(vm_root, name))
-            gone.append(name)
-            if fd >= 0:
-                os.close(fd)
-    return gone
-
-
-def gc(root: str = STATE_ROOT, failed: list[str] | None = None) -> list[str]:
-    """Clean up after dead minirun processes; return the ids cleaned.
-
-    A foreground container whose minirun died is removed; a detached one whose
-    supervisor died is marked exited (its state and log stay until `rm`). What
-    cannot be removed yet (a cgroup something still holds) is skipped, named in
-    ``failed``, and tried again next time: a leftover never stops a run.
-    """
-    from . import cgroups
-
-    failed = [] if failed is None else failed
-    cleaned = []
-    try:
-        entries = os.listdir(root) if _check_root(root) else []
-    except FileNotFoundError:
-        entries = []
-    now = time.time()
-    for name in entries:
-        path = os.path.join(root, name)
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            continue
-        if name.startswith(_NEW_PREFIX):  # a claim that never got its name (a link is removed, not followed)
-            if now - st.st_mtime >= _NEW_GRACE_S and (not S_ISDIR(st.st_mode) or not is_live(name, root)):
-                _rmtree(path)
-            continue
-        if not S_ISDIR(st.st_mode):
-            continue  # minirun makes only directories here
-        fd = _try_lock(os.path.join(path, "lock"))
-        if fd is None:
-            continue  # live
-        try:
-            try:
-                state = read(name, root)
-            except (OSError, ValueError):
-                state = {}
-            if not state.get("detached"):
-                remove(name, root)
-                cleaned.append(name)
-            elif state.get("status") != EXITED:
-                state.update(status=EXITED, exit_code=137, finished=now, error="its minirun supervisor died")
-                write(path, state)
-                cleaned.append(name)
-                cgroups.remove(name)
-        except (MiniRunError, OSError) as err:
-            failed.append(f"{name}: {err}")
-        finally:
-            if fd >= 0:
-                os.close(fd)
-    vm_root = VM_STATE_ROOT if root == STATE_ROOT else root + "-vm"
-    gc_vms(vm_root)
-    # An address whose container (or VM) has no live state directory: its minirun died.
-    ipam = os.path.join(NETWORK_DIR, "allocations.json")
-    if os.path.exists(ipam) and os.path.getsize(ipam) > 2:
-        from . import network
-
-        for key in network.stale_ids():
-            vm = key.startswith(network.VM_PREFIX)
-            if not (is_live(key[len(network.VM_PREFIX):], vm_root) if vm else is_live(key, root)):
-                try:
-                    network.detach_by_id(key)
-                    cleaned.append(key)
-                except Exception as err:  # noqa: BLE001 (pyroute2's errors are not OSErrors)
-                    failed.append(f"{key}: {err}")
-    # A cgroup without a state directory is stale (state is created first, removed last).
-    # Rootless runs have no cgroups, and must not touch root's.
-    for container_id in cgroups.stale_ids() if os.geteuid() == 0 else ():
-        if container_id not in cleaned and not os.path.isdir(os.path.join(root, container_id)):
-            try:
-                cgroups.remove(container_id)
-                cleaned.append(container_id)
-            except (MiniRunError, OSError) as err:
-                failed.append(f"{container_id}: {err}")
-    return cleaned

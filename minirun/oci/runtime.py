@@ -83,7 +83,7 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
            console_socket: str | None = None, preserve_fds: int = 0, foreground: bool = False) -> Created:
     from .. import cgroups, container, security, syscalls
     from ..spec import DEFAULT_PATH
-    from ..state import _rmtree
+    from ..state import rmtree
     from . import bundle as oci_bundle
 
     state_dir = store.path(root, container_id)
@@ -181,7 +181,7 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
                 cgroup.destroy()
             except MiniRunError as err:
                 log.warning(str(err))
-        _rmtree(state_dir)
+        rmtree(state_dir)
         raise
     finally:
         for fd in fds:
@@ -291,7 +291,7 @@ def _cgroup(st: dict):
 
 
 def delete(root: str, container_id: str, force: bool = False) -> None:
-    from ..state import _rmtree
+    from ..state import rmtree
 
     state_dir = store.path(root, container_id)
     try:
@@ -300,7 +300,7 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
         if force and not os.path.exists(state_dir):
             return
         if os.path.isdir(state_dir) and not os.path.exists(os.path.join(state_dir, "state.json")):
-            _rmtree(state_dir)  # a create that died half-way
+            rmtree(state_dir)  # a create that died half-way
             return
         raise
     current = store.status(root, st)
@@ -323,7 +323,7 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
         from . import hooks as oci_hooks
 
         oci_hooks.run("poststop", hooks, store.oci_state(root, st), fatal=False, warn=log.warning)
-    _rmtree(state_dir)
+    rmtree(state_dir)
 
 
 def _freeze(st: dict, frozen: bool) -> None:

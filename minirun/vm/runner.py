@@ -330,7 +330,9 @@ def run(spec: VMSpec, stdout: Callable[[bytes], None] | None = None,
 
     vm_id = spec.id or f"vm-{os.getpid()}"
     if spec.network == "bridge":
-        state.gc()  # the addresses of VMs and containers whose minirun was killed go back to the book
+        from .. import cleanup
+
+        cleanup.gc()  # the addresses of VMs and containers whose minirun was killed go back to the book
     # Held while the VM runs: the name is taken, and gc can tell this VM's address from a dead one's.
     with state.claim(vm_id, {"kind": "vm", "args": spec.args}, root=state.VM_STATE_ROOT) as claim:
         proxy = net = None

@@ -33,12 +33,12 @@ def test_rmtree_removes_a_link_never_its_target(tmp_path):
     (tree / "file").write_text("y")
     top_link = tmp_path / ".new-link"
     top_link.symlink_to(victim)
-    state._rmtree(str(top_link))
-    state._rmtree(str(tree))
+    state.rmtree(str(top_link))
+    state.rmtree(str(tree))
     assert not os.path.lexists(top_link) and not tree.exists()
     assert (victim / "precious").read_text() == "x"
     # control: the same remover does remove a directory's contents
-    state._rmtree(str(victim))
+    state.rmtree(str(victim))
     assert not victim.exists()
 
 
@@ -47,13 +47,13 @@ def test_rmtree_enters_a_mode_000_directory(tmp_path):
     work.mkdir(parents=True)
     (work / "f").write_text("z")
     work.chmod(0)
-    state._rmtree(str(tmp_path / "state"))
+    state.rmtree(str(tmp_path / "state"))
     assert not (tmp_path / "state").exists()
 
 
 def test_rmtree_of_nothing_is_fine(tmp_path):
-    state._rmtree(str(tmp_path / "missing"))
-    state._rmtree(str(tmp_path / "missing" / "deeper"))
+    state.rmtree(str(tmp_path / "missing"))
+    state.rmtree(str(tmp_path / "missing" / "deeper"))
 
 
 def test_write_uses_a_fresh_temporary_and_never_follows_a_link(tmp_path):
@@ -71,17 +71,17 @@ def test_root_check(tmp_path, monkeypatch):
     parent = tmp_path / "minirun-1000"
     monkeypatch.setattr(state, "_TMP_PARENT", str(parent))
     root = str(parent / "minirun")
-    assert state._check_root(root) is False  # missing: nothing to list
-    assert state._check_root(root, create=True) is True
+    assert state.check_root(root) is False  # missing: nothing to list
+    assert state.check_root(root, create=True) is True
     assert (parent.stat().st_mode & 0o777, os.stat(root).st_mode & 0o777) == (0o700, 0o700)
     parent.chmod(0o755)  # readable by others: not the private directory minirun made
     with pytest.raises(HostError, match="refusing the state directory .*mode 755"):
-        state._check_root(root)
+        state.check_root(root)
     parent.chmod(0o700)
     os.rmdir(root)
     os.symlink(str(tmp_path), root)  # a link in place of the root
     with pytest.raises(HostError, match="not a directory"):
-        state._check_root(root)
+        state.check_root(root)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make a directory of another user")
@@ -91,7 +91,7 @@ def test_root_check_refuses_another_users_directory(tmp_path, monkeypatch):
     parent.mkdir(0o700)
     os.chown(parent, 54321, 54321)
     with pytest.raises(HostError, match="of uid 54321"):
-        state._check_root(str(parent / "minirun"))
+        state.check_root(str(parent / "minirun"))
 
 
 def test_open_pidfd_checks_the_start_time():

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from minirun import network, state
+from minirun import cleanup, network, state
 from minirun.errors import SpecError
 from minirun.vm import initramfs, probe, qemu_args
 from minirun.vm.cli import parse_share
@@ -89,7 +89,7 @@ def test_gc_removes_the_state_of_a_dead_vm_but_not_a_live_one(tmp_path):
     with state.claim("alive", {"kind": "vm"}, root=vm_root):
         os.makedirs(os.path.join(vm_root, "dead"))
         open(os.path.join(vm_root, "dead", "lock"), "w").close()  # its owner is gone: nobody holds the lock
-        assert state.gc_vms(vm_root) == ["dead"]
+        assert cleanup.gc_vms(vm_root) == ["dead"]
         assert sorted(os.listdir(vm_root)) == ["alive"]
     assert os.listdir(vm_root) == []
 
