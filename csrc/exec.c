@@ -35,15 +35,6 @@
 
 #include "minirun.h"
 
-#ifndef CLONE_INTO_CGROUP
-#define CLONE_INTO_CGROUP 0x200000000ULL
-#endif
-
-struct mr_clone_args_exec {
-    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal;
-    uint64_t stack, stack_size, tls, set_tid, set_tid_size, cgroup;
-};
-
 static void __attribute__((noreturn)) joiner(const struct mr_spawn_req *req, int pidfd, int ns_flags, int pid_pipe,
                                              int exec_pipe)
 {
@@ -86,7 +77,7 @@ fail:
 
 int mr_exec(const struct mr_spawn_req *req, int pidfd, int ns_flags, int *exec_err, char *step)
 {
-    struct mr_clone_args_exec args;
+    struct mr_clone_args args;
     struct mr_exec_failure f;
     int pid_pipe[2], exec_pipe[2], status;
     sigset_t all, old;

@@ -45,6 +45,16 @@ struct mr_op {
     unsigned int minor;
 };
 
+/* clone3(2)'s argument, our own copy: older libc headers lack struct clone_args or
+ * its cgroup field. spawn.c (the container's init) and exec.c (minirun exec). */
+struct mr_clone_args {
+    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal;
+    uint64_t stack, stack_size, tls, set_tid, set_tid_size, cgroup;
+};
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+
 /* What the parent asks the child to become. All pointers stay valid for the
  * duration of mr_spawn(): the child is a copy of the parent's memory. */
 struct mr_spawn_req {

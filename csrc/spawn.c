@@ -44,21 +44,12 @@
 
 #include "minirun.h"
 
-#ifndef CLONE_INTO_CGROUP
-#define CLONE_INTO_CGROUP 0x200000000ULL
-#endif
 #ifndef CLONE_NEWCGROUP
 #define CLONE_NEWCGROUP 0x02000000
 #endif
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
-
-/* Our own copy: older libc headers lack struct clone_args or its cgroup field. */
-struct mr_clone_args {
-    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal;
-    uint64_t stack, stack_size, tls, set_tid, set_tid_size, cgroup;
-};
 
 /* Fork-like clone: no new stack, so the child returns here like after fork().
  * clone3 first (it can start the child directly inside a cgroup v2 directory,
@@ -86,13 +77,10 @@ static pid_t clone_child(const struct mr_spawn_req *req, int *used_clone3)
 
 static void __attribute__((noreturn)) child_failed(int report_fd, int err, const char *what)
 {
-    struct mr_report rep;
+    char step[MR_STEP_MAX];
 
-    memset(&rep, 0, sizeof(rep));
-    rep.kind = MR_REPORT_SETUP_FAILED;
-    rep.err = err;
-    mr_step(rep.step, err, "%s", what);
-    send(report_fd, &rep, sizeof(rep), MSG_NOSIGNAL);
+    mr_step(step, err, "%s", what);
+    mr_send_report(report_fd, MR_REPORT_SETUP_FAILED, err, 0, 0, step);
     _exit(125);
 }
 
