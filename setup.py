@@ -3,13 +3,14 @@
 # build_ext also links the two static helpers into minirun/libexec/: the
 # container's PID 1 (minirun-init) and a detached container's shim (minirun-shim).
 import os
+import shutil
 import subprocess
 
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 HELPERS = {
-    "minirun-init": ["csrc/init_main.c", "csrc/reap.c"],
+    "minirun-init": ["csrc/init_main.c", "csrc/reap.c", "csrc/command.c"],
     "minirun-shim": ["csrc/shim.c"],
 }
 
@@ -19,7 +20,9 @@ class BuildWithHelpers(build_ext):
         super().run()
         out_dir = os.path.join("minirun" if self.inplace else os.path.join(self.build_lib, "minirun"), "libexec")
         os.makedirs(out_dir, exist_ok=True)
-        cc = os.environ.get("CC", "gcc")
+        # musl links them ~20x smaller than glibc's static libc: every container holds a copy of
+        # minirun-init in a memfd, so its size is memory per container (make deps installs musl-tools)
+        cc = os.environ.get("MINIRUN_STATIC_CC") or shutil.which("musl-gcc") or "gcc"
         for name, sources in HELPERS.items():
             target = os.path.join(out_dir, name)
             # static: PID 1 execs it after pivot_root, where no host library is reachable

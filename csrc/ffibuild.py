@@ -111,7 +111,7 @@ ffibuilder.cdef(
         int n_groups;
         int has_umask;
         unsigned int umask;
-        const char *init_path;
+        int helper_fd;
     };
 
     struct mr_spawn_out {
@@ -148,8 +148,8 @@ ffibuilder.set_source(
     #include <sys/mount.h>
     #include "minirun.h"
     """,
-    sources=[os.path.join("csrc", name) for name in ("syscalls.c", "spawn.c", "init.c", "reap.c", "exec.c",
-                                                     "security.c", "rootpath.c", "devices.c", "console.c")],
+    sources=[os.path.join("csrc", name) for name in ("syscalls.c", "spawn.c", "init.c", "reap.c", "command.c",
+                                                     "exec.c", "security.c", "rootpath.c", "devices.c", "console.c")],
     include_dirs=[HERE],
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
 )

@@ -163,57 +163,39 @@ out:
 static void __attribute__((noreturn)) exec_failed(const struct mr_spawn_req *req, int pipe_fd, int err,
                                                   const char *step)
 {
-    struct mr_exec_failure f;
-
-    if (req->oci_process) {
-        /* PID 1 itself failed: tell whoever waits on the report socket (`run`), or, once
-         * `create` has returned, the container's stderr, which the engine shows. */
-        struct mr_report rep;
-
-        memset(&rep, 0, sizeof(rep));
-        rep.kind = MR_REPORT_EXEC_FAILED;
-        rep.err = err;
-        strncpy(rep.step, step, sizeof(rep.step) - 1);
-        if (send(pipe_fd, &rep, sizeof(rep), MSG_NOSIGNAL) < 0)
-            dprintf(2, "minirun-oci: %s: %s\n", step, strerror(err));
-        _exit(err == ENOENT ? 127 : 126);
-    }
-    memset(&f, 0, sizeof(f));
-    f.err = err;
-    strncpy(f.step, step, sizeof(f.step) - 1);
-    (void)!write(pipe_fd, &f, sizeof(f));
-    _exit(127);
+    mr_exec_failed(pipe_fd, req->oci_process, err, step);
 }
 
-/* execve COMMAND, looking it up in the container's PATH (execvpe would use
- * minirun's own PATH, not the container's). ENOENT only if no candidate exists. */
-static void exec_command(const struct mr_spawn_req *req, int pipe_fd)
+/* execve COMMAND through minirun-init's exec mode, run from the sealed memfd
+ * req->helper_fd (command.c says why); in this process if that cannot run. The
+ * failure pipe stays open across that first exec: minirun-init reports on it. */
+static void __attribute__((noreturn)) exec_command(const struct mr_spawn_req *req, int pipe_fd)
 {
-    const char *name = req->argv[0];
-    char candidate[4096], step[MR_STEP_MAX];
-    int saw_eacces = 0;
+    if (req->helper_fd >= 0) {
+        char fd_arg[16], oci_arg[2] = {req->oci_process ? '1' : '0', 0}, self[32];
+        int n = 0;
+        const char **argv;
 
-    if (strchr(name, '/')) {
-        execve(name, (char *const *)req->argv, (char *const *)req->envp);
-        snprintf(step, sizeof(step), "exec %s", name);
-        exec_failed(req, pipe_fd, errno, step);
-    }
-    for (const char *dir = req->path; dir && *dir;) {
-        const char *end = strchrnul(dir, ':');
-        int len = (int)(end - dir);
-
-        snprintf(candidate, sizeof(candidate), "%.*s/%s", len ? len : 1, len ? dir : ".", name);
-        execve(candidate, (char *const *)req->argv, (char *const *)req->envp);
-        if (errno == EACCES)
-            saw_eacces = 1;
-        else if (errno != ENOENT && errno != ENOTDIR) {
-            snprintf(step, sizeof(step), "exec %.200s", candidate);
-            exec_failed(req, pipe_fd, errno, step);
+        while (req->argv[n])
+            n++;
+        argv = alloca(sizeof(char *) * (size_t)(n + 6));
+        argv[0] = "minirun-init";
+        argv[1] = "exec";
+        argv[2] = fd_arg;
+        argv[3] = oci_arg;
+        argv[4] = req->path ? req->path : "";
+        memcpy(argv + 5, req->argv, sizeof(char *) * (size_t)(n + 1));
+        snprintf(fd_arg, sizeof(fd_arg), "%d", pipe_fd);
+        snprintf(self, sizeof(self), "/proc/self/fd/%d", req->helper_fd);
+        if (fcntl(pipe_fd, F_SETFD, 0) == 0) {
+            /* execve first: a seccomp profile may allow it and not execveat */
+            execve(self, (char *const *)argv, (char *const *)req->envp);
+            syscall(SYS_execveat, req->helper_fd, "", argv, req->envp, AT_EMPTY_PATH);
+            fcntl(pipe_fd, F_SETFD, FD_CLOEXEC);
         }
-        dir = *end ? end + 1 : end;
     }
-    snprintf(step, sizeof(step), "exec %s", name);
-    exec_failed(req, pipe_fd, saw_eacces ? EACCES : ENOENT, step);
+    mr_exec_command((char *const *)req->argv, (char *const *)req->envp, req->path, pipe_fd, req->oci_process);
+    _exit(127);
 }
 
 /* The one way to become COMMAND, for `run` (forked by the init) and `exec`
@@ -238,7 +220,7 @@ void mr_become_command(const struct mr_spawn_req *req, int pipe_fd)
      * stays outside (CVE-2024-21626). An OCI PID 1 keeps --preserve-fds and the
      * exec fifo it waits on below: spawn.c made every other fd close-on-exec. */
     if (!req->oci_process)
-        mr_close_fds(3, pipe_fd);
+        mr_close_fds(3, pipe_fd, req->helper_fd);
 
     /* Undo what the Python parent had: its handlers and, above all, its ignored
      * SIGPIPE, which exec would otherwise pass on to COMMAND. */
@@ -292,12 +274,11 @@ void mr_become_command(const struct mr_spawn_req *req, int pipe_fd)
     if ((err = mr_security_before_exec(req, step)) < 0)
         exec_failed(req, pipe_fd, -err, step);
     exec_command(req, pipe_fd);
-    _exit(127);
 }
 
-/* Become the static minirun-init (init_main.c) through the fd opened before
- * pivot_root: the same loop in a few pages instead of this forked interpreter.
- * If the exec fails (a noexec mount, say), run the loop here. */
+/* Become the static minirun-init (init_main.c), from the sealed memfd the parent
+ * made: the same loop in a few pages instead of this forked interpreter. If the
+ * exec fails, run the loop here. */
 static void __attribute__((noreturn)) become_init(int init_fd, int report_fd, pid_t command)
 {
     char fd_arg[16], pid_arg[16];
@@ -305,10 +286,15 @@ static void __attribute__((noreturn)) become_init(int init_fd, int report_fd, pi
     char *envp[] = {NULL};
 
     if (init_fd >= 0) {
+        char self[32];
+
+        snprintf(self, sizeof(self), "/proc/self/fd/%d", init_fd);
         snprintf(fd_arg, sizeof(fd_arg), "%d", report_fd);
         snprintf(pid_arg, sizeof(pid_arg), "%d", command);
-        if (fcntl(report_fd, F_SETFD, 0) == 0)
+        if (fcntl(report_fd, F_SETFD, 0) == 0) {
+            execve(self, argv, envp);
             syscall(SYS_execveat, init_fd, "", argv, envp, AT_EMPTY_PATH);
+        }
     }
     mr_reap_and_forward(report_fd, command);
 }
@@ -319,11 +305,8 @@ void mr_container_init(const struct mr_spawn_req *req, int fd)
     int exec_pipe[2];
     pid_t command;
     ssize_t n;
-    int init_fd = -1;
 
     umask(0);
-    if (req->init_path && !req->oci_process) /* before pivot_root: the root never holds it */
-        init_fd = open(req->init_path, O_PATH | O_CLOEXEC);
     if (req->clone_flags & CLONE_NEWUSER) /* security.c; the parent wrote our id maps before sync 1 */
         TRY(fd, mr_userns_become_root(), "become root of the user namespace");
     for (int i = 0; i < req->n_join_fds; i++) /* OCI namespaces given by path */
@@ -381,5 +364,5 @@ void mr_container_init(const struct mr_spawn_req *req, int fd)
         _exit(failure.err == ENOENT ? 127 : 126);
     }
     mr_send_report(fd, MR_REPORT_EXEC_OK, 0, 0, command, NULL);
-    become_init(init_fd, fd, command);
+    become_init(req->helper_fd, fd, command);
 }

@@ -13,6 +13,7 @@
 
 #define MR_STEP_MAX 240
 #define MR_CONSOLE_FD 4 /* where the container's init keeps req->console_fd (spawn.c) */
+#define MR_HELPER_FD 5  /* and req->helper_fd */
 
 /* One operation of the in-container filesystem plan, built as data by
  * minirun/mounts.py and executed by the child (rootpath.c, mr_apply_op). Every
@@ -111,7 +112,8 @@ struct mr_spawn_req {
     int n_groups;
     int has_umask;               /* 0: umask 022 */
     unsigned int umask;
-    const char *init_path;       /* static minirun-init PID 1 execs once COMMAND runs; NULL: stay as we are */
+    int helper_fd;               /* sealed memfd of the static minirun-init: PID 1 becomes it once COMMAND
+                                  * runs, and COMMAND is exec'd through it (command.c); -1: neither */
 };
 
 struct mr_spawn_out {
@@ -182,12 +184,18 @@ struct mr_exec_failure {
     char step[MR_STEP_MAX];
 };
 void mr_become_command(const struct mr_spawn_req *req, int pipe_fd) __attribute__((noreturn));
-void mr_close_fds(int from, int keep); /* close every fd >= from but keep (-1: none) */
+void mr_close_fds(int from, int keep_a, int keep_b); /* close every fd >= from but those (-1: none) */
 int mr_step(char *step, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void mr_container_init(const struct mr_spawn_req *req, int report_fd) __attribute__((noreturn));
 
 /* reap.c, also linked into the static minirun-init (init_main.c). */
 void mr_send_report(int fd, int kind, int err, int status, int pid, const char *step);
 void mr_reap_and_forward(int report_fd, int command) __attribute__((noreturn));
+
+/* command.c, also linked into minirun-init: execve COMMAND, searching `path`; on
+ * failure report on pipe_fd (an mr_exec_failure, or an mr_report for an OCI PID 1) and exit. */
+void mr_exec_failed(int pipe_fd, int oci_process, int err, const char *step) __attribute__((noreturn));
+void mr_exec_command(char *const argv[], char *const envp[], const char *path, int pipe_fd, int oci_process)
+    __attribute__((noreturn));
 
 #endif

@@ -126,7 +126,7 @@ static void set_title(void)
 static void child_main(const struct mr_spawn_req *req, int report_fd, int go_fd)
 {
     struct mr_spawn_req own = *req;
-    int console = -1;
+    int console = -1, helper = -1;
     char c;
     ssize_t n;
 
@@ -158,8 +158,11 @@ static void child_main(const struct mr_spawn_req *req, int report_fd, int go_fd)
      * else the Python parent had open stays with the parent: COMMAND sees only
      * stdio, and the init holds only stdio, the report socket, as fd 3, and with a
      * terminal the console socket, as fd 4 (moved out of the way of the dup2s). */
-    if (req->terminal && (console = fcntl(req->console_fd, F_DUPFD_CLOEXEC, MR_CONSOLE_FD + 1)) < 0)
+    if (req->terminal && (console = fcntl(req->console_fd, F_DUPFD_CLOEXEC, MR_HELPER_FD + 1)) < 0)
         child_failed(report_fd, errno, "terminal: keep the console socket");
+    if (req->helper_fd >= 0 && !req->oci_process &&
+        (helper = fcntl(req->helper_fd, F_DUPFD_CLOEXEC, MR_HELPER_FD + 1)) < 0)
+        child_failed(report_fd, errno, "keep minirun-init's memfd");
     for (int i = 0; i < 3; i++)
         if (req->stdio[i] >= 0 && req->stdio[i] != i && dup2(req->stdio[i], i) < 0)
             child_failed(report_fd, errno, "dup2(stdio)");
@@ -185,7 +188,13 @@ static void child_main(const struct mr_spawn_req *req, int report_fd, int go_fd)
             child_failed(report_fd, errno, "terminal: dup3(console socket)");
         own.console_fd = MR_CONSOLE_FD;
     }
-    mr_close_fds(MR_CONSOLE_FD + (console >= 0), -1);
+    own.helper_fd = -1;
+    if (helper >= 0) {
+        if (dup3(helper, MR_HELPER_FD, O_CLOEXEC) < 0)
+            child_failed(report_fd, errno, "dup3(minirun-init's memfd)");
+        own.helper_fd = MR_HELPER_FD;
+    }
+    mr_close_fds(4, console >= 0 ? MR_CONSOLE_FD : -1, helper >= 0 ? MR_HELPER_FD : -1);
     mr_container_init(&own, report_fd);
 }
 

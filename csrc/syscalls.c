@@ -24,18 +24,26 @@ int mr_step(char *step, int err, const char *fmt, ...)
     return -err;
 }
 
-/* Close every fd >= from except keep, so that nothing the caller had open
- * (a host file, a socket, a directory: CVE-2024-21626) reaches the container.
- * close_range since Linux 5.9; below that, the usual loop. */
-void mr_close_fds(int from, int keep)
+static void close_from_to(int from, unsigned int to)
 {
-    if (keep >= from) {
-        if (keep > from && syscall(SYS_close_range, (unsigned)from, (unsigned)keep - 1, 0U) < 0)
-            for (int fd = from; fd < keep; fd++)
-                close(fd);
-        from = keep + 1;
-    }
-    if (syscall(SYS_close_range, (unsigned)from, ~0U, 0U) < 0)
-        for (int fd = from; fd < 1024; fd++)
+    if (syscall(SYS_close_range, (unsigned)from, to, 0U) < 0)
+        for (int fd = from; (unsigned)fd <= to && fd < 1024; fd++)
             close(fd);
+}
+
+/* Close every fd >= from except keep_a and keep_b (-1: none), so that nothing the
+ * caller had open (a host file, a socket, a directory: CVE-2024-21626) reaches
+ * the container. close_range since Linux 5.9; below that, the usual loop. */
+void mr_close_fds(int from, int keep_a, int keep_b)
+{
+    int keep[2] = {keep_a < keep_b ? keep_a : keep_b, keep_a < keep_b ? keep_b : keep_a};
+
+    for (int i = 0; i < 2; i++) {
+        if (keep[i] < from)
+            continue;
+        if (keep[i] > from)
+            close_from_to(from, (unsigned)keep[i] - 1);
+        from = keep[i] + 1;
+    }
+    close_from_to(from, ~0U);
 }

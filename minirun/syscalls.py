@@ -6,6 +6,7 @@ failing step with its argument, e.g. ``pivot_root(/var/lib/x): Invalid argument`
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sys
 from .record import Record
@@ -25,7 +26,8 @@ NAMESPACE_FLAGS = {
 
 REPORT_SIZE = ffi.sizeof("struct mr_report")
 # Static helpers built beside the extension (setup.py): the container's PID 1 once
-# COMMAND runs (csrc/init_main.c) and a detached container's shim (csrc/shim.c).
+# COMMAND runs and the last exec before COMMAND (csrc/init_main.c), and a detached
+# container's shim (csrc/shim.c).
 LIBEXEC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "libexec")
 INIT_PATH = os.path.join(LIBEXEC, "minirun-init")
 SHIM_PATH = os.path.join(LIBEXEC, "minirun-shim")
@@ -148,6 +150,7 @@ def _op_array(plan: Sequence, keep: list):
 def _process_request(keep: list, *, cgroup_fd, tasks_fds, argv, envp, path, cwd, uid, gid, stdio):
     """The part of a spawn request that describes COMMAND: shared by spawn and exec_into."""
     req = ffi.new("struct mr_spawn_req *")
+    req.helper_fd = -1
     keep.append(req)
     req.cgroup_fd = -1 if cgroup_fd is None else cgroup_fd
     fds = ffi.new("int[]", list(tasks_fds) or [0])
@@ -208,7 +211,6 @@ def spawn(*, rootfs: str, hostname: str | None, namespaces: Sequence[str], cgrou
         req.net_addr = _in_addr(address)
         req.net_mask = int.from_bytes(mask.to_bytes(4, "big"), sys.byteorder)
         req.net_gateway = _in_addr(gateway)
-    req.init_path = _cstr(INIT_PATH, keep)  # missing (an unbuilt checkout): the init stays as forked
     _set_security(req, security, keep)
     _set_console(req, console_fd, console_size, bind=True)
     if oci:
@@ -216,8 +218,41 @@ def spawn(*, rootfs: str, hostname: str | None, namespaces: Sequence[str], cgrou
 
     out = ffi.new("struct mr_spawn_out *")
     step = _step()
-    _check(lib.mr_spawn(req, out, step), step)
+    req.helper_fd = sealed_init()
+    try:
+        _check(lib.mr_spawn(req, out, step), step)
+    finally:
+        if req.helper_fd >= 0:
+            os.close(req.helper_fd)
     return Child(out.pid, out.report_fd, out.go_fd, bool(out.used_clone3))
+
+
+_SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
+
+
+def sealed_init() -> int:
+    """A sealed memfd holding a copy of minirun-init, for the child to exec (csrc/command.c
+    says why a copy: COMMAND's /proc/self/exe must never be a writable host file); -1 if
+    it is not built, and the child then does the same work in the forked process."""
+    try:
+        src = os.open(INIT_PATH, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return -1
+    fd = -1
+    try:
+        fd = os.memfd_create("minirun-init", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        size = os.fstat(src).st_size
+        done = 0
+        while done < size:
+            done += os.sendfile(fd, src, done, size - done)
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
+        return fd
+    except OSError:
+        if fd >= 0:
+            os.close(fd)
+        return -1
+    finally:
+        os.close(src)
 
 
 def _set_security(req, security: dict | None, keep: list) -> None:
@@ -308,7 +343,12 @@ def exec_into(*, pidfd: int, namespaces: Sequence[str], cgroup_fd: int | None, t
         _set_process_extras(req, process_extras, keep)
     exec_err = ffi.new("int *")
     step = _step()
-    ret = lib.mr_exec(req, pidfd, flags, exec_err, step)
+    req.helper_fd = sealed_init()
+    try:
+        ret = lib.mr_exec(req, pidfd, flags, exec_err, step)
+    finally:
+        if req.helper_fd >= 0:
+            os.close(req.helper_fd)
     if ret < 0:
         text = ffi.string(step).decode(errors="replace")
         raise (ExecFailed if exec_err[0] and text.startswith("exec ") else NativeError)(-ret, text)

@@ -82,12 +82,13 @@ def test_run_keeps_the_callers_open_files_outside(rootfs):
 
 def test_exec_is_not_dumpable_until_execve(detached):
     """Between joining the container and execve, the new process is minirun's
-    interpreter holding host memory: a process of the container watching for it must
-    not read its /proc/PID/exe (the host binary: CVE-2019-5736) or its fds. A PATH
-    of 25000 directories whose `true` is a script with a missing interpreter (each
-    execve fails late) stretches that window to about half a second."""
-    watcher = ('py=py""thon; while :; do for p in /proc/[0-9]*; do read -r a < $p/cmdline 2>/dev/null; '
-               'case "$a" in *"$py"*) l=$(readlink $p/exe 2>/dev/null) || l=$(ls -l $p/exe 2>&1 >/dev/null); '
+    interpreter holding host memory, then minirun-init searching PATH: a process of
+    the container watching for either must not read its /proc/PID/exe as a host
+    binary (CVE-2019-5736) nor its fds. A PATH of 25000 directories whose `true` is a
+    script with a missing interpreter (each execve fails late) stretches that window
+    to about half a second."""
+    watcher = ('py=py""thon; mi=minirun""-init; while :; do for p in /proc/[0-9]*; do read -r a < $p/cmdline 2>/dev/null; '
+               'case "$a" in *"$py"*|*"$mi"*) l=$(readlink $p/exe 2>/dev/null) || l=$(ls -l $p/exe 2>&1 >/dev/null); '
                'echo "seen ${p#/proc/} $l";; esac; done; done')
     name = detached("esc-dump", ["/bin/sh", "-c", watcher])
     setup = minirun("exec", name, "/bin/sh", "-c", 'mkdir /d && printf "#!/none\\n" >/d/true && chmod +x /d/true')
@@ -98,13 +99,31 @@ def test_exec_is_not_dumpable_until_execve(detached):
         if "Permission denied" in minirun("logs", name).stdout:
             break
     seen = [line for line in minirun("logs", name).stdout.splitlines() if line.startswith("seen")]
-    assert not [line for line in seen if "python" in line], f"the host binary was reachable: {seen}"
+    # what may show: nothing (not dumpable), the sealed copy or COMMAND, never a binary of the host
+    assert not [line for line in seen if "python" in line or "libexec" in line], f"a host binary was reachable: {seen}"
     assert [line for line in seen if line.endswith("Permission denied")], \
         f"the watcher never caught the window before execve (the test proves nothing): {seen}"
     # control: the same watcher reads the exe of a sibling at the same privilege once it
     # has exec'd (dumpable again), so DENIED above is the non-dumpable flag's doing
     out = minirun("exec", name, "/bin/sh", "-c", "sleep 5 & sleep 0.2; readlink /proc/$!/exe; kill $!")
     assert out.stdout.strip() == "/bin/busybox", out.stderr
+
+
+def test_a_command_that_is_proc_self_exe_gets_the_sealed_init(tmp_path, rootfs, detached):
+    """CVE-2019-5736: a COMMAND whose interpreter is /proc/self/exe runs whatever
+    binary did the execve. That is minirun-init from a sealed memfd, for `run` and for
+    `exec`: never the host's interpreter, and nothing a write can reach."""
+    evil = tmp_path / "evil"
+    evil.write_text('#!/proc/self/exe\nimport os\nprint("HOST", os.readlink("/proc/self/exe"))\n')
+    evil.chmod(0o755)
+    out = minirun("run", "--rm", "-v", f"{tmp_path}:/x:ro", rootfs, "/x/evil")
+    assert (out.returncode, out.stdout) == (125, ""), out
+    assert "minirun-init: not a program to run" in out.stderr
+    name = detached("esc-selfexe", ["/bin/sleep", "100"], "-v", f"{tmp_path}:/x:ro")
+    out = minirun("exec", name, "/x/evil")
+    assert (out.returncode, out.stdout) == (125, ""), out
+    # the container's PID 1 is the same sealed copy: seen from the host, not a host path
+    assert os.readlink(f"/proc/{inspect(name)['pid']}/exe") == "/memfd:minirun-init (deleted)"
 
 
 # -- signals and setns through a pidfd ----------------------------------------------------------------------------

@@ -163,7 +163,7 @@ def test_idle_detached_container_holds_two_small_static_programs(detached):
     st = inspect(name)
     shim, init = st["owner"], st["pid"]
     assert (_comm(shim), _comm(init)) == ("minirun-shim", "minirun-init")
-    assert os.readlink(f"/proc/{init}/exe").endswith("/libexec/minirun-init")
+    assert os.readlink(f"/proc/{init}/exe") == "/memfd:minirun-init (deleted)"  # a sealed copy
     assert os.readlink(f"/proc/{shim}/exe").endswith("/libexec/minirun-shim")
     assert _rss_kib(shim) + _rss_kib(init) <= 3 * 1024
     # the exec'd init is not dumpable again: the container cannot open it through /proc/1 (CVE-2019-5736)

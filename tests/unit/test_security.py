@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from minirun import security
@@ -146,3 +148,28 @@ def test_the_fast_parser_knows_the_new_options():
     assert values["cap_add"] == ["NET_ADMIN"] and values["cap_drop"] == ["ALL"]
     assert values["security_opt"] == ["seccomp=unconfined"] and values["privileged"] and values["userns"]
     assert values["userns_map"] == ["0:100000:65536"]
+
+
+def test_the_init_copy_is_sealed():
+    """The memfd the container's PID 1 and COMMAND's last exec run from (csrc/command.c)."""
+    import fcntl
+
+    from minirun import syscalls
+
+    fd = syscalls.sealed_init()
+    assert fd >= 0, "minirun-init is not built"
+    try:
+        seals = fcntl.fcntl(fd, fcntl.F_GET_SEALS)
+        assert seals & syscalls._SEALS == syscalls._SEALS
+        with pytest.raises(PermissionError):
+            os.write(fd, b"x")
+        reopened = os.open(f"/proc/self/fd/{fd}", os.O_WRONLY)  # as an attacker holding the fd would
+        try:
+            with pytest.raises(PermissionError):
+                os.pwrite(reopened, b"x", 0)
+        finally:
+            os.close(reopened)
+        with open(syscalls.INIT_PATH, "rb") as f:
+            assert os.pread(fd, 1 << 20, 0) == f.read()
+    finally:
+        os.close(fd)
