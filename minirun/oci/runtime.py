@@ -359,6 +359,12 @@ def update(root: str, container_id: str, resources: dict) -> None:
         log.warning(warning)
     cgroup = _cgroup(st)
     cgroup.paths = {c: p for c, p in st["cgroups"].items() if os.path.isdir(p)}
+    from ..cgroups import wanted_optional
+
+    fields = {"cpuset": "cpu.cpus/mems", "blkio": "blockIO", "hugetlb": "hugepageLimits"}
+    for controller in sorted(wanted_optional(limits) - cgroup.paths.keys()):  # joined at create only if asked
+        raise SpecError(f"linux.resources.{fields[controller]}: container {container_id!r} was created "
+                        f"without a {controller} cgroup, which only create can add")
     cgroup.update(limits)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 
 import pytest
@@ -49,7 +50,17 @@ def test_resources_map_to_limits(config, tmp_path):
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda c: c["linux"]["resources"].update(hugepageLimits=[{"pageSize": "2MB", "limit": 1}]), "hugepageLimits"),
+    (lambda c: c["linux"]["resources"].update(hugepageLimits=[{"pageSize": "3MB", "limit": 1}]),
+     "linux.resources.hugepageLimits[0].pageSize '3MB': this host's huge page sizes are"),
+    (lambda c: c["linux"]["resources"].update(hugepageLimits=[{"pageSize": "2MB", "limit": -1}]),
+     "linux.resources.hugepageLimits[0].limit -1"),
+    (lambda c: c["linux"]["resources"].update(blockIO={"weight": 5}), "linux.resources.blockIO.weight 5"),
+    (lambda c: c["linux"]["resources"].update(blockIO={"weightDevice": [{"major": 8, "weight": 100}]}),
+     "linux.resources.blockIO.weightDevice[0]: needs major and minor"),
+    (lambda c: c["linux"]["resources"].update(blockIO={"throttleReadBpsDevice": [{"major": 8, "minor": 0}]}),
+     "linux.resources.blockIO.throttleReadBpsDevice[0].rate None"),
+    (lambda c: c["linux"]["resources"].update(cpu={"mems": "0-63"}), "linux.resources.cpu.mems value '0-63'"),
+    (lambda c: c["linux"]["resources"].update(cpu={"mems": "x"}), "linux.resources.cpu.mems value 'x'"),
     (lambda c: c["linux"]["resources"].update(memory={"kernel": 1}), "memory.kernel"),
     (lambda c: c["linux"].update(intelRdt={"closID": "x"}), "linux.intelRdt"),
     (lambda c: c["linux"]["namespaces"].append({"type": "time"}), "unknown namespace type 'time'"),
@@ -65,8 +76,27 @@ def test_resources_map_to_limits(config, tmp_path):
 ])
 def test_what_cannot_be_honoured_is_an_error_naming_the_field(config, tmp_path, change, message):
     change(config)
-    with pytest.raises(SpecError, match=message.replace("(", r"\(").replace(".", r"\.")):
+    with pytest.raises(SpecError, match=re.escape(message)):
         B.to_spec(config, str(tmp_path), "c1")
+
+
+def test_block_io_mems_and_hugepages_map_to_limits(config, tmp_path):
+    config["linux"]["resources"].update(
+        cpu={"cpus": "0", "mems": "0"}, hugepageLimits=[{"pageSize": "2MB", "limit": 4 << 20}],
+        blockIO={"weight": 500, "leafWeight": 300,
+                 "weightDevice": [{"major": 8, "minor": 0, "weight": 700}, {"major": 8, "minor": 16}],
+                 "throttleReadBpsDevice": [{"major": 254, "minor": 0, "rate": 1 << 20}],
+                 "throttleWriteBpsDevice": [{"major": 254, "minor": 0, "rate": 2 << 20}],
+                 "throttleReadIOPSDevice": [{"major": 254, "minor": 0, "rate": 100}],
+                 "throttleWriteIOPSDevice": [{"major": 254, "minor": 0, "rate": 0}]})
+    limits = B.to_spec(config, str(tmp_path), "c1")[0].limits
+    assert (limits.cpuset_cpus, limits.cpuset_mems) == ("0", "0")
+    assert (limits.blkio_weight, limits.blkio_leaf_weight) == (500, 300)
+    assert limits.blkio_weight_device == ((8, 0, 700, 0),)  # an entry with no weight sets nothing
+    assert limits.blkio_throttle == (("rbps", 254, 0, 1 << 20), ("wbps", 254, 0, 2 << 20), ("riops", 254, 0, 100),
+                                     ("wiops", 254, 0, 0))
+    assert limits.hugepage_limits == (("2MB", 4 << 20),)
+    assert B._page_size_name(2048) == "2MB" and B._page_size_name(1 << 20) == "1GB" and B._page_size_name(64) == "64KB"
 
 
 def test_selinux_label_is_a_warning(config, tmp_path):

