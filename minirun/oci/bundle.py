@@ -235,17 +235,41 @@ def _namespaces(linux: dict, extras: Extras) -> list[str]:
         if kind in created or kind in extras.join:
             raise SpecError(f"linux.namespaces: {kind} listed twice")
         if ns.get("path"):
-            if kind in ("pid", "mount", "user"):
-                raise SpecError(f"linux.namespaces: joining a {kind} namespace by path is not supported by "
+            if kind == "user":
+                raise SpecError("linux.namespaces: joining a user namespace by path is not supported by "
                                 "minirun-oci")
-            if not os.path.exists(ns["path"]):
-                raise SpecError(f"linux.namespaces: {kind} namespace path {ns['path']}: no such file")
+            _check_ns_path(kind, ns["path"])
             extras.join[kind] = ns["path"]
         else:
             created.append(kind)
-    if "mount" not in created:
-        raise SpecError("linux.namespaces: minirun-oci needs a new mount namespace (type mount)")
+    if "mount" not in created and "mount" not in extras.join:
+        raise SpecError("linux.namespaces: minirun-oci needs a mount namespace, new or joined (type mount)")
+    if "mount" in extras.join and "user" in created:
+        raise SpecError("linux.namespaces: a joined mount namespace cannot be set up from a new user namespace "
+                        "(it belongs to another one)")
     return created
+
+
+def _check_ns_path(kind: str, path: str) -> None:
+    """``path`` must be a namespace of that type (nsfs names it "mnt:[4026531841]"). A mount
+    namespace is set up as the container's (made private, pivot_root'ed: runc does the
+    same), so minirun-oci's own, the host's, is refused: that would move the host's root."""
+    where = f"linux.namespaces: {kind} namespace path {path}"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as err:
+        raise SpecError(f"{where}: {err.strerror}") from None
+    try:
+        target = os.readlink(f"/proc/self/fd/{fd}")
+        if not target.startswith(NAMESPACES[kind] + ":["):
+            raise SpecError(f"{where}: not a {kind} namespace ({target})")
+        if kind == "mount":
+            own, given = os.stat("/proc/self/ns/mnt"), os.fstat(fd)
+            if (own.st_dev, own.st_ino) == (given.st_dev, given.st_ino):
+                raise SpecError(f"{where}: is minirun-oci's own mount namespace; the container's root is "
+                                "pivoted in a joined one, which would move the host's root")
+    finally:
+        os.close(fd)
 
 
 def _resources(res: dict, extras: Extras) -> Limits:

@@ -117,10 +117,13 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
         fifo_fd = fds[-1]
         cgroup = cgroups.create_manager(spec.id, spec.limits, relpath=extras.cgroups_path)
         cgroup.create()
-        join_fds = []
+        join_fds, pid_ns_fd = [], None
         for kind, path in extras.join.items():
             fds.append(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
-            join_fds.append(fds[-1])
+            if kind == "pid":  # only children enter a pid namespace: see _pid_namespace_for
+                pid_ns_fd = fds[-1]
+            else:  # the child joins them itself (a mount namespace before the rootfs is set up in it)
+                join_fds.append(fds[-1])
         sec = security.native_args(spec)
         sec["inheritable"] = extras.inheritable
         env = extras.env
@@ -135,12 +138,13 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
                "join_fds": join_fds, "domainname": extras.domainname, "groups": extras.groups,
                "umask": extras.umask, "caps": extras.caps}
         try:
-            child = syscalls.spawn(
-                rootfs=spec.rootfs, hostname=spec.hostname or None, namespaces=namespaces, cgroup_fd=unified_fd,
-                tasks_fds=tasks_fds, pre_plan=extras.pre_plan, plan=extras.plan + sec["path_ops"],
-                readonly_root=spec.readonly_root, argv=proc.args, envp=env, path=path, cwd=proc.cwd,
-                uid=proc.uid, gid=proc.gid, security=sec, oci=oci,
-                console_fd=_connect_console(console_socket, fds), console_size=extras.console_size)
+            with _pid_namespace_for(pid_ns_fd):
+                child = syscalls.spawn(
+                    rootfs=spec.rootfs, hostname=spec.hostname or None, namespaces=namespaces, cgroup_fd=unified_fd,
+                    tasks_fds=tasks_fds, pre_plan=extras.pre_plan, plan=extras.plan + sec["path_ops"],
+                    readonly_root=spec.readonly_root, argv=proc.args, envp=env, path=path, cwd=proc.cwd,
+                    uid=proc.uid, gid=proc.gid, security=sec, oci=oci,
+                    console_fd=_connect_console(console_socket, fds), console_size=extras.console_size)
         except syscalls.NativeError as err:
             raise SetupError(err.step, err.errno) from err
         _set_process_limits(child.pid, extras)
@@ -188,6 +192,38 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
             os.close(fd)
         if child is not None and not foreground:
             child.close()
+
+
+class _pid_namespace_for:
+    """Clone the container into the pid namespace open on ``fd`` (None: leave as is).
+
+    setns(CLONE_NEWPID) moves only the caller's future children (pid_for_children):
+    set it around the clone, then back to our own namespace, which setns allows (it
+    is the caller's active one). Per thread, and this process forks nothing else meanwhile.
+    """
+
+    def __init__(self, fd: int | None):
+        self.fd, self.own = fd, None
+
+    def __enter__(self):
+        if self.fd is not None:
+            from .. import syscalls
+
+            self.own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                syscalls.setns(self.fd, syscalls.NAMESPACE_FLAGS["pid"])
+            except BaseException:
+                os.close(self.own)
+                raise
+
+    def __exit__(self, *exc):
+        if self.own is not None:
+            from .. import syscalls
+
+            try:
+                syscalls.setns(self.own, syscalls.NAMESPACE_FLAGS["pid"])
+            finally:
+                os.close(self.own)
 
 
 def _host_id(mappings, inside: int) -> int:

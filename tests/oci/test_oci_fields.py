@@ -129,3 +129,79 @@ def test_hugepage_limits_without_a_hugetlb_controller_names_the_field(bundle, oc
         assert out.stderr.startswith("minirun: linux.resources.hugepageLimits"), out.stderr
         assert "hugetlb" in out.stderr and len(out.stderr.splitlines()) == 1
         assert not os.path.exists(os.path.join(oci.root, "huge"))
+
+
+class _Holder:
+    """A process holding a fresh namespace (``unshare --mount`` or ``--pid --fork``), the
+    way an engine keeps a pod's namespaces: killed and reaped at the end."""
+
+    def __init__(self, *flags: str):
+        import subprocess
+        import time
+
+        self.proc = subprocess.Popen(["unshare", *flags, "sleep", "120"])
+        self.pid = self.proc.pid
+        if "--fork" in flags:  # the sleep is the new pid namespace's init, a child of unshare
+            deadline = time.monotonic() + 5
+            children = ""
+            while not children and time.monotonic() < deadline:
+                with open(f"/proc/{self.pid}/task/{self.pid}/children") as f:
+                    children = f.read().strip()
+                time.sleep(0.01)
+            self.pid = int(children.split()[0])
+        else:
+            time.sleep(0.2)  # until unshare has exec'd sleep in its namespace
+
+    def ns(self, name: str) -> str:
+        return f"/proc/{self.pid}/ns/{name}"
+
+    def stop(self) -> None:
+        import signal
+
+        for pid in {self.pid, self.proc.pid}:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.wait()
+
+
+def test_join_pid_and_mount_namespaces_by_path(bundle, oci, rootfs):
+    """runc's semantics: the container process is a child of a setns(pid) caller, so it is
+    in that pid namespace (not its PID 1); the rootfs is set up in the joined mount
+    namespace, whose other processes then see the container's root as theirs."""
+    mnt_holder, pid_holder = _Holder("--mount", "--propagation", "private"), _Holder("--pid", "--fork")
+    try:
+        path = bundle(["/bin/sh", "-c", "readlink /proc/self/ns/mnt; readlink /proc/self/ns/pid; echo pid=$$; "
+                                        "cat /proc/1/cmdline | tr '\\0' ' '; echo; hostname"])
+        config = _config(path)
+        config["linux"]["namespaces"] = [{"type": "pid", "path": pid_holder.ns("pid")}, {"type": "uts"},
+                                         {"type": "mount", "path": mnt_holder.ns("mnt")}, {"type": "ipc"}]
+        write_config(path, config)
+        out = oci("run", "--bundle", path, "joined")
+        assert out.returncode == 0, out.stderr
+        lines = out.stdout.splitlines()
+        assert lines[:2] == [os.readlink(mnt_holder.ns("mnt")), os.readlink(pid_holder.ns("pid"))]
+        assert lines[2] != "pid=1" and lines[3].strip() == "sleep 120"  # the holder is that namespace's init
+        assert lines[4] == "runc"
+        # pivot_root in the joined namespace moved its other processes' root too, as under runc
+        assert os.stat(f"/proc/{mnt_holder.pid}/root").st_ino == os.stat(rootfs).st_ino
+        assert os.readlink("/proc/self/ns/pid") != lines[1]  # and minirun-oci went back to its own
+    finally:
+        mnt_holder.stop()
+        pid_holder.stop()
+
+
+def test_joining_the_runtimes_own_mount_namespace_is_refused(bundle, oci):
+    path = bundle(["/bin/true"])
+    config = _config(path)
+    own = f"/proc/{os.getpid()}/ns/mnt"  # the test's, minirun-oci's too
+    config["linux"]["namespaces"] = [{"type": "pid"}, {"type": "mount", "path": own}]
+    write_config(path, config)
+    out = oci("run", "--bundle", path, "hostmnt")
+    assert out.returncode != 0
+    assert f"linux.namespaces: mount namespace path {own}: is minirun-oci's own" in out.stderr, out.stderr
+    config["linux"]["namespaces"] = [{"type": "mount"}, {"type": "pid", "path": "/proc/self/ns/net"}]
+    write_config(path, config)
+    out = oci("run", "--bundle", path, "wrongtype")
+    assert out.returncode != 0 and "not a pid namespace (net:[" in out.stderr, out.stderr

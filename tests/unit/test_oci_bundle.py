@@ -99,6 +99,25 @@ def test_block_io_mems_and_hugepages_map_to_limits(config, tmp_path):
     assert B._page_size_name(2048) == "2MB" and B._page_size_name(1 << 20) == "1GB" and B._page_size_name(64) == "64KB"
 
 
+def test_joining_pid_and_mount_namespaces_by_path(config, tmp_path):
+    """The paths are checked to be namespaces of their type; the mount namespace the
+    runtime runs in (the host's) is refused: the container's root is pivoted in a joined one."""
+    net = "/proc/self/ns/net"
+    config["linux"]["namespaces"] = [{"type": "pid", "path": "/proc/self/ns/pid"}, {"type": "mount"}]
+    spec, extras = B.to_spec(config, str(tmp_path), "c1")
+    assert extras.join == {"pid": "/proc/self/ns/pid"} and spec.namespaces == ("mount",)
+    for bad, message in (
+            ([{"type": "mount", "path": "/proc/self/ns/mnt"}], "is minirun-oci's own mount namespace"),
+            ([{"type": "mount"}, {"type": "pid", "path": net}], "not a pid namespace (net:["),
+            ([{"type": "mount", "path": net}], "not a mount namespace"),
+            ([{"type": "mount"}, {"type": "pid", "path": "/no/such"}], "/no/such: No such file or directory"),
+            ([{"type": "mount"}, {"type": "user", "path": "/proc/self/ns/user"}], "joining a user namespace"),
+            ([{"type": "pid"}], "needs a mount namespace, new or joined")):
+        config["linux"]["namespaces"] = bad
+        with pytest.raises(SpecError, match=re.escape(message)):
+            B.to_spec(config, str(tmp_path), "c1")
+
+
 def test_selinux_label_is_a_warning(config, tmp_path):
     config["process"]["selinuxLabel"] = "system_u:system_r:container_t:s0"
     _, extras = B.to_spec(config, str(tmp_path), "c1")
