@@ -59,6 +59,12 @@ ffibuilder.cdef(
         unsigned int minor;
     };
 
+    struct mr_hook {
+        const char *path;
+        const char *const *argv;
+        const char *const *envp;
+        int timeout;
+    };
     struct mr_spawn_req {
         const char *rootfs;
         const char *hostname;
@@ -111,6 +117,11 @@ ffibuilder.cdef(
         int n_groups;
         int has_umask;
         unsigned int umask;
+        const struct mr_hook *create_hooks;
+        int n_create_hooks;
+        const struct mr_hook *start_hooks;
+        int n_start_hooks;
+        const char *hook_state;
     };
 
     struct mr_spawn_out {
@@ -155,7 +166,7 @@ ffibuilder.set_source(
     #include "minirun.h"
     """,
     sources=[os.path.join("csrc", name) for name in ("syscalls.c", "spawn.c", "init.c", "exec.c", "security.c",
-                                                          "rootpath.c", "devices.c", "console.c")],
+                                                          "rootpath.c", "devices.c", "console.c", "hooks.c")],
     include_dirs=[HERE],
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
 )

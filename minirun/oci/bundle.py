@@ -49,7 +49,6 @@ NAMESPACES = {"pid": "pid", "network": "net", "mount": "mnt", "ipc": "ipc", "uts
 RLIMITS = ("CPU", "FSIZE", "DATA", "STACK", "CORE", "RSS", "NPROC", "NOFILE", "MEMLOCK", "AS", "LOCKS",
            "SIGPENDING", "MSGQUEUE", "NICE", "RTPRIO", "RTTIME")  # RLIMIT_* numbers 0..15 on Linux
 HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
-SUPPORTED_HOOKS = ("prestart", "createRuntime", "poststart", "poststop")
 
 
 class Extras:
@@ -620,11 +619,18 @@ def _hooks(config: dict) -> dict[str, list[dict]]:
             raise SpecError(f"hooks.{kind}: unknown hook kind (known: {', '.join(HOOK_KINDS)})")
         if not entries:
             continue
-        if kind not in SUPPORTED_HOOKS:
-            raise SpecError(f"hooks.{kind}: runs inside the container's namespaces; not supported by minirun-oci yet")
+        if not isinstance(entries, list):
+            raise SpecError(f"hooks.{kind}: expected a list of hooks")
         for j, hook in enumerate(entries):
+            where = f"hooks.{kind}[{j}]"
             if not isinstance(hook, dict) or not str(hook.get("path", "")).startswith("/"):
-                raise SpecError(f"hooks.{kind}[{j}].path: must be an absolute path")
+                raise SpecError(f"{where}.path: must be an absolute path")
+            for key in ("args", "env"):
+                if not all(isinstance(a, str) for a in _get(hook, key, list, where + ".", []) or []):
+                    raise SpecError(f"{where}.{key}: must be a list of strings")
+            timeout = hook.get("timeout")
+            if timeout is not None and (not isinstance(timeout, int) or isinstance(timeout, bool) or timeout <= 0):
+                raise SpecError(f"{where}.timeout {timeout!r}: must be a number of seconds above 0")
         out[kind] = entries
     return out
 

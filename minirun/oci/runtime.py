@@ -137,6 +137,14 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
         oci = {"detached": not foreground, "exec_fifo_fd": fifo_fd, "preserve_fds": preserve_fds,
                "join_fds": join_fds, "domainname": extras.domainname, "groups": extras.groups,
                "umask": extras.umask, "caps": extras.caps}
+        if extras.hooks.get("createContainer") or extras.hooks.get("startContainer"):
+            import json
+
+            # The state the process hands its hooks (csrc/hooks.c adds status and pid).
+            state = {"ociVersion": store.OCI_VERSION, "id": container_id, "bundle": os.path.realpath(bundle),
+                     "annotations": extras.annotations}
+            oci.update(create_hooks=extras.hooks.get("createContainer"), start_hooks=extras.hooks.get("startContainer"),
+                       hook_state=json.dumps(state, separators=(",", ":"))[:-1])
         try:
             with _pid_namespace_for(pid_ns_fd):
                 child = syscalls.spawn(
@@ -167,6 +175,7 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
               "cgroup": extras.cgroups_path, "cgroups": cgroup.paths,
               "freeze_file": freeze if freeze and os.path.exists(freeze) else None,
               "hooks": {k: v for k, v in extras.hooks.items() if k in ("poststart", "poststop")},
+              "start_waits": bool(extras.hooks.get("startContainer")),
               "command": proc.args[0], "exec": {"env": env, "cwd": proc.cwd, "security": security.state_record(sec)}}
         store.write(state_dir, st)
         for kind in ("prestart", "createRuntime"):
@@ -300,6 +309,18 @@ def _open_fifo(root: str, st: dict) -> None:
             if not store.alive(st):
                 raise SetupError("start", 0, f"container {st['id']!r}: its process exited before it was started")
         os.unlink(fifo)
+        if st.get("start_waits"):  # startContainer hooks: to execve (EOF), or their failure's message
+            failure = b""
+            while True:
+                if poller.poll(100):
+                    chunk = os.read(fd, 4096)
+                    if not chunk:
+                        break
+                    failure += chunk
+                elif not store.alive(st):
+                    break
+            if failure:
+                raise SetupError("startContainer hook", 0, failure.decode(errors="replace").strip())
     finally:
         os.close(fd)
 
@@ -431,7 +452,7 @@ def run(root: str, container_id: str, bundle: str, *, pid_file=None, console_soc
                     _raise_for_failure(report, st["command"], st["rootfs"])
                 raise
             report = child.read_report()  # EOF: execve succeeded (the socket is close-on-exec)
-            if report is not None and report.kind == syscalls.EXEC_FAILED:
+            if report is not None and report.kind in (syscalls.EXEC_FAILED, syscalls.SETUP_FAILED):
                 _, status = os.waitpid(child.pid, 0)
                 _raise_for_failure(report, st["command"], st["rootfs"])
             hooks = st.get("hooks", {}).get("poststart")

@@ -205,3 +205,114 @@ def test_joining_the_runtimes_own_mount_namespace_is_refused(bundle, oci):
     write_config(path, config)
     out = oci("run", "--bundle", path, "wrongtype")
     assert out.returncode != 0 and "not a pid namespace (net:[" in out.stderr, out.stderr
+
+
+def _wait_for(path, timeout: float = 5.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return os.path.exists(path)
+
+
+# Each hook appends a line to /out/order (the container's view) and writes what it saw.
+HOOK = ('{{ echo "mnt=$(readlink /proc/self/ns/mnt) root=$(stat -L -c %i /) cwd=$(pwd) uid=$(id -u)"; cat; echo; }} '
+        '> {out}/{kind}; echo {kind} >> {out}/order')
+
+
+def _hooks_bundle(bundle, tmp_path, create_hook: dict, start_hook: dict | None = None) -> str:
+    out, bin_dir = tmp_path / "out", tmp_path / "hookbin"
+    out.mkdir(exist_ok=True)
+    bin_dir.mkdir(exist_ok=True)
+    path = bundle(["/bin/sh", "-c", "readlink /proc/self/ns/mnt > /out/main; echo main >> /out/order"])
+    config = _config(path)
+    config["process"]["user"] = {"uid": 1000, "gid": 1000}
+    config["mounts"] += [{"destination": "/out", "type": "bind", "source": str(out), "options": ["rbind"]},
+                         {"destination": "/hookbin", "type": "bind", "source": str(bin_dir), "options": ["rbind", "ro"]}]
+    os.chmod(out, 0o777)
+    config["hooks"] = {"createContainer": [create_hook]}
+    if start_hook:
+        config["hooks"]["startContainer"] = [start_hook]
+    write_config(path, config)
+    return path
+
+
+def test_create_and_start_container_hooks_run_where_and_when_the_spec_says(tmp_path, bundle, oci, rootfs):
+    """createContainer: in the container's namespaces, once the mounts are made (it writes
+    through the /out bind mount, from the rootfs as its cwd), before pivot_root (its root is
+    still the host's), its path the runtime's (a host file). startContainer: after `start`,
+    before the process's execve, its path the container's (/hookbin exists only there),
+    as the process's user."""
+    out = tmp_path / "out"
+    create_script = tmp_path / "create-hook.sh"  # outside the rootfs: found in the runtime's view only
+    create_script.write_text("#!/bin/sh\n" + HOOK.format(out="./out", kind="createContainer") + "\n")
+    create_script.chmod(0o755)
+    (tmp_path / "hookbin").mkdir()
+    start_script = tmp_path / "hookbin" / "start-hook.sh"
+    start_script.write_text("#!/bin/sh\n" + HOOK.format(out="/out", kind="startContainer") + "\n")
+    start_script.chmod(0o755)
+    path = _hooks_bundle(bundle, tmp_path, {"path": str(create_script), "env": ["PATH=/usr/bin:/bin"], "timeout": 10},
+                         {"path": "/hookbin/start-hook.sh", "args": ["start-hook"], "env": ["PATH=/bin"]})
+    created = oci("create", "--bundle", path, "hooks")
+    assert created.returncode == 0, created.stderr
+    try:
+        pid = oci.state("hooks")["pid"]
+        assert (out / "order").read_text() == "createContainer\n"  # at create; startContainer waits for start
+        start = oci("start", "hooks")
+        assert start.returncode == 0, start.stderr
+        assert _wait_for(out / "main")
+        assert (out / "order").read_text() == "createContainer\nstartContainer\nmain\n"
+        container_mnt = (out / "main").read_text().strip()
+        assert container_mnt != os.readlink("/proc/self/ns/mnt")
+        host_root = os.stat("/").st_ino
+        seen, state = {}, {}
+        for kind in ("createContainer", "startContainer"):
+            first, state_json = (out / kind).read_text().split("\n")[:2]
+            seen[kind] = dict(item.split("=", 1) for item in first.split())
+            state[kind] = json.loads(state_json)
+            assert seen[kind]["mnt"] == container_mnt, kind
+            assert state[kind]["id"] == "hooks" and state[kind]["pid"] == pid and state[kind]["bundle"] == path
+        assert seen["createContainer"]["cwd"] == rootfs and seen["createContainer"]["root"] == str(host_root)
+        assert seen["createContainer"]["uid"] == "0" and state["createContainer"]["status"] == "creating"
+        assert seen["startContainer"]["root"] == str(os.stat(rootfs).st_ino)  # pivoted: the container's root
+        assert seen["startContainer"]["uid"] == "1000" and state["startContainer"]["status"] == "created"
+    finally:
+        assert oci("delete", "--force", "hooks").returncode == 0
+
+
+def test_failing_or_slow_container_hooks_fail_create_and_start(tmp_path, bundle, oci):
+    import time
+
+    fail = {"path": "/bin/sh", "args": ["sh", "-c", "echo nope; exit 3"]}
+    path = _hooks_bundle(bundle, tmp_path, fail)
+    out = oci("create", "--bundle", path, "badhook")
+    assert out.returncode != 0
+    assert out.stderr == "minirun: createContainer hook /bin/sh: exit status 3: nope\n", out.stderr
+    assert not os.path.exists(os.path.join(oci.root, "badhook"))
+
+    slow = {"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}
+    path = _hooks_bundle(bundle, tmp_path, slow)
+    t0 = time.monotonic()
+    out = oci("run", "--bundle", path, "slowhook")
+    assert out.returncode != 0 and "createContainer hook /bin/sleep: timed out after 1 s" in out.stderr, out.stderr
+    assert time.monotonic() - t0 < 10
+
+    ok = {"path": "/bin/true"}
+    start_fail = {"path": "/bin/sh", "args": ["sh", "-c", "echo no start >&2; exit 4"]}
+    path = _hooks_bundle(bundle, tmp_path, ok, start_fail)
+    assert oci("create", "--bundle", path, "badstart").returncode == 0
+    try:
+        out = oci("start", "badstart")
+        assert out.returncode != 0
+        assert "startContainer hook /bin/sh: exit status 4: no start" in out.stderr, out.stderr
+        assert not (tmp_path / "out" / "main").exists()  # the process never ran
+        for _ in range(100):
+            if oci.state("badstart")["status"] == "stopped":
+                break
+            time.sleep(0.02)
+        assert oci.state("badstart")["status"] == "stopped"
+    finally:
+        assert oci("delete", "--force", "badstart").returncode == 0
+    out = oci("run", "--bundle", path, "badstart2")
+    assert out.returncode != 0 and "startContainer hook /bin/sh: exit status 4: no start" in out.stderr, out.stderr

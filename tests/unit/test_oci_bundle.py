@@ -66,7 +66,12 @@ def test_resources_map_to_limits(config, tmp_path):
     (lambda c: c["linux"]["namespaces"].append({"type": "time"}), "unknown namespace type 'time'"),
     (lambda c: c["linux"]["namespaces"].append({"type": "pid", "path": "/proc/1/ns/pid"}), "listed twice"),
     (lambda c: c["linux"].update(uidMappings=[{"containerID": 0, "hostID": 1000, "size": 1}]), "need a new user"),
-    (lambda c: c.update(hooks={"createContainer": [{"path": "/bin/true"}]}), "hooks.createContainer"),
+    (lambda c: c.update(hooks={"createContainer": [{"path": "true"}]}), "hooks.createContainer[0].path"),
+    (lambda c: c.update(hooks={"startContainer": [{"path": "/bin/true", "timeout": 0}]}),
+     "hooks.startContainer[0].timeout 0: must be a number of seconds above 0"),
+    (lambda c: c.update(hooks={"startContainer": [{"path": "/bin/true", "args": ["true", 1]}]}),
+     "hooks.startContainer[0].args: must be a list of strings"),
+    (lambda c: c.update(hooks={"postStart": [{"path": "/bin/true"}]}), "hooks.postStart: unknown hook kind"),
     (lambda c: c["process"].update(rlimits=[{"type": "RLIMIT_BOGUS", "soft": 1, "hard": 1}]), "RLIMIT_BOGUS"),
     (lambda c: c["linux"].update(cgroupsPath="system.slice:minirun:x"), "systemd"),
     (lambda c: c["linux"].update(sysctl={"../etc": "1"}), "linux.sysctl"),
@@ -116,6 +121,13 @@ def test_joining_pid_and_mount_namespaces_by_path(config, tmp_path):
         config["linux"]["namespaces"] = bad
         with pytest.raises(SpecError, match=re.escape(message)):
             B.to_spec(config, str(tmp_path), "c1")
+
+
+def test_every_hook_kind_is_taken(config, tmp_path):
+    hook = {"path": "/bin/true", "args": ["true"], "env": ["A=b"], "timeout": 3}
+    config["hooks"] = {kind: [hook] for kind in B.HOOK_KINDS}
+    _, extras = B.to_spec(config, str(tmp_path), "c1")
+    assert extras.hooks == config["hooks"]
 
 
 def test_selinux_label_is_a_warning(config, tmp_path):
