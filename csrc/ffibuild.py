@@ -59,6 +59,12 @@ ffibuilder.cdef(
         unsigned int minor;
     };
 
+    struct mr_hook {
+        const char *path;
+        const char *const *argv;
+        const char *const *envp;
+        int timeout;
+    };
     struct mr_spawn_req {
         const char *rootfs;
         const char *hostname;
@@ -112,6 +118,11 @@ ffibuilder.cdef(
         int has_umask;
         unsigned int umask;
         int helper_fd;
+        const struct mr_hook *create_hooks;
+        int n_create_hooks;
+        const struct mr_hook *start_hooks;
+        int n_start_hooks;
+        const char *hook_state;
     };
 
     struct mr_spawn_out {
@@ -130,6 +141,7 @@ ffibuilder.cdef(
     };
 
     int mr_spawn(const struct mr_spawn_req *req, struct mr_spawn_out *out, char *step);
+    int mr_setns(int fd, int nstype, char *step);
     int mr_exec(const struct mr_spawn_req *req, int pidfd, int ns_flags, int *exec_err, char *step);
 
     #define MR_IN_ROOT_MKDIR ...
@@ -149,7 +161,8 @@ ffibuilder.set_source(
     #include "minirun.h"
     """,
     sources=[os.path.join("csrc", name) for name in ("syscalls.c", "spawn.c", "init.c", "reap.c", "command.c",
-                                                     "exec.c", "security.c", "rootpath.c", "devices.c", "console.c")],
+                                                     "exec.c", "security.c", "rootpath.c", "devices.c", "console.c",
+                                                     "hooks.c")],
     include_dirs=[HERE],
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
 )

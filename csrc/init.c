@@ -74,6 +74,14 @@ static void enter_rootfs(int fd, const struct mr_spawn_req *req)
     TRY(fd, oldroot = open("/", O_DIRECTORY | O_RDONLY | O_CLOEXEC), "open(/)");
     TRY(fd, newroot = open(rootfs, O_DIRECTORY | O_RDONLY | O_CLOEXEC), "open(%s)", rootfs);
     TRY(fd, fchdir(newroot), "chdir(%s)", rootfs);
+    if (req->n_create_hooks) { /* OCI createContainer: mounts made, the runtime's paths still visible */
+        char step[MR_STEP_MAX];
+        int err;
+
+        if (mr_run_hooks("createContainer", req->create_hooks, req->n_create_hooks, req->hook_state, "creating",
+                         step, &err) < 0)
+            setup_failed(fd, step, err);
+    }
     /* pivot_root(".", ".") stacks the old root on top of the new one at "/"; it
      * needs no put_old directory inside the rootfs, which may be read-only. */
     TRY(fd, syscall(SYS_pivot_root, ".", "."), "pivot_root(%s)", rootfs);
@@ -206,7 +214,7 @@ void mr_become_command(const struct mr_spawn_req *req, int pipe_fd)
 {
     char step[MR_STEP_MAX];
     sigset_t none;
-    int err, root_fd, cwd_fd = -1;
+    int err, root_fd, cwd_fd = -1, fifo_wfd = -1;
 
     /* Until execve (which resets it), this process holds host memory and maybe
      * host fds, and /proc/PID/exe is minirun's interpreter on the host: no
@@ -240,7 +248,10 @@ void mr_become_command(const struct mr_spawn_req *req, int pipe_fd)
         while (wfd < 0 && errno == EINTR);
         if (wfd < 0 || write(wfd, "0", 1) != 1)
             exec_failed(req, pipe_fd, errno, "open exec fifo");
-        close(wfd);
+        if (req->oci_process && req->n_start_hooks)
+            fifo_wfd = wfd; /* `start` reads until execve closes it, or a hook's failure */
+        else
+            close(wfd);
         close(req->exec_fifo_fd);
     }
     /* -w: created if missing, as docker does, and resolved inside the root
@@ -273,6 +284,14 @@ void mr_become_command(const struct mr_spawn_req *req, int pipe_fd)
     umask(req->has_umask ? req->umask : 022);
     if ((err = mr_security_before_exec(req, step)) < 0)
         exec_failed(req, pipe_fd, -err, step);
+    /* OCI startContainer, with the process's credentials and seccomp filter as runc runs
+     * it: its failure goes to `start` through the fifo and to `run` as a report. */
+    if (req->oci_process && req->n_start_hooks && mr_run_hooks("startContainer", req->start_hooks, req->n_start_hooks,
+                                           req->hook_state, "created", step, &err) < 0) {
+        if (fifo_wfd >= 0)
+            dprintf(fifo_wfd, "%s%s%s", step, err ? ": " : "", err ? strerror(err) : "");
+        setup_failed(pipe_fd, step, err);
+    }
     exec_command(req, pipe_fd);
 }
 

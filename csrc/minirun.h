@@ -34,6 +34,14 @@ enum mr_op_kind {
     MR_OP_WRITE = 8,   /* write data to the existing file target (a sysctl under /proc/sys) */
 };
 
+/* An OCI hook the container's process runs itself (hooks.c): createContainer, startContainer. */
+struct mr_hook {
+    const char *path;
+    const char *const *argv;   /* NULL-terminated */
+    const char *const *envp;   /* NULL-terminated; NULL: empty */
+    int timeout;               /* seconds; 0: none */
+};
+
 struct mr_op {
     int kind;
     const char *source;
@@ -114,6 +122,13 @@ struct mr_spawn_req {
     unsigned int umask;
     int helper_fd;               /* sealed memfd of the static minirun-init: PID 1 becomes it once COMMAND
                                   * runs, and COMMAND is exec'd through it (command.c); -1: neither */
+    /* OCI hooks run by the container's process (hooks.c); the state is its JSON object
+     * without the closing brace: status and pid are added there */
+    const struct mr_hook *create_hooks; /* createContainer: after the mounts, before pivot_root */
+    int n_create_hooks;
+    const struct mr_hook *start_hooks;  /* startContainer: after `start`, just before execve */
+    int n_start_hooks;
+    const char *hook_state;
 };
 
 struct mr_spawn_out {
@@ -141,6 +156,8 @@ struct mr_report {
 };
 
 int mr_spawn(const struct mr_spawn_req *req, struct mr_spawn_out *out, char *step);
+
+int mr_setns(int fd, int nstype, char *step); /* syscalls.c; 0 or -errno */
 
 /* devices.c: load the BPF_PROG_TYPE_CGROUP_DEVICE program `insns` (struct bpf_insn[],
  * built by minirun/cgroups/devicefilter.py) and attach it to the cgroup v2 directory
@@ -177,6 +194,13 @@ int mr_userns_become_root(void); /* -1 and errno */
 int mr_open_in_root(int root_fd, const char *path, int how, int *parent, char *leaf);
 int mr_apply_op(int root_fd, const struct mr_op *op, char *step);
 int mr_readonly_root(int root_fd, char *step);
+
+/* hooks.c: run the hooks in order with the state on stdin, stopping at the first that
+ * fails: 0, or -1 with *err (0: the hook ran and failed) and the step naming it.
+ * mr_hooks_note_pid, before any mount: remember our pid as the runtime sees it. */
+int mr_run_hooks(const char *kind, const struct mr_hook *hooks, int n, const char *state, const char *status,
+                 char *step, int *err);
+void mr_hooks_note_pid(void);
 
 /* internal, shared between the .c files */
 struct mr_exec_failure {

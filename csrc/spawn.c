@@ -176,6 +176,8 @@ static void child_main(const struct mr_spawn_req *req, int report_fd, int go_fd)
             for (int fd = 3 + req->preserve_fds; fd < 1024; fd++)
                 fcntl(fd, F_SETFD, FD_CLOEXEC);
         }
+        if (req->n_create_hooks || req->n_start_hooks)
+            mr_hooks_note_pid(); /* the hooks' state has our pid as the runtime sees it */
         mr_container_init(req, report_fd);
     }
     if (report_fd != 3) {

@@ -4,6 +4,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -46,4 +47,12 @@ void mr_close_fds(int from, int keep_a, int keep_b)
         from = keep[i] + 1;
     }
     close_from_to(from, ~0U);
+}
+
+/* Python's os.setns arrived in 3.12. */
+int mr_setns(int fd, int nstype, char *step)
+{
+    if (setns(fd, nstype) < 0)
+        return mr_step(step, errno, "setns(%d)", fd);
+    return 0;
 }

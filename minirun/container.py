@@ -281,7 +281,7 @@ def _raise_for_failure(report, command: str, rootfs: str) -> None:
     from . import syscalls
 
     if report.kind == syscalls.SETUP_FAILED or report.step.startswith("terminal: "):
-        raise SetupError(report.step, report.err)
+        raise SetupError(report.step, report.err, None if report.err else report.step)  # 0: the step says it all
     if report.kind == syscalls.EXEC_FAILED:
         if report.err == 2:  # ENOENT
             raise CommandNotFound(f"{command}: command not found in {rootfs}")

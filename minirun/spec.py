@@ -115,8 +115,8 @@ def parse_pids_limit(value: int) -> int:
     return value
 
 
-def parse_cpuset(text: str, host_cpus: int) -> str:
-    """``0-1,3`` -> validated against the CPUs this host has."""
+def parse_cpuset(text: str, host_cpus: int, what: str = "--cpuset-cpus", unit: str = "CPUs") -> str:
+    """``0-1,3`` -> validated against the CPUs (or memory nodes) this host has."""
     cpus: set[int] = set()
     for part in str(text).split(","):
         bounds = part.strip().split("-")
@@ -128,12 +128,12 @@ def parse_cpuset(text: str, host_cpus: int) -> str:
             else:
                 raise ValueError
         except ValueError:
-            raise SpecError(f"invalid --cpuset-cpus value {text!r}: use a list such as 0 or 0-1,3") from None
+            raise SpecError(f"invalid {what} value {text!r}: use a list such as 0 or 0-1,3") from None
         if lo < 0 or hi < lo:
-            raise SpecError(f"invalid --cpuset-cpus value {text!r}: bad range {part!r}")
+            raise SpecError(f"invalid {what} value {text!r}: bad range {part!r}")
         cpus.update(range(lo, hi + 1))
     if max(cpus) >= host_cpus:
-        raise SpecError(f"invalid --cpuset-cpus value {text!r}: this host has CPUs 0-{host_cpus - 1}")
+        raise SpecError(f"invalid {what} value {text!r}: this host has {unit} 0-{host_cpus - 1}")
     return ",".join(str(c) for c in sorted(cpus))
 
 
@@ -242,6 +242,15 @@ class Limits(Record):
     devices: tuple[DeviceRule, ...] = DEFAULT_DEVICE_RULES  # the devices cgroup, in order
     cpu_shares: int | None = None  # relative CPU weight (v1 cpu.shares; v2 cpu.weight): OCI cpu.shares
     memory_reservation: int | None = None  # soft limit in bytes: OCI memory.reservation
+    cpuset_mems: str | None = None  # memory nodes, "0-1,3": OCI cpu.mems
+    # OCI linux.resources.blockIO (v1 blkio, v2 io): weights 10-1000; per device
+    # (major, minor, weight, leaf weight) with 0 for "not set"; throttles as
+    # (kind, major, minor, rate), kind one of rbps wbps riops wiops (v2 io.max keys).
+    blkio_weight: int | None = None
+    blkio_leaf_weight: int | None = None
+    blkio_weight_device: tuple[tuple[int, int, int, int], ...] = ()
+    blkio_throttle: tuple[tuple[str, int, int, int], ...] = ()
+    hugepage_limits: tuple[tuple[str, int], ...] = ()  # (page size as the kernel names it: "2MB", bytes)
 
     @classmethod
     def from_cpus(cls, cpus: float | None, **kw) -> Limits:

@@ -77,6 +77,12 @@ def open_in_root(root_fd: int, path: str, how: int = 0) -> int:
     return ret
 
 
+def setns(fd: int, nstype: int = 0) -> None:
+    """os.setns before Python 3.12."""
+    step = _step()
+    _check(lib.mr_setns(fd, nstype, step), step)
+
+
 def attach_device_filter(program: bytes, cgroup_fd: int) -> None:
     """Load the cgroup v2 devices program (cgroups/devicefilter.py) and attach it to ``cgroup_fd``."""
     step = _step()
@@ -288,7 +294,9 @@ def _set_oci(req, oci: dict, keep: list) -> None:
 
     Keys (all optional): exec_fifo_fd, preserve_fds, detached, join_fds, domainname,
     groups (None: drop all), umask, caps (effective, permitted, ambient masks;
-    security["caps"] is the bounding set).
+    security["caps"] is the bounding set), create_hooks and start_hooks (OCI hook
+    objects the process runs itself, csrc/hooks.c) with hook_state (their state JSON
+    without the closing brace).
     """
     req.oci_process = 1
     req.detached = 1 if oci.get("detached") else 0
@@ -300,6 +308,20 @@ def _set_oci(req, oci: dict, keep: list) -> None:
     req.join_fds, req.n_join_fds = fds, len(join)
     req.domainname = _cstr(oci.get("domainname"), keep)
     _set_process_extras(req, oci, keep)
+    for kind in ("create", "start"):
+        hooks = oci.get(f"{kind}_hooks") or ()
+        if hooks:
+            array = ffi.new("struct mr_hook[]", len(hooks))
+            keep.append(array)
+            for entry, hook in zip(array, hooks):
+                argv = ffi.new("char *[]", [_cstr(a, keep) for a in hook.get("args") or [hook["path"]]] + [ffi.NULL])
+                envp = ffi.new("char *[]", [_cstr(e, keep) for e in hook.get("env") or ()] + [ffi.NULL])
+                keep += [argv, envp]
+                entry.path, entry.argv, entry.envp = _cstr(hook["path"], keep), argv, envp
+                entry.timeout = int(hook.get("timeout") or 0)
+            setattr(req, f"{kind}_hooks", array)
+            setattr(req, f"n_{kind}_hooks", len(hooks))
+    req.hook_state = _cstr(oci.get("hook_state"), keep)
 
 
 def _set_process_extras(req, oci: dict, keep: list) -> None:

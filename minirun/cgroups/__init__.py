@@ -32,9 +32,13 @@ from . import fs, v1, v2
 PARENT = "minirun"
 MOUNTINFO = "/proc/self/mountinfo"
 
-# The controllers minirun uses, and the option that needs each one.
-CONTROLLERS = ("cpu", "cpuacct", "cpuset", "devices", "memory", "pids")
-_OPTION = {"cpu": "--cpus", "cpuset": "--cpuset-cpus", "memory": "--memory", "pids": "--pids-limit"}
+# The controllers minirun uses (by their v1 names), and the option that needs each one.
+CONTROLLERS = ("cpu", "cpuacct", "cpuset", "devices", "memory", "pids", "blkio", "hugetlb")
+_OPTION = {"cpu": "--cpus", "cpuset": "--cpuset-cpus", "memory": "--memory", "pids": "--pids-limit",
+           "blkio": "linux.resources.blockIO", "hugetlb": "linux.resources.hugepageLimits"}
+# Joined only by a container whose limits ask for them: a v1 cgroup costs a mkdir, a
+# tasks write and an rmdir, and a v1 cpuset one two copies from the parent besides.
+OPTIONAL = ("cpuset", "blkio", "hugetlb")
 
 # v1 super options that are not controllers (``name=...`` and ``release_agent=...`` have '=').
 _V1_FLAGS = frozenset(
@@ -113,7 +117,7 @@ def parse_layout(mountinfo: str, root_prefix: str = "") -> Layout:
         delegated = set((fs.read_if_exists(os.path.join(unified, "cgroup.subtree_control")) or "").split())
     controllers: dict[str, str] = {}
     for name in CONTROLLERS:
-        if unified is not None and name in listed & delegated:
+        if unified is not None and v2.NAME.get(name, name) in listed & delegated:
             controllers[name] = unified
         elif name in v1_mounts:
             controllers[name] = v1_mounts[name]
@@ -125,7 +129,8 @@ def parse_layout(mountinfo: str, root_prefix: str = "") -> Layout:
         mode = "legacy"
     else:
         mode = "hybrid" if v1_mounts else "unified"
-    undelegated = frozenset((listed - delegated) & (set(CONTROLLERS) - set(controllers)))
+    undelegated = frozenset(c for c in set(CONTROLLERS) - set(controllers)
+                            if v2.NAME.get(c, c) in listed - delegated)
     return Layout(mode, unified, v1_mounts, controllers, undelegated)
 
 
@@ -171,7 +176,7 @@ class Cgroup:
         self.layout = layout
         # Below each hierarchy's root: minirun/<id>, or an OCI cgroupsPath (minirun-oci).
         self.relpath = relpath or os.path.join(PARENT, container_id)
-        self.paths = _container_paths(layout, self.relpath, limits.cpuset_cpus is not None)
+        self.paths = _container_paths(layout, self.relpath, wanted_optional(limits))
         self.notes: list[str] = []  # what could not be applied as asked (e.g. no swap accounting)
         # Directories made by create(). None: create() was not called here, so the
         # container's directories were made by another minirun process and are all ours.
@@ -208,7 +213,7 @@ class Cgroup:
         if not os.path.isdir(parent):  # an OCI cgroupsPath may be nested deeper than minirun/<id>
             _make_ancestors(parent)
         if path == self.paths.get("unified"):
-            wanted = {c for c in v2.CONTROLLERS if self.paths.get(c) == path}
+            wanted = {v2.NAME.get(c, c) for c in v2.CONTROLLERS if self.paths.get(c) == path}
             if wanted:
                 v2.enable_controllers(parent, wanted)
         if not fs.mkdir(path, exist_ok=True):
@@ -403,12 +408,26 @@ def remove(container_id: str, layout: Layout | None = None) -> None:
     Cgroup(container_id, Limits(), layout or detect()).destroy()
 
 
+def wanted_optional(limits: Limits) -> set[str]:
+    """The OPTIONAL controllers that ``limits`` need."""
+    wanted = set()
+    if limits.cpuset_cpus is not None or limits.cpuset_mems is not None:
+        wanted.add("cpuset")
+    if (limits.blkio_weight is not None or limits.blkio_leaf_weight is not None or limits.blkio_weight_device
+            or limits.blkio_throttle):
+        wanted.add("blkio")
+    if limits.hugepage_limits:
+        wanted.add("hugetlb")
+    return wanted
+
+
 def _check_available(layout: Layout, limits: Limits) -> None:
+    optional = wanted_optional(limits)
     wanted = {
         "cpu": limits.cpu_quota is not None or limits.cpu_shares is not None,
-        "cpuset": limits.cpuset_cpus is not None,
         "memory": limits.memory is not None or limits.memory_reservation is not None,
         "pids": limits.pids is not None,
+        **{c: c in optional for c in OPTIONAL},
     }
     if "devices" not in layout.controllers:
         raise HostError("this host has no devices cgroup (no v1 devices hierarchy, no cgroup2): minirun "
@@ -418,21 +437,23 @@ def _check_available(layout: Layout, limits: Limits) -> None:
             continue
         if controller in layout.undelegated:
             raise HostError(
-                f"cgroup v2 controller {controller} is not delegated: enable it in "
-                f"{layout.unified}/cgroup.subtree_control"
+                f"{_OPTION[controller]}: cgroup v2 controller {v2.NAME.get(controller, controller)} is not "
+                f"delegated: enable it in {layout.unified}/cgroup.subtree_control"
             )
         raise HostError(
             f"{_OPTION[controller]} needs the {controller} cgroup controller, which this host does not have"
         )
 
 
-def _container_paths(layout: Layout, relpath: str, with_cpuset: bool) -> dict[str, str]:
+def _container_paths(layout: Layout, relpath: str, optional: set[str]) -> dict[str, str]:
     paths: dict[str, str] = {}
     if layout.unified:
         paths["unified"] = os.path.join(layout.unified, relpath)
     for controller, mountpoint in layout.controllers.items():
-        # A v1 cpuset cgroup costs two copies from the parent and brings no accounting.
-        if controller != "cpuset" or with_cpuset or mountpoint == layout.unified:
+        # An OPTIONAL controller only if asked; in v2 enabling it costs nothing extra
+        # for cpuset (the directory is made anyway), but io and hugetlb stay off.
+        if controller not in OPTIONAL or controller in optional or (
+                controller == "cpuset" and mountpoint == layout.unified):
             paths[controller] = os.path.join(mountpoint, relpath)
     return paths
 

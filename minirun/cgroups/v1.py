@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+from ..errors import HostError
 from ..spec import Limits
 from . import fs
 
@@ -53,22 +54,62 @@ def set_pids(path: str, limit: int) -> None:
     fs.write(os.path.join(path, "pids.max"), "max" if limit == -1 else limit)
 
 
-def init_cpuset(path: str, cpus: str | None = None) -> None:
+def init_cpuset(path: str, cpus: str | None = None, mems: str | None = None) -> None:
     """Fill a new cpuset cgroup from its parent: it starts with empty cpus and mems,
-    and a cgroup without both refuses every task (ENOSPC).
+    and a cgroup without both refuses every task (ENOSPC). ``cpus``/``mems``: a subset
+    of the parent's instead (the kernel refuses any other with EINVAL).
 
     If the parent is itself still empty (minirun's parent, just made by a concurrent
     run), it is filled from its own parent first.
     """
     parent = os.path.dirname(path)
-    mems = fs.read(os.path.join(parent, "cpuset.mems")).strip()
-    if not mems:
+    parent_mems = fs.read(os.path.join(parent, "cpuset.mems")).strip()
+    if not parent_mems:
         init_cpuset(parent)
-        mems = fs.read(os.path.join(parent, "cpuset.mems")).strip()
+        parent_mems = fs.read(os.path.join(parent, "cpuset.mems")).strip()
     if cpus is None:
         cpus = fs.read(os.path.join(parent, "cpuset.cpus")).strip()
     fs.write(os.path.join(path, "cpuset.cpus"), cpus)
-    fs.write(os.path.join(path, "cpuset.mems"), mems)
+    fs.write(os.path.join(path, "cpuset.mems"), parent_mems if mems is None else mems)
+
+
+def _blkio_missing(path: str, field: str, value, files: str) -> HostError:
+    return HostError(f"linux.resources.blockIO.{field} {value}: this kernel cannot set it ({files} missing in "
+                     f"{path}: no CFQ or BFQ I/O scheduler)")
+
+
+def set_blkio(path: str, limits: Limits) -> None:
+    """OCI blockIO as runc writes it: BFQ's weight files where they exist, else CFQ's;
+    one line per device to the throttle files. A weight nothing can set is an error
+    naming the field: kernels since 5.0 have no CFQ, and BFQ may not be built."""
+    bfq = os.path.exists(os.path.join(path, "blkio.bfq.weight"))
+    weight = "blkio.bfq.weight" if bfq else "blkio.weight"
+    weight_device = "blkio.bfq.weight_device" if bfq else "blkio.weight_device"
+    if limits.blkio_weight is not None:
+        if not fs.write(os.path.join(path, weight), limits.blkio_weight, missing_ok=True):
+            raise _blkio_missing(path, "weight", limits.blkio_weight, "blkio.weight and blkio.bfq.weight")
+    if limits.blkio_leaf_weight is not None:
+        if not fs.write(os.path.join(path, "blkio.leaf_weight"), limits.blkio_leaf_weight, missing_ok=True):
+            raise _blkio_missing(path, "leafWeight", limits.blkio_leaf_weight, "blkio.leaf_weight (CFQ only)")
+    for major, minor, dev_weight, leaf in limits.blkio_weight_device:
+        if dev_weight and not fs.write(os.path.join(path, weight_device), f"{major}:{minor} {dev_weight}",
+                                       missing_ok=True):
+            raise _blkio_missing(path, "weightDevice", f"{major}:{minor} {dev_weight}", weight_device)
+        if leaf and not fs.write(os.path.join(path, "blkio.leaf_weight_device"), f"{major}:{minor} {leaf}",
+                                 missing_ok=True):
+            raise _blkio_missing(path, "weightDevice leafWeight", f"{major}:{minor} {leaf}",
+                                 "blkio.leaf_weight_device (CFQ only)")
+    for kind, major, minor, rate in limits.blkio_throttle:
+        fs.write(os.path.join(path, THROTTLE_FILES[kind]), f"{major}:{minor} {rate}")
+
+
+THROTTLE_FILES = {"rbps": "blkio.throttle.read_bps_device", "wbps": "blkio.throttle.write_bps_device",
+                  "riops": "blkio.throttle.read_iops_device", "wiops": "blkio.throttle.write_iops_device"}
+
+
+def set_hugetlb(path: str, limits: Limits) -> None:
+    for size, limit in limits.hugepage_limits:
+        fs.write(os.path.join(path, f"hugetlb.{size}.limit_in_bytes"), limit)
 
 
 def set_devices(path: str, rules) -> None:
@@ -108,9 +149,13 @@ def apply(controller: str, path: str, limits: Limits, notes: list[str]) -> None:
     elif controller == "pids" and limits.pids is not None:
         set_pids(path, limits.pids)
     elif controller == "cpuset":
-        init_cpuset(path, limits.cpuset_cpus)
+        init_cpuset(path, limits.cpuset_cpus, limits.cpuset_mems)
     elif controller == "devices":
         set_devices(path, limits.devices)
+    elif controller == "blkio":
+        set_blkio(path, limits)
+    elif controller == "hugetlb":
+        set_hugetlb(path, limits)
 
 
 def oom_kills(path: str) -> int:

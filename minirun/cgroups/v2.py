@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import os
 
-from ..errors import CgroupError
+from ..errors import CgroupError, HostError
 from ..spec import Limits
 from . import fs
 
-# The v2 controllers minirun enables in its parent; cpuacct has no v2 controller:
+# The v2 controllers minirun enables in its parent (by their v1 names, as everywhere in
+# minirun.cgroups; NAME maps the one that differs); cpuacct has no v2 controller:
 # usage is in cpu.stat, which every v2 cgroup has.
-CONTROLLERS = ("cpu", "cpuset", "memory", "pids")
+CONTROLLERS = ("cpu", "cpuset", "memory", "pids", "blkio", "hugetlb")
+NAME = {"blkio": "io"}
 
 
 def enable_controllers(parent: str, controllers: set[str] | frozenset[str]) -> None:
@@ -56,10 +58,13 @@ def set_pids_max(path: str, limit: int) -> None:
     fs.write(os.path.join(path, "pids.max"), "max" if limit == -1 else limit)
 
 
-def set_cpuset(path: str, cpus: str) -> None:
-    fs.write(os.path.join(path, "cpuset.cpus"), cpus)
+def set_cpuset(path: str, cpus: str | None, mems: str | None = None) -> None:
+    if cpus is not None:
+        fs.write(os.path.join(path, "cpuset.cpus"), cpus)
+    if mems is not None:
+        fs.write(os.path.join(path, "cpuset.mems"), mems)
     # Empty mems already means "the parent's"; pinning them keeps v1 and v2 alike.
-    if not fs.read(os.path.join(path, "cpuset.mems")).strip():
+    elif not fs.read(os.path.join(path, "cpuset.mems")).strip():
         parent_mems = fs.read(os.path.join(os.path.dirname(path), "cpuset.mems.effective")).strip()
         fs.write(os.path.join(path, "cpuset.mems"), parent_mems)
 
@@ -111,10 +116,51 @@ def apply(controller: str, path: str, limits: Limits, notes: list[str]) -> None:
             notes.append("no swap accounting (memory.swap.max absent): swap is not limited")
     elif controller == "pids" and limits.pids is not None:
         set_pids_max(path, limits.pids)
-    elif controller == "cpuset" and limits.cpuset_cpus is not None:
-        set_cpuset(path, limits.cpuset_cpus)
+    elif controller == "cpuset" and (limits.cpuset_cpus is not None or limits.cpuset_mems is not None):
+        set_cpuset(path, limits.cpuset_cpus, limits.cpuset_mems)
     elif controller == "devices":
         set_devices(path, limits.devices)
+    elif controller == "blkio":
+        set_io(path, limits)
+    elif controller == "hugetlb":
+        set_hugetlb(path, limits)
+
+
+def blkio_to_io_weight(weight: int) -> int:
+    """v1 blkio weight [10, 1000] -> v2 io.weight [1, 10000], as runc converts it."""
+    return 1 + (max(10, min(weight, 1000)) - 10) * 9999 // 990
+
+
+def set_io(path: str, limits: Limits) -> None:
+    """OCI blockIO on v2, as runc maps it: the weight to io.bfq.weight (BFQ's own scale,
+    the same as v1's) where BFQ is there, else converted to io.weight (blk-iocost);
+    per-device weights to io.bfq.weight only; throttles to io.max lines. What v2
+    cannot express (leaf weights) or this kernel cannot set is an error naming the field."""
+    bfq = os.path.join(path, "io.bfq.weight")
+    has_bfq = os.path.exists(bfq)
+    if limits.blkio_weight is not None:
+        written = fs.write(bfq, limits.blkio_weight) if has_bfq else fs.write(
+            os.path.join(path, "io.weight"), blkio_to_io_weight(limits.blkio_weight), missing_ok=True)
+        if not written:
+            raise HostError(f"linux.resources.blockIO.weight {limits.blkio_weight}: this kernel cannot set it "
+                            f"(neither io.bfq.weight nor io.weight in {path}: no BFQ, no blk-iocost)")
+    if limits.blkio_leaf_weight is not None:
+        raise HostError("linux.resources.blockIO.leafWeight: cgroup v2 has no leaf weights")
+    for major, minor, weight, leaf in limits.blkio_weight_device:
+        if leaf:
+            raise HostError("linux.resources.blockIO.weightDevice leafWeight: cgroup v2 has no leaf weights")
+        if weight:
+            if not has_bfq:
+                raise HostError(f"linux.resources.blockIO.weightDevice {major}:{minor} {weight}: this kernel "
+                                f"cannot set it (no io.bfq.weight in {path}: no BFQ)")
+            fs.write(bfq, f"{major}:{minor} {weight}")
+    for kind, major, minor, rate in limits.blkio_throttle:
+        fs.write(os.path.join(path, "io.max"), f"{major}:{minor} {kind}={rate or 'max'}")
+
+
+def set_hugetlb(path: str, limits: Limits) -> None:
+    for size, limit in limits.hugepage_limits:
+        fs.write(os.path.join(path, f"hugetlb.{size}.max"), limit)
 
 
 def kill(path: str) -> bool:

@@ -49,7 +49,6 @@ NAMESPACES = {"pid": "pid", "network": "net", "mount": "mnt", "ipc": "ipc", "uts
 RLIMITS = ("CPU", "FSIZE", "DATA", "STACK", "CORE", "RSS", "NPROC", "NOFILE", "MEMLOCK", "AS", "LOCKS",
            "SIGPENDING", "MSGQUEUE", "NICE", "RTPRIO", "RTTIME")  # RLIMIT_* numbers 0..15 on Linux
 HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
-SUPPORTED_HOOKS = ("prestart", "createRuntime", "poststart", "poststop")
 
 
 class Extras:
@@ -235,17 +234,41 @@ def _namespaces(linux: dict, extras: Extras) -> list[str]:
         if kind in created or kind in extras.join:
             raise SpecError(f"linux.namespaces: {kind} listed twice")
         if ns.get("path"):
-            if kind in ("pid", "mount", "user"):
-                raise SpecError(f"linux.namespaces: joining a {kind} namespace by path is not supported by "
+            if kind == "user":
+                raise SpecError("linux.namespaces: joining a user namespace by path is not supported by "
                                 "minirun-oci")
-            if not os.path.exists(ns["path"]):
-                raise SpecError(f"linux.namespaces: {kind} namespace path {ns['path']}: no such file")
+            _check_ns_path(kind, ns["path"])
             extras.join[kind] = ns["path"]
         else:
             created.append(kind)
-    if "mount" not in created:
-        raise SpecError("linux.namespaces: minirun-oci needs a new mount namespace (type mount)")
+    if "mount" not in created and "mount" not in extras.join:
+        raise SpecError("linux.namespaces: minirun-oci needs a mount namespace, new or joined (type mount)")
+    if "mount" in extras.join and "user" in created:
+        raise SpecError("linux.namespaces: a joined mount namespace cannot be set up from a new user namespace "
+                        "(it belongs to another one)")
     return created
+
+
+def _check_ns_path(kind: str, path: str) -> None:
+    """``path`` must be a namespace of that type (nsfs names it "mnt:[4026531841]"). A mount
+    namespace is set up as the container's (made private, pivot_root'ed: runc does the
+    same), so minirun-oci's own, the host's, is refused: that would move the host's root."""
+    where = f"linux.namespaces: {kind} namespace path {path}"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as err:
+        raise SpecError(f"{where}: {err.strerror}") from None
+    try:
+        target = os.readlink(f"/proc/self/fd/{fd}")
+        if not target.startswith(NAMESPACES[kind] + ":["):
+            raise SpecError(f"{where}: not a {kind} namespace ({target})")
+        if kind == "mount":
+            own, given = os.stat("/proc/self/ns/mnt"), os.fstat(fd)
+            if (own.st_dev, own.st_ino) == (given.st_dev, given.st_ino):
+                raise SpecError(f"{where}: is minirun-oci's own mount namespace; the container's root is "
+                                "pivoted in a joined one, which would move the host's root")
+    finally:
+        os.close(fd)
 
 
 def _resources(res: dict, extras: Extras) -> Limits:
@@ -272,15 +295,104 @@ def _resources(res: dict, extras: Extras) -> Limits:
         limits.cpuset_cpus = parse_cpuset(cpu["cpus"], os.cpu_count() or 1)
     if cpu.get("shares"):
         limits.cpu_shares = int(cpu["shares"])
-    _reject_present(cpu, ("mems", "realtimeRuntime", "realtimePeriod", "burst", "idle"),
-                    "linux.resources.cpu.")
+    if cpu.get("mems"):
+        limits.cpuset_mems = parse_cpuset(cpu["mems"], _memory_nodes(), "linux.resources.cpu.mems", "memory nodes")
+    _reject_present(cpu, ("realtimeRuntime", "realtimePeriod", "burst", "idle"), "linux.resources.cpu.")
     pids = _get(res, "pids", dict, "linux.resources.", {}) or {}
     if pids.get("limit") not in (None, 0, -1):
         limits.pids = int(pids["limit"])
-    for key in ("blockIO", "hugepageLimits", "network", "rdma", "unified"):
+    _block_io(_get(res, "blockIO", dict, "linux.resources.", {}) or {}, limits)
+    limits.hugepage_limits = _hugepages(_get(res, "hugepageLimits", list, "linux.resources.", []) or [])
+    for key in ("network", "rdma", "unified"):
         if res.get(key):
             raise SpecError(f"linux.resources.{key}: this host has no such controller for minirun-oci")
     return limits
+
+
+def _memory_nodes() -> int:
+    """How many NUMA nodes there are to choose from (highest online node + 1)."""
+    try:
+        with open("/sys/devices/system/node/online") as f:
+            text = f.read().strip()
+    except OSError:
+        return 1
+    return max(int(part.split("-")[-1]) for part in text.split(",")) + 1 if text else 1
+
+
+THROTTLES = {"throttleReadBpsDevice": "rbps", "throttleWriteBpsDevice": "wbps",
+             "throttleReadIOPSDevice": "riops", "throttleWriteIOPSDevice": "wiops"}
+
+
+def _block_io(blkio: dict, limits: Limits) -> None:
+    """linux.resources.blockIO -> Limits.blkio_*; the cgroup drivers (cgroups/v1.py
+    set_blkio, v2.py set_io) write them, or fail naming the field where the kernel cannot."""
+    where = "linux.resources.blockIO."
+
+    def weight(obj: dict, key: str, at: str) -> int:
+        value = obj.get(key)
+        if value in (None, 0):
+            return 0
+        if not isinstance(value, int) or not 10 <= value <= 1000:
+            raise SpecError(f"{at}{key} {value!r}: must be between 10 and 1000")
+        return value
+
+    def device(entry, at: str) -> tuple[int, int]:
+        if not isinstance(entry, dict) or not all(isinstance(entry.get(k), int) and entry[k] >= 0
+                                                  for k in ("major", "minor")):
+            raise SpecError(f"{at}: needs major and minor device numbers")
+        return entry["major"], entry["minor"]
+
+    limits.blkio_weight = weight(blkio, "weight", where) or None
+    limits.blkio_leaf_weight = weight(blkio, "leafWeight", where) or None
+    devices = []
+    for i, entry in enumerate(_get(blkio, "weightDevice", list, where, []) or []):
+        at = f"{where}weightDevice[{i}]"
+        major, minor = device(entry, at)
+        dev_weight, leaf = weight(entry, "weight", at + "."), weight(entry, "leafWeight", at + ".")
+        if dev_weight or leaf:
+            devices.append((major, minor, dev_weight, leaf))
+    limits.blkio_weight_device = tuple(devices)
+    throttle = []
+    for key, kind in THROTTLES.items():
+        for i, entry in enumerate(_get(blkio, key, list, where, []) or []):
+            at = f"{where}{key}[{i}]"
+            major, minor = device(entry, at)
+            rate = entry.get("rate")
+            if not isinstance(rate, int) or rate < 0:
+                raise SpecError(f"{at}.rate {rate!r}: must be a number of {kind[1:]} per second (0: no limit)")
+            throttle.append((kind, major, minor, rate))
+    limits.blkio_throttle = tuple(throttle)
+
+
+def _hugepages(entries: list) -> tuple[tuple[str, int], ...]:
+    """linux.resources.hugepageLimits -> ((page size as the kernel names it, bytes), ...),
+    each size checked against /sys/kernel/mm/hugepages (hugepages-2048kB is "2MB")."""
+    if not entries:
+        return ()
+    try:
+        sizes = {_page_size_name(int(d[len("hugepages-"):-2])) for d in os.listdir("/sys/kernel/mm/hugepages")}
+    except OSError:
+        sizes = set()
+    out = []
+    for i, entry in enumerate(entries):
+        at = f"linux.resources.hugepageLimits[{i}]"
+        size = entry.get("pageSize") if isinstance(entry, dict) else None
+        if size not in sizes:
+            raise SpecError(f"{at}.pageSize {size!r}: this host's huge page sizes are "
+                            f"{', '.join(sorted(sizes)) or 'none'}")
+        limit = entry.get("limit")
+        if not isinstance(limit, int) or limit < 0:
+            raise SpecError(f"{at}.limit {limit!r}: must be a number of bytes")
+        out.append((size, limit))
+    return tuple(out)
+
+
+def _page_size_name(kib: int) -> str:
+    """2048 -> "2MB", 1048576 -> "1GB": the names of the hugetlb cgroup files (mm/hugetlb_cgroup.c)."""
+    for unit, scale in (("GB", 1 << 20), ("MB", 1 << 10)):
+        if kib >= scale and kib % scale == 0:
+            return f"{kib // scale}{unit}"
+    return f"{kib}KB"
 
 
 def limits_devices(linux: dict) -> list:
@@ -507,11 +619,18 @@ def _hooks(config: dict) -> dict[str, list[dict]]:
             raise SpecError(f"hooks.{kind}: unknown hook kind (known: {', '.join(HOOK_KINDS)})")
         if not entries:
             continue
-        if kind not in SUPPORTED_HOOKS:
-            raise SpecError(f"hooks.{kind}: runs inside the container's namespaces; not supported by minirun-oci yet")
+        if not isinstance(entries, list):
+            raise SpecError(f"hooks.{kind}: expected a list of hooks")
         for j, hook in enumerate(entries):
+            where = f"hooks.{kind}[{j}]"
             if not isinstance(hook, dict) or not str(hook.get("path", "")).startswith("/"):
-                raise SpecError(f"hooks.{kind}[{j}].path: must be an absolute path")
+                raise SpecError(f"{where}.path: must be an absolute path")
+            for key in ("args", "env"):
+                if not all(isinstance(a, str) for a in _get(hook, key, list, where + ".", []) or []):
+                    raise SpecError(f"{where}.{key}: must be a list of strings")
+            timeout = hook.get("timeout")
+            if timeout is not None and (not isinstance(timeout, int) or isinstance(timeout, bool) or timeout <= 0):
+                raise SpecError(f"{where}.timeout {timeout!r}: must be a number of seconds above 0")
         out[kind] = entries
     return out
 

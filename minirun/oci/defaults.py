@@ -203,7 +203,7 @@ def features() -> dict:
 
     return {
         "ociVersionMin": "1.0.0", "ociVersionMax": OCI_VERSION,
-        "hooks": ["prestart", "createRuntime", "poststart", "poststop"],
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
         "mountOptions": sorted(set(MOUNT_FLAGS) | set(PROPAGATION)),
         "linux": {
             "namespaces": sorted(NAMESPACES.keys() - {"user"}),

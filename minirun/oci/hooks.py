@@ -5,6 +5,9 @@ as JSON on its stdin, in the runtime's namespaces.
                               fails the create (and removes the container)
     poststart                 after `start` released the process; a failure is a warning
     poststop                  during `delete`; a failure is a warning
+
+createContainer and startContainer run in the container's namespaces, so the
+container's own process runs them, in C (csrc/hooks.c): see runtime.create.
 """
 
 from __future__ import annotations

@@ -117,10 +117,13 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
         fifo_fd = fds[-1]
         cgroup = cgroups.create_manager(spec.id, spec.limits, relpath=extras.cgroups_path)
         cgroup.create()
-        join_fds = []
+        join_fds, pid_ns_fd = [], None
         for kind, path in extras.join.items():
             fds.append(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
-            join_fds.append(fds[-1])
+            if kind == "pid":  # only children enter a pid namespace: see _pid_namespace_for
+                pid_ns_fd = fds[-1]
+            else:  # the child joins them itself (a mount namespace before the rootfs is set up in it)
+                join_fds.append(fds[-1])
         sec = security.native_args(spec)
         sec["inheritable"] = extras.inheritable
         env = extras.env
@@ -134,13 +137,22 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
         oci = {"detached": not foreground, "exec_fifo_fd": fifo_fd, "preserve_fds": preserve_fds,
                "join_fds": join_fds, "domainname": extras.domainname, "groups": extras.groups,
                "umask": extras.umask, "caps": extras.caps}
+        if extras.hooks.get("createContainer") or extras.hooks.get("startContainer"):
+            import json
+
+            # The state the process hands its hooks (csrc/hooks.c adds status and pid).
+            state = {"ociVersion": store.OCI_VERSION, "id": container_id, "bundle": os.path.realpath(bundle),
+                     "annotations": extras.annotations}
+            oci.update(create_hooks=extras.hooks.get("createContainer"), start_hooks=extras.hooks.get("startContainer"),
+                       hook_state=json.dumps(state, separators=(",", ":"))[:-1])
         try:
-            child = syscalls.spawn(
-                rootfs=spec.rootfs, hostname=spec.hostname or None, namespaces=namespaces, cgroup_fd=unified_fd,
-                tasks_fds=tasks_fds, pre_plan=extras.pre_plan, plan=extras.plan + sec["path_ops"],
-                readonly_root=spec.readonly_root, argv=proc.args, envp=env, path=path, cwd=proc.cwd,
-                uid=proc.uid, gid=proc.gid, security=sec, oci=oci,
-                console_fd=_connect_console(console_socket, fds), console_size=extras.console_size)
+            with _pid_namespace_for(pid_ns_fd):
+                child = syscalls.spawn(
+                    rootfs=spec.rootfs, hostname=spec.hostname or None, namespaces=namespaces, cgroup_fd=unified_fd,
+                    tasks_fds=tasks_fds, pre_plan=extras.pre_plan, plan=extras.plan + sec["path_ops"],
+                    readonly_root=spec.readonly_root, argv=proc.args, envp=env, path=path, cwd=proc.cwd,
+                    uid=proc.uid, gid=proc.gid, security=sec, oci=oci,
+                    console_fd=_connect_console(console_socket, fds), console_size=extras.console_size)
         except syscalls.NativeError as err:
             raise SetupError(err.step, err.errno) from err
         _set_process_limits(child.pid, extras)
@@ -163,6 +175,7 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
               "cgroup": extras.cgroups_path, "cgroups": cgroup.paths,
               "freeze_file": freeze if freeze and os.path.exists(freeze) else None,
               "hooks": {k: v for k, v in extras.hooks.items() if k in ("poststart", "poststop")},
+              "start_waits": bool(extras.hooks.get("startContainer")),
               "command": proc.args[0], "exec": {"env": env, "cwd": proc.cwd, "security": security.state_record(sec)}}
         store.write(state_dir, st)
         for kind in ("prestart", "createRuntime"):
@@ -188,6 +201,38 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
             os.close(fd)
         if child is not None and not foreground:
             child.close()
+
+
+class _pid_namespace_for:
+    """Clone the container into the pid namespace open on ``fd`` (None: leave as is).
+
+    setns(CLONE_NEWPID) moves only the caller's future children (pid_for_children):
+    set it around the clone, then back to our own namespace, which setns allows (it
+    is the caller's active one). Per thread, and this process forks nothing else meanwhile.
+    """
+
+    def __init__(self, fd: int | None):
+        self.fd, self.own = fd, None
+
+    def __enter__(self):
+        if self.fd is not None:
+            from .. import syscalls
+
+            self.own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                syscalls.setns(self.fd, syscalls.NAMESPACE_FLAGS["pid"])
+            except BaseException:
+                os.close(self.own)
+                raise
+
+    def __exit__(self, *exc):
+        if self.own is not None:
+            from .. import syscalls
+
+            try:
+                syscalls.setns(self.own, syscalls.NAMESPACE_FLAGS["pid"])
+            finally:
+                os.close(self.own)
 
 
 def _host_id(mappings, inside: int) -> int:
@@ -264,6 +309,18 @@ def _open_fifo(root: str, st: dict) -> None:
             if not store.alive(st):
                 raise SetupError("start", 0, f"container {st['id']!r}: its process exited before it was started")
         os.unlink(fifo)
+        if st.get("start_waits"):  # startContainer hooks: to execve (EOF), or their failure's message
+            failure = b""
+            while True:
+                if poller.poll(100):
+                    chunk = os.read(fd, 4096)
+                    if not chunk:
+                        break
+                    failure += chunk
+                elif not store.alive(st):
+                    break
+            if failure:
+                raise SetupError("startContainer hook", 0, failure.decode(errors="replace").strip())
     finally:
         os.close(fd)
 
@@ -359,6 +416,12 @@ def update(root: str, container_id: str, resources: dict) -> None:
         log.warning(warning)
     cgroup = _cgroup(st)
     cgroup.paths = {c: p for c, p in st["cgroups"].items() if os.path.isdir(p)}
+    from ..cgroups import wanted_optional
+
+    fields = {"cpuset": "cpu.cpus/mems", "blkio": "blockIO", "hugetlb": "hugepageLimits"}
+    for controller in sorted(wanted_optional(limits) - cgroup.paths.keys()):  # joined at create only if asked
+        raise SpecError(f"linux.resources.{fields[controller]}: container {container_id!r} was created "
+                        f"without a {controller} cgroup, which only create can add")
     cgroup.update(limits)
 
 
@@ -389,7 +452,7 @@ def run(root: str, container_id: str, bundle: str, *, pid_file=None, console_soc
                     _raise_for_failure(report, st["command"], st["rootfs"])
                 raise
             report = child.read_report()  # EOF: execve succeeded (the socket is close-on-exec)
-            if report is not None and report.kind == syscalls.EXEC_FAILED:
+            if report is not None and report.kind in (syscalls.EXEC_FAILED, syscalls.SETUP_FAILED):
                 _, status = os.waitpid(child.pid, 0)
                 _raise_for_failure(report, st["command"], st["rootfs"])
             hooks = st.get("hooks", {}).get("poststart")

@@ -38,7 +38,7 @@ def _break(kind: str, path: str, tmp_path) -> str:
     elif kind == "unknown capability":
         config["process"]["capabilities"]["bounding"].append("CAP_NOPE")
     elif kind == "unsupported resource":
-        config["linux"]["resources"]["blockIO"] = {"weight": 10}
+        config["linux"]["resources"]["rdma"] = {"mlx5_1": {"hcaHandles": 3}}
     elif kind == "rlimit above the hard limit":
         config["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 1 << 30, "hard": 1 << 30}]
     elif kind == "terminal":
@@ -55,7 +55,7 @@ EXPECTED = {
     "unknown namespace": "unknown namespace type 'bogus'",
     "relative root outside the bundle": "root.path '../../': a relative root must be inside the bundle",
     "unknown capability": "unknown capability 'CAP_NOPE'",
-    "unsupported resource": "linux.resources.blockIO",
+    "unsupported resource": "linux.resources.rdma",
     "rlimit above the hard limit": "process.rlimits RLIMIT_NOFILE",
     "terminal": "a terminal needs --console-socket",
 }

@@ -271,10 +271,12 @@ def test_detect_this_host_is_hybrid_with_separate_cpu_and_cpuacct(hybrid):
         "devices": r + "/sys/fs/cgroup/devices",
         "memory": r + "/sys/fs/cgroup/memory",
         "pids": r + "/sys/fs/cgroup/pids",
+        "blkio": r + "/sys/fs/cgroup/blkio",
     }
     assert "systemd" not in layout.v1 and "name=systemd" not in layout.v1
     assert layout.v1["freezer"] == r + "/sys/fs/cgroup/freezer"
-    assert layout.undelegated == frozenset()
+    # hugetlb: listed in the v2 root, not passed down, and no v1 hierarchy has it
+    assert layout.undelegated == frozenset({"hugetlb"})
 
 
 def test_detect_unified(unified):
@@ -282,8 +284,9 @@ def test_detect_unified(unified):
     r = unified.root + "/sys/fs/cgroup"
     assert layout.mode == "unified"
     assert layout.unified == r
-    assert layout.controllers == {c: r for c in ("cpu", "cpuacct", "cpuset", "devices", "memory", "pids")}
+    assert layout.controllers == {c: r for c in ("cpu", "cpuacct", "cpuset", "devices", "memory", "pids", "blkio")}
     assert layout.v1 == {}
+    assert layout.undelegated == {"hugetlb"}  # listed in the root, not delegated
 
 
 def test_detect_legacy_co_mounted_cpu_cpuacct(legacy):
@@ -540,7 +543,8 @@ def test_unified_refuses_an_undelegated_controller(tmp_path, monkeypatch):
     with pytest.raises(HostError) as err:
         cgroups.create_manager("c1", Limits(memory=64 * MIB), layout)
     assert str(err.value) == (
-        f"cgroup v2 controller memory is not delegated: enable it in {fake.root}/sys/fs/cgroup/cgroup.subtree_control"
+        f"--memory: cgroup v2 controller memory is not delegated: enable it in "
+        f"{fake.root}/sys/fs/cgroup/cgroup.subtree_control"
     )
     cg = cgroups.create_manager("c1", Limits(pids=5), layout)  # no memory limit: run without it
     cg.create()
@@ -761,3 +765,111 @@ def test_both_managers_implement_the_declared_interface():
     from minirun.spec import Limits
 
     NoCgroup().update(Limits())  # a rootless container has nothing to update: no error
+
+
+# ------------------------------------------- OCI blockIO, cpu.mems, hugepageLimits
+
+BLKIO_V1 = {"blkio.throttle.read_bps_device": "", "blkio.throttle.write_bps_device": "",
+            "blkio.throttle.read_iops_device": "", "blkio.throttle.write_iops_device": ""}
+HUGETLB_V1 = {"hugetlb.2MB.limit_in_bytes": MAX, "hugetlb.1GB.limit_in_bytes": MAX}
+IO_V2 = {"io.max": "", "io.weight": "default 100", "io.stat": ""}
+HUGETLB_V2 = {"hugetlb.2MB.max": "max", "hugetlb.1GB.max": "max"}
+
+THROTTLE = (("rbps", 254, 0, 1 << 20), ("wiops", 254, 0, 100))
+
+
+@pytest.fixture
+def v1_all(tmp_path, monkeypatch) -> FakeCgroupFs:
+    """This host's hybrid layout, with a blkio hierarchy like its own (throttle files, no
+    CFQ/BFQ weight) and a v1 hugetlb one, which this host lacks."""
+    mountinfo = HOST_MOUNTINFO + ("42 31 0:39 / /sys/fs/cgroup/hugetlb rw,relatime - cgroup cgroup rw,hugetlb\n")
+    mounts = dict(HOST_MOUNTS, **{"/sys/fs/cgroup/blkio": {"blkio"}, "/sys/fs/cgroup/hugetlb": {"hugetlb"}})
+    monkeypatch.setitem(V1_FILES, "blkio", BLKIO_V1)
+    monkeypatch.setitem(V1_FILES, "hugetlb", HUGETLB_V1)
+    return FakeCgroupFs(tmp_path, mountinfo, mounts).install(monkeypatch)
+
+
+def test_v1_blockio_hugetlb_mems_only_in_containers_that_ask(v1_all):
+    layout = v1_all.detect()
+    assert {"blkio", "hugetlb"} <= layout.controllers.keys()
+    plain = cgroups.create_manager("c0", Limits(), layout)
+    assert not {"blkio", "hugetlb", "cpuset"} & plain.paths.keys()  # no mkdir for what is not asked
+    cg = cgroups.create_manager("c1", Limits(blkio_throttle=THROTTLE, hugepage_limits=(("2MB", 4 << 20),),
+                                             cpuset_mems="0"), layout)
+    cg.create()
+    assert v1_all.writes("/sys/fs/cgroup/blkio/") == [
+        ("/sys/fs/cgroup/blkio/minirun/c1/blkio.throttle.read_bps_device", f"254:0 {1 << 20}"),
+        ("/sys/fs/cgroup/blkio/minirun/c1/blkio.throttle.write_iops_device", "254:0 100"),
+    ]
+    assert v1_all.writes("/sys/fs/cgroup/hugetlb/") == [
+        ("/sys/fs/cgroup/hugetlb/minirun/c1/hugetlb.2MB.limit_in_bytes", str(4 << 20))]
+    assert ("/sys/fs/cgroup/cpuset/minirun/c1/cpuset.mems", "0") in v1_all.writes()
+    cg.destroy()
+
+
+def test_v1_blkio_weight_without_cfq_or_bfq_is_an_error_naming_the_field(v1_all):
+    cg = cgroups.create_manager("c1", Limits(blkio_weight=500), v1_all.detect())
+    with pytest.raises(HostError, match=r"linux\.resources\.blockIO\.weight 500: this kernel cannot set it"):
+        cg.create()
+    assert not os.path.exists(v1_all.root + "/sys/fs/cgroup/blkio/minirun/c1")  # all or nothing
+
+
+def test_v1_blkio_weights_go_to_bfq_files_where_they_exist(v1_all, monkeypatch):
+    monkeypatch.setitem(V1_FILES, "blkio", dict(BLKIO_V1, **{"blkio.bfq.weight": "100",
+                                                             "blkio.bfq.weight_device": ""}))
+    limits = Limits(blkio_weight=300, blkio_weight_device=((8, 0, 700, 0),))
+    cgroups.create_manager("c1", limits, v1_all.detect()).create()
+    assert v1_all.writes("/sys/fs/cgroup/blkio/") == [
+        ("/sys/fs/cgroup/blkio/minirun/c1/blkio.bfq.weight", "300"),
+        ("/sys/fs/cgroup/blkio/minirun/c1/blkio.bfq.weight_device", "8:0 700")]
+    with pytest.raises(HostError, match=r"blockIO\.leafWeight 50: .*blkio\.leaf_weight \(CFQ only\)"):
+        cgroups.create_manager("c2", Limits(blkio_leaf_weight=50), v1_all.detect()).create()
+
+
+def test_v2_blockio_maps_to_io_weight_and_io_max(unified, monkeypatch):
+    monkeypatch.setitem(V2_FILES, "io", IO_V2)
+    cg = cgroups.create_manager("c1", Limits(blkio_weight=500, blkio_throttle=THROTTLE, cpuset_mems="0"),
+                                unified.detect())
+    cg.create()
+    d = "/sys/fs/cgroup/minirun/c1"
+    assert unified.writes()[0] == ("/sys/fs/cgroup/minirun/cgroup.subtree_control", "+cpu +cpuset +io +memory +pids")
+    assert [w for w in unified.writes(d) if "/io." in w[0]] == [
+        (d + "/io.weight", str(v2.blkio_to_io_weight(500))),
+        (d + "/io.max", f"254:0 rbps={1 << 20}"),
+        (d + "/io.max", "254:0 wiops=100")]
+    assert (d + "/cpuset.mems", "0") in unified.writes()
+    assert (v2.blkio_to_io_weight(10), v2.blkio_to_io_weight(1000)) == (1, 10000)  # runc's conversion
+    v2.set_io(unified.root + d, Limits(blkio_throttle=(("rbps", 254, 0, 0),)))
+    assert unified.writes()[-1] == (d + "/io.max", "254:0 rbps=max")  # 0: no limit, as on v1
+    with pytest.raises(HostError, match=r"blockIO\.leafWeight: cgroup v2 has no leaf weights"):
+        v2.set_io(unified.root + d, Limits(blkio_leaf_weight=100))
+    with pytest.raises(HostError, match=r"blockIO\.weightDevice 8:0 200: .*no BFQ"):
+        v2.set_io(unified.root + d, Limits(blkio_weight_device=((8, 0, 200, 0),)))
+
+
+def test_v2_blkio_weight_without_iocost_or_bfq_is_an_error(unified, monkeypatch):
+    monkeypatch.setitem(V2_FILES, "io", {"io.max": ""})
+    with pytest.raises(HostError, match=r"linux\.resources\.blockIO\.weight 500: this kernel cannot set it"):
+        cgroups.create_manager("c1", Limits(blkio_weight=500), unified.detect()).create()
+
+
+def test_v2_hugetlb_max(tmp_path, monkeypatch):
+    every = "cpuset cpu io memory hugetlb pids"
+    fake = FakeCgroupFs(tmp_path, UNIFIED_MOUNTINFO, UNIFIED_MOUNTS, every, every).install(monkeypatch)
+    monkeypatch.setitem(V2_FILES, "hugetlb", HUGETLB_V2)
+    cgroups.create_manager("c1", Limits(hugepage_limits=(("2MB", 8 << 20), ("1GB", 0))), fake.detect()).create()
+    d = "/sys/fs/cgroup/minirun/c1"
+    assert fake.writes()[0] == ("/sys/fs/cgroup/minirun/cgroup.subtree_control", "+cpu +cpuset +hugetlb +memory +pids")
+    assert [w for w in fake.writes(d) if "hugetlb" in w[0]] == [(d + "/hugetlb.2MB.max", str(8 << 20)),
+                                                                 (d + "/hugetlb.1GB.max", "0")]
+
+
+def test_undelegated_hugetlb_names_the_field(hybrid):  # this host
+    with pytest.raises(HostError, match=r"^linux\.resources\.hugepageLimits: cgroup v2 controller hugetlb is not "
+                                        r"delegated"):
+        cgroups.create_manager("c1", Limits(hugepage_limits=(("2MB", 1),)), hybrid.detect())
+
+
+def test_missing_hugetlb_names_the_field(legacy):
+    with pytest.raises(HostError, match=r"^linux\.resources\.hugepageLimits needs the hugetlb cgroup controller"):
+        cgroups.create_manager("c1", Limits(hugepage_limits=(("2MB", 1),)), legacy.detect())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 
 import pytest
@@ -49,13 +50,28 @@ def test_resources_map_to_limits(config, tmp_path):
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda c: c["linux"]["resources"].update(hugepageLimits=[{"pageSize": "2MB", "limit": 1}]), "hugepageLimits"),
+    (lambda c: c["linux"]["resources"].update(hugepageLimits=[{"pageSize": "3MB", "limit": 1}]),
+     "linux.resources.hugepageLimits[0].pageSize '3MB': this host's huge page sizes are"),
+    (lambda c: c["linux"]["resources"].update(hugepageLimits=[{"pageSize": "2MB", "limit": -1}]),
+     "linux.resources.hugepageLimits[0].limit -1"),
+    (lambda c: c["linux"]["resources"].update(blockIO={"weight": 5}), "linux.resources.blockIO.weight 5"),
+    (lambda c: c["linux"]["resources"].update(blockIO={"weightDevice": [{"major": 8, "weight": 100}]}),
+     "linux.resources.blockIO.weightDevice[0]: needs major and minor"),
+    (lambda c: c["linux"]["resources"].update(blockIO={"throttleReadBpsDevice": [{"major": 8, "minor": 0}]}),
+     "linux.resources.blockIO.throttleReadBpsDevice[0].rate None"),
+    (lambda c: c["linux"]["resources"].update(cpu={"mems": "0-63"}), "linux.resources.cpu.mems value '0-63'"),
+    (lambda c: c["linux"]["resources"].update(cpu={"mems": "x"}), "linux.resources.cpu.mems value 'x'"),
     (lambda c: c["linux"]["resources"].update(memory={"kernel": 1}), "memory.kernel"),
     (lambda c: c["linux"].update(intelRdt={"closID": "x"}), "linux.intelRdt"),
     (lambda c: c["linux"]["namespaces"].append({"type": "time"}), "unknown namespace type 'time'"),
     (lambda c: c["linux"]["namespaces"].append({"type": "pid", "path": "/proc/1/ns/pid"}), "listed twice"),
     (lambda c: c["linux"].update(uidMappings=[{"containerID": 0, "hostID": 1000, "size": 1}]), "need a new user"),
-    (lambda c: c.update(hooks={"createContainer": [{"path": "/bin/true"}]}), "hooks.createContainer"),
+    (lambda c: c.update(hooks={"createContainer": [{"path": "true"}]}), "hooks.createContainer[0].path"),
+    (lambda c: c.update(hooks={"startContainer": [{"path": "/bin/true", "timeout": 0}]}),
+     "hooks.startContainer[0].timeout 0: must be a number of seconds above 0"),
+    (lambda c: c.update(hooks={"startContainer": [{"path": "/bin/true", "args": ["true", 1]}]}),
+     "hooks.startContainer[0].args: must be a list of strings"),
+    (lambda c: c.update(hooks={"postStart": [{"path": "/bin/true"}]}), "hooks.postStart: unknown hook kind"),
     (lambda c: c["process"].update(rlimits=[{"type": "RLIMIT_BOGUS", "soft": 1, "hard": 1}]), "RLIMIT_BOGUS"),
     (lambda c: c["linux"].update(cgroupsPath="system.slice:minirun:x"), "systemd"),
     (lambda c: c["linux"].update(sysctl={"../etc": "1"}), "linux.sysctl"),
@@ -65,8 +81,53 @@ def test_resources_map_to_limits(config, tmp_path):
 ])
 def test_what_cannot_be_honoured_is_an_error_naming_the_field(config, tmp_path, change, message):
     change(config)
-    with pytest.raises(SpecError, match=message.replace("(", r"\(").replace(".", r"\.")):
+    with pytest.raises(SpecError, match=re.escape(message)):
         B.to_spec(config, str(tmp_path), "c1")
+
+
+def test_block_io_mems_and_hugepages_map_to_limits(config, tmp_path):
+    config["linux"]["resources"].update(
+        cpu={"cpus": "0", "mems": "0"}, hugepageLimits=[{"pageSize": "2MB", "limit": 4 << 20}],
+        blockIO={"weight": 500, "leafWeight": 300,
+                 "weightDevice": [{"major": 8, "minor": 0, "weight": 700}, {"major": 8, "minor": 16}],
+                 "throttleReadBpsDevice": [{"major": 254, "minor": 0, "rate": 1 << 20}],
+                 "throttleWriteBpsDevice": [{"major": 254, "minor": 0, "rate": 2 << 20}],
+                 "throttleReadIOPSDevice": [{"major": 254, "minor": 0, "rate": 100}],
+                 "throttleWriteIOPSDevice": [{"major": 254, "minor": 0, "rate": 0}]})
+    limits = B.to_spec(config, str(tmp_path), "c1")[0].limits
+    assert (limits.cpuset_cpus, limits.cpuset_mems) == ("0", "0")
+    assert (limits.blkio_weight, limits.blkio_leaf_weight) == (500, 300)
+    assert limits.blkio_weight_device == ((8, 0, 700, 0),)  # an entry with no weight sets nothing
+    assert limits.blkio_throttle == (("rbps", 254, 0, 1 << 20), ("wbps", 254, 0, 2 << 20), ("riops", 254, 0, 100),
+                                     ("wiops", 254, 0, 0))
+    assert limits.hugepage_limits == (("2MB", 4 << 20),)
+    assert B._page_size_name(2048) == "2MB" and B._page_size_name(1 << 20) == "1GB" and B._page_size_name(64) == "64KB"
+
+
+def test_joining_pid_and_mount_namespaces_by_path(config, tmp_path):
+    """The paths are checked to be namespaces of their type; the mount namespace the
+    runtime runs in (the host's) is refused: the container's root is pivoted in a joined one."""
+    net = "/proc/self/ns/net"
+    config["linux"]["namespaces"] = [{"type": "pid", "path": "/proc/self/ns/pid"}, {"type": "mount"}]
+    spec, extras = B.to_spec(config, str(tmp_path), "c1")
+    assert extras.join == {"pid": "/proc/self/ns/pid"} and spec.namespaces == ("mount",)
+    for bad, message in (
+            ([{"type": "mount", "path": "/proc/self/ns/mnt"}], "is minirun-oci's own mount namespace"),
+            ([{"type": "mount"}, {"type": "pid", "path": net}], "not a pid namespace (net:["),
+            ([{"type": "mount", "path": net}], "not a mount namespace"),
+            ([{"type": "mount"}, {"type": "pid", "path": "/no/such"}], "/no/such: No such file or directory"),
+            ([{"type": "mount"}, {"type": "user", "path": "/proc/self/ns/user"}], "joining a user namespace"),
+            ([{"type": "pid"}], "needs a mount namespace, new or joined")):
+        config["linux"]["namespaces"] = bad
+        with pytest.raises(SpecError, match=re.escape(message)):
+            B.to_spec(config, str(tmp_path), "c1")
+
+
+def test_every_hook_kind_is_taken(config, tmp_path):
+    hook = {"path": "/bin/true", "args": ["true"], "env": ["A=b"], "timeout": 3}
+    config["hooks"] = {kind: [hook] for kind in B.HOOK_KINDS}
+    _, extras = B.to_spec(config, str(tmp_path), "c1")
+    assert extras.hooks == config["hooks"]
 
 
 def test_selinux_label_is_a_warning(config, tmp_path):
