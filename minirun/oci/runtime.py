@@ -415,7 +415,8 @@ def update(root: str, container_id: str, resources: dict) -> None:
     for warning in extras.warnings:
         log.warning(warning)
     cgroup = _cgroup(st)
-    cgroup.paths = {c: p for c, p in st["cgroups"].items() if os.path.isdir(p)}
+    # runc's update has no device rules: the devices cgroup stays as create made it
+    cgroup.paths = {c: p for c, p in st["cgroups"].items() if os.path.isdir(p) and c != "devices"}
     from ..cgroups import wanted_optional
 
     fields = {"cpuset": "cpu.cpus/mems", "blkio": "blockIO", "hugetlb": "hugepageLimits"}

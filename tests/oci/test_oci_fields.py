@@ -316,3 +316,28 @@ def test_failing_or_slow_container_hooks_fail_create_and_start(tmp_path, bundle,
         assert oci("delete", "--force", "badstart").returncode == 0
     out = oci("run", "--bundle", path, "badstart2")
     assert out.returncode != 0 and "startContainer hook /bin/sh: exit status 4: no start" in out.stderr, out.stderr
+
+
+def test_update_keeps_the_device_rules_made_at_create(tmp_path, bundle, oci):
+    """`update` changes the resources it is given; the devices cgroup stays as create made it
+    (runc's update has no device rules)."""
+    if not os.path.isdir("/sys/fs/cgroup/devices"):
+        pytest.skip("no cgroup v1 devices hierarchy to read the rules from")
+    path = bundle(["/bin/sleep", "60"])
+    config = _config(path)
+    config["linux"]["resources"]["devices"].append({"allow": True, "type": "c", "major": 10, "minor": 200,
+                                                    "access": "rwm"})
+    write_config(path, config)
+    assert oci("run", "-d", "--bundle", path, "upd").returncode == 0
+    try:
+        cg = open(f"/proc/{oci.state('upd')['pid']}/cgroup").read()
+        devices = "/sys/fs/cgroup/devices" + next(line.split(":", 2)[2] for line in cg.splitlines()
+                                                  if ":devices:" in line) + "/devices.list"
+        before = open(devices).read().split("\n")
+        assert "c 10:200 rwm" in before
+        resources = tmp_path / "resources.json"
+        resources.write_text(json.dumps({"pids": {"limit": 42}}))
+        assert oci("update", "--resources", str(resources), "upd").returncode == 0
+        assert open(devices).read().split("\n") == before
+    finally:
+        assert oci("delete", "--force", "upd").returncode == 0
