@@ -129,6 +129,7 @@ struct mr_spawn_req {
     const struct mr_hook *start_hooks;  /* startContainer: after `start`, just before execve */
     int n_start_hooks;
     const char *hook_state;
+    int runtime_hooks;                  /* pause for the runtime's prestart and createRuntime (MR_REPORT_HOOKS) */
 };
 
 struct mr_spawn_out {
@@ -145,6 +146,8 @@ enum mr_report_kind {
     MR_REPORT_EXEC_FAILED = 3,  /* err, step: COMMAND could not be exec'd */
     MR_REPORT_EXITED = 4,       /* status: COMMAND's wait status */
     MR_REPORT_CREATED = 5,      /* oci_process: set up, waiting on the exec fifo before execve */
+    MR_REPORT_HOOKS = 6,        /* runtime_hooks: mounts made, before createContainer and pivot_root;
+                                 * waits for one byte back once the runtime ran prestart and createRuntime */
 };
 
 struct mr_report {

@@ -31,9 +31,9 @@ REPORT_SIZE = ffi.sizeof("struct mr_report")
 LIBEXEC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "libexec")
 INIT_PATH = os.path.join(LIBEXEC, "minirun-init")
 SHIM_PATH = os.path.join(LIBEXEC, "minirun-shim")
-SETUP_FAILED, EXEC_OK, EXEC_FAILED, EXITED, CREATED = (
+SETUP_FAILED, EXEC_OK, EXEC_FAILED, EXITED, CREATED, HOOKS = (
     lib.MR_REPORT_SETUP_FAILED, lib.MR_REPORT_EXEC_OK, lib.MR_REPORT_EXEC_FAILED, lib.MR_REPORT_EXITED,
-    lib.MR_REPORT_CREATED)
+    lib.MR_REPORT_CREATED, lib.MR_REPORT_HOOKS)
 
 
 class NativeError(OSError):
@@ -113,6 +113,10 @@ class Child(Record):
         if self.report_fd >= 0:
             os.close(self.report_fd)
             self.report_fd = -1
+
+    def resume(self) -> None:
+        """Let a child paused at a HOOKS report go on."""
+        os.write(self.report_fd, b"g")
 
     def read_report(self) -> Report | None:
         """The child's next record, or None once it has closed its end."""
@@ -296,7 +300,8 @@ def _set_oci(req, oci: dict, keep: list) -> None:
     groups (None: drop all), umask, caps (effective, permitted, ambient masks;
     security["caps"] is the bounding set), create_hooks and start_hooks (OCI hook
     objects the process runs itself, csrc/hooks.c) with hook_state (their state JSON
-    without the closing brace).
+    without the closing brace), runtime_hooks (pause with a HOOKS report before those,
+    until Child.resume()).
     """
     req.oci_process = 1
     req.detached = 1 if oci.get("detached") else 0
@@ -322,6 +327,7 @@ def _set_oci(req, oci: dict, keep: list) -> None:
             setattr(req, f"{kind}_hooks", array)
             setattr(req, f"n_{kind}_hooks", len(hooks))
     req.hook_state = _cstr(oci.get("hook_state"), keep)
+    req.runtime_hooks = 1 if oci.get("runtime_hooks") else 0
 
 
 def _set_process_extras(req, oci: dict, keep: list) -> None:

@@ -134,9 +134,10 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
         if unified_fd is not None:
             fds.append(unified_fd)
         proc = spec.process
+        runtime_hooks = [kind for kind in ("prestart", "createRuntime") if extras.hooks.get(kind)]
         oci = {"detached": not foreground, "exec_fifo_fd": fifo_fd, "preserve_fds": preserve_fds,
                "join_fds": join_fds, "domainname": extras.domainname, "groups": extras.groups,
-               "umask": extras.umask, "caps": extras.caps}
+               "umask": extras.umask, "caps": extras.caps, "runtime_hooks": bool(runtime_hooks)}
         if extras.hooks.get("createContainer") or extras.hooks.get("startContainer"):
             import json
 
@@ -161,11 +162,6 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
         if unified_fd is not None and not child.used_clone3:
             cgroup.add_pid(child.pid)
         child.release()
-        report = child.read_report()
-        if report is None:
-            raise SetupError("container init", 0, "the container process died during setup")
-        if report.kind != syscalls.CREATED:
-            container._raise_for_failure(report, proc.args[0], spec.rootfs)
         unified = cgroup.paths.get("unified")
         freeze = os.path.join(unified, "cgroup.freeze") if unified else None
         now = time.time()
@@ -177,12 +173,21 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
               "hooks": {k: v for k, v in extras.hooks.items() if k in ("poststart", "poststop")},
               "start_waits": bool(extras.hooks.get("startContainer")),
               "command": proc.args[0], "exec": {"env": env, "cwd": proc.cwd, "security": security.state_record(sec)}}
-        store.write(state_dir, st)
-        for kind in ("prestart", "createRuntime"):
-            if kind in extras.hooks:  # imported only then: subprocess costs ~2 ms
-                from . import hooks
+        report = child.read_report()
+        if runtime_hooks and report is not None and report.kind == syscalls.HOOKS:
+            # runc's order: the mounts are made; createContainer and pivot_root wait for these
+            from . import hooks  # imported only then: subprocess costs ~2 ms
 
-                hooks.run(kind, extras.hooks[kind], store.oci_state(root, st), fatal=True)
+            store.write(state_dir, st)
+            for kind in runtime_hooks:
+                hooks.run(kind, extras.hooks[kind], dict(store.oci_state(root, st), status="creating"), fatal=True)
+            child.resume()
+            report = child.read_report()
+        if report is None:
+            raise SetupError("container init", 0, "the container process died during setup")
+        if report.kind != syscalls.CREATED:
+            container._raise_for_failure(report, proc.args[0], spec.rootfs)
+        store.write(state_dir, st)
         if pid_file:
             _write_pid_file(pid_file, child.pid)
         return Created(child, st, state_dir)

@@ -231,7 +231,11 @@ def _hooks_bundle(bundle, tmp_path, create_hook: dict, start_hook: dict | None =
     config["mounts"] += [{"destination": "/out", "type": "bind", "source": str(out), "options": ["rbind"]},
                          {"destination": "/hookbin", "type": "bind", "source": str(bin_dir), "options": ["rbind", "ro"]}]
     os.chmod(out, 0o777)
-    config["hooks"] = {"createContainer": [create_hook]}
+    # run by the runtime, as root: the file stays writable for the process's user
+    runtime_hook = {"path": "/bin/sh", "args": ["sh", "-c", f"echo $0 >> {out}/order; chmod 666 {out}/order", "KIND"]}
+    config["hooks"] = {"createContainer": [create_hook],
+                       **{kind: [dict(runtime_hook, args=runtime_hook["args"][:-1] + [kind])]
+                          for kind in ("prestart", "createRuntime")}}
     if start_hook:
         config["hooks"]["startContainer"] = [start_hook]
     write_config(path, config)
@@ -258,11 +262,12 @@ def test_create_and_start_container_hooks_run_where_and_when_the_spec_says(tmp_p
     assert created.returncode == 0, created.stderr
     try:
         pid = oci.state("hooks")["pid"]
-        assert (out / "order").read_text() == "createContainer\n"  # at create; startContainer waits for start
+        # at create, in the spec's order; startContainer waits for start
+        assert (out / "order").read_text() == "prestart\ncreateRuntime\ncreateContainer\n"
         start = oci("start", "hooks")
         assert start.returncode == 0, start.stderr
         assert _wait_for(out / "main")
-        assert (out / "order").read_text() == "createContainer\nstartContainer\nmain\n"
+        assert (out / "order").read_text() == "prestart\ncreateRuntime\ncreateContainer\nstartContainer\nmain\n"
         container_mnt = (out / "main").read_text().strip()
         assert container_mnt != os.readlink("/proc/self/ns/mnt")
         host_root = os.stat("/").st_ino

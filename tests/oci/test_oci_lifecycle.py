@@ -171,7 +171,8 @@ def test_config_fields_seen_from_inside(tmp_path, bundle, oci):
     for kind in ("prestart", "createRuntime", "poststart", "poststop"):
         state = json.loads((hook_out / kind).read_text())
         assert state["id"] == "fields" and state["bundle"] == path, kind
-    assert json.loads((hook_out / "prestart").read_text())["status"] == "created"
+    # run while the container is set up, before pivot_root (runc's order): "creating"
+    assert json.loads((hook_out / "prestart").read_text())["status"] == "creating"
 
 
 def test_state_and_start_import_nothing_heavy(bundle, oci):
