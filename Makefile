@@ -108,11 +108,13 @@ bench: deps venv rootfs kernel
 	MINIRUN_ROOTFS=$(ROOTFS) $(VPY) benchmarks/bench_vm.py -n 7
 	MINIRUN_ROOTFS=$(ROOTFS) $(VPY) benchmarks/bench_seccomp.py
 	MINIRUN_ROOTFS=$(ROOTFS) $(VPY) benchmarks/bench_oci.py
+	MINIRUN_ROOTFS=$(ROOTFS) $(VPY) benchmarks/bench_idle.py
 
 # ---------------------------------------------------------------- clean
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache
 	rm -f minirun/_native.c minirun/_native.o minirun/_native*.so
+	rm -rf minirun/libexec
 	rm -f $(CACHE)/*.stamp
 	find . -name __pycache__ -type d -not -path './.git/*' -prune -exec rm -rf {} +
