@@ -148,6 +148,8 @@ def main(argv: list[str] | None = None) -> None:
 
         values = parse_fast(args[1:])
         if values is not None:
+            from .quickexit import exit_now
+
             exit_now(guarded(lambda: execute_run(**values), debug))
     if "site" not in sys.modules:  # started by the launcher (python -I -S): see scripts/launchers.py
         import site
@@ -156,20 +158,3 @@ def main(argv: list[str] | None = None) -> None:
     from .cli import run_click
 
     sys.exit(guarded(lambda: run_click(args), debug))
-
-
-def exit_now(code: int) -> None:
-    """Exit with ``code`` without the interpreter's teardown (~2.5 ms of freeing modules
-    here), once what it would do matters to nobody: output flushed, no thread left, no
-    atexit handler. Else (a library registered one, say) the usual sys.exit."""
-    import atexit
-
-    threading = sys.modules.get("threading")
-    if getattr(atexit, "_ncallbacks", lambda: 1)() or (threading is not None and threading.active_count() > 1):
-        sys.exit(code)
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except Exception:  # noqa: BLE001 - a closed or broken stdout: let the usual exit report it
-        sys.exit(code)
-    os._exit(code)

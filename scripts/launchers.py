@@ -20,15 +20,16 @@ import os
 import sys
 import sysconfig
 
-ENTRY_POINTS = {"minirun": "minirun.entry", "minirun-oci": "minirun.oci.main"}
+# As [project.scripts] in pyproject.toml: name -> (module, function)
+ENTRY_POINTS = {"minirun": ("minirun.entry", "main"), "minirun-oci": ("minirun.oci.main", "cli")}
 
 TEMPLATE = """#!{python} -IS
 # Written by minirun's scripts/launchers.py: pip's console script, minus site and
 # `import re` (-I: PYTHON* variables, user site and the script's directory ignored).
 import sys
 sys.path += {path!r}
-from {module} import main
-sys.exit(main())
+from {module} import {function}
+sys.exit({function}())
 """
 
 
@@ -48,11 +49,11 @@ def write(bindir: str) -> list[str]:
         python = sys.executable
     path = search_path()
     written = []
-    for name, module in ENTRY_POINTS.items():
+    for name, (module, function) in ENTRY_POINTS.items():
         target = os.path.join(bindir, name)
         tmp = target + ".tmp"
         with open(tmp, "w") as f:
-            f.write(TEMPLATE.format(python=python, path=path, module=module))
+            f.write(TEMPLATE.format(python=python, path=path, module=module, function=function))
         os.chmod(tmp, 0o755)
         os.rename(tmp, target)
         written.append(target)
