@@ -10,11 +10,14 @@ verbs an engine calls per container.
 runs in CPython), given the settings it reads from a ``JSONDecoder``. ``dumps``
 writes what minirun's files hold (dict, list, tuple, str, int, float, bool, None)
 exactly as ``json.dumps`` does with the same ``indent``, ``separators`` and
-``sort_keys``. Anything else, and every error, goes to the json package itself,
+``sort_keys`` (or is ``json.dumps`` itself, C-accelerated, in a process that has
+imported json already, such as a program using the API). Anything else, and every error, goes to the json package itself,
 so results and messages (``JSONDecodeError``, "not JSON serializable") are json's.
 """
 
 from __future__ import annotations
+
+import sys
 
 try:
     from _json import encode_basestring_ascii as _quote, make_scanner as _make_scanner
@@ -69,6 +72,13 @@ def dumps(value, *, indent: int | None = None, separators: tuple[str, str] | Non
     """``json.dumps(value, indent=..., separators=..., sort_keys=...)``."""
     if separators is None:
         separators = (", ", ": ") if indent is None else (",", ": ")
+    json = sys.modules.get("json")
+    if json is not None:  # imported already (a program using the API): its C encoder is faster
+        return json.dumps(value, indent=indent, separators=separators, sort_keys=sort_keys)
+    return _dumps(value, indent, separators, sort_keys)
+
+
+def _dumps(value, indent: int | None, separators: tuple[str, str], sort_keys: bool) -> str:
     if _quote is not None:
         out: list[str] = []
         try:

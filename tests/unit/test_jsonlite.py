@@ -37,6 +37,9 @@ def test_dumps_writes_what_json_writes(options):
             with pytest.raises(TypeError):
                 jsonlite.dumps(value, **options)
             continue
+        separators = options.get("separators") or ((", ", ": ") if options.get("indent") is None else (",", ": "))
+        # _dumps: what dumps() runs where json is not imported (the start paths), unlike here
+        assert jsonlite._dumps(value, options.get("indent"), separators, options.get("sort_keys", False)) == expected
         assert jsonlite.dumps(value, **options) == expected
         assert repr(jsonlite.loads(expected)) == repr(json.loads(expected))
 
@@ -47,9 +50,10 @@ def test_other_types_go_to_json():
     class Number(enum.IntEnum):
         ONE = 1
 
-    assert jsonlite.dumps({"n": Number.ONE, Number.ONE: [1]}) == json.dumps({"n": Number.ONE, Number.ONE: [1]})
+    value = {"n": Number.ONE, Number.ONE: [1]}
+    assert jsonlite._dumps(value, None, (", ", ": "), False) == json.dumps(value)
     with pytest.raises(TypeError, match="not JSON serializable"):
-        jsonlite.dumps({"s": {1, 2}})
+        jsonlite._dumps({"s": {1, 2}}, None, (", ", ": "), False)
 
 
 @pytest.mark.parametrize("text", ["", " ", "{", "[1,]", "1 2", "nul", '{"a":1}x', "\ufeff{}", "[NaN, -Infinity]",
