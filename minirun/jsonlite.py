@@ -10,9 +10,10 @@ verbs an engine calls per container.
 runs in CPython), given the settings it reads from a ``JSONDecoder``. ``dumps``
 writes what minirun's files hold (dict, list, tuple, str, int, float, bool, None)
 exactly as ``json.dumps`` does with the same ``indent``, ``separators`` and
-``sort_keys`` (or is ``json.dumps`` itself, C-accelerated, in a process that has
-imported json already, such as a program using the API). Anything else, and every error, goes to the json package itself,
-so results and messages (``JSONDecodeError``, "not JSON serializable") are json's.
+``sort_keys`` (and is ``json.dumps`` itself, C-accelerated, in a process that has
+imported json already, such as a program using the API). Anything else, and every
+error, goes to the json package, so results and messages (``JSONDecodeError``,
+"not JSON serializable") are json's.
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ class _Decoder:
     parse_float = float
     parse_int = int
     parse_constant = _CONSTANTS.__getitem__
-    memo: dict = {}
 
 
 _scan = _make_scanner(_Decoder()) if _make_scanner else None
