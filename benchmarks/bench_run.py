@@ -7,8 +7,8 @@
    the same namespaces and limits, interleaved so machine noise hits both alike.
 2. API: 100 sequential containers through minirun.run(), each with the five
    namespaces (+cgroup), pivot_root and three limits; vs 100 sequential runc runs.
-Prints medians, min/max and ratios. Targets (issue 2): API <= 10 ms per container,
-CLI <= 1.5x runc.
+Prints medians, min/max and ratios. Targets (issue 13): API <= 6 ms per container,
+CLI <= 1.0x runc.
 """
 
 from __future__ import annotations
@@ -125,14 +125,14 @@ def main() -> None:
         if have_runc:
             print(summary("runc run", cli["runc"]))
             ratio = statistics.median(cli["minirun"]) / statistics.median(cli["runc"])
-            print(f"ratio minirun/runc: {ratio:.2f}x   (target <= 1.5x)")
+            print(f"ratio minirun/runc: {ratio:.2f}x   (target <= 1.0x, issue 13)")
         else:
             print("runc: not installed (apt-get install runc) - no comparison")
 
         print(f"\n== Python API, {args.api_runs} sequential containers", flush=True)
         api = bench_api(args.rootfs, args.api_runs)
         print(summary("minirun.run()", api))
-        print(f"total {sum(api):.2f} s, {sum(api) / len(api) * 1000:.1f} ms per container   (target <= 10 ms)")
+        print(f"total {sum(api):.2f} s, {sum(api) / len(api) * 1000:.1f} ms per container   (target <= 6 ms, issue 13)")
         if have_runc:
             t0 = time.perf_counter()
             for i in range(args.api_runs):

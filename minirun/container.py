@@ -17,9 +17,10 @@ The parent side of the handshake documented at the top of csrc/spawn.c:
 from __future__ import annotations
 
 import os
-import signal
-import threading
+import sys
 import time
+
+import _signal as signal  # not signal: its IntEnums import enum (~3.5 ms per start, see entry.py)
 
 from . import cgroups, cleanup, security, state
 from .errors import CommandNotExecutable, CommandNotFound, HostError, SetupError, SpecError
@@ -325,7 +326,8 @@ class forward_signals:
             pass
 
     def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
+        threading = sys.modules.get("threading")  # not imported: no other thread was started
+        if threading is None or threading.current_thread() is threading.main_thread():
             for sig in FORWARDED_SIGNALS:
                 self.saved[sig] = signal.signal(sig, self._forward)
         return self

@@ -105,9 +105,9 @@ def _cache_key(profile, caps, kernel) -> str:
     if profile == "default":  # its source stands for it: no import and no JSON dump on the run path
         text = _source_id("seccomp_default.py")
     else:
-        import json
+        from .jsonlite import dumps  # json.dumps' very text (the key stays), without json's import
 
-        text = json.dumps(profile, sort_keys=True, separators=(",", ":"))
+        text = dumps(profile, sort_keys=True, separators=(",", ":"))
     caps = sorted(c.upper() if c.upper().startswith("CAP_") else "CAP_" + c.upper() for c in caps)
     material = "\n".join((text, ",".join(caps), "%d.%d" % kernel, libseccomp_version(),
                           _source_id("seccomp_build.py")))

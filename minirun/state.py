@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
 import time
 from stat import S_ISDIR
 
+from . import jsonlite as json  # not the json package: its import costs a start ~7 ms (jsonlite.py)
 from .errors import HostError, SpecError
 
 # Rootless (a non-root user with --userns): state lives in the user's runtime directory,

@@ -10,7 +10,10 @@ import fcntl
 import os
 import sys
 from .record import Record
-from collections.abc import Sequence
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # collections.abc imports collections: ~1 ms at every start, for annotations only
+    from collections.abc import Sequence
 
 from ._native import ffi, lib
 

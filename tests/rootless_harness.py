@@ -19,7 +19,7 @@ for name in ("difflib", "json", "shutil", "signal", "fcntl", "errno", "stat", "h
              "minirun.security", "minirun.syscalls", "minirun.mounts", "minirun.runopts", "minirun.lifecycle",
              "minirun.cgroups", "minirun.seccomp", "minirun.seccomp_default", "minirun.seccomp_build",
              "minirun._seccomp", "_sha256",
-             "minirun.result"):
+             "minirun.result", "minirun.jsonlite", "minirun.quickexit", "atexit"):
     try:
         importlib.import_module(name)
     except ImportError:

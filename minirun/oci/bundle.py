@@ -14,10 +14,10 @@ container paths, resolved inside the root by csrc/rootpath.c like every plan's.
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 
+from .. import jsonlite
 from ..errors import SpecError
 from ..mounts import DEFAULT_DEVICES, DEV_LINKS, OP_MKDIR, OP_MKNOD, OP_MOUNT, OP_READONLY, OP_SYMLINK, OP_WRITE, Op
 from ..spec import ContainerSpec, Limits, Process, parse_cpuset
@@ -81,7 +81,7 @@ def load(bundle: str) -> dict:
     path = os.path.join(bundle, "config.json")
     try:
         with open(path) as f:
-            config = json.load(f)
+            config = jsonlite.load(f)  # not json: its import costs each create ~7 ms
     except FileNotFoundError:
         raise SpecError(f"bundle {bundle}: no config.json") from None
     except ValueError as err:

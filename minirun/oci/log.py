@@ -27,9 +27,9 @@ def _write(level: str, msg: str) -> None:
     if not path:
         return
     if _target["json"]:
-        import json
+        from ..jsonlite import dumps
 
-        line = json.dumps({"level": level, "msg": msg, "time": _timestamp()})
+        line = dumps({"level": level, "msg": msg, "time": _timestamp()})
     else:
         line = f'time="{_timestamp()}" level={level} msg="{msg}"'
     try:

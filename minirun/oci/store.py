@@ -6,14 +6,15 @@
 
 Status: ``stopped`` once the pid is gone, a zombie, or another process reusing the
 number (its start time differs); else ``created`` while the fifo exists, ``paused``
-while the cgroup is frozen, ``running`` otherwise. Only os and json here: `state`
+while the cgroup is frozen, ``running`` otherwise. Only os and jsonlite here: `state`
 and `start` run this module and nothing heavy.
 """
 
 from __future__ import annotations
 
-import json
 import os
+
+from .. import jsonlite as json  # not the json package (re, enum: ~7 ms a start; see jsonlite.py)
 
 DEFAULT_ROOT = "/run/minirun-oci"
 FIFO = "exec.fifo"

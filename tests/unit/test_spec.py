@@ -98,3 +98,27 @@ def test_native_errors_name_the_step():
         syscalls.attach_device_filter(bytes(16), -1)
     assert str(info.value).startswith("bpf(PROG_LOAD, devices filter): ")
     assert info.value.errno > 0
+
+
+def test_sizes_and_names_are_what_the_regexes_said():
+    """parse_size and valid_id do without re (its import costs every start ~5 ms): they
+    must accept exactly what the patterns they replace matched."""
+    import random
+    import re
+
+    from minirun.spec import _split_size, valid_id
+
+    size_re = r"^\s*(\d+(?:\.\d+)?)\s*([bkmgt]?)(?:i?b)?\s*$"
+    id_re = r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}"
+    rng = random.Random(1)
+    alphabet = "0123456789.bkmgtiBKMGTI \t\n-_x\u0666"
+    for length in range(7):
+        for _ in range(3000):
+            text = "".join(rng.choice(alphabet) for _ in range(length))
+            match = re.match(size_re, text, re.IGNORECASE)
+            assert _split_size(text) == ((match.group(1), match.group(2).lower()) if match else None), text
+    for length in range(70):
+        for _ in range(300):
+            tail = "".join(rng.choice("aZ09_.-\n \u00e9/") for _ in range(min(length, 4)))
+            text = "a" * (length - len(tail)) + tail if rng.random() < 0.5 else tail + "a" * (length - len(tail))
+            assert valid_id(text) == (re.fullmatch(id_re, text) is not None), text
