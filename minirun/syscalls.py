@@ -232,21 +232,35 @@ def spawn(*, rootfs: str, hostname: str | None, namespaces: Sequence[str], cgrou
     out = ffi.new("struct mr_spawn_out *")
     step = _step()
     req.helper_fd = sealed_init()
-    try:
-        _check(lib.mr_spawn(req, out, step), step)
-    finally:
-        if req.helper_fd >= 0:
-            os.close(req.helper_fd)
+    _check(lib.mr_spawn(req, out, step), step)
     return Child(out.pid, out.report_fd, out.go_fd, bool(out.used_clone3))
 
 
 _SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
 
 
+_sealed: tuple[int, int] | None = None  # (fd, inode): one copy per process, reused by every container
+
+
 def sealed_init() -> int:
     """A sealed memfd holding a copy of minirun-init, for the child to exec (csrc/command.c
     says why a copy: COMMAND's /proc/self/exe must never be a writable host file); -1 if
-    it is not built, and the child then does the same work in the forked process."""
+    it is not built, and the child then does the same work in the forked process.
+    Made once per process: sealed, it cannot change, and an API user's hundredth
+    container need not copy it again (checked by inode, in case the fd was closed)."""
+    global _sealed
+    if _sealed is not None:
+        try:
+            if os.fstat(_sealed[0]).st_ino == _sealed[1]:
+                return _sealed[0]
+        except OSError:
+            pass
+    fd = _copy_sealed()
+    _sealed = (fd, os.fstat(fd).st_ino) if fd >= 0 else None
+    return fd
+
+
+def _copy_sealed() -> int:
     try:
         src = os.open(INIT_PATH, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
@@ -375,11 +389,7 @@ def exec_into(*, pidfd: int, namespaces: Sequence[str], cgroup_fd: int | None, t
     exec_err = ffi.new("int *")
     step = _step()
     req.helper_fd = sealed_init()
-    try:
-        ret = lib.mr_exec(req, pidfd, flags, exec_err, step)
-    finally:
-        if req.helper_fd >= 0:
-            os.close(req.helper_fd)
+    ret = lib.mr_exec(req, pidfd, flags, exec_err, step)
     if ret < 0:
         text = ffi.string(step).decode(errors="replace")
         raise (ExecFailed if exec_err[0] and text.startswith("exec ") else NativeError)(-ret, text)

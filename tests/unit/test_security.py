@@ -158,6 +158,7 @@ def test_the_init_copy_is_sealed():
 
     fd = syscalls.sealed_init()
     assert fd >= 0, "minirun-init is not built"
+    assert syscalls.sealed_init() == fd  # one copy per process
     try:
         seals = fcntl.fcntl(fd, fcntl.F_GET_SEALS)
         assert seals & syscalls._SEALS == syscalls._SEALS
@@ -173,3 +174,5 @@ def test_the_init_copy_is_sealed():
             assert os.pread(fd, 1 << 20, 0) == f.read()
     finally:
         os.close(fd)
+    fresh = syscalls.sealed_init()  # its fd closed under it: a new copy
+    assert fresh >= 0 and os.fstat(fresh).st_size == os.path.getsize(syscalls.INIT_PATH)
