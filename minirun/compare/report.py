@@ -287,7 +287,7 @@ def os_cell(v: View) -> dict:
         per = _density_per_instance(v)
         dens = v.raw.get("density") or {}
         if per is not None:
-            how = {"vm": "QEMU RSS", "container": "supervisor RSS + cgroup memory",
+            how = {"vm": "QEMU RSS", "container": "minirun-shim RSS + cgroup memory",
                    "runc": "cgroup memory; runc leaves no process"}[v.name]
             lines.append(f"idle cost: {mib(per)} per instance ({how}, k={dens.get('k')})")
             values["idle_bytes_per_instance"] = per
