@@ -1,7 +1,7 @@
 /*
  * shim.c - minirun-shim, what stays on the host beside a detached container.
  *
- *     minirun-shim REPORT_FD INIT_PID LOG_FD MASTER_FD LISTEN_FD -- FINISH ARGS...
+ *     minirun-shim REPORT_FD INIT_PID LOG_FD MASTER_FD LISTEN_FD [-p FD:ADDR:PORT]... -- FINISH ARGS...
  *
  * The Python supervisor (minirun/lifecycle.py) starts the container, then execs
  * this static program, as conmon stays beside runc: idle, a container costs its
@@ -10,6 +10,9 @@
  * (MASTER_FD >= 0) it also relays the pty: output to LOG_FD and to every client
  * of the listening SOCK_SEQPACKET socket LISTEN_FD (`minirun attach`), whose
  * packets are b"d" + input or b"w" + rows, columns (two native unsigned shorts).
+ * Each -p is a published port (-p HOSTPORT:CTRPORT): FD listens on the host's
+ * loopback, and every connection is relayed to ADDR:PORT, the container's
+ * address on the bridge, as minirun/portproxy.py does for a foreground run.
  * Once the container is gone it execs FINISH ARGS... STATUS (the wait status):
  * Python again, for the cleanup (cgroups, network, state; lifecycle.finish).
  * Every fd the finish needs, the state lock among them, passes through both execs.
@@ -22,6 +25,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -32,6 +37,8 @@
 #define CHUNK 16384
 #define MAX_CLIENTS 16
 #define DRAIN_LIMIT (1 << 20) /* at exit, read at most this much more from a pty still being written */
+#define MAX_PORTS 32
+#define MAX_CONNS 64
 
 extern char **environ;
 
@@ -40,6 +47,28 @@ static int clients[MAX_CLIENTS];
 static int n_clients;
 static char pending[CHUNK];
 static size_t n_pending;
+
+/* Published ports: a listener each, and the connections relayed through them. A
+ * connection is two sockets and a buffer per direction. EOF from one side is
+ * passed on as a shutdown(SHUT_WR) of the other once its buffer is delivered (a
+ * client that sends a request and half-closes still gets the answer); the
+ * connection goes when both directions are done, or at the first error. */
+struct port {
+    int fd;
+    struct sockaddr_in to;
+};
+struct conn {
+    int fd[2];      /* 0: the client on the host's loopback, 1: the container */
+    int connecting; /* fd[1]'s non-blocking connect is under way */
+    char buf[2][CHUNK]; /* buf[i]: read from fd[i], to be written to fd[1 - i] */
+    size_t len[2], off[2];
+    int eof[2];     /* fd[i] said EOF: nothing more to read from it */
+    int shut[2];    /* we shut down writing to fd[i]: that direction is done */
+};
+static struct port ports[MAX_PORTS];
+static int n_ports;
+static struct conn *conns[MAX_CONNS];
+static int n_conns;
 
 static void write_all(int fd, const char *buf, size_t len)
 {
@@ -127,18 +156,127 @@ static void flush_input(void)
     }
 }
 
-/* Relay until the report fd is readable: the init reported COMMAND's exit, or died. */
+static void drop_conn(int i)
+{
+    close(conns[i]->fd[0]);
+    close(conns[i]->fd[1]);
+    free(conns[i]);
+    conns[i] = conns[--n_conns];
+}
+
+static void accept_conn(const struct port *port)
+{
+    int client = accept4(port->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK), up;
+    struct conn *c;
+
+    if (client < 0)
+        return;
+    if (n_conns == MAX_CONNS || !(c = calloc(1, sizeof(*c)))) {
+        close(client);
+        return;
+    }
+    up = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (up < 0 || (connect(up, (const struct sockaddr *)&port->to, sizeof(port->to)) < 0 && errno != EINPROGRESS)) {
+        if (up >= 0)
+            close(up);
+        close(client);
+        free(c);
+        return;
+    }
+    c->fd[0] = client;
+    c->fd[1] = up;
+    c->connecting = 1;
+    conns[n_conns++] = c;
+}
+
+/* Once everything read from fd[from] is delivered after its EOF, pass the EOF on. */
+static void pass_eof(struct conn *c, int from)
+{
+    if (c->eof[from] && !c->len[from] && !c->shut[1 - from]) {
+        shutdown(c->fd[1 - from], SHUT_WR);
+        c->shut[1 - from] = 1;
+    }
+}
+
+/* One side of a connection is ready (revents for fd[side]); 0, or -1 to drop the connection. */
+static int pump(struct conn *c, int side, short revents)
+{
+    int other = 1 - side;
+
+    if (side == 1 && c->connecting) {
+        int err = 0;
+        socklen_t len = sizeof(err);
+
+        if (!(revents & (POLLOUT | POLLERR | POLLHUP)))
+            return 0;
+        if (getsockopt(c->fd[1], SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err)
+            return -1; /* nothing listens in the container: the client sees the connection close */
+        c->connecting = 0;
+        return 0;
+    }
+    if (revents & POLLERR)
+        return -1;
+    if (revents & POLLOUT && c->len[other]) { /* what the other side sent, onward to this one */
+        ssize_t n = send(c->fd[side], c->buf[other] + c->off[other], c->len[other] - c->off[other],
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
+
+        if (n < 0 && errno != EAGAIN && errno != EINTR)
+            return -1;
+        if (n > 0 && (c->off[other] += (size_t)n) == c->len[other])
+            c->off[other] = c->len[other] = 0;
+        pass_eof(c, other);
+    }
+    if (revents & (POLLIN | POLLHUP) && !c->len[side] && !c->eof[side]) {
+        ssize_t n = recv(c->fd[side], c->buf[side], CHUNK, MSG_DONTWAIT);
+
+        if (n < 0 && errno != EAGAIN && errno != EINTR)
+            return -1;
+        if (n > 0)
+            c->len[side] = (size_t)n;
+        if (n == 0) {
+            c->eof[side] = 1;
+            pass_eof(c, side);
+        }
+    }
+    return c->shut[0] && c->shut[1] ? -1 : 0;
+}
+
+/* What poll should wait for on one side of a connection. */
+static short conn_events(const struct conn *c, int side)
+{
+    if (c->connecting)
+        return side == 1 ? POLLOUT : 0;
+    return (short)((c->len[side] || c->eof[side] ? 0 : POLLIN) | (c->len[1 - side] ? POLLOUT : 0));
+}
+
+/* Relay until the report fd is readable: the init reported COMMAND's exit, or died.
+ * poll's fds: the report fd, the pty master, the attach listener, its clients, the
+ * published ports' listeners, then both sides of each connection. */
 static void relay_until(int report_fd)
 {
+    static struct pollfd fds[3 + MAX_CLIENTS + MAX_PORTS + 2 * MAX_CONNS];
+
     for (;;) {
-        struct pollfd fds[3 + MAX_CLIENTS];
-        int n = 0;
+        int n = 0, first_client, first_port, first_conn, conns_now = n_conns;
 
         fds[n++] = (struct pollfd){.fd = report_fd, .events = POLLIN};
         fds[n++] = (struct pollfd){.fd = master, .events = POLLIN | (n_pending ? POLLOUT : 0)};
         fds[n++] = (struct pollfd){.fd = listener, .events = POLLIN};
+        first_client = n;
         for (int i = 0; i < n_clients; i++)
             fds[n++] = (struct pollfd){.fd = clients[i], .events = POLLIN};
+        first_port = n;
+        for (int i = 0; i < n_ports; i++)
+            fds[n++] = (struct pollfd){.fd = ports[i].fd, .events = POLLIN};
+        first_conn = n;
+        for (int i = 0; i < conns_now; i++)
+            for (int side = 0; side < 2; side++) {
+                short events = conn_events(conns[i], side);
+
+                /* nothing to read from it (done, or our buffer is full) nor to write to it: not
+                 * polled, or a hang-up (reported whatever we ask) would spin */
+                fds[n++] = (struct pollfd){.fd = events ? conns[i]->fd[side] : -1, .events = events};
+            }
         if (poll(fds, (nfds_t)n, -1) < 0)
             continue;
         if (fds[0].revents)
@@ -155,9 +293,20 @@ static void relay_until(int report_fd)
             else if (c >= 0)
                 close(c);
         }
-        for (int i = n_clients - 1; i >= 0; i--) /* clients came after fds[2], in order */
-            if (fds[3 + i].revents)
+        for (int i = n_clients - 1; i >= 0; i--) /* from the end: drop_client moves the last one into i */
+            if (i < first_port - first_client && fds[first_client + i].revents)
                 client_packet(i);
+        /* connections from the end too, for the same reason; new ones (accepted below) wait a turn */
+        for (int i = conns_now - 1; i >= 0; i--) {
+            struct pollfd *pair = &fds[first_conn + 2 * i];
+
+            if ((pair[0].revents && pump(conns[i], 0, pair[0].revents) < 0) ||
+                (pair[1].revents && pump(conns[i], 1, pair[1].revents) < 0))
+                drop_conn(i);
+        }
+        for (int i = 0; i < n_ports; i++)
+            if (fds[first_port + i].revents & POLLIN)
+                accept_conn(&ports[i]);
         flush_input();
     }
 }
@@ -173,12 +322,26 @@ static int parse_fd(const char *s)
 int main(int argc, char **argv)
 {
     struct mr_report rep;
-    int report_fd, init_pid, status = 0, reported = 0;
+    int report_fd, init_pid, status = 0, reported = 0, finish_at = 6;
     char status_arg[16];
     ssize_t n;
 
-    if (argc < 8 || strcmp(argv[6], "--") != 0) {
-        fprintf(stderr, "usage: minirun-shim REPORT_FD INIT_PID LOG_FD MASTER_FD LISTEN_FD -- FINISH...\n");
+    for (; finish_at + 1 < argc && strcmp(argv[finish_at], "-p") == 0 && n_ports < MAX_PORTS; finish_at += 2) {
+        struct port *port = &ports[n_ports++];
+        char addr[INET_ADDRSTRLEN];
+        unsigned int to_port;
+        int fd, used = 0;
+
+        if (sscanf(argv[finish_at + 1], "%d:%15[0-9.]:%u%n", &fd, addr, &to_port, &used) != 3 ||
+            argv[finish_at + 1][used] || fd < 0 || to_port > 65535 || inet_pton(AF_INET, addr, &port->to.sin_addr) != 1)
+            return 125;
+        port->fd = fd;
+        port->to.sin_family = AF_INET;
+        port->to.sin_port = htons((unsigned short)to_port);
+    }
+    if (argc < finish_at + 2 || strcmp(argv[finish_at], "--") != 0) {
+        fprintf(stderr, "usage: minirun-shim REPORT_FD INIT_PID LOG_FD MASTER_FD LISTEN_FD [-p FD:ADDR:PORT]... "
+                "-- FINISH...\n");
         return 125;
     }
     report_fd = parse_fd(argv[1]);
@@ -189,9 +352,13 @@ int main(int argc, char **argv)
     if (report_fd < 0 || init_pid <= 0 || log_fd < -1 || master < -1 || listener < -1)
         return 125;
 
-    if (master >= 0) {
+    if (master >= 0)
         fcntl(master, F_SETFL, fcntl(master, F_GETFL) | O_NONBLOCK);
+    for (int i = 0; i < n_ports; i++)
+        fcntl(ports[i].fd, F_SETFL, fcntl(ports[i].fd, F_GETFL) | O_NONBLOCK);
+    if (master >= 0 || n_ports)
         relay_until(report_fd);
+    if (master >= 0) {
         for (size_t total = 0; master >= 0 && total < DRAIN_LIMIT;) { /* what COMMAND wrote just before */
             ssize_t got = relay_master();
 
@@ -217,6 +384,10 @@ int main(int argc, char **argv)
     }
     for (int i = n_clients - 1; i >= 0; i--) /* attached clients see the end */
         drop_client(i);
+    for (int i = n_conns - 1; i >= 0; i--) /* and so do the published ports' */
+        drop_conn(i);
+    for (int i = 0; i < n_ports; i++)
+        close(ports[i].fd);
     if (master >= 0)
         close(master);
     if (listener >= 0)
@@ -225,13 +396,14 @@ int main(int argc, char **argv)
 
     snprintf(status_arg, sizeof(status_arg), "%d", status);
     {
-        char **finish = calloc((size_t)(argc - 7 + 2), sizeof(char *));
+        int first = finish_at + 1;
+        char **finish = calloc((size_t)(argc - first + 2), sizeof(char *));
 
         if (!finish)
             return 125;
-        for (int i = 7; i < argc; i++)
-            finish[i - 7] = argv[i];
-        finish[argc - 7] = status_arg;
+        for (int i = first; i < argc; i++)
+            finish[i - first] = argv[i];
+        finish[argc - first] = status_arg;
         execve(finish[0], finish, environ);
         perror("minirun-shim: exec of the finish step");
     }

@@ -274,7 +274,7 @@ def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float, claim, on
     finally:
         child.close()
         if status is None:  # failed or interrupted before the end: the init must not outlive us
-            kill_and_reap(child.pid)
+            _kill_and_reap(child.pid)
     return _result(spec.id, cgroup, status, timings, t0)
 
 
@@ -300,7 +300,7 @@ def _result(container_id: str, cgroup, status: int, timings: dict, t0: float) ->
     return Result(id=container_id, exit_code=code, signal=signum, oom_killed=oom, timings=timings, stats=stats)
 
 
-def kill_and_reap(pid: int) -> None:
+def _kill_and_reap(pid: int) -> None:
     try:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:

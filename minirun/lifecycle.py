@@ -134,31 +134,30 @@ def _supervise(spec, ready_fd: int, auto_remove: bool, tty: bool = False) -> Non
 
 def _exec_shim(child, claim, log_fd: int, terminal, proxy, auto_remove: bool) -> None:
     """Become minirun-shim (csrc/shim.c) for the rest of the container's life; raises
-    OSError if the exec fails. Published ports move to a process of their own first
-    (the proxy is Python: only a container with -p pays for it)."""
+    OSError if the exec fails. Published ports go along: the shim relays their
+    connections as the proxy thread did (their listening sockets and backlog carry over)."""
     from .syscalls import SHIM_PATH
 
-    proxy_pid = proxy.serve_in_child() if proxy else 0
+    published = proxy.hand_over() if proxy else []
     master = terminal.master if terminal else -1
     listener = terminal.listener.fileno() if terminal else -1
-    for fd in (child.report_fd, claim.lock_fd, log_fd, master, listener):
+    for fd in (child.report_fd, claim.lock_fd, log_fd, master, listener, *(fd for fd, _, _ in published)):
         if fd >= 0:
             os.set_inheritable(fd, True)
+    ports = [arg for fd, ip, port in published for arg in ("-p", f"{fd}:{ip}:{port}")]
     # -P: the finish step must not import from the supervisor's working directory
     finish = [sys.executable, "-P", "-c", "import sys; from minirun.lifecycle import finish; finish(sys.argv[1:])",
-              claim.id, "rm" if auto_remove else "keep", str(proxy_pid)]
+              claim.id, "rm" if auto_remove else "keep"]
     os.execv(SHIM_PATH, [SHIM_PATH, str(child.report_fd), str(child.pid), str(log_fd), str(master), str(listener),
-                         "--", *finish])
+                         *ports, "--", *finish])
 
 
 def finish(argv: list[str]) -> None:
-    """minirun-shim's last step, a detached container's cleanup: ``ID rm|keep PROXY_PID WAIT_STATUS``."""
+    """minirun-shim's last step, a detached container's cleanup: ``ID rm|keep WAIT_STATUS``."""
     from . import container
 
-    container_id, removal, proxy_pid, wait_status = argv
+    container_id, removal, wait_status = argv
     try:
-        if int(proxy_pid):  # our child (forked before the execs): stop it before its address goes
-            container.kill_and_reap(int(proxy_pid))
         container.finish(container_id, int(wait_status))
         if removal == "rm":
             cleanup.remove(container_id)

@@ -2,16 +2,16 @@
 
 Why a proxy rather than nftables DNAT: DNAT from 127.0.0.1 needs the host-wide
 sysctl route_localnet=1 and firewall rules that outlive a crashed minirun; a
-proxy changes nothing on the host, dies with its owner (the foreground minirun
-or the detached container's supervisor), and is what docker-proxy does for
-loopback too. The cost is a copy through user space per byte.
+proxy changes nothing on the host, dies with its owner (the foreground minirun,
+or a detached container's minirun-shim, which takes the listening sockets over
+and relays in C: csrc/shim.c), and is what docker-proxy does for loopback too.
+The cost is a copy through user space per byte.
 """
 
 from __future__ import annotations
 
 import os
 import selectors
-import signal
 import socket
 import threading
 
@@ -50,30 +50,15 @@ class PortProxy:
                                         daemon=True)
         self._thread.start()
 
-    def serve_in_child(self) -> int:
-        """Go on serving in a forked process of our own and return its pid: a detached
-        container's supervisor is about to exec minirun-shim. Connections already
-        accepted are dropped; the listening sockets, and their backlog, carry over.
-        The child dies with its parent's last incarnation (PDEATHSIG)."""
+    def hand_over(self) -> list[tuple[int, str, int]]:
+        """Stop relaying here and give the listening sockets away, as (fd, container
+        address, container port): a detached container's supervisor is about to exec
+        minirun-shim, which relays from then on (csrc/shim.c). Connections accepted
+        here are dropped; the backlog carries over. The fds stay open until the exec."""
         self._stop_thread()
-        pid = os.fork()
-        if pid == 0:
-            try:
-                import prctl
-
-                prctl.set_pdeathsig(signal.SIGKILL)
-                low = 3  # keep only the listeners and the wake pipe (not the state lock, not a pty)
-                for fd in sorted({sock.fileno() for sock, _ in self.listeners} | {self._wake_r, self._wake_w}):
-                    os.closerange(low, fd)
-                    low = fd + 1
-                os.closerange(low, os.sysconf("SC_OPEN_MAX"))
-                for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-                    signal.signal(sig, signal.SIG_DFL)
-                self._serve(self.container_ip)
-            finally:
-                os._exit(0)
-        self.close()
-        return pid
+        published = [(sock.detach(), self.container_ip, ctr_port) for sock, ctr_port in self.listeners]
+        self.listeners = []
+        return published
 
     def _stop_thread(self) -> None:
         if self._thread:
@@ -133,13 +118,17 @@ class PortProxy:
 
     @staticmethod
     def _pump(src, sel, peers) -> None:
+        """Relay what ``src`` sent to its peer. EOF is passed on as a shutdown of the
+        peer's writing side, the other direction going on (a client that half-closes
+        after its request still gets the answer); both go once both said EOF, or at
+        the first error. csrc/shim.c relays the same way for a detached container."""
         dst = peers.get(src)
         try:
             data = src.recv(_CHUNK)
         except BlockingIOError:
             return
         except OSError:
-            data = b""
+            data = None
         if data and dst is not None:
             try:
                 dst.setblocking(True)  # simple back-pressure: a slow reader slows the writer
@@ -147,9 +136,27 @@ class PortProxy:
                 dst.setblocking(False)
                 return
             except OSError:
+                data = None
+        if data == b"" and dst is not None:
+            sel.unregister(src)  # nothing more to read from it
+            try:
+                dst.shutdown(socket.SHUT_WR)
+            except OSError:
                 pass
+            else:
+                if _registered(sel, dst):
+                    return  # the other direction is still open
         for s in (src, dst):
             if s is not None and s in peers:
-                sel.unregister(s)
+                if _registered(sel, s):
+                    sel.unregister(s)
                 s.close()
                 peers.pop(s, None)
+
+
+def _registered(sel, sock) -> bool:
+    try:
+        sel.get_key(sock)
+        return True
+    except KeyError:
+        return False

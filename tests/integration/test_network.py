@@ -59,6 +59,67 @@ def test_published_port_answers_on_the_hosts_loopback(rootfs):
         assert s.connect_ex(("127.0.0.1", 18081)) != 0
 
 
+def test_a_detached_containers_published_ports_carry_megabytes_both_ways(rootfs, tmp_path):
+    """-d -p: the shim relays (csrc/shim.c), in C, what the proxy thread did: 8 MiB up
+    arrive whole, 8 MiB down too, two ports at once, and no Python process stays."""
+    import socket
+
+    name = "net-big"
+    script = ("nc -l -p 9000 | wc -c > /x/up & "
+              "dd if=/dev/zero bs=64k count=128 2>/dev/null | nc -l -p 9001; wait")
+    out = minirun("run", "-d", "--name", name, "--network", "bridge", "-p", "18091:9000", "-p", "18092:9001",
+                  "-v", f"{tmp_path}:/x", rootfs, "/bin/sh", "-c", script)
+    assert out.returncode == 0, out.stderr
+    try:
+        owner = inspect(name)["owner"]
+        with open(f"/proc/{owner}/comm") as f:
+            assert f.read().strip() == "minirun-shim"
+        with open(f"/proc/{owner}/task/{owner}/children") as f:  # only the container's init
+            assert f.read().split() == [str(inspect(name)["pid"])]
+
+        def download() -> int:  # 0 until the container's nc listens: the shim's connect is refused
+            with socket.create_connection(("127.0.0.1", 18092), timeout=10) as down:
+                received = 0
+                while chunk := down.recv(1 << 16):
+                    received += len(chunk)
+                return received
+
+        sizes = []
+        assert wait_for(lambda: sizes.append(download()) or sizes[-1] > 0, 20)
+        assert sizes[-1] == 8 << 20
+        with socket.create_connection(("127.0.0.1", 18091), timeout=10) as up:
+            up.sendall(os.urandom(8 << 20))
+        assert wait_for(lambda: (tmp_path / "up").read_text().strip() == str(8 << 20), 20)
+    finally:
+        minirun("rm", "-f", name)
+    with socket.socket() as s:  # the listeners went with the shim
+        assert s.connect_ex(("127.0.0.1", 18091)) != 0
+
+
+def test_a_foreground_published_port_passes_a_half_close_on(rootfs):
+    """The proxy thread of a foreground run: the container's nc says EOF at once (its
+    stdin is empty), yet everything the client sends after that still arrives."""
+    import socket
+
+    proc = subprocess.Popen([sys.executable, "-m", "minirun", "run", "--network", "bridge", "-p", "18095:9000",
+                             rootfs, "/bin/sh", "-c", "nc -l -p 9000 </dev/null | wc -c"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        def send() -> bool:
+            with socket.create_connection(("127.0.0.1", 18095), timeout=5) as up:
+                up.sendall(b"x" * (1 << 20))
+                up.shutdown(socket.SHUT_WR)
+                return up.recv(1) == b""  # the container's EOF, passed on; refused before nc listens
+        assert wait_for(send, 20)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        assert out.strip() == str(1 << 20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
 def test_a_busy_port_fails_the_run_early(rootfs):
     import socket
 
