@@ -183,3 +183,16 @@ def test_a_sigkilled_shim_takes_its_container_along(detached):
     assert wait_for(lambda: not os.path.exists(f"/proc/{st['pid']}"))  # PDEATHSIG: the init dies with its shim
     assert wait_for(lambda: inspect(name)["status"] == "exited")  # gc (run by inspect) records it
     assert minirun("rm", name).returncode == 0  # and the leak check finds no cgroup left
+
+
+def test_sigterm_to_the_supervisor_is_forwarded_not_fatal(detached):
+    """Before the shim, the Python supervisor forwarded SIGTERM/INT/HUP/QUIT/USR1/USR2 to the
+    container (container.forward_signals) and then recorded the exit and cleaned up. The
+    exec'd minirun-shim has no handler: the default action kills it, PDEATHSIG SIGKILLs the
+    container, and no finish step records the exit or removes the cgroups."""
+    name = detached("lc-shimterm", ["/bin/sh", "-c", 'trap "exit 3" TERM; while :; do sleep 0.1; done'])
+    st = inspect(name)
+    time.sleep(0.3)  # the trap is set
+    os.kill(st["owner"], 15)
+    assert wait_for(lambda: inspect(name)["status"] == "exited")
+    assert inspect(name)["exit_code"] == 3  # the container's own exit, not gc's 137 "supervisor died"
