@@ -13,18 +13,23 @@
  * Each -p is a published port (-p HOSTPORT:CTRPORT): FD listens on the host's
  * loopback, and every connection is relayed to ADDR:PORT, the container's
  * address on the bridge, as minirun/portproxy.py does for a foreground run.
+ * SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 sent to the shim are
+ * passed to the init (and so to COMMAND), as the Python supervisor did.
  * Once the container is gone it execs FINISH ARGS... STATUS (the wait status):
  * Python again, for the cleanup (cgroups, network, state; lifecycle.finish).
  * Every fd the finish needs, the state lock among them, passes through both execs.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/signalfd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -38,11 +43,13 @@
 #define MAX_CLIENTS 16
 #define DRAIN_LIMIT (1 << 20) /* at exit, read at most this much more from a pty still being written */
 #define MAX_PORTS 32
+static const int FORWARDED[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
 #define MAX_CONNS 64
 
 extern char **environ;
 
-static int log_fd = -1, master = -1, listener = -1;
+static int log_fd = -1, master = -1, listener = -1, sig_fd = -1;
+static pid_t init_pid;
 static int clients[MAX_CLIENTS];
 static int n_clients;
 static char pending[CHUNK];
@@ -249,17 +256,30 @@ static short conn_events(const struct conn *c, int side)
     return (short)((c->len[side] || c->eof[side] ? 0 : POLLIN) | (c->len[1 - side] ? POLLOUT : 0));
 }
 
+/* SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 sent to the shim go to the
+ * container's init, which passes them to COMMAND, as the Python supervisor did:
+ * the container then ends its own way and the finish step records it. */
+static void forward_signals(void)
+{
+    struct signalfd_siginfo si;
+
+    while (read(sig_fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+        kill(init_pid, (int)si.ssi_signo);
+}
+
 /* Relay until the report fd is readable: the init reported COMMAND's exit, or died.
- * poll's fds: the report fd, the pty master, the attach listener, its clients, the
- * published ports' listeners, then both sides of each connection. */
+ * poll's fds: the report fd, the forwarded signals, the pty master, the attach
+ * listener, its clients, the published ports' listeners, then both sides of each
+ * connection. */
 static void relay_until(int report_fd)
 {
-    static struct pollfd fds[3 + MAX_CLIENTS + MAX_PORTS + 2 * MAX_CONNS];
+    static struct pollfd fds[4 + MAX_CLIENTS + MAX_PORTS + 2 * MAX_CONNS];
 
     for (;;) {
-        int n = 0, first_client, first_port, first_conn, conns_now = n_conns;
+        int n = 0, first_client, first_port, first_conn, conns_now = n_conns, clients_now = n_clients;
 
         fds[n++] = (struct pollfd){.fd = report_fd, .events = POLLIN};
+        fds[n++] = (struct pollfd){.fd = sig_fd, .events = POLLIN};
         fds[n++] = (struct pollfd){.fd = master, .events = POLLIN | (n_pending ? POLLOUT : 0)};
         fds[n++] = (struct pollfd){.fd = listener, .events = POLLIN};
         first_client = n;
@@ -281,11 +301,15 @@ static void relay_until(int report_fd)
             continue;
         if (fds[0].revents)
             return;
-        if (fds[1].revents & (POLLIN | POLLHUP | POLLERR) && relay_master() < 0)
-            master = -1; /* poll ignores a negative fd from now on */
-        if (fds[1].revents & POLLOUT)
+        if (fds[1].revents)
+            forward_signals();
+        if (fds[2].revents & (POLLIN | POLLHUP | POLLERR) && relay_master() < 0) {
+            close(master); /* no process holds the pty any more */
+            master = -1;   /* poll ignores a negative fd from now on */
+        }
+        if (fds[2].revents & POLLOUT)
             flush_input();
-        if (fds[2].revents & POLLIN) {
+        if (fds[3].revents & POLLIN) {
             int c = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
 
             if (c >= 0 && n_clients < MAX_CLIENTS)
@@ -293,9 +317,17 @@ static void relay_until(int report_fd)
             else if (c >= 0)
                 close(c);
         }
-        for (int i = n_clients - 1; i >= 0; i--) /* from the end: drop_client moves the last one into i */
-            if (i < first_port - first_client && fds[first_client + i].revents)
-                client_packet(i);
+        /* Clients polled this turn, by fd: output() may have dropped some already, and
+         * drop_client moves the last one into the gap. */
+        for (int k = clients_now - 1; k >= 0; k--) {
+            if (!fds[first_client + k].revents)
+                continue;
+            for (int i = 0; i < n_clients; i++)
+                if (clients[i] == fds[first_client + k].fd) {
+                    client_packet(i);
+                    break;
+                }
+        }
         /* connections from the end too, for the same reason; new ones (accepted below) wait a turn */
         for (int i = conns_now - 1; i >= 0; i--) {
             struct pollfd *pair = &fds[first_conn + 2 * i];
@@ -311,18 +343,19 @@ static void relay_until(int report_fd)
     }
 }
 
-static int parse_fd(const char *s)
+/* A decimal in [-1, max], else -2. */
+static int parse_int(const char *s, long max)
 {
     char *end;
     long v = strtol(s, &end, 10);
 
-    return *end || v < -1 || v > 1 << 20 ? -2 : (int)v;
+    return !*s || *end || v < -1 || v > max ? -2 : (int)v;
 }
 
 int main(int argc, char **argv)
 {
     struct mr_report rep;
-    int report_fd, init_pid, status = 0, reported = 0, finish_at = 6;
+    int report_fd, status = 0, reported = 0, finish_at = 6;
     char status_arg[16];
     ssize_t n;
 
@@ -344,20 +377,30 @@ int main(int argc, char **argv)
                 "-- FINISH...\n");
         return 125;
     }
-    report_fd = parse_fd(argv[1]);
-    init_pid = parse_fd(argv[2]);
-    log_fd = parse_fd(argv[3]);
-    master = parse_fd(argv[4]);
-    listener = parse_fd(argv[5]);
+    report_fd = parse_int(argv[1], 1 << 20);
+    init_pid = parse_int(argv[2], INT_MAX); /* pid_max goes up to 2^22 */
+    log_fd = parse_int(argv[3], 1 << 20);
+    master = parse_int(argv[4], 1 << 20);
+    listener = parse_int(argv[5], 1 << 20);
     if (report_fd < 0 || init_pid <= 0 || log_fd < -1 || master < -1 || listener < -1)
         return 125;
 
+    {
+        sigset_t forwarded;
+
+        sigemptyset(&forwarded);
+        for (size_t i = 0; i < sizeof(FORWARDED) / sizeof(FORWARDED[0]); i++)
+            sigaddset(&forwarded, FORWARDED[i]);
+        /* kept blocked through the exec of the finish step, which must not die half-way */
+        sigprocmask(SIG_BLOCK, &forwarded, NULL);
+        sig_fd = signalfd(-1, &forwarded, SFD_CLOEXEC | SFD_NONBLOCK);
+        signal(SIGCHLD, SIG_DFL); /* an inherited SIG_IGN would make waitpid below fail */
+    }
     if (master >= 0)
         fcntl(master, F_SETFL, fcntl(master, F_GETFL) | O_NONBLOCK);
     for (int i = 0; i < n_ports; i++)
         fcntl(ports[i].fd, F_SETFL, fcntl(ports[i].fd, F_GETFL) | O_NONBLOCK);
-    if (master >= 0 || n_ports)
-        relay_until(report_fd);
+    relay_until(report_fd);
     if (master >= 0) {
         for (size_t total = 0; master >= 0 && total < DRAIN_LIMIT;) { /* what COMMAND wrote just before */
             ssize_t got = relay_master();

@@ -95,6 +95,8 @@ def _supervise(spec, ready_fd: int, auto_remove: bool, tty: bool = False) -> Non
     code = 0
     try:
         os.setsid()
+        os.chdir("/")  # hold no directory of the caller's busy for the container's life
+        _keep_no_inherited_fds()  # the caller's (a flock, say) would live on in the shim
         devnull = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):  # let go of the terminal and of the caller's pipes
             os.dup2(devnull, fd)
@@ -145,8 +147,8 @@ def _exec_shim(child, claim, log_fd: int, terminal, proxy, auto_remove: bool) ->
         if fd >= 0:
             os.set_inheritable(fd, True)
     ports = [arg for fd, ip, port in published for arg in ("-p", f"{fd}:{ip}:{port}")]
-    # -P: the finish step must not import from the supervisor's working directory
-    finish = [sys.executable, "-P", "-c", "import sys; from minirun.lifecycle import finish; finish(sys.argv[1:])",
+    # -I: no PYTHON* variables and no script directory on sys.path (site still adds the venv's)
+    finish = [sys.executable, "-I", "-c", "import sys; from minirun.lifecycle import finish; finish(sys.argv[1:])",
               claim.id, "rm" if auto_remove else "keep"]
     os.execv(SHIM_PATH, [SHIM_PATH, str(child.report_fd), str(child.pid), str(log_fd), str(master), str(listener),
                          *ports, "--", *finish])
@@ -161,8 +163,20 @@ def finish(argv: list[str]) -> None:
         container.finish(container_id, int(wait_status))
         if removal == "rm":
             cleanup.remove(container_id)
+    except BaseException as err:  # stderr is /dev/null: say it where `minirun logs` shows it
+        with contextlib.suppress(OSError), open(os.path.join(state.STATE_ROOT, container_id, "log"), "a") as log:
+            log.write(f"minirun: cleanup after the exit failed ({err!r}); `minirun gc` retries it\n")
     finally:
         os._exit(0)
+
+
+def _keep_no_inherited_fds() -> None:
+    """Make every fd above stdio close-on-exec: the shim gets only what _exec_shim passes."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2:
+            with contextlib.suppress(OSError):
+                os.set_inheritable(fd, False)
 
 
 def list_containers(all_: bool = False) -> list[dict]:

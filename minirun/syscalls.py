@@ -6,6 +6,7 @@ failing step with its argument, e.g. ``pivot_root(/var/lib/x): Invalid argument`
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import sys
@@ -239,7 +240,8 @@ def spawn(*, rootfs: str, hostname: str | None, namespaces: Sequence[str], cgrou
 _SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
 
 
-_sealed: tuple[int, int] | None = None  # (fd, inode): one copy per process, reused by every container
+_sealed: tuple[int, int, int] | None = None  # (fd, dev, inode): one copy per process, for every container
+_MFD_EXEC = 0x10  # Linux 6.3+: executable even where vm.memfd_noexec makes memfds noexec by default
 
 
 def sealed_init() -> int:
@@ -251,12 +253,13 @@ def sealed_init() -> int:
     global _sealed
     if _sealed is not None:
         try:
-            if os.fstat(_sealed[0]).st_ino == _sealed[1]:
+            st = os.fstat(_sealed[0])
+            if (st.st_dev, st.st_ino) == _sealed[1:] and fcntl.fcntl(_sealed[0], fcntl.F_GET_SEALS) & _SEALS == _SEALS:
                 return _sealed[0]
         except OSError:
             pass
     fd = _copy_sealed()
-    _sealed = (fd, os.fstat(fd).st_ino) if fd >= 0 else None
+    _sealed = (fd, os.fstat(fd).st_dev, os.fstat(fd).st_ino) if fd >= 0 else None
     return fd
 
 
@@ -267,16 +270,24 @@ def _copy_sealed() -> int:
         return -1
     fd = -1
     try:
-        fd = os.memfd_create("minirun-init", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        try:
+            fd = os.memfd_create("minirun-init", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING | _MFD_EXEC)
+        except OSError as err:
+            if err.errno != errno.EINVAL:  # EINVAL: a kernel before MFD_EXEC, where memfds are executable
+                raise
+            fd = os.memfd_create("minirun-init", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         size = os.fstat(src).st_size
         done = 0
         while done < size:
             done += os.sendfile(fd, src, done, size - done)
         fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
         return fd
-    except OSError:
+    except OSError as err:
         if fd >= 0:
             os.close(fd)
+        # vm.memfd_noexec=2, say: COMMAND is still exec'd, but by the forked interpreter
+        sys.stderr.write(f"minirun: warning: no sealed copy of minirun-init ({err.strerror}): COMMAND is exec'd "
+                         "directly, without the CVE-2019-5736 protection\n")
         return -1
     finally:
         os.close(src)

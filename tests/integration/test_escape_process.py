@@ -80,6 +80,20 @@ def test_run_keeps_the_callers_open_files_outside(rootfs):
     assert out.stdout.split() == ["0", "1", "2", "3"], out.stderr
 
 
+def test_a_detached_containers_shim_keeps_none_of_the_callers_files(rootfs):
+    """`flock LOCK minirun run -d ...` must not hold LOCK for the container's whole life:
+    the shim (and the finish step after it) get only the fds minirun hands them."""
+    out = _with_fd7([sys.executable, "-m", "minirun", "run", "-d", "--name", "esc-shimfd", rootfs, "/bin/sleep", "60"])
+    assert out.returncode == 0, out.stderr
+    try:
+        owner = inspect("esc-shimfd")["owner"]
+        held = [os.readlink(f"/proc/{owner}/fd/{fd}") for fd in os.listdir(f"/proc/{owner}/fd")]
+        assert "/etc/hostname" not in held, held
+        assert os.readlink(f"/proc/{owner}/cwd") == "/"  # nor the caller's working directory
+    finally:
+        minirun("rm", "-f", "esc-shimfd")
+
+
 def test_exec_is_not_dumpable_until_execve(detached):
     """Between joining the container and execve, the new process is minirun's
     interpreter holding host memory, then minirun-init searching PATH: a process of
