@@ -33,6 +33,9 @@ sys.exit({function}())
 """
 
 
+_SHEBANG_MAX = 255  # the kernel reads at most this much of a #! line (BINPRM_BUF_SIZE - 1, Linux 5.1+)
+
+
 def search_path() -> list[str]:
     """What site adds to sys.path in this interpreter (site-packages, then .pth
     entries such as an editable install's checkout), in site's order."""
@@ -47,6 +50,8 @@ def write(bindir: str) -> list[str]:
     python = os.path.join(os.path.abspath(bindir), "python")
     if not os.path.exists(python):
         python = sys.executable
+    if " " in python or len(f"#!{python} -IS") > _SHEBANG_MAX:
+        return []  # the kernel cannot run such a #! line: pip's wrappers (a /bin/sh trick) stay
     path = search_path()
     written = []
     for name, (module, function) in ENTRY_POINTS.items():

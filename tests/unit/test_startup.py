@@ -47,3 +47,18 @@ def test_launchers_skip_site_and_find_the_package():
     # Every other `minirun` command gets the usual sys.path (site.main(): click, .pth files).
     out = subprocess.run([os.path.join(BIN, "minirun"), "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "run" in out.stdout, out
+
+
+def test_launchers_leave_pips_wrappers_where_a_shebang_cannot_run(tmp_path):
+    """A venv path with a space, or longer than the kernel reads of a #! line: no launcher."""
+    sys.path.insert(0, os.path.join(CHECKOUT, "scripts"))
+    try:
+        import launchers
+    finally:
+        sys.path.pop(0)
+    for bindir in (tmp_path / "a venv" / "bin", tmp_path / ("v" * 250) / "bin"):
+        bindir.mkdir(parents=True)
+        (bindir / "python").write_text("")
+        (bindir / "minirun").write_text("pip's wrapper")
+        assert launchers.write(str(bindir)) == []
+        assert (bindir / "minirun").read_text() == "pip's wrapper"
