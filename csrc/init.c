@@ -380,11 +380,13 @@ void mr_container_init(const struct mr_spawn_req *req, int fd)
         close(req->console_fd); /* COMMAND has its copy: the init keeps no end of the terminal */
 
     /* sync 2: EOF on the CLOEXEC pipe means COMMAND's execve succeeded. */
+    memset(&failure, 0, sizeof(failure));
     do
         n = read(exec_pipe[0], &failure, sizeof(failure));
     while (n < 0 && errno == EINTR);
     close(exec_pipe[0]);
     if (n > 0) {
+        failure.step[MR_STEP_MAX - 1] = 0; /* written by the container's side: never trust it to end */
         mr_send_report(fd, MR_REPORT_EXEC_FAILED, failure.err, 0, command, failure.step);
         waitpid(command, NULL, 0);
         _exit(failure.err == ENOENT ? 127 : 126);
