@@ -311,15 +311,16 @@ static void __attribute__((noreturn)) become_init(int init_fd, int report_fd, pi
     char *argv[] = {"minirun-init", fd_arg, pid_arg, NULL};
     char *envp[] = {NULL};
 
+    /* By the fd only, never "/proc/self/fd/N": that path is looked up in the
+     * container's root, whose image could supply it where no /proc is mounted.
+     * (exec_command keeps that fallback for a seccomp profile without execveat;
+     * no filter applies to this process.) */
     if (init_fd >= 0) {
-        char self[32];
-
-        snprintf(self, sizeof(self), "/proc/self/fd/%d", init_fd);
         snprintf(fd_arg, sizeof(fd_arg), "%d", report_fd);
         snprintf(pid_arg, sizeof(pid_arg), "%d", command);
         if (fcntl(report_fd, F_SETFD, 0) == 0) {
-            execve(self, argv, envp);
             syscall(SYS_execveat, init_fd, "", argv, envp, AT_EMPTY_PATH);
+            fcntl(report_fd, F_SETFD, FD_CLOEXEC);
         }
     }
     mr_reap_and_forward(report_fd, command);
