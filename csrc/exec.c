@@ -125,11 +125,14 @@ int mr_exec(const struct mr_spawn_req *req, int pidfd, int ns_flags, int *exec_e
     while (waitpid(a, &status, 0) < 0 && errno == EINTR)
         ;
     /* EOF on the CLOEXEC pipe: B exec'd (or A failed before forking B). */
+    memset(&f, 0, sizeof(f)); /* a short record leaves zeros, not stack */
     do
         n = read(exec_pipe[0], &f, sizeof(f));
     while (n < 0 && errno == EINTR);
     close(exec_pipe[0]);
     if (n > 0) {
+        /* B wrote it, inside the container, maybe from minirun-init: a string only once it ends */
+        f.step[MR_STEP_MAX - 1] = 0;
         *exec_err = f.err;
         mr_step(step, f.err, "%s", f.step);
         if (b > 0)

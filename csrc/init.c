@@ -15,9 +15,11 @@
  * Any failure is reported to the parent as one record naming the step.
  */
 #define _GNU_SOURCE
+#include <alloca.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/filter.h>
 #include <net/if.h>
 #include <net/route.h>
 #include <netinet/in.h>
@@ -183,32 +185,64 @@ static void __attribute__((noreturn)) exec_failed(const struct mr_spawn_req *req
 
 /* execve COMMAND through minirun-init's exec mode, run from the sealed memfd
  * req->helper_fd (command.c says why); in this process if that cannot run. The
- * failure pipe stays open across that first exec: minirun-init reports on it. */
-static void __attribute__((noreturn)) exec_command(const struct mr_spawn_req *req, int pipe_fd)
+ * failure pipe stays open across that first exec: minirun-init reports on it.
+ *
+ * With seccomp_deferred, mr_security_before_exec left the filter unloaded: the
+ * helper loads it itself after its own syscalls (its exec, libc's start, prctl,
+ * fcntl), just before COMMAND's execve, as runc-dmz does; it gets the program in
+ * a memfd named in its argv. If the helper does not run, it is loaded here. */
+static void __attribute__((noreturn)) exec_command(const struct mr_spawn_req *req, int pipe_fd, int seccomp_deferred)
 {
+    char step[MR_STEP_MAX];
+    int err;
+
     if (req->helper_fd >= 0) {
-        char fd_arg[16], oci_arg[2] = {req->oci_process ? '1' : '0', 0}, self[32];
-        int n = 0;
+        char fd_arg[16], oci_arg[2] = {req->oci_process ? '1' : '0', 0}, filter_arg[64] = "-", self[32];
+        int n = 0, filter_fd = -1;
         const char **argv;
 
         while (req->argv[n])
             n++;
-        argv = alloca(sizeof(char *) * (size_t)(n + 6));
+        argv = alloca(sizeof(char *) * (size_t)(n + 7));
         argv[0] = "minirun-init";
         argv[1] = "exec";
         argv[2] = fd_arg;
         argv[3] = oci_arg;
-        argv[4] = req->path ? req->path : "";
-        memcpy(argv + 5, req->argv, sizeof(char *) * (size_t)(n + 1));
+        argv[4] = filter_arg;
+        argv[5] = req->path ? req->path : "";
+        memcpy(argv + 6, req->argv, sizeof(char *) * (size_t)(n + 1));
         snprintf(fd_arg, sizeof(fd_arg), "%d", pipe_fd);
         snprintf(self, sizeof(self), "/proc/self/fd/%d", req->helper_fd);
-        if (fcntl(pipe_fd, F_SETFD, 0) == 0) {
-            /* execve first: a seccomp profile may allow it and not execveat */
-            execve(self, (char *const *)argv, (char *const *)req->envp);
+        if (seccomp_deferred) {
+            /* Not CLOEXEC: the helper maps it and closes it. Nobody else can reach it:
+             * this process is not dumpable, and the helper makes itself so at once. */
+            size_t size = (size_t)req->seccomp_len * sizeof(struct sock_filter), done = 0;
+            ssize_t w = 0;
+
+            filter_fd = (int)syscall(SYS_memfd_create, "minirun-seccomp", 0U);
+            while (filter_fd >= 0 && done < size &&
+                   ((w = write(filter_fd, (const char *)req->seccomp_filter + done, size - done)) > 0 ||
+                    (w < 0 && errno == EINTR)))
+                done += w > 0 ? (size_t)w : 0;
+            if (filter_fd >= 0 && done == size)
+                snprintf(filter_arg, sizeof(filter_arg), "%d:%d:%u", filter_fd, req->seccomp_len,
+                         req->seccomp_flags);
+        }
+        if ((!seccomp_deferred || strcmp(filter_arg, "-")) && fcntl(pipe_fd, F_SETFD, 0) == 0) {
+            /* execveat first: "/proc/self/fd/N" is looked up in the container's root,
+             * whose image could supply that path where no /proc is mounted. The /proc
+             * fallback is for a profile without execveat, which only matters when the
+             * filter is in force already: no no_new_privs, or startContainer hooks. */
             syscall(SYS_execveat, req->helper_fd, "", argv, req->envp, AT_EMPTY_PATH);
+            if (req->security && req->seccomp_filter && !seccomp_deferred)
+                execve(self, (char *const *)argv, (char *const *)req->envp);
             fcntl(pipe_fd, F_SETFD, FD_CLOEXEC);
         }
+        if (filter_fd >= 0)
+            close(filter_fd);
     }
+    if (seccomp_deferred && (err = mr_load_seccomp(req, step)) < 0)
+        exec_failed(req, pipe_fd, -err, step);
     mr_exec_command((char *const *)req->argv, (char *const *)req->envp, req->path, pipe_fd, req->oci_process);
     _exit(127);
 }
@@ -221,7 +255,7 @@ void mr_become_command(const struct mr_spawn_req *req, int pipe_fd)
 {
     char step[MR_STEP_MAX];
     sigset_t none;
-    int err, root_fd, cwd_fd = -1, fifo_wfd = -1;
+    int err, root_fd, cwd_fd = -1, fifo_wfd = -1, seccomp_deferred;
 
     /* Until execve (which resets it), this process holds host memory and maybe
      * host fds, and /proc/PID/exe is minirun's interpreter on the host: no
@@ -289,7 +323,11 @@ void mr_become_command(const struct mr_spawn_req *req, int pipe_fd)
         exec_failed(req, pipe_fd, errno, step);
     }
     umask(req->has_umask ? req->umask : 022);
-    if ((err = mr_security_before_exec(req, step)) < 0)
+    /* The no_new_privs filter goes on last, in minirun-init when it runs (exec_command);
+     * startContainer hooks run under it, as in runc, so with any it is loaded here. */
+    seccomp_deferred = req->helper_fd >= 0 && req->security && req->no_new_privs && req->seccomp_filter &&
+                       !(req->oci_process && req->n_start_hooks);
+    if ((err = mr_security_before_exec(req, seccomp_deferred, step)) < 0)
         exec_failed(req, pipe_fd, -err, step);
     /* OCI startContainer, with the process's credentials and seccomp filter as runc runs
      * it: its failure goes to `start` through the fifo and to `run` as a report. */
@@ -299,7 +337,7 @@ void mr_become_command(const struct mr_spawn_req *req, int pipe_fd)
             dprintf(fifo_wfd, "%s%s%s", step, err ? ": " : "", err ? strerror(err) : "");
         setup_failed(pipe_fd, step, err);
     }
-    exec_command(req, pipe_fd);
+    exec_command(req, pipe_fd, seccomp_deferred);
 }
 
 /* Become the static minirun-init (init_main.c), from the sealed memfd the parent
@@ -311,15 +349,16 @@ static void __attribute__((noreturn)) become_init(int init_fd, int report_fd, pi
     char *argv[] = {"minirun-init", fd_arg, pid_arg, NULL};
     char *envp[] = {NULL};
 
+    /* By the fd only, never "/proc/self/fd/N": that path is looked up in the
+     * container's root, whose image could supply it where no /proc is mounted.
+     * (exec_command keeps that fallback for a seccomp profile without execveat;
+     * no filter applies to this process.) */
     if (init_fd >= 0) {
-        char self[32];
-
-        snprintf(self, sizeof(self), "/proc/self/fd/%d", init_fd);
         snprintf(fd_arg, sizeof(fd_arg), "%d", report_fd);
         snprintf(pid_arg, sizeof(pid_arg), "%d", command);
         if (fcntl(report_fd, F_SETFD, 0) == 0) {
-            execve(self, argv, envp);
             syscall(SYS_execveat, init_fd, "", argv, envp, AT_EMPTY_PATH);
+            fcntl(report_fd, F_SETFD, FD_CLOEXEC);
         }
     }
     mr_reap_and_forward(report_fd, command);
@@ -380,11 +419,13 @@ void mr_container_init(const struct mr_spawn_req *req, int fd)
         close(req->console_fd); /* COMMAND has its copy: the init keeps no end of the terminal */
 
     /* sync 2: EOF on the CLOEXEC pipe means COMMAND's execve succeeded. */
+    memset(&failure, 0, sizeof(failure));
     do
         n = read(exec_pipe[0], &failure, sizeof(failure));
     while (n < 0 && errno == EINTR);
     close(exec_pipe[0]);
     if (n > 0) {
+        failure.step[MR_STEP_MAX - 1] = 0; /* written by the container's side: never trust it to end */
         mr_send_report(fd, MR_REPORT_EXEC_FAILED, failure.err, 0, command, failure.step);
         waitpid(command, NULL, 0);
         _exit(failure.err == ENOENT ? 127 : 126);

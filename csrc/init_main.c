@@ -3,22 +3,33 @@
  * last exec on the way to COMMAND.
  *
  *     minirun-init REPORT_FD COMMAND_PID
- *     minirun-init exec PIPE_FD OCI PATH COMMAND [ARGS...]
+ *     minirun-init exec PIPE_FD OCI SECCOMP PATH COMMAND [ARGS...]
  *
  * Static, and run from a sealed memfd the parent fills from this file
  * (minirun/syscalls.py), never from the host file itself. The first form:
  * init.c sets the container up in a forked copy of the Python process, starts
  * COMMAND, then execs this, so an idle container holds a few pages instead of
  * the interpreter (reap.c). The second: the process about to become COMMAND,
- * its credentials and seccomp filter in place, execs this, which execs COMMAND
+ * its credentials and no_new_privs in place, execs this, which execs COMMAND
  * (command.c): during that execve /proc/self/exe is the sealed copy, which a
  * `#!/proc/self/exe` COMMAND cannot write through (CVE-2019-5736).
+ *
+ * SECCOMP is "-", or FD:LEN:FLAGS: the container's filter (LEN instructions, the
+ * parent's libseccomp export) in the memfd FD, for seccomp(2) with FLAGS. It is
+ * loaded here, after every syscall of ours but execve, as runc-dmz does: a
+ * profile that kills fcntl or prctl must only ever see COMMAND, as it does
+ * without this helper. "-": no filter, or one loaded already (init.c).
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "minirun.h"
@@ -33,19 +44,69 @@ static int number(const char *s, long min)
     return *s && !*end && v >= min && v <= 1 << 30 ? (int)v : -1;
 }
 
+/* musl's headers carry no linux/filter.h or linux/seccomp.h: their ABI, as is */
+struct mr_sock_filter {
+    uint16_t code;
+    uint8_t jt, jf;
+    uint32_t k;
+};
+struct mr_sock_fprog {
+    unsigned short len;
+    struct mr_sock_filter *filter;
+};
+#define MR_SECCOMP_SET_MODE_FILTER 1
+
+/* SECCOMP as above; a failure is COMMAND's exec failure, named as security.c names it. */
+static void load_seccomp(const char *arg, int pipe_fd, int oci_process)
+{
+    struct mr_sock_fprog prog;
+    char *end, step[MR_STEP_MAX];
+    long fd, len;
+    unsigned long flags = 0;
+    void *insns;
+    int err;
+
+    if (!strcmp(arg, "-"))
+        return;
+    fd = strtol(arg, &end, 10);
+    if (*end == ':')
+        len = strtol(end + 1, &end, 10);
+    else
+        len = -1;
+    if (*end == ':')
+        flags = strtoul(end + 1, &end, 10);
+    else
+        len = -1;
+    if (fd < 0 || fd > 1 << 30 || len <= 0 || len > 0xffff || *end)
+        mr_exec_failed(pipe_fd, oci_process, EINVAL, "minirun-init: seccomp argument");
+    insns = mmap(NULL, (size_t)len * sizeof(struct mr_sock_filter), PROT_READ, MAP_PRIVATE, (int)fd, 0);
+    err = errno;
+    close((int)fd);
+    if (insns == MAP_FAILED)
+        mr_exec_failed(pipe_fd, oci_process, err, "read seccomp filter");
+    prog.len = (unsigned short)len;
+    prog.filter = insns;
+    if (syscall(SYS_seccomp, MR_SECCOMP_SET_MODE_FILTER, flags, &prog) != 0) {
+        err = errno;
+        snprintf(step, sizeof(step), "load seccomp filter (%ld instructions, flags %#lx)", len, flags);
+        mr_exec_failed(pipe_fd, oci_process, err, step);
+    }
+}
+
 int main(int argc, char **argv)
 {
     /* An exec makes us dumpable again: keep the container's processes out of our
      * memory and fds until the next exec. */
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     prctl(PR_SET_NAME, "minirun-init", 0, 0, 0); /* run from a memfd, the kernel named us after its fd */
-    if (argc >= 6 && strcmp(argv[1], "exec") == 0) {
-        int pipe_fd = number(argv[2], 0);
+    if (argc >= 7 && strcmp(argv[1], "exec") == 0) {
+        int pipe_fd = number(argv[2], 0), oci_process = argv[3][0] == '1';
 
         if (pipe_fd < 0)
             return 125;
         fcntl(pipe_fd, F_SETFD, FD_CLOEXEC); /* EOF on it tells the waiter COMMAND runs */
-        mr_exec_command(argv + 5, environ, argv[4], pipe_fd, argv[3][0] == '1');
+        load_seccomp(argv[4], pipe_fd, oci_process); /* last: from here on, only execve (and a failure's report) */
+        mr_exec_command(argv + 6, environ, argv[5], pipe_fd, oci_process);
     }
     if (argc == 3 && number(argv[1], 0) >= 0 && number(argv[2], 1) > 0)
         mr_reap_and_forward(number(argv[1], 0), number(argv[2], 1));

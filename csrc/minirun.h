@@ -184,7 +184,9 @@ int mr_setup_console(const struct mr_spawn_req *req, char *step);
 
 /* security.c, called by init.c: 0 or -errno with the step */
 int mr_security_before_setuid(const struct mr_spawn_req *req, char *step);
-int mr_security_before_exec(const struct mr_spawn_req *req, char *step);
+int mr_security_before_exec(const struct mr_spawn_req *req, int defer_seccomp, char *step); /* defer_seccomp:
+                                                        * leave the no_new_privs filter to the caller */
+int mr_load_seccomp(const struct mr_spawn_req *req, char *step); /* req->seccomp_filter, now */
 int mr_userns_become_root(void); /* -1 and errno */
 
 /* rootpath.c: paths inside a root, and the mounts on them. mr_open_in_root

@@ -17,7 +17,10 @@
  *   mr_security_before_exec     capset effective = permitted = the set,
  *                               inheritable as asked; ambient cleared;
  *                               no_new_privs; seccomp last, so the filter only
- *                               sees COMMAND (it allows execve itself)
+ *                               sees COMMAND (it allows execve itself); or,
+ *                               defer_seccomp, not at all: minirun-init loads
+ *                               it after its own syscalls, right before
+ *                               COMMAND's execve, as runc-dmz does (init.c)
  *
  * The container's init (PID 1) keeps its capabilities: it runs no code from the
  * image, and because its permitted set is a superset of COMMAND's, COMMAND can
@@ -44,7 +47,7 @@
 /* seccomp(2) rather than prctl: only it takes the profile's flags (LOG,
  * SPEC_ALLOW, TSYNC). The program was built and exported by libseccomp in the
  * parent (minirun/seccomp.py); nothing here interprets it. */
-static int load_seccomp(const struct mr_spawn_req *req, char *step)
+int mr_load_seccomp(const struct mr_spawn_req *req, char *step)
 {
     struct sock_fprog prog;
 
@@ -72,11 +75,11 @@ int mr_security_before_setuid(const struct mr_spawn_req *req, char *step)
     if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
         return mr_step(step, errno, "prctl(PR_SET_KEEPCAPS)");
     if (!req->no_new_privs && req->seccomp_filter)
-        return load_seccomp(req, step);
+        return mr_load_seccomp(req, step);
     return 0;
 }
 
-int mr_security_before_exec(const struct mr_spawn_req *req, char *step)
+int mr_security_before_exec(const struct mr_spawn_req *req, int defer_seccomp, char *step)
 {
     struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
     struct __user_cap_data_struct cur[2], want[2];
@@ -113,8 +116,8 @@ int mr_security_before_exec(const struct mr_spawn_req *req, char *step)
     if (req->no_new_privs) {
         if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
             return mr_step(step, errno, "prctl(PR_SET_NO_NEW_PRIVS)");
-        if (req->seccomp_filter)
-            return load_seccomp(req, step);
+        if (req->seccomp_filter && !defer_seccomp)
+            return mr_load_seccomp(req, step);
     }
     return 0;
 }

@@ -29,6 +29,7 @@ NAMESPACE_FLAGS = {
 }
 
 REPORT_SIZE = ffi.sizeof("struct mr_report")
+_STEP_END = ffi.offsetof("struct mr_report", "step") + len(ffi.new("struct mr_report *").step) - 1
 # Static helpers built beside the extension (setup.py): the container's PID 1 once
 # COMMAND runs and the last exec before COMMAND (csrc/init_main.c), and a detached
 # container's shim (csrc/shim.c).
@@ -127,7 +128,11 @@ class Child(Record):
         data = os.read(self.report_fd, REPORT_SIZE)
         if not data:
             return None
-        rep = ffi.from_buffer("struct mr_report *", data)
+        # The container's side wrote it: pad a short record and end its step before the array
+        # does (step[MR_STEP_MAX - 1] = 0), as the C readers do.
+        buf = bytearray(data[:REPORT_SIZE].ljust(REPORT_SIZE, b"\0"))
+        buf[_STEP_END] = 0
+        rep = ffi.from_buffer("struct mr_report *", buf)
         return Report(rep.kind, rep.err, rep.status, rep.pid, ffi.string(rep.step).decode(errors="replace"))
 
 

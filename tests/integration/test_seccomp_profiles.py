@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -116,3 +117,70 @@ def test_notify_is_refused_clearly(rootfs, tmp_path):
     out = minirun("run", "--security-opt", f"seccomp={path}", rootfs, "/bin/true")
     assert out.returncode == 125 and out.stderr.startswith("minirun: ") and "listenerPath" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+# COMMAND is exec'd through minirun-init (a sealed memfd, against CVE-2019-5736), whose own
+# syscalls must not meet the profile: it loads the filter itself, right before COMMAND's execve,
+# as runc-dmz does. Before that, a profile killing fcntl or prctl killed COMMAND (exit 159).
+KILL = "SCMP_ACT_KILL_PROCESS"
+DENY_MKDIR = {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}
+HELPER_KILLERS = {
+    "fcntl": [{"names": ["fcntl"], "action": KILL}],
+    # busybox's echo asks prctl for its name itself: kill what minirun-init calls, not that
+    "prctl": [{"names": ["prctl"], "action": KILL, "args": [{"index": 0, "value": v, "op": "SCMP_CMP_EQ"}]}
+              for v in (4, 15)],  # PR_SET_DUMPABLE, PR_SET_NAME
+}
+
+
+def _profile(tmp_path, name, rules):
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": rules}))
+    return f"seccomp={path}"
+
+
+@pytest.mark.parametrize("syscall", sorted(HELPER_KILLERS))
+def test_a_profile_killing_the_helpers_syscalls_still_runs_command(rootfs, tmp_path, syscall):
+    opt = _profile(tmp_path, syscall, HELPER_KILLERS[syscall] + [DENY_MKDIR])
+    out = minirun("run", "--rm", "--security-opt", opt, rootfs, "/bin/echo", "hello")
+    assert (out.returncode, out.stdout, out.stderr) == (0, "hello\n", "")
+    # ... and the filter is COMMAND's: the same profile refuses its mkdir, where none lets it through
+    denied = minirun("run", "--rm", "--security-opt", opt, rootfs, "/bin/mkdir", "/tmp/x")
+    assert denied.returncode == 1 and "Operation not permitted" in denied.stderr
+    allowed = minirun("run", "--rm", "--security-opt", _profile(tmp_path, "none", []), rootfs, "/bin/mkdir", "/tmp/x")
+    assert allowed.returncode == 0, allowed.stderr
+
+
+def test_the_profile_still_kills_command_itself(rootfs, tmp_path):
+    """The kill rule is in force once COMMAND runs: busybox's echo calls prctl(PR_GET_NAME)."""
+    opt = _profile(tmp_path, "prctl-all", [{"names": ["prctl"], "action": KILL}])
+    out = minirun("run", "--rm", "--security-opt", opt, rootfs, "/bin/echo", "hello")
+    assert out.returncode == 128 + 31 and out.stdout == ""  # SIGSYS
+
+
+def test_without_the_helper_the_filter_is_loaded_in_process(rootfs, tmp_path):
+    """minirun-init missing: the process execs COMMAND itself, the filter loaded just before."""
+    opt = _profile(tmp_path, "mkdir", [DENY_MKDIR])
+    script = ("import sys; from minirun import syscalls; syscalls.INIT_PATH = '/nonexistent/minirun-init'; "
+              "assert syscalls.sealed_init() == -1; "
+              "from minirun.entry import main; sys.argv[0] = 'minirun'; main()")
+    run = ["run", "--rm", "--security-opt", opt, rootfs]
+    out = subprocess.run([sys.executable, "-c", script, *run, "/bin/mkdir", "/tmp/x"], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 1 and "Operation not permitted" in out.stderr
+    out = subprocess.run([sys.executable, "-c", script, *run, "/bin/echo", "hello"], capture_output=True,
+                         text=True, timeout=60)
+    assert (out.returncode, out.stdout) == (0, "hello\n"), out.stderr
+
+
+@pytest.mark.parametrize("helper_path", [None, "/nonexistent/minirun-init"], ids=["helper", "in-process"])
+def test_a_filter_that_fails_to_load_is_an_exec_failure_naming_it(rootfs, helper_path):
+    """Loaded by minirun-init or in the process itself, a refused filter is reported the same way."""
+    script = ("import sys; from minirun import security, syscalls\n"
+              f"if {helper_path!r}: syscalls.INIT_PATH = {helper_path!r}; assert syscalls.sealed_init() == -1\n"
+              "real = security.native_args\n"
+              "security.native_args = lambda spec: {**real(spec), 'seccomp': bytes.fromhex('ffff000000000000')}\n"
+              "from minirun.entry import main; sys.argv[0] = 'minirun'; main()\n")
+    out = subprocess.run([sys.executable, "-c", script, "run", "--rm", rootfs, "/bin/echo", "hello"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 126 and out.stdout == ""
+    assert out.stderr == "minirun: load seccomp filter (1 instructions, flags 0): Invalid argument\n"
