@@ -147,9 +147,13 @@ def _exec_shim(child, claim, log_fd: int, terminal, proxy, auto_remove: bool) ->
         if fd >= 0:
             os.set_inheritable(fd, True)
     ports = [arg for fd, ip, port in published for arg in ("-p", f"{fd}:{ip}:{port}")]
-    # -I: no PYTHON* variables and no script directory on sys.path (site still adds the venv's)
-    finish = [sys.executable, "-I", "-c", "import sys; from minirun.lifecycle import finish; finish(sys.argv[1:])",
-              claim.id, "rm" if auto_remove else "keep"]
+    # -I: no PYTHON* variables and no script directory on sys.path (site still adds the venv's).
+    # The package goes first by the path this process imported it from, which PYTHONPATH
+    # or a launcher may have given (a .pth file's path can differ: the v2 test lane's guest).
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    finish = [sys.executable, "-I", "-c",
+              "import sys; sys.path.insert(0, sys.argv.pop(1)); from minirun.lifecycle import finish; "
+              "finish(sys.argv[1:])", package_root, claim.id, "rm" if auto_remove else "keep"]
     os.execv(SHIM_PATH, [SHIM_PATH, str(child.report_fd), str(child.pid), str(log_fd), str(master), str(listener),
                          *ports, "--", *finish])
 
