@@ -43,12 +43,6 @@
 #define CLONE_NEWCGROUP 0x02000000
 #endif
 
-static void __attribute__((noreturn)) setup_failed(int fd, const char *step, int err)
-{
-    mr_send_report(fd, MR_REPORT_SETUP_FAILED, err, 0, 0, step);
-    _exit(125);
-}
-
 /* On failure of EXPR: report "step" built from the format and exit. */
 #define TRY(fd, expr, ...)                                   \
     do {                                                     \
@@ -56,7 +50,7 @@ static void __attribute__((noreturn)) setup_failed(int fd, const char *step, int
             int err_ = errno;                                \
             char step_[MR_STEP_MAX];                         \
             snprintf(step_, sizeof(step_), __VA_ARGS__);     \
-            setup_failed(fd, step_, err_);                   \
+            mr_setup_failed(fd, step_, err_);                \
         }                                                    \
     } while (0)
 
@@ -89,7 +83,7 @@ static void enter_rootfs(int fd, const struct mr_spawn_req *req)
 
         if (mr_run_hooks("createContainer", req->create_hooks, req->n_create_hooks, req->hook_state, "creating",
                          step, &err) < 0)
-            setup_failed(fd, step, err);
+            mr_setup_failed(fd, step, err);
     }
     /* pivot_root(".", ".") stacks the old root on top of the new one at "/"; it
      * needs no put_old directory inside the rootfs, which may be read-only. */
@@ -113,7 +107,7 @@ static void apply_ops(int fd, const char *root, const struct mr_op *ops, int n)
     TRY(fd, root_fd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC), "open(%s)", root);
     for (int i = 0; i < n; i++) {
         if ((err = mr_apply_op(root_fd, &ops[i], step)) < 0)
-            setup_failed(fd, step, -err);
+            mr_setup_failed(fd, step, -err);
         if (!strcmp(ops[i].target, "/")) {
             close(root_fd);
             TRY(fd, root_fd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC), "open(%s)", root);
@@ -335,7 +329,7 @@ void mr_become_command(const struct mr_spawn_req *req, int pipe_fd)
                                            req->hook_state, "created", step, &err) < 0) {
         if (fifo_wfd >= 0)
             dprintf(fifo_wfd, "%s%s%s", step, err ? ": " : "", err ? strerror(err) : "");
-        setup_failed(pipe_fd, step, err);
+        mr_setup_failed(pipe_fd, step, err);
     }
     exec_command(req, pipe_fd, seccomp_deferred);
 }
@@ -386,7 +380,7 @@ void mr_container_init(const struct mr_spawn_req *req, int fd)
 
         TRY(fd, root_fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC), "open(/)");
         if ((err = mr_readonly_root(root_fd, step)) < 0)
-            setup_failed(fd, step, -err);
+            mr_setup_failed(fd, step, -err);
         close(root_fd);
     }
     if (req->hostname)

@@ -219,6 +219,8 @@ void mr_container_init(const struct mr_spawn_req *req, int report_fd) __attribut
 
 /* reap.c, also linked into the static minirun-init (init_main.c). */
 void mr_send_report(int fd, int kind, int err, int status, int pid, const char *step);
+/* A SETUP_FAILED report naming the step, then exit 125: the child's every setup failure. */
+void mr_setup_failed(int fd, const char *step, int err) __attribute__((noreturn));
 void mr_reap_and_forward(int report_fd, int command) __attribute__((noreturn));
 
 /* command.c, also linked into minirun-init: execve COMMAND, searching `path`; on

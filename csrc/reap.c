@@ -32,6 +32,12 @@ void mr_send_report(int fd, int kind, int err, int status, int pid, const char *
         ;
 }
 
+void mr_setup_failed(int fd, const char *step, int err)
+{
+    mr_send_report(fd, MR_REPORT_SETUP_FAILED, err, 0, 0, step);
+    _exit(125);
+}
+
 /* Signals stay blocked from clone on (an exec keeps the mask and what is
  * pending), so none is lost between COMMAND's start and this loop. */
 void mr_reap_and_forward(int report_fd, pid_t command)

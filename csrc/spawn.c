@@ -80,8 +80,7 @@ static void __attribute__((noreturn)) child_failed(int report_fd, int err, const
     char step[MR_STEP_MAX];
 
     mr_step(step, err, "%s", what);
-    mr_send_report(report_fd, MR_REPORT_SETUP_FAILED, err, 0, 0, step);
-    _exit(125);
+    mr_setup_failed(report_fd, step, err);
 }
 
 /* What ps shows as PID 1 inside: "minirun-init", rather than the command line

@@ -151,7 +151,7 @@ def finish(container_id: str, wait_status: int) -> Result:
     container is gone. The state lock came through both execs; ours until we exit."""
     t0 = time.perf_counter()
     st = state.read(container_id)
-    cgroup = cgroups.Cgroup(container_id, Limits(), cgroups.detect()) if os.geteuid() == 0 else cgroups.NoCgroup()
+    cgroup = cgroups.existing(container_id) if os.geteuid() == 0 else cgroups.NoCgroup()
     result = _result(container_id, cgroup, wait_status, {}, t0)
     result.leftovers = _release(container_id, cgroup, (st.get("network") or {}).get("ip"), None)
     st.update(_exit_record(result))
@@ -264,7 +264,7 @@ def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float, claim, on
                          security=security.state_record(sec))
             if on_started:
                 on_started(spec.id, child.pid)
-            if handoff:  # minirun-shim waits from here on; returns only if it could not
+            if handoff:  # minirun-shim waits from here on: never returns (raises if its exec fails)
                 handoff(child, claim, terminal, proxy)
             if terminal:  # relays until the init reports COMMAND's exit
                 terminal.wait(child.report_fd)

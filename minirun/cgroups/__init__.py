@@ -405,11 +405,16 @@ def stale_ids(layout: Layout | None = None) -> set[str]:
     return ids
 
 
-def remove(container_id: str, layout: Layout | None = None) -> None:
-    """Kill and remove ``container_id``'s cgroup in every hierarchy (`minirun gc`)."""
+def existing(container_id: str, layout: Layout | None = None) -> Cgroup:
+    """The cgroup another minirun process made for ``container_id``: all its directories are ours."""
     if not container_id or "/" in container_id or container_id in (".", ".."):
         raise SpecError(f"invalid container name {container_id!r}")
-    Cgroup(container_id, Limits(), layout or detect()).destroy()
+    return Cgroup(container_id, Limits(), layout or detect())
+
+
+def remove(container_id: str, layout: Layout | None = None) -> None:
+    """Kill and remove ``container_id``'s cgroup in every hierarchy (`minirun gc`)."""
+    existing(container_id, layout).destroy()
 
 
 def wanted_optional(limits: Limits) -> set[str]:
