@@ -249,19 +249,33 @@ def _namespaces(linux: dict, extras: Extras) -> list[str]:
     return created
 
 
+_NS_GET_NSTYPE = 0xB703  # _IO(0xb7, 0x3), linux/nsfs.h: the CLONE_NEW* type of an nsfs fd
+
+
 def _check_ns_path(kind: str, path: str) -> None:
-    """``path`` must be a namespace of that type (nsfs names it "mnt:[4026531841]"). A mount
-    namespace is set up as the container's (made private, pivot_root'ed: runc does the
-    same), so minirun-oci's own, the host's, is refused: that would move the host's root."""
+    """``path`` must be a namespace of that type: a /proc/PID/ns link, or an nsfs file
+    bind-mounted elsewhere (CRI's ``netns/cni-...``, dockerd's ``netns/default``), so the
+    kernel is asked (NS_GET_NSTYPE), not the link's text. A mount namespace is set up as the
+    container's (made private, pivot_root'ed: runc does the same), so minirun-oci's own, the
+    host's, is refused: that would move the host's root."""
+    import fcntl
+
+    from ..syscalls import NAMESPACE_FLAGS
+
     where = f"linux.namespaces: {kind} namespace path {path}"
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as err:
         raise SpecError(f"{where}: {err.strerror}") from None
     try:
-        target = os.readlink(f"/proc/self/fd/{fd}")
-        if not target.startswith(NAMESPACES[kind] + ":["):
-            raise SpecError(f"{where}: not a {kind} namespace ({target})")
+        try:
+            nstype = fcntl.ioctl(fd, _NS_GET_NSTYPE)
+        except OSError:
+            nstype = None  # not an nsfs file at all
+        if nstype != NAMESPACE_FLAGS[kind]:
+            found = next((f"a {name} namespace" for name, flag in NAMESPACE_FLAGS.items() if flag == nstype),
+                         "not a namespace file")
+            raise SpecError(f"{where}: not a {kind} namespace ({found})")
         if kind == "mount":
             own, given = os.stat("/proc/self/ns/mnt"), os.fstat(fd)
             if (own.st_dev, own.st_ino) == (given.st_dev, given.st_ino):

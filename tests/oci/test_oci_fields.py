@@ -204,7 +204,7 @@ def test_joining_the_runtimes_own_mount_namespace_is_refused(bundle, oci):
     config["linux"]["namespaces"] = [{"type": "mount"}, {"type": "pid", "path": "/proc/self/ns/net"}]
     write_config(path, config)
     out = oci("run", "--bundle", path, "wrongtype")
-    assert out.returncode != 0 and "not a pid namespace (net:[" in out.stderr, out.stderr
+    assert out.returncode != 0 and "not a pid namespace (a network namespace)" in out.stderr, out.stderr
 
 
 def _wait_for(path, timeout: float = 5.0) -> bool:
@@ -346,3 +346,29 @@ def test_update_keeps_the_device_rules_made_at_create(tmp_path, bundle, oci):
         assert open(devices).read().split("\n") == before
     finally:
         assert oci("delete", "--force", "upd").returncode == 0
+
+
+def test_joins_a_network_namespace_bind_mounted_elsewhere(bundle, oci):
+    """CRI pods and `docker run --network host` hand the runtime an nsfs file bind-mounted
+    outside /proc (``.../netns/cni-...``): its link text is its own path, so only the
+    kernel (NS_GET_NSTYPE) can say what it is. runc joins it; so must we."""
+    import subprocess
+
+    name = f"mrtest-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        netns = f"/run/netns/{name}"
+        path = bundle(["/bin/sh", "-c", "readlink /proc/self/ns/net"])
+        config = _config(path)
+        config["linux"]["namespaces"] = [{"type": "pid"}, {"type": "mount"}, {"type": "network", "path": netns}]
+        write_config(path, config)
+        out = oci("run", "--bundle", path, "nsfsjoin")
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == f"net:[{os.stat(netns).st_ino}]"
+        # the same file named as another kind is still refused
+        config["linux"]["namespaces"] = [{"type": "mount"}, {"type": "pid", "path": netns}]
+        write_config(path, config)
+        out = oci("run", "--bundle", path, "nsfswrong")
+        assert out.returncode != 0 and "not a pid namespace (a network namespace)" in out.stderr, out.stderr
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], check=True)

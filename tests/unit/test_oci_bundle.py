@@ -113,7 +113,7 @@ def test_joining_pid_and_mount_namespaces_by_path(config, tmp_path):
     assert extras.join == {"pid": "/proc/self/ns/pid"} and spec.namespaces == ("mount",)
     for bad, message in (
             ([{"type": "mount", "path": "/proc/self/ns/mnt"}], "is minirun-oci's own mount namespace"),
-            ([{"type": "mount"}, {"type": "pid", "path": net}], "not a pid namespace (net:["),
+            ([{"type": "mount"}, {"type": "pid", "path": net}], "not a pid namespace (a network namespace)"),
             ([{"type": "mount", "path": net}], "not a mount namespace"),
             ([{"type": "mount"}, {"type": "pid", "path": "/no/such"}], "/no/such: No such file or directory"),
             ([{"type": "mount"}, {"type": "user", "path": "/proc/self/ns/user"}], "joining a user namespace"),
