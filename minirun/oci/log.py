@@ -42,17 +42,27 @@ def _write(level: str, msg: str) -> None:
         pass  # the message still reaches stderr
 
 
+def _say(text: str) -> None:
+    """One line to stderr, or nowhere: containerd's shim may give us a read-only
+    /dev/null as fd 2, and a message we cannot show must not fail the verb (EBADF)."""
+    try:
+        sys.stderr.flush()
+        os.write(2, f"{text}\n".encode(errors="replace"))
+    except (OSError, ValueError):
+        pass
+
+
 def error(msg: str) -> None:
     _write("error", msg)
-    print(f"minirun: {msg}", file=sys.stderr, flush=True)
+    _say(f"minirun: {msg}")
 
 
 def warning(msg: str) -> None:
     _write("warning", msg)
-    print(f"minirun: WARNING: {msg}", file=sys.stderr, flush=True)
+    _say(f"minirun: WARNING: {msg}")
 
 
 def debug(msg: str) -> None:
     if _target["debug"]:
         _write("debug", msg)
-        print(f"minirun: debug: {msg}", file=sys.stderr, flush=True)
+        _say(f"minirun: debug: {msg}")

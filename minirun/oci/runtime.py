@@ -333,10 +333,19 @@ def _open_fifo(root: str, st: dict) -> None:
 
 def kill(root: str, container_id: str, sig: int, all_: bool = False) -> None:
     st = store.read(root, container_id)
-    if store.status(root, st) == store.STOPPED:
-        raise SpecError(f"container {container_id!r} is not running")
-    pids = _cgroup(st).pids() if all_ else [st["pid"]]
-    for pid in pids or [st["pid"]]:
+    stopped = store.status(root, st) == store.STOPPED
+    if stopped and not all_:
+        # containerd's shim treats only these words as "already gone" (runc's text).
+        raise SpecError(f"container {container_id!r}: container not running")
+    if not all_:
+        pids = [st["pid"]]
+    elif stopped:
+        # runc 1.1: --all signals what is left in the cgroup (a --pid host container's
+        # orphans) and succeeds when nothing is; engines send it after every exit.
+        pids = _cgroup(st).pids() if st.get("cgroup") not in (None, "", ".", "/") else []
+    else:
+        pids = _cgroup(st).pids() or [st["pid"]]
+    for pid in pids:
         try:
             os.kill(pid, sig)
         except ProcessLookupError:

@@ -102,6 +102,42 @@ def test_kill_by_number_and_delete_force(bundle, oci):
     assert oci("list", "--quiet").stdout.strip() == ""
 
 
+def test_kill_of_a_stopped_container_speaks_as_runc(bundle, oci):
+    """containerd's shim sends `kill --all ID 9` after every exit and counts an error as
+    "already gone" only if it says `container not running` (or a few other runc texts):
+    runc 1.1 answers 0 for --all, and that text for a plain kill."""
+    path = bundle(["/bin/true"])
+    assert oci("create", "--bundle", path, "gone").returncode == 0
+    assert oci("start", "gone").returncode == 0
+    for _ in range(250):
+        if oci.state("gone")["status"] == "stopped":
+            break
+        time.sleep(0.02)
+    assert oci.state("gone")["status"] == "stopped"
+    assert oci("kill", "--all", "gone", "9").returncode == 0
+    out = oci("kill", "gone", "9")
+    assert out.returncode != 0 and "container not running" in out.stderr, out.stderr
+    assert oci("delete", "gone").returncode == 0
+
+
+def test_a_warning_to_a_read_only_stderr_is_not_fatal(bundle, oci):
+    """containerd's shim starts the sandbox's runtime calls with fd 2 a read-only
+    /dev/null; a warning (here: an AppArmor profile this host cannot apply) must not turn
+    into EBADF and exit 120."""
+    path = bundle(["/bin/true"])
+    with open(path + "/config.json") as f:
+        config = json.load(f)
+    config["process"]["apparmorProfile"] = "cri-containerd.apparmor.d"
+    with open(path + "/config.json", "w") as f:
+        json.dump(config, f)
+    with open(os.devnull) as ro:
+        out = subprocess.run([OCI, "--root", oci.root, "--log", oci.log, "--log-format", "json", "run",
+                              "--bundle", path, "quietwarn"], stdout=subprocess.DEVNULL, stderr=ro, timeout=30)
+    assert out.returncode == 0
+    with open(oci.log) as f:  # the warning still reached the engine's --log file
+        assert any(json.loads(line)["level"] == "warning" for line in f)
+
+
 def test_exec_ps_pause_resume_update(tmp_path, bundle, oci):
     path = bundle(["/bin/sleep", "60"])
     assert oci("run", "-d", "--bundle", path, "ex").returncode == 0
