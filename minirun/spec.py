@@ -23,6 +23,10 @@ field by field:
     ContainerSpec.devices         <- linux.devices[] (path, type, major, minor, fileMode): --device
     Limits.cpu_shares             <- linux.resources.cpu.shares
     Limits.memory_reservation     <- linux.resources.memory.reservation
+    Limits.memory_swappiness      <- linux.resources.memory.swappiness   (v1 only, as runc;
+    Limits.oom_kill_disable       <- linux.resources.memory.disableOOMKiller  v2: a warning)
+    Limits.kernel_memory / _tcp   <- linux.resources.memory.kernel / kernelTCP (v1, where the
+                                     kernel has the file; else a warning, as runc)
     Process.capabilities          <- process.capabilities.{bounding,effective,permitted}; also
                                      .inheritable when uid is 0 (empty for other users); ambient empty
     Process.no_new_privileges     <- process.noNewPrivileges
@@ -273,6 +277,10 @@ class Limits(Record):
     blkio_weight_device: tuple[tuple[int, int, int, int], ...] = ()
     blkio_throttle: tuple[tuple[str, int, int, int], ...] = ()
     hugepage_limits: tuple[tuple[str, int], ...] = ()  # (page size as the kernel names it: "2MB", bytes)
+    memory_swappiness: int | None = None  # 0-100 (v1 memory.swappiness)
+    oom_kill_disable: bool = False  # v1 memory.oom_control: processes wait at the limit instead
+    kernel_memory: int | None = None  # bytes (v1 memory.kmem.limit_in_bytes; deprecated by the kernel)
+    kernel_tcp: int | None = None  # bytes (v1 memory.kmem.tcp.limit_in_bytes)
 
     @classmethod
     def from_cpus(cls, cpus: float | None, **kw) -> Limits:

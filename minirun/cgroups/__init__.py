@@ -11,7 +11,10 @@ cgroup.controllers *and* passes it down in cgroup.subtree_control, else in the v
 hierarchy that has it. Hybrid hosts are handled per controller, not as "all v1".
 When there is a unified hierarchy, every container joins it too, even with no v2
 controller in it (runc's NameGroup): that membership gives cgroup.kill, cpu.stat and
-clone3(CLONE_INTO_CGROUP).
+clone3(CLONE_INTO_CGROUP). Likewise every v1 hierarchy is joined, limits or not
+(cpuset, blkio, freezer, name=systemd, ...), as runc does: `update --cpuset-cpus`,
+block I/O stats and the freezer then reach the container alone, and its cgroup
+namespace (and cgroup mount) shows only its own cgroups, never the host's root.
 
 A container's cgroup is <mountpoint>/minirun/<id> in every hierarchy used. minirun
 writes nothing outside its own ``minirun`` directories: a v2 controller the root does
@@ -36,8 +39,8 @@ MOUNTINFO = "/proc/self/mountinfo"
 CONTROLLERS = ("cpu", "cpuacct", "cpuset", "devices", "memory", "pids", "blkio", "hugetlb")
 _OPTION = {"cpu": "--cpus", "cpuset": "--cpuset-cpus", "memory": "--memory", "pids": "--pids-limit",
            "blkio": "linux.resources.blockIO", "hugetlb": "linux.resources.hugepageLimits"}
-# Joined only by a container whose limits ask for them: a v1 cgroup costs a mkdir, a
-# tasks write and an rmdir, and a v1 cpuset one two copies from the parent besides.
+# Enabled in a v2 parent only for a container whose limits ask for them (io and hugetlb
+# cost every write to the parent's subtree_control); v1 hierarchies are all joined.
 OPTIONAL = ("cpuset", "blkio", "hugetlb")
 
 # v1 super options that are not controllers (``name=...`` and ``release_agent=...`` have '=').
@@ -69,7 +72,7 @@ class Layout:
     ):
         self.mode = mode  # "unified" | "legacy" | "hybrid"
         self.unified = unified  # cgroup2 mountpoint
-        self.v1 = v1 or {}  # every v1 controller -> its mountpoint
+        self.v1 = v1 or {}  # every v1 controller, and named hierarchy ("name=systemd") -> its mountpoint
         self.controllers = controllers or {}  # CONTROLLERS -> mountpoint where usable
         self.undelegated = undelegated  # in the v2 root but not passed down to children
 
@@ -79,7 +82,8 @@ class Layout:
 
     def mountpoints(self) -> list[str]:
         """Every hierarchy minirun may have a directory in, unified first."""
-        return _unique(([self.unified] if self.unified else []) + list(self.controllers.values()))
+        return _unique(([self.unified] if self.unified else []) + list(self.controllers.values())
+                       + list(self.v1.values()))
 
 
 _cached: Layout | None = None
@@ -135,7 +139,7 @@ def parse_layout(mountinfo: str, root_prefix: str = "") -> Layout:
 
 
 def _parse_mountinfo(text: str, root_prefix: str) -> tuple[str | None, dict[str, str]]:
-    """(cgroup2 mountpoint, v1 controller -> mountpoint); the first mount of each wins."""
+    """(cgroup2 mountpoint, v1 controller or "name=..." -> mountpoint); the first mount of each wins."""
     unified: str | None = None
     v1_mounts: dict[str, str] = {}
     for line in text.splitlines():
@@ -149,7 +153,7 @@ def _parse_mountinfo(text: str, root_prefix: str) -> tuple[str | None, dict[str,
             unified = unified or mountpoint
             continue
         for option in tail[2].split(","):
-            if option and "=" not in option and option not in _V1_FLAGS:
+            if option.startswith("name=") or (option and "=" not in option and option not in _V1_FLAGS):
                 v1_mounts.setdefault(option, mountpoint)
     return unified, v1_mounts
 
@@ -216,7 +220,8 @@ class Cgroup:
         parent = os.path.dirname(path)
         if not os.path.isdir(parent):  # an OCI cgroupsPath may be nested deeper than minirun/<id>
             _make_ancestors(parent)
-        if path == self.paths.get("unified"):
+        unified = self.paths.get("unified")
+        if path == unified:
             wanted = {v2.NAME.get(c, c) for c in v2.CONTROLLERS if self.paths.get(c) == path}
             if wanted:
                 v2.enable_controllers(parent, wanted)
@@ -227,6 +232,8 @@ class Cgroup:
             )
         assert self._created is not None
         self._created.append(path)
+        if path == self.paths.get("cpuset") and path != unified:
+            v1.init_cpuset(path)  # a new v1 cpuset refuses every task until it has cpus and mems
 
     def _apply(self) -> None:
         unified = self.paths.get("unified")
@@ -459,11 +466,13 @@ def _container_paths(layout: Layout, relpath: str, optional: set[str]) -> dict[s
     if layout.unified:
         paths["unified"] = os.path.join(layout.unified, relpath)
     for controller, mountpoint in layout.controllers.items():
-        # An OPTIONAL controller only if asked; in v2 enabling it costs nothing extra
-        # for cpuset (the directory is made anyway), but io and hugetlb stay off.
-        if controller not in OPTIONAL or controller in optional or (
-                controller == "cpuset" and mountpoint == layout.unified):
+        # In v2 an OPTIONAL controller only if asked: enabling cpuset costs nothing extra
+        # (the directory is made anyway), but io and hugetlb stay off. v1: always.
+        if mountpoint != layout.unified or controller not in OPTIONAL or controller in optional or (
+                controller == "cpuset"):
             paths[controller] = os.path.join(mountpoint, relpath)
+    for name, mountpoint in layout.v1.items():  # freezer, name=systemd, net_cls, ...: joined, no knob
+        paths.setdefault(name, os.path.join(mountpoint, relpath))
     return paths
 
 

@@ -6,9 +6,10 @@ every function gets the directory of that controller's hierarchy. "-1" means unl
 
 from __future__ import annotations
 
+import errno
 import os
 
-from ..errors import HostError
+from ..errors import CgroupError, HostError
 from ..spec import Limits
 from . import fs
 
@@ -71,6 +72,13 @@ def init_cpuset(path: str, cpus: str | None = None, mems: str | None = None) -> 
         cpus = fs.read(os.path.join(parent, "cpuset.cpus")).strip()
     fs.write(os.path.join(path, "cpuset.cpus"), cpus)
     fs.write(os.path.join(path, "cpuset.mems"), parent_mems if mems is None else mems)
+
+
+def set_cpuset(path: str, cpus: str | None, mems: str | None) -> None:
+    if cpus is not None:
+        fs.write(os.path.join(path, "cpuset.cpus"), cpus)
+    if mems is not None:
+        fs.write(os.path.join(path, "cpuset.mems"), mems)
 
 
 def _blkio_missing(path: str, field: str, value, files: str) -> HostError:
@@ -148,14 +156,39 @@ def apply(controller: str, path: str, limits: Limits, notes: list[str]) -> None:
             set_swappiness(path, 0)  # no swap allowed: do not even try reclaiming to swap
     elif controller == "pids" and limits.pids is not None:
         set_pids(path, limits.pids)
-    elif controller == "cpuset":
-        init_cpuset(path, limits.cpuset_cpus, limits.cpuset_mems)
+    elif controller == "cpuset":  # filled from the parent when made (Cgroup._make): only what is asked
+        set_cpuset(path, limits.cpuset_cpus, limits.cpuset_mems)
     elif controller == "devices":
         set_devices(path, limits.devices)
     elif controller == "blkio":
         set_blkio(path, limits)
     elif controller == "hugetlb":
         set_hugetlb(path, limits)
+    if controller == "memory":  # after the swappiness set above for "no swap": an explicit one wins
+        set_memory_extras(path, limits, notes)
+
+
+def set_memory_extras(path: str, limits: Limits, notes: list[str]) -> None:
+    """OCI memory fields that only v1 has, written as runc writes them. Kernel memory
+    limits are deprecated by the kernel (the file is gone in some builds, writes are
+    refused with EOPNOTSUPP by others): where it cannot take one, it is ignored with a note."""
+    if limits.memory_swappiness is not None:
+        fs.write(os.path.join(path, "memory.swappiness"), limits.memory_swappiness)
+    if limits.oom_kill_disable:
+        fs.write(os.path.join(path, "memory.oom_control"), 1)
+    for field, value, name in (("kernel", limits.kernel_memory, "memory.kmem.limit_in_bytes"),
+                               ("kernelTCP", limits.kernel_tcp, "memory.kmem.tcp.limit_in_bytes")):
+        if value is not None and not _write_if_supported(os.path.join(path, name), value):
+            notes.append(f"linux.resources.memory.{field} ignored: this kernel has no {name}")
+
+
+def _write_if_supported(path: str, value: int) -> bool:
+    try:
+        return fs.write(path, value, missing_ok=True)
+    except CgroupError as err:
+        if getattr(err.__cause__, "errno", None) in (errno.EOPNOTSUPP, errno.ENOTSUP):
+            return False
+        raise
 
 
 def oom_kills(path: str) -> int:

@@ -124,6 +124,15 @@ def apply(controller: str, path: str, limits: Limits, notes: list[str]) -> None:
         set_io(path, limits)
     elif controller == "hugetlb":
         set_hugetlb(path, limits)
+    if controller == "memory":
+        notes.extend(ignored_v1_only(limits))
+
+
+def ignored_v1_only(limits: Limits) -> list[str]:
+    """OCI memory fields v2 has no file for: runc ignores them there, and so do we, saying so."""
+    fields = (("swappiness", limits.memory_swappiness is not None), ("disableOOMKiller", limits.oom_kill_disable),
+              ("kernel", limits.kernel_memory is not None), ("kernelTCP", limits.kernel_tcp is not None))
+    return [f"linux.resources.memory.{name} ignored: cgroup v2 has no such setting" for name, asked in fields if asked]
 
 
 def blkio_to_io_weight(weight: int) -> int:

@@ -298,8 +298,17 @@ def _resources(res: dict, extras: Extras) -> Limits:
         raise SpecError("linux.resources.memory.swap: needs memory.limit")
     if memory.get("reservation") not in (None, 0, -1):
         limits.memory_reservation = int(memory["reservation"])
-    _reject_present(memory, ("kernel", "kernelTCP", "swappiness", "disableOOMKiller",
-                             "useHierarchy", "checkBeforeUpdate"), "linux.resources.memory.")
+    swappiness = memory.get("swappiness")
+    if swappiness not in (None, -1):  # -1: docker's "not set"
+        if not isinstance(swappiness, int) or not 0 <= swappiness <= 100:
+            raise SpecError(f"linux.resources.memory.swappiness {swappiness!r}: must be between 0 and 100 "
+                            "(runc: invalid memory swappiness value)")
+        limits.memory_swappiness = swappiness
+    limits.oom_kill_disable = bool(_get(memory, "disableOOMKiller", bool, "linux.resources.memory.", False))
+    for key, field in (("kernel", "kernel_memory"), ("kernelTCP", "kernel_tcp")):
+        if memory.get(key) not in (None, 0):  # applied where the kernel still has the file (cgroups/v1.py)
+            setattr(limits, field, int(memory[key]))
+    _reject_present(memory, ("useHierarchy", "checkBeforeUpdate"), "linux.resources.memory.")
     cpu = _get(res, "cpu", dict, "linux.resources.", {}) or {}
     if cpu.get("quota") not in (None, -1, 0):
         limits.cpu_quota = int(cpu["quota"])
@@ -524,7 +533,10 @@ def _cgroup_mount(target: str, flags: int, own_cgroups) -> list[Op]:
     one, a tmpfs holding each v1 hierarchy and the unified one. In a cgroup namespace
     each is mounted afresh (the namespace shows the container's cgroup as its root);
     without one (podman on v1), the container's own cgroup directories are bound
-    there instead, so the host's tree stays out of sight."""
+    there instead (runc's getCgroupMounts), so the host's tree stays out of sight.
+    Either way that needs the container to be in every hierarchy: minirun.cgroups
+    joins them all, and a hierarchy it has no directory in is left out, never bound
+    from the host's root. Read-only as the mount's options say (engines pass ro)."""
     from .. import cgroups
 
     layout = cgroups.detect()
@@ -532,15 +544,13 @@ def _cgroup_mount(target: str, flags: int, own_cgroups) -> list[Op]:
     if own_cgroups is not None:
         relpath, limits = own_cgroups
         ours = cgroups.Cgroup("oci", limits, layout, relpath).paths
-        with open("/proc/self/cgroup") as f:  # hierarchies minirun does not use: the caller's cgroup
-            inherited = {e[1]: e[2] for e in (line.rstrip("\n").split(":", 2) for line in f)}
 
-    def hierarchy(mountpoint: str, fstype: str, data: str | None, key: str) -> list[Op]:
+    def hierarchy(mountpoint: str, fstype: str, data: str | None) -> list[Op]:
         dest = os.path.join(target, os.path.basename(mountpoint))
         if own_cgroups is None:
             return [Op(OP_MOUNT, dest, source="cgroup", fstype=fstype, flags=flags | secure, data=data)]
         source = next((p for p in ours.values() if p.startswith(mountpoint + "/")), None)
-        return _bind_cgroup(dest, source or mountpoint + inherited.get(key, "/"), flags | secure)
+        return _bind_cgroup(dest, source, flags | secure) if source else []
 
     if layout.mode == "unified":
         if own_cgroups is None:
@@ -551,10 +561,9 @@ def _cgroup_mount(target: str, flags: int, own_cgroups) -> list[Op]:
     for controller, mountpoint in layout.v1.items():
         by_mount.setdefault(mountpoint, []).append(controller)
     for mountpoint, controllers in sorted(by_mount.items()):
-        names = ",".join(sorted(controllers))
-        ops += hierarchy(mountpoint, "cgroup", names, names)
+        ops += hierarchy(mountpoint, "cgroup", ",".join(sorted(controllers)))
     if layout.unified:
-        ops += hierarchy(layout.unified, "cgroup2", None, "")
+        ops += hierarchy(layout.unified, "cgroup2", None)
     if flags & MS_RDONLY:  # the tmpfs and every hierarchy in it
         ops.append(Op(OP_READONLY, target))
     return ops

@@ -118,6 +118,8 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
         fifo_fd = fds[-1]
         cgroup = cgroups.create_manager(spec.id, spec.limits, relpath=extras.cgroups_path)
         cgroup.create()
+        for note in cgroup.notes:
+            log.warning(note)
         join_fds, pid_ns_fd = [], None
         for kind, path in extras.join.items():
             fds.append(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
@@ -163,14 +165,13 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
         if unified_fd is not None and not child.used_clone3:
             cgroup.add_pid(child.pid)
         child.release()
-        unified = cgroup.paths.get("unified")
-        freeze = os.path.join(unified, "cgroup.freeze") if unified else None
+        freeze = _freeze_file(cgroup.paths)
         now = time.time()
         st = {"id": container_id, "pid": child.pid, "pid_start": store.start_time(child.pid)[0],
               "bundle": os.path.realpath(bundle), "rootfs": spec.rootfs, "created": _rfc3339(now),
               "owner": "root" if os.geteuid() == 0 else str(os.geteuid()), "annotations": extras.annotations,
               "cgroup": extras.cgroups_path, "cgroups": cgroup.paths,
-              "freeze_file": freeze if freeze and os.path.exists(freeze) else None,
+              "freeze_file": freeze,
               "hooks": {k: v for k, v in extras.hooks.items() if k in ("poststart", "poststop")},
               "start_waits": bool(extras.hooks.get("startContainer")),
               "command": proc.args[0], "exec": {"env": env, "cwd": proc.cwd, "security": security.state_record(sec)}}
@@ -398,13 +399,25 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
     rmtree(state_dir)
 
 
+def _freeze_file(paths: dict[str, str]) -> str | None:
+    """cgroup.freeze of the v2 directory (kernel 5.2+; joined on hybrid hosts too), else
+    the v1 freezer's freezer.state (legacy hosts: every container joins that hierarchy)."""
+    candidates = [os.path.join(paths[key], name) for key, name in (("unified", "cgroup.freeze"),
+                                                                    ("freezer", "freezer.state")) if key in paths]
+    return next((path for path in candidates if os.path.exists(path)), None)
+
+
 def _freeze(st: dict, frozen: bool) -> None:
     path = st.get("freeze_file")
     if not path:
-        raise SpecError("pause/resume needs cgroup.freeze (cgroup v2), which this container's cgroup lacks")
+        raise SpecError("pause/resume needs a freezer (cgroup.freeze or the v1 freezer), which this container's "
+                        "cgroup lacks")
     from ..cgroups import fs
 
-    fs.write(path, 1 if frozen else 0)
+    if path.endswith("/freezer.state"):
+        fs.write(path, "FROZEN" if frozen else "THAWED")
+    else:
+        fs.write(path, 1 if frozen else 0)
 
 
 def pause(root: str, container_id: str) -> None:
@@ -439,6 +452,8 @@ def update(root: str, container_id: str, resources: dict) -> None:
         raise SpecError(f"linux.resources.{fields[controller]}: container {container_id!r} was created "
                         f"without a {controller} cgroup, which only create can add")
     cgroup.update(limits)
+    for note in cgroup.notes:
+        log.warning(note)
 
 
 def pids(root: str, container_id: str) -> list[int]:

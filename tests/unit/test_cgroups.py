@@ -45,7 +45,10 @@ HOST_MOUNTS = {
     "/sys/fs/cgroup/cpuset": {"cpuset"},
     "/sys/fs/cgroup/memory": {"memory"},
     "/sys/fs/cgroup/devices": {"devices"},
+    "/sys/fs/cgroup/freezer": {"freezer"},
+    "/sys/fs/cgroup/blkio": {"blkio"},
     "/sys/fs/cgroup/pids": {"pids"},
+    "/sys/fs/cgroup/systemd": {"name=systemd"},
     "/sys/fs/cgroup/unified": None,
 }
 
@@ -71,6 +74,8 @@ LEGACY_MOUNTS = {
     "/sys/fs/cgroup/memory": {"memory"},
     "/sys/fs/cgroup/cpuset": {"cpuset"},
     "/sys/fs/cgroup/devices": {"devices"},
+    "/sys/fs/cgroup/systemd": {"name=systemd"},
+    "/sys/fs/cgroup/net_cls,net_prio": {"net_cls", "net_prio"},
 }
 
 V1_COMMON = {"cgroup.procs": "", "tasks": "", "notify_on_release": "0"}
@@ -273,7 +278,7 @@ def test_detect_this_host_is_hybrid_with_separate_cpu_and_cpuacct(hybrid):
         "pids": r + "/sys/fs/cgroup/pids",
         "blkio": r + "/sys/fs/cgroup/blkio",
     }
-    assert "systemd" not in layout.v1 and "name=systemd" not in layout.v1
+    assert layout.v1["name=systemd"] == r + "/sys/fs/cgroup/systemd"  # joined like the controllers (runc)
     assert layout.v1["freezer"] == r + "/sys/fs/cgroup/freezer"
     # hugetlb: listed in the v2 root, not passed down, and no v1 hierarchy has it
     assert layout.undelegated == frozenset({"hugetlb"})
@@ -609,14 +614,18 @@ def test_hybrid_create_writes_v1_files_in_order_and_joins_unified(hybrid):
         "devices": f"{fs_}/devices/minirun/c1",
         "memory": f"{fs_}/memory/minirun/c1",
         "pids": f"{fs_}/pids/minirun/c1",
+        "blkio": f"{fs_}/blkio/minirun/c1",
+        "freezer": f"{fs_}/freezer/minirun/c1",
+        "name=systemd": f"{fs_}/systemd/minirun/c1",
     }
     assert hybrid.writes() == [
-        (f"{fs_}/cpu/minirun/c1/cpu.cfs_period_us", "100000"),
-        (f"{fs_}/cpu/minirun/c1/cpu.cfs_quota_us", "50000"),
         (f"{fs_}/cpuset/minirun/cpuset.cpus", "0-3"),  # the minirun parent, new and empty
         (f"{fs_}/cpuset/minirun/cpuset.mems", "0"),
-        (f"{fs_}/cpuset/minirun/c1/cpuset.cpus", "1"),
+        (f"{fs_}/cpuset/minirun/c1/cpuset.cpus", "0-3"),  # filled when made, as the kernel needs
         (f"{fs_}/cpuset/minirun/c1/cpuset.mems", "0"),
+        (f"{fs_}/cpu/minirun/c1/cpu.cfs_period_us", "100000"),
+        (f"{fs_}/cpu/minirun/c1/cpu.cfs_quota_us", "50000"),
+        (f"{fs_}/cpuset/minirun/c1/cpuset.cpus", "1"),
         *devices_v1(f"{fs_}/devices/minirun/c1"),
         (f"{fs_}/memory/minirun/c1/memory.limit_in_bytes", str(64 * MIB)),
         (f"{fs_}/memory/minirun/c1/memory.memsw.limit_in_bytes", str(64 * MIB)),
@@ -628,12 +637,69 @@ def test_hybrid_create_writes_v1_files_in_order_and_joins_unified(hybrid):
     assert cg.notes == []
 
 
-def test_hybrid_without_limits_creates_accounting_dirs_but_not_cpuset(hybrid):
+def test_hybrid_without_limits_joins_every_hierarchy(hybrid):
+    """runc joins every v1 hierarchy (and the unified one) whatever the limits: `update
+    --cpuset-cpus`, block I/O stats and the freezer need the container's own cgroup there."""
     cg = cgroups.create_manager("c1", Limits(), hybrid.detect())
     cg.create()
-    assert sorted(cg.paths) == ["cpu", "cpuacct", "devices", "memory", "pids", "unified"]
-    assert hybrid.writes() == devices_v1("/sys/fs/cgroup/devices/minirun/c1")  # always: the default rules
+    assert sorted(cg.paths) == ["blkio", "cpu", "cpuacct", "cpuset", "devices", "freezer", "memory",
+                                "name=systemd", "pids", "unified"]
+    cpuset = "/sys/fs/cgroup/cpuset/minirun"
+    assert hybrid.writes() == [(f"{cpuset}/cpuset.cpus", "0-3"), (f"{cpuset}/cpuset.mems", "0"),
+                               (f"{cpuset}/c1/cpuset.cpus", "0-3"), (f"{cpuset}/c1/cpuset.mems", "0"),
+                               *devices_v1("/sys/fs/cgroup/devices/minirun/c1")]  # always: the default rules
     assert all(os.path.isdir(d) for d in cg.dirs)
+    assert sorted(cg._owned()) == sorted(cgroups.existing("c1", cg.layout)._owned())  # gc finds them all
+    cg.destroy()
+    assert not any(os.path.exists(d) for d in cg.dirs)
+
+
+def test_legacy_joins_named_and_co_mounted_hierarchies(legacy):
+    cg = cgroups.create_manager("c1", Limits(), legacy.detect())
+    cg.create()
+    assert {legacy.rel(d) for d in cg.dirs} >= {"/sys/fs/cgroup/systemd/minirun/c1",
+                                                "/sys/fs/cgroup/net_cls,net_prio/minirun/c1"}
+    cg.destroy()
+
+
+def test_update_writes_only_the_cpuset_fields_given(hybrid):
+    """An update with cpus only keeps the mems (and one with no cpuset field keeps both):
+    refilling from the parent would undo an earlier `update --cpuset-cpus`."""
+    cg = cgroups.create_manager("c1", Limits(), hybrid.detect())
+    cg.create()
+    hybrid.log.clear()
+    cg.update(Limits(cpuset_cpus="2"))
+    cg.update(Limits(memory=64 * MIB))
+    assert hybrid.writes("/sys/fs/cgroup/cpuset/") == [("/sys/fs/cgroup/cpuset/minirun/c1/cpuset.cpus", "2")]
+    cg.destroy()
+
+
+def test_v1_memory_fields_only_v1_has(hybrid):
+    limits = Limits(memory=64 * MIB, memory_swappiness=30, oom_kill_disable=True, kernel_memory=32 * MIB,
+                    kernel_tcp=16 * MIB)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(V1_FILES, "memory", dict(V1_FILES["memory"], **{"memory.kmem.tcp.limit_in_bytes": MAX}))
+        cg = cgroups.create_manager("c1", limits, hybrid.detect())
+        cg.create()
+    memory = "/sys/fs/cgroup/memory/minirun/c1"
+    assert hybrid.writes(memory)[-4:] == [
+        (f"{memory}/memory.swappiness", "0"),  # no swap allowed ...
+        (f"{memory}/memory.swappiness", "30"),  # ... but an explicit value wins
+        (f"{memory}/memory.oom_control", "1"),
+        (f"{memory}/memory.kmem.tcp.limit_in_bytes", str(16 * MIB))]
+    # no memory.kmem.limit_in_bytes in this fake kernel: ignored, and said (runc warns the same)
+    assert cg.notes == ["linux.resources.memory.kernel ignored: this kernel has no memory.kmem.limit_in_bytes"]
+    cg.destroy()
+
+
+def test_v2_ignores_v1_only_memory_fields_with_a_note(unified):
+    limits = Limits(memory=64 * MIB, memory_swappiness=30, oom_kill_disable=True, kernel_memory=1 << 20)
+    cg = cgroups.create_manager("c1", limits, unified.detect())
+    cg.create()
+    assert not [w for w in unified.writes() if "swappiness" in w[0] or "oom" in w[0] or "kmem" in w[0]]
+    assert cg.notes == [f"linux.resources.memory.{name} ignored: cgroup v2 has no such setting"
+                        for name in ("swappiness", "disableOOMKiller", "kernel")]
+    cg.destroy()
 
 
 def test_hybrid_add_pid_and_self_placement_fds(hybrid):
@@ -789,11 +855,14 @@ def v1_all(tmp_path, monkeypatch) -> FakeCgroupFs:
     return FakeCgroupFs(tmp_path, mountinfo, mounts).install(monkeypatch)
 
 
-def test_v1_blockio_hugetlb_mems_only_in_containers_that_ask(v1_all):
+def test_v1_blockio_hugetlb_mems_written_only_for_containers_that_ask(v1_all):
     layout = v1_all.detect()
     assert {"blkio", "hugetlb"} <= layout.controllers.keys()
     plain = cgroups.create_manager("c0", Limits(), layout)
-    assert not {"blkio", "hugetlb", "cpuset"} & plain.paths.keys()  # no mkdir for what is not asked
+    plain.create()
+    assert {"blkio", "hugetlb", "cpuset"} <= plain.paths.keys()  # joined all the same (runc)
+    assert not v1_all.writes("/sys/fs/cgroup/blkio/") + v1_all.writes("/sys/fs/cgroup/hugetlb/")
+    plain.destroy()
     cg = cgroups.create_manager("c1", Limits(blkio_throttle=THROTTLE, hugepage_limits=(("2MB", 4 << 20),),
                                              cpuset_mems="0"), layout)
     cg.create()

@@ -61,7 +61,8 @@ def test_resources_map_to_limits(config, tmp_path):
      "linux.resources.blockIO.throttleReadBpsDevice[0].rate None"),
     (lambda c: c["linux"]["resources"].update(cpu={"mems": "0-63"}), "linux.resources.cpu.mems value '0-63'"),
     (lambda c: c["linux"]["resources"].update(cpu={"mems": "x"}), "linux.resources.cpu.mems value 'x'"),
-    (lambda c: c["linux"]["resources"].update(memory={"kernel": 1}), "memory.kernel"),
+    (lambda c: c["linux"]["resources"].update(memory={"swappiness": 101}),
+     "linux.resources.memory.swappiness 101: must be between 0 and 100"),
     (lambda c: c["linux"].update(intelRdt={"closID": "x"}), "linux.intelRdt"),
     (lambda c: c["linux"]["namespaces"].append({"type": "time"}), "unknown namespace type 'time'"),
     (lambda c: c["linux"]["namespaces"].append({"type": "pid", "path": "/proc/1/ns/pid"}), "listed twice"),
@@ -83,6 +84,19 @@ def test_what_cannot_be_honoured_is_an_error_naming_the_field(config, tmp_path, 
     change(config)
     with pytest.raises(SpecError, match=re.escape(message)):
         B.to_spec(config, str(tmp_path), "c1")
+
+
+def test_v1_memory_fields_map_to_limits_and_never_abort(config, tmp_path):
+    """docker's --memory-swappiness, --oom-kill-disable and --kernel-memory: runc applies
+    them on v1 (the cgroup drivers say where they are ignored); -1 is docker's "unset"."""
+    config["linux"]["resources"]["memory"] = {"limit": 64 << 20, "swappiness": 30, "disableOOMKiller": True,
+                                              "kernel": 32 << 20, "kernelTCP": 16 << 20}
+    limits = B.to_spec(config, str(tmp_path), "c1")[0].limits
+    assert (limits.memory_swappiness, limits.oom_kill_disable, limits.kernel_memory, limits.kernel_tcp) == (
+        30, True, 32 << 20, 16 << 20)
+    config["linux"]["resources"]["memory"] = {"swappiness": -1}
+    limits = B.to_spec(config, str(tmp_path), "c1")[0].limits
+    assert (limits.memory_swappiness, limits.oom_kill_disable, limits.kernel_memory) == (None, False, None)
 
 
 def test_block_io_mems_and_hugepages_map_to_limits(config, tmp_path):
