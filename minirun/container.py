@@ -22,7 +22,7 @@ import time
 
 import _signal as signal  # not signal: its IntEnums import enum (~3.5 ms per start, see entry.py)
 
-from . import cgroups, cleanup, security, state
+from . import cgroups, cleanup, security, state, sysctl
 from .errors import CommandNotExecutable, CommandNotFound, HostError, SetupError, SpecError
 from .devices import dev_mounts_needed
 from .mounts import DEFAULT_PLAN, nodev_root_ops, overlay_op, user_mount_ops, with_devices
@@ -56,8 +56,10 @@ def available_namespaces(wanted, ns_dir: str | None = None) -> tuple[str, ...]:
     return tuple(kept)
 
 
-def prepare(spec: ContainerSpec) -> tuple[ContainerSpec, tuple[str, ...]]:
-    """Check ``spec`` against the host before anything is created; fill in defaults."""
+def prepare(spec: ContainerSpec, joined: dict[str, str] | None = None) -> tuple[ContainerSpec, tuple[str, ...]]:
+    """Check ``spec`` against the host before anything is created; fill in defaults.
+
+    ``joined``: namespaces entered by path (minirun-oci), type -> path."""
     if os.geteuid() != 0:
         _check_rootless(spec)
     if not spec.process.args:
@@ -66,7 +68,8 @@ def prepare(spec: ContainerSpec) -> tuple[ContainerSpec, tuple[str, ...]]:
         spec.id = check_id(spec.id)
     else:
         spec.id, spec.generated_id = new_id(), True
-    spec.hostname = check_hostname(spec.hostname) if spec.hostname else spec.id
+    if spec.hostname:
+        check_hostname(spec.hostname)
     rootfs = os.path.abspath(spec.rootfs)
     if not os.path.exists(rootfs):
         raise SpecError(f"rootfs {spec.rootfs}: no such directory")
@@ -82,6 +85,9 @@ def prepare(spec: ContainerSpec) -> tuple[ContainerSpec, tuple[str, ...]]:
         raise SpecError("publishing ports (-p) needs --network bridge")
     if spec.network == "host":
         spec.namespaces = tuple(ns for ns in spec.namespaces if ns != "network")
+    sysctl.check(spec.sysctl, spec.hostname, spec.domainname, spec.namespaces, joined or {})
+    if not spec.hostname and "uts" in spec.namespaces:
+        spec.hostname = spec.id  # only ever in a UTS namespace of its own: never the host's name
     return spec, available_namespaces(spec.namespaces)
 
 
@@ -198,7 +204,7 @@ def _root_and_plans(spec: ContainerSpec, state_dir: str):
     pre += user_pre
     if not dev_mounts_needed(spec.devices, spec.limits.devices):
         pre += nodev_root_ops(spec.rootfs, spec.overlay)
-    return root, pre, with_devices(DEFAULT_PLAN + user_post, spec.devices)
+    return root, pre, with_devices(DEFAULT_PLAN + user_post, spec.devices) + sysctl.ops(spec.sysctl)
 
 
 def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float, claim, on_started, net, proxy,

@@ -34,7 +34,7 @@ def _raise_terminated(signum, _frame):
 
 def execute_run(*, rootfs, command, name=None, hostname=None, env=(), workdir="/", user=None, memory=None,
                 memory_swap=None, cpus=None, cpuset_cpus=None, pids_limit=None, volume=(), tmpfs=(),
-                device=(), read_only=False, no_overlay=False, network="none", publish=(), cap_add=(), cap_drop=(),
+                device=(), read_only=False, no_overlay=False, network="none", publish=(), sysctl=(), cap_add=(), cap_drop=(),
                 security_opt=(), privileged=False, userns=False, userns_map=(), interactive=False, tty=False,
                 detach=False, rm=False, as_json=False, debug=False) -> int:
     """`minirun run` after parsing: build the spec, run it, report. Returns the exit code."""
@@ -79,6 +79,10 @@ def execute_run(*, rootfs, command, name=None, hostname=None, env=(), workdir="/
                          limits=limits, mounts=[parse_volume(v) for v in volume] + [parse_tmpfs(t) for t in tmpfs],
                          devices=nodes, readonly_root=read_only, overlay=not no_overlay, network=parse_network(network),
                          publish=[parse_publish(p) for p in publish], **spec_sec)
+    if sysctl:
+        from .sysctl import parse as parse_sysctls
+
+        spec.sysctl = parse_sysctls(sysctl)
     if os.geteuid() != 0 and spec.uid_mappings and os.path.isdir(rootfs) and os.stat(rootfs).st_uid != os.geteuid():
         print("minirun: note: ROOTFS belongs to another user: in a rootless container its files stay read-only "
               "(copy it to make it yours: cp -r ROOTFS ~/rootfs)", file=sys.stderr)

@@ -44,6 +44,9 @@ RUN_OPTIONS = (
            help="none: loopback only (default); bridge: an address on the minirun0 bridge; host: the host's network."),
     Option("-p", "--publish", dest="publish", multiple=True, metavar="HOSTPORT:CTRPORT",
            help="Publish a container port on the host's 127.0.0.1 (needs --network bridge; repeatable)."),
+    Option("--sysctl", dest="sysctl", multiple=True, metavar="KEY=VALUE",
+           help="Set a kernel parameter of the container's own namespaces, e.g. net.ipv4.ip_forward=1 "
+                "(ipc: kernel.msg*, kernel.sem, kernel.shm*, fs.mqueue.*; net.* unless --network host). Repeatable."),
     Option("--cap-add", dest="cap_add", multiple=True, metavar="CAP",
            help="Give COMMAND a capability beyond Docker's default 14, e.g. NET_ADMIN, or ALL (repeatable)."),
     Option("--cap-drop", dest="cap_drop", multiple=True, metavar="CAP",

@@ -6,6 +6,8 @@ field by field:
     ContainerSpec.rootfs          <- root.path
     ContainerSpec.readonly_root   <- root.readonly
     ContainerSpec.hostname        <- hostname
+    ContainerSpec.domainname      <- domainname
+    ContainerSpec.sysctl          <- linux.sysctl  (namespaced keys only: minirun/sysctl.py)
     Process.args / env / cwd      <- process.args / env / cwd
     Process.uid / gid             <- process.user.uid / gid
     ContainerSpec.namespaces      <- linux.namespaces[].type
@@ -348,6 +350,8 @@ class ContainerSpec(Record):
     id: str = ""
     generated_id: bool = False  # minirun made the id up: only such ids may be abbreviated (docker's rule)
     hostname: str = ""
+    domainname: str = ""
+    sysctl: dict[str, str] = Factory(dict)  # kernel parameters of the container's own namespaces
     namespaces: tuple[str, ...] = DEFAULT_NAMESPACES
     limits: Limits = Factory(Limits)
     mounts: list[Mount] = Factory(list)

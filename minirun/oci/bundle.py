@@ -19,7 +19,7 @@ import stat
 
 from .. import jsonlite
 from ..errors import SpecError
-from ..mounts import DEFAULT_DEVICES, DEV_LINKS, OP_MKDIR, OP_MKNOD, OP_MOUNT, OP_READONLY, OP_SYMLINK, OP_WRITE, Op
+from ..mounts import DEFAULT_DEVICES, DEV_LINKS, OP_MKDIR, OP_MKNOD, OP_MOUNT, OP_READONLY, OP_SYMLINK, Op
 from ..spec import ContainerSpec, Limits, Process, parse_cpuset
 
 
@@ -62,7 +62,6 @@ class Extras:
         self.umask: int | None = None
         self.rlimits: list[tuple[int, int, int]] = []  # (resource, soft, hard)
         self.oom_score_adj: int | None = None
-        self.domainname: str | None = None
         self.join: dict[str, str] = {}  # namespace type -> path to setns into
         self.cgroups_path: str | None = None
         self.pre_plan: tuple = ()
@@ -123,7 +122,6 @@ def to_spec(config: dict, bundle: str, container_id: str) -> tuple[ContainerSpec
         raise SpecError("process: missing (create needs the process to run)")
     proc = _process(process, extras)
     extras.annotations = _get(config, "annotations", dict, "", {}) or {}
-    extras.domainname = _get(config, "domainname", str, "") or None
     namespaces = _namespaces(linux, extras)
     uid_maps = [(m["containerID"], m["hostID"], m["size"]) for m in linux.get("uidMappings") or []]
     gid_maps = [(m["containerID"], m["hostID"], m["size"]) for m in linux.get("gidMappings") or []]
@@ -143,13 +141,15 @@ def to_spec(config: dict, bundle: str, container_id: str) -> tuple[ContainerSpec
     extras.pre_plan = _mounts(config, linux, root, bundle, own_cgroups)
     if "user" in namespaces:
         extras.pre_plan = _devices_bound(extras.pre_plan)
-    extras.plan = _sysctls(linux) + _root_propagation(linux)
+    extras.plan = _root_propagation(linux)
     extras.hooks = _hooks(config)
     seccomp = _get(linux, "seccomp", dict, "linux.")
     if seccomp:
         _check_seccomp(seccomp, proc.capabilities)
     spec = ContainerSpec(
         rootfs=root, process=proc, id=container_id, hostname=_get(config, "hostname", str, "") or "",
+        domainname=_get(config, "domainname", str, "") or "",
+        sysctl={str(k): str(v) for k, v in (_get(linux, "sysctl", dict, "linux.", {}) or {}).items()},
         namespaces=tuple(namespaces), limits=limits, mounts=[],
         readonly_root=bool(_get(config["root"], "readonly", bool, "root.", False)), overlay=False,
         network="none" if "network" in namespaces or "network" in extras.join else "host",
@@ -612,17 +612,6 @@ def _devices(linux: dict) -> list[Op]:
         ops.append(Op(OP_MKNOD, path, mode=mode, major=major, minor=minor))
     ops += [Op(OP_SYMLINK, link, source=to) for to, link in DEV_LINKS]
     return ops
-
-
-def _sysctls(linux: dict) -> tuple:
-    ops = []
-    for key, value in (_get(linux, "sysctl", dict, "linux.", {}) or {}).items():
-        parts = key.replace(".", "/").split("/")
-        if not all(p and p not in (".", "..") for p in parts):
-            raise SpecError(f"linux.sysctl {key!r}: invalid name")
-        # After pivot_root, in the container's own namespaces: /proc/sys/net/... is its own.
-        ops.append(Op(OP_WRITE, "/proc/sys/" + key.replace(".", "/"), data=str(value)))
-    return tuple(ops)
 
 
 def _root_propagation(linux: dict) -> tuple:

@@ -82,7 +82,7 @@ def _connect_console(console_socket: str | None, fds: list[int]) -> int | None:
 
 def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = None,
            console_socket: str | None = None, preserve_fds: int = 0, foreground: bool = False) -> Created:
-    from .. import cgroups, container, security, syscalls
+    from .. import cgroups, container, security, syscalls, sysctl
     from ..spec import DEFAULT_PATH
     from ..state import rmtree
     from . import bundle as oci_bundle
@@ -98,7 +98,7 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
     for warning in extras.warnings:
         log.warning(warning)
     hostname = spec.hostname
-    spec, namespaces = container.prepare(spec)
+    spec, namespaces = container.prepare(spec, joined=extras.join)
     spec.hostname = hostname  # OCI: no hostname means keep the one the UTS namespace starts with
     namespaces = security.with_userns(namespaces, spec)
 
@@ -139,7 +139,7 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
         proc = spec.process
         runtime_hooks = [kind for kind in ("prestart", "createRuntime") if extras.hooks.get(kind)]
         oci = {"detached": not foreground, "exec_fifo_fd": fifo_fd, "preserve_fds": preserve_fds,
-               "join_fds": join_fds, "domainname": extras.domainname, "groups": extras.groups,
+               "join_fds": join_fds, "domainname": spec.domainname or None, "groups": extras.groups,
                "umask": extras.umask, "caps": extras.caps, "runtime_hooks": bool(runtime_hooks)}
         if extras.hooks.get("createContainer") or extras.hooks.get("startContainer"):
             import json
@@ -153,7 +153,8 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
             with _pid_namespace_for(pid_ns_fd):
                 child = syscalls.spawn(
                     rootfs=spec.rootfs, hostname=spec.hostname or None, namespaces=namespaces, cgroup_fd=unified_fd,
-                    tasks_fds=tasks_fds, pre_plan=extras.pre_plan, plan=extras.plan + sec["path_ops"],
+                    tasks_fds=tasks_fds, pre_plan=extras.pre_plan,
+                    plan=sysctl.ops(spec.sysctl) + extras.plan + sec["path_ops"],
                     readonly_root=spec.readonly_root, argv=proc.args, envp=env, path=path, cwd=proc.cwd,
                     uid=proc.uid, gid=proc.gid, security=sec, oci=oci,
                     console_fd=_connect_console(console_socket, fds), console_size=extras.console_size)

@@ -360,7 +360,9 @@ def test_joins_a_network_namespace_bind_mounted_elsewhere(bundle, oci):
         netns = f"/run/netns/{name}"
         path = bundle(["/bin/sh", "-c", "readlink /proc/self/ns/net"])
         config = _config(path)
-        config["linux"]["namespaces"] = [{"type": "pid"}, {"type": "mount"}, {"type": "network", "path": netns}]
+        # uts too: `runc spec` sets a hostname, which needs a UTS namespace of its own (runc refuses it else)
+        config["linux"]["namespaces"] = [{"type": "pid"}, {"type": "mount"}, {"type": "uts"},
+                                         {"type": "network", "path": netns}]
         write_config(path, config)
         out = oci("run", "--bundle", path, "nsfsjoin")
         assert out.returncode == 0, out.stderr
