@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import socket
 
+import pytest
+
 from helpers import minirun
 
 
@@ -110,6 +112,23 @@ def test_cgroup_namespace_shows_its_own_root(rootfs):
     assert out.returncode == 0, out.stderr
     for line in out.stdout.splitlines():
         assert line.endswith(":/"), f"cgroup path not virtualised: {line}"
+
+
+def test_cgroup_namespace_root_is_the_containers_own_cgroup_in_every_hierarchy(rootfs):
+    """Escape: a cgroup namespace's root in each hierarchy is where the process was when it
+    unshared. A v1 hierarchy the container had not joined (freezer, blkio, name=systemd
+    without a limit) had the host's root there, so a container allowed to mount cgroupfs
+    listed (and could freeze) the host's tree. It now joins every hierarchy, as runc does.
+    Positive control: the mount works and shows a freezer cgroup, the container's own
+    (freezer.state exists in non-root cgroups only)."""
+    if not os.path.isdir("/sys/fs/cgroup/freezer"):
+        pytest.skip("no cgroup v1 freezer hierarchy on this host")
+    out = sh(rootfs, "mount -t cgroup -o freezer cgroup /mnt && ls /mnt", "--cap-add", "SYS_ADMIN",
+             "--security-opt", "seccomp=unconfined", "--tmpfs", "/mnt")
+    assert out.returncode == 0, out.stderr
+    entries = out.stdout.split()
+    assert "freezer.state" in entries
+    assert not [e for e in entries if "." not in e and e not in ("tasks", "notify_on_release")], entries
 
 
 def test_zombies_are_reaped_by_init(rootfs):
