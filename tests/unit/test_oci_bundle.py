@@ -191,3 +191,40 @@ def test_device_rules_as_runc_orders_them():
     assert rules[-1] == DeviceRule(True, "c", 10, 229, "rwm")
     with pytest.raises(SpecError):
         B._device_rules([{"allow": True, "access": "rwx"}], [])
+
+
+HYBRID_MOUNTINFO = """\
+32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct
+34 31 0:31 / /sys/fs/cgroup/freezer rw - cgroup cgroup rw,freezer
+36 31 0:33 / /sys/fs/cgroup/devices rw - cgroup cgroup rw,devices
+40 31 0:37 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw
+"""
+
+
+@pytest.mark.parametrize("cgroupns", [False, True])
+def test_cgroup_mount_shows_only_the_containers_own_cgroups(config, tmp_path, monkeypatch, cgroupns):
+    """runc's getCgroupMounts: without a cgroup namespace each hierarchy is the container's
+    own directory bound in (never the host's root); in one, each is mounted afresh, its
+    root the container's cgroup (every hierarchy is joined, freezer and name=systemd too)."""
+    from minirun import cgroups
+
+    layout = cgroups.parse_layout(HYBRID_MOUNTINFO, "/nonexistent")  # no cgroup.controllers to read there
+    monkeypatch.setattr(cgroups, "detect", lambda: layout)
+    if cgroupns:
+        config["linux"]["namespaces"].append({"type": "cgroup"})
+    extras = B.to_spec(config, str(tmp_path), "c1")[1]
+    ops = [op for op in extras.pre_plan if op.target.startswith("/sys/fs/cgroup")]
+    assert ops[0].fstype == "tmpfs" and ops[-1].kind == B.OP_READONLY  # runc spec's cgroup mount is ro
+    mounts = {op.target: op for op in ops[1:-1]}
+    assert sorted(mounts) == ["/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/devices", "/sys/fs/cgroup/freezer",
+                              "/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified"]
+    for target, op in mounts.items():
+        if cgroupns:
+            assert op.fstype in ("cgroup", "cgroup2") and op.source == "cgroup"
+        else:
+            assert op.fstype is None and op.flags & B.MS_BIND
+            assert op.source == "/nonexistent" + target + "/minirun-oci/c1"  # the container's own directory
+    if cgroupns:
+        assert mounts["/sys/fs/cgroup/systemd"].data == "name=systemd"
+        assert mounts["/sys/fs/cgroup/cpu,cpuacct"].data == "cpu,cpuacct"
