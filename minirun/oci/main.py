@@ -18,6 +18,18 @@ from . import log, store
 
 VERSION = "0.1.0"
 
+# runc update's flags (update.go) -> (linux.resources section, field, kind): what `update`
+# applies when no --resources is given. Sizes take docker's units (64m); -1 is unlimited.
+UPDATE_FLAGS = {
+    "blkio-weight": ("blockIO", "weight", "int"), "cpu-period": ("cpu", "period", "int"),
+    "cpu-quota": ("cpu", "quota", "int"), "cpu-share": ("cpu", "shares", "int"),
+    "cpu-rt-period": ("cpu", "realtimePeriod", "int"), "cpu-rt-runtime": ("cpu", "realtimeRuntime", "int"),
+    "cpuset-cpus": ("cpu", "cpus", "str"), "cpuset-mems": ("cpu", "mems", "str"),
+    "memory": ("memory", "limit", "size"), "memory-reservation": ("memory", "reservation", "size"),
+    "memory-swap": ("memory", "swap", "size"), "kernel-memory": ("memory", "kernel", "size"),
+    "kernel-memory-tcp": ("memory", "kernelTCP", "size"), "pids-limit": ("pids", "limit", "int"),
+}
+
 # verb -> {option: (takes a value, repeatable)}, short aliases in ALIASES
 _CREATE = {"bundle": (True, False), "pid-file": (True, False), "console-socket": (True, False),
            "no-pivot": (False, False), "no-new-keyring": (False, False), "preserve-fds": (True, False)}
@@ -34,7 +46,7 @@ VERBS = {
              "ignore-paused": (False, False)},
     "ps": {"format": (True, False)},
     "list": {"format": (True, False), "quiet": (False, False)},
-    "update": {"resources": (True, False)},
+    "update": {"resources": (True, False), **{flag: (True, False) for flag in UPDATE_FLAGS}},
     "features": {},
     "spec": {"bundle": (True, False), "rootless": (False, False)},
 }
@@ -52,7 +64,7 @@ runc-compatible OCI runtime over minirun. Commands:
   run [--bundle DIR] [--pid-file F] [--detach] ID               create + start (+ wait, delete)
   exec [--process FILE | ID ARGS...] [--detach] [--pid-file F] [--cwd D] [--env K=V] [--user U[:G]] ID
   ps [--format table|json] ID | list [--format table|json] [--quiet] | pause ID | resume ID
-  update --resources FILE|- ID | features | spec [--bundle DIR]"""
+  update [--resources FILE|- | --cpuset-cpus L --memory M ...] ID | features | spec [--bundle DIR]"""
 
 
 class UsageError(Exception):
@@ -196,7 +208,10 @@ def _dispatch(verb: str, args: list[str], root: str) -> int:
     elif verb == "list":
         _list(root, opts)
     elif verb == "update":
-        runtime.update(root, _one_id(rest, verb), _read_json(opts.get("resources"), "--resources"))
+        flags = {flag: opts[flag] for flag in UPDATE_FLAGS if flag in opts}
+        resources = _read_json(opts.get("resources"), "--resources") if opts.get("resources") or not flags \
+            else _update_resources(flags)
+        runtime.update(root, _one_id(rest, verb), resources)
     elif verb == "features":
         import json
 
@@ -215,6 +230,27 @@ def _int(text, what: str) -> int:
         return int(text)
     except (TypeError, ValueError):
         raise UsageError(f"{what} {text!r}: not a number") from None
+
+
+def _update_resources(flags: dict[str, str]) -> dict:
+    """runc update's flags as the linux.resources object --resources would give."""
+    from ..errors import SpecError
+    from ..spec import parse_size
+
+    resources: dict = {}
+    for flag, text in flags.items():
+        section, field, kind = UPDATE_FLAGS[flag]
+        if kind == "str":
+            value = text
+        elif kind == "size" and text.strip() != "-1":
+            try:
+                value = parse_size(text, f"--{flag}")
+            except SpecError as err:
+                raise UsageError(str(err)) from None
+        else:
+            value = _int(text, f"--{flag}")
+        resources.setdefault(section, {})[field] = value
+    return resources
 
 
 def _read_json(source: str | None, what: str):

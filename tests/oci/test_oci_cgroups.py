@@ -84,6 +84,11 @@ def test_update_pins_cpus_of_a_container_created_without_a_cpuset(bundle, oci, t
         assert oci("update", "--resources", str(resources), "cpus").returncode == 0
         again = oci("exec", "cpus", "grep", "Cpus_allowed_list", "/proc/self/status")
         assert again.stdout.split() == ["Cpus_allowed_list:", "0"]
+        if (os.cpu_count() or 1) > 1:  # runc's flag form
+            flags = oci("update", "--cpuset-cpus", "1", "cpus")
+            assert flags.returncode == 0, flags.stderr
+            last = oci("exec", "cpus", "grep", "Cpus_allowed_list", "/proc/self/status")
+            assert last.stdout.split() == ["Cpus_allowed_list:", "1"]
     finally:
         assert oci("delete", "--force", "cpus").returncode == 0
 

@@ -172,6 +172,21 @@ def test_cli_parsing_and_signals():
         parse_signal("SIGNOPE")
 
 
+def test_update_flags_as_runc_takes_them():
+    """`runc update --cpuset-cpus 0 --memory 64m ID`: the flags become the resources object."""
+    from minirun.oci.main import VERBS, _update_resources
+
+    opts, rest = parse(["--cpuset-cpus", "0", "--memory=64m", "--memory-swap", "-1", "--pids-limit", "9", "c1"],
+                       VERBS["update"])
+    assert rest == ["c1"]
+    assert _update_resources(opts) == {"cpu": {"cpus": "0"}, "memory": {"limit": 64 << 20, "swap": -1},
+                                       "pids": {"limit": 9}}
+    with pytest.raises(UsageError, match="--memory"):
+        _update_resources({"memory": "lots"})
+    with pytest.raises(UsageError, match="--cpu-quota 'x': not a number"):
+        _update_resources({"cpu-quota": "x"})
+
+
 @pytest.mark.parametrize("bad", ["", ".", "..", "a/b", "a b", "é"])
 def test_bad_ids(bad):
     with pytest.raises(StoreError):
