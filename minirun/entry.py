@@ -34,9 +34,9 @@ def _raise_terminated(signum, _frame):
 
 def execute_run(*, rootfs, command, name=None, hostname=None, env=(), workdir="/", user=None, memory=None,
                 memory_swap=None, cpus=None, cpuset_cpus=None, pids_limit=None, volume=(), tmpfs=(),
-                device=(), read_only=False, no_overlay=False, network="none", publish=(), sysctl=(), cap_add=(), cap_drop=(),
-                security_opt=(), privileged=False, userns=False, userns_map=(), interactive=False, tty=False,
-                detach=False, rm=False, as_json=False, debug=False) -> int:
+                device=(), read_only=False, no_overlay=False, network="none", publish=(), sysctl=(), cap_add=(),
+                cap_drop=(), security_opt=(), privileged=False, userns=False, userns_map=(), interactive=False,
+                tty=False, detach=False, rm=False, as_json=False, debug=False) -> int:
     """`minirun run` after parsing: build the spec, run it, report. Returns the exit code."""
     from . import container
     from .spec import (ContainerSpec, Limits, Process, parse_cpus, parse_cpuset, parse_env, parse_pids_limit,

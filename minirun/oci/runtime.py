@@ -449,7 +449,7 @@ def update(root: str, container_id: str, resources: dict) -> None:
     from ..cgroups import wanted_optional
 
     fields = {"cpuset": "cpu.cpus/mems", "blkio": "blockIO", "hugetlb": "hugepageLimits"}
-    for controller in sorted(wanted_optional(limits) - cgroup.paths.keys()):  # joined at create only if asked
+    for controller in sorted(wanted_optional(limits) - cgroup.paths.keys()):  # v2 io, hugetlb: at create only
         raise SpecError(f"linux.resources.{fields[controller]}: container {container_id!r} was created "
                         f"without a {controller} cgroup, which only create can add")
     cgroup.update(limits)
