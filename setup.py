@@ -11,7 +11,7 @@ from setuptools.command.build_ext import build_ext
 
 HELPERS = {
     "minirun-init": ["csrc/init_main.c", "csrc/reap.c", "csrc/command.c"],
-    "minirun-shim": ["csrc/shim.c"],
+    "minirun-shim": ["csrc/shim.c", "csrc/relay.c"],
 }
 
 

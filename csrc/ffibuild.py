@@ -151,6 +151,14 @@ ffibuilder.cdef(
     #define MR_IN_ROOT_NOFOLLOW ...
     int mr_open_in_root(int root_fd, const char *path, int how, int *parent, char *leaf);
     int mr_attach_device_filter(const void *insns, int n_insns, int cgroup_fd, char *step);
+
+    #define MR_RELAY_MAX_CONNS ...
+    struct mr_relay;
+    struct mr_relay *mr_relay_new(void);
+    int mr_relay_add_port(struct mr_relay *r, int listen_fd, const char *to_addr, int to_port);
+    int mr_relay_connections(const struct mr_relay *r);
+    int mr_relay_serve(struct mr_relay *r, int stop_fd);
+    void mr_relay_free(struct mr_relay *r);
     """
 )
 
@@ -164,7 +172,7 @@ ffibuilder.set_source(
     """,
     sources=[os.path.join("csrc", name) for name in ("syscalls.c", "spawn.c", "init.c", "reap.c", "command.c",
                                                      "exec.c", "security.c", "rootpath.c", "devices.c", "console.c",
-                                                     "hooks.c")],
+                                                     "hooks.c", "relay.c")],
     include_dirs=[HERE],
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
 )

@@ -182,6 +182,20 @@ int mr_exec(const struct mr_spawn_req *req, int pidfd, int ns_flags, int *exec_e
  * which starts with "terminal: ". */
 int mr_setup_console(const struct mr_spawn_req *req, char *step);
 
+/* relay.c: published ports, the one TCP relay of a foreground run (through cffi) and of
+ * minirun-shim. Connections to each listening fd are relayed to TO_ADDR:TO_PORT; the
+ * listening fds stay the caller's. mr_relay_fd is readable when mr_relay_step has work;
+ * mr_relay_serve steps until stop_fd is readable (0, or -errno). */
+#define MR_RELAY_MAX_CONNS 4096 /* beyond it, the connection idle the longest makes room */
+struct mr_relay;
+struct mr_relay *mr_relay_new(void);
+int mr_relay_add_port(struct mr_relay *r, int listen_fd, const char *to_addr, int to_port); /* 0 or -errno */
+int mr_relay_fd(const struct mr_relay *r);
+int mr_relay_connections(const struct mr_relay *r);
+void mr_relay_step(struct mr_relay *r);
+int mr_relay_serve(struct mr_relay *r, int stop_fd);
+void mr_relay_free(struct mr_relay *r);
+
 /* security.c, called by init.c: 0 or -errno with the step */
 int mr_security_before_setuid(const struct mr_spawn_req *req, char *step);
 int mr_security_before_exec(const struct mr_spawn_req *req, int defer_seccomp, char *step); /* defer_seccomp:

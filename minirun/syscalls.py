@@ -410,3 +410,34 @@ def exec_into(*, pidfd: int, namespaces: Sequence[str], cgroup_fd: int | None, t
         text = ffi.string(step).decode(errors="replace")
         raise (ExecFailed if exec_err[0] and text.startswith("exec ") else NativeError)(-ret, text)
     return ret
+
+
+class Relay:
+    """The published ports' TCP relay (csrc/relay.c), the same code minirun-shim runs.
+    ``serve`` blocks until ``stop_fd`` is readable; cffi releases the GIL for the call."""
+
+    MAX_CONNECTIONS = lib.MR_RELAY_MAX_CONNS
+
+    def __init__(self):
+        self._relay = lib.mr_relay_new()
+        if self._relay == ffi.NULL:
+            raise OSError(ffi.errno, f"cannot create the port relay: {os.strerror(ffi.errno)}")
+
+    def add_port(self, listen_fd: int, to_addr: str, to_port: int) -> None:
+        err = lib.mr_relay_add_port(self._relay, listen_fd, to_addr.encode(), to_port)
+        if err < 0:
+            raise OSError(-err, f"cannot relay to {to_addr}:{to_port}: {os.strerror(-err)}")
+
+    def serve(self, stop_fd: int) -> None:
+        err = lib.mr_relay_serve(self._relay, stop_fd)
+        if err < 0:
+            raise OSError(-err, os.strerror(-err))
+
+    def connections(self) -> int:
+        return lib.mr_relay_connections(self._relay)
+
+    def close(self) -> None:
+        """Close every relayed connection (the listening fds stay the caller's)."""
+        if self._relay is not None:
+            lib.mr_relay_free(self._relay)
+            self._relay = None

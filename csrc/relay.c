@@ -1,0 +1,430 @@
+/*
+ * relay.c - published ports (-p): the one TCP relay, for a foreground run (minirun/portproxy.py
+ * calls mr_relay_serve through cffi, in a thread, without the GIL) and a detached one
+ * (csrc/shim.c polls mr_relay_fd beside its other fds and calls mr_relay_step).
+ *
+ * Each listener's connections are relayed to a fixed address (the container's on the
+ * bridge). Nothing blocks and no client can deny the others:
+ *   - every socket is non-blocking, driven by one epoll set (level-triggered);
+ *   - a connection holds one buffer per direction, allocated only while it has data in
+ *     flight (an idle connection costs ~150 bytes); while a direction's buffer is full,
+ *     its source is not read: a client that never reads stalls only its own connection;
+ *   - the connection table grows as clients come, up to MR_RELAY_MAX_CONNS; at that bound,
+ *     or when the process runs out of file descriptors, the connection idle the longest
+ *     is closed to make room (so idle connections cannot lock new clients out);
+ *   - one read per ready socket per step: a busy connection cannot starve the others.
+ * EOF from one side is passed on as a shutdown(SHUT_WR) of the other once its buffer is
+ * delivered (a client that sends a request and half-closes still gets the answer); the
+ * connection goes when both directions are done, or at the first error.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "minirun.h"
+
+#define CHUNK 16384
+#define MAX_EVENTS 256
+#define ACCEPTS_PER_STEP 64
+
+enum { LISTENER, END };
+
+struct listener {
+    int kind; /* LISTENER: first, as in struct end, to tell epoll's data apart */
+    int fd;
+    struct sockaddr_storage to;
+    socklen_t to_len;
+};
+
+struct conn;
+struct end {       /* one socket of a connection */
+    int kind;      /* END */
+    int fd;
+    struct conn *conn;
+    char *buf;     /* read from this end, to be written to the other; NULL when empty */
+    size_t len, off;
+    int eof;       /* this end said EOF: nothing more to read from it */
+    int shut;      /* we shut down writing to this end: that direction is done */
+    uint32_t watched; /* the events epoll waits for on it (0: not in the set) */
+};
+
+struct conn {
+    struct end end[2];   /* 0: the client, 1: the container */
+    int connecting;      /* end[1]'s non-blocking connect is under way */
+    int dead;            /* closed during this step; freed at its end */
+    struct conn *older, *newer; /* least recently active first */
+    struct conn *next_dead;
+};
+
+struct mr_relay {
+    int epfd;
+    int spare_fd; /* held in reserve: when fds run out, freed to accept a client and close it */
+    struct listener **ports;
+    int n_ports;
+    struct conn *oldest, *newest;
+    int n_conns;
+    struct conn *dead;
+};
+
+static void lru_unlink(struct mr_relay *r, struct conn *c)
+{
+    if (c->older)
+        c->older->newer = c->newer;
+    else
+        r->oldest = c->newer;
+    if (c->newer)
+        c->newer->older = c->older;
+    else
+        r->newest = c->older;
+    c->older = c->newer = NULL;
+}
+
+static void lru_push(struct mr_relay *r, struct conn *c)
+{
+    c->older = r->newest;
+    c->newer = NULL;
+    if (r->newest)
+        r->newest->newer = c;
+    else
+        r->oldest = c;
+    r->newest = c;
+}
+
+static void touch(struct mr_relay *r, struct conn *c)
+{
+    if (r->newest != c) {
+        lru_unlink(r, c);
+        lru_push(r, c);
+    }
+}
+
+static void drop(struct mr_relay *r, struct conn *c)
+{
+    if (c->dead)
+        return;
+    for (int i = 0; i < 2; i++) {
+        close(c->end[i].fd); /* leaves the epoll set with it: the fd is ours alone */
+        free(c->end[i].buf);
+        c->end[i].buf = NULL;
+    }
+    c->dead = 1;
+    lru_unlink(r, c);
+    r->n_conns--;
+    c->next_dead = r->dead; /* events of this step may still point at it */
+    r->dead = c;
+}
+
+static void drop_oldest(struct mr_relay *r)
+{
+    if (r->oldest)
+        drop(r, r->oldest);
+}
+
+/* Ask epoll for what this end needs now. An end needing nothing leaves the set: a
+ * hang-up is reported whatever one asks for, and would wake us for nothing. */
+static int watch(struct mr_relay *r, struct end *e)
+{
+    struct conn *c = e->conn;
+    struct end *other = &c->end[e == &c->end[0]];
+    uint32_t want;
+    struct epoll_event ev;
+
+    if (c->connecting)
+        want = e == &c->end[1] ? EPOLLOUT : 0;
+    else
+        want = (!e->len && !e->eof ? EPOLLIN : 0) | (other->len ? EPOLLOUT : 0);
+    if (want == e->watched)
+        return 0;
+    ev.events = want;
+    ev.data.ptr = e;
+    if (epoll_ctl(r->epfd, !e->watched ? EPOLL_CTL_ADD : want ? EPOLL_CTL_MOD : EPOLL_CTL_DEL, e->fd, &ev) < 0)
+        return -1;
+    e->watched = want;
+    return 0;
+}
+
+/* Once everything read from `from` is delivered after its EOF, pass the EOF on. */
+static void pass_eof(struct end *from, struct end *to)
+{
+    if (from->eof && !from->len && !to->shut) {
+        shutdown(to->fd, SHUT_WR);
+        to->shut = 1;
+    }
+}
+
+/* Write what `from` sent to `to`: 0, or -1 on an error (the connection goes). */
+static int flush(struct end *from, struct end *to)
+{
+    while (from->len) {
+        ssize_t n = send(to->fd, from->buf + from->off, from->len - from->off, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+        if (n < 0)
+            return errno == EAGAIN || errno == EINTR ? 0 : -1;
+        from->off += (size_t)n;
+        if (from->off == from->len) {
+            free(from->buf);
+            from->buf = NULL;
+            from->off = from->len = 0;
+        }
+    }
+    pass_eof(from, to);
+    return 0;
+}
+
+/* One read from `e` (there is no data of its in flight), passed on at once if `to` takes it. */
+static int fill(struct end *e, struct end *to)
+{
+    ssize_t n;
+
+    if (!e->buf && !(e->buf = malloc(CHUNK)))
+        return 0; /* out of memory: try again on the next step */
+    n = recv(e->fd, e->buf, CHUNK, MSG_DONTWAIT);
+    if (n < 0)
+        return errno == EAGAIN || errno == EINTR ? 0 : -1;
+    if (n == 0) {
+        free(e->buf);
+        e->buf = NULL;
+        e->eof = 1;
+        pass_eof(e, to);
+        return 0;
+    }
+    e->len = (size_t)n;
+    return flush(e, to);
+}
+
+static void ready(struct mr_relay *r, struct end *e, uint32_t events)
+{
+    struct conn *c = e->conn;
+    int side = e == &c->end[1];
+    struct end *other = &c->end[!side];
+
+    if (c->dead)
+        return;
+    if (c->connecting) {
+        int err = 0;
+        socklen_t len = sizeof(err);
+
+        if (getsockopt(e->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err) {
+            drop(r, c); /* nothing listens in the container: the client sees the connection close */
+            return;
+        }
+        c->connecting = 0;
+    } else {
+        if (events & EPOLLERR) {
+            drop(r, c);
+            return;
+        }
+        if (events & EPOLLOUT && flush(other, e) < 0) {
+            drop(r, c);
+            return;
+        }
+        if (events & (EPOLLIN | EPOLLHUP) && !e->len && !e->eof && fill(e, other) < 0) {
+            drop(r, c);
+            return;
+        }
+    }
+    touch(r, c);
+    if (c->end[0].shut && c->end[1].shut) {
+        drop(r, c);
+        return;
+    }
+    if (watch(r, &c->end[0]) < 0 || watch(r, &c->end[1]) < 0)
+        drop(r, c);
+}
+
+/* accept4 or socket, retried once after closing the connection idle the longest when
+ * the process is out of file descriptors. */
+static int open_fd(struct mr_relay *r, const struct listener *l, int accepting)
+{
+    for (int tries = 0; tries < 2; tries++) {
+        int fd = accepting ? accept4(l->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)
+                           : socket(l->to.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+
+        if (fd >= 0 || (errno != EMFILE && errno != ENFILE && errno != ENOBUFS && errno != ENOMEM) || !r->oldest)
+            return fd;
+        drop_oldest(r);
+    }
+    return -1;
+}
+
+/* -1 when the listener has nothing more to accept now. */
+static int accept_one(struct mr_relay *r, const struct listener *l)
+{
+    struct conn *c;
+    int client, up;
+
+    if (r->n_conns >= MR_RELAY_MAX_CONNS)
+        drop_oldest(r);
+    client = open_fd(r, l, 1);
+    if (client < 0) {
+        if ((errno == EMFILE || errno == ENFILE) && r->spare_fd >= 0) {
+            /* no fd to spare and no idle connection to close: refuse this client rather
+             * than leave it in the backlog, where its readiness would wake us forever */
+            close(r->spare_fd);
+            client = accept(l->fd, NULL, NULL);
+            if (client >= 0)
+                close(client);
+            r->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+            return client >= 0 ? 0 : -1;
+        }
+        return errno == EINTR || errno == ECONNABORTED ? 0 : -1;
+    }
+    up = open_fd(r, l, 0);
+    if (up < 0 || !(c = calloc(1, sizeof(*c)))) {
+        if (up >= 0)
+            close(up);
+        close(client);
+        return 0;
+    }
+    if (connect(up, (const struct sockaddr *)&l->to, l->to_len) < 0 && errno != EINPROGRESS) {
+        close(up);
+        close(client);
+        free(c);
+        return 0;
+    }
+    c->end[0] = (struct end){.kind = END, .fd = client, .conn = c};
+    c->end[1] = (struct end){.kind = END, .fd = up, .conn = c};
+    c->connecting = 1;
+    lru_push(r, c);
+    r->n_conns++;
+    if (watch(r, &c->end[1]) < 0)
+        drop(r, c);
+    return 0;
+}
+
+struct mr_relay *mr_relay_new(void)
+{
+    struct mr_relay *r = calloc(1, sizeof(*r));
+
+    if (!r)
+        return NULL;
+    r->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (r->epfd < 0) {
+        free(r);
+        return NULL;
+    }
+    r->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    return r;
+}
+
+int mr_relay_add_port(struct mr_relay *r, int listen_fd, const char *to_addr, int to_port)
+{
+    struct listener *l = calloc(1, sizeof(*l)), **grown;
+    struct sockaddr_in *in4 = (struct sockaddr_in *)&l->to;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&l->to;
+    struct epoll_event ev = {.events = EPOLLIN};
+
+    if (!l)
+        return -ENOMEM;
+    if (to_port <= 0 || to_port > 65535) {
+        free(l);
+        return -EINVAL;
+    }
+    if (inet_pton(AF_INET, to_addr, &in4->sin_addr) == 1) {
+        in4->sin_family = AF_INET;
+        in4->sin_port = htons((uint16_t)to_port);
+        l->to_len = sizeof(*in4);
+    } else if (inet_pton(AF_INET6, to_addr, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons((uint16_t)to_port);
+        l->to_len = sizeof(*in6);
+    } else {
+        free(l);
+        return -EINVAL;
+    }
+    l->kind = LISTENER;
+    l->fd = listen_fd;
+    ev.data.ptr = l;
+    grown = realloc(r->ports, (size_t)(r->n_ports + 1) * sizeof(*grown));
+    if (!grown || fcntl(listen_fd, F_SETFL, fcntl(listen_fd, F_GETFL) | O_NONBLOCK) < 0 ||
+        epoll_ctl(r->epfd, EPOLL_CTL_ADD, listen_fd, &ev) < 0) {
+        int err = grown ? errno : ENOMEM;
+
+        if (grown)
+            r->ports = grown;
+        free(l);
+        return -err;
+    }
+    r->ports = grown;
+    r->ports[r->n_ports++] = l;
+    return 0;
+}
+
+int mr_relay_fd(const struct mr_relay *r)
+{
+    return r->epfd;
+}
+
+int mr_relay_connections(const struct mr_relay *r)
+{
+    return r->n_conns;
+}
+
+static void free_dead(struct mr_relay *r)
+{
+    while (r->dead) {
+        struct conn *c = r->dead;
+
+        r->dead = c->next_dead;
+        free(c);
+    }
+}
+
+void mr_relay_step(struct mr_relay *r)
+{
+    struct epoll_event events[MAX_EVENTS];
+    int n = epoll_wait(r->epfd, events, MAX_EVENTS, 0);
+
+    for (int i = 0; i < n; i++) {
+        int kind = *(int *)events[i].data.ptr;
+
+        if (kind == LISTENER) {
+            for (int k = 0; k < ACCEPTS_PER_STEP && accept_one(r, events[i].data.ptr) == 0; k++)
+                ;
+        } else {
+            ready(r, events[i].data.ptr, events[i].events);
+        }
+    }
+    free_dead(r);
+}
+
+int mr_relay_serve(struct mr_relay *r, int stop_fd)
+{
+    struct pollfd fds[2] = {{.fd = r->epfd, .events = POLLIN}, {.fd = stop_fd, .events = POLLIN}};
+
+    for (;;) {
+        if (poll(fds, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (fds[1].revents)
+            return 0;
+        if (fds[0].revents)
+            mr_relay_step(r);
+    }
+}
+
+void mr_relay_free(struct mr_relay *r)
+{
+    if (!r)
+        return;
+    while (r->oldest)
+        drop(r, r->oldest);
+    free_dead(r);
+    for (int i = 0; i < r->n_ports; i++)
+        free(r->ports[i]); /* the listening fds are the caller's */
+    free(r->ports);
+    close(r->epfd);
+    if (r->spare_fd >= 0)
+        close(r->spare_fd);
+    free(r);
+}
