@@ -211,19 +211,37 @@ def parse_network(text: str) -> str:
     return text
 
 
-def parse_publish(text: str) -> tuple[int, int]:
-    """``-p HOSTPORT:CTRPORT[/tcp]`` -> (hostport, ctrport); published on the host's 127.0.0.1."""
+def parse_publish(text: str) -> tuple[str, int, int]:
+    """docker's ``-p [HOSTIP:]HOSTPORT:CTRPORT[/tcp]`` -> (host address, host port, container port).
+
+    Without HOSTIP the port is published on the host's 127.0.0.1 only (docker's default is
+    every address; minirun publishes nothing beyond this machine unless asked). HOSTIP is an
+    IPv4 address or a bracketed IPv6 one (``[::1]:8080:80``), bound alone."""
     ports, _, proto = str(text).partition("/")
-    host, _, ctr = ports.partition(":")
     if proto not in ("", "tcp"):
         raise SpecError(f"invalid -p value {text!r}: only tcp can be published")
+    address = "127.0.0.1"
+    if ports.startswith("["):  # [IPV6]:HOSTPORT:CTRPORT
+        address, bracket, ports = ports[1:].partition("]")
+        if not bracket or not ports.startswith(":"):
+            raise SpecError(f"invalid -p value {text!r}: use [IPV6]:HOSTPORT:CTRPORT")
+        ports = ports[1:]
+    elif ports.count(":") == 2:
+        address, _, ports = ports.partition(":")
+    host, _, ctr = ports.partition(":")
     try:
         pair = int(host), int(ctr)
     except ValueError:
-        raise SpecError(f"invalid -p value {text!r}: use HOSTPORT:CTRPORT[/tcp]") from None
+        raise SpecError(f"invalid -p value {text!r}: use [HOSTIP:]HOSTPORT:CTRPORT[/tcp]") from None
     if not all(0 < p < 65536 for p in pair):
         raise SpecError(f"invalid -p value {text!r}: ports are 1-65535")
-    return pair
+    import ipaddress  # only for -p: its import is not free
+
+    try:
+        address = str(ipaddress.ip_address(address))
+    except ValueError:
+        raise SpecError(f"invalid -p value {text!r}: {address!r} is not an IP address") from None
+    return address, pair[0], pair[1]
 
 
 def _split_size(text: str) -> tuple[str, str] | None:
@@ -358,7 +376,7 @@ class ContainerSpec(Record):
     readonly_root: bool = False
     overlay: bool = True  # see the root through overlayfs so the base rootfs is never written
     network: str = "none"  # none: loopback only; bridge: veth on minirun0; host: the host's namespace
-    publish: list[tuple[int, int]] = Factory(list)  # (host port on 127.0.0.1, container port)
+    publish: list[tuple[str, int, int]] = Factory(list)  # (host address, host port, container port)
     # security (minirun/security.py)
     seccomp: dict | str | None = "default"
     masked_paths: tuple[str, ...] = DEFAULT_MASKED_PATHS

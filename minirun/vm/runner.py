@@ -64,7 +64,7 @@ class VMSpec:
     machine: str = qemu_args.MACHINES[0]  # microvm; "pc" for a standard PC (PCI, ACPI, HPET)
     modules: tuple[str, ...] = ()  # kernel modules the guest loads at boot (with their dependencies)
     network: str = "none"  # none: no NIC; bridge: virtio-net on a tap on minirun0 (like a container's)
-    publish: list[tuple[int, int]] = field(default_factory=list)  # (host port on 127.0.0.1, guest port)
+    publish: list[tuple[str, int, int]] = field(default_factory=list)  # (host address, host port, guest port)
     shares: list[tuple[str, str, bool]] = field(default_factory=list)  # (host dir, guest dir, read-only)
     debug: bool = False
     qemu: str | None = None  # binary override (tests simulate "QEMU not installed" with it)
