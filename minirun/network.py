@@ -12,6 +12,22 @@ concurrent starts never get the same address. Nothing here enables forwarding
 or NAT: containers reach each other and the host, nothing beyond. This module
 is imported only for --network bridge: pyroute2 alone costs ~0.1 s to import.
 
+The subnet is 10.88.0.0/24 unless MINIRUN_SUBNET says otherwise (a private IPv4
+subnet of at least 8 addresses); one that overlaps a route of the host's (another
+interface's network, a VPN's) is refused before anything is made.
+
+Where the host's FORWARD policy is DROP (dockerd sets it, with br_netfilter making
+bridged frames pass through iptables), traffic between the bridge's ports would be
+dropped. The bridge therefore comes with one ACCEPT rule of minirun's own, in a chain
+of its own, as docker, podman and CNI do:
+
+    -A FORWARD -i minirun0 -j MINIRUN-FWD-minirun0
+    -A MINIRUN-FWD-minirun0 -i minirun0 -o minirun0 -j ACCEPT
+
+in from the bridge and out to the bridge only: nothing is forwarded to or from any
+other interface. Both are made with the bridge and removed with it; no other rule
+is ever touched. A host without the iptables command has no such policy to meet.
+
 A VM (``minirun vm run --network bridge``) gets a tap instead of a veth, on the
 same bridge, with an address from the same book under the key ``vm/<name>``
 (a container name cannot hold a slash). The tap is not persistent: it lives as
@@ -33,6 +49,7 @@ from .state import NETWORK_DIR as IPAM_DIR
 
 BRIDGE = "minirun0"
 SUBNET = os.environ.get("MINIRUN_SUBNET", "10.88.0.0/24")
+FORWARD_CHAIN = f"MINIRUN-FWD-{BRIDGE}"  # at most 28 characters: a bridge name has at most 15
 
 
 @dataclass
@@ -105,7 +122,80 @@ def host_ifname(container_id: str) -> str:
     return "mr" + hashlib.sha1(container_id.encode()).hexdigest()[:10]  # IFNAMSIZ is 16
 
 
+def _routes_overlapping(ip, net: ipaddress.IPv4Network) -> list[str]:
+    """The host's routes (every table) that overlap ``net``, but for the bridge's own."""
+    import socket
+
+    bridge = set(ip.link_lookup(ifname=BRIDGE))
+    found = []
+    for route in ip.route("dump", family=socket.AF_INET):  # every table: the local one has the host's addresses
+        dst, length = route.get_attr("RTA_DST"), route["dst_len"]
+        if not dst or not length:
+            continue  # a default route: it overlaps everything, and means nothing here
+        oif = route.get_attr("RTA_OIF")
+        dest = ipaddress.IPv4Network(f"{dst}/{length}", strict=False)
+        if dest.overlaps(net) and not (oif in bridge and dest.subnet_of(net)):
+            name = ip.get_links(oif)[0].get_attr("IFLA_IFNAME") if oif else "?"
+            found.append(f"{dest} dev {name}")
+    return found
+
+
+def check_subnet() -> ipaddress.IPv4Network:
+    """The bridge's subnet, refused if it overlaps one of the host's routes: containers would
+    shadow (or be shadowed by) that network. As docker checks a bridge's subnet."""
+    from pyroute2 import IPRoute
+
+    net = _subnet()
+    with IPRoute() as ip:
+        clash = _routes_overlapping(ip, net)
+    if clash:
+        raise SpecError(f"bridge subnet {net} overlaps the host's route {clash[0]}: choose another one "
+                        f"with MINIRUN_SUBNET (e.g. 10.89.0.0/24)")
+    return net
+
+
+def _iptables(*args: str) -> bool:
+    """One iptables call (-w: wait for the xtables lock other tools hold); True if it succeeded."""
+    import subprocess
+
+    return subprocess.run(["iptables", "-w", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                          check=False).returncode == 0
+
+
+_JUMP = ("FORWARD", "-i", BRIDGE, "-j", FORWARD_CHAIN)
+_ACCEPT = (FORWARD_CHAIN, "-i", BRIDGE, "-o", BRIDGE, "-j", "ACCEPT")
+
+
+def _has_iptables() -> bool:
+    import shutil
+
+    return shutil.which("iptables") is not None
+
+
+def add_forward_rules() -> None:
+    """minirun's own ACCEPT for traffic between the bridge's ports (see the module doc);
+    idempotent, so every start can call it: one check when the rules are there."""
+    if not _has_iptables() or _iptables("-C", *_JUMP):
+        return
+    _iptables("-N", FORWARD_CHAIN)  # fails if a concurrent start made it: the checks below decide
+    if not _iptables("-C", *_ACCEPT) and not _iptables("-A", *_ACCEPT):
+        raise HostError(f"cannot add the iptables rule {' '.join(_ACCEPT[1:])} to chain {FORWARD_CHAIN}")
+    if not _iptables("-C", *_JUMP) and not _iptables("-I", *_JUMP[:1], "1", *_JUMP[1:]):
+        raise HostError(f"cannot add the iptables jump from FORWARD to {FORWARD_CHAIN}")
+
+
+def remove_forward_rules() -> None:
+    """Undo add_forward_rules: the jump, then the chain; only what minirun made."""
+    if not _has_iptables():
+        return
+    while _iptables("-D", *_JUMP):
+        pass
+    if _iptables("-F", FORWARD_CHAIN):
+        _iptables("-X", FORWARD_CHAIN)
+
+
 def _ensure_bridge(ip, gateway: str, prefixlen: int) -> int:
+    add_forward_rules()
     found = ip.link_lookup(ifname=BRIDGE)
     if found:
         return found[0]
@@ -126,6 +216,7 @@ def _ensure_bridge(ip, gateway: str, prefixlen: int) -> int:
 
 def reserve(container_id: str) -> Attachment:
     """An address for the container, before it exists: the C child is told it at clone time."""
+    check_subnet()
     address, prefixlen, gateway = allocate(container_id)
     return Attachment(container_id, host_ifname(container_id), address, prefixlen, gateway)
 
@@ -186,12 +277,15 @@ def detach_by_id(container_id: str, root: str = IPAM_DIR) -> None:
     from pyroute2 import IPRoute
 
     with IPRoute() as ip, _Allocations(root) as book:
-        for name in [host_ifname(container_id)] + ([BRIDGE] if set(book) <= {container_id} else []):
+        last = set(book) <= {container_id}
+        for name in [host_ifname(container_id)] + ([BRIDGE] if last else []):
             for index in ip.link_lookup(ifname=name):
                 try:
                     ip.link("del", index=index)
                 except Exception:  # gone meanwhile
                     pass
+        if last:
+            remove_forward_rules()
         book.pop(container_id, None)
 
 
