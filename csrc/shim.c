@@ -1,18 +1,24 @@
 /*
  * shim.c - minirun-shim, what stays on the host beside a detached container.
  *
- *     minirun-shim REPORT_FD INIT_PID LOG_FD MASTER_FD LISTEN_FD [-p FD:ADDR:PORT]... -- FINISH ARGS...
+ *     minirun-shim REPORT_FD INIT_PID LOG_DIR_FD MASTER_FD LISTEN_FD [-o OUT_FD] [-l MAX_SIZE:MAX_FILES]
+ *                  [-p FD:ADDR:PORT]... -- FINISH ARGS...
  *
  * The Python supervisor (minirun/lifecycle.py) starts the container, then execs
  * this static program, as conmon stays beside runc: idle, a container costs its
  * few pages instead of an interpreter. It waits for the init's exit report on
  * REPORT_FD (struct mr_report) and reaps INIT_PID, its child. With a terminal
- * (MASTER_FD >= 0) it also relays the pty: output to LOG_FD and to every client
+ * (MASTER_FD >= 0) it also relays the pty: output to the log and to every client
  * of the listening SOCK_SEQPACKET socket LISTEN_FD (`minirun attach`), whose
  * packets are b"d" + input or b"w" + rows, columns (two native unsigned shorts).
- * Each -p is a published port (-p HOSTPORT:CTRPORT): FD listens on the host's
- * loopback, and every connection is relayed to ADDR:PORT, the container's
- * address on the bridge, as minirun/portproxy.py does for a foreground run.
+ * Without one, COMMAND's stdout and stderr come on the pipe OUT_FD, to the log.
+ * The log is the file "log" in the directory LOG_DIR_FD (on disk, not /run), and
+ * the shim is its only writer: past MAX_SIZE bytes (0: no bound) it is rotated to
+ * log.1, log.1 to log.2 ... keeping MAX_FILES files in all, as docker's json-file
+ * driver does with --log-opt max-size/max-file (max-file 1: the file is emptied).
+ * Each -p is a published port: FD listens on the host, and every connection is
+ * relayed to ADDR:PORT, the container's address on the bridge, by csrc/relay.c,
+ * the relay a foreground run uses too (minirun/portproxy.py).
  * SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 sent to the shim are
  * passed to the init (and so to COMMAND), as the Python supervisor did.
  * Once the container is gone it execs FINISH ARGS... STATUS (the wait status):
@@ -29,6 +35,8 @@
 #include <string.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/signalfd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -42,40 +50,19 @@
 #define CHUNK 16384
 #define MAX_CLIENTS 16
 #define DRAIN_LIMIT (1 << 20) /* at exit, read at most this much more from a pty still being written */
-#define MAX_PORTS 32
 static const int FORWARDED[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
-#define MAX_CONNS 64
 
 extern char **environ;
 
-static int log_fd = -1, master = -1, listener = -1, sig_fd = -1;
+static int log_dir = -1, log_fd = -1, out_fd = -1, master = -1, listener = -1, sig_fd = -1;
+static long long log_size, log_max_size;
+static int log_max_files = 1;
+static struct mr_relay *relay;
 static pid_t init_pid;
 static int clients[MAX_CLIENTS];
 static int n_clients;
 static char pending[CHUNK];
 static size_t n_pending;
-
-/* Published ports: a listener each, and the connections relayed through them. A
- * connection is two sockets and a buffer per direction. EOF from one side is
- * passed on as a shutdown(SHUT_WR) of the other once its buffer is delivered (a
- * client that sends a request and half-closes still gets the answer); the
- * connection goes when both directions are done, or at the first error. */
-struct port {
-    int fd;
-    struct sockaddr_in to;
-};
-struct conn {
-    int fd[2];      /* 0: the client on the host's loopback, 1: the container */
-    int connecting; /* fd[1]'s non-blocking connect is under way */
-    char buf[2][CHUNK]; /* buf[i]: read from fd[i], to be written to fd[1 - i] */
-    size_t len[2], off[2];
-    int eof[2];     /* fd[i] said EOF: nothing more to read from it */
-    int shut[2];    /* we shut down writing to fd[i]: that direction is done */
-};
-static struct port ports[MAX_PORTS];
-static int n_ports;
-static struct conn *conns[MAX_CONNS];
-static int n_conns;
 
 static void write_all(int fd, const char *buf, size_t len)
 {
@@ -97,10 +84,81 @@ static void drop_client(int i)
     clients[i] = clients[--n_clients];
 }
 
+/* "log" (index 0) or "log.N", the Nth older rotation */
+static void log_name(char *name, size_t size, int index)
+{
+    if (index)
+        snprintf(name, size, "log.%d", index);
+    else
+        snprintf(name, size, "log");
+}
+
+static void log_open(void)
+{
+    struct stat st;
+
+    log_fd = openat(log_dir, "log", O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0640);
+    log_size = log_fd >= 0 && fstat(log_fd, &st) == 0 ? st.st_size : 0;
+}
+
+/* log.N-2 -> log.N-1, ..., log -> log.1, then a new log; renames within the directory
+ * fd, so no path outside it is ever followed. With one file the log is emptied instead. */
+static void log_rotate(void)
+{
+    char from[32], to[32];
+
+    if (log_max_files <= 1) {
+        if (ftruncate(log_fd, 0) == 0)
+            log_size = 0;
+        return;
+    }
+    for (int i = log_max_files - 1; i > 0; i--) {
+        log_name(from, sizeof(from), i - 1);
+        log_name(to, sizeof(to), i);
+        renameat(log_dir, from, log_dir, to); /* ENOENT: not that many rotations yet */
+    }
+    close(log_fd);
+    log_open();
+}
+
+/* Append to the log, rotating at the bound: every file holds at most log_max_size bytes. */
+static void log_write(const char *buf, size_t len)
+{
+    while (len && log_fd >= 0) {
+        size_t n = len;
+
+        if (log_max_size > 0) {
+            if (log_size >= log_max_size) {
+                log_rotate();
+                if (log_fd < 0 || log_size >= log_max_size)
+                    return; /* could not rotate: lose the output, never the container */
+            }
+            if ((long long)n > log_max_size - log_size)
+                n = (size_t)(log_max_size - log_size);
+        }
+        write_all(log_fd, buf, n);
+        log_size += (long long)n;
+        buf += n;
+        len -= n;
+    }
+}
+
+/* > 0 bytes relayed, 0 nothing there now, -1 at EOF (every writer closed the pipe). */
+static ssize_t relay_output_pipe(void)
+{
+    char buf[CHUNK];
+    ssize_t n = read(out_fd, buf, sizeof(buf));
+
+    if (n > 0) {
+        log_write(buf, (size_t)n);
+        return n;
+    }
+    return n < 0 && (errno == EAGAIN || errno == EINTR) ? 0 : -1;
+}
+
 static void output(const char *buf, size_t len)
 {
-    if (log_fd >= 0)
-        write_all(log_fd, buf, len);
+    log_write(buf, len);
     for (int i = n_clients - 1; i >= 0; i--) /* a client that does not keep up loses output: the log has it */
         if (send(clients[i], buf, len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 && errno != EAGAIN && errno != EINTR)
             drop_client(i);
@@ -163,99 +221,6 @@ static void flush_input(void)
     }
 }
 
-static void drop_conn(int i)
-{
-    close(conns[i]->fd[0]);
-    close(conns[i]->fd[1]);
-    free(conns[i]);
-    conns[i] = conns[--n_conns];
-}
-
-static void accept_conn(const struct port *port)
-{
-    int client = accept4(port->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK), up;
-    struct conn *c;
-
-    if (client < 0)
-        return;
-    if (n_conns == MAX_CONNS || !(c = calloc(1, sizeof(*c)))) {
-        close(client);
-        return;
-    }
-    up = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (up < 0 || (connect(up, (const struct sockaddr *)&port->to, sizeof(port->to)) < 0 && errno != EINPROGRESS)) {
-        if (up >= 0)
-            close(up);
-        close(client);
-        free(c);
-        return;
-    }
-    c->fd[0] = client;
-    c->fd[1] = up;
-    c->connecting = 1;
-    conns[n_conns++] = c;
-}
-
-/* Once everything read from fd[from] is delivered after its EOF, pass the EOF on. */
-static void pass_eof(struct conn *c, int from)
-{
-    if (c->eof[from] && !c->len[from] && !c->shut[1 - from]) {
-        shutdown(c->fd[1 - from], SHUT_WR);
-        c->shut[1 - from] = 1;
-    }
-}
-
-/* One side of a connection is ready (revents for fd[side]); 0, or -1 to drop the connection. */
-static int pump(struct conn *c, int side, short revents)
-{
-    int other = 1 - side;
-
-    if (side == 1 && c->connecting) {
-        int err = 0;
-        socklen_t len = sizeof(err);
-
-        if (!(revents & (POLLOUT | POLLERR | POLLHUP)))
-            return 0;
-        if (getsockopt(c->fd[1], SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err)
-            return -1; /* nothing listens in the container: the client sees the connection close */
-        c->connecting = 0;
-        return 0;
-    }
-    if (revents & POLLERR)
-        return -1;
-    if (revents & POLLOUT && c->len[other]) { /* what the other side sent, onward to this one */
-        ssize_t n = send(c->fd[side], c->buf[other] + c->off[other], c->len[other] - c->off[other],
-                         MSG_NOSIGNAL | MSG_DONTWAIT);
-
-        if (n < 0 && errno != EAGAIN && errno != EINTR)
-            return -1;
-        if (n > 0 && (c->off[other] += (size_t)n) == c->len[other])
-            c->off[other] = c->len[other] = 0;
-        pass_eof(c, other);
-    }
-    if (revents & (POLLIN | POLLHUP) && !c->len[side] && !c->eof[side]) {
-        ssize_t n = recv(c->fd[side], c->buf[side], CHUNK, MSG_DONTWAIT);
-
-        if (n < 0 && errno != EAGAIN && errno != EINTR)
-            return -1;
-        if (n > 0)
-            c->len[side] = (size_t)n;
-        if (n == 0) {
-            c->eof[side] = 1;
-            pass_eof(c, side);
-        }
-    }
-    return c->shut[0] && c->shut[1] ? -1 : 0;
-}
-
-/* What poll should wait for on one side of a connection. */
-static short conn_events(const struct conn *c, int side)
-{
-    if (c->connecting)
-        return side == 1 ? POLLOUT : 0;
-    return (short)((c->len[side] || c->eof[side] ? 0 : POLLIN) | (c->len[1 - side] ? POLLOUT : 0));
-}
-
 /* SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 sent to the shim go to the
  * container's init, which passes them to COMMAND, as the Python supervisor did:
  * the container then ends its own way and the finish step records it. */
@@ -269,36 +234,28 @@ static void forward_signals(void)
 
 /* Relay until the report fd is readable: the init reported COMMAND's exit, or died.
  * poll's fds: the report fd, the forwarded signals, the pty master, the attach
- * listener, its clients, the published ports' listeners, then both sides of each
- * connection. */
+ * listener, COMMAND's output pipe, the published ports' relay (csrc/relay.c), then
+ * the attach clients. */
 static void relay_until(int report_fd)
 {
-    static struct pollfd fds[4 + MAX_CLIENTS + MAX_PORTS + 2 * MAX_CONNS];
+    static struct pollfd fds[6 + MAX_CLIENTS];
 
     for (;;) {
-        int n = 0, first_client, first_port, first_conn, conns_now = n_conns, clients_now = n_clients;
+        int n = 0, clients_now = n_clients;
 
         fds[n++] = (struct pollfd){.fd = report_fd, .events = POLLIN};
         fds[n++] = (struct pollfd){.fd = sig_fd, .events = POLLIN};
         fds[n++] = (struct pollfd){.fd = master, .events = POLLIN | (n_pending ? POLLOUT : 0)};
         fds[n++] = (struct pollfd){.fd = listener, .events = POLLIN};
-        first_client = n;
+        fds[n++] = (struct pollfd){.fd = out_fd, .events = POLLIN};
+        fds[n++] = (struct pollfd){.fd = relay ? mr_relay_fd(relay) : -1, .events = POLLIN};
         for (int i = 0; i < n_clients; i++)
             fds[n++] = (struct pollfd){.fd = clients[i], .events = POLLIN};
-        first_port = n;
-        for (int i = 0; i < n_ports; i++)
-            fds[n++] = (struct pollfd){.fd = ports[i].fd, .events = POLLIN};
-        first_conn = n;
-        for (int i = 0; i < conns_now; i++)
-            for (int side = 0; side < 2; side++) {
-                short events = conn_events(conns[i], side);
-
-                /* nothing to read from it (done, or our buffer is full) nor to write to it: not
-                 * polled, or a hang-up (reported whatever we ask) would spin */
-                fds[n++] = (struct pollfd){.fd = events ? conns[i]->fd[side] : -1, .events = events};
-            }
-        if (poll(fds, (nfds_t)n, -1) < 0)
-            continue;
+        if (poll(fds, (nfds_t)n, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            return; /* cannot wait any more (never seen): reap and finish rather than spin */
+        }
         if (fds[0].revents)
             return;
         if (fds[1].revents)
@@ -317,28 +274,23 @@ static void relay_until(int report_fd)
             else if (c >= 0)
                 close(c);
         }
+        if (fds[4].revents && relay_output_pipe() < 0) {
+            close(out_fd); /* every writer is gone; nothing more will come */
+            out_fd = -1;
+        }
+        if (fds[5].revents)
+            mr_relay_step(relay);
         /* Clients polled this turn, by fd: output() may have dropped some already, and
          * drop_client moves the last one into the gap. */
         for (int k = clients_now - 1; k >= 0; k--) {
-            if (!fds[first_client + k].revents)
+            if (!fds[6 + k].revents)
                 continue;
             for (int i = 0; i < n_clients; i++)
-                if (clients[i] == fds[first_client + k].fd) {
+                if (clients[i] == fds[6 + k].fd) {
                     client_packet(i);
                     break;
                 }
         }
-        /* connections from the end too, for the same reason; new ones (accepted below) wait a turn */
-        for (int i = conns_now - 1; i >= 0; i--) {
-            struct pollfd *pair = &fds[first_conn + 2 * i];
-
-            if ((pair[0].revents && pump(conns[i], 0, pair[0].revents) < 0) ||
-                (pair[1].revents && pump(conns[i], 1, pair[1].revents) < 0))
-                drop_conn(i);
-        }
-        for (int i = 0; i < n_ports; i++)
-            if (fds[first_port + i].revents & POLLIN)
-                accept_conn(&ports[i]);
         flush_input();
     }
 }
@@ -352,6 +304,25 @@ static int parse_int(const char *s, long max)
     return !*s || *end || v < -1 || v > max ? -2 : (int)v;
 }
 
+/* The room for the published ports' connections: as many fds as the hard limit allows
+ * (relay.c closes the connection idle the longest when they run out). */
+static void raise_fd_limit(void)
+{
+    struct rlimit lim;
+
+    if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
+        lim.rlim_cur = lim.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &lim);
+    }
+}
+
+static int usage(void)
+{
+    fprintf(stderr, "usage: minirun-shim REPORT_FD INIT_PID LOG_DIR_FD MASTER_FD LISTEN_FD [-o OUT_FD] "
+            "[-l MAX_SIZE:MAX_FILES] [-p FD:ADDR:PORT]... -- FINISH...\n");
+    return 125;
+}
+
 int main(int argc, char **argv)
 {
     struct mr_report rep;
@@ -359,31 +330,41 @@ int main(int argc, char **argv)
     char status_arg[16];
     ssize_t n;
 
-    for (; finish_at + 1 < argc && strcmp(argv[finish_at], "-p") == 0 && n_ports < MAX_PORTS; finish_at += 2) {
-        struct port *port = &ports[n_ports++];
-        char addr[INET_ADDRSTRLEN];
-        unsigned int to_port;
-        int fd, used = 0;
+    if (argc < finish_at)
+        return usage();
+    for (; finish_at + 1 < argc && argv[finish_at][0] == '-' && strcmp(argv[finish_at], "--"); finish_at += 2) {
+        const char *opt = argv[finish_at], *val = argv[finish_at + 1];
+        int used = 0;
 
-        if (sscanf(argv[finish_at + 1], "%d:%15[0-9.]:%u%n", &fd, addr, &to_port, &used) != 3 ||
-            argv[finish_at + 1][used] || fd < 0 || to_port > 65535 || inet_pton(AF_INET, addr, &port->to.sin_addr) != 1)
-            return 125;
-        port->fd = fd;
-        port->to.sin_family = AF_INET;
-        port->to.sin_port = htons((unsigned short)to_port);
+        if (strcmp(opt, "-p") == 0) {
+            char addr[INET_ADDRSTRLEN];
+            int fd, to_port;
+
+            if (sscanf(val, "%d:%15[0-9.]:%d%n", &fd, addr, &to_port, &used) != 3 || val[used] || fd < 0 ||
+                (!relay && !(relay = mr_relay_new())) || mr_relay_add_port(relay, fd, addr, to_port) < 0)
+                return usage();
+        } else if (strcmp(opt, "-o") == 0) {
+            if ((out_fd = parse_int(val, 1 << 20)) < 0)
+                return usage();
+        } else if (strcmp(opt, "-l") == 0) {
+            if (sscanf(val, "%lld:%d%n", &log_max_size, &log_max_files, &used) != 2 || val[used] ||
+                log_max_size < 0 || log_max_files < 1 || log_max_files > 1000)
+                return usage();
+        } else {
+            return usage();
+        }
     }
-    if (argc < finish_at + 2 || strcmp(argv[finish_at], "--") != 0) {
-        fprintf(stderr, "usage: minirun-shim REPORT_FD INIT_PID LOG_FD MASTER_FD LISTEN_FD [-p FD:ADDR:PORT]... "
-                "-- FINISH...\n");
-        return 125;
-    }
+    if (argc < finish_at + 2 || strcmp(argv[finish_at], "--") != 0)
+        return usage();
     report_fd = parse_int(argv[1], 1 << 20);
     init_pid = parse_int(argv[2], INT_MAX); /* pid_max goes up to 2^22 */
-    log_fd = parse_int(argv[3], 1 << 20);
+    log_dir = parse_int(argv[3], 1 << 20);
     master = parse_int(argv[4], 1 << 20);
     listener = parse_int(argv[5], 1 << 20);
-    if (report_fd < 0 || init_pid <= 0 || log_fd < -1 || master < -1 || listener < -1)
-        return 125;
+    if (report_fd < 0 || init_pid <= 0 || log_dir < -1 || master < -1 || listener < -1)
+        return usage();
+    if (log_dir >= 0)
+        log_open();
 
     {
         sigset_t forwarded;
@@ -398,8 +379,10 @@ int main(int argc, char **argv)
     }
     if (master >= 0)
         fcntl(master, F_SETFL, fcntl(master, F_GETFL) | O_NONBLOCK);
-    for (int i = 0; i < n_ports; i++)
-        fcntl(ports[i].fd, F_SETFL, fcntl(ports[i].fd, F_GETFL) | O_NONBLOCK);
+    if (out_fd >= 0)
+        fcntl(out_fd, F_SETFL, fcntl(out_fd, F_GETFL) | O_NONBLOCK);
+    if (relay)
+        raise_fd_limit();
     relay_until(report_fd);
     if (master >= 0) {
         for (size_t total = 0; master >= 0 && total < DRAIN_LIMIT;) { /* what COMMAND wrote just before */
@@ -427,10 +410,22 @@ int main(int argc, char **argv)
     }
     for (int i = n_clients - 1; i >= 0; i--) /* attached clients see the end */
         drop_client(i);
-    for (int i = n_conns - 1; i >= 0; i--) /* and so do the published ports' */
-        drop_conn(i);
-    for (int i = 0; i < n_ports; i++)
-        close(ports[i].fd);
+    if (out_fd >= 0) { /* the init is reaped: its namespace's processes, the pipe's writers, are gone */
+        struct pollfd pipe_fd = {.fd = out_fd, .events = POLLIN};
+
+        /* to EOF; the timeout only guards against a writer outside the namespace */
+        while (poll(&pipe_fd, 1, 1000) > 0 && relay_output_pipe() >= 0)
+            ;
+        close(out_fd);
+    }
+    mr_relay_free(relay); /* the published ports' clients see the end */
+    for (int i = 6; i < finish_at; i += 2) /* and their listeners go */
+        if (strcmp(argv[i], "-p") == 0)
+            close(atoi(argv[i + 1]));
+    if (log_fd >= 0)
+        close(log_fd);
+    if (log_dir >= 0)
+        close(log_dir);
     if (master >= 0)
         close(master);
     if (listener >= 0)

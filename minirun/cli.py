@@ -115,19 +115,19 @@ def ps(all_, as_json):
 @click.option("-f", "--follow", is_flag=True, help="Keep printing output until the container exits.")
 @click.argument("container")
 def logs(follow, container):
-    """Print the output of a detached CONTAINER."""
+    """Print the output of a detached CONTAINER (across its log's rotations, oldest first)."""
     import sys
 
-    from .lifecycle import follow as follow_log, log_path
+    from . import logfiles, state
+    from .lifecycle import log_dir
 
-    container_id, path = log_path(container)
-    if not os.path.exists(path):
+    container_id, directory = log_dir(container)
+    if not logfiles.exists(directory):
         raise SpecError(f"container {container_id} has no log (only detached containers have one)")
     if follow:
-        follow_log(path, container_id, sys.stdout.buffer)
+        logfiles.follow(directory, lambda: state.is_live(container_id), sys.stdout.buffer)
     else:
-        with open(path, "rb") as f:
-            sys.stdout.buffer.write(f.read())
+        logfiles.read(directory, sys.stdout.buffer)
 
 
 @cli.command()

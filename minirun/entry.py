@@ -36,7 +36,7 @@ def execute_run(*, rootfs, command, name=None, hostname=None, env=(), workdir="/
                 memory_swap=None, cpus=None, cpuset_cpus=None, pids_limit=None, volume=(), tmpfs=(),
                 device=(), read_only=False, no_overlay=False, network="none", publish=(), sysctl=(), cap_add=(),
                 cap_drop=(), security_opt=(), privileged=False, userns=False, userns_map=(), interactive=False,
-                tty=False, detach=False, rm=False, as_json=False, debug=False) -> int:
+                tty=False, detach=False, rm=False, log_opt=(), as_json=False, debug=False) -> int:
     """`minirun run` after parsing: build the spec, run it, report. Returns the exit code."""
     from . import container
     from .spec import (ContainerSpec, Limits, Process, parse_cpus, parse_cpuset, parse_env, parse_pids_limit,
@@ -46,6 +46,11 @@ def execute_run(*, rootfs, command, name=None, hostname=None, env=(), workdir="/
         from .tty import require_terminal
 
         require_terminal()
+    log_opts = None
+    if log_opt or detach:
+        from .logfiles import parse_log_opts
+
+        log_opts = parse_log_opts(log_opt)  # checked for a foreground run too (docker does), used by -d
     host_cpus = os.cpu_count() or 1
     uid, gid = parse_user(user) if user else (0, 0)
     swap = None
@@ -92,7 +97,7 @@ def execute_run(*, rootfs, command, name=None, hostname=None, env=(), workdir="/
     if detach:
         from .lifecycle import run_detached
 
-        print(run_detached(spec, auto_remove=rm, tty=tty), flush=True)
+        print(run_detached(spec, auto_remove=rm, tty=tty, log_opts=log_opts), flush=True)
         return 0
     if tty:
         from .tty import Foreground

@@ -2,9 +2,11 @@
 
 A detached container (`run -d`) is run by a supervisor: a fork of the minirun
 command that leaves the terminal's session and starts the container with its
-output going to /run/minirun/<id>/log. Once COMMAND runs, the supervisor execs
+output going to a pipe (or a pty, with -t). Once COMMAND runs, the supervisor execs
 minirun-shim (csrc/shim.c, a static program of a few pages, as conmon is beside
-runc), which reaps the init and relays a terminal to the log and to `attach`;
+runc), which reaps the init, writes the output to the container's log on disk
+(state.log_dir, rotated: minirun/logfiles.py), relays a terminal to `attach` and
+published ports to the container;
 when the container is gone the shim execs Python again for the cleanup
 (container.finish), which records the exit status and OOM kill in state.json.
 The state outlives the command that started it; `rm` removes it.
@@ -61,8 +63,9 @@ def status(container_id: str) -> dict:
     return st
 
 
-def run_detached(spec, auto_remove: bool = False, tty: bool = False) -> str:
-    """Start ``spec`` under a supervisor and return once COMMAND runs (or failed to)."""
+def run_detached(spec, auto_remove: bool = False, tty: bool = False, log_opts: tuple[int, int] | None = None) -> str:
+    """Start ``spec`` under a supervisor and return once COMMAND runs (or failed to).
+    ``log_opts``: (max size, 0 for none; max files) of its log (logfiles.parse_log_opts)."""
     from . import container
     from .syscalls import SHIM_PATH
 
@@ -73,7 +76,7 @@ def run_detached(spec, auto_remove: bool = False, tty: bool = False) -> str:
     pid = os.fork()
     if pid == 0:  # the supervisor
         os.close(r)
-        _supervise(spec, w, auto_remove, tty)
+        _supervise(spec, w, auto_remove, tty, log_opts)
     os.close(w)
     with os.fdopen(r, "rb") as f:
         message = f.read1(4096) if hasattr(f, "read1") else f.read(4096)
@@ -88,9 +91,10 @@ def run_detached(spec, auto_remove: bool = False, tty: bool = False) -> str:
     raise err
 
 
-def _supervise(spec, ready_fd: int, auto_remove: bool, tty: bool = False) -> None:
+def _supervise(spec, ready_fd: int, auto_remove: bool, tty: bool = False, log_opts=None) -> None:
     """The supervisor's whole life; never returns."""
     from . import container
+    from .logfiles import DEFAULT_MAX_FILE, DEFAULT_MAX_SIZE
 
     code = 0
     try:
@@ -100,29 +104,35 @@ def _supervise(spec, ready_fd: int, auto_remove: bool, tty: bool = False) -> Non
         devnull = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):  # let go of the terminal and of the caller's pipes
             os.dup2(devnull, fd)
-        log_fd = -1
+        log_dir_fd = -1
+        out_r, out_w = os.pipe()  # COMMAND's stdout and stderr, to the shim, which writes the log
 
         def started(_id, _pid):
             os.write(ready_fd, b"ok")
 
-        def open_log(state_dir: str) -> int:
-            nonlocal log_fd
-            if log_fd < 0:
-                log_fd = os.open(os.path.join(state_dir, "log"),
-                                 os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
-            return log_fd
+        def open_log(_state_dir: str) -> int:  # called once the state is claimed: the name is ours
+            nonlocal log_dir_fd
+            if log_dir_fd < 0:
+                log_dir_fd = state.open_log_dir(spec.id)
+            return log_dir_fd
+
+        def output(state_dir: str) -> int:
+            open_log(state_dir)
+            return out_w
 
         def hand_off(child, claim, terminal, proxy):
-            _exec_shim(child, claim, log_fd, terminal, proxy, auto_remove)
+            os.close(out_w)  # the container holds the write ends now: EOF once it is gone
+            _exec_shim(child, claim, log_dir_fd, -1 if terminal else out_r, log_opts or (DEFAULT_MAX_SIZE,
+                       DEFAULT_MAX_FILE), terminal, proxy, auto_remove)
 
         if tty:  # the pty's master goes to the shim: it relays to the log and `minirun attach`
             from .tty import Supervised
 
             with Supervised(open_log) as terminal:
-                container.run(spec, stdio=(devnull, open_log, open_log), detached=True, on_started=started,
+                container.run(spec, stdio=(devnull, devnull, devnull), detached=True, on_started=started,
                               prepared=True, terminal=terminal, handoff=hand_off)
         else:
-            container.run(spec, stdio=(devnull, open_log, open_log), detached=True, on_started=started,
+            container.run(spec, stdio=(devnull, output, output), detached=True, on_started=started,
                           prepared=True, handoff=hand_off)
     except MiniRunError as err:
         os.write(ready_fd, f"{err.exit_code} {err}".encode())
@@ -134,19 +144,22 @@ def _supervise(spec, ready_fd: int, auto_remove: bool, tty: bool = False) -> Non
         os._exit(code)
 
 
-def _exec_shim(child, claim, log_fd: int, terminal, proxy, auto_remove: bool) -> None:
+def _exec_shim(child, claim, log_dir_fd: int, out_fd: int, log_opts: tuple[int, int], terminal, proxy,
+               auto_remove: bool) -> None:
     """Become minirun-shim (csrc/shim.c) for the rest of the container's life; raises
     OSError if the exec fails. Published ports go along: the shim relays their
-    connections as the proxy thread did (their listening sockets and backlog carry over)."""
+    connections with the relay the proxy thread ran (csrc/relay.c; their listening
+    sockets and backlog carry over)."""
     from .syscalls import SHIM_PATH
 
     published = proxy.hand_over() if proxy else []
     master = terminal.master if terminal else -1
     listener = terminal.listener.fileno() if terminal else -1
-    for fd in (child.report_fd, claim.lock_fd, log_fd, master, listener, *(fd for fd, _, _ in published)):
+    for fd in (child.report_fd, claim.lock_fd, log_dir_fd, out_fd, master, listener, *(fd for fd, _, _ in published)):
         if fd >= 0:
             os.set_inheritable(fd, True)
-    ports = [arg for fd, ip, port in published for arg in ("-p", f"{fd}:{ip}:{port}")]
+    options = ["-l", f"{log_opts[0]}:{log_opts[1]}"] + (["-o", str(out_fd)] if out_fd >= 0 else [])
+    options += [arg for fd, ip, port in published for arg in ("-p", f"{fd}:{ip}:{port}")]
     # -I: no PYTHON* variables and no script directory on sys.path (site still adds the venv's).
     # The package goes first by the path this process imported it from, which PYTHONPATH
     # or a launcher may have given (a .pth file's path can differ: the v2 test lane's guest).
@@ -154,8 +167,8 @@ def _exec_shim(child, claim, log_fd: int, terminal, proxy, auto_remove: bool) ->
     finish = [sys.executable, "-I", "-c",
               "import sys; sys.path.insert(0, sys.argv.pop(1)); from minirun.lifecycle import finish; "
               "finish(sys.argv[1:])", package_root, claim.id, "rm" if auto_remove else "keep"]
-    os.execv(SHIM_PATH, [SHIM_PATH, str(child.report_fd), str(child.pid), str(log_fd), str(master), str(listener),
-                         *ports, "--", *finish])
+    os.execv(SHIM_PATH, [SHIM_PATH, str(child.report_fd), str(child.pid), str(log_dir_fd), str(master),
+                         str(listener), *options, "--", *finish])
 
 
 def finish(argv: list[str]) -> None:
@@ -168,7 +181,7 @@ def finish(argv: list[str]) -> None:
         if removal == "rm":
             cleanup.remove(container_id)
     except BaseException as err:  # stderr is /dev/null: say it where `minirun logs` shows it
-        with contextlib.suppress(OSError), open(os.path.join(state.STATE_ROOT, container_id, "log"), "a") as log:
+        with contextlib.suppress(OSError), open(os.path.join(state.log_dir(container_id), "log"), "a") as log:
             log.write(f"minirun: cleanup after the exit failed ({err!r}); `minirun gc` retries it\n")
     finally:
         os._exit(0)
@@ -270,27 +283,10 @@ def attach(name: str, detach_keys: str | None = None) -> int:
     return status(container_id).get("exit_code") or 0
 
 
-def log_path(name: str) -> tuple[str, str]:
+def log_dir(name: str) -> tuple[str, str]:
+    """The container's id and its log directory (logfiles reads it)."""
     container_id = resolve(name)
-    return container_id, os.path.join(state.STATE_ROOT, container_id, "log")
-
-
-def follow(path: str, container_id: str, out) -> None:
-    """Copy the log to ``out`` and keep following it until the container exits."""
-    with open(path, "rb") as f:
-        while True:
-            chunk = f.read(65536)
-            if chunk:
-                out.write(chunk)
-                out.flush()
-                continue
-            if not state.is_live(container_id):
-                rest = f.read()
-                if rest:
-                    out.write(rest)
-                    out.flush()
-                return
-            time.sleep(0.1)
+    return container_id, state.log_dir(container_id)
 
 
 # The namespaces exec joins, in one setns() through the init's pidfd (the kernel

@@ -67,6 +67,9 @@ RUN_OPTIONS = (
            help="Give COMMAND a pseudo-terminal of the container's own devpts (with -i: an interactive shell)."),
     Option("-d", "--detach", dest="detach", flag=True,
            help="Run in the background under a supervisor; print the container id (see ps, logs, stop, rm)."),
+    Option("--log-opt", dest="log_opt", multiple=True, metavar="KEY=VALUE",
+           help="Log rotation of a detached container, as docker's json-file driver: max-size=10m (k, m, g; -1 "
+                "for no bound), max-file=3. Those two are the defaults: the log takes at most 30 MiB of disk."),
     Option("--rm", dest="rm", flag=True,
            help="Remove the container when it exits (foreground containers always are)."),
     Option("--json", dest="as_json", flag=True, help="After COMMAND exits, print the result as JSON on stdout."),

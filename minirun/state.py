@@ -5,7 +5,8 @@ is collected by minirun/cleanup.py).
                                    minirun, or the supervisor of a detached one) for
                                    as long as it lives: the liveness test
     /run/minirun/<id>/state.json   written atomically (temp file + rename)
-    /run/minirun/<id>/log          output of a detached container
+    /var/lib/minirun/containers/<id>/log, log.1 ...   output of a detached container, on
+                                   disk (minirun/logfiles.py; rootless: $XDG_DATA_HOME/minirun)
     /run/minirun/<id>/{upper,work,root}   the overlay root
     /run/minirun-vm/<name>/lock    the same liveness lock for a `minirun vm run`
                                    (kept apart: `ps`, `rm` and `exec` are for containers)
@@ -43,6 +44,11 @@ STATE_ROOT = "/run/minirun" if os.geteuid() == 0 else os.path.join(
 # guest sharing the host's root read-only (the VM test lane) can keep its own.
 VM_STATE_ROOT = STATE_ROOT + "-vm"
 NETWORK_DIR = os.environ.get("MINIRUN_NETWORK_DIR", "/var/lib/minirun/network")
+# Logs of detached containers: on disk, never under /run (a tmpfs: a chatty container would
+# fill the host's RAM), and bounded by rotation (minirun/logfiles.py).
+LOG_ROOT = os.environ.get("MINIRUN_LOG_ROOT") or ("/var/lib/minirun/containers" if os.geteuid() == 0 else os.path.join(
+    os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share"), "minirun",
+    "containers"))
 NEW_PREFIX = ".new-"
 NEW_GRACE_S = 60  # a ".new-" dir younger than this may belong to a run being set up
 
@@ -253,6 +259,25 @@ def _remove_entry(dir_fd: int, name: str) -> None:
         os.rmdir(name, dir_fd=dir_fd)
     except FileNotFoundError:
         pass
+
+
+def log_dir(container_id: str) -> str:
+    return os.path.join(LOG_ROOT, container_id)
+
+
+def open_log_dir(container_id: str) -> int:
+    """A fresh, empty log directory for the container (what a dead namesake left goes), as an
+    O_DIRECTORY fd: the shim writes and rotates relative to it. Call it only once the state
+    directory is claimed: the name is ours then."""
+    os.makedirs(LOG_ROOT, mode=0o700, exist_ok=True)
+    path = log_dir(container_id)
+    rmtree(path)
+    os.mkdir(path, 0o700)
+    return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+
+
+def remove_log_dir(container_id: str) -> None:
+    rmtree(log_dir(container_id))
 
 
 def remove_dir(container_id: str, root: str = STATE_ROOT) -> None:

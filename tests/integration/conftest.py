@@ -10,7 +10,7 @@ import time
 import pytest
 
 from helpers import IS_ROOT, child_processes
-from minirun.state import NETWORK_DIR
+from minirun.state import LOG_ROOT, NETWORK_DIR
 
 STATE_ROOT = "/run/minirun"
 
@@ -22,6 +22,8 @@ def leftovers() -> list[str]:
         found += [f"cgroup {d}" for d in glob.glob(os.path.join(parent, "*")) if os.path.isdir(d)]
     if os.path.isdir(STATE_ROOT):
         found += [f"state {STATE_ROOT}/{name}" for name in os.listdir(STATE_ROOT)]
+    if os.path.isdir(LOG_ROOT):
+        found += [f"log {LOG_ROOT}/{name}" for name in os.listdir(LOG_ROOT)]
     with open("/proc/self/mountinfo") as f:
         found += [f"mount {line.split()[4]}" for line in f if "minirun" in line]
     found += [f"link {name}" for name in os.listdir("/sys/class/net") if name.startswith(("mr", "minirun"))]

@@ -10,10 +10,7 @@ import pytest
 
 from helpers import inspect, minirun, wait_for
 from minirun import cgroups
-
-
-
-
+from minirun.state import LOG_ROOT
 
 
 @pytest.fixture
@@ -143,6 +140,58 @@ def test_logs_follow_streams_until_the_container_exits(detached):
     out = minirun("logs", "-f", name, timeout=30)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["line1", "line2", "line3"]
+
+
+def _log_files(name: str) -> dict[str, int]:
+    directory = os.path.join(LOG_ROOT, name)
+    return {f: os.path.getsize(os.path.join(directory, f)) for f in os.listdir(directory)}
+
+
+@pytest.mark.parametrize("tty", [False, True], ids=["pipe", "tty"])
+def test_a_log_is_rotated_on_disk_within_its_bound_and_read_back_in_order(detached, tty):
+    """--log-opt max-size/max-file as docker's json-file driver: a container that writes far
+    more than max-size * max-file leaves at most max-file files of at most max-size bytes,
+    on disk (not the tmpfs /run), and `logs` returns the tail, in order. The shim writes the
+    log in both cases: with -t from the pty, without from a pipe."""
+    name = f"lc-rot-{'t' if tty else 'p'}"
+    detached(name, *(["-t"] if tty else []), "--log-opt", "max-size=4k", "--log-opt", "max-file=3",
+             ["/bin/sh", "-c", "i=0; while [ $i -lt 3000 ]; do echo line-$i; i=$((i+1)); done"])
+    assert wait_for(lambda: inspect(name)["status"] == "exited", 30)
+    files = _log_files(name)
+    assert sorted(files) == ["log", "log.1", "log.2"] and max(files.values()) <= 4096, files
+    assert not os.path.exists(f"/run/minirun/{name}/log")
+    out = minirun("logs", name).stdout.replace("\r\n", "\n")  # a pty's ONLCR
+    lines = out.split("\n")[1:-1]  # the first may be cut by a rotation
+    assert lines[-1] == "line-2999" and len(out) <= 3 * 4096
+    numbers = [int(line.split("-")[1]) for line in lines]
+    assert numbers == list(range(numbers[0], 3000)) and numbers[0] > 1800
+    assert minirun("rm", name).returncode == 0
+    assert not os.path.exists(os.path.join(LOG_ROOT, name))
+
+
+def test_a_log_has_a_default_bound(detached):
+    """Docker's default is unbounded: minirun's is max-size=10m, max-file=3. 48 MiB of output
+    leave at most 30 MiB on disk."""
+    name = detached("lc-bound", ["/bin/sh", "-c", "dd if=/dev/zero bs=1M count=48 2>/dev/null | tr '\\0' x"])
+    assert wait_for(lambda: inspect(name)["status"] == "exited", 60)
+    files = _log_files(name)
+    assert len(files) == 3 and max(files.values()) <= 10 << 20, files
+
+
+def test_logs_follow_reads_across_rotations(detached):
+    name = detached("lc-follow-rot", "--log-opt", "max-size=1k", "--log-opt", "max-file=100",
+                    ["/bin/sh", "-c", "sleep 0.5; i=0; while [ $i -lt 600 ]; do echo line-$i; i=$((i+1)); done"])
+    out = minirun("logs", "-f", name, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [f"line-{i}" for i in range(600)]
+    assert len(_log_files(name)) > 5  # it did rotate, several times
+
+
+@pytest.mark.parametrize("opt", ["max-size=ten", "max-file=0", "max-file=x", "colour=red", "max-size"])
+def test_a_bad_log_opt_is_one_line_and_125(rootfs, opt):
+    out = minirun("run", "-d", "--name", "lc-badopt", "--log-opt", opt, rootfs, "/bin/true")
+    assert out.returncode == 125 and out.stderr.count("\n") == 1 and "log" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
 
 
 def _rss_kib(pid: int) -> int:

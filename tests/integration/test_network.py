@@ -6,18 +6,184 @@ namespaces on the minirun0 bridge, or on 127.0.0.1.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import subprocess
 import sys
 import urllib.request
 
+import pytest
+
 from helpers import inspect, minirun, wait_for
 
 WEB = "mkdir -p /www && echo hello-from-{name} > /www/index.html && exec httpd -f -p 8080 -h /www"
+# and a file large enough to fill any socket buffer on the way to a client that does not read
+BIG_WEB = ("mkdir -p /www && echo hello-from-{name} > /www/index.html && "
+           "dd if=/dev/zero of=/www/big bs=1M count=32 2>/dev/null && exec httpd -f -p 8080 -h /www")
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
+def fetch(url: str, timeout: float = 5) -> bytes:
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return r.read()
+
+
+@contextlib.contextmanager
+def published_web(rootfs, name, mode, publish):
+    """A web server in a container whose port 8080 is published as ``publish``, detached
+    (the shim relays) or in the foreground (minirun's own process relays); yields once
+    index.html answers through it."""
+    command = ["run", "--name", name, "--network", "bridge", "-p", publish, rootfs, "/bin/sh", "-c",
+               BIG_WEB.format(name=name)]
+    url = f"http://127.0.0.1:{publish.split(':')[-2]}/index.html"
+    proc = None
+    try:
+        if mode == "detached":
+            out = minirun(command[0], "-d", *command[1:])
+            assert out.returncode == 0, out.stderr
+        else:
+            proc = subprocess.Popen([sys.executable, "-m", "minirun", *command], stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.PIPE, text=True)
+        assert wait_for(lambda: fetch(url, 2) == f"hello-from-{name}\n".encode(), 30)
+        yield url
+    finally:
+        if proc:
+            proc.terminate()  # forwarded to httpd, which exits
+            proc.communicate(timeout=30)
+        else:
+            minirun("rm", "-f", name)
+
+
+@pytest.mark.parametrize("mode", ["detached", "foreground"])
+def test_idle_connections_do_not_lock_new_clients_out(rootfs, mode):
+    """200 connections that never send a byte, then a new client: it is served. The shim's
+    relay had 64 slots and reset every connection beyond them."""
+    port = free_port()
+    with published_web(rootfs, f"net-idle-{mode[0]}", mode, f"{port}:8080") as url:
+        idle = []
+        try:
+            for _ in range(200):
+                idle.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+            assert fetch(url, 10).startswith(b"hello-from-")
+        finally:
+            for s in idle:
+                s.close()
+
+
+@pytest.mark.parametrize("mode", ["detached", "foreground"])
+def test_a_client_that_never_reads_does_not_block_another(rootfs, mode):
+    """One client asks for 32 MiB and never reads them; another client still gets its page.
+    The foreground relay wrote with a blocking sendall on its only thread, and hung there."""
+    port = free_port()
+    with published_web(rootfs, f"net-slow-{mode[0]}", mode, f"{port}:8080") as url:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as stuck:
+            stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            stuck.sendall(b"GET /big HTTP/1.0\r\n\r\n")
+            first = stuck.recv(1)  # the answer has begun: the relay is writing to us, and we stop reading
+            assert first == b"H"
+            for _ in range(3):
+                assert fetch(url, 10).startswith(b"hello-from-")
+
+
+def test_an_address_form_publishes_on_that_address_only(rootfs):
+    """docker's -p HOSTIP:HOSTPORT:CTRPORT[/tcp]: bound to HOSTIP alone. 127.0.0.2 is as local
+    as 127.0.0.1, so a listener on every address would answer it too."""
+    port = free_port()
+    with published_web(rootfs, "net-addr", "detached", f"127.0.0.1:{port}:8080/tcp") as url:
+        assert fetch(url).startswith(b"hello-from-net-addr")
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.2", port)) != 0
+
+
+@pytest.mark.skipif(not socket.has_ipv6 or not os.path.exists("/proc/net/if_inet6"), reason="no IPv6")
+def test_an_ipv6_loopback_address_form_is_published(rootfs):
+    port = free_port()
+    name = "net-addr6"
+    out = minirun("run", "-d", "--name", name, "--network", "bridge", "-p", f"[::1]:{port}:8080", rootfs,
+                  "/bin/sh", "-c", WEB.format(name=name))
+    assert out.returncode == 0, out.stderr
+    try:
+        assert wait_for(lambda: fetch(f"http://[::1]:{port}/index.html", 2) == b"hello-from-net-addr6\n", 30)
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", port)) != 0
+    finally:
+        minirun("rm", "-f", name)
+
+
+@pytest.mark.parametrize("value", ["localhost:8080:80", "1.2.3.4.5:8080:80", "[::1:8080:80", "8080:80/udp",
+                                   "127.0.0.1::80"])
+def test_a_bad_publish_value_is_one_line_and_125(rootfs, value):
+    out = minirun("run", "--network", "bridge", "-p", value, rootfs, "/bin/true")
+    assert out.returncode == 125
+    assert out.stderr.count("\n") == 1 and "-p" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_host_address_that_is_not_local_is_refused(rootfs):
+    out = minirun("run", "--network", "bridge", "-p", f"192.0.2.254:{free_port()}:80", rootfs, "/bin/true")
+    assert out.returncode == 125 and "cannot publish port" in out.stderr and out.stderr.count("\n") == 1
+
+
+def in_private_netns(tmp_path, script: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run a shell script in a network namespace of its own, with a private address book:
+    the FORWARD policy, routes and bridge it makes there reach nothing of the host's (and
+    no other tenant's traffic), and vanish with it."""
+    full_env = dict(os.environ, MINIRUN_NETWORK_DIR=str(tmp_path / "network"),
+                    MR=f"{sys.executable} -m minirun", **(env or {}))
+    return subprocess.run(["unshare", "--net", "/bin/sh", "-uc", "ip link set lo up\n" + script],
+                          env=full_env, capture_output=True, text=True, timeout=180)
+
+
+def test_the_bridge_works_under_a_forward_drop_policy_and_its_rules_go_with_it(rootfs, tmp_path):
+    """dockerd sets `iptables -P FORWARD DROP` and br_netfilter passes bridged frames through
+    FORWARD: minirun's own ACCEPT (in a chain of its own, as docker, podman and CNI have)
+    keeps container-to-container traffic flowing, and goes with the bridge. The policy is set
+    in a network namespace of the test's own, so no other tenant of the host sees it."""
+    if subprocess.run(["unshare", "--net", "sysctl", "-n", "net.bridge.bridge-nf-call-iptables"],
+                      capture_output=True, text=True).stdout.strip() != "1":
+        pytest.skip("br_netfilter does not pass bridged frames through iptables here: no policy to meet")
+    script = f"""
+iptables -w -P FORWARD DROP
+trap '$MR rm -f net-fw >/dev/null 2>&1' EXIT
+$MR run -d --name net-fw --network bridge {rootfs} /bin/sh -c '{WEB.format(name="net-fw")}' >/dev/null
+ip=$($MR inspect net-fw | {sys.executable} -c 'import json, sys; print(json.load(sys.stdin)["network"]["ip"])')
+# the host reaches it without FORWARD: once this answers, httpd listens
+until wget -q -T 2 -O /dev/null "http://$ip:8080/index.html" 2>/dev/null; do :; done
+echo "positive-control: $(wget -q -T 2 -O - "http://$ip:8080/index.html")"
+echo "container-to-container: $($MR run --network bridge {rootfs} timeout 10 wget -qO- "http://$ip:8080/index.html")"
+echo "rules-while-running:"; iptables -w -S
+$MR rm -f net-fw >/dev/null
+echo "rules-after:"; iptables -w -S
+ip link show minirun0 >/dev/null 2>&1 && echo bridge-stays || echo bridge-gone
+"""
+    out = in_private_netns(tmp_path, script)
+    running, _, after = out.stdout.partition("rules-after:")
+    assert "positive-control: hello-from-net-fw" in out.stdout, out.stdout + out.stderr
+    assert "container-to-container: hello-from-net-fw" in out.stdout, out.stdout + out.stderr
+    assert "-A MINIRUN-FWD-minirun0 -i minirun0 -o minirun0 -j ACCEPT" in running
+    assert "-A FORWARD -i minirun0 -j MINIRUN-FWD-minirun0" in running
+    assert "MINIRUN" not in after and "bridge-gone" in after, after
+    assert "-P FORWARD DROP" in after  # the policy is not minirun's: left as it was
+
+
+def test_an_overlapping_subnet_is_refused_and_a_free_one_accepted(rootfs, tmp_path):
+    """A subnet that overlaps a route of the host's is refused (125, one line) before anything
+    exists; the positive control runs on a free subnet in the same namespace."""
+    script = f"""
+ip link add mrt-veth type veth peer name mrt-peer && ip addr add 10.123.0.1/24 dev mrt-veth && ip link set mrt-veth up
+MINIRUN_SUBNET=10.123.0.0/25 $MR run --network bridge {rootfs} /bin/true; echo "overlap-rc=$?"
+MINIRUN_SUBNET=10.124.0.0/24 $MR run --network bridge {rootfs} /bin/sh -c 'ip -4 addr show eth0' | grep -o 'inet [0-9.]*'
+echo "free-rc=$?"
+"""
+    out = in_private_netns(tmp_path, script)
+    assert "overlap-rc=125" in out.stdout, out.stdout + out.stderr
+    assert out.stderr.count("\n") == 1 and "overlaps the host's route 10.123.0.0/24 dev mrt-veth" in out.stderr
+    assert "inet 10.124.0." in out.stdout and "free-rc=0" in out.stdout, out.stdout + out.stderr
 
 
 def start_web(rootfs, name, *extra):

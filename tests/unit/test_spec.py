@@ -122,3 +122,21 @@ def test_sizes_and_names_are_what_the_regexes_said():
             tail = "".join(rng.choice("aZ09_.-\n \u00e9/") for _ in range(min(length, 4)))
             text = "a" * (length - len(tail)) + tail if rng.random() < 0.5 else tail + "a" * (length - len(tail))
             assert valid_id(text) == (re.fullmatch(id_re, text) is not None), text
+
+
+def test_publish_takes_docker_address_forms():
+    from minirun.spec import parse_publish
+
+    assert parse_publish("8080:80") == ("127.0.0.1", 8080, 80)
+    assert parse_publish("127.0.0.1:8080:80/tcp") == ("127.0.0.1", 8080, 80)
+    assert parse_publish("0.0.0.0:8080:80") == ("0.0.0.0", 8080, 80)
+    assert parse_publish("[::1]:8080:80") == ("::1", 8080, 80)
+
+
+@pytest.mark.parametrize("value", ["8080", "8080:80/udp", "host:8080:80", "[::1]8080:80", "::1:8080:80", "1:2:3:4",
+                                   "0:80", "127.0.0.1::80"])
+def test_publish_refuses_the_rest(value):
+    from minirun.spec import parse_publish
+
+    with pytest.raises(SpecError):
+        parse_publish(value)
