@@ -46,9 +46,24 @@ VM_STATE_ROOT = STATE_ROOT + "-vm"
 NETWORK_DIR = os.environ.get("MINIRUN_NETWORK_DIR", "/var/lib/minirun/network")
 # Logs of detached containers: on disk, never under /run (a tmpfs: a chatty container would
 # fill the host's RAM), and bounded by rotation (minirun/logfiles.py).
-LOG_ROOT = os.environ.get("MINIRUN_LOG_ROOT") or ("/var/lib/minirun/containers" if os.geteuid() == 0 else os.path.join(
-    os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share"), "minirun",
-    "containers"))
+
+
+def _rootless_log_root() -> str:
+    """$XDG_DATA_HOME/minirun/containers, else ~/.local/share's if $HOME is ours; a user
+    without a home of their own (nobody) keeps logs beside the state (checked as it is)."""
+    data = os.environ.get("XDG_DATA_HOME")
+    if not data:
+        home = os.environ.get("HOME", "")
+        try:
+            if home and os.stat(home).st_uid == os.geteuid():
+                data = os.path.join(home, ".local", "share")
+        except OSError:
+            pass
+    return os.path.join(data, "minirun", "containers") if data else STATE_ROOT + "-logs"
+
+
+LOG_ROOT = os.environ.get("MINIRUN_LOG_ROOT") or ("/var/lib/minirun/containers" if os.geteuid() == 0
+                                                  else _rootless_log_root())
 NEW_PREFIX = ".new-"
 NEW_GRACE_S = 60  # a ".new-" dir younger than this may belong to a run being set up
 
