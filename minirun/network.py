@@ -122,8 +122,9 @@ def host_ifname(container_id: str) -> str:
     return "mr" + hashlib.sha1(container_id.encode()).hexdigest()[:10]  # IFNAMSIZ is 16
 
 
-def _routes_overlapping(ip, net: ipaddress.IPv4Network) -> list[str]:
-    """The host's routes (every table) that overlap ``net``, but for the bridge's own."""
+def _routes_overlapping(ip, net: ipaddress.IPv4Network) -> list[tuple[ipaddress.IPv4Network, str]]:
+    """(destination, device) of the host's routes (every table) that overlap ``net``, and of the
+    bridge's that lie outside it (the bridge exists with another subnet)."""
     import socket
 
     bridge = set(ip.link_lookup(ifname=BRIDGE))
@@ -134,9 +135,11 @@ def _routes_overlapping(ip, net: ipaddress.IPv4Network) -> list[str]:
             continue  # a default route: it overlaps everything, and means nothing here
         oif = route.get_attr("RTA_OIF")
         dest = ipaddress.IPv4Network(f"{dst}/{length}", strict=False)
-        if dest.overlaps(net) and not (oif in bridge and dest.subnet_of(net)):
-            name = ip.get_links(oif)[0].get_attr("IFLA_IFNAME") if oif else "?"
-            found.append(f"{dest} dev {name}")
+        if oif in bridge:  # the bridge's own: fine if it is this subnet's, else it was made with another
+            if not dest.subnet_of(net):
+                found.append((dest, BRIDGE))
+        elif dest.overlaps(net):
+            found.append((dest, ip.get_links(oif)[0].get_attr("IFLA_IFNAME") if oif else "?"))
     return found
 
 
@@ -148,9 +151,12 @@ def check_subnet() -> ipaddress.IPv4Network:
     net = _subnet()
     with IPRoute() as ip:
         clash = _routes_overlapping(ip, net)
-    if clash:
-        raise SpecError(f"bridge subnet {net} overlaps the host's route {clash[0]}: choose another one "
-                        f"with MINIRUN_SUBNET (e.g. 10.89.0.0/24)")
+    for dest, dev in clash:
+        if dev == BRIDGE:
+            raise SpecError(f"bridge {BRIDGE} exists with subnet {dest}, not {net}: use that subnet, or remove "
+                            f"the containers and VMs on it first")
+        raise SpecError(f"bridge subnet {net} overlaps the host's route {dest} dev {dev}: choose another one "
+                        f"with MINIRUN_SUBNET")
     return net
 
 

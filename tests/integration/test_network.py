@@ -179,11 +179,17 @@ ip link add mrt-veth type veth peer name mrt-peer && ip addr add 10.123.0.1/24 d
 MINIRUN_SUBNET=10.123.0.0/25 $MR run --network bridge {rootfs} /bin/true; echo "overlap-rc=$?"
 MINIRUN_SUBNET=10.124.0.0/24 $MR run --network bridge {rootfs} /bin/sh -c 'ip -4 addr show eth0' | grep -o 'inet [0-9.]*'
 echo "free-rc=$?"
+trap '$MR rm -f net-sub >/dev/null 2>&1' EXIT
+MINIRUN_SUBNET=10.124.0.0/24 $MR run -d --name net-sub --network bridge {rootfs} /bin/sleep 60 >/dev/null
+MINIRUN_SUBNET=10.125.0.0/24 $MR run --network bridge {rootfs} /bin/true; echo "other-subnet-rc=$?"
 """
     out = in_private_netns(tmp_path, script)
     assert "overlap-rc=125" in out.stdout, out.stdout + out.stderr
-    assert out.stderr.count("\n") == 1 and "overlaps the host's route 10.123.0.0/24 dev mrt-veth" in out.stderr
+    first, second = out.stderr.splitlines()
+    assert "overlaps the host's route 10.123.0.0/24 dev mrt-veth" in first
     assert "inet 10.124.0." in out.stdout and "free-rc=0" in out.stdout, out.stdout + out.stderr
+    # a bridge made with one subnet is not silently given a second
+    assert "other-subnet-rc=125" in out.stdout and "exists with subnet 10.124.0.0/24" in second
 
 
 def start_web(rootfs, name, *extra):
