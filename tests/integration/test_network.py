@@ -50,7 +50,10 @@ def published_web(rootfs, name, mode, publish):
         else:
             proc = subprocess.Popen([sys.executable, "-m", "minirun", *command], stdout=subprocess.DEVNULL,
                                     stderr=subprocess.PIPE, text=True)
-        assert wait_for(lambda: fetch(url, 2) == f"hello-from-{name}\n".encode(), 30)
+        answered = wait_for(lambda: fetch(url, 2) == f"hello-from-{name}\n".encode(), 60)
+        if not answered and proc and proc.poll() is not None:
+            pytest.fail(f"the container exited {proc.returncode}: {proc.stderr.read()}")
+        assert answered
         yield url
     finally:
         if proc:
