@@ -42,8 +42,9 @@ RUN_OPTIONS = (
            help="Run on ROOTFS directly instead of a copy-on-write overlay (writes then change ROOTFS)."),
     Option("--network", dest="network", default="none", metavar="none|bridge|host",
            help="none: loopback only (default); bridge: an address on the minirun0 bridge; host: the host's network."),
-    Option("-p", "--publish", dest="publish", multiple=True, metavar="HOSTPORT:CTRPORT",
-           help="Publish a container port on the host's 127.0.0.1 (needs --network bridge; repeatable)."),
+    Option("-p", "--publish", dest="publish", multiple=True, metavar="[HOSTIP:]HOSTPORT:CTRPORT[/tcp]",
+           help="Publish a container port on the host's 127.0.0.1, or on HOSTIP alone (e.g. [::1]:8080:80); "
+                "needs --network bridge; repeatable."),
     Option("--sysctl", dest="sysctl", multiple=True, metavar="KEY=VALUE",
            help="Set a kernel parameter of the container's own namespaces, e.g. net.ipv4.ip_forward=1 "
                 "(ipc: kernel.msg*, kernel.sem, kernel.shm*, fs.mqueue.*; net.* unless --network host). Repeatable."),

@@ -43,8 +43,9 @@ def vm():
 @click.option("--network", default="none", show_default=True, metavar="none|bridge",
               help="none: no NIC; bridge: a virtio NIC on the containers' minirun0 bridge, with an address from "
                    "the same pool (containers and VMs reach each other and the host, nothing beyond).")
-@click.option("-p", "--publish", multiple=True, metavar="HOSTPORT:GUESTPORT",
-              help="Publish a guest port on the host's 127.0.0.1 (needs --network bridge; repeatable).")
+@click.option("-p", "--publish", multiple=True, metavar="[HOSTIP:]HOSTPORT:GUESTPORT",
+              help="Publish a guest port on the host's 127.0.0.1, or on HOSTIP alone (needs --network bridge; "
+                   "repeatable).")
 @click.option("-v", "--volume", "volumes", multiple=True, metavar="HOSTDIR:GUESTDIR[:ro]",
               help="Share a host directory at GUESTDIR over virtio-9p (repeatable); :ro is enforced by the guest "
                    "(read-only mount) and by QEMU. Boots the generic kernel: the cloud kernel has no 9p.")
