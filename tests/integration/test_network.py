@@ -16,6 +16,7 @@ import urllib.request
 import pytest
 
 from helpers import inspect, minirun, wait_for
+from minirun.network import BRIDGE, FORWARD_CHAIN
 
 WEB = "mkdir -p /www && echo hello-from-{name} > /www/index.html && exec httpd -f -p 8080 -h /www"
 # and a file large enough to fill any socket buffer on the way to a client that does not read
@@ -162,15 +163,15 @@ echo "container-to-container: $($MR run --network bridge {rootfs} timeout 10 wge
 echo "rules-while-running:"; iptables -w -S
 $MR rm -f net-fw >/dev/null
 echo "rules-after:"; iptables -w -S
-ip link show minirun0 >/dev/null 2>&1 && echo bridge-stays || echo bridge-gone
+ip link show {BRIDGE} >/dev/null 2>&1 && echo bridge-stays || echo bridge-gone
 """
     out = in_private_netns(tmp_path, script)
     running, _, after = out.stdout.partition("rules-after:")
     assert "positive-control: hello-from-net-fw" in out.stdout, out.stdout + out.stderr
     assert "container-to-container: hello-from-net-fw" in out.stdout, out.stdout + out.stderr
-    assert "-A MINIRUN-FWD-minirun0 -i minirun0 -o minirun0 -j ACCEPT" in running
-    assert "-A FORWARD -i minirun0 -j MINIRUN-FWD-minirun0" in running
-    assert "MINIRUN" not in after and "bridge-gone" in after, after
+    assert f"-A {FORWARD_CHAIN} -i {BRIDGE} -o {BRIDGE} -j ACCEPT" in running
+    assert f"-A FORWARD -i {BRIDGE} -j {FORWARD_CHAIN}" in running
+    assert FORWARD_CHAIN not in after and "bridge-gone" in after, after
     assert "-P FORWARD DROP" in after  # the policy is not minirun's: left as it was
 
 
