@@ -181,7 +181,7 @@ def test_an_overlapping_subnet_is_refused_and_a_free_one_accepted(rootfs, tmp_pa
     script = f"""
 ip link add mrt-veth type veth peer name mrt-peer && ip addr add 10.123.0.1/24 dev mrt-veth && ip link set mrt-veth up
 MINIRUN_SUBNET=10.123.0.0/25 $MR run --network bridge {rootfs} /bin/true; echo "overlap-rc=$?"
-MINIRUN_SUBNET=10.124.0.0/24 $MR run --network bridge {rootfs} /bin/sh -c 'ip -4 addr show eth0' | grep -o 'inet [0-9.]*'
+MINIRUN_SUBNET=10.124.0.0/24 $MR run --network bridge {rootfs} ip -4 addr show eth0 | grep -o 'inet [0-9.]*'
 echo "free-rc=$?"
 trap '$MR rm -f net-sub >/dev/null 2>&1' EXIT
 MINIRUN_SUBNET=10.124.0.0/24 $MR run -d --name net-sub --network bridge {rootfs} /bin/sleep 60 >/dev/null
