@@ -15,7 +15,8 @@
  *                               which COMMAND may be about to lose
  *   setgroups, setgid, setuid   (init.c)
  *   mr_security_before_exec     capset effective = permitted = the set,
- *                               inheritable as asked; ambient cleared;
+ *                               inheritable as asked (within the bounding
+ *                               set); ambient cleared, then raised as asked;
  *                               no_new_privs; seccomp last, so the filter only
  *                               sees COMMAND (it allows execve itself); or,
  *                               defer_seccomp, not at all: minirun-init loads
@@ -100,9 +101,11 @@ int mr_security_before_exec(const struct mr_spawn_req *req, int defer_seccomp, c
         if (req->cap_sets) { /* OCI: each set as given (cap_mask is the bounding set) */
             want[i].permitted = (uint32_t)(req->cap_permitted >> (32 * i)) & cur[i].permitted;
             want[i].effective = (uint32_t)(req->cap_effective >> (32 * i)) & want[i].permitted;
-            set = want[i].permitted;
         }
-        want[i].inheritable = (uint32_t)(req->cap_inheritable >> (32 * i)) & set;
+        /* Inheritable as asked, even beyond permitted (runc): the kernel only wants it
+         * within the bounding set and what we hold. */
+        want[i].inheritable = (uint32_t)(req->cap_inheritable >> (32 * i)) & (uint32_t)(req->cap_mask >> (32 * i)) &
+                              (cur[i].permitted | cur[i].inheritable);
     }
     if (syscall(SYS_capset, &hdr, want) < 0)
         return mr_step(step, errno, "capset()");

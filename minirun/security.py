@@ -81,6 +81,21 @@ def cap_mask(caps) -> int:
     return mask
 
 
+def last_cap() -> int:
+    """The kernel's highest capability number (/proc/sys/kernel/cap_last_cap), read once."""
+    global _LAST_CAP
+    if _LAST_CAP is None:
+        try:
+            with open("/proc/sys/kernel/cap_last_cap") as f:
+                _LAST_CAP = int(f.read())
+        except (OSError, ValueError):
+            _LAST_CAP = len(CAPABILITIES) - 1
+    return _LAST_CAP
+
+
+_LAST_CAP: int | None = None
+
+
 def caps_of_mask(mask: int) -> tuple[str, ...]:
     return tuple(c for c in ALL_CAPS if mask >> CAP_NUMBER[c] & 1)
 

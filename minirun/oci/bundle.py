@@ -5,7 +5,8 @@ one; the rest (rlimits, hooks, devices, sysctl, the five capability sets, ...)
 go in ``Extras``, which runtime.py hands to the same spawn path. Everything is
 checked here, before anything is created. A field minirun cannot honour is an
 error that names it (runc would honour it, so ignoring it would be a lie);
-AppArmor and SELinux labels are a warning, as this host has neither.
+AppArmor and SELinux labels are a warning, as this host has neither, and so are
+capability names this kernel does not know (runc skips them too).
 
 Mounts are all made before pivot_root, in config order (as runc does): an engine's
 bind mounts land on top of its tmpfs /dev and /dev/shm. Their destinations are
@@ -172,14 +173,19 @@ def _root(config: dict, bundle: str) -> str:
     return path
 
 
-def _caps(names, where: str) -> int:
-    from ..security import CAP_NUMBER
+def _caps(names, unknown: set[str]) -> int:
+    """Capability names -> a bit mask. A name this kernel does not know (or minirun's
+    table lacks) goes into ``unknown`` and is skipped: runc's rule ("ignoring unknown or
+    unavailable capabilities"), so a config written for a newer kernel still runs."""
+    from ..security import CAP_NUMBER, last_cap
 
     mask = 0
     for name in names or ():
-        if name not in CAP_NUMBER:
-            raise SpecError(f"{where}: unknown capability {name!r}")
-        mask |= 1 << CAP_NUMBER[name]
+        number = CAP_NUMBER.get(name)
+        if number is None or number > last_cap():
+            unknown.add(str(name))
+            continue
+        mask |= 1 << number
     return mask
 
 
@@ -207,11 +213,13 @@ def _process(process: dict, extras: Extras) -> Process:
     caps = _get(process, "capabilities", dict, "process.", {}) or {}
     from ..security import caps_of_mask
 
-    bounding = _caps(caps.get("bounding"), "process.capabilities.bounding")
-    extras.caps = (_caps(caps.get("effective"), "process.capabilities.effective"),
-                   _caps(caps.get("permitted"), "process.capabilities.permitted"),
-                   _caps(caps.get("ambient"), "process.capabilities.ambient"))
-    extras.inheritable = _caps(caps.get("inheritable"), "process.capabilities.inheritable")
+    unknown: set[str] = set()
+    bounding = _caps(caps.get("bounding"), unknown)
+    extras.caps = (_caps(caps.get("effective"), unknown), _caps(caps.get("permitted"), unknown),
+                   _caps(caps.get("ambient"), unknown))
+    extras.inheritable = _caps(caps.get("inheritable"), unknown)
+    if unknown:
+        extras.warnings.append(f"ignoring unknown or unavailable capabilities: [{' '.join(sorted(unknown))}]")
     for limit in _get(process, "rlimits", list, "process.", []) or []:
         name = str(limit.get("type", ""))
         if not name.startswith("RLIMIT_") or name[7:] not in RLIMITS:

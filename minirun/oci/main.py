@@ -280,6 +280,14 @@ def _exec(root: str, opts: dict, rest: list[str]) -> int:
             raise UsageError("exec: no command given (ARGS or --process FILE)")
         st = store.read(root, container_id)
         process = {"args": args, "env": list(st["exec"]["env"]), "cwd": st["exec"]["cwd"]}
+        if opts.get("cap"):
+            # runc's exec.go: each --cap joins the container's bounding, effective, permitted
+            # and ambient sets (not inheritable, since CVE-2022-29162)
+            caps = {k: list(v or ()) for k, v in (st["exec"].get("capabilities") or {}).items()}
+            for name in opts["cap"]:
+                for kind in ("bounding", "effective", "permitted", "ambient"):
+                    caps.setdefault(kind, []).append(name)
+            process["capabilities"] = caps
     if opts.get("tty"):
         process["terminal"] = True
     if opts.get("cwd"):

@@ -175,7 +175,8 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
               "freeze_file": freeze,
               "hooks": {k: v for k, v in extras.hooks.items() if k in ("poststart", "poststop")},
               "start_waits": bool(extras.hooks.get("startContainer")),
-              "command": proc.args[0], "exec": {"env": env, "cwd": proc.cwd, "security": security.state_record(sec)}}
+              "command": proc.args[0], "exec": {"env": env, "cwd": proc.cwd, "security": security.state_record(sec),
+                                                "capabilities": (config.get("process") or {}).get("capabilities")}}
         report = child.read_report()
         if runtime_hooks and report is not None and report.kind == syscalls.HOOKS:
             # runc's order: the mounts are made; createContainer and pivot_root wait for these
@@ -515,10 +516,15 @@ def exec_process(root: str, container_id: str, process: dict, *, detach=False, p
     if current not in (store.RUNNING, store.CREATED):
         raise SpecError(f"cannot exec in container {container_id!r}: it is {current}")
     _check_console(bool(process.get("terminal")), console_socket)
+    if "capabilities" not in process and st["exec"].get("capabilities") is not None:
+        process = dict(process, capabilities=st["exec"]["capabilities"])  # runc: the container's own sets
     extras = oci_bundle.Extras()
     proc = oci_bundle._process(process, extras)
+    for warning in extras.warnings:
+        log.warning(warning)
     sec = from_state_record(st["exec"]["security"], proc.uid)
-    if process.get("capabilities"):
+    own_caps = process.get("capabilities") is not None
+    if own_caps:
         from ..security import cap_mask
 
         sec["caps"] = cap_mask(proc.capabilities)
@@ -533,7 +539,7 @@ def exec_process(root: str, container_id: str, process: dict, *, detach=False, p
                          security=sec, console_fd=_connect_console(console_socket, fds),
                          console_size=extras.console_size,
                          process_extras={"groups": extras.groups, "umask": extras.umask,
-                                         "caps": extras.caps if process.get("capabilities") else None})
+                                         "caps": extras.caps if own_caps else None})
     finally:
         for fd in fds:
             os.close(fd)

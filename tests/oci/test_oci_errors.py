@@ -35,8 +35,6 @@ def _break(kind: str, path: str, tmp_path) -> str:
         config["linux"]["namespaces"].append({"type": "bogus"})
     elif kind == "relative root outside the bundle":
         config["root"]["path"] = "../../"
-    elif kind == "unknown capability":
-        config["process"]["capabilities"]["bounding"].append("CAP_NOPE")
     elif kind == "unsupported resource":
         config["linux"]["resources"]["rdma"] = {"mlx5_1": {"hcaHandles": 3}}
     elif kind == "rlimit above the hard limit":
@@ -54,7 +52,6 @@ EXPECTED = {
     "ociVersion 2": "ociVersion '2.0.0': unsupported",
     "unknown namespace": "unknown namespace type 'bogus'",
     "relative root outside the bundle": "root.path '../../': a relative root must be inside the bundle",
-    "unknown capability": "unknown capability 'CAP_NOPE'",
     "unsupported resource": "linux.resources.rdma",
     "rlimit above the hard limit": "process.rlimits RLIMIT_NOFILE",
     "terminal": "a terminal needs --console-socket",
