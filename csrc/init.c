@@ -26,6 +26,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -241,12 +242,62 @@ static void __attribute__((noreturn)) exec_command(const struct mr_spawn_req *re
     _exit(127);
 }
 
+/* runc's rule (setupUser): an environment without HOME, or with an empty one, gets
+ * the user's home from the container's /etc/passwd, "/" if it has no entry. Read as
+ * the container's root, before setuid; anything but a regular file is not read. */
+static const char *home_from_passwd(int uid)
+{
+    static char data[1 << 16], home[4096 + sizeof("HOME=")];
+    struct stat st;
+    ssize_t n, len = 0;
+    int fd = open("/etc/passwd", O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+
+    strcpy(home, "HOME=/");
+    if (fd < 0)
+        return home;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+        while (len < (ssize_t)sizeof(data) - 1 && (n = read(fd, data + len, sizeof(data) - 1 - (size_t)len)) > 0)
+            len += n;
+    close(fd);
+    data[len] = '\0';
+    /* name:password:uid:gid:gecos:home:shell, the first entry of that uid */
+    for (char *line = data; *line;) {
+        char *end = strchrnul(line, '\n'), *field[6], *p = line, *num_end;
+        int nf = 0;
+
+        if (*end)
+            *end++ = '\0';
+        while (nf < 6) {
+            field[nf++] = p;
+            if (!(p = strchr(p, ':')))
+                break;
+            *p++ = '\0';
+        }
+        if (nf == 6 && *field[2] && strtol(field[2], &num_end, 10) == uid && !*num_end) {
+            if (*field[5])
+                snprintf(home, sizeof(home), "HOME=%s", field[5]);
+            break;
+        }
+        line = end;
+    }
+    return home;
+}
+
+static int lacks_home(const char *const *envp)
+{
+    for (; envp && *envp; envp++)
+        if (!strncmp(*envp, "HOME=", 5) && (*envp)[5])
+            return 0;
+    return 1;
+}
+
 /* The one way to become COMMAND, for `run` (forked by the init) and `exec`
  * (exec.c): already in the container's cgroups and namespaces; in runc's order:
  * nothing of minirun's but stdio, not dumpable until execve, working directory,
  * capabilities, user, no_new_privs, seccomp, execve. */
 void mr_become_command(const struct mr_spawn_req *req, int pipe_fd)
 {
+    struct mr_spawn_req with_home;
     char step[MR_STEP_MAX];
     sigset_t none;
     int err, root_fd, cwd_fd = -1, fifo_wfd = -1, seccomp_deferred;
@@ -298,6 +349,22 @@ void mr_become_command(const struct mr_spawn_req *req, int pipe_fd)
     }
     close(cwd_fd);
     close(root_fd);
+    if (lacks_home(req->envp)) {
+        int n = 0, kept = 0;
+        const char **envp;
+
+        while (req->envp && req->envp[n])
+            n++;
+        envp = alloca(sizeof(char *) * (size_t)(n + 2));
+        for (int i = 0; i < n; i++)
+            if (strncmp(req->envp[i], "HOME=", 5))
+                envp[kept++] = req->envp[i];
+        envp[kept++] = home_from_passwd(req->uid);
+        envp[kept] = NULL;
+        with_home = *req;
+        with_home.envp = envp;
+        req = &with_home;
+    }
     /* security.c: bounding set and keep-caps now, the rest after setuid */
     if ((err = mr_security_before_setuid(req, step)) < 0)
         exec_failed(req, pipe_fd, -err, step);
@@ -374,6 +441,18 @@ void mr_container_init(const struct mr_spawn_req *req, int fd)
         TRY(fd, unshare(CLONE_NEWCGROUP), "unshare(cgroup namespace)");
     enter_rootfs(fd, req);
     apply_ops(fd, "/", req->ops, req->n_ops);
+    if (req->oci_process) { /* runc: process.cwd is made now, before the root may turn read-only */
+        char step[MR_STEP_MAX];
+        int root_fd, cwd_fd;
+
+        TRY(fd, root_fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC), "open(/)");
+        if ((cwd_fd = mr_open_in_root(root_fd, req->cwd, MR_IN_ROOT_MKDIR, NULL, NULL)) < 0) {
+            snprintf(step, sizeof(step), "create process.cwd %s", req->cwd);
+            mr_setup_failed(fd, step, -cwd_fd);
+        }
+        close(cwd_fd);
+        close(root_fd);
+    }
     if (req->readonly_root) {
         char step[MR_STEP_MAX];
         int root_fd, err;

@@ -167,10 +167,10 @@ static void child_main(const struct mr_spawn_req *req, int report_fd, int go_fd)
             child_failed(report_fd, errno, "dup2(stdio)");
     if (req->oci_process) {
         /* COMMAND itself is PID 1: it keeps the fds the caller passed (stdio and
-         * --preserve-fds), the rest (ours, all CLOEXEC already) go at its execve. */
-        for (int fd = 3; fd < 3 + req->preserve_fds; fd++)
-            if (fcntl(fd, F_SETFD, 0) < 0)
-                child_failed(report_fd, errno, "preserve fd (fcntl F_SETFD)");
+         * --preserve-fds), the rest (ours, all CLOEXEC already) go at its execve.
+         * Those of 3 .. 3+N-1 are already inheritable (they came through an execve)
+         * and nothing needs changing there: a gap in them stays a gap, as in runc,
+         * even where minirun-oci opened an fd of its own, which is CLOEXEC. */
         if (syscall(SYS_close_range, 3U + req->preserve_fds, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
             for (int fd = 3 + req->preserve_fds; fd < 1024; fd++)
                 fcntl(fd, F_SETFD, FD_CLOEXEC);

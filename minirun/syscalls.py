@@ -353,7 +353,11 @@ def _set_oci(req, oci: dict, keep: list) -> None:
             keep.append(array)
             for entry, hook in zip(array, hooks):
                 argv = ffi.new("char *[]", [_cstr(a, keep) for a in hook.get("args") or [hook["path"]]] + [ffi.NULL])
-                envp = ffi.new("char *[]", [_cstr(e, keep) for e in hook.get("env") or ()] + [ffi.NULL])
+                env = hook.get("env")
+                if env is None:  # runc: the hook inherits its runner's environment, here the process's
+                    envp = req.envp
+                else:
+                    envp = ffi.new("char *[]", [_cstr(e, keep) for e in env] + [ffi.NULL])
                 keep += [argv, envp]
                 entry.path, entry.argv, entry.envp = _cstr(hook["path"], keep), argv, envp
                 entry.timeout = int(hook.get("timeout") or 0)

@@ -22,10 +22,11 @@ def run(kind: str, hooks: list[dict], state: dict, *, fatal: bool, warn=None) ->
     data = json.dumps(state).encode()
     for hook in hooks:
         args = hook.get("args") or [hook["path"]]
-        env = hook.get("env")
+        env = hook.get("env")  # none: the runtime's own environment (runc: exec.Cmd with a nil Env)
         timeout = hook.get("timeout")
         try:
-            proc = subprocess.run(args, executable=hook["path"], input=data, env=dict(_pairs(env)) if env else {},
+            proc = subprocess.run(args, executable=hook["path"], input=data,
+                                  env=None if env is None else dict(_pairs(env)),
                                   capture_output=True, timeout=timeout if timeout and timeout > 0 else None)
             failure = None if proc.returncode == 0 else (
                 f"exit status {proc.returncode}: {proc.stderr.decode(errors='replace').strip()}")
