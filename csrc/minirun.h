@@ -24,8 +24,9 @@ enum mr_op_kind {
     MR_OP_MOUNT = 1,   /* mkdir -p target (a file for a file bind), then mount(source, target, fstype, flags,
                         * data). MS_BIND: open_tree + move_mount; with MS_REC the ro/nosuid/nodev/noexec
                         * in flags apply to every mount of the tree, whose own flags are kept */
-    MR_OP_MKNOD = 2,   /* mknod(target, mode, makedev(major, minor)), then chmod(mode) */
-    MR_OP_SYMLINK = 3, /* symlink(source, target) */
+    MR_OP_MKNOD = 2,   /* mknod(target, mode, makedev(major, minor)), then chmod(mode), chown(uid, gid) */
+    MR_OP_SYMLINK = 3, /* symlink(source, target); for both, an entry already at target is replaced,
+                        * or with MR_NODE_KEEP in flags left as it is */
     MR_OP_MKDIR = 4,   /* mkdir -p target, then chmod(mode) */
     MR_OP_MASK = 5,    /* the container's /dev/null (checked: 1:3) or an empty read-only tmpfs over target;
                         * skipped if missing */
@@ -42,6 +43,8 @@ struct mr_hook {
     int timeout;               /* seconds; 0: none */
 };
 
+#define MR_NODE_KEEP 1 /* flags of MR_OP_MKNOD, MR_OP_SYMLINK: keep what exists (runc's /dev) */
+
 struct mr_op {
     int kind;
     const char *source;
@@ -52,6 +55,9 @@ struct mr_op {
     unsigned int mode;
     unsigned int major;
     unsigned int minor;
+    unsigned int uid; /* MR_OP_MKNOD's owner */
+    unsigned int gid;
+    int source_fd;    /* a bind's source as a detached tree (mr_open_bind_tree), attached as is; -1: by path */
 };
 
 /* clone3(2)'s argument, our own copy: older libc headers lack struct clone_args or
@@ -213,6 +219,7 @@ int mr_userns_become_root(void); /* -1 and errno */
 int mr_open_in_root(int root_fd, const char *path, int how, int *parent, char *leaf);
 int mr_apply_op(int root_fd, const struct mr_op *op, char *step);
 int mr_readonly_root(int root_fd, char *step);
+int mr_open_bind_tree(const char *source, int recursive, unsigned long attrs, char *step); /* fd or -errno */
 
 /* hooks.c: run the hooks in order with the state on stdin, stopping at the first that
  * fails: 0, or -1 with *err (0: the hook ran and failed) and the step naming it.

@@ -462,6 +462,31 @@ static int bind_onto(int root_fd, const char *source, int source_fd, int target_
     return ret;
 }
 
+/* A bind in a new user namespace (minirun-oci): the parent, still the host's root,
+ * clones the source tree with its flags set before the child exists, and the child
+ * attaches it (MR_OP_MOUNT with source_fd), as the namespace's root may not be able
+ * to walk to the source (runc opens its mount sources in the runtime's context too).
+ * -errno where this kernel cannot (no open_tree, no mount_setattr): the child then
+ * binds by path. */
+int mr_open_bind_tree(const char *source, int recursive, unsigned long attrs, char *step)
+{
+    struct mr_mount_attr ma = {mount_attrs(attrs), 0, 0, 0};
+    unsigned int at_rec = recursive ? MR_AT_RECURSIVE : 0;
+    int tree, ret;
+
+    if (legacy_api())
+        return mr_step(step, ENOSYS, "open_tree(%s)", source);
+    tree = (int)syscall(SYS_open_tree, AT_FDCWD, source, MR_OPEN_TREE_CLONE | O_CLOEXEC | at_rec);
+    if (tree < 0)
+        return mr_step(step, errno, "open_tree(%s)", source);
+    if (ma.attr_set && syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | at_rec, &ma, sizeof(ma)) < 0) {
+        ret = mr_step(step, errno, "mount_setattr(%s)", source);
+        close(tree);
+        return ret;
+    }
+    return tree;
+}
+
 /* MR_OP_MASK's source: the container's /dev/null, checked to be the null
  * device, so a rootfs cannot turn a mask into a bind of a file of its choice. */
 static int open_dev_null(int root_fd, char *step)
@@ -480,16 +505,35 @@ static int open_dev_null(int root_fd, char *step)
 
 /* ---------------------------------------------------------------- the plan */
 
-static int is_dir_path(const char *path)
+static int is_dir_source(const struct mr_op *op)
 {
     struct stat st;
 
-    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+    if (op->source_fd >= 0) /* a tree from mr_open_bind_tree */
+        return fstat(op->source_fd, &st) == 0 && S_ISDIR(st.st_mode);
+    return stat(op->source, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-/* A device node where the rootfs already has something (--device /dev/x:/opt/x):
- * the entry is unlinked in its resolved parent, so a link there is removed, not
- * followed, and the node is made in its place. */
+/* A new node or link `leaf` in `parent`: mode and owner as asked (the umask and
+ * the creator's ids are not what the plan says). */
+static int make_node(int parent, const char *leaf, const struct mr_op *op, char *step)
+{
+    if (op->kind == MR_OP_SYMLINK) {
+        if (symlinkat(op->source, parent, leaf) < 0)
+            return mr_step(step, errno, "symlink(%s)", op->target);
+        return 0;
+    }
+    if (mknodat(parent, leaf, op->mode, makedev(op->major, op->minor)) < 0 ||
+        fchmodat(parent, leaf, op->mode & 07777, 0) < 0 ||
+        ((op->uid || op->gid) && fchownat(parent, leaf, op->uid, op->gid, AT_SYMLINK_NOFOLLOW) < 0))
+        return mr_step(step, errno, "mknod(%s)", op->target);
+    return 0;
+}
+
+/* A node or link where the root already has something (--device /dev/x:/opt/x, a
+ * linux.devices /dev/ptmx under runc's ptmx link): the entry is unlinked in its
+ * resolved parent, so a link there is removed, not followed, and the new one is
+ * made in its place. */
 static int replace_node(int root_fd, const struct mr_op *op, char *step)
 {
     char dir[PATH_MAX];
@@ -504,10 +548,10 @@ static int replace_node(int root_fd, const struct mr_op *op, char *step)
     if (parent < 0)
         return mr_step(step, -parent, "resolve %s in the root", dir[0] ? dir : "/");
     leaf++;
-    if ((unlinkat(parent, leaf, 0) < 0 && errno != ENOENT) ||
-        mknodat(parent, leaf, op->mode, makedev(op->major, op->minor)) < 0 ||
-        fchmodat(parent, leaf, op->mode & 07777, 0) < 0)
-        ret = mr_step(step, errno, "mknod(%s)", op->target);
+    if (unlinkat(parent, leaf, 0) < 0 && errno != ENOENT)
+        ret = mr_step(step, errno, "replace %s", op->target);
+    else
+        ret = make_node(parent, leaf, op, step);
     close(parent);
     return ret;
 }
@@ -521,26 +565,22 @@ static int create_and_open(int root_fd, const struct mr_op *op, char *step)
     int parent = -1, fd, nofollow = 0, err = 0;
     char leaf[NAME_MAX + 1];
     int as_dir = op->kind == MR_OP_MKDIR ||
-                 (op->kind == MR_OP_MOUNT && (!(op->flags & MS_BIND) || is_dir_path(op->source)));
+                 (op->kind == MR_OP_MOUNT && (!(op->flags & MS_BIND) || is_dir_source(op)));
 
     /* runc's rule: proc and sysfs only on a real directory (a symlinked /proc
      * would put the kernel's files wherever the rootfs likes). */
     if (op->kind == MR_OP_MOUNT && op->fstype && (!strcmp(op->fstype, "proc") || !strcmp(op->fstype, "sysfs")))
         nofollow = MR_IN_ROOT_NOFOLLOW;
-    if (op->kind == MR_OP_SYMLINK) /* the link itself is the leaf */
+    if (op->kind == MR_OP_SYMLINK || op->kind == MR_OP_MKNOD) /* the link itself is the leaf */
         nofollow = MR_IN_ROOT_NOFOLLOW;
     fd = mr_open_in_root(root_fd, t, nofollow | (as_dir ? MR_IN_ROOT_MKDIR : MR_IN_ROOT_MKDIR_PARENTS), &parent, leaf);
     if (fd >= 0) {
         struct statfs sf;
         struct stat st;
 
-        if (op->kind == MR_OP_MKNOD) { /* --device over what the rootfs has there: replaced */
+        if (op->kind == MR_OP_MKNOD || op->kind == MR_OP_SYMLINK) { /* kept (runc's /dev), or replaced */
             close(fd);
-            return replace_node(root_fd, op, step);
-        }
-        if (op->kind == MR_OP_SYMLINK) {
-            close(fd);
-            return mr_step(step, EEXIST, "symlink(%s)", t);
+            return op->flags & MR_NODE_KEEP ? 0 : replace_node(root_fd, op, step);
         }
         if (nofollow && fstat(fd, &st) == 0 && S_ISLNK(st.st_mode)) {
             close(fd);
@@ -559,13 +599,8 @@ static int create_and_open(int root_fd, const struct mr_op *op, char *step)
         return mr_step(step, -fd, "resolve %s in the root", t);
     switch (op->kind) {
     case MR_OP_MKNOD:
-        if (mknodat(parent, leaf, op->mode, makedev(op->major, op->minor)) < 0 ||
-            fchmodat(parent, leaf, op->mode & 07777, 0) < 0)
-            err = mr_step(step, errno, "mknod(%s)", t);
-        break;
     case MR_OP_SYMLINK:
-        if (symlinkat(op->source, parent, leaf) < 0)
-            err = mr_step(step, errno, "symlink(%s)", t);
+        err = make_node(parent, leaf, op, step);
         break;
     default: { /* a file bind's mount point */
         int f = openat(parent, leaf, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
@@ -669,7 +704,11 @@ int mr_apply_op(int root_fd, const struct mr_op *op, char *step)
         break;
     }
     case MR_OP_MOUNT:
-        if (op->flags & MS_BIND)
+        if ((op->flags & MS_BIND) && op->source_fd >= 0) { /* cloned and flagged by the parent: attach it */
+            if (syscall(SYS_move_mount, op->source_fd, "", fd, "", MR_MOVE_MOUNT_F_EMPTY_PATH |
+                        MR_MOVE_MOUNT_T_EMPTY_PATH) < 0)
+                ret = mr_step(step, errno, "move_mount(%s) for %s", op->source, t);
+        } else if (op->flags & MS_BIND)
             ret = bind_onto(root_fd, op->source, -1, fd, t, !!(op->flags & MS_REC), op->flags & BIND_ATTRS, step);
         else if (mount_on_fd(op->source, fd, op->fstype, op->flags, op->data, root_fd) < 0)
             ret = mr_step(step, errno, "mount %s(%s)", op->fstype, t);

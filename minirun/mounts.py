@@ -28,6 +28,7 @@ OP_MOUNT, OP_MKNOD, OP_SYMLINK, OP_MKDIR = 1, 2, 3, 4
 OP_MASK, OP_READONLY = 5, 6  # security's masked and read-only paths; a missing target is skipped
 OP_NODEV = 7  # nodev on a mount and every mount under it
 OP_WRITE = 8  # write data to an existing file (an OCI sysctl)
+NODE_KEEP = 1  # flags of OP_MKNOD and OP_SYMLINK: an existing entry stays (else it is replaced)
 
 
 class Op(Record, frozen=True):
@@ -40,6 +41,9 @@ class Op(Record, frozen=True):
     mode: int = 0
     major: int = 0
     minor: int = 0
+    uid: int = 0  # OP_MKNOD's owner
+    gid: int = 0
+    source_fd: int = -1  # a bind's source cloned by the parent (syscalls.bind_sources_as_trees)
 
 
 # The OCI default devices: (name, major, minor).

@@ -82,6 +82,26 @@ def open_in_root(root_fd: int, path: str, how: int = 0) -> int:
     return ret
 
 
+def bind_sources_as_trees(plan: Sequence, fds: list[int]) -> tuple:
+    """``plan`` with each bind's source cloned now, by the caller, as a detached tree
+    with the bind's flags set (csrc/rootpath.c, mr_open_bind_tree): the child in a new
+    user namespace attaches it, where walking to the source could be refused to it.
+    Each tree's fd goes into ``fds`` (the caller closes them once the child is cloned).
+    A bind this kernel cannot clone so stays a bind by path."""
+    from .mounts import MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC, OP_MOUNT, Op
+
+    out = []
+    for op in plan:
+        if op.kind == OP_MOUNT and op.flags & MS_BIND and op.source:
+            tree = lib.mr_open_bind_tree(os.fsencode(op.source), 1 if op.flags & MS_REC else 0,
+                                         op.flags & (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC), _step())
+            if tree >= 0:
+                fds.append(tree)
+                op = Op(**dict(op.to_dict(), source_fd=tree))
+        out.append(op)
+    return tuple(out)
+
+
 def setns(fd: int, nstype: int = 0) -> None:
     """os.setns before Python 3.12."""
     step = _step()
@@ -162,7 +182,8 @@ def _op_array(plan: Sequence, keep: list):
         c.fstype = _cstr(op.fstype, keep)
         c.flags = op.flags
         c.data = _cstr(op.data, keep)
-        c.mode, c.major, c.minor = op.mode, op.major, op.minor
+        c.mode, c.major, c.minor, c.uid, c.gid = op.mode, op.major, op.minor, op.uid, op.gid
+        c.source_fd = op.source_fd
     return ops
 
 

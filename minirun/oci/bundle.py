@@ -20,7 +20,7 @@ import stat
 
 from .. import jsonlite
 from ..errors import SpecError
-from ..mounts import DEFAULT_DEVICES, DEV_LINKS, OP_MKDIR, OP_MKNOD, OP_MOUNT, OP_READONLY, OP_SYMLINK, Op
+from ..mounts import DEFAULT_DEVICES, DEV_LINKS, NODE_KEEP, OP_MKNOD, OP_MOUNT, OP_READONLY, OP_SYMLINK, Op
 from ..spec import ContainerSpec, Limits, Process, parse_cpuset
 
 
@@ -139,10 +139,10 @@ def to_spec(config: dict, bundle: str, container_id: str) -> tuple[ContainerSpec
             extras.warnings.append(f"process.{label} {process[label]!r} ignored: this host has no "
                                    f"{'AppArmor' if label[0] == 'a' else 'SELinux'}")
     own_cgroups = None if "cgroup" in namespaces else (extras.cgroups_path, limits)
-    extras.pre_plan = _mounts(config, linux, root, bundle, own_cgroups)
+    extras.pre_plan, propagations = _mounts(config, linux, root, bundle, own_cgroups)
     if "user" in namespaces:
         extras.pre_plan = _devices_bound(extras.pre_plan)
-    extras.plan = _root_propagation(linux)
+    extras.plan = _root_propagation(linux) + propagations
     extras.hooks = _hooks(config)
     seccomp = _get(linux, "seccomp", dict, "linux.")
     if seccomp:
@@ -489,9 +489,15 @@ def _flags(options, where: str) -> tuple[int, int, list[str]]:
     return flags, propagation, data
 
 
-def _mounts(config: dict, linux: dict, root: str, bundle: str, own_cgroups=None) -> tuple:
+def _mounts(config: dict, linux: dict, root: str, bundle: str, own_cgroups=None) -> tuple[tuple, tuple]:
+    """config.json's mounts -> (ops before pivot_root, propagation ops after it).
+
+    A mount's propagation is set once the rootfs has been bound onto itself (the
+    recursive bind pivot_root needs would leave an unbindable mount out)."""
     ops: list[Op] = []
+    propagations: list[Op] = []
     mounted: list[str] = []  # destinations mounted so far: what lies below them is not the rootfs
+    dev_bound = False
     for i, m in enumerate(_get(config, "mounts", list, "", []) or []):
         where = f"mounts[{i}]"
         dest = m.get("destination")
@@ -505,6 +511,7 @@ def _mounts(config: dict, linux: dict, root: str, bundle: str, own_cgroups=None)
         flags, propagation, data = _flags(m.get("options"), f"{where} ({dest})")
         if flags & MS_BIND or kind == "bind":
             ops += _bind(m, dest, flags, bundle, where)
+            dev_bound = dev_bound or dest == "/dev"
         elif kind == "cgroup":
             ops += _cgroup_mount(target, flags, own_cgroups)
         elif kind:
@@ -514,13 +521,15 @@ def _mounts(config: dict, linux: dict, root: str, bundle: str, own_cgroups=None)
         else:
             raise SpecError(f"{where} ({dest}): no type and not a bind mount")
         if propagation:
-            ops.append(Op(OP_MOUNT, target, flags=propagation))
+            propagations.append(Op(OP_MOUNT, target, flags=propagation))
         mounted.append(dest)
+    if dev_bound:  # runc's needsSetupDev: a bound /dev (the host's, say) is used as it is
+        return tuple(ops), tuple(propagations)
     if "/dev" in mounted:  # runc's default devices and links, on the container's fresh /dev
         ops += _devices(linux)
     elif linux.get("devices"):
         raise SpecError("linux.devices: needs a /dev mount (tmpfs) in mounts")
-    return tuple(ops)
+    return tuple(ops), tuple(propagations)
 
 
 
@@ -587,7 +596,7 @@ def _devices_bound(plan: tuple) -> tuple:
             if not os.path.exists(host):
                 raise SpecError(f"linux.devices {host}: in a user namespace a device is bound from the host's, "
                                 "which does not exist")
-            out.append(Op(OP_MKNOD, op.target, mode=stat.S_IFREG | 0o666))
+            out.append(Op(OP_MKNOD, op.target, mode=stat.S_IFREG | 0o666, flags=op.flags))
             out.append(Op(OP_MOUNT, op.target, source=host, flags=MS_BIND))
         else:
             out.append(op)
@@ -599,26 +608,26 @@ def _bind_cgroup(dest: str, source: str, flags: int) -> list[Op]:
 
 
 def _devices(linux: dict) -> list[Op]:
+    """runc's createDevices, setupPtmx and setupDevSymlinks: the default devices and
+    linux.devices (anywhere in the root, owned by their uid and gid), each made only
+    where nothing is yet (a mount of the config may be there); the /dev links likewise,
+    but /dev/ptmx always becomes the link to the container's devpts."""
     kinds = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
-    wanted = {f"/dev/{name}": (stat.S_IFCHR | 0o666, major, minor) for name, major, minor in DEFAULT_DEVICES}
+    wanted = {f"/dev/{name}": (stat.S_IFCHR | 0o666, major, minor, 0, 0) for name, major, minor in DEFAULT_DEVICES}
     for i, dev in enumerate(_get(linux, "devices", list, "linux.", []) or []):
         where = f"linux.devices[{i}]"
         path = dev.get("path", "")
-        if not path.startswith("/dev/") or ".." in path.split("/"):
-            raise SpecError(f"{where}.path {path!r}: must be below /dev/")
+        if not isinstance(path, str) or not path.startswith("/") or ".." in path.split("/") or \
+                os.path.normpath(path) == "/":
+            raise SpecError(f"{where}.path {path!r}: must be an absolute path")
         if dev.get("type") not in kinds:
             raise SpecError(f"{where}.type {dev.get('type')!r}: use c, b, u or p")
-        if dev.get("uid") or dev.get("gid"):
-            raise SpecError(f"{where}: uid and gid other than 0 are not supported by minirun-oci")
         mode = kinds[dev["type"]] | (int(dev.get("fileMode", 0o666)) & 0o7777)
-        wanted[os.path.normpath(path)] = (mode, int(dev.get("major", 0)), int(dev.get("minor", 0)))
-    ops = []
-    for path, (mode, major, minor) in wanted.items():
-        parent = os.path.dirname(path)
-        if parent != "/dev":
-            ops.append(Op(OP_MKDIR, parent, mode=0o755))
-        ops.append(Op(OP_MKNOD, path, mode=mode, major=major, minor=minor))
-    ops += [Op(OP_SYMLINK, link, source=to) for to, link in DEV_LINKS]
+        wanted[os.path.normpath(path)] = (mode, int(dev.get("major", 0)), int(dev.get("minor", 0)),
+                                          int(dev.get("uid") or 0), int(dev.get("gid") or 0))
+    ops = [Op(OP_MKNOD, path, mode=mode, major=major, minor=minor, uid=uid, gid=gid, flags=NODE_KEEP)
+           for path, (mode, major, minor, uid, gid) in wanted.items()]
+    ops += [Op(OP_SYMLINK, link, source=to, flags=0 if link == "/dev/ptmx" else NODE_KEEP) for to, link in DEV_LINKS]
     return ops
 
 

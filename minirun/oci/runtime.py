@@ -149,11 +149,14 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
                      "annotations": extras.annotations}
             oci.update(create_hooks=extras.hooks.get("createContainer"), start_hooks=extras.hooks.get("startContainer"),
                        hook_state=json.dumps(state, separators=(",", ":"))[:-1])
+        pre_plan = extras.pre_plan
+        if spec.uid_mappings:  # runc: bind sources are reached as the runtime, not as the namespace's root
+            pre_plan = syscalls.bind_sources_as_trees(pre_plan, fds)
         try:
             with _pid_namespace_for(pid_ns_fd):
                 child = syscalls.spawn(
                     rootfs=spec.rootfs, hostname=spec.hostname or None, namespaces=namespaces, cgroup_fd=unified_fd,
-                    tasks_fds=tasks_fds, pre_plan=extras.pre_plan,
+                    tasks_fds=tasks_fds, pre_plan=pre_plan,
                     plan=sysctl.ops(spec.sysctl) + extras.plan + sec["path_ops"],
                     readonly_root=spec.readonly_root, argv=proc.args, envp=env, path=path, cwd=proc.cwd,
                     uid=proc.uid, gid=proc.gid, security=sec, oci=oci,

@@ -138,6 +138,7 @@ def test_plan_op_kinds_match_the_c_header():
 
     for name in ("MOUNT", "MKNOD", "SYMLINK", "MKDIR", "MASK", "READONLY", "NODEV", "WRITE"):
         assert getattr(mounts, f"OP_{name}") == getattr(syscalls.lib, f"MR_OP_{name}"), name
+    assert mounts.NODE_KEEP == syscalls.lib.MR_NODE_KEEP
 
 
 def test_the_fast_parser_knows_the_new_options():
