@@ -260,3 +260,32 @@ def test_pause_uses_cgroup_freeze_else_the_v1_freezer(tmp_path):
     assert _freeze_file(paths) == str(unified / "cgroup.freeze")
     assert _freeze_file({"freezer": str(freezer)}) == str(freezer / "freezer.state")
     assert _freeze_file({"memory": str(freezer)}) is None
+
+
+def test_unknown_capabilities_are_a_warning_and_skipped(config, tmp_path):
+    config["process"]["capabilities"]["bounding"] += ["CAP_NOPE", "CAP_CHOWN"]
+    spec, extras = B.to_spec(config, str(tmp_path), "c1")
+    assert "CAP_CHOWN" in spec.process.capabilities
+    assert extras.warnings == ["ignoring unknown or unavailable capabilities: [CAP_NOPE]"]
+
+
+def test_dev_plan_as_runc_makes_it(config, tmp_path):
+    """Nodes and links kept where something is, /dev/ptmx replaced by the devpts link;
+    a bound /dev gets nothing; a device may be anywhere, with an owner."""
+    from minirun.mounts import NODE_KEEP, OP_MKNOD, OP_SYMLINK
+
+    config["linux"]["devices"] = [{"path": "/opt/x", "type": "c", "major": 1, "minor": 3, "uid": 7, "gid": 8}]
+    plan = B.to_spec(config, str(tmp_path), "c1")[1].pre_plan
+    nodes = {op.target: op for op in plan if op.kind in (OP_MKNOD, OP_SYMLINK)}
+    assert (nodes["/opt/x"].uid, nodes["/opt/x"].gid, nodes["/opt/x"].flags) == (7, 8, NODE_KEEP)
+    assert nodes["/dev/fd"].flags == NODE_KEEP and nodes["/dev/ptmx"].flags == 0
+    config["mounts"] = [{"destination": "/dev", "type": "bind", "source": "/dev", "options": ["rbind"]}]
+    plan = B.to_spec(config, str(tmp_path), "c1")[1].pre_plan
+    assert not [op for op in plan if op.kind in (OP_MKNOD, OP_SYMLINK)]
+
+
+def test_mount_propagation_goes_after_the_pivot(config, tmp_path):
+    config["mounts"].append({"destination": "/m", "type": "tmpfs", "source": "tmpfs", "options": ["runbindable"]})
+    _, extras = B.to_spec(config, str(tmp_path), "c1")
+    assert [op.flags for op in extras.plan if op.target == "/m"] == [B.MS_UNBINDABLE | B.MS_REC]
+    assert [op.target for op in extras.pre_plan].count("/m") == 1  # the tmpfs itself, before it
