@@ -56,7 +56,8 @@ def test_exec_takes_the_containers_sets_and_cap_adds_to_them(bundle, oci):
         out = oci("exec", "execcap", "grep", "Cap", "/proc/self/status")
         assert out.returncode == 0, out.stderr
         assert set(_caps(out.stdout).values()) == {"0000000000000000"}, out.stdout
-        out = oci("exec", "--cap", "CAP_KILL", "--cap", "CAP_AUDIT_WRITE", "execcap", "grep", "Cap", "/proc/self/status")
+        out = oci("exec", "--cap", "CAP_KILL", "--cap", "CAP_AUDIT_WRITE", "execcap",
+                  "grep", "Cap", "/proc/self/status")
         assert out.returncode == 0, out.stderr
         assert _caps(out.stdout) == {"Inh": "0000000000000000", "Prm": "0000000020000020", "Eff": "0000000020000020",
                                      "Bnd": "0000000020000020", "Amb": "0000000000000000"}
@@ -232,7 +233,8 @@ def test_preserve_fds_with_gaps(tmp_path, bundle, oci):
     (tmp_path / "nine").write_text("nine\n")
     script = "cat <&3; cat <&9; for n in 4 5 6 7 8; do [ -e /proc/$$/fd/$n ] && echo open:$n; done; echo end"
     path = bundle(["/bin/sh", "-c", script])
-    command = f'exec "$0" --root {oci.root} run --preserve-fds 7 --bundle {path} gaps 3<{tmp_path}/three 9<{tmp_path}/nine'
+    command = (f'exec "$0" --root {oci.root} run --preserve-fds 7 --bundle {path} gaps '
+               f'3<{tmp_path}/three 9<{tmp_path}/nine')
     out = subprocess.run(["sh", "-c", command, OCI], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["three", "nine", "end"]
