@@ -133,8 +133,10 @@ def test_a_bound_dev_is_used_as_it_is(tmp_path, bundle, oci):
     """runc's needsSetupDev: /dev bound from the host gets no default devices or links
     (creating them failed: `symlink(/dev/fd): File exists`), and nothing is added to it."""
     host_dev = _fake_host_dev(tmp_path / "dev")
-    nodes = lambda: sorted(n for n in os.listdir(host_dev) if not os.path.isdir(os.path.join(host_dev, n)) or
-                           os.path.islink(os.path.join(host_dev, n)))  # noqa: E731 (mount points get made)
+    def nodes() -> list[str]:  # what is not a directory (the config's mount points are made there)
+        return sorted(n for n in os.listdir(host_dev) if os.path.islink(os.path.join(host_dev, n)) or
+                      not os.path.isdir(os.path.join(host_dev, n)))
+
     before = nodes()
     path = bundle(["/bin/sh", "-c", "ls /dev; readlink /dev/fd"])
     config = _config(path)
