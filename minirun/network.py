@@ -45,10 +45,9 @@ import os
 from dataclasses import dataclass
 
 from .errors import HostError, SpecError
+from .settings import BRIDGE, DEFAULT_BRIDGE, SUBNET  # minirun0 and 10.88.0.0/24, or MINIRUN_BRIDGE/_SUBNET
 from .state import NETWORK_DIR as IPAM_DIR
 
-BRIDGE = "minirun0"
-SUBNET = os.environ.get("MINIRUN_SUBNET", "10.88.0.0/24")
 FORWARD_CHAIN = f"MINIRUN-FWD-{BRIDGE}"  # at most 28 characters: a bridge name has at most 15
 
 
@@ -119,7 +118,10 @@ def allocate(container_id: str, root: str = IPAM_DIR) -> tuple[str, int, str]:
 
 
 def host_ifname(container_id: str) -> str:
-    return "mr" + hashlib.sha1(container_id.encode()).hexdigest()[:10]  # IFNAMSIZ is 16
+    # IFNAMSIZ is 16. On a bridge of another name the name counts too: the same container
+    # name on two bridges (two test runs) gets two host links.
+    key = container_id if BRIDGE == DEFAULT_BRIDGE else f"{BRIDGE}/{container_id}"
+    return "mr" + hashlib.sha1(key.encode()).hexdigest()[:10]
 
 
 def _routes_overlapping(ip, net: ipaddress.IPv4Network) -> list[tuple[ipaddress.IPv4Network, str]]:
@@ -222,6 +224,11 @@ def _ensure_bridge(ip, gateway: str, prefixlen: int) -> int:
 
 def reserve(container_id: str) -> Attachment:
     """An address for the container, before it exists: the C child is told it at clone time."""
+    from .settings import check_names
+
+    problem = check_names()
+    if problem:
+        raise SpecError(problem)
     check_subnet()
     address, prefixlen, gateway = allocate(container_id)
     return Attachment(container_id, host_ifname(container_id), address, prefixlen, gateway)

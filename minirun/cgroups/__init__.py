@@ -16,8 +16,9 @@ clone3(CLONE_INTO_CGROUP). Likewise every v1 hierarchy is joined, limits or not
 block I/O stats and the freezer then reach the container alone, and its cgroup
 namespace (and cgroup mount) shows only its own cgroups, never the host's root.
 
-A container's cgroup is <mountpoint>/minirun/<id> in every hierarchy used. minirun
-writes nothing outside its own ``minirun`` directories: a v2 controller the root does
+A container's cgroup is <mountpoint>/<PARENT>/<id> in every hierarchy used (PARENT is
+``minirun``, or MINIRUN_CGROUP_PARENT: settings.py). minirun writes nothing outside its
+own PARENT directories: a v2 controller the root does
 not delegate is reported (HostError), never enabled on the root.
 """
 
@@ -29,10 +30,11 @@ import time
 import _signal as signal  # not signal, nor re below: both import enum, ~3.5 ms per start (entry.py)
 
 from ..errors import CgroupError, HostError, SpecError
+from ..settings import CGROUP_PARENT as PARENT
+from ..settings import check_names
 from ..spec import Limits, check_id
 from . import fs, v1, v2
 
-PARENT = "minirun"
 MOUNTINFO = "/proc/self/mountinfo"
 
 # The controllers minirun uses (by their v1 names), and the option that needs each one.
@@ -398,25 +400,30 @@ def create_manager(container_id: str, limits: Limits, layout: Layout | None = No
     """
     check_id(container_id)
     limits.validate()
+    problem = check_names()
+    if problem:
+        raise HostError(problem)
     layout = layout or detect()
     _check_available(layout, limits)
     return Cgroup(container_id, limits, layout, relpath)
 
 
-def stale_ids(layout: Layout | None = None) -> set[str]:
-    """Ids with a directory under any minirun parent (running containers included)."""
+def stale_ids(layout: Layout | None = None, parent: str | None = None) -> set[str]:
+    """Ids with a directory under ``parent`` (minirun's, or minirun-oci's) in any hierarchy,
+    running containers included."""
     layout = layout or detect()
     ids: set[str] = set()
     for mountpoint in layout.mountpoints():
-        ids.update(fs.listdirs(os.path.join(mountpoint, PARENT)))
+        ids.update(fs.listdirs(os.path.join(mountpoint, parent or PARENT)))
     return ids
 
 
-def existing(container_id: str, layout: Layout | None = None) -> Cgroup:
-    """The cgroup another minirun process made for ``container_id``: all its directories are ours."""
+def existing(container_id: str, layout: Layout | None = None, relpath: str | None = None) -> Cgroup:
+    """The cgroup another minirun process made for ``container_id`` (at ``relpath`` below
+    each hierarchy's root, an OCI cgroupsPath; default PARENT/<id>): all its directories are ours."""
     if not container_id or "/" in container_id or container_id in (".", ".."):
         raise SpecError(f"invalid container name {container_id!r}")
-    return Cgroup(container_id, Limits(), layout or detect())
+    return Cgroup(container_id, Limits(), layout or detect(), relpath)
 
 
 def remove(container_id: str, layout: Layout | None = None) -> None:

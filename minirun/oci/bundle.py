@@ -456,7 +456,9 @@ def _device_rules(rules: list, nodes: list) -> tuple:
 
 def _cgroups_path(given: str | None, container_id: str) -> str:
     if not given:
-        return os.path.join("minirun-oci", container_id)
+        from ..settings import OCI_CGROUP_PARENT  # minirun-oci, or MINIRUN_CGROUP_PARENT + "-oci"
+
+        return os.path.join(OCI_CGROUP_PARENT, container_id)
     if ":" in given and not given.startswith("/"):
         raise SpecError(f"linux.cgroupsPath {given!r}: the systemd form (slice:prefix:name) needs "
                         "--systemd-cgroup, which minirun-oci does not support")

@@ -9,24 +9,23 @@ import time
 
 import pytest
 
-from helpers import IS_ROOT, child_processes
-from minirun.state import LOG_ROOT, NETWORK_DIR
-
-STATE_ROOT = "/run/minirun"
+from helpers import IS_ROOT, child_processes, own_links, own_mounts
+from minirun.settings import CGROUP_PARENT, NETWORK_DIR, STATE_ROOT
+from minirun.state import LOG_ROOT
 
 
 def leftovers() -> list[str]:
-    """Everything a container could leak: cgroups, state, mounts, child processes."""
+    """Everything a container of this session could leak (its cgroup parent, state root,
+    bridge, address book: tests/isolation.py), never another tenant's: cgroups, state,
+    mounts, links, addresses, child processes."""
     found = []
-    for parent in glob.glob("/sys/fs/cgroup/*/minirun") + glob.glob("/sys/fs/cgroup/minirun"):
+    for parent in glob.glob(f"/sys/fs/cgroup/*/{CGROUP_PARENT}") + glob.glob(f"/sys/fs/cgroup/{CGROUP_PARENT}"):
         found += [f"cgroup {d}" for d in glob.glob(os.path.join(parent, "*")) if os.path.isdir(d)]
     if os.path.isdir(STATE_ROOT):
         found += [f"state {STATE_ROOT}/{name}" for name in os.listdir(STATE_ROOT)]
     if os.path.isdir(LOG_ROOT):
         found += [f"log {LOG_ROOT}/{name}" for name in os.listdir(LOG_ROOT)]
-    with open("/proc/self/mountinfo") as f:
-        found += [f"mount {line.split()[4]}" for line in f if "minirun" in line]
-    found += [f"link {name}" for name in os.listdir("/sys/class/net") if name.startswith(("mr", "minirun"))]
+    found += own_mounts() + own_links()
     try:
         with open(os.path.join(NETWORK_DIR, "allocations.json")) as f:
             found += [f"address {ip} of {cid}" for cid, ip in json.load(f).items()]

@@ -2,8 +2,8 @@
 processes are found and killed, and destroy() leaves nothing under any minirun parent.
 
 Written against whatever this machine has: v1 files on hybrid/legacy hosts, v2 files on
-a unified one (the QEMU guest lane). Note that `minirun gc` (run by every `minirun run`)
-removes minirun cgroups that have no state directory, these tests' included.
+a unified one (the QEMU guest lane). Note that `minirun gc` removes minirun cgroups that
+have no state directory, these tests' included.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ import time
 import pytest
 
 from helpers import inspect, minirun, popen_minirun, wait_for
+from minirun.state import STATE_ROOT
 
 NOBODY = 65534
 STRANGER = 54321  # a uid that is neither root nor the rootless user
@@ -149,7 +150,7 @@ def planted_state(tmp_path):
     made = []
 
     def plant(name: str, pid: int, pid_start: int | None):
-        path = f"/run/minirun/{name}"
+        path = os.path.join(STATE_ROOT, name)
         os.makedirs(path, 0o700)
         made.append(path)
         lock = os.open(os.path.join(path, "lock"), os.O_RDWR | os.O_CREAT, 0o600)

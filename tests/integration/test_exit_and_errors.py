@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from helpers import minirun, popen_minirun, wait_for
+from minirun.state import STATE_ROOT
 
 
 def one_line_error(proc, code: int, *fragments: str) -> None:
@@ -181,7 +182,7 @@ def test_sigkilled_minirun_takes_its_container_down_and_gc_cleans_up(rootfs):
     gc = minirun("gc")
     assert gc.returncode == 0 and "orphan" in gc.stdout
     assert not os.path.exists("/sys/fs/cgroup/pids/minirun/orphan")
-    assert not os.path.exists("/run/minirun/orphan")
+    assert not os.path.exists(os.path.join(STATE_ROOT, "orphan"))
 
 
 def test_next_run_collects_stale_state(rootfs):

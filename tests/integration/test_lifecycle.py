@@ -9,6 +9,7 @@ import time
 import pytest
 
 from helpers import inspect, minirun, wait_for
+from minirun.state import STATE_ROOT
 from minirun import cgroups
 from minirun.state import LOG_ROOT
 
@@ -42,7 +43,7 @@ def test_run_detached_then_ps_logs_stop_rm(detached):
     assert name not in minirun("ps").stdout
     assert name in minirun("ps", "--all").stdout
     assert minirun("rm", name).returncode == 0
-    assert not os.path.exists(f"/run/minirun/{name}")
+    assert not os.path.exists(os.path.join(STATE_ROOT, name))
     assert minirun("inspect", name).returncode == 125
 
 
@@ -99,7 +100,7 @@ def test_rm_refuses_a_running_container_without_force(detached):
     out = minirun("rm", name)
     assert out.returncode == 125 and "is running" in out.stderr
     assert minirun("rm", "-f", name).returncode == 0
-    assert not os.path.exists(f"/run/minirun/{name}")
+    assert not os.path.exists(os.path.join(STATE_ROOT, name))
 
 
 def test_a_stopped_container_keeps_its_name_until_rm(detached, rootfs):
@@ -125,7 +126,7 @@ def test_detached_bad_command_fails_at_once(rootfs):
 def test_detached_rm_flag_removes_on_exit(rootfs):
     out = minirun("run", "-d", "--rm", "--name", "lc-auto", rootfs, "/bin/true")
     assert out.returncode == 0
-    assert wait_for(lambda: not os.path.exists("/run/minirun/lc-auto"))
+    assert wait_for(lambda: not os.path.exists(os.path.join(STATE_ROOT, "lc-auto")))
 
 
 def test_exec_joins_the_user_namespace_too(detached):

@@ -1,12 +1,14 @@
 """Bridge networking, published ports and host networking.
 
 Traffic stays on this machine: between the host and the containers' own
-namespaces on the minirun0 bridge, or on 127.0.0.1.
+namespaces on the session's bridge (minirun0 outside tests: tests/isolation.py), or on
+127.0.0.1, on ports free at the time (two suites on one host never share one).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import socket
 import subprocess
@@ -15,19 +17,15 @@ import urllib.request
 
 import pytest
 
-from helpers import inspect, minirun, wait_for
-from minirun.network import BRIDGE, FORWARD_CHAIN
+from helpers import free_port, inspect, minirun, wait_for
+from minirun.network import BRIDGE, FORWARD_CHAIN, SUBNET
+
+GATEWAY = str(next(ipaddress.IPv4Network(SUBNET).hosts()))
 
 WEB = "mkdir -p /www && echo hello-from-{name} > /www/index.html && exec httpd -f -p 8080 -h /www"
 # and a file large enough to fill any socket buffer on the way to a client that does not read
 BIG_WEB = ("mkdir -p /www && echo hello-from-{name} > /www/index.html && "
            "dd if=/dev/zero of=/www/big bs=1M count=32 2>/dev/null && exec httpd -f -p 8080 -h /www")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def fetch(url: str, timeout: float = 5) -> bytes:
@@ -208,11 +206,11 @@ def test_bridged_containers_reach_each_other_and_the_host(rootfs):
         ip_a = start_web(rootfs, "net-a")
         out = minirun("run", "--network", "bridge", rootfs, "/bin/sh", "-c",
                       f"ip -4 addr show eth0 | grep -o 'inet [0-9.]*'; "
-                      f"wget -qO- http://{ip_a}:8080/index.html; ping -c1 -W2 10.88.0.1 >/dev/null && echo host-ok")
+                      f"wget -qO- http://{ip_a}:8080/index.html; ping -c1 -W2 {GATEWAY} >/dev/null && echo host-ok")
         assert out.returncode == 0, out.stderr
         lines = out.stdout.split("\n")
         own_ip = lines[0].split()[1]
-        assert own_ip != ip_a and own_ip.startswith("10.88.0.")
+        assert own_ip != ip_a and ipaddress.IPv4Address(own_ip) in ipaddress.IPv4Network(SUBNET)
         assert "hello-from-net-a" in out.stdout and "host-ok" in out.stdout
         # and the host reaches the container on the bridge
         with urllib.request.urlopen(f"http://{ip_a}:8080/index.html", timeout=5) as r:
@@ -222,9 +220,10 @@ def test_bridged_containers_reach_each_other_and_the_host(rootfs):
 
 
 def test_published_port_answers_on_the_hosts_loopback(rootfs):
+    port = free_port()
     try:
-        start_web(rootfs, "net-pub", "-p", "18081:8080")
-        assert wait_for(lambda: urllib.request.urlopen("http://127.0.0.1:18081/index.html", timeout=2).read()
+        start_web(rootfs, "net-pub", "-p", f"{port}:8080")
+        assert wait_for(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=2).read()
                         == b"hello-from-net-pub\n")
     finally:
         minirun("rm", "-f", "net-pub")
@@ -232,7 +231,7 @@ def test_published_port_answers_on_the_hosts_loopback(rootfs):
     import socket
 
     with socket.socket() as s:
-        assert s.connect_ex(("127.0.0.1", 18081)) != 0
+        assert s.connect_ex(("127.0.0.1", port)) != 0
 
 
 def test_a_detached_containers_published_ports_carry_megabytes_both_ways(rootfs, tmp_path):
@@ -240,10 +239,10 @@ def test_a_detached_containers_published_ports_carry_megabytes_both_ways(rootfs,
     arrive whole, 8 MiB down too, two ports at once, and no Python process stays."""
     import socket
 
-    name = "net-big"
+    name, up_port, down_port = "net-big", free_port(), free_port()
     script = ("nc -l -p 9000 | wc -c > /x/up & "
               "dd if=/dev/zero bs=64k count=128 2>/dev/null | nc -l -p 9001; wait")
-    out = minirun("run", "-d", "--name", name, "--network", "bridge", "-p", "18091:9000", "-p", "18092:9001",
+    out = minirun("run", "-d", "--name", name, "--network", "bridge", "-p", f"{up_port}:9000", "-p", f"{down_port}:9001",
                   "-v", f"{tmp_path}:/x", rootfs, "/bin/sh", "-c", script)
     assert out.returncode == 0, out.stderr
     try:
@@ -254,7 +253,7 @@ def test_a_detached_containers_published_ports_carry_megabytes_both_ways(rootfs,
             assert f.read().split() == [str(inspect(name)["pid"])]
 
         def download() -> int:  # 0 until the container's nc listens: the shim's connect is refused
-            with socket.create_connection(("127.0.0.1", 18092), timeout=10) as down:
+            with socket.create_connection(("127.0.0.1", down_port), timeout=10) as down:
                 received = 0
                 while chunk := down.recv(1 << 16):
                     received += len(chunk)
@@ -263,13 +262,13 @@ def test_a_detached_containers_published_ports_carry_megabytes_both_ways(rootfs,
         sizes = []
         assert wait_for(lambda: sizes.append(download()) or sizes[-1] > 0, 20)
         assert sizes[-1] == 8 << 20
-        with socket.create_connection(("127.0.0.1", 18091), timeout=10) as up:
+        with socket.create_connection(("127.0.0.1", up_port), timeout=10) as up:
             up.sendall(os.urandom(8 << 20))
         assert wait_for(lambda: (tmp_path / "up").read_text().strip() == str(8 << 20), 20)
     finally:
         minirun("rm", "-f", name)
     with socket.socket() as s:  # the listeners went with the shim
-        assert s.connect_ex(("127.0.0.1", 18091)) != 0
+        assert s.connect_ex(("127.0.0.1", up_port)) != 0
 
 
 def test_a_foreground_published_port_passes_a_half_close_on(rootfs):
@@ -277,12 +276,13 @@ def test_a_foreground_published_port_passes_a_half_close_on(rootfs):
     stdin is empty), yet everything the client sends after that still arrives."""
     import socket
 
-    proc = subprocess.Popen([sys.executable, "-m", "minirun", "run", "--network", "bridge", "-p", "18095:9000",
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "minirun", "run", "--network", "bridge", "-p", f"{port}:9000",
                              rootfs, "/bin/sh", "-c", "nc -l -p 9000 </dev/null | wc -c"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         def send() -> bool:
-            with socket.create_connection(("127.0.0.1", 18095), timeout=5) as up:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as up:
                 up.sendall(b"x" * (1 << 20))
                 up.shutdown(socket.SHUT_WR)
                 return up.recv(1) == b""  # the container's EOF, passed on; refused before nc listens
@@ -308,7 +308,7 @@ def test_a_busy_port_fails_the_run_early(rootfs):
 
 
 def test_publish_needs_bridge(rootfs):
-    out = minirun("run", "-p", "18082:80", rootfs, "/bin/true")
+    out = minirun("run", "-p", f"{free_port()}:80", rootfs, "/bin/true")
     assert out.returncode == 125 and "--network bridge" in out.stderr
 
 

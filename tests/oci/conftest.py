@@ -12,25 +12,29 @@ import time
 
 import pytest
 
-from helpers import IS_ROOT, child_processes
+from helpers import IS_ROOT, child_processes, own_mounts
+from minirun.settings import OCI_CGROUP_PARENT, OCI_ROOT
 
 OCI = os.path.join(os.path.dirname(sys.executable), "minirun-oci")
+# Test bundles put their containers' cgroups below this session's own parent (tests/isolation.py).
+TEST_CGROUP_PARENT = OCI_CGROUP_PARENT
 
 
-def leftovers(state_root: str | None = None) -> list[str]:
-    found = [f"cgroup {d}" for d in glob.glob("/sys/fs/cgroup/*/minirun-oci/*") + glob.glob(
-        "/sys/fs/cgroup/*/minirun-oci-test/*") if os.path.isdir(d)]
-    for root in filter(None, ("/run/minirun-oci", state_root)):
+def leftovers(state_root: str | None = None, basetemp: str | None = None) -> list[str]:
+    """What this session's containers could leak: cgroups under its parent, state in its
+    roots, mounts under them or its temporary directories, child processes."""
+    found = [f"cgroup {d}" for d in glob.glob(f"/sys/fs/cgroup/*/{OCI_CGROUP_PARENT}/*") if os.path.isdir(d)]
+    for root in filter(None, (OCI_ROOT, state_root)):
         if os.path.isdir(root):
             found += [f"state {root}/{name}" for name in os.listdir(root)]
-    with open("/proc/self/mountinfo") as f:
-        found += [f"mount {line.split()[4]}" for line in f if "minirun" in line or "/pytest-" in line]
+    found += own_mounts(*filter(None, (state_root, basetemp)))
     return found + child_processes()
 
 
-# Parents of containers' cgroups that the runtime creates and, as runc, leaves in place:
-# the ones this session made go at its end (rmdir: only if empty).
-CGROUP_PARENTS = ("minirun-oci", "minirun-oci-test", "libpod_parent", "default")
+# Parents of containers' cgroups that engines create and, as runc, leave in place: the
+# ones this session made go at its end (rmdir: only if empty). minirun-oci's own parent
+# is this session's (tests/isolation.py removes it).
+CGROUP_PARENTS = ("libpod_parent", "default")
 
 
 def _cgroup_parents() -> set[str]:
@@ -61,14 +65,15 @@ def state_root(tmp_path) -> str:
 
 
 @pytest.fixture(autouse=True)
-def no_leaks(state_root):
+def no_leaks(state_root, tmp_path_factory):
     if not IS_ROOT:
         pytest.skip("needs root (namespaces, mounts, cgroups)")
-    before = set(leftovers())
+    basetemp = str(tmp_path_factory.getbasetemp())
+    before = set(leftovers(basetemp=basetemp))
     yield
     deadline = time.monotonic() + 5
     while True:
-        left = [item for item in leftovers(state_root) if item not in before]
+        left = [item for item in leftovers(state_root, basetemp) if item not in before]
         if not left or time.monotonic() > deadline:
             break
         time.sleep(0.05)
@@ -122,7 +127,7 @@ def make_bundle(path: str, rootfs: str, args: list[str], **changes) -> dict:
     config["process"]["terminal"] = False
     config["process"]["args"] = args
     config["root"] = {"path": rootfs, "readonly": True}
-    config["linux"]["cgroupsPath"] = f"/minirun-oci-test/{os.path.basename(path)}-{os.urandom(4).hex()}"
+    config["linux"]["cgroupsPath"] = f"/{TEST_CGROUP_PARENT}/{os.path.basename(path)}-{os.urandom(4).hex()}"
     for key, value in changes.items():
         config[key] = value
     write_config(path, config)

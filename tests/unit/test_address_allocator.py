@@ -11,6 +11,12 @@ from minirun import network
 from minirun.errors import HostError
 
 
+@pytest.fixture(autouse=True)
+def default_subnet(monkeypatch):
+    """The default subnet, whatever this session's bridge uses (tests/isolation.py)."""
+    monkeypatch.setattr(network, "SUBNET", "10.88.0.0/24")
+
+
 def test_addresses_are_distinct_and_skip_the_gateway(tmp_path):
     got = [network.allocate(f"c{i}", str(tmp_path)) for i in range(5)]
     assert [g[0] for g in got] == [f"10.88.0.{i}" for i in range(2, 7)]

@@ -22,6 +22,12 @@ from minirun.devices import DEFAULT_RULES
 from minirun.errors import CgroupError, HostError, SpecError
 from minirun.spec import Limits
 
+
+@pytest.fixture(autouse=True)
+def default_parent(monkeypatch):
+    """minirun's default cgroup parent, whatever this session's is (tests/isolation.py)."""
+    monkeypatch.setattr(cgroups, "PARENT", "minirun")
+
 MAX = "9223372036854771712"  # v1 "unlimited" as the kernel reads it back
 MIB = 1 << 20
 

@@ -14,6 +14,7 @@ from minirun.oci import bundle as B
 from minirun.oci.main import UsageError, parse
 from minirun.oci.runtime import parse_signal
 from minirun.oci.store import StoreError, check_id
+from minirun.settings import OCI_CGROUP_PARENT
 
 
 @pytest.fixture
@@ -33,7 +34,7 @@ def test_runc_spec_maps_onto_the_spec(config, tmp_path):
     assert "/proc/kcore" in spec.masked_paths and "/proc/sys" in spec.readonly_paths
     assert extras.env == config["process"]["env"] and extras.terminal
     assert extras.rlimits == [(7, 1024, 1024)]  # RLIMIT_NOFILE
-    assert extras.cgroups_path == "minirun-oci/c1"
+    assert extras.cgroups_path == f"{OCI_CGROUP_PARENT}/c1"  # minirun-oci, or this session's
     targets = [op.target for op in extras.pre_plan]
     assert targets[:2] == ["/proc", "/dev"]  # container paths, resolved inside the root by csrc/rootpath.c
     assert "/dev/null" in targets  # runc's default devices on the new /dev

@@ -69,7 +69,7 @@ def test_write_uses_a_fresh_temporary_and_never_follows_a_link(tmp_path):
 
 def test_root_check(tmp_path, monkeypatch):
     parent = tmp_path / "minirun-1000"
-    monkeypatch.setattr(state, "_TMP_PARENT", str(parent))
+    monkeypatch.setattr(state, "TMP_PARENT", str(parent))
     root = str(parent / "minirun")
     assert state.check_root(root) is False  # missing: nothing to list
     assert state.check_root(root, create=True) is True
@@ -87,7 +87,7 @@ def test_root_check(tmp_path, monkeypatch):
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make a directory of another user")
 def test_root_check_refuses_another_users_directory(tmp_path, monkeypatch):
     parent = tmp_path / "minirun-1000"
-    monkeypatch.setattr(state, "_TMP_PARENT", str(parent))
+    monkeypatch.setattr(state, "TMP_PARENT", str(parent))
     parent.mkdir(0o700)
     os.chown(parent, 54321, 54321)
     with pytest.raises(HostError, match="of uid 54321"):
