@@ -208,25 +208,10 @@ def list_containers(all_: bool = False) -> list[dict]:
     return out
 
 
-def _signal_init(st: dict, sig: int) -> bool:
-    """Signal the container's init through a pidfd checked against its start time
-    (state.open_pidfd): a pid that now names another process is never signalled."""
-    pidfd = state.open_pidfd(st)
-    if pidfd is None:
-        return False
-    try:
-        signal.pidfd_send_signal(pidfd, sig)
-        return True
-    except ProcessLookupError:
-        return False
-    finally:
-        os.close(pidfd)
-
-
 def kill(name: str, sig: int = signal.SIGKILL) -> str:
     container_id = resolve(name)
     st = status(container_id)
-    if st["status"] != state.RUNNING or not _signal_init(st, sig):
+    if st["status"] != state.RUNNING or not state.send_signal(st, sig):
         raise SpecError(f"container {container_id} is not running")
     return container_id
 
@@ -244,10 +229,10 @@ def stop(name: str, timeout: float = 10) -> str:
     """SIGTERM (the init forwards it to COMMAND), then SIGKILL after ``timeout`` seconds."""
     container_id = resolve(name)
     st = status(container_id)
-    if st["status"] != state.RUNNING or not _signal_init(st, signal.SIGTERM):
+    if st["status"] != state.RUNNING or not state.send_signal(st, signal.SIGTERM):
         return container_id  # its init is gone already: its owner records the exit
     if not wait_exited(container_id, timeout):
-        _signal_init(st, signal.SIGKILL)  # PID 1 dies, and the kernel kills the namespace
+        state.send_signal(st, signal.SIGKILL)  # PID 1 dies, and the kernel kills the namespace
         wait_exited(container_id, 10)
     return container_id
 
@@ -257,7 +242,7 @@ def remove(name: str, force: bool = False) -> str:
     if state.is_live(container_id):
         if not force:
             raise SpecError(f"container {container_id} is running: stop it first or use rm -f")
-        _signal_init(status(container_id), signal.SIGKILL)
+        state.send_signal(status(container_id), signal.SIGKILL)
         if not wait_exited(container_id, 10):
             raise MiniRunError(f"container {container_id} did not exit after SIGKILL")
     cleanup.remove(container_id)

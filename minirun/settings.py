@@ -5,6 +5,9 @@
     MINIRUN_OCI_ROOT       minirun-oci's state when no --root is given (/run/minirun-oci)
     MINIRUN_CGROUP_PARENT  the cgroup directory containers go below, in every
                            hierarchy (minirun); minirun-oci's default is it + "-oci"
+    MINIRUN_LOG_ROOT       detached containers' logs (/var/lib/minirun/containers as root;
+                           a rootless user's data directory): on disk, never under /run
+                           (a tmpfs: a chatty container would fill the host's RAM)
     MINIRUN_NETWORK_DIR    the bridge's address book (/var/lib/minirun/network)
     MINIRUN_BRIDGE         the bridge's name (minirun0)
     MINIRUN_SUBNET         the bridge's subnet (10.88.0.0/24)
@@ -24,6 +27,23 @@ TMP_PARENT = f"/tmp/minirun-{os.geteuid()}"  # rootless state without XDG_RUNTIM
 STATE_ROOT = (_env("MINIRUN_STATE_ROOT") or "/run/minirun") if os.geteuid() == 0 else os.path.join(
     _env("XDG_RUNTIME_DIR") or TMP_PARENT, "minirun")
 VM_STATE_ROOT = STATE_ROOT + "-vm"
+
+
+def _rootless_log_root() -> str:
+    """$XDG_DATA_HOME/minirun/containers, else ~/.local/share's if $HOME is ours; a user
+    without a home of their own (nobody) keeps logs beside the state (checked as it is)."""
+    data = _env("XDG_DATA_HOME")
+    if not data:
+        home = _env("HOME", "")
+        try:
+            if home and os.stat(home).st_uid == os.geteuid():
+                data = os.path.join(home, ".local", "share")
+        except OSError:
+            pass
+    return os.path.join(data, "minirun", "containers") if data else STATE_ROOT + "-logs"
+
+
+LOG_ROOT = _env("MINIRUN_LOG_ROOT") or ("/var/lib/minirun/containers" if os.geteuid() == 0 else _rootless_log_root())
 OCI_ROOT = _env("MINIRUN_OCI_ROOT") or "/run/minirun-oci"
 CGROUP_PARENT = _env("MINIRUN_CGROUP_PARENT") or "minirun"
 OCI_CGROUP_PARENT = CGROUP_PARENT + "-oci"

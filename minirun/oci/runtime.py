@@ -26,6 +26,7 @@ import time
 import _signal as signal  # signal's IntEnums import enum: ~3.5 ms a start (entry.py)
 
 from ..errors import MiniRunError, SetupError, SpecError
+from ..state import send_signal, start_time
 from . import log, store
 
 SIGNALS = {name[3:]: getattr(signal, name) for name in dir(signal)
@@ -48,11 +49,23 @@ def _rfc3339(t: float) -> str:
 
 
 def _write_pid_file(path: str, pid: int) -> None:
+    """runc's createPidFile: a new file beside the target, then a rename over it, so a
+    reader never sees half a pid. The temp file is created (O_EXCL, O_NOFOLLOW) under a
+    name nobody can plant a link at in advance; rename replaces a link at ``path``
+    itself, never what it points to."""
     path = os.path.abspath(path)
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
-    with open(tmp, "w") as f:
-        f.write(str(pid))
-    os.rename(tmp, path)
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.urandom(6).hex()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        with open(fd, "w") as f:
+            f.write(str(pid))
+        os.rename(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
 
 
 class Created:
@@ -102,7 +115,7 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
     spec.hostname = hostname  # OCI: no hostname means keep the one the UTS namespace starts with
     namespaces = security.with_userns(namespaces, spec)
 
-    os.makedirs(root, 0o711, exist_ok=True)
+    os.makedirs(root, 0o700, exist_ok=True)  # runc's modes: root 0700, a container's directory 0711
     try:
         os.mkdir(state_dir, 0o711)
     except FileExistsError:
@@ -110,6 +123,11 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
     child = cgroup = None
     fds: list[int] = []
     try:
+        # Recorded before the cgroup exists: a create killed half-way leaves what delete
+        # (and `minirun gc`) needs to remove it. pid 0 reads as stopped.
+        store.write(state_dir, {"id": container_id, "pid": 0, "creating": True, "cgroup": extras.cgroups_path,
+                                "bundle": os.path.realpath(bundle), "rootfs": spec.rootfs,
+                                "created": _rfc3339(time.time())})
         fifo = os.path.join(state_dir, store.FIFO)
         os.mkfifo(fifo, 0o622)
         if spec.uid_mappings:  # the process opens it as its user, a mapped id on the host (runc chowns too)
@@ -171,7 +189,7 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
         child.release()
         freeze = _freeze_file(cgroup.paths)
         now = time.time()
-        st = {"id": container_id, "pid": child.pid, "pid_start": store.start_time(child.pid)[0],
+        st = {"id": container_id, "pid": child.pid, "pid_start": start_time(child.pid),
               "bundle": os.path.realpath(bundle), "rootfs": spec.rootfs, "created": _rfc3339(now),
               "owner": "root" if os.geteuid() == 0 else str(os.geteuid()), "annotations": extras.annotations,
               "cgroup": extras.cgroups_path, "cgroups": cgroup.paths,
@@ -185,7 +203,7 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
             # runc's order: the mounts are made; createContainer and pivot_root wait for these
             from . import hooks  # imported only then: subprocess costs ~2 ms
 
-            store.write(state_dir, st)
+            _write_locked(root, container_id, st)
             for kind in runtime_hooks:
                 hooks.run(kind, extras.hooks[kind], dict(store.oci_state(root, st), status="creating"), fatal=True)
             child.resume()
@@ -194,7 +212,7 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
             raise SetupError("container init", 0, "the container process died during setup")
         if report.kind != syscalls.CREATED:
             container._raise_for_failure(report, proc.args[0], spec.rootfs)
-        store.write(state_dir, st)
+        _write_locked(root, container_id, st)
         if pid_file:
             _write_pid_file(pid_file, child.pid)
         return Created(child, st, state_dir)
@@ -213,6 +231,13 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
             os.close(fd)
         if child is not None and not foreground:
             child.close()
+
+
+def _write_locked(root: str, container_id: str, st: dict) -> None:
+    """The state, written under the directory's lock: taken only now, after the clone,
+    since the child (which keeps our fds until its execve) would otherwise hold it."""
+    with store.locked(root, container_id):
+        store.write(store.path(root, container_id), st)
 
 
 class _pid_namespace_for:
@@ -289,11 +314,12 @@ def _set_process_limits(pid: int, extras) -> None:
 
 
 def start(root: str, container_id: str) -> None:
-    st = store.read(root, container_id)
-    current = store.status(root, st)
-    if current != store.CREATED:
-        raise SpecError(f"cannot start container {container_id!r}: it is {current}, not created")
-    _open_fifo(root, st)
+    with store.locked(root, container_id):  # two starts: one releases the process, the other finds it running
+        st = store.read(root, container_id)
+        current = store.status(root, st)
+        if current != store.CREATED:
+            raise SpecError(f"cannot start container {container_id!r}: it is {current}, not created")
+        _open_fifo(root, st)
     hooks = st.get("hooks", {}).get("poststart")
     if hooks:
         from . import hooks as oci_hooks
@@ -338,47 +364,57 @@ def _open_fifo(root: str, st: dict) -> None:
 
 
 def kill(root: str, container_id: str, sig: int, all_: bool = False) -> None:
-    st = store.read(root, container_id)
-    stopped = store.status(root, st) == store.STOPPED
-    if stopped and not all_:
-        # containerd's shim treats only these words as "already gone" (runc's text).
-        raise SpecError(f"container {container_id!r}: container not running")
-    if not all_:
-        pids = [st["pid"]]
-    elif stopped:
-        # runc 1.1: --all signals what is left in the cgroup (a --pid host container's
-        # orphans) and succeeds when nothing is; engines send it after every exit.
-        pids = _cgroup(st).pids() if st.get("cgroup") not in (None, "", ".", "/") else []
-    else:
-        pids = _cgroup(st).pids() or [st["pid"]]
-    for pid in pids:
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
+    with store.locked(root, container_id):
+        st = store.read(root, container_id)
+        stopped = store.status(root, st) == store.STOPPED
+        if stopped and not all_:
+            # containerd's shim treats only these words as "already gone" (runc's text).
+            raise SpecError(f"container {container_id!r}: container not running")
+        pids = []
+        if all_ and (not stopped or st.get("cgroup") not in (None, "", ".", "/")):
+            # runc 1.1: --all signals what is in the cgroup (after an exit, what is left: a
+            # --pid host container's orphans) and succeeds when nothing is; engines send it
+            # after every exit.
+            pids = _cgroup(st).pids()
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        # Else the process itself, through a pidfd checked against its start time: its pid
+        # may name another process by now, which is then not signalled.
+        if not stopped and not pids and not send_signal(st, sig) and not all_:
+            raise SpecError(f"container {container_id!r}: container not running")
 
 
 def _cgroup(st: dict):
     from .. import cgroups
-    from ..spec import Limits
 
     relpath = st.get("cgroup")
     if not relpath or relpath in (".", "/"):
         raise SpecError(f"container {st['id']!r}: no cgroup recorded")
-    return cgroups.Cgroup(st["id"], Limits(), cgroups.detect(), relpath)
+    return cgroups.existing(st["id"], relpath=relpath)
 
 
 def delete(root: str, container_id: str, force: bool = False) -> None:
+    state_dir = store.path(root, container_id)
+    try:
+        with store.locked(root, container_id):  # a concurrent verb waits, then finds it gone
+            _delete(root, container_id, state_dir, force)
+    except store.StoreError:
+        if force and not os.path.lexists(state_dir):
+            return
+        raise
+
+
+def _delete(root: str, container_id: str, state_dir: str, force: bool) -> None:
     from ..state import rmtree
 
-    state_dir = store.path(root, container_id)
     try:
         st = store.read(root, container_id)
     except store.StoreError:
-        if force and not os.path.exists(state_dir):
-            return
-        if os.path.isdir(state_dir) and not os.path.exists(os.path.join(state_dir, "state.json")):
-            rmtree(state_dir)  # a create that died half-way
+        if not os.path.lexists(os.path.join(state_dir, "state.json")):
+            rmtree(state_dir)  # a create that died before it wrote anything: nothing else exists
             return
         raise
     current = store.status(root, st)
@@ -387,12 +423,9 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
     if current == store.PAUSED:
         _freeze(st, False)
     if current != store.STOPPED:
-        try:
-            os.kill(st["pid"], signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    cgroup = _cgroup(st)
-    cgroup.destroy()  # kills whatever is left in it, and waits for it to leave
+        send_signal(st, signal.SIGKILL)
+    if st.get("cgroup"):  # a half-created container's too: create records it before making it
+        _cgroup(st).destroy()  # kills whatever is left in it, and waits for it to leave
     deadline = time.monotonic() + 5
     while store.alive(st) and time.monotonic() < deadline:
         time.sleep(0.005)
@@ -426,17 +459,19 @@ def _freeze(st: dict, frozen: bool) -> None:
 
 
 def pause(root: str, container_id: str) -> None:
-    st = store.read(root, container_id)
-    if store.status(root, st) != store.RUNNING:
-        raise SpecError(f"container {container_id!r} is not running")
-    _freeze(st, True)
+    with store.locked(root, container_id):
+        st = store.read(root, container_id)
+        if store.status(root, st) != store.RUNNING:
+            raise SpecError(f"container {container_id!r} is not running")
+        _freeze(st, True)
 
 
 def resume(root: str, container_id: str) -> None:
-    st = store.read(root, container_id)
-    if store.status(root, st) != store.PAUSED:
-        raise SpecError(f"container {container_id!r} is not paused")
-    _freeze(st, False)
+    with store.locked(root, container_id):
+        st = store.read(root, container_id)
+        if store.status(root, st) != store.PAUSED:
+            raise SpecError(f"container {container_id!r} is not paused")
+        _freeze(st, False)
 
 
 def update(root: str, container_id: str, resources: dict) -> None:

@@ -4,10 +4,16 @@
                  paths, hooks, the security record exec applies), written by rename
     exec.fifo    exists from `create` until `start` has released the process
 
+minirun's own store (minirun/state.py) does the storing: the same unique temp names
+and rename, the same start-time check before a signal (a pidfd), the same private
+modes as runc (root 0700, files 0600: the state holds the process's environment).
+Engines run verbs of one container concurrently, so each verb that changes it holds
+``locked()``, a flock on the directory, for the whole change.
+
 Status: ``stopped`` once the pid is gone, a zombie, or another process reusing the
 number (its start time differs); else ``created`` while the fifo exists, ``paused``
-while the cgroup is frozen, ``running`` otherwise. Only os and jsonlite here: `state`
-and `start` run this module and nothing heavy.
+while the cgroup is frozen, ``running`` otherwise. Nothing heavy here: `state` and
+`start` run this module.
 """
 
 from __future__ import annotations
@@ -15,8 +21,8 @@ from __future__ import annotations
 import os
 
 from .. import jsonlite as json  # not the json package (re, enum: ~7 ms a start; see jsonlite.py)
-
-DEFAULT_ROOT = "/run/minirun-oci"
+from .. import state as core
+from ..settings import OCI_ROOT as DEFAULT_ROOT  # MINIRUN_OCI_ROOT, else /run/minirun-oci
 FIFO = "exec.fifo"
 OCI_VERSION = "1.0.2"
 
@@ -42,7 +48,8 @@ def path(root: str, container_id: str) -> str:
 
 def read(root: str, container_id: str) -> dict:
     try:
-        with open(os.path.join(path(root, container_id), "state.json")) as f:
+        fd = os.open(os.path.join(path(root, container_id), "state.json"), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with open(fd) as f:
             return json.load(f)
     except FileNotFoundError:
         raise StoreError(f"container {container_id!r} does not exist") from None
@@ -50,28 +57,35 @@ def read(root: str, container_id: str) -> dict:
         raise StoreError(f"container {container_id!r}: state.json is damaged") from None
 
 
-def write(state_dir: str, st: dict) -> None:
-    tmp = os.path.join(state_dir, "state.json.tmp")
-    with open(tmp, "w") as f:
-        json.dump(st, f)
-    os.rename(tmp, os.path.join(state_dir, "state.json"))
+write = core.write  # unique temp name, 0600, rename
 
 
-def start_time(pid: int) -> tuple[int | None, str]:
-    """(start time in clock ticks, process state letter); (None, "") once the pid is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return int(fields[19]), fields[0]
-    except (OSError, IndexError, ValueError):
-        return None, ""
+def make_root(root: str) -> None:
+    """runc's modes: the root and each container's directory 0700 (made so, and kept so)."""
+    os.makedirs(root, 0o700, exist_ok=True)
+    if os.stat(root).st_mode & 0o077:
+        os.chmod(root, 0o700)
+
+
+class locked(core.DirLock):
+    """Hold the container's directory lock for one change: StoreError if it does not exist."""
+
+    def __init__(self, root: str, container_id: str):
+        super().__init__(path(root, container_id))
+        self.id = container_id
+
+    def __enter__(self) -> locked:
+        try:
+            return super().__enter__()
+        except (FileNotFoundError, NotADirectoryError):
+            raise StoreError(f"container {self.id!r} does not exist") from None
 
 
 def alive(st: dict) -> bool:
     pid = st.get("pid") or 0
     if pid <= 0:
         return False
-    started, letter = start_time(pid)
+    started, letter = core.proc_stat(pid)
     return started is not None and started == st.get("pid_start") and letter not in ("Z", "X")
 
 
