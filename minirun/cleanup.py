@@ -4,8 +4,11 @@ only stores.
 
 A foreground container's state goes with its minirun; a detached one's stays,
 "exited", until `rm`. Whatever a SIGKILLed minirun left is found by the lock it
-no longer holds (state.is_live) and removed here, by the next minirun command
-or `minirun gc`.
+no longer holds (state.is_live) and removed here, by `minirun gc` (or, for one
+name, by the next run that claims it).
+
+minirun-oci's containers (under settings.OCI_ROOT) belong to their engine, which
+deletes them: gc takes only what no engine can still want (gc_oci).
 """
 
 from __future__ import annotations
@@ -41,6 +44,33 @@ def gc_vms(vm_root: str | None = None) -> list[str]:
             if fd >= 0:
                 os.close(fd)
     return gone
+
+
+def _vm_root(root: str) -> str:
+    return state.VM_STATE_ROOT if root == state.STATE_ROOT else root + "-vm"
+
+
+def release_stale_addresses(root: str | None = None, failed: list[str] | None = None) -> list[str]:
+    """Give back the bridge addresses of containers (and VMs) that have no live state
+    directory: their minirun died. Cheap: one look at the address book, a lock test per entry."""
+    root = root or state.STATE_ROOT
+    failed = [] if failed is None else failed
+    ipam = os.path.join(state.NETWORK_DIR, "allocations.json")
+    if not (os.path.exists(ipam) and os.path.getsize(ipam) > 2):
+        return []
+    from . import network
+
+    released = []
+    vm_root = _vm_root(root)
+    for key in network.stale_ids():
+        vm = key.startswith(network.VM_PREFIX)
+        if not (state.is_live(key[len(network.VM_PREFIX):], vm_root) if vm else state.is_live(key, root)):
+            try:
+                network.detach_by_id(key)
+                released.append(key)
+            except Exception as err:  # noqa: BLE001 (pyroute2's errors are not OSErrors)
+                failed.append(f"{key}: {err}")
+    return released
 
 
 def gc(root: str | None = None, failed: list[str] | None = None) -> list[str]:
@@ -95,21 +125,11 @@ def gc(root: str | None = None, failed: list[str] | None = None) -> list[str]:
         finally:
             if fd >= 0:
                 os.close(fd)
-    vm_root = state.VM_STATE_ROOT if root == state.STATE_ROOT else root + "-vm"
+    vm_root = _vm_root(root)
     gc_vms(vm_root)
-    # An address whose container (or VM) has no live state directory: its minirun died.
-    ipam = os.path.join(state.NETWORK_DIR, "allocations.json")
-    if os.path.exists(ipam) and os.path.getsize(ipam) > 2:
-        from . import network
-
-        for key in network.stale_ids():
-            vm = key.startswith(network.VM_PREFIX)
-            if not (state.is_live(key[len(network.VM_PREFIX):], vm_root) if vm else state.is_live(key, root)):
-                try:
-                    network.detach_by_id(key)
-                    cleaned.append(key)
-                except Exception as err:  # noqa: BLE001 (pyroute2's errors are not OSErrors)
-                    failed.append(f"{key}: {err}")
+    cleaned += release_stale_addresses(root, failed)
+    if os.geteuid() == 0:
+        cleaned += gc_oci(failed=failed)
     # A cgroup without a state directory is stale (state is created first, removed last).
     # Rootless runs have no cgroups, and must not touch root's.
     for container_id in cgroups.stale_ids() if os.geteuid() == 0 else ():
@@ -120,3 +140,78 @@ def gc(root: str | None = None, failed: list[str] | None = None) -> list[str]:
             except (MiniRunError, OSError) as err:
                 failed.append(f"{container_id}: {err}")
     return cleaned
+
+
+def gc_oci(oci_root: str | None = None, failed: list[str] | None = None) -> list[str]:
+    """What minirun-oci left that no engine can still want; return the ids cleaned.
+
+    A create that died half-way (its record says "creating", or it wrote none) is
+    removed, cgroup and state, once older than state.NEW_GRACE_S: a `delete` of it
+    would find nothing, as after runc's failed create. A stopped container keeps its
+    state until the engine's `delete`, but its cgroup goes once empty (like a detached
+    minirun container's). A cgroup under minirun-oci's default parent with no state is
+    removed once empty and as old. Each directory is taken under the store's lock
+    (skipped while a verb holds it).
+    """
+    from . import cgroups
+    from .oci import store
+
+    oci_root = oci_root or store.DEFAULT_ROOT
+    failed = [] if failed is None else failed
+    cleaned = []
+    now = time.time()
+    for name in _listdir(oci_root):
+        path = os.path.join(oci_root, name)
+        try:
+            with state.DirLock(path, blocking=False):
+                record = _oci_record(path)
+                age = now - os.lstat(os.path.join(path, "state.json") if record else path).st_mtime
+                if record is None or record.get("creating"):
+                    if age < state.NEW_GRACE_S:
+                        continue  # a create may be under way
+                    if record and record.get("cgroup"):
+                        cgroups.existing(name, relpath=record["cgroup"]).destroy()
+                    state.rmtree(path)
+                    cleaned.append(name)
+                elif not store.alive(record) and record.get("cgroup"):
+                    cgroup = cgroups.existing(name, relpath=record["cgroup"])
+                    if any(os.path.isdir(p) for p in cgroup.dirs) and not cgroup.pids():
+                        cgroup.destroy()
+                        cleaned.append(name)
+        except (BlockingIOError, FileNotFoundError, NotADirectoryError, store.StoreError):
+            continue  # busy, gone, or not a container's directory
+        except (MiniRunError, OSError) as err:
+            failed.append(f"{name}: {err}")
+    from .settings import OCI_CGROUP_PARENT
+
+    for name in cgroups.stale_ids(parent=OCI_CGROUP_PARENT) - set(_listdir(oci_root)):
+        try:
+            cgroup = cgroups.existing(name, relpath=os.path.join(OCI_CGROUP_PARENT, name))
+            dirs = [p for p in cgroup.dirs if os.path.isdir(p)]
+            if all(now - os.stat(p).st_mtime >= state.NEW_GRACE_S for p in dirs) and not cgroup.pids():
+                cgroup.destroy()
+                cleaned.append(name)
+        except (MiniRunError, OSError) as err:
+            failed.append(f"{name}: {err}")
+    return cleaned
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return sorted(n for n in os.listdir(path) if not n.startswith("."))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _oci_record(path: str) -> dict | None:
+    from . import jsonlite
+
+    try:
+        fd = os.open(os.path.join(path, "state.json"), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    with open(fd) as f:
+        try:
+            return jsonlite.load(f)
+        except ValueError:
+            return None

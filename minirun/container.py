@@ -124,7 +124,10 @@ def run(spec: ContainerSpec, *, stdio=(None, None, None), detached: bool = False
     """
     t0 = time.perf_counter()
     namespaces = available_namespaces(spec.namespaces) if prepared else prepare(spec)[1]
-    cleanup.gc()
+    # No full gc here (`minirun gc` is a verb): a dead run under this name is reclaimed by
+    # the claim, and a bridge run takes back only the addresses of dead runs.
+    if spec.network == "bridge":
+        cleanup.release_stale_addresses()
     info = {"rootfs": spec.rootfs, "args": spec.process.args, "hostname": spec.hostname,
             "generated_id": spec.generated_id}
     with state.claim(spec.id, info, keep=detached, reclaim=cleanup.remove) as claim:

@@ -332,7 +332,7 @@ def run(spec: VMSpec, stdout: Callable[[bytes], None] | None = None,
     if spec.network == "bridge":
         from .. import cleanup
 
-        cleanup.gc()  # the addresses of VMs and containers whose minirun was killed go back to the book
+        cleanup.release_stale_addresses()  # those of VMs and containers whose minirun was killed
     # Held while the VM runs: the name is taken, and gc can tell this VM's address from a dead one's.
     with state.claim(vm_id, {"kind": "vm", "args": spec.args}, root=state.VM_STATE_ROOT) as claim:
         proxy = net = None
