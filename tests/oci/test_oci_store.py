@@ -1,0 +1,245 @@
+"""minirun-oci's state store under attack and under load: the pid file and the state as
+another user sees them (runc's rules), verbs that engines run concurrently on one
+container, a create killed half-way, and what `minirun gc` collects after minirun-oci."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+from conftest import OCI, run_to_files
+from helpers import minirun, wait_for
+from minirun.settings import OCI_ROOT
+
+NOBODY = 65534
+
+
+def as_nobody(*cmd: str) -> subprocess.CompletedProcess:
+    return subprocess.run(list(cmd), user=NOBODY, group=NOBODY, extra_groups=[], capture_output=True, text=True,
+                          timeout=30)
+
+
+@pytest.fixture
+def public_dir():
+    """A directory every user may write to (no sticky bit: fs.protected_symlinks does not
+    apply), outside the tests' private temporary tree."""
+    path = tempfile.mkdtemp(prefix="minirun-test-public-", dir="/tmp")
+    os.chmod(path, 0o777)
+    yield path
+    shutil.rmtree(path)
+
+
+def cgroup_dirs(bundle_path: str) -> list[str]:
+    with open(os.path.join(bundle_path, "config.json")) as f:
+        relpath = json.load(f)["linux"]["cgroupsPath"].lstrip("/")
+    return [d for d in glob.glob(f"/sys/fs/cgroup/*/{relpath}") + glob.glob(f"/sys/fs/cgroup/{relpath}")
+            if os.path.isdir(d)]
+
+
+def test_pid_file_replaces_a_link_planted_by_another_user_and_never_follows_it(tmp_path, bundle, oci, public_dir):
+    """runc's createPidFile: a new file (O_EXCL) renamed over the target. Before, root wrote
+    through nobody's link at the fixed temp name `.pid.tmp` into a root-only file."""
+    secret = tmp_path / "root-only"
+    secret.write_text("precious\n")
+    secret.chmod(0o600)
+    pid_file = os.path.join(public_dir, "pid")
+    for name in ("pid", ".pid.tmp"):
+        planted = as_nobody("ln", "-s", str(secret), os.path.join(public_dir, name))
+        assert planted.returncode == 0, planted.stderr  # positive control: nobody can plant them
+    out = oci("create", "--bundle", bundle(["/bin/sleep", "60"]), "--pid-file", pid_file, "pidf")
+    try:
+        assert out.returncode == 0, out.stderr
+        assert secret.read_text() == "precious\n", "root wrote the pid file through a planted link"
+        # positive control: the pid file itself was written, as a file of its own
+        assert not os.path.islink(pid_file) and int(open(pid_file).read()) == oci.state("pidf")["pid"]
+        assert sorted(os.listdir(public_dir)) == [".pid.tmp", "pid"]  # no temp file left
+    finally:
+        oci("delete", "--force", "pidf")
+
+
+def test_state_is_root_only_as_runc_makes_it(tmp_path, bundle, rootfs):
+    """runc: root 0700, state.json 0600. Before (0711/0644), nobody read the process's env."""
+    parent = tempfile.mkdtemp(prefix="minirun-test-root-", dir="/run")
+    os.chmod(parent, 0o755)
+    root = os.path.join(parent, "oci")
+    try:
+        config_env = ["PATH=/bin", "DB_PASSWORD=s3cret-in-env"]
+        path = bundle(["/bin/sleep", "60"])
+        with open(os.path.join(path, "config.json")) as f:
+            config = json.load(f)
+        config["process"]["env"] = config_env
+        with open(os.path.join(path, "config.json"), "w") as f:
+            json.dump(config, f)
+        out = run_to_files([OCI, "--root", root, "create", "--bundle", path, "secret"])
+        assert out.returncode == 0, out.stderr
+        state_json = os.path.join(root, "secret", "state.json")
+        assert stat.S_IMODE(os.stat(root).st_mode) == 0o700
+        assert stat.S_IMODE(os.stat(state_json).st_mode) == 0o600
+        assert "s3cret-in-env" in open(state_json).read()  # it is there to be stolen
+        for attempt in (["cat", state_json], ["ls", root]):
+            out = as_nobody(*attempt)
+            assert out.returncode != 0 and "s3cret" not in out.stdout, attempt
+        # positive control: nobody reads a file of the same place with the old modes
+        control = os.path.join(parent, "control")
+        with open(control, "w") as f:
+            f.write("readable\n")
+        os.chmod(control, 0o644)
+        assert as_nobody("cat", control).stdout == "readable\n"
+    finally:
+        subprocess.run([OCI, "--root", root, "delete", "--force", "secret"], capture_output=True)
+        shutil.rmtree(parent)
+
+
+def test_start_kill_delete_run_concurrently_on_one_container(bundle, oci):
+    """Engines call start, kill, state and delete at once (a shim's stop beside a kubelet's
+    remove). Each round: exactly one start releases the process, each verb either does its
+    job or answers one clear line, and at the end the container is gone whole (no cgroup,
+    no state, no process) or whole (its state readable)."""
+    path = bundle(["/bin/sleep", "60"])
+    verbs = [["start"], ["start"], ["kill", "KILL"], ["kill", "TERM"], ["state"], ["delete", "--force"],
+             ["delete", "--force"], ["delete"]]
+    for round_ in range(8):
+        cid = f"conc{round_}"
+        assert oci("create", "--bundle", path, cid).returncode == 0
+        procs = [subprocess.Popen([OCI, "--root", oci.root, *verb, cid], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for verb in verbs]
+        results = [(verb, *p.communicate(timeout=60), p.returncode) for verb, p in zip(verbs, procs)]
+        for verb, _out, err, rc in results:
+            assert "internal error" not in err and "Traceback" not in err, (verb, err)
+            assert rc == 0 or len(err.strip().splitlines()) == 1, (verb, err)
+        started = [r for r in results if r[0] == ["start"] and r[3] == 0]
+        assert len(started) <= 1, results  # two starts never both release the process
+        oci("delete", "--force", cid)
+        assert not os.path.exists(os.path.join(oci.root, cid))
+        assert not cgroup_dirs(path), "the cgroup outlived delete"
+
+
+def test_of_two_concurrent_starts_one_releases_the_process_and_the_other_says_why_not(bundle, oci):
+    """Under the store's lock the second start finds the container running. Before, both
+    raced for the fifo, and the loser claimed the running process "exited before it was
+    started"."""
+    path = bundle(["/bin/sleep", "60"])
+    for round_ in range(10):
+        cid = f"twice{round_}"
+        assert oci("create", "--bundle", path, cid).returncode == 0
+        try:
+            procs = [subprocess.Popen([OCI, "--root", oci.root, "start", cid], stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.PIPE, text=True) for _ in range(2)]
+            results = sorted((p.wait(timeout=60), p.stderr.read()) for p in procs)
+            for p in procs:
+                p.stderr.close()
+            assert results[0][0] == 0 and results[1][0] != 0, results
+            assert "it is running, not created" in results[1][1], results
+            assert oci.state(cid)["status"] == "running"
+        finally:
+            oci("delete", "--force", cid)
+
+
+def test_kill_never_signals_a_process_that_took_the_pid(bundle, oci):
+    """The recorded pid now names another process (its start time differs): kill reaches
+    nothing. The pidfd is checked against the start time after it is opened."""
+    assert oci("create", "--bundle", bundle(["/bin/sleep", "60"]), "reuse").returncode == 0
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        state_json = os.path.join(oci.root, "reuse", "state.json")
+        with open(state_json) as f:
+            st = json.load(f)
+        real = st["pid"]
+        st["pid"] = bystander.pid  # as if the container died and its pid went to the bystander
+        with open(state_json, "w") as f:
+            json.dump(st, f)
+        out = oci("kill", "reuse", "KILL")
+        assert out.returncode != 0 and "not running" in out.stderr
+        assert bystander.poll() is None, "kill signalled a process that only had the container's pid"
+        st["pid"] = real
+        with open(state_json, "w") as f:
+            json.dump(st, f)
+        assert oci("kill", "reuse", "KILL").returncode == 0  # positive control: the real one is reached
+        assert wait_for(lambda: oci.state("reuse")["status"] == "stopped")
+    finally:
+        bystander.kill()
+        bystander.wait()
+        oci("delete", "--force", "reuse")
+
+
+@pytest.fixture
+def stuck_console(tmp_path):
+    """A console socket whose backlog is full: `create` blocks connecting to it, after
+    it has made the container's cgroup and before it starts the process."""
+    path = str(tmp_path / "console.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(0)
+    filler = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    filler.connect(path)
+    yield path
+    filler.close()
+    server.close()
+
+
+def _create_killed_half_way(oci_argv: list[str], path: str, cid: str, console: str) -> None:
+    with open(os.path.join(path, "config.json")) as f:
+        config = json.load(f)
+    config["process"]["terminal"] = True
+    with open(os.path.join(path, "config.json"), "w") as f:
+        json.dump(config, f)
+    create = subprocess.Popen([*oci_argv, "create", "--bundle", path, "--console-socket", console, cid],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert wait_for(lambda: cgroup_dirs(path) or create.poll() is not None), "create never made its cgroup"
+    assert create.poll() is None, "create did not wait at the console socket"
+    create.kill()  # as an engine's timeout does
+    create.wait()
+    assert cgroup_dirs(path)  # left behind: the fixtures' leak check would name it
+
+
+def test_delete_of_a_create_killed_half_way_removes_its_cgroup(bundle, oci, stuck_console):
+    path = bundle(["/bin/sleep", "60"])
+    _create_killed_half_way([OCI, "--root", oci.root], path, "half", stuck_console)
+    out = oci("delete", "half")
+    assert out.returncode == 0, out.stderr
+    assert not cgroup_dirs(path), "delete left the cgroup of a half-created container"
+    assert not os.path.exists(os.path.join(oci.root, "half"))
+
+
+def _age(path: str) -> None:
+    """Make a state directory look older than gc's grace for a create under way."""
+    for p in [path] + [os.path.join(path, n) for n in os.listdir(path)]:
+        os.utime(p, (1, 1), follow_symlinks=False)
+
+
+def test_minirun_gc_collects_what_minirun_oci_left(bundle, oci, stuck_console):
+    """Under minirun-oci's default root: a create killed half-way goes whole once older
+    than the grace; a stopped container keeps its state (for the engine's delete) but
+    not its empty cgroup; a running one and a fresh half-way one are left alone."""
+    half, stopped, running = (bundle(["/bin/sleep", "60"]) for _ in range(3))
+    try:
+        _create_killed_half_way([OCI], half, "gc-half", stuck_console)
+        for path, cid in ((stopped, "gc-stopped"), (running, "gc-running")):
+            out = run_to_files([OCI, "run", "--detach", "--bundle", path, cid])
+            assert out.returncode == 0, out.stderr
+        assert run_to_files([OCI, "kill", "gc-stopped", "KILL"]).returncode == 0
+        assert wait_for(lambda: json.loads(run_to_files([OCI, "state", "gc-stopped"]).stdout)["status"] == "stopped")
+
+        out = minirun("gc")
+        assert out.returncode == 0 and "removed gc-stopped" in out.stdout.splitlines(), out.stderr
+        assert not cgroup_dirs(stopped) and os.path.exists(os.path.join(OCI_ROOT, "gc-stopped", "state.json"))
+        assert cgroup_dirs(half), "gc took a half-created container younger than the grace"
+        _age(os.path.join(OCI_ROOT, "gc-half"))
+        out = minirun("gc")
+        assert out.returncode == 0 and out.stdout.splitlines() == ["removed gc-half"], (out.stdout, out.stderr)
+        assert not cgroup_dirs(half) and not os.path.exists(os.path.join(OCI_ROOT, "gc-half"))
+        assert cgroup_dirs(running) and json.loads(run_to_files([OCI, "state", "gc-running"]).stdout)[
+            "status"] == "running"
+        assert run_to_files([OCI, "delete", "gc-stopped"]).returncode == 0  # the engine's delete still works
+    finally:
+        for cid in ("gc-half", "gc-stopped", "gc-running"):
+            run_to_files([OCI, "delete", "--force", cid])
