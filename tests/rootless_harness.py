@@ -31,8 +31,10 @@ os.setgid(NOBODY)
 os.setuid(NOBODY)
 ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE
 
-import minirun.state  # noqa: E402  (state picks its directory by euid when imported)
+import minirun.settings  # noqa: E402  (settings pick the state directory by euid when imported)
+import minirun.state  # noqa: E402
 
+importlib.reload(minirun.settings)
 importlib.reload(minirun.state)
 for module in (sys.modules["minirun.container"], sys.modules["minirun.lifecycle"]):
     module.state = minirun.state

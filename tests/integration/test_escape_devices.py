@@ -253,7 +253,7 @@ def test_v1_devices_cgroup_holds_the_rules(rootfs):
         pytest.skip("cgroup v2 here: the rules are a BPF program (test_bpf_program_on_a_real_cgroup)")
     name = f"devlist{os.getpid()}"
     proc = popen_minirun("run", "--name", name, "--device", "/dev/null:/dev/mynull:r", rootfs, "/bin/sleep", "60")
-    path = os.path.join(layout.controllers["devices"], "minirun", name)
+    path = os.path.join(layout.controllers["devices"], cgroups.PARENT, name)
     try:
         assert wait_for(lambda: os.path.exists(os.path.join(path, "tasks")) and open(os.path.join(path, "tasks")).read())
         listed = open(os.path.join(path, "devices.list")).read().split("\n")
@@ -277,7 +277,7 @@ def test_bpf_program_on_a_real_cgroup(tmp_path):
     layout = cgroups.detect()
     if not layout.unified:
         pytest.skip("no cgroup2 hierarchy on this host")
-    parent = os.path.join(layout.unified, "minirun")
+    parent = os.path.join(layout.unified, cgroups.PARENT)
     os.makedirs(parent, exist_ok=True)
     path = os.path.join(parent, f"bpftest{os.getpid()}")
     os.mkdir(path)

@@ -22,6 +22,7 @@ import pytest
 
 from helpers import inspect, minirun, popen_minirun, wait_for
 from minirun.state import STATE_ROOT
+from minirun.settings import CGROUP_PARENT
 
 NOBODY = 65534
 STRANGER = 54321  # a uid that is neither root nor the rootless user
@@ -351,7 +352,7 @@ def test_a_failed_cleanup_keeps_the_exit_code_and_leaves_the_rest_to_gc(rootfs):
     namespace is gone, gc removes it. The mount waits until the container is in the cgroup:
     earlier, it would hide the files the setup still has to open."""
     name = "esc-cleanup"
-    cgroup = f"/sys/fs/cgroup/pids/minirun/{name}"
+    cgroup = f"/sys/fs/cgroup/pids/{CGROUP_PARENT}/{name}"
     if not os.path.isdir("/sys/fs/cgroup/pids"):
         pytest.skip("no cgroup v1 pids hierarchy to keep busy")
     script = (f'"$0" -m minirun run --json --name {name} {rootfs} /bin/sh -c "sleep 1; exit 7" >result.json & '

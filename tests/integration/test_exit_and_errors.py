@@ -11,6 +11,7 @@ import pytest
 
 from helpers import minirun, popen_minirun, wait_for
 from minirun.state import STATE_ROOT
+from minirun.settings import CGROUP_PARENT
 
 
 def one_line_error(proc, code: int, *fragments: str) -> None:
@@ -130,7 +131,7 @@ def dead(pid: int) -> bool:
 
 def container_pids(name: str) -> list[int]:
     try:
-        with open(f"/sys/fs/cgroup/pids/minirun/{name}/cgroup.procs") as f:
+        with open(f"/sys/fs/cgroup/pids/{CGROUP_PARENT}/{name}/cgroup.procs") as f:
             return [int(p) for p in f.read().split()]
     except FileNotFoundError:
         return []
@@ -178,22 +179,26 @@ def test_sigkilled_minirun_takes_its_container_down_and_gc_cleans_up(rootfs):
     assert wait_for(lambda: container_pids("orphan") == []), "container survived minirun's SIGKILL"
     for pid in pids:
         assert wait_for(lambda: dead(pid)), f"process {pid} survived"
-    assert os.path.isdir("/sys/fs/cgroup/pids/minirun/orphan"), "expected the stale cgroup a SIGKILL leaves"
+    assert os.path.isdir(f"/sys/fs/cgroup/pids/{CGROUP_PARENT}/orphan"), "expected the stale cgroup a SIGKILL leaves"
     gc = minirun("gc")
     assert gc.returncode == 0 and "orphan" in gc.stdout
-    assert not os.path.exists("/sys/fs/cgroup/pids/minirun/orphan")
+    assert not os.path.exists(f"/sys/fs/cgroup/pids/{CGROUP_PARENT}/orphan")
     assert not os.path.exists(os.path.join(STATE_ROOT, "orphan"))
 
 
-def test_next_run_collects_stale_state(rootfs):
+def test_a_run_does_not_gc_others_but_reclaims_its_own_name(rootfs):
+    """gc is a verb, not a scan before every start: a run leaves what another dead run
+    left alone, and takes back (cgroup and state) only its own name."""
     proc = popen_minirun("run", "--name", "stale", rootfs, "/bin/sleep", "300")
     assert wait_for(lambda: len(container_pids("stale")) == 2)
     proc.kill()
     proc.communicate(timeout=10)
     assert minirun("run", rootfs, "/bin/true").returncode == 0
-    assert not os.path.exists("/sys/fs/cgroup/pids/minirun/stale")
-    # and the name is free again
+    assert os.path.isdir(f"/sys/fs/cgroup/pids/{CGROUP_PARENT}/stale"), "a run of another name scanned everything"
+    assert os.path.isdir(os.path.join(STATE_ROOT, "stale"))
+    # the name is free again: its run reclaims what the dead one left
     assert minirun("run", "--name", "stale", rootfs, "/bin/true").returncode == 0
+    assert not os.path.exists(f"/sys/fs/cgroup/pids/{CGROUP_PARENT}/stale")
 
 
 def test_container_killed_from_outside_is_reported_and_cleaned(rootfs):
