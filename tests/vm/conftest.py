@@ -16,6 +16,8 @@ import time
 
 import pytest
 
+from helpers import own_links
+
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "vm: boots a real QEMU virtual machine (slow-ish; TCG works)")
@@ -86,7 +88,8 @@ def vm_network_leftovers(name: str) -> list[str]:
 
 
 def taps() -> set[str]:
-    return {n for n in os.listdir("/sys/class/net") if n.startswith("mr")}
+    """This session's bridge and what is plugged into it (tests/isolation.py): never another tenant's."""
+    return set(own_links())
 
 
 @pytest.fixture
