@@ -163,8 +163,12 @@ def gc_oci(oci_root: str | None = None, failed: list[str] | None = None) -> list
     for name in _listdir(oci_root):
         path = os.path.join(oci_root, name)
         try:
+            store.check_id(name)  # else not a container's directory: not ours to judge
             with state.DirLock(path, blocking=False):
-                record = _oci_record(path)
+                try:
+                    record = store.read(oci_root, name)
+                except store.StoreError:  # none yet, or damaged
+                    record = None
                 age = now - os.lstat(os.path.join(path, "state.json") if record else path).st_mtime
                 if record is None or record.get("creating"):
                     if age < state.NEW_GRACE_S:
@@ -202,16 +206,3 @@ def _listdir(path: str) -> list[str]:
     except (FileNotFoundError, NotADirectoryError):
         return []
 
-
-def _oci_record(path: str) -> dict | None:
-    from . import jsonlite
-
-    try:
-        fd = os.open(os.path.join(path, "state.json"), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    with open(fd) as f:
-        try:
-            return jsonlite.load(f)
-        except ValueError:
-            return None

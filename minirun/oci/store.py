@@ -60,13 +60,6 @@ def read(root: str, container_id: str) -> dict:
 write = core.write  # unique temp name, 0600, rename
 
 
-def make_root(root: str) -> None:
-    """runc's modes: the root and each container's directory 0700 (made so, and kept so)."""
-    os.makedirs(root, 0o700, exist_ok=True)
-    if os.stat(root).st_mode & 0o077:
-        os.chmod(root, 0o700)
-
-
 class locked(core.DirLock):
     """Hold the container's directory lock for one change: StoreError if it does not exist."""
 
