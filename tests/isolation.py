@@ -14,7 +14,6 @@ import fcntl
 import glob
 import ipaddress
 import os
-import shlex
 import shutil
 import socket
 import struct
@@ -71,6 +70,7 @@ def choose() -> dict[str, str]:
         "MINIRUN_OCI_ROOT": f"/run/minirun-oci-{tag}",
         "MINIRUN_CGROUP_PARENT": f"minirun-{tag}",
         "MINIRUN_NETWORK_DIR": f"/run/minirun-network-{tag}",
+        "MINIRUN_LOG_ROOT": f"/var/lib/minirun/containers-{tag}",
         "MINIRUN_BRIDGE": f"mrt-{os.getpid()}",  # 'mrt-': never a veth's name (mr + hex)
     }
     for key, value in wanted.items():
@@ -82,21 +82,18 @@ def choose() -> dict[str, str]:
 
 
 def teardown() -> list[str]:
-    """Remove what this session's values name (only those it chose): the bridge and the
-    iptables rules that name it, the cgroup parents, the state and network directories.
+    """Remove what this session's values name (only those it chose): the bridge and its
+    iptables rules, the cgroup parents, the state, log and network directories.
     Returns what was still there (a leak the per-test checks should have caught)."""
     left = []
     bridge = _chosen.get("MINIRUN_BRIDGE")
     if bridge and os.path.exists(f"/sys/class/net/{bridge}"):
         left.append(f"link {bridge}")
         subprocess.run(["ip", "link", "del", bridge], capture_output=True)
-    if bridge and shutil.which("iptables"):
-        for table in ("filter", "nat"):
-            rules = subprocess.run(["iptables", "-w", "-t", table, "-S"], capture_output=True, text=True).stdout
-            for rule in rules.splitlines():
-                if rule.startswith("-A ") and bridge in shlex.split(rule):
-                    left.append(f"iptables -t {table} {rule}")
-                    subprocess.run(["iptables", "-w", "-t", table, "-D", *shlex.split(rule)[1:]], capture_output=True)
+    if bridge:
+        from minirun import network  # its BRIDGE is this session's: the rules of no other bridge
+
+        network.remove_forward_rules()
     parent = _chosen.get("MINIRUN_CGROUP_PARENT")
     for name in (parent, parent + "-oci") if parent else ():
         for path in glob.glob(f"/sys/fs/cgroup/{name}") + glob.glob(f"/sys/fs/cgroup/*/{name}"):
@@ -107,7 +104,7 @@ def teardown() -> list[str]:
                     os.rmdir(dirpath)
                 except OSError:
                     pass
-    for key in ("MINIRUN_STATE_ROOT", "MINIRUN_OCI_ROOT", "MINIRUN_NETWORK_DIR"):
+    for key in ("MINIRUN_STATE_ROOT", "MINIRUN_OCI_ROOT", "MINIRUN_NETWORK_DIR", "MINIRUN_LOG_ROOT"):
         root = _chosen.get(key)
         for path in (root, root + "-vm") if root else ():
             if os.path.isdir(path):

@@ -240,7 +240,7 @@ def test_cgroup_mount_shows_only_the_containers_own_cgroups(config, tmp_path, mo
             assert op.fstype in ("cgroup", "cgroup2") and op.source == "cgroup"
         else:
             assert op.fstype is None and op.flags & B.MS_BIND
-            assert op.source == "/nonexistent" + target + "/minirun-oci/c1"  # the container's own directory
+            assert op.source == "/nonexistent" + target + f"/{OCI_CGROUP_PARENT}/c1"  # the container's own directory
     if cgroupns:
         assert mounts["/sys/fs/cgroup/systemd"].data == "name=systemd"
         assert mounts["/sys/fs/cgroup/cpu,cpuacct"].data == "cpu,cpuacct"
