@@ -31,6 +31,8 @@ os.setgid(NOBODY)
 os.setuid(NOBODY)
 ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE
 
+# A real user's minirun knows nothing of the test session's places for root (its log root).
+os.environ.pop("MINIRUN_LOG_ROOT", None)
 import minirun.settings  # noqa: E402  (settings pick the state directory by euid when imported)
 import minirun.state  # noqa: E402
 
