@@ -9,9 +9,8 @@ import time
 import pytest
 
 from helpers import inspect, minirun, wait_for
-from minirun.state import STATE_ROOT
 from minirun import cgroups
-from minirun.state import LOG_ROOT
+from minirun.state import LOG_ROOT, STATE_ROOT
 
 
 @pytest.fixture
@@ -160,7 +159,7 @@ def test_a_log_is_rotated_on_disk_within_its_bound_and_read_back_in_order(detach
     assert wait_for(lambda: inspect(name)["status"] == "exited", 30)
     files = _log_files(name)
     assert sorted(files) == ["log", "log.1", "log.2"] and max(files.values()) <= 4096, files
-    assert not os.path.exists(f"/run/minirun/{name}/log")
+    assert not os.path.exists(os.path.join(STATE_ROOT, name, "log"))
     out = minirun("logs", name).stdout.replace("\r\n", "\n")  # a pty's ONLCR
     lines = out.split("\n")[1:-1]  # the first may be cut by a rotation
     assert lines[-1] == "line-2999" and len(out) <= 3 * 4096
