@@ -235,6 +235,44 @@ def resolve(profile, caps=(), kernel: tuple[int, int] | None = None) -> Resolved
     return Resolved(default, _architectures(profile), rules, flags)
 
 
+# The fields of the OCI spec's linux.seccomp (and of one of its syscalls): all a runtime such as runc reads.
+OCI_PROFILE_KEYS = ("defaultAction", "defaultErrnoRet", "architectures", "flags", "listenerPath", "listenerMetadata",
+                    "syscalls")
+OCI_RULE_KEYS = ("names", "action", "errnoRet", "args")
+
+
+def to_oci(profile, caps=(), kernel: tuple[int, int] | None = None) -> dict:
+    """``profile`` as linux.seccomp for a runtime that reads only the OCI fields (runc, crun), for a process that
+    keeps ``caps`` on this host: what Docker hands runc. includes/excludes are evaluated here (a runtime would
+    ignore them and apply every rule), archMap becomes architectures, errno names become numbers; the filter
+    minirun builds from the result is the one it builds from ``profile`` itself."""
+    if profile == "default":
+        from .seccomp_default import DEFAULT_PROFILE as profile
+    kernel = kernel or kernel_version()
+    resolve(profile, caps, kernel)  # the same checks, so a bad profile fails the same way
+    wanted = frozenset(_cap(c) for c in caps)
+    out = {"defaultAction": profile["defaultAction"]}
+    if profile.get("defaultErrnoRet") is not None or profile.get("defaultErrno"):
+        out["defaultErrnoRet"] = _errno(profile.get("defaultErrnoRet", profile.get("defaultErrno")), "defaultAction")
+    arches = _architectures(profile)
+    if arches:
+        out["architectures"] = arches
+    if profile.get("flags"):
+        out["flags"] = list(profile["flags"])
+    out["syscalls"] = []
+    for i, rule in enumerate(profile.get("syscalls") or ()):
+        if not _selected(rule, wanted, kernel, f"syscalls[{i}]"):
+            continue
+        entry = {"names": list(rule.get("names") or [rule["name"]]), "action": rule["action"]}
+        errno_ret = rule.get("errnoRet", rule.get("errno"))
+        if errno_ret is not None:
+            entry["errnoRet"] = _errno(errno_ret, f"syscalls[{i}]")
+        if rule.get("args"):
+            entry["args"] = [dict(arg) for arg in rule["args"]]
+        out["syscalls"].append(entry)
+    return out
+
+
 # ---------------------------------------------------------------- libseccomp
 
 def build(profile, caps=(), kernel: tuple[int, int] | None = None) -> SeccompFilter:

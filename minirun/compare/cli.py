@@ -22,14 +22,18 @@ import click
               help="MiB written (fsync'ed) per storage sample.")
 @click.option("--net-mb", type=click.IntRange(1, 4096), default=32, show_default=True,
               help="At most this many MiB (and 5 s of sending) in the TCP transfer host -> instance on the bridge.")
+@click.option("--peer-defaults", is_flag=True,
+              help="Also run runc with `runc spec`'s own security (no seccomp, 3 capabilities) as an extra column; "
+                   "the runc column always runs with minirun's defaults.")
 @click.option("--json", "json_path", metavar="FILE", help="Write the raw samples, environment and rows as JSON.")
 @click.option("--markdown", "md_path", metavar="FILE", help="Write the table as markdown.")
 @click.option("--plot", "png_path", metavar="FILE.png", help="Write a PNG bar chart (needs matplotlib).")
-def compare(rootfs, runs, accel, containers, vms, store_mb, net_mb, json_path, md_path, png_path):
+def compare(rootfs, runs, accel, containers, vms, store_mb, net_mb, peer_defaults, json_path, md_path, png_path):
     """Measure the virtualization-vs-containerization table on this host.
 
     Runs the same probes and workloads on the host (the baseline), in a minirun
-    container, under runc and in a minirun VM, and prints one row per area:
+    container, under runc (with minirun's default security settings, so the
+    rows compare runtimes, not policies) and in a minirun VM, and prints one row per area:
     isolation, operating system, guest compatibility, deployment, persistent
     storage, density, networking, performance. Progress goes to stderr, the
     table to stdout. Default ROOTFS: /var/lib/minirun/rootfs/busybox.
@@ -37,6 +41,7 @@ def compare(rootfs, runs, accel, containers, vms, store_mb, net_mb, json_path, m
     \b
     Examples:
       minirun compare --runs 3
+      minirun compare --runs 3 --peer-defaults
       minirun compare --json out.json --markdown out.md --plot out.png
     """
     import os
@@ -66,7 +71,7 @@ def compare(rootfs, runs, accel, containers, vms, store_mb, net_mb, json_path, m
         print(f"compare [{time.monotonic() - t0:5.1f}s] {msg}", file=sys.stderr, flush=True)
 
     opts = measure.Options(rootfs=rootfs, runs=runs, accel=accel, containers=containers, vms=vms, store_mb=store_mb,
-                           net_mb=net_mb)
+                           net_mb=net_mb, peer_defaults=peer_defaults)
     data = measure.measure(opts, progress)
     rows = report.build_rows(data)
     data["elapsed_s"] = time.monotonic() - t0

@@ -41,8 +41,8 @@ from dataclasses import dataclass
 from . import escapes, units
 from .runners import ContainerRunner, HostRunner, RuncRunner, SuiteRun, VMRunner
 
-SCHEMA_ID = "minirun-compare/1"
-BACKENDS = ("host", "container", "runc", "vm")
+SCHEMA_ID = "minirun-compare/2"
+BACKENDS = ("host", "container", "runc", "runc_spec", "vm")  # runc_spec only with --peer-defaults
 PROBE_SOURCE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                             "csrc", "probe.c")
 CONTAINER_PROBE_PATH = "/.minirun-probe/probe"  # minirun.probes.PROBE_DIR + "/probe"
@@ -59,6 +59,7 @@ class Options:
     pings: int = 10
     net_mb: int = 32  # TCP host -> instance: at most this many MiB ...
     net_s: float = 5.0  # ... and at most this many seconds of sending
+    peer_defaults: bool = False  # also runc with `runc spec`'s own security (the runc_spec column)
 
 
 TCP_PORT = 5201  # inside each instance (each has its own address)
@@ -361,20 +362,24 @@ class Measurement:
     def __init__(self, opts: Options, progress: Callable[[str], None] | None = None):
         self.opts = opts
         self.say = progress or (lambda m: None)
-        self.runners = {
+        runners = {
             "host": HostRunner(opts.rootfs),
             "container": ContainerRunner(opts.rootfs),
             "runc": RuncRunner(opts.rootfs),
+            "runc_spec": RuncRunner(opts.rootfs, defaults="runc-spec") if opts.peer_defaults else None,
             "vm": VMRunner(opts.rootfs, opts.accel, say=self.say),
         }
+        self.runners = {name: runners[name] for name in BACKENDS if runners[name] is not None}
         self.work = tempfile.mkdtemp(prefix="mrc-compare-")
-        self.data: dict = {"backends": {}, "samples": {b: {} for b in BACKENDS}}
+        self.data: dict = {"backends": {}, "samples": {b: {} for b in self.runners}}
 
     def run(self) -> dict:
         try:
             return self._run()
         finally:
-            self.runners["runc"].cleanup()
+            for runner in self.runners.values():
+                if hasattr(runner, "cleanup"):
+                    runner.cleanup()
             shutil.rmtree(self.work, ignore_errors=True)
 
     def _run(self) -> dict:
@@ -382,12 +387,14 @@ class Measurement:
         self.say("checking the backends (QEMU, accelerator, kernel, runc)")
         for name, runner in self.runners.items():
             reason = runner.unavailable()
-            self.data["backends"][name] = {"label": runner.label, "available": reason is None, "reason": reason}
+            self.data["backends"][name] = {"label": runner.label, "available": reason is None, "reason": reason,
+                                           "settings": runner.settings()}
         vm, runc, host = self.runners["vm"], self.runners["runc"], self.runners["host"]
         self.data["environment"] = environment(opts, vm, runc, host)
         self.data["options"] = {"rootfs": os.path.abspath(opts.rootfs), "runs": opts.runs, "accel": opts.accel,
                                 "containers": opts.containers, "vms": opts.vms, "store_mib": opts.store_mb,
-                                "pings": opts.pings, "net_mib": opts.net_mb, "net_s": opts.net_s}
+                                "pings": opts.pings, "net_mib": opts.net_mb, "net_s": opts.net_s,
+                                "peer_defaults": opts.peer_defaults}
         probe_dir, probe_note = build_probe_helper(self.work)
         self.data["probe_helper"] = {"available": probe_dir is not None, "note": probe_note}
         evidence = HostEvidence(host.busybox)
@@ -463,7 +470,7 @@ class Measurement:
     def _suites(self, evidence: HostEvidence, probe_dir: str | None) -> None:
         # minirun/probes.py's escape probes, filled in for this host (container and VM only)
         probes = escapes.rendered(escapes.context(evidence.token, evidence.file, evidence.port)) if probe_dir else []
-        for name in BACKENDS:
+        for name in self.runners:
             if not self.available(name):
                 continue
             data_dir = tempfile.mkdtemp(prefix=f"mrc-data-{name}-", dir=self.work)
@@ -476,7 +483,7 @@ class Measurement:
                 env = self._env(name, evidence, "/tmp", "/data", CONTAINER_PROBE_PATH if probe_dir else "",
                                 self._bridge_gateway())
                 kwargs = {"data_dir": data_dir, "probe_dir": probe_dir}
-            elif name == "runc":
+            elif name in ("runc", "runc_spec"):
                 from .runners import RUNC_DATA_DIR, RUNC_PROBE_DIR
 
                 env = self._env(name, evidence, "/tmp", RUNC_DATA_DIR, RUNC_PROBE_DIR + "/probe" if probe_dir else "")
@@ -561,7 +568,7 @@ class Measurement:
     # -- deployment -----------------------------------------------------------------------------
 
     def _deployment(self) -> None:
-        names = [n for n in BACKENDS if self.available(n)]
+        names = [n for n in self.runners if self.available(n)]
         self.say(f"deployment: `echo up` and `true` through {', '.join(names)}, {self.opts.runs} runs each, "
                  f"interleaved")
         samples: dict[str, dict[str, list]] = {n: {"echo": [], "true": []} for n in names}
@@ -581,8 +588,9 @@ class Measurement:
 
     def _density(self) -> None:
         tag = os.urandom(3).hex()
-        for name, k in (("container", self.opts.containers), ("runc", self.opts.containers), ("vm", self.opts.vms)):
-            if not self.available(name) or k <= 0:
+        for name in self.runners:
+            k = self.opts.vms if name == "vm" else self.opts.containers
+            if name == "host" or not self.available(name) or k <= 0:
                 continue
             runner = self.runners[name]
             self.say(f"density: {k} idle {runner.label} instances at once")

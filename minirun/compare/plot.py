@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import MiniRunError
-from .report import COLUMNS
+from .report import columns, settings_tag
 
 PANELS = (  # (title, row, value path, scale, unit, log axis)
     ("Start to first output", "Deployment", ("start_s", "median"), 1000, "ms", True),
@@ -13,7 +13,7 @@ PANELS = (  # (title, row, value path, scale, unit, log axis)
     ("Syscall-heavy (dd bs=1)", "Performance", ("perf_syscall", "median"), 1, "s", False),
     ("Loopback round trip", "Networking", ("lo_rtt_ms", "avg"), 1, "ms", False),
 )
-COLOURS = {"vm": "#c44e52", "container": "#4c72b0", "runc": "#55a868", "host": "#8c8c8c"}
+COLOURS = {"vm": "#c44e52", "container": "#4c72b0", "runc": "#55a868", "runc_spec": "#a6d8b0", "host": "#8c8c8c"}
 
 
 class PlotUnavailable(MiniRunError):
@@ -40,12 +40,12 @@ def plot(data: dict, rows: list[dict], path: str) -> None:
 
     by_area = {r["area"]: r["cells"] for r in rows}
     accel = ((data.get("environment") or {}).get("accel") or {}).get("name")
-    labels = {"vm": f"VM ({accel})" if accel else "VM", "container": "minirun\ncontainer", "runc": "runc",
-              "host": "host"}
-    fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
+    labels = {"vm": f"VM ({accel})" if accel else "VM", "container": "minirun\ncontainer",
+              "runc": "runc\n(minirun's settings)", "runc_spec": "runc\n(runc spec)", "host": "host"}
+    fig, axes = plt.subplots(2, 3, figsize=(15, 9.5))
     for ax, (title, area, keys, scale, unit, log) in zip(axes.flat, PANELS):
         names, values = [], []
-        for col in COLUMNS:
+        for col in columns(data):
             v = _value(by_area[area][col], keys)
             if v is not None:
                 names.append(col)
@@ -64,6 +64,12 @@ def plot(data: dict, rows: list[dict], path: str) -> None:
     fig.suptitle(f"minirun compare - {env.get('date', '')} - {env.get('cpu_model', '')} x{env.get('cpus', '')}, "
                  f"host {env.get('kernel', '')}, VM accel {accel}, n={data.get('options', {}).get('runs')}",
                  fontsize=10)
-    fig.tight_layout()
+    # what each bar ran with (security settings, accelerator), as in the table's headers
+    cols = columns(data)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=COLOURS[c]) for c in cols]
+    tags = {c: settings_tag(((data.get("backends") or {}).get(c) or {}).get("settings")) for c in cols}
+    fig.legend(handles, [f"{labels[c].replace(chr(10), ' ')}: {tags[c] or 'settings unknown'}" for c in cols],
+               loc="lower center", ncol=min(len(cols), 3), fontsize=8, frameon=False, bbox_to_anchor=(0.5, 0.0))
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, format="png", dpi=90)
     plt.close(fig)

@@ -1,9 +1,12 @@
 """From raw measurements to the table: rows, terminal text, markdown, JSON.
 
 Layout follows the explainer's table: Area | Virtualization | Containerization,
-plus runc (a peer container runtime) and the host (the baseline the ratios use).
-Each cell is a few short lines plus the values behind them (``values``), and
-says why when its backend could not run.
+plus runc (a peer container runtime, with minirun's default security settings),
+with --peer-defaults runc with `runc spec`'s own, and the host (the baseline the
+ratios use). Each cell is a few short lines plus the values behind them
+(``values``), and says why when its backend could not run. Each column's header
+carries its security settings and accelerator in short; the lines under the
+table give them in full, with what the instance itself reported.
 """
 
 from __future__ import annotations
@@ -16,18 +19,88 @@ import textwrap
 from . import escapes
 from .units import Markers, parse_addr, parse_rtt
 
-COLUMNS = ("vm", "container", "runc", "host")
+COLUMNS = ("vm", "container", "runc", "host")  # always there (measured, or saying why not)
+ALL_COLUMNS = ("vm", "container", "runc", "runc_spec", "host")  # runc_spec: --peer-defaults
 AREAS = ("Isolation", "Operating system", "Guest compatibility", "Deployment", "Persistent storage",
          "Load balancing / density", "Networking", "Performance")
 PROBES = ("host processes visible", "host network interfaces visible", "host files reachable",
           "can change the host's hostname", "can mount (on the host)", "can load a kernel module or reboot the host")
 
 
-def column_titles(data: dict) -> dict[str, str]:
+def columns(data: dict) -> tuple[str, ...]:
+    return tuple(c for c in ALL_COLUMNS if c in COLUMNS or c in (data.get("backends") or {}))
+
+
+def column_names(data: dict) -> dict[str, str]:
     accel = (data.get("environment") or {}).get("accel") or {}
     vm = "Virtualization (minirun VM" + (f", QEMU {accel['name'].upper()})" if accel else ")")
-    return {"vm": vm, "container": "Containerization (minirun)", "runc": "runc (peer runtime)",
-            "host": "Host (baseline)"}
+    return {"vm": vm, "container": "Containerization (minirun)", "runc": "runc (peer runtime, minirun's settings)",
+            "runc_spec": "runc (peer runtime, runc spec defaults)", "host": "Host (baseline)"}
+
+
+def column_titles(data: dict) -> dict[str, list[str]]:
+    """Each column's header: its name, then its settings in short."""
+    names = column_names(data)
+    return {c: [names[c]] + ([tag] if (tag := settings_tag(_settings(data, c))) else []) for c in columns(data)}
+
+
+def _settings(data: dict, col: str) -> dict | None:
+    return ((data.get("backends") or {}).get(col) or {}).get("settings")
+
+
+def _caps_text(caps: list[str], short: bool) -> str:
+    from ..security import ALL_CAPS
+
+    if len(caps) >= len(ALL_CAPS):
+        return "all caps" if short else "all capabilities"
+    if short or len(caps) > 5:
+        return f"{len(caps)} caps" if short else f"{len(caps)} capabilities"
+    return f"{len(caps)} capabilities ({', '.join(c.removeprefix('CAP_') for c in caps)})"
+
+
+def settings_tag(st: dict | None) -> str:
+    """"seccomp: minirun default, 14 caps, nnp" (and the accelerator first, for a VM)."""
+    if not st:
+        return ""
+    seccomp = "no seccomp" if st.get("seccomp") == "none" else f"seccomp: {st.get('seccomp')}"
+    nnp = {True: "nnp", False: "no nnp"}.get(st.get("no_new_privileges"), "nnp ?")
+    accel = f"{st['accelerator'].upper()}; " if st.get("accelerator") else ""
+    return f"{accel}{seccomp}, {_caps_text(st.get('capabilities') or [], True)}, {nnp}"
+
+
+def settings_lines(data: dict) -> list[str]:
+    """One line per column: its security settings and accelerator, and what its instance reported
+    (/proc/self/status: Seccomp, NoNewPrivs, CapEff)."""
+    names = column_names(data)
+    out = []
+    for col in columns(data):
+        st = _settings(data, col)
+        if not st:
+            continue
+        parts = []
+        if col == "vm":
+            accel = (data.get("environment") or {}).get("accel") or {}
+            parts.append(f"accelerator {(st.get('accelerator') or 'n/a').upper()}"
+                         + (f" ({accel['reason']})" if accel.get("reason") else ""))
+        seccomp = st.get("seccomp")
+        parts.append("no seccomp filter" if seccomp == "none" else
+                     "seccomp: minirun's default profile (Docker's, minirun/seccomp_default.py)"
+                     if seccomp == "minirun default" else f"seccomp: {seccomp}")
+        parts.append(_caps_text(st.get("capabilities") or [], False))
+        parts.append({True: "no_new_privs on", False: "no_new_privs off"}.get(st.get("no_new_privileges"),
+                                                                              "no_new_privs ?"))
+        if st.get("masked_paths") or st.get("readonly_paths"):
+            parts.append(f"{len(st.get('masked_paths') or [])} masked and {len(st.get('readonly_paths') or [])} "
+                         f"read-only paths")
+        if st.get("note"):
+            parts.append(st["note"])
+        seen = View(col, data).markers
+        status = [(label, seen.first("kernel", key)) for label, key in
+                  (("Seccomp", "seccomp"), ("NoNewPrivs", "nnp"), ("CapEff", "capeff"))]
+        status = [f"{label} {value}" for label, value in status if value]
+        line = f"{names[col]}: " + "; ".join(parts)
+        out.append(line + (f"; seen inside: {', '.join(status)}" if status else ""))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- formatting
@@ -89,6 +162,7 @@ class View:
         self.markers = Markers([_marker(m) for m in suite.get("markers", [])])
         self.checks = suite.get("host_checks", {})
         self.runs = data.get("options", {}).get("runs")
+        self.kind = "runc" if name.startswith("runc") else name  # both runc columns are measured alike
         accel = (suite.get("meta") or {}).get("accel") or ((data.get("environment") or {}).get("accel") or {}).get(
             "name")
         self.accel = accel if name == "vm" else None
@@ -288,7 +362,7 @@ def os_cell(v: View) -> dict:
         dens = v.raw.get("density") or {}
         if per is not None:
             how = {"vm": "QEMU RSS", "container": "minirun-shim RSS + cgroup memory",
-                   "runc": "cgroup memory; runc leaves no process"}[v.name]
+                   "runc": "cgroup memory; runc leaves no process"}[v.kind]
             lines.append(f"idle cost: {mib(per)} per instance ({how}, k={dens.get('k')})")
             values["idle_bytes_per_instance"] = per
         else:
@@ -297,7 +371,7 @@ def os_cell(v: View) -> dict:
         lines.append(f"on disk: kernel {mib(disk['kernel_bytes'])} + initramfs {mib(disk['initramfs_bytes'])} "
                      f"(holds the rootfs)")
         values["disk_bytes"] = disk["kernel_bytes"] + disk["initramfs_bytes"]
-    elif v.name in ("container", "runc"):
+    elif v.kind in ("container", "runc"):
         lines.append(f"on disk: rootfs {mib(disk.get('rootfs_bytes'))}, no kernel")
         values["disk_bytes"] = disk.get("rootfs_bytes")
     return cell(lines, **values)
@@ -367,7 +441,7 @@ def storage_cell(v: View) -> dict:
     samples = [d for d in markers.durations("storage", overhead) if d > 0]
     rates = _stats([mb / d for d in samples])
     how = {"vm": "9p share (-v HOSTDIR:/data)", "container": "bind mount (-v)", "runc": "bind mount",
-           "host": "host directory"}[v.name]
+           "host": "host directory"}[v.kind]
     survived = (suite.get("host_checks") or {}).get("survivor_found")
     lines = [f"via {how}"]
     if v.name != "host":
@@ -465,7 +539,7 @@ def network_cell(v: View) -> dict:
         lines.append("virtio-net on a tap on the minirun0 bridge (--network bridge)")
     elif v.name == "container":
         lines.append("veth pair on the minirun0 bridge (--network bridge)")
-    elif v.name == "runc":
+    elif v.kind == "runc":
         lines.append("loopback only (runc spec: empty network namespace)")
     return cell(lines, **values)
 
@@ -491,7 +565,7 @@ def perf_cell(v: View, host: View) -> dict:
 
 
 def build_rows(data: dict) -> list[dict]:
-    views = {name: View(name, data) for name in COLUMNS}
+    views = {name: View(name, data) for name in columns(data)}
     host = views["host"]
     makers = {
         "Isolation": isolation_cell,
@@ -506,7 +580,7 @@ def build_rows(data: dict) -> list[dict]:
     rows = []
     for area in AREAS:
         cells = {}
-        for name in COLUMNS:
+        for name in columns(data):
             try:
                 cells[name] = makers[area](views[name])
             except Exception as err:  # a malformed sample must cost one cell, not the report
@@ -527,10 +601,10 @@ def _wrap(lines: list[str], width: int) -> list[str]:
 
 def render_text(data: dict, rows: list[dict], width: int | None = None) -> str:
     width = width or max(shutil.get_terminal_size((160, 40)).columns, 100)
-    titles = column_titles(data)
+    titles, cols = column_titles(data), columns(data)
     area_w = max(len(a) for a in AREAS) + 1
-    col_w = max((width - area_w - 3 * len(COLUMNS) - 1) // len(COLUMNS), 20)
-    sep = "+" + "-" * (area_w + 2) + "".join("+" + "-" * (col_w + 2) for _ in COLUMNS) + "+"
+    col_w = max((width - area_w - 3 * len(cols) - 1) // len(cols), 20)
+    sep = "+" + "-" * (area_w + 2) + "".join("+" + "-" * (col_w + 2) for _ in cols) + "+"
 
     def line(cells: list[list[str]]) -> list[str]:
         height = max(len(c) for c in cells)
@@ -540,11 +614,13 @@ def render_text(data: dict, rows: list[dict], width: int | None = None) -> str:
             out.append("| " + parts[0].ljust(area_w) + " | " + " | ".join(p.ljust(col_w) for p in parts[1:]) + " |")
         return out
 
-    out = [sep] + line([["Area"]] + [_wrap([titles[c]], col_w) for c in COLUMNS]) + [sep.replace("-", "=")]
+    out = [sep] + line([["Area"]] + [_wrap(titles[c], col_w) for c in cols]) + [sep.replace("-", "=")]
     for row in rows:
-        out += line([_wrap([row["area"]], area_w)] + [_wrap(row["cells"][c]["text"], col_w) for c in COLUMNS])
+        out += line([_wrap([row["area"]], area_w)] + [_wrap(row["cells"][c]["text"], col_w) for c in cols])
         out.append(sep)
-    return "\n".join([_header(data)] + out) + "\n"
+    notes = [""] + _wrap(["Security settings and accelerator of each column:"]
+                         + [f"- {s}" for s in settings_lines(data)], width)
+    return "\n".join([_header(data)] + out + notes) + "\n"
 
 
 def _header(data: dict) -> str:
@@ -564,17 +640,18 @@ def _load(values) -> str:
 
 
 def render_markdown(data: dict, rows: list[dict]) -> str:
-    titles = column_titles(data)
+    titles, cols = column_titles(data), columns(data)
 
     def esc(s: str) -> str:
         return s.replace("|", "\\|")
 
     out = [_header(data).replace("\n", "  \n"), "",
-           "| Area | " + " | ".join(titles[c] for c in COLUMNS) + " |",
-           "|---|" + "---|" * len(COLUMNS)]
+           "| Area | " + " | ".join("<br>".join(esc(t) for t in titles[c]) for c in cols) + " |",
+           "|---|" + "---|" * len(cols)]
     for row in rows:
-        cells = ["<br>".join(esc(t) for t in row["cells"][c]["text"]) for c in COLUMNS]
+        cells = ["<br>".join(esc(t) for t in row["cells"][c]["text"]) for c in cols]
         out.append(f"| **{row['area']}** | " + " | ".join(cells) + " |")
+    out += ["", "Security settings and accelerator of each column:", ""] + [f"- {esc(s)}" for s in settings_lines(data)]
     return "\n".join(out) + "\n"
 
 

@@ -2,7 +2,8 @@
 
     host       ROOTFS/bin/busybox sh -c SUITE, as a plain process (the baseline runs the same binary)
     container  minirun.container.run() (bridge network, the shared directory as a -v bind mount)
-    runc       `runc run` on a bundle from `runc spec`, pointed at the same ROOTFS
+    runc       `runc run` on a bundle from `runc spec` with minirun's default security (oci.defaults.with_minirun_defaults),
+               pointed at the same ROOTFS; runc_spec (--peer-defaults): the same with `runc spec`'s own security
     vm         minirun.vm.run() (same ROOTFS as an initramfs, on the same bridge; the shared directory as a 9p -v share)
 
 Every backend has the same three verbs: :meth:`suite` (one instance runs a unit
@@ -10,7 +11,8 @@ script; marker lines are handed to ``on_marker`` as they arrive, so the host can
 check its own state while the instance still runs), :meth:`commands` (the argv
 of a user-level `true` and `echo up`, for the deployment samples) and
 :meth:`start_idle`/:meth:`idle_memory`/:meth:`stop_idle` (density).  A backend
-that cannot run says why through :meth:`unavailable`.
+that cannot run says why through :meth:`unavailable`, and :meth:`settings` says what security it runs
+with (seccomp profile, capabilities, no_new_privs, masked paths) and on which accelerator.
 """
 
 from __future__ import annotations
@@ -134,6 +136,22 @@ def _env_list(env: dict[str, str]) -> list[str]:
     return [f"{k}={v}" for k, v in env.items()]
 
 
+SECCOMP_DEFAULT = "minirun default"  # Docker's profile as minirun ships it (minirun/seccomp_default.py)
+
+
+def settings(*, seccomp: str, caps, nnp: bool | None, masked=(), readonly=(), accel: str | None = None,
+             note: str = "") -> dict:
+    """What a column runs with, as the report shows it: ``seccomp`` names the profile ("none" when unfiltered)."""
+    return {"seccomp": seccomp, "capabilities": sorted(caps), "no_new_privileges": nnp, "masked_paths": list(masked),
+            "readonly_paths": list(readonly), "accelerator": accel, "note": note}
+
+
+def _all_caps() -> list[str]:
+    from ..security import ALL_CAPS
+
+    return list(ALL_CAPS)
+
+
 # ---------------------------------------------------------------------------------------------- host
 
 
@@ -165,6 +183,9 @@ class HostRunner:
     def commands(self) -> dict[str, list[str]]:
         return {"true": [self.busybox, "true"], "echo": [self.busybox, "echo", "up"]}
 
+    def settings(self) -> dict:
+        return settings(seccomp="none", caps=_all_caps(), nnp=False, note="a plain process of root on the host")
+
     def version(self) -> str:
         out = subprocess.run([self.busybox], capture_output=True, text=True).stdout
         return out.splitlines()[0] if out else ""
@@ -190,7 +211,7 @@ class ContainerRunner:
               probe_dir: str | None = None, **_) -> SuiteRun:
         from .. import container
         from ..errors import MiniRunError
-        from ..spec import ContainerSpec, Process, parse_volume
+        from ..spec import parse_volume
 
         mounts = []
         if data_dir:
@@ -204,9 +225,7 @@ class ContainerRunner:
         t0 = time.perf_counter()
         run = SuiteRun(self.name, Markers([]))
         try:
-            spec = ContainerSpec(rootfs=self.rootfs, process=Process(["/bin/sh", "-c", suite_script(names)],
-                                                                     env=_env_list(env)),
-                                 mounts=mounts, network=self.network)
+            spec = self.spec(["/bin/sh", "-c", suite_script(names)], env, mounts)
             try:
                 result = container.run(spec, stdio=(devnull, w, w))
                 run.exit_code = result.exit_code
@@ -220,6 +239,19 @@ class ContainerRunner:
         run.wall_s = time.perf_counter() - t0
         run.markers, run.tail = Markers(sink.markers), sink.text_tail()
         return run
+
+    def spec(self, args: list[str], env: dict[str, str] | None = None, mounts=()):
+        """The suite's container: minirun's defaults, on the bridge."""
+        from ..spec import ContainerSpec, Process
+
+        return ContainerSpec(rootfs=self.rootfs, process=Process(list(args), env=_env_list(env or {})),
+                             mounts=list(mounts), network=self.network)
+
+    def settings(self) -> dict:
+        spec = self.spec(["/bin/true"])
+        seccomp = {"default": SECCOMP_DEFAULT, None: "none"}.get(spec.seccomp, "custom")
+        return settings(seccomp=seccomp, caps=spec.process.capabilities, nnp=spec.process.no_new_privileges,
+                        masked=spec.masked_paths, readonly=spec.readonly_paths, note="minirun's defaults")
 
     def commands(self) -> dict[str, list[str]]:
         base = minirun_argv() + ["run"]
@@ -293,18 +325,24 @@ RUNC_DATA_DIR = "/tmp/mrc-data"
 
 
 class RuncRunner:
-    """runc on a bundle made by `runc spec`: its defaults (read-only root, 3 capabilities, no seccomp), plus
-    CAP_NET_RAW for ping, a cgroup namespace, a tmpfs /tmp and the bind mounts the units need."""
+    """runc on a bundle from `runc spec` pointed at the same ROOTFS, plus a cgroup namespace, a tmpfs /tmp and the
+    bind mounts the units need. Its security is minirun's default container's (``defaults="minirun"``: the same
+    seccomp profile, capabilities, no_new_privs, masked and read-only paths, oci.defaults.with_minirun_defaults),
+    so the rows compare runtimes, not policies; or runc's own (``defaults="runc-spec"``, `--peer-defaults`: no
+    seccomp, 3 capabilities, plus CAP_NET_RAW for ping)."""
 
-    name = "runc"
-    label = "runc"
-
-    def __init__(self, rootfs: str):
+    def __init__(self, rootfs: str, defaults: str = "minirun"):
+        assert defaults in ("minirun", "runc-spec")
         self.rootfs = os.path.abspath(rootfs)
+        self.defaults = defaults
+        self.name = "runc" if defaults == "minirun" else "runc_spec"
+        self.label = "runc" if defaults == "minirun" else "runc (runc spec defaults)"
+        self.tag = "r" if defaults == "minirun" else "s"  # in container ids, so the two columns never collide
         self.binary = shutil.which("runc")
-        self.state = f"/run/mrc-runc-{os.getpid()}"
+        self.state = f"/run/mrc-{self.name.replace('_', '-')}-{os.getpid()}"
         self._bundles: list[str] = []
         self._seq = 0
+        self._spec: dict | None = None
 
     def unavailable(self) -> str | None:
         if not self.binary:
@@ -315,20 +353,27 @@ class RuncRunner:
         out = subprocess.run([self.binary, "--version"], capture_output=True, text=True).stdout
         return out.splitlines()[0].replace("runc version ", "") if out else ""
 
-    def bundle(self, args: list[str], env: dict[str, str] | None = None, binds: list[tuple[str, str, bool]] = ()
-               ) -> str:
-        path = tempfile.mkdtemp(prefix="mrc-runc-bundle-")
-        self._bundles.append(path)
-        subprocess.run([self.binary, "spec", "--bundle", path], check=True)
-        with open(os.path.join(path, "config.json")) as f:
-            config = json.load(f)
+    def config(self, args: list[str], env: dict[str, str] | None = None, binds: list[tuple[str, str, bool]] = ()
+               ) -> dict:
+        """The config.json of a bundle running ``args``."""
+        if self._spec is None:
+            with tempfile.TemporaryDirectory(prefix="mrc-runc-spec-") as tmp:
+                subprocess.run([self.binary, "spec", "--bundle", tmp], check=True)
+                with open(os.path.join(tmp, "config.json")) as f:
+                    self._spec = json.load(f)
+        config = json.loads(json.dumps(self._spec))
+        if self.defaults == "minirun":
+            from ..oci.defaults import with_minirun_defaults
+
+            config = with_minirun_defaults(config)
         config["root"] = {"path": self.rootfs, "readonly": True}
         proc = config["process"]
         proc["args"] = list(args)
         proc["terminal"] = False
         proc["env"] = proc.get("env", []) + _env_list(env or {})
-        for kind in ("bounding", "effective", "permitted"):
-            proc["capabilities"][kind] = sorted(set(proc["capabilities"].get(kind, [])) | {"CAP_NET_RAW"})
+        if self.defaults == "runc-spec":  # ping needs it; minirun's set has it
+            for kind in ("bounding", "effective", "permitted"):
+                proc["capabilities"][kind] = sorted(set(proc["capabilities"].get(kind, [])) | {"CAP_NET_RAW"})
         config["hostname"] = "runc"
         mounts = [{"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
                    "options": ["nosuid", "nodev", "mode=1777", "size=256m"]}]
@@ -339,13 +384,38 @@ class RuncRunner:
         linux = config["linux"]
         if "cgroup" not in {ns["type"] for ns in linux["namespaces"]}:
             linux["namespaces"].append({"type": "cgroup"})
+        return config
+
+    def bundle(self, args: list[str], env: dict[str, str] | None = None, binds: list[tuple[str, str, bool]] = ()
+               ) -> str:
+        path = tempfile.mkdtemp(prefix="mrc-runc-bundle-")
+        self._bundles.append(path)
         with open(os.path.join(path, "config.json"), "w") as f:
-            json.dump(config, f)
+            json.dump(self.config(args, env, binds), f)
         return path
+
+    def settings(self) -> dict:
+        """Read back from the config.json this runner writes."""
+        if self.unavailable():
+            return settings(seccomp="?", caps=(), nnp=None, note=self.unavailable())
+        config = self.config(["/bin/true"])
+        proc, linux = config["process"], config["linux"]
+        caps = proc["capabilities"].get("bounding", [])
+        profile = linux.get("seccomp")
+        if not profile:
+            seccomp = "none"
+        else:
+            from ..seccomp_build import to_oci
+
+            seccomp = SECCOMP_DEFAULT if profile == to_oci("default", caps) else "custom"
+        note = ("config.json from minirun's defaults (oci.defaults.with_minirun_defaults)" if self.defaults == "minirun"
+                else "`runc spec` defaults, plus CAP_NET_RAW for ping")
+        return settings(seccomp=seccomp, caps=caps, nnp=bool(proc.get("noNewPrivileges")),
+                        masked=linux.get("maskedPaths", ()), readonly=linux.get("readonlyPaths", ()), note=note)
 
     def _id(self, prefix: str) -> str:
         self._seq += 1
-        return f"mrc-{prefix}-{os.getpid()}-{self._seq}"
+        return f"mrc-{prefix}-{self.tag}{os.getpid()}-{self._seq}"
 
     def run_argv(self, bundle: str, cid: str, detach: bool = False) -> list[str]:
         return [self.binary, "--root", self.state, "run", *(["-d"] if detach else []), "--bundle", bundle, cid]
@@ -379,21 +449,16 @@ class RuncRunner:
         return {"true": self.run_argv(true_b, self._id("true")), "echo": self.run_argv(echo_b, self._id("echo"))}
 
     def start_idle(self, k: int, tag: str) -> tuple[list[str], float]:
-        bundle = self.bundle(["/bin/sleep", "3600"])
-        with open(os.path.join(bundle, "config.json")) as f:
-            config = json.load(f)
-        names = [f"mrc-{tag}-r{i}" for i in range(k)]
+        config = self.config(["/bin/sleep", "3600"])
+        names = [f"mrc-{tag}-{self.tag}{i}" for i in range(k)]
         t0 = time.perf_counter()
         procs = []
         for name in names:
             config["linux"]["cgroupsPath"] = f"/{name}"
-            cfg = os.path.join(bundle, f"{name}.json")
-            with open(cfg, "w") as f:
-                json.dump(config, f)
-            # one bundle directory per container would be the norm; runc reads config.json, so copy per start
-            b = tempfile.mkdtemp(prefix="mrc-runc-bundle-")
+            b = tempfile.mkdtemp(prefix="mrc-runc-bundle-")  # one bundle per container: runc reads config.json
             self._bundles.append(b)
-            shutil.copy(cfg, os.path.join(b, "config.json"))
+            with open(os.path.join(b, "config.json"), "w") as f:
+                json.dump(config, f)
             # The detached container inherits runc's stdio: a pipe would never see EOF, so stderr goes to a file.
             err = open(os.path.join(b, "stderr"), "w+")
             procs.append((subprocess.Popen(self.run_argv(b, name, detach=True), stdin=subprocess.DEVNULL,
@@ -496,6 +561,11 @@ class VMRunner:
         out.wall_s = time.perf_counter() - t0
         out.markers, out.tail = Markers(sink.markers), sink.text_tail()
         return out
+
+    def settings(self) -> dict:
+        accel = self.plan.accel.name if self.plan is not None else None
+        return settings(seccomp="none", caps=_all_caps(), nnp=False, accel=accel,
+                        note="root in the guest, under its own kernel")
 
     def commands(self) -> dict[str, list[str]]:
         base = minirun_argv() + ["vm", "run", "--accel", self.accel]

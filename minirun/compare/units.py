@@ -77,6 +77,8 @@ mark threads_max "$(cat /proc/sys/kernel/threads-max 2>/dev/null)"
 mark nproc "$(nproc)"
 mark memtotal_kib "$(awk '/^MemTotal/ {print $2}' /proc/meminfo)"
 mark capeff "$(awk '/^CapEff/ {print $2}' /proc/self/status)"
+mark seccomp "$(awk '/^Seccomp:/ {print $2}' /proc/self/status)"
+mark nnp "$(awk '/^NoNewPrivs:/ {print $2}' /proc/self/status)"
 """),
     Unit("clock", "Performance", "cost of one reading of the instance's clock (subtracted from workload times)",
          r"""

@@ -189,6 +189,29 @@ DEFAULT_SPEC = json.loads("""
 """)
 
 
+def with_minirun_defaults(config: dict) -> dict:
+    """``config`` (a config.json, e.g. `runc spec`'s) with the security of minirun's default container, in fields
+    every OCI runtime reads: Docker's capability set (bounding, effective, permitted; inheritable too for root,
+    none ambient), no_new_privs, minirun's masked and read-only paths, and its default seccomp profile resolved
+    for those capabilities (seccomp_build.to_oci). A peer runtime run on it applies what `minirun run` applies
+    (minirun compare's runc column; tests/compare/test_compare_runc_settings.py checks it)."""
+    from ..policy import DEFAULT_CAPS, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS
+    from ..seccomp_build import to_oci
+
+    out = json.loads(json.dumps(config))
+    process, linux = out.setdefault("process", {}), out.setdefault("linux", {})
+    caps = list(DEFAULT_CAPS)
+    root = int((process.get("user") or {}).get("uid", 0)) == 0
+    # minirun: the inheritable set is the set for root, empty for others (security.native_args)
+    process["capabilities"] = {"bounding": caps, "effective": caps, "permitted": caps,
+                               "inheritable": caps if root else [], "ambient": []}
+    process["noNewPrivileges"] = True
+    linux["maskedPaths"] = list(DEFAULT_MASKED_PATHS)
+    linux["readonlyPaths"] = list(DEFAULT_READONLY_PATHS)
+    linux["seccomp"] = to_oci("default", caps)
+    return out
+
+
 def write_spec(bundle: str) -> None:
     path = os.path.join(bundle, "config.json")
     try:

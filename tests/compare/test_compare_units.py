@@ -138,7 +138,7 @@ def test_schema_checker_finds_what_is_wrong():
 
 def test_documented_schema_is_well_formed():
     doc = schema.load()
-    assert doc["properties"]["schema"]["const"] == "minirun-compare/1"
+    assert doc["properties"]["schema"]["const"] == "minirun-compare/2"
     areas = doc["$defs"]["row"]["properties"]["area"]["enum"]
     assert areas == list(report.AREAS)
 
