@@ -41,7 +41,7 @@ def plot(data: dict, rows: list[dict], path: str) -> None:
     by_area = {r["area"]: r["cells"] for r in rows}
     accel = ((data.get("environment") or {}).get("accel") or {}).get("name")
     labels = {"vm": f"VM ({accel})" if accel else "VM", "container": "minirun\ncontainer",
-              "runc": "runc\n(minirun's settings)", "runc_spec": "runc\n(runc spec)", "host": "host"}
+              "runc": "runc", "runc_spec": "runc\n(runc spec)", "host": "host"}
     fig, axes = plt.subplots(2, 3, figsize=(15, 9.5))
     for ax, (title, area, keys, scale, unit, log) in zip(axes.flat, PANELS):
         names, values = [], []
@@ -68,7 +68,8 @@ def plot(data: dict, rows: list[dict], path: str) -> None:
     cols = columns(data)
     handles = [plt.Rectangle((0, 0), 1, 1, color=COLOURS[c]) for c in cols]
     tags = {c: settings_tag(((data.get("backends") or {}).get(c) or {}).get("settings")) for c in cols}
-    fig.legend(handles, [f"{labels[c].replace(chr(10), ' ')}: {tags[c] or 'settings unknown'}" for c in cols],
+    fig.legend(handles, [f"{labels[c].replace(chr(10), ' ')}: {tags[c] or 'settings unknown'}"
+                         + (" (minirun's settings)" if c == "runc" else "") for c in cols],
                loc="lower center", ncol=min(len(cols), 3), fontsize=8, frameon=False, bbox_to_anchor=(0.5, 0.0))
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, format="png", dpi=90)

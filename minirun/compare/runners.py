@@ -184,7 +184,17 @@ class HostRunner:
         return {"true": [self.busybox, "true"], "echo": [self.busybox, "echo", "up"]}
 
     def settings(self) -> dict:
-        return settings(seccomp="none", caps=_all_caps(), nnp=False, note="a plain process of root on the host")
+        """This process's own (the suite inherits them), from /proc/self/status."""
+        from ..security import caps_of_mask
+
+        status = {}
+        with open("/proc/self/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                status[key] = value.strip()
+        return settings(seccomp="none" if status.get("Seccomp", "0") == "0" else "the caller's",
+                        caps=caps_of_mask(int(status.get("CapEff", "0"), 16)), nnp=status.get("NoNewPrivs") == "1",
+                        note="a plain child of `minirun compare` on the host")
 
     def version(self) -> str:
         out = subprocess.run([self.busybox], capture_output=True, text=True).stdout
