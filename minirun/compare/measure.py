@@ -14,10 +14,12 @@ Order of work (each backend that cannot run is skipped with its reason):
      sends it a bounded TCP stream (see :func:`host_to_instance`);
   3. the VM's storage boot (a host directory shared with -v, 9p; the generic
      kernel, since the cloud one has no 9p), the only second suite;
-  4. deployment: `echo up` (time to its output) and `true` (end to end) through
+  4. performance: the CPU and syscall workloads once per instance, N rounds, the
+     host and container columns alternated (the VM keeps its suite's samples);
+  5. deployment: `echo up` (time to its output) and `true` (end to end) through
      each backend's command line, N times, interleaved;
-  5. density: k idle instances per backend at once; memory per instance; teardown;
-  6. disk footprint: ROOTFS vs kernel + initramfs.
+  6. density: k idle instances per backend at once; memory per instance; teardown;
+  7. disk footprint: ROOTFS vs kernel + initramfs.
 
 Nothing here formats; report.py turns the dict into rows.
 """
@@ -409,6 +411,7 @@ class Measurement:
                 self._stop_peer(peer)
         finally:
             evidence.close()
+        self._performance()
         self._deployment()
         self._density()
         self._disk()
@@ -511,12 +514,6 @@ class Measurement:
             self._report_failure(run)
             if name == "vm":
                 self._vm_storage(evidence, kwargs["rootfs"], data_dir)
-        if self.available("host") and self.data["samples"]["host"].get("suite"):
-            # The baseline again, after the instances: its samples are pooled with the first ones, so load that
-            # drifts during the run (a shared machine) weighs on the baseline as on the instances.
-            self.say("Host: the workloads again, to bracket the instances' runs")
-            run = self.runners["host"].suite(units.PERF_SUITE, {"MRC_RUNS": str(self.opts.runs)})
-            self.data["samples"]["host"]["suite"]["markers"] += run.markers.to_list()
 
     def _escape_probes(self, name: str, run: SuiteRun, probes: list[dict], probe_dir: str | None) -> dict:
         """Raw results of minirun/probes.py's escape probes: the VM's come from its suite's markers; the
@@ -564,6 +561,25 @@ class Measurement:
         if run.error or run.exit_code:
             self.say(f"{self.runners[run.backend].label}: suite ended with "
                      f"{run.error or f'exit code {run.exit_code}'}")
+
+    # -- performance ----------------------------------------------------------------------------
+
+    def _performance(self) -> None:
+        """The Performance row's samples for the host and the containers: the workloads once per instance, the
+        columns alternated round by round (as the benchmarks alternate pairs), so load that drifts on a shared
+        machine weighs on every column alike instead of on whichever suite ran during it. The VM keeps its
+        suite's samples (one boot; under TCG its ratios measure emulation)."""
+        names = [n for n in self.runners if n != "vm" and self.available(n)]
+        self.say(f"performance: the workloads in one instance each, {', '.join(names)} alternated, "
+                 f"{self.opts.runs} rounds")
+        pooled: dict[str, list] = {n: [] for n in names}
+        for i in range(self.opts.runs):
+            for name in names if i % 2 == 0 else names[::-1]:
+                run = self.runners[name].suite(units.PERF_SUITE, {"MRC_RUNS": "1"})
+                pooled[name] += run.markers.to_list()
+                self._report_failure(run)
+        for name in names:
+            self.data["samples"][name]["perf"] = {"rounds": self.opts.runs, "markers": pooled[name]}
 
     # -- deployment -----------------------------------------------------------------------------
 

@@ -160,6 +160,8 @@ class View:
         suite = self.raw.get("suite") or {}
         self.suite = suite
         self.markers = Markers([_marker(m) for m in suite.get("markers", [])])
+        perf = self.raw.get("perf")  # alternated rounds (measure._performance); else the suite's own samples
+        self.perf_markers = Markers([_marker(m) for m in perf["markers"]]) if perf else self.markers
         self.checks = suite.get("host_checks", {})
         self.runs = data.get("options", {}).get("runs")
         self.kind = "runc" if name.startswith("runc") else name  # both runc columns are measured alike
@@ -193,7 +195,7 @@ class View:
         return statistics.median(samples) if samples else 0.0
 
     def workload(self, unit: str) -> dict | None:
-        return _stats(self.markers.durations(unit, self.clock_overhead()))
+        return _stats(self.perf_markers.durations(unit, self.clock_overhead(self.perf_markers)))
 
     def same_kernel_as_host(self) -> bool | None:
         host_boot = (self.data.get("host_evidence") or {}).get("boot_id")

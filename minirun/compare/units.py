@@ -213,7 +213,7 @@ mark done yes
 BY_NAME = {u.name: u for u in UNITS}
 SUITE = tuple(u.name for u in UNITS)
 STORAGE_SUITE = ("clock", "storage")  # the VM's separate boot with a shared directory
-PERF_SUITE = ("clock", "perf_cpu", "perf_syscall")  # the host baseline again, after the instances
+PERF_SUITE = ("clock", "perf_cpu", "perf_syscall")  # the Performance row's alternated rounds (measure.py)
 
 
 def suite_script(names=SUITE) -> str:

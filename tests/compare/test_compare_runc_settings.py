@@ -145,3 +145,25 @@ def test_every_column_states_its_settings_in_text_markdown_and_json(rootfs):
     doc = schema.load()
     assert schema.validate(data["backends"], doc["properties"]["backends"], doc) == []
     assert schema.validate(rows, doc["properties"]["rows"], doc) == []
+
+
+def test_performance_row_uses_the_alternated_rounds_over_the_suites_own_samples():
+    """measure._performance: one instance per sample, columns alternated; the suite's samples are the fallback."""
+    from minirun.compare import units
+    from minirun.compare.units import Markers
+
+    def markers(*lines):
+        return Markers(units.parse_markers("\n".join(lines))).to_list()
+
+    clock = "@@mrc clock sample 1.000000 1.000000"
+    data = {"backends": {n: {"label": n, "available": True, "reason": None} for n in ("host", "runc")},
+            "samples": {"host": {"suite": {"markers": markers(clock, "@@mrc perf_syscall sample 1.0 1.1")},
+                                 "perf": {"rounds": 1, "markers": markers(clock, "@@mrc perf_syscall sample 1.0 1.05")}},
+                        "runc": {"suite": {"markers": markers(clock, "@@mrc perf_syscall sample 1.0 1.5")},
+                                 "perf": {"rounds": 1, "markers": markers(clock, "@@mrc perf_syscall sample 1.0 1.1")}}},
+            "options": {"runs": 1}}
+    host, runc = report.View("host", data), report.View("runc", data)
+    assert report.perf_cell(runc, host)["values"]["perf_syscall_ratio"] == pytest.approx(2.0)
+    del data["samples"]["runc"]["perf"], data["samples"]["host"]["perf"]
+    host, runc = report.View("host", data), report.View("runc", data)
+    assert report.perf_cell(runc, host)["values"]["perf_syscall_ratio"] == pytest.approx(5.0)
