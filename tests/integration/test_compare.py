@@ -151,3 +151,28 @@ def test_png_is_a_valid_image(compared):
     width, height = struct.unpack(">II", blob[16:24])
     assert kind == b"IHDR" and length == 13
     assert width > 100 and height > 100
+
+
+def test_runc_column_runs_with_minirun_default_security_and_every_output_says_so(compared):
+    """Issue 22: the runc column's settings are the container's, and both instances report the same
+    Seccomp/NoNewPrivs/CapEff from inside; each column's header and the lines under the table state them."""
+    data = compared["data"]
+    if not data["backends"]["runc"]["available"]:
+        pytest.skip(f"no runc: {data['backends']['runc']['reason']}")
+    ours, theirs = data["backends"]["container"]["settings"], data["backends"]["runc"]["settings"]
+    for key in ("seccomp", "capabilities", "no_new_privileges", "masked_paths", "readonly_paths"):
+        assert ours[key] == theirs[key], key
+    assert ours["seccomp"] == "minirun default" and ours["no_new_privileges"] is True
+    assert data["backends"]["vm"]["settings"]["accelerator"] == data["environment"]["accel"]["name"]
+
+    def seen(col):
+        markers = data["samples"][col]["suite"]["markers"]
+        return {m["key"]: m["value"] for m in markers if m["unit"] == "kernel" and m["key"] in ("seccomp", "nnp",
+                                                                                                  "capeff")}
+
+    assert seen("container") == seen("runc") and seen("container")["seccomp"] == "2"
+    md, text = compared["paths"]["md"].read_text(), compared["proc"].stdout
+    for line in report.settings_lines(data):
+        assert line in md
+    assert "Security settings and accelerator of each column:" in text
+    assert md.count("seccomp: minirun default, 14 caps, nnp") >= 2  # the container's and runc's headers
