@@ -2,8 +2,9 @@
 
     host       ROOTFS/bin/busybox sh -c SUITE, as a plain process (the baseline runs the same binary)
     container  minirun.container.run() (bridge network, the shared directory as a -v bind mount)
-    runc       `runc run` on a bundle from `runc spec` with minirun's default security (oci.defaults.with_minirun_defaults),
-               pointed at the same ROOTFS; runc_spec (--peer-defaults): the same with `runc spec`'s own security
+    runc       `runc run` on a bundle from `runc spec` with minirun's default security
+               (oci.defaults.with_minirun_defaults), pointed at the same ROOTFS
+    runc_spec  (--peer-defaults) the same bundle with `runc spec`'s own security
     vm         minirun.vm.run() (same ROOTFS as an initramfs, on the same bridge; the shared directory as a 9p -v share)
 
 Every backend has the same three verbs: :meth:`suite` (one instance runs a unit

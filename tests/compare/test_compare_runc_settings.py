@@ -156,11 +156,12 @@ def test_performance_row_uses_the_alternated_rounds_over_the_suites_own_samples(
         return Markers(units.parse_markers("\n".join(lines))).to_list()
 
     clock = "@@mrc clock sample 1.000000 1.000000"
+    sample = "@@mrc perf_syscall sample 1.0 {}".format
     data = {"backends": {n: {"label": n, "available": True, "reason": None} for n in ("host", "runc")},
-            "samples": {"host": {"suite": {"markers": markers(clock, "@@mrc perf_syscall sample 1.0 1.1")},
-                                 "perf": {"rounds": 1, "markers": markers(clock, "@@mrc perf_syscall sample 1.0 1.05")}},
-                        "runc": {"suite": {"markers": markers(clock, "@@mrc perf_syscall sample 1.0 1.5")},
-                                 "perf": {"rounds": 1, "markers": markers(clock, "@@mrc perf_syscall sample 1.0 1.1")}}},
+            "samples": {"host": {"suite": {"markers": markers(clock, sample(1.1))},
+                                 "perf": {"rounds": 1, "markers": markers(clock, sample(1.05))}},
+                        "runc": {"suite": {"markers": markers(clock, sample(1.5))},
+                                 "perf": {"rounds": 1, "markers": markers(clock, sample(1.1))}}},
             "options": {"runs": 1}}
     host, runc = report.View("host", data), report.View("runc", data)
     assert report.perf_cell(runc, host)["values"]["perf_syscall_ratio"] == pytest.approx(2.0)
