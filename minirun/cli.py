@@ -82,7 +82,7 @@ def run(**options):
       minirun run --memory 64m ROOTFS tail /dev/zero      # exits 137, reports the OOM kill
       minirun run --cpus 0.5 --pids-limit 32 -e A=1 -w /tmp --hostname box ROOTFS /bin/sh
     """
-    from .entry import execute_run
+    from .runverb import execute_run
 
     return execute_run(**options)
 
@@ -259,9 +259,3 @@ def run_click(args: list[str]) -> int:
         return 130
     except click.ClickException as exc:
         raise UsageError(f"{exc.format_message()} (see 'minirun --help')") from exc
-
-
-def main(argv: list[str] | None = None) -> None:
-    from .entry import main as entry_main
-
-    entry_main(argv)

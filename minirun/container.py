@@ -264,7 +264,7 @@ def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float, claim, on
                     raise SetupError("container init", 0, "the container's init died during setup")
                 status = init_status
                 return _result(spec.id, cgroup, status, timings, t0)
-            _raise_for_failure(first, proc.args[0], spec.rootfs)
+            raise_for_failure(first, proc.args[0], spec.rootfs)
             if terminal:
                 terminal.started(claim.path)
             timings["start"] = time.perf_counter() - t0
@@ -287,7 +287,9 @@ def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float, claim, on
     return _result(spec.id, cgroup, status, timings, t0)
 
 
-def _raise_for_failure(report, command: str, rootfs: str) -> None:
+def raise_for_failure(report, command: str, rootfs: str) -> None:
+    """The child's failure report (syscalls.SETUP_FAILED, EXEC_FAILED) as the exception
+    errors.py maps to each front end's exit code; any other report kind returns."""
     from . import syscalls
 
     if report.kind == syscalls.SETUP_FAILED or report.step.startswith("terminal: "):

@@ -119,18 +119,3 @@ def dev_mounts_needed(devices, rules) -> bool:
     """False (mount the root, overlay and volumes nodev) unless the container is given
     devices beyond the defaults: a --device, or rules other than the default ones."""
     return bool(devices) or tuple(rules) != DEFAULT_RULES
-
-
-def node_ops(devices) -> tuple:
-    """Plan operations (minirun/mounts.py) that create ``devices`` after /dev is mounted."""
-    from .mounts import OP_MKDIR, OP_MKNOD, Op
-
-    ops = []
-    for d in devices:
-        parent = os.path.dirname(d.path)
-        if parent not in ("/", "/dev"):
-            ops.append(Op(OP_MKDIR, parent, mode=0o755))
-        kind = stat.S_IFCHR if d.type == "c" else stat.S_IFBLK
-        ops.append(Op(OP_MKNOD, d.path, source=d.source or None, mode=kind | d.file_mode, major=d.major,
-                      minor=d.minor))
-    return tuple(ops)

@@ -10,7 +10,9 @@ only the default devices, devpts with its own ptmx, /dev/shm and /dev/mqueue.
 
 from __future__ import annotations
 
+import os
 import stat
+
 from .record import Record
 
 # Values match <sys/mount.h>; checked against the compiled module in tests.
@@ -96,11 +98,22 @@ def with_devices(plan: tuple, devices) -> tuple:
     device replaces (``--device /dev/null``) is left out."""
     if not devices:
         return plan
-    from .devices import node_ops
-
     paths = {d.path for d in devices}
     kept = tuple(op for op in plan if not (op.kind == OP_MKNOD and op.target in paths))
     return kept + node_ops(devices)
+
+
+def node_ops(devices) -> tuple:
+    """Operations that create ``devices`` (devices.Device records) after /dev is mounted."""
+    ops = []
+    for d in devices:
+        parent = os.path.dirname(d.path)
+        if parent not in ("/", "/dev"):
+            ops.append(Op(OP_MKDIR, parent, mode=0o755))
+        kind = stat.S_IFCHR if d.type == "c" else stat.S_IFBLK
+        ops.append(Op(OP_MKNOD, d.path, source=d.source or None, mode=kind | d.file_mode, major=d.major,
+                      minor=d.minor))
+    return tuple(ops)
 
 
 def nodev_root_ops(rootfs: str, overlay: bool) -> tuple[Op, ...]:

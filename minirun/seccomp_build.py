@@ -40,7 +40,7 @@ import errno
 import os
 import struct
 
-from .seccomp import ProfileError, SeccompFilter, kernel_version
+from .seccomp_filter import ProfileError, SeccompFilter, kernel_version
 
 EPERM, ENOSYS = 1, 38
 

@@ -15,9 +15,9 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 for name in ("difflib", "json", "shutil", "signal", "fcntl", "errno", "stat", "hashlib", "ipaddress", "traceback",
-             "minirun.entry", "minirun.cli", "minirun.container", "minirun.spec", "minirun.state",
+             "minirun.entry", "minirun.cli", "minirun.runverb", "minirun.container", "minirun.spec", "minirun.state",
              "minirun.security", "minirun.syscalls", "minirun.mounts", "minirun.runopts", "minirun.lifecycle",
-             "minirun.cgroups", "minirun.seccomp", "minirun.seccomp_default", "minirun.seccomp_build",
+             "minirun.join", "minirun.cgroups", "minirun.seccomp", "minirun.seccomp_default", "minirun.seccomp_build",
              "minirun._seccomp", "_sha256",
              "minirun.result", "minirun.jsonlite", "minirun.quickexit", "atexit"):
     try:

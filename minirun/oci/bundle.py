@@ -121,7 +121,7 @@ def to_spec(config: dict, bundle: str, container_id: str) -> tuple[ContainerSpec
     process = _get(config, "process", dict, "")
     if not process:
         raise SpecError("process: missing (create needs the process to run)")
-    proc = _process(process, extras)
+    proc = parse_process(process, extras)
     extras.annotations = _get(config, "annotations", dict, "", {}) or {}
     namespaces = _namespaces(linux, extras)
     uid_maps = [(m["containerID"], m["hostID"], m["size"]) for m in linux.get("uidMappings") or []]
@@ -130,7 +130,7 @@ def to_spec(config: dict, bundle: str, container_id: str) -> tuple[ContainerSpec
         raise SpecError("linux.uidMappings: id mappings need a new user namespace (type user) in linux.namespaces")
     if "user" in namespaces and not (uid_maps and gid_maps):
         raise SpecError("linux.namespaces: a new user namespace needs linux.uidMappings and linux.gidMappings")
-    limits = _resources(_get(linux, "resources", dict, "linux.", {}) or {}, extras)
+    limits = parse_resources(_get(linux, "resources", dict, "linux.", {}) or {}, extras)
     limits.devices = _device_rules(limits_devices(linux), _get(linux, "devices", list, "linux.", []) or [])
     extras.cgroups_path = _cgroups_path(_get(linux, "cgroupsPath", str, "linux."), container_id)
     _reject_present(linux, ("intelRdt", "personality", "timeOffsets", "mountLabel"), "linux.")
@@ -189,7 +189,7 @@ def _caps(names, unknown: set[str]) -> int:
     return mask
 
 
-def _process(process: dict, extras: Extras) -> Process:
+def parse_process(process: dict, extras: Extras) -> Process:
     args = _get(process, "args", list, "process.")
     if not args or not all(isinstance(a, str) for a in args):
         raise SpecError("process.args: must be a non-empty list of strings")
@@ -293,7 +293,7 @@ def _check_ns_path(kind: str, path: str) -> None:
         os.close(fd)
 
 
-def _resources(res: dict, extras: Extras) -> Limits:
+def parse_resources(res: dict, extras: Extras) -> Limits:
     limits = Limits()
     memory = _get(res, "memory", dict, "linux.resources.", {}) or {}
     if memory.get("limit") not in (None, -1, 0):

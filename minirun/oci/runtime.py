@@ -211,7 +211,7 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
         if report is None:
             raise SetupError("container init", 0, "the container process died during setup")
         if report.kind != syscalls.CREATED:
-            container._raise_for_failure(report, proc.args[0], spec.rootfs)
+            container.raise_for_failure(report, proc.args[0], spec.rootfs)
         _write_locked(root, container_id, st)
         if pid_file:
             _write_pid_file(pid_file, child.pid)
@@ -479,7 +479,7 @@ def update(root: str, container_id: str, resources: dict) -> None:
 
     st = store.read(root, container_id)
     extras = oci_bundle.Extras()
-    limits = oci_bundle._resources(resources, extras)
+    limits = oci_bundle.parse_resources(resources, extras)
     for warning in extras.warnings:
         log.warning(warning)
     cgroup = _cgroup(st)
@@ -504,7 +504,7 @@ def run(root: str, container_id: str, bundle: str, *, pid_file=None, console_soc
         detach=False) -> int:
     """create + start; in the foreground, wait and return the exit status, then delete."""
     from .. import syscalls
-    from ..container import _raise_for_failure, forward_signals
+    from ..container import forward_signals, raise_for_failure
 
     created = create(root, container_id, bundle, pid_file=pid_file, console_socket=console_socket,
                      preserve_fds=preserve_fds, foreground=not detach)
@@ -520,12 +520,12 @@ def run(root: str, container_id: str, bundle: str, *, pid_file=None, console_soc
             except SetupError:
                 report = child.read_report()  # the child's own reason, if it sent one
                 if report is not None and report.kind == syscalls.EXEC_FAILED:
-                    _raise_for_failure(report, st["command"], st["rootfs"])
+                    raise_for_failure(report, st["command"], st["rootfs"])
                 raise
             report = child.read_report()  # EOF: execve succeeded (the socket is close-on-exec)
             if report is not None and report.kind in (syscalls.EXEC_FAILED, syscalls.SETUP_FAILED):
                 _, status = os.waitpid(child.pid, 0)
-                _raise_for_failure(report, st["command"], st["rootfs"])
+                raise_for_failure(report, st["command"], st["rootfs"])
             hooks = st.get("hooks", {}).get("poststart")
             if hooks:
                 from . import hooks as oci_hooks
@@ -544,7 +544,7 @@ def exec_process(root: str, container_id: str, process: dict, *, detach=False, p
                  preserve_fds=0, console_socket: str | None = None) -> int:
     """Start ``process`` (an OCI process object) in the running container."""
     from ..container import forward_signals
-    from ..lifecycle import spawn_in
+    from ..join import spawn_in
     from ..security import from_state_record
     from ..spec import DEFAULT_PATH
     from . import bundle as oci_bundle
@@ -557,7 +557,7 @@ def exec_process(root: str, container_id: str, process: dict, *, detach=False, p
     if "capabilities" not in process and st["exec"].get("capabilities") is not None:
         process = dict(process, capabilities=st["exec"]["capabilities"])  # runc: the container's own sets
     extras = oci_bundle.Extras()
-    proc = oci_bundle._process(process, extras)
+    proc = oci_bundle.parse_process(process, extras)
     for warning in extras.warnings:
         log.warning(warning)
     sec = from_state_record(st["exec"]["security"], proc.uid)

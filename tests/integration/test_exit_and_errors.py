@@ -91,9 +91,9 @@ def test_rootfs_that_is_a_file(tmp_path):
 def test_not_root_is_refused(rootfs):
     # The interpreter may live where nobody cannot read (e.g. under /root), so load
     # the CLI first, then drop to nobody and run it as a non-root user would.
-    code = ("import os, minirun.cli, minirun.container, minirun.spec; "
+    code = ("import os, minirun.entry, minirun.cli, minirun.runverb, minirun.container, minirun.spec; "
             "os.setgroups([]); os.setgid(65534); os.setuid(65534); "
-            f"minirun.cli.main(['run', {rootfs!r}, '/bin/true'])")
+            f"minirun.entry.main(['run', {rootfs!r}, '/bin/true'])")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     one_line_error(proc, 125, "minirun must run as root")
 

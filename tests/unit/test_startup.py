@@ -28,13 +28,13 @@ def _imported_by(statements: str) -> list[str]:
 
 
 def test_run_path_imports_nothing_heavy():
-    assert _imported_by("import minirun.entry, minirun.runopts, minirun.container, minirun.syscalls, "
-                        "minirun.seccomp, minirun.security, minirun.state, minirun.cgroups") == []
+    assert _imported_by("import minirun.entry, minirun.runopts, minirun.runverb, minirun.container, "
+                        "minirun.syscalls, minirun.seccomp, minirun.security, minirun.state, minirun.cgroups") == []
 
 
 def test_oci_paths_import_nothing_heavy():
     assert _imported_by("import minirun.oci.main, minirun.oci.runtime, minirun.oci.store, minirun.oci.bundle, "
-                        "minirun.container, minirun.syscalls") == []
+                        "minirun.join, minirun.container, minirun.syscalls") == []
 
 
 def test_launchers_skip_site_and_find_the_package():
