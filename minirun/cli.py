@@ -10,12 +10,8 @@ import os
 
 import click
 
-from .errors import SpecError
+from .errors import SpecError, UsageError, warning_line
 from .runopts import RUN_OPTIONS
-
-
-class UsageError(SpecError):
-    """A command line click could not parse."""
 
 
 class LazyGroup(click.Group):
@@ -228,7 +224,7 @@ def gc():
     for container_id in cleanup.gc(failed=failed):
         click.echo(f"removed {container_id}")
     for what in failed:
-        click.echo(f"minirun: warning: could not remove {what} (kept for the next gc)", err=True)
+        click.echo(warning_line(f"could not remove {what} (kept for the next gc)", "minirun"), err=True)
 
 
 @cli.group()

@@ -3,6 +3,7 @@
 Every failure ends as one line on stderr (``minirun: ...``) with docker's exit
 codes: 125 minirun failed, 126 COMMAND cannot be executed, 127 COMMAND not found,
 otherwise COMMAND's own status (128+N for signal N). ``--debug`` adds tracebacks.
+The table of kinds, codes and message formats is errors.py's.
 
 A plain `minirun run ...` is parsed without click (see runopts.py) and run by
 runverb.py; everything else goes through the click CLI in cli.py.
@@ -16,7 +17,7 @@ import sys
 # collections) costs ~3.5 ms at every start here; _signal is the same functions.
 import _signal as signal
 
-from .errors import MiniRunError
+from .errors import error_line, exit_code, message
 
 
 class Terminated(BaseException):
@@ -39,25 +40,21 @@ def guarded(action, debug: bool) -> int:
     signal.signal(signal.SIGHUP, _raise_terminated)
     try:
         code = action()
-    except MiniRunError as exc:
-        _fail(str(exc), debug)
-        code = exc.exit_code
-    except KeyboardInterrupt:
-        code = 130
     except Terminated as exc:
         code = 128 + exc.signum
-    except Exception as exc:  # a bug in minirun: still one line, and --debug for the rest
-        _fail(f"internal error: {exc!r} (run with --debug for the traceback)", debug)
-        code = 125
+    except (Exception, KeyboardInterrupt) as exc:  # every way to fail: one line, --debug for the traceback
+        if not isinstance(exc, KeyboardInterrupt):
+            _fail(exc, debug)
+        code = exit_code(exc, "minirun")
     return code if isinstance(code, int) else 0
 
 
-def _fail(message: str, debug: bool) -> None:
+def _fail(exc: BaseException, debug: bool) -> None:
     if debug:
         import traceback
 
         traceback.print_exc()
-    print(f"minirun: {message}", file=sys.stderr)
+    print(error_line(message(exc), "minirun"), file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> None:

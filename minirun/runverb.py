@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import sys
 
+from .errors import warning_line
+
 def execute_run(*, rootfs, command, name=None, hostname=None, env=(), workdir="/", user=None, memory=None,
                 memory_swap=None, cpus=None, cpuset_cpus=None, pids_limit=None, volume=(), tmpfs=(),
                 device=(), read_only=False, no_overlay=False, network="none", publish=(), sysctl=(), cap_add=(),
@@ -54,7 +56,7 @@ def execute_run(*, rootfs, command, name=None, hostname=None, env=(), workdir="/
         proc_sec, spec_sec = options_to_spec(cap_add=cap_add, cap_drop=cap_drop, security_opt=security_opt,
                                              privileged=privileged, userns=userns, userns_map=userns_map)
         if privileged:
-            print(PRIVILEGED_WARNING, file=sys.stderr)
+            print(warning_line(PRIVILEGED_WARNING, "minirun"), file=sys.stderr)
     spec = ContainerSpec(rootfs=rootfs, id=name or "", hostname=hostname or "",
                          process=Process(args=list(command), env=parse_env(env), cwd=workdir, uid=uid, gid=gid,
                                          terminal=tty, **proc_sec),
@@ -69,8 +71,8 @@ def execute_run(*, rootfs, command, name=None, hostname=None, env=(), workdir="/
         print("minirun: note: ROOTFS belongs to another user: in a rootless container its files stay read-only "
               "(copy it to make it yours: cp -r ROOTFS ~/rootfs)", file=sys.stderr)
     if spec.network == "host":
-        print("minirun: warning: --network host shares the host's network namespace: the container sees and "
-              "can bind every host interface", file=sys.stderr)
+        print(warning_line("--network host shares the host's network namespace: the container sees and "
+                           "can bind every host interface", "minirun"), file=sys.stderr)
     if detach:
         from .lifecycle import run_detached
 
@@ -84,8 +86,8 @@ def execute_run(*, rootfs, command, name=None, hostname=None, env=(), workdir="/
     else:
         result = container.run(spec)
     if result.leftovers:
-        print(f"minirun: warning: container {result.id} left behind: {'; '.join(result.leftovers)} "
-              "(`minirun gc` removes it once nothing holds it)", file=sys.stderr)
+        print(warning_line(f"container {result.id} left behind: {'; '.join(result.leftovers)} "
+                           "(`minirun gc` removes it once nothing holds it)", "minirun"), file=sys.stderr)
     if result.oom_killed:
         limit = f" (limit {limits.memory / (1 << 20):g} MiB)" if limits.memory else ""
         who = f"container {result.id} was" if result.exit_code == 137 else f"a process of container {result.id} was"

@@ -38,7 +38,7 @@ CAPABILITIES = (
 CAP_NUMBER = {"CAP_" + name: n for n, name in enumerate(CAPABILITIES)}
 ALL_CAPS = tuple(CAP_NUMBER)
 
-PRIVILEGED_WARNING = ("minirun: WARNING: --privileged turns off the container's security: all capabilities, "
+PRIVILEGED_WARNING = ("--privileged turns off the container's security: all capabilities, "
                       "no seccomp filter, no_new_privs off, /proc and /sys paths unmasked and writable, every device allowed")
 
 

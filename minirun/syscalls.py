@@ -10,6 +10,8 @@ import errno
 import fcntl
 import os
 import sys
+
+from .errors import warn
 from .record import Record
 
 TYPE_CHECKING = False
@@ -312,8 +314,8 @@ def _copy_sealed() -> int:
         if fd >= 0:
             os.close(fd)
         # vm.memfd_noexec=2, say: COMMAND is still exec'd, but by the forked interpreter
-        sys.stderr.write(f"minirun: warning: no sealed copy of minirun-init ({err.strerror}): COMMAND is exec'd "
-                         "directly, without the CVE-2019-5736 protection\n")
+        warn(f"no sealed copy of minirun-init ({err.strerror}): COMMAND is exec'd directly, without the "
+             "CVE-2019-5736 protection")
         return -1
     finally:
         os.close(src)

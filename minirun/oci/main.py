@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sys
 
+from ..errors import UsageError, exit_code, message, set_front_end
 from . import log, store
 
 VERSION = "0.1.0"
@@ -67,10 +68,6 @@ runc-compatible OCI runtime over minirun. Commands:
   update [--resources FILE|- | --cpuset-cpus L --memory M ...] ID | features | spec [--bundle DIR]"""
 
 
-class UsageError(Exception):
-    pass
-
-
 def parse(argv: list[str], table: dict, stop_at_positional: bool = False) -> tuple[dict, list[str]]:
     opts: dict = {}
     rest: list[str] = []
@@ -115,6 +112,8 @@ def _one_id(rest: list[str], verb: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = False
+    verb = ""
+    set_front_end(log.PROGRAM, log.warning)
     try:
         verb_at = next((i for i, a in enumerate(argv) if a in VERBS and not _is_value(argv, i)), None)
         gopts, stray = parse(argv[:verb_at] if verb_at is not None else argv, GLOBAL)
@@ -130,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             if stray:
                 raise UsageError(f"unknown command {stray[0]!r}")
             print(USAGE)
-            return 0 if gopts.get("help") or gopts.get("h") else 2
+            return 0 if gopts.get("help") or gopts.get("h") else exit_code(UsageError(), log.PROGRAM)
         if stray:
             raise UsageError(f"unexpected argument {stray[0]!r} before the command")
         if gopts.get("systemd-cgroup"):
@@ -140,26 +139,15 @@ def main(argv: list[str] | None = None) -> int:
         root = gopts.get("root") or store.DEFAULT_ROOT
         log.debug(f"{verb} {' '.join(argv[verb_at + 1:])}")
         return _dispatch(verb, argv[verb_at + 1:], root)
-    except UsageError as err:
-        log.error(str(err))
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as err:
+        return exit_code(err, log.PROGRAM)
     except Exception as err:  # noqa: BLE001 - every failure becomes one line, --debug shows the rest
-        from ..errors import MiniRunError
-
         if debug:
             import traceback
 
             traceback.print_exc()
-        if isinstance(err, (MiniRunError, store.StoreError)):
-            log.error(str(err))
-            return getattr(err, "exit_code", 1)
-        if isinstance(err, OSError):
-            log.error(f"{err.filename + ': ' if err.filename else ''}{err.strerror or err}")
-            return 1
-        log.error(f"internal error: {type(err).__name__}: {err} (--debug shows where)")
-        return 1
+        log.error(message(err))
+        return exit_code(err, log.PROGRAM, verb)
 
 
 def _is_value(argv: list[str], i: int) -> bool:

@@ -22,6 +22,7 @@ import os
 
 from .. import jsonlite as json  # not the json package (re, enum: ~7 ms a start; see jsonlite.py)
 from .. import state as core
+from ..errors import SpecError
 from ..settings import OCI_ROOT as DEFAULT_ROOT  # MINIRUN_OCI_ROOT, else /run/minirun-oci
 FIFO = "exec.fifo"
 OCI_VERSION = "1.0.2"
@@ -29,8 +30,8 @@ OCI_VERSION = "1.0.2"
 CREATED, RUNNING, STOPPED, PAUSED = "created", "running", "stopped", "paused"
 
 
-class StoreError(Exception):
-    """A state directory problem; the message is for the user."""
+class StoreError(SpecError):
+    """A state directory problem (no such container, a bad id); the message is for the user."""
 
 
 def check_id(container_id: str) -> str:

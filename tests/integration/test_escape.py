@@ -107,7 +107,7 @@ def test_positive_control_gets_through(rootfs, probe_dir, context, probe, tmp_pa
 def test_privileged_is_loud(rootfs):
     out = minirun("run", "--privileged", rootfs, "/bin/true")
     assert out.returncode == 0, out.stderr
-    warning = [line for line in out.stderr.splitlines() if "WARNING" in line]
+    warning = [line for line in out.stderr.splitlines() if line.startswith("minirun: warning: ")]
     assert len(warning) == 1 and "--privileged" in warning[0] and "seccomp" in warning[0]
 
 

@@ -1,4 +1,4 @@
-"""Bad input to minirun-oci: one `minirun: ` line on stderr, the same message in the
+"""Bad input to minirun-oci: one `minirun-oci: ` line on stderr, the same message in the
 --log file (JSON lines, as containerd reads it), a non-zero exit, nothing left behind."""
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def test_bad_bundle(kind, verb, tmp_path, bundle, oci):
     path = _break(kind, bundle(["/bin/true"]), tmp_path)
     out = oci(verb, "--bundle", path, "bad")
     assert out.returncode != 0
-    assert out.stderr.startswith("minirun: ") and EXPECTED[kind] in out.stderr, out.stderr
+    assert out.stderr.startswith("minirun-oci: ") and EXPECTED[kind] in out.stderr, out.stderr
     assert "Traceback" not in out.stderr
     assert any(EXPECTED[kind] in msg for msg in oci.log_errors())
     assert not os.path.exists(os.path.join(oci.root, "bad"))

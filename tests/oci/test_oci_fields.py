@@ -84,7 +84,7 @@ def test_block_io_weight_without_cfq_or_bfq_names_the_field(tmp_path, bundle, oc
     path = _write_bundle(bundle, tmp_path, {"weight": 500})
     out = oci("create", "--bundle", path, "io-weight")
     assert out.returncode != 0
-    assert out.stderr.startswith("minirun: linux.resources.blockIO.weight 500: this kernel cannot set it"), out.stderr
+    assert out.stderr.startswith("minirun-oci: linux.resources.blockIO.weight 500: this kernel cannot set it"), out.stderr
     assert len(out.stderr.splitlines()) == 1
     assert not os.path.exists(os.path.join(oci.root, "io-weight"))
 
@@ -126,7 +126,7 @@ def test_hugepage_limits_without_a_hugetlb_controller_names_the_field(bundle, oc
     for verb in ("create", "run"):
         out = oci(verb, "--bundle", path, "huge")
         assert out.returncode != 0
-        assert out.stderr.startswith("minirun: linux.resources.hugepageLimits"), out.stderr
+        assert out.stderr.startswith("minirun-oci: linux.resources.hugepageLimits"), out.stderr
         assert "hugetlb" in out.stderr and len(out.stderr.splitlines()) == 1
         assert not os.path.exists(os.path.join(oci.root, "huge"))
 
@@ -293,7 +293,7 @@ def test_failing_or_slow_container_hooks_fail_create_and_start(tmp_path, bundle,
     path = _hooks_bundle(bundle, tmp_path, fail)
     out = oci("create", "--bundle", path, "badhook")
     assert out.returncode != 0
-    assert out.stderr == "minirun: createContainer hook /bin/sh: exit status 3: nope\n", out.stderr
+    assert out.stderr == "minirun-oci: createContainer hook /bin/sh: exit status 3: nope\n", out.stderr
     assert not os.path.exists(os.path.join(oci.root, "badhook"))
 
     slow = {"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}

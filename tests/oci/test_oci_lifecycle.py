@@ -66,7 +66,7 @@ def test_lifecycle_states_and_nothing_runs_before_start(tmp_path, bundle, oci):
     assert oci("start", "lc").returncode == 0
     assert oci.state("lc")["status"] == "running"
     again = oci("start", "lc")
-    assert again.returncode != 0 and "minirun: " in again.stderr and oci.log_errors()
+    assert again.returncode != 0 and "minirun-oci: " in again.stderr and oci.log_errors()
     refused = oci("delete", "lc")
     assert refused.returncode != 0 and "running" in refused.stderr
     assert oci("kill", "lc", "KILL").returncode == 0

@@ -112,7 +112,7 @@ def test_a_sysctl_of_the_hosts_namespace_is_refused(bundle, oci, host_values, ca
                    join=f"/proc/{HOST}/ns/{ns_file}" if joined else None)
     out = oci("run", "--bundle", path, f"sysctl-{case}")
     assert out.returncode != 0
-    assert out.stderr == f"minirun: {error}\n"
+    assert out.stderr == f"minirun-oci: {error}\n"
     assert _read(_proc_sys(key)) == before
     assert not os.path.exists(os.path.join(oci.root, f"sysctl-{case}"))
 
@@ -165,7 +165,7 @@ def test_hostname_without_a_uts_namespace_of_its_own_is_refused(bundle, oci, hos
     write_config(path, config)
     out = oci("run", "--bundle", path, "uts")
     assert out.returncode != 0
-    assert out.stderr == f"minirun: unable to set {field} without a private UTS namespace\n"
+    assert out.stderr == f"minirun-oci: unable to set {field} without a private UTS namespace\n"
     assert (socket.gethostname(), _read("/proc/sys/kernel/domainname")) == host_name
 
 
