@@ -25,6 +25,7 @@ tests/unit/test_errors.py checks the two agree).
     other system call failed   OSError                 125       1 (exec: 255)
     a bug                      any other Exception     125       1 (exec: 255)
     interrupted                KeyboardInterrupt       130       130
+    VM timed out               VMTimeout               124       -
 
 ``minirun`` has docker's codes (125 the runtime failed, 126/127 COMMAND could not be
 run). ``minirun-oci`` has runc's: 1 for every error (main.go's fatal), 255 for an
@@ -33,7 +34,8 @@ tells it from the process's own status). It keeps 127/126 for a COMMAND that can
 run, as it always did: engines go by runc's words for those (docker and podman map
 "executable file not found" to 127), and a person running ``minirun-oci run`` by hand
 sees the shell's codes. A foreground ``run`` or ``exec`` otherwise exits with COMMAND's
-status, 128+N for signal N, in both.
+status, 128+N for signal N, in both (and so does ``minirun vm`` when a signal stops
+it: VMInterrupted).
 
 Messages, both front ends: one line on stderr, ``PROGRAM: message`` (``minirun: ...``,
 ``minirun-oci: ...``; ``error_line``), a warning ``PROGRAM: warning: message``

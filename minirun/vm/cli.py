@@ -1,8 +1,8 @@
 """``minirun vm ...``: the VM companion's commands (a click group the main CLI loads lazily).
 
-Errors are raised as MiniRunError subclasses; ``minirun.cli.main`` prints them as one
-``minirun: <message>`` line and exits with their code (125; 124 for a timeout).
-``python3 -m minirun.vm.cli`` runs this group on its own with the same conventions.
+Errors are raised as MiniRunError subclasses; minirun's entry (entry.py) prints them as
+one ``minirun: <message>`` line and exits with their code (errors.py's table; 124 for a
+timeout). ``python3 -m minirun.vm.cli`` runs ``minirun vm`` through that same entry.
 """
 
 from __future__ import annotations
@@ -156,27 +156,10 @@ def kernel_fetch(flavour):
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Standalone entry with minirun's error convention (the main CLI does the same for `minirun vm`)."""
-    from ..errors import MiniRunError
+    """``minirun vm ARGS``, through minirun's one entry (its error contract)."""
+    from ..entry import main as entry_main
 
-    args = sys.argv[1:] if argv is None else argv
-    try:
-        code = vm.main(args=args, prog_name="minirun vm", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        code = exc.exit_code
-    except click.ClickException as exc:
-        print(f"minirun: {exc.format_message()}", file=sys.stderr)
-        code = 125
-    except MiniRunError as exc:
-        if "--debug" in args:
-            import traceback
-
-            traceback.print_exc()
-        print(f"minirun: {exc}", file=sys.stderr)
-        code = exc.exit_code
-    except KeyboardInterrupt:
-        code = 130
-    sys.exit(code if isinstance(code, int) else 0)
+    entry_main(["vm", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from minirun import errors
 from minirun.errors import (CgroupError, CommandNotExecutable, CommandNotFound, HostError, SetupError, SpecError,
                             UsageError)
 from minirun.oci import log as oci_log
+from minirun.vm.errors import VMTimeout
 
 BIN = os.path.dirname(sys.executable)
 
@@ -30,6 +31,7 @@ EXAMPLES = {
     "OSError": FileNotFoundError(2, "No such file or directory", "/nowhere"),
     "any other Exception": ZeroDivisionError("division by zero"),
     "KeyboardInterrupt": KeyboardInterrupt(),
+    "VMTimeout": VMTimeout("COMMAND did not finish within 5 s"),
 }
 
 
@@ -53,6 +55,8 @@ def test_the_table_is_what_the_code_does(kind):
     err = EXAMPLES[kind]
     minirun_cell, oci_cell = _table()[kind]
     assert errors.exit_code(err, "minirun") == int(minirun_cell)
+    if oci_cell == "-":  # minirun only (the VM companion)
+        return
     plain = int(oci_cell.split()[0])
     assert errors.exit_code(err, "minirun-oci", "create") == plain
     exec_code = re.search(r"\(exec: (\d+)\)", oci_cell)
