@@ -63,7 +63,7 @@ EXPECTED = {
 def test_bad_bundle(kind, verb, tmp_path, bundle, oci):
     path = _break(kind, bundle(["/bin/true"]), tmp_path)
     out = oci(verb, "--bundle", path, "bad")
-    assert out.returncode != 0
+    assert out.returncode == 1, out.stderr  # runc: every error exits 1 (minirun/errors.py's table)
     assert out.stderr.startswith("minirun-oci: ") and EXPECTED[kind] in out.stderr, out.stderr
     assert "Traceback" not in out.stderr
     assert any(EXPECTED[kind] in msg for msg in oci.log_errors())
@@ -91,7 +91,7 @@ def test_duplicate_id(bundle, oci):
 def test_verbs_on_missing_and_stopped(bundle, oci):
     for args in (["start", "ghost"], ["state", "ghost"], ["kill", "ghost"], ["delete", "ghost"]):
         out = oci(*args)
-        assert out.returncode != 0 and "does not exist" in out.stderr, args
+        assert out.returncode == 1 and "does not exist" in out.stderr, args
     assert oci("delete", "--force", "ghost").returncode == 0  # as runc: nothing to do
     path = bundle(["/bin/true"])
     assert oci("run", "-d", "--bundle", path, "done").returncode == 0
@@ -110,7 +110,38 @@ def test_missing_command_is_127(bundle, oci):
 
 
 def test_usage_errors(oci):
-    assert oci("frobnicate").returncode != 0
+    assert oci("frobnicate").returncode == 1
     out = oci("create", "--bogus-flag", "x")
-    assert out.returncode != 0 and "unknown option" in out.stderr
-    assert oci("--log-format", "yaml", "list").returncode != 0
+    assert out.returncode == 1 and "unknown option" in out.stderr
+    assert oci("--log-format", "yaml", "list").returncode == 1
+
+
+def test_warnings_have_one_format(bundle, oci):
+    """A warning is `minirun-oci: warning: ...` on stderr (the same shape as minirun's) and a
+    level=warning record in the --log file; the verb still succeeds."""
+    path = bundle(["/bin/true"])
+    config = _config(path)
+    config["process"]["apparmorProfile"] = "docker-default"
+    write_config(path, config)
+    out = oci("create", "--bundle", path, "warned")
+    try:
+        assert out.returncode == 0, out.stderr
+        assert out.stderr.startswith("minirun-oci: warning: process.apparmorProfile"), out.stderr
+        with open(oci.log) as f:
+            records = [json.loads(line) for line in f]
+        assert any(r["level"] == "warning" and r["msg"].startswith("process.apparmorProfile") for r in records)
+    finally:
+        assert oci("delete", "--force", "warned").returncode == 0
+
+
+def test_exec_errors_are_255_as_runc(bundle, oci):
+    """runc's exec.go exits 255 when the exec itself failed, so a caller tells it from the
+    process's status; a COMMAND that cannot be found keeps 127 (errors.py's table)."""
+    assert oci("run", "-d", "--bundle", bundle(["/bin/sleep", "60"]), "ex255").returncode == 0
+    try:
+        out = oci("exec", "--cwd", "relative/dir", "ex255", "/bin/true")
+        assert out.returncode == 255 and out.stderr.startswith("minirun-oci: "), out.stderr
+        assert "Traceback" not in out.stderr
+        assert oci("exec", "ex255", "/no/such").returncode == 127
+    finally:
+        assert oci("delete", "--force", "ex255").returncode == 0
