@@ -61,7 +61,7 @@ static void __attribute__((noreturn)) joiner(const struct mr_spawn_req *req, int
     b = (pid_t)syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0);
     if (b == 0) {
         close(pid_pipe);
-        mr_become_command(req, exec_pipe);
+        mr_become_command(req, exec_pipe, 0);
     }
     if (b < 0) {
         f.err = errno;

@@ -10,8 +10,10 @@
  *      escaped, and the host's mounts would stay reachable);
  *   4. mount /proc, /sys, /dev ... inside the new root, so a symlink planted in
  *      the rootfs can only ever resolve inside it;
- *   5. hostname, loopback up, then fork COMMAND and stay as a tiny init that
- *      forwards signals to it and reaps every zombie of the namespace.
+ *   5. hostname, loopback up, then fork COMMAND's process, become minirun-init,
+ *      confined to a reaper (reap.c), and only then let COMMAND exec: it stays
+ *      a tiny init that forwards signals to it and reaps every zombie of the
+ *      namespace.
  * Any failure is reported to the parent as one record naming the step.
  */
 #define _GNU_SOURCE
@@ -227,8 +229,10 @@ static void __attribute__((noreturn)) exec_command(const struct mr_spawn_req *re
             /* execveat first: "/proc/self/fd/N" is looked up in the container's root,
              * whose image could supply that path where no /proc is mounted. The /proc
              * fallback is for a profile without execveat, which only matters when the
-             * filter is in force already: no no_new_privs, or startContainer hooks. */
-            syscall(SYS_execveat, req->helper_fd, "", argv, req->envp, AT_EMPTY_PATH);
+             * filter is in force already: no no_new_privs, or startContainer hooks.
+             * Non-dumpable from its start: this process is visible in the container,
+             * which must never catch the helper before its seccomp filter (security.c). */
+            mr_execveat_nondumpable(req->helper_fd, (char *const *)argv, (char *const *)req->envp);
             if (req->security && req->seccomp_filter && !seccomp_deferred)
                 execve(self, (char *const *)argv, (char *const *)req->envp);
             fcntl(pipe_fd, F_SETFD, FD_CLOEXEC);
@@ -295,7 +299,7 @@ static int lacks_home(const char *const *envp)
  * (exec.c): already in the container's cgroups and namespaces; in runc's order:
  * nothing of minirun's but stdio, not dumpable until execve, working directory,
  * capabilities, user, no_new_privs, seccomp, execve. */
-void mr_become_command(const struct mr_spawn_req *req, int pipe_fd)
+void mr_become_command(const struct mr_spawn_req *req, int pipe_fd, int await_init)
 {
     struct mr_spawn_req with_home;
     char step[MR_STEP_MAX];
@@ -365,6 +369,18 @@ void mr_become_command(const struct mr_spawn_req *req, int pipe_fd)
         with_home.envp = envp;
         req = &with_home;
     }
+    /* `run`: COMMAND may exist once the container's init is complete (reap.c), not before:
+     * no process of the container ever sees PID 1 half-made. EOF: the init died. */
+    if (await_init) {
+        char go;
+        ssize_t n;
+
+        do
+            n = read(pipe_fd, &go, 1);
+        while (n < 0 && errno == EINTR);
+        if (n != 1)
+            _exit(125);
+    }
     /* security.c: bounding set and keep-caps now, the rest after setuid */
     if ((err = mr_security_before_setuid(req, step)) < 0)
         exec_failed(req, pipe_fd, -err, step);
@@ -401,36 +417,44 @@ void mr_become_command(const struct mr_spawn_req *req, int pipe_fd)
     exec_command(req, pipe_fd, seccomp_deferred);
 }
 
+/* What the init keeps (reap.c): CAP_KILL, if the container has it, to forward signals. */
+static uint64_t reaper_caps(const struct mr_spawn_req *req)
+{
+    return !req->security || (req->cap_mask >> 5 & 1) ? 1ULL << 5 /* CAP_KILL */ : 0;
+}
+
 /* Become the static minirun-init (init_main.c), from the sealed memfd the parent
  * made: the same loop in a few pages instead of this forked interpreter. If the
- * exec fails, run the loop here. */
-static void __attribute__((noreturn)) become_init(int init_fd, int report_fd, pid_t command)
+ * exec fails, run the loop here. Either way COMMAND's process waits on sync_fd
+ * until the init is complete. */
+static void __attribute__((noreturn)) become_init(const struct mr_spawn_req *req, int report_fd, pid_t command,
+                                                  int sync_fd)
 {
-    char fd_arg[16], pid_arg[16];
-    char *argv[] = {"minirun-init", fd_arg, pid_arg, NULL};
+    char fd_arg[16], pid_arg[16], sync_arg[16], caps_arg[24];
+    char *argv[] = {"minirun-init", fd_arg, pid_arg, sync_arg, caps_arg, NULL};
     char *envp[] = {NULL};
 
     /* By the fd only, never "/proc/self/fd/N": that path is looked up in the
      * container's root, whose image could supply it where no /proc is mounted.
      * (exec_command keeps that fallback for a seccomp profile without execveat;
      * no filter applies to this process.) */
-    if (init_fd >= 0) {
+    if (req->helper_fd >= 0) {
         snprintf(fd_arg, sizeof(fd_arg), "%d", report_fd);
         snprintf(pid_arg, sizeof(pid_arg), "%d", command);
-        if (fcntl(report_fd, F_SETFD, 0) == 0) {
-            syscall(SYS_execveat, init_fd, "", argv, envp, AT_EMPTY_PATH);
-            fcntl(report_fd, F_SETFD, FD_CLOEXEC);
-        }
+        snprintf(sync_arg, sizeof(sync_arg), "%d", sync_fd);
+        snprintf(caps_arg, sizeof(caps_arg), "%llu", (unsigned long long)reaper_caps(req));
+        if (fcntl(report_fd, F_SETFD, 0) == 0 && fcntl(sync_fd, F_SETFD, 0) == 0)
+            mr_execveat_nondumpable(req->helper_fd, argv, envp);
+        fcntl(report_fd, F_SETFD, FD_CLOEXEC);
+        fcntl(sync_fd, F_SETFD, FD_CLOEXEC);
     }
-    mr_reap_and_forward(report_fd, command);
+    mr_init_run(report_fd, command, sync_fd, reaper_caps(req));
 }
 
 void mr_container_init(const struct mr_spawn_req *req, int fd)
 {
-    struct mr_exec_failure failure;
-    int exec_pipe[2];
+    int sync[2];
     pid_t command;
-    ssize_t n;
 
     umask(0);
     if (req->clone_flags & CLONE_NEWUSER) /* security.c; the parent wrote our id maps before sync 1 */
@@ -476,33 +500,21 @@ void mr_container_init(const struct mr_spawn_req *req, int fd)
 
     if (req->oci_process) { /* COMMAND is PID 1 (the engine brings its own init) */
         mr_send_report(fd, MR_REPORT_CREATED, 0, 0, getpid(), NULL);
-        mr_become_command(req, fd);
+        mr_become_command(req, fd, 0);
     }
 
-    TRY(fd, pipe2(exec_pipe, O_CLOEXEC), "pipe2()");
+    /* One socket both ways: the init's go-ahead to COMMAND's process, and back EOF at its
+     * execve (close-on-exec) or the record of its failure. */
+    TRY(fd, socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sync), "socketpair()");
     command = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
     TRY(fd, command, "fork()");
     if (command == 0) {
         close(fd);
-        close(exec_pipe[0]);
-        mr_become_command(req, exec_pipe[1]);
+        close(sync[0]);
+        mr_become_command(req, sync[1], 1);
     }
-    close(exec_pipe[1]);
+    close(sync[1]);
     if (req->terminal)
         close(req->console_fd); /* COMMAND has its copy: the init keeps no end of the terminal */
-
-    /* sync 2: EOF on the CLOEXEC pipe means COMMAND's execve succeeded. */
-    memset(&failure, 0, sizeof(failure));
-    do
-        n = read(exec_pipe[0], &failure, sizeof(failure));
-    while (n < 0 && errno == EINTR);
-    close(exec_pipe[0]);
-    if (n > 0) {
-        failure.step[MR_STEP_MAX - 1] = 0; /* written by the container's side: never trust it to end */
-        mr_send_report(fd, MR_REPORT_EXEC_FAILED, failure.err, 0, command, failure.step);
-        waitpid(command, NULL, 0);
-        _exit(failure.err == ENOENT ? 127 : 126);
-    }
-    mr_send_report(fd, MR_REPORT_EXEC_OK, 0, 0, command, NULL);
-    become_init(req->helper_fd, fd, command);
+    become_init(req, fd, command, sync[0]);
 }

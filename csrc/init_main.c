@@ -1,18 +1,21 @@
 /*
- * init_main.c - minirun-init: the container's PID 1 once COMMAND runs, and the
- * last exec on the way to COMMAND.
+ * init_main.c - minirun-init: the container's PID 1, and the last exec on the
+ * way to COMMAND.
  *
- *     minirun-init REPORT_FD COMMAND_PID
+ *     minirun-init REPORT_FD COMMAND_PID SYNC_FD KEEP_CAPS
  *     minirun-init exec PIPE_FD OCI SECCOMP PATH COMMAND [ARGS...]
  *
  * Static, and run from a sealed memfd the parent fills from this file
  * (minirun/syscalls.py), never from the host file itself. The first form:
- * init.c sets the container up in a forked copy of the Python process, starts
- * COMMAND, then execs this, so an idle container holds a few pages instead of
- * the interpreter (reap.c). The second: the process about to become COMMAND,
- * its credentials and no_new_privs in place, execs this, which execs COMMAND
- * (command.c): during that execve /proc/self/exe is the sealed copy, which a
- * `#!/proc/self/exe` COMMAND cannot write through (CVE-2019-5736).
+ * init.c sets the container up in a forked copy of the Python process, forks
+ * COMMAND's process, which waits on SYNC_FD, then execs this, so an idle
+ * container holds a few pages instead of the interpreter; this confines itself,
+ * releases COMMAND and reaps (reap.c). The second: the process about to become
+ * COMMAND, its credentials and no_new_privs in place, execs this, which execs
+ * COMMAND (command.c): during that execve /proc/self/exe is the sealed copy,
+ * which a `#!/proc/self/exe` COMMAND cannot write through (CVE-2019-5736).
+ * Both start non-dumpable: the memfd is not readable to the process that execs
+ * it (security.c, mr_execveat_nondumpable).
  *
  * SECCOMP is "-", or FD:LEN:FLAGS: the container's filter (LEN instructions, the
  * parent's libseccomp export) in the memfd FD, for seccomp(2) with FLAGS. It is
@@ -44,16 +47,6 @@ static int number(const char *s, long min)
     return *s && !*end && v >= min && v <= 1 << 30 ? (int)v : -1;
 }
 
-/* musl's headers carry no linux/filter.h or linux/seccomp.h: their ABI, as is */
-struct mr_sock_filter {
-    uint16_t code;
-    uint8_t jt, jf;
-    uint32_t k;
-};
-struct mr_sock_fprog {
-    unsigned short len;
-    struct mr_sock_filter *filter;
-};
 #define MR_SECCOMP_SET_MODE_FILTER 1
 
 /* SECCOMP as above; a failure is COMMAND's exec failure, named as security.c names it. */
@@ -108,8 +101,13 @@ int main(int argc, char **argv)
         load_seccomp(argv[4], pipe_fd, oci_process); /* last: from here on, only execve (and a failure's report) */
         mr_exec_command(argv + 6, environ, argv[5], pipe_fd, oci_process);
     }
-    if (argc == 3 && number(argv[1], 0) >= 0 && number(argv[2], 1) > 0)
-        mr_reap_and_forward(number(argv[1], 0), number(argv[2], 1));
+    if (argc == 5 && number(argv[1], 0) >= 0 && number(argv[2], 1) > 0 && number(argv[3], 0) >= 0) {
+        char *end;
+        unsigned long long keep = strtoull(argv[4], &end, 10);
+
+        if (*argv[4] && !*end)
+            mr_init_run(number(argv[1], 0), number(argv[2], 1), number(argv[3], 0), keep);
+    }
     /* e.g. a COMMAND that is `#!/proc/self/exe`: it gets us, not a host binary */
     (void)!write(2, "minirun-init: not a program to run\n", 35);
     return 125;

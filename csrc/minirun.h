@@ -8,6 +8,7 @@
 #ifndef MINIRUN_H
 #define MINIRUN_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -233,16 +234,50 @@ struct mr_exec_failure {
     int err;
     char step[MR_STEP_MAX];
 };
-void mr_become_command(const struct mr_spawn_req *req, int pipe_fd) __attribute__((noreturn));
+/* await_init (`run`): pipe_fd is a socket to the container's init, which sends one byte once it is
+ * complete (mr_init_run); COMMAND's process waits for it before its credentials and execve. */
+void mr_become_command(const struct mr_spawn_req *req, int pipe_fd, int await_init) __attribute__((noreturn));
 void mr_close_fds(int from, int keep_a, int keep_b); /* close every fd >= from but those (-1: none) */
 int mr_step(char *step, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void mr_container_init(const struct mr_spawn_req *req, int report_fd) __attribute__((noreturn));
+
+/* security.c: execveat the sealed minirun-init (mode 0111) so that it starts non-dumpable;
+ * returns -errno if the exec fails. */
+int mr_execveat_nondumpable(int fd, char *const argv[], char *const envp[]);
+
+/* The signals the container's init passes on to COMMAND: every asynchronous one. Not the
+ * synchronous ones, which only mean something to the process that faulted, nor job control,
+ * which belongs to COMMAND's terminal, nor SIGCHLD, the init's own (tini's list, and SIGTSTP). */
+static inline int mr_forwarded_signal(int sig)
+{
+    switch (sig) {
+    case SIGFPE: case SIGILL: case SIGSEGV: case SIGBUS: case SIGABRT: case SIGTRAP: case SIGSYS:
+    case SIGTSTP: case SIGTTIN: case SIGTTOU: case SIGCHLD: case SIGKILL: case SIGSTOP:
+        return 0;
+    default:
+        return 1;
+    }
+}
+
+/* seccomp(2)'s program, our own copy: musl's headers carry no linux/filter.h */
+struct mr_sock_filter {
+    uint16_t code;
+    uint8_t jt, jf;
+    uint32_t k;
+};
+struct mr_sock_fprog {
+    unsigned short len;
+    struct mr_sock_filter *filter;
+};
 
 /* reap.c, also linked into the static minirun-init (init_main.c). */
 void mr_send_report(int fd, int kind, int err, int status, int pid, const char *step);
 /* A SETUP_FAILED report naming the step, then exit 125: the child's every setup failure. */
 void mr_setup_failed(int fd, const char *step, int err) __attribute__((noreturn));
-void mr_reap_and_forward(int report_fd, int command) __attribute__((noreturn));
+/* The container's PID 1 once COMMAND's process is forked and waits on sync_fd: confine itself
+ * to what a reaper needs (keep_caps: bit N = capability N), release it, report EXEC_OK or
+ * EXEC_FAILED, then forward signals and reap until COMMAND exits. */
+void mr_init_run(int report_fd, int command, int sync_fd, uint64_t keep_caps) __attribute__((noreturn));
 
 /* command.c, also linked into minirun-init: execve COMMAND, searching `path`; on
  * failure report on pipe_fd (an mr_exec_failure, or an mr_report for an OCI PID 1) and exit. */

@@ -255,6 +255,120 @@ static int ptrace_pid(int pid)
     return escaped("attached to a process outside the container's privilege");
 }
 
+/* One field of /proc/PID/status ("CapPrm", "Seccomp" ...), as a number in base; 0 if absent. */
+static unsigned long long status_field(int pid, const char *field, int base)
+{
+    char path[64], line[256];
+    unsigned long long v = 0;
+    size_t len = strlen(field);
+    FILE *f;
+
+    snprintf(path, sizeof(path), pid ? "/proc/%d/status" : "/proc/self/status", pid);
+    if (!(f = fopen(path, "r")))
+        return 0;
+    while (fgets(line, sizeof(line), f))
+        if (!strncmp(line, field, len) && line[len] == ':') {
+            v = strtoull(line + len + 1, NULL, base);
+            break;
+        }
+    fclose(f);
+    return v;
+}
+
+/* Attach to PID (PTRACE_SEIZE, then stop it) and say whether that gains anything: a
+ * capability this process lacks, a bounding set beyond ours without no_new_privs, or
+ * freedom from a seccomp filter we are under. CAP_SYS_PTRACE lets a tracer into any
+ * process of its user namespace, so for PID 1 the question is what it holds. */
+static int ptrace_gain(int pid)
+{
+    unsigned long long prm, bnd, mine;
+    int filtered, nnp;
+
+    if (ptrace(PTRACE_SEIZE, pid, 0, 0) < 0)
+        return errno == ESRCH ? not_here("ptrace: no such process", errno) : blocked("ptrace(PTRACE_SEIZE)", errno);
+    ptrace(PTRACE_INTERRUPT, pid, 0, 0);
+    waitpid(pid, NULL, __WALL);
+    prm = status_field(pid, "CapPrm", 16);
+    bnd = status_field(pid, "CapBnd", 16);
+    nnp = (int)status_field(pid, "NoNewPrivs", 10);
+    filtered = status_field(pid, "Seccomp", 10) != 0;
+    mine = status_field(0, "CapPrm", 16);
+    ptrace(PTRACE_DETACH, pid, 0, 0);
+    printf("attached to pid %d: CapPrm %llx CapBnd %llx NoNewPrivs %d Seccomp %d; ours: CapPrm %llx Seccomp %d\n",
+           pid, prm, bnd, nnp, filtered, mine, status_field(0, "Seccomp", 10) != 0);
+    if (prm & ~mine)
+        return escaped("it holds capabilities this process lacks");
+    if (!nnp && (bnd & ~mine))
+        return escaped("it can gain capabilities this process lacks by an exec (no no_new_privs)");
+    if (!filtered && status_field(0, "Seccomp", 10))
+        return escaped("it is under no seccomp filter, and this process is");
+    printf("blocked: attached, but it holds nothing this process lacks\n");
+    return 1;
+}
+
+/* Spin on PTRACE_SEIZE of every pid to come (the next few after the highest taken), as a
+ * process of the container would to catch a process minirun starts in it before that
+ * one is sealed. Each seize stops the tracee, prints what it was, and lets it go:
+ *   seized PID exe=/proc/PID/exe's target seccomp=N
+ * Runs until killed. */
+static int seize_new(void)
+{
+    static unsigned char done[1 << 22];
+    int hi = 0, window = 16;
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+
+    if (!d)
+        return blocked("opendir(/proc)", errno);
+    while ((e = readdir(d)))
+        if (atoi(e->d_name) > hi)
+            hi = atoi(e->d_name);
+    closedir(d);
+    printf("ready: pids after %d\n", hi);
+    for (;;) {
+        int exists[64] = {0};
+
+        for (int i = 1; i <= window; i++) {
+            int pid = hi + i;
+
+            if (pid >= (int)sizeof(done) || done[pid]) {
+                exists[i] = 1;
+                continue;
+            }
+            if (ptrace(PTRACE_SEIZE, pid, 0, 0) == 0) {
+                char path[64], exe[256] = "?";
+                int status = 0;
+                ssize_t n;
+
+                ptrace(PTRACE_INTERRUPT, pid, 0, 0);
+                if (waitpid(pid, &status, __WALL) == pid && (WIFEXITED(status) || WIFSIGNALED(status))) {
+                    printf("seized %d, gone before it stopped\n", pid); /* an exec'd COMMAND's quick exit */
+                } else {
+                    snprintf(path, sizeof(path), "/proc/%d/exe", pid);
+                    if ((n = readlink(path, exe, sizeof(exe) - 1)) >= 0)
+                        exe[n] = 0;
+                    printf("seized %d exe=%s seccomp=%llu\n", pid, exe, status_field(pid, "Seccomp", 10));
+                    ptrace(PTRACE_DETACH, pid, 0, 0);
+                }
+                done[pid] = 1;
+            }
+            exists[i] = done[pid] || errno == EPERM; /* EPERM: there, not ours yet */
+        }
+        /* move on past pids seized, or gone for good (a later one exists) */
+        for (;;) {
+            int later = 0;
+
+            for (int i = 2; i <= window; i++)
+                later |= exists[i];
+            if (!(done[hi + 1] || (!exists[1] && later)))
+                break;
+            hi++;
+            memmove(exists + 1, exists + 2, sizeof(int) * (size_t)(window - 1));
+            exists[window] = 0;
+        }
+    }
+}
+
 /* The classic chroot escape: chroot into a subdirectory while keeping the
  * cwd outside it, walk up, chroot("."). Succeeds if we then see `marker`,
  * an absolute path that exists only on the host. */
@@ -332,6 +446,10 @@ int main(int argc, char **argv)
         return tcp_connect(argv[2], atoi(argv[3]));
     if (!strcmp(cmd, "ptrace") && argc == 3)
         return ptrace_pid(atoi(argv[2]));
+    if (!strcmp(cmd, "ptrace-gain") && argc == 3)
+        return ptrace_gain(atoi(argv[2]));
+    if (!strcmp(cmd, "seize-new"))
+        return seize_new();
     if (!strcmp(cmd, "chroot-escape") && argc == 3)
         return chroot_escape(argv[2]);
     if (!strcmp(cmd, "remount-root-rw"))

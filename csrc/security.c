@@ -23,12 +23,11 @@
  *                               it after its own syscalls, right before
  *                               COMMAND's execve, as runc-dmz does (init.c)
  *
- * The container's init (PID 1) keeps its capabilities: it runs no code from the
- * image, and because its permitted set is a superset of COMMAND's, COMMAND can
- * neither ptrace it nor reach /proc/1/root or /proc/1/fd.
+ * The container's init (PID 1) confines itself before COMMAND may exec (reap.c).
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -134,4 +133,32 @@ int mr_userns_become_root(void)
     if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
         return -1;
     return 0;
+}
+
+/* execveat(fd) of the sealed minirun-init, a memfd of mode 0111 (minirun/syscalls.py). A
+ * program the execing process cannot read starts non-dumpable (the kernel's would_dump), so
+ * nothing in the container can attach to it before its own prctl and seccomp filter; root
+ * reads anything with CAP_DAC_OVERRIDE or CAP_DAC_READ_SEARCH effective, so those two leave
+ * the effective set for the execve, which recomputes it from the permitted set (and COMMAND's
+ * execve, next, again): nothing else changes. If the exec fails, the set is put back. Only
+ * returns on failure, -errno. A profile that denies capset leaves the caps, not the exec. */
+int mr_execveat_nondumpable(int fd, char *const argv[], char *const envp[])
+{
+    struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct caps[2];
+    uint32_t effective;
+    int lowered = 0, err;
+
+    if (syscall(SYS_capget, &hdr, caps) == 0) {
+        effective = caps[0].effective;
+        caps[0].effective &= ~((1U << CAP_DAC_OVERRIDE) | (1U << CAP_DAC_READ_SEARCH));
+        lowered = syscall(SYS_capset, &hdr, caps) == 0;
+    }
+    syscall(SYS_execveat, fd, "", argv, envp, AT_EMPTY_PATH);
+    err = errno;
+    if (lowered) {
+        caps[0].effective = effective;
+        syscall(SYS_capset, &hdr, caps);
+    }
+    return -err;
 }

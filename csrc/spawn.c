@@ -22,7 +22,8 @@
  *                                                namespace's root (security.c)
  *                                                unshare(CLONE_NEWCGROUP); mounts;
  *                                                pivot_root; /proc /sys /dev; hostname; lo up
- *                                                fork COMMAND, which execs
+ *                                                fork COMMAND's process (it waits), exec
+ *                                                minirun-init, confine it, let COMMAND exec
  *   sync 2: read one report                 <-   SETUP_FAILED | EXEC_FAILED | EXEC_OK
  *   forward SIGINT/TERM/HUP to the init     ->   init forwards them to COMMAND, reaps zombies
  *   sync 3: read EXITED (or EOF), waitpid   <-   EXITED(status); init exits, the kernel
@@ -152,6 +153,10 @@ static void child_main(const struct mr_spawn_req *req, int report_fd, int go_fd)
     if (n != 1)
         _exit(125); /* parent aborted or died before releasing us */
     close(go_fd);
+    /* This forked interpreter holds host memory, and COMMAND's process is forked from it:
+     * nothing in the container may attach to either (only now: with --userns the parent had
+     * to write our /proc/PID/uid_map, which a non-dumpable process's owner cannot). */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 
     /* Requested stdio first (dup2 clears O_CLOEXEC on the copies). Then everything
      * else the Python parent had open stays with the parent: COMMAND sees only

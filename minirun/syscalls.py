@@ -308,6 +308,9 @@ def _copy_sealed() -> int:
         done = 0
         while done < size:
             done += os.sendfile(fd, src, done, size - done)
+        # execute-only: whoever execs it cannot read it, so the program starts non-dumpable
+        # (csrc/security.c, mr_execveat_nondumpable), never open to a ptrace from the container
+        os.fchmod(fd, 0o111)
         fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
         return fd
     except OSError as err:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -100,3 +101,18 @@ def free_port() -> int:
         if port not in _given_ports:
             _given_ports.add(port)
             return port
+
+
+PROBE_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "csrc", "probe.c")
+
+
+def build_probe(out_dir) -> str:
+    """Compile the static escape probe (csrc/probe.c) into ``out_dir`` and return that
+    directory, to be mounted into containers; skip the test where it cannot be built."""
+    if not shutil.which("gcc"):
+        pytest.skip("gcc is needed to build the probe helper (csrc/probe.c)")
+    build = subprocess.run(["gcc", "-static", "-O2", "-o", os.path.join(out_dir, "probe"), PROBE_SOURCE],
+                           capture_output=True, text=True)
+    if build.returncode != 0:
+        pytest.skip(f"cannot build a static probe helper: {build.stderr.strip()[-300:]}")
+    return str(out_dir)

@@ -22,23 +22,13 @@ import tempfile
 
 import pytest
 
-from helpers import minirun
+from helpers import build_probe, minirun
 from minirun.probes import BLOCKED, ESCAPED, NOT_APPLICABLE, PROBE_DIR, PROBES, root_device
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-PROBE_SOURCE = os.path.join(HERE, "..", "..", "csrc", "probe.c")
 
 
 @pytest.fixture(scope="module")
 def probe_dir(tmp_path_factory):
-    if not shutil.which("gcc"):
-        pytest.skip("gcc is needed to build the probe helper (csrc/probe.c)")
-    out = tmp_path_factory.mktemp("probe")
-    build = subprocess.run(["gcc", "-static", "-O2", "-o", str(out / "probe"), PROBE_SOURCE], capture_output=True,
-                           text=True)
-    if build.returncode != 0:
-        pytest.skip(f"cannot build a static probe helper: {build.stderr.strip()[-300:]}")
-    return str(out)
+    return build_probe(tmp_path_factory.mktemp("probe"))
 
 
 @pytest.fixture(scope="module")
