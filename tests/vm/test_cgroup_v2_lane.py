@@ -52,7 +52,9 @@ def test_cgroup_v2_driver_in_a_pure_v2_guest(kernels, vm_env, leak_check):
         "vm", "run", "--name", leak_check, "--share-root", "/", *[a for m in GUEST_MODULES for a in ("--module", m)], "--memory", "1g", "--cpus", "2",
         "--timeout", "400", "-w", in_guest(ROOT), "-e", "PYTHONDONTWRITEBYTECODE=1",
         "-e", f"PYTHONPATH={in_guest(ROOT)}",
-        "-e", "MINIRUN_IN_VM=1", "-e", "MINIRUN_NETWORK_DIR=/run/minirun-network", "-", "/bin/sh", "-c", script, "sh", *tests, *deselect,
+        "-e", "MINIRUN_IN_VM=1", "-e", "MINIRUN_NETWORK_DIR=/run/minirun-network",
+        "-e", "MINIRUN_LOG_ROOT=/run/minirun-logs",  # the host's /var/lib is read-only in the guest
+        "-", "/bin/sh", "-c", script, "sh", *tests, *deselect,
         env=vm_env, timeout=480,
     )
     print(proc.stdout)
