@@ -17,7 +17,8 @@ CACHE   := .cache
 # Host packages. The stamp is keyed on this list, so editing it re-runs `deps`.
 DEPS_PACKAGES := busybox-static runc qemu-system-x86 python3-venv python3-dev \
                  gcc libc6-dev libffi-dev make cpio kmod iproute2 procps util-linux \
-                 ca-certificates libcap-dev libseccomp-dev musl-tools vagrant vagrant-libvirt lz4 podman containerd iptables crun
+                 ca-certificates libcap-dev libseccomp-dev musl-tools vagrant vagrant-libvirt lz4 podman containerd \
+                 iptables crun docker.io
 DEPS_KEY   := $(shell printf '%s\n' $(sort $(DEPS_PACKAGES)) | md5sum | cut -c1-12)
 DEPS_STAMP := $(CACHE)/deps-$(DEPS_KEY).stamp
 VENV_STAMP := $(VENV)/.minirun-installed
@@ -41,7 +42,10 @@ help:
 deps: $(DEPS_STAMP)
 
 # Install only what is missing; `apt-get update` only when lists are absent or
-# the install fails (stale lists give 404s).
+# the install fails (stale lists give 404s). No package's postinst may start its
+# service (docker.io's dockerd would take over the host's iptables and FORWARD
+# policy; the tests start their own daemons on private paths): a policy-rc.d that
+# denies every start is in place during the install, if the host has none.
 $(DEPS_STAMP):
 	@missing=""; \
 	for p in $(DEPS_PACKAGES); do \
@@ -51,6 +55,10 @@ $(DEPS_STAMP):
 	  command -v apt-get >/dev/null || { echo "deps: apt-get not found; minirun's Makefile targets Debian/Ubuntu" >&2; exit 1; }; \
 	  [ "$$(id -u)" = 0 ] || { echo "deps: missing packages:$$missing; run 'make deps' as root" >&2; exit 1; }; \
 	  echo "deps: installing$$missing"; \
+	  if [ ! -e /usr/sbin/policy-rc.d ]; then \
+	    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d; \
+	    trap 'rm -f /usr/sbin/policy-rc.d' EXIT; \
+	  fi; \
 	  if ! ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1; then apt-get update; fi; \
 	  apt-get install -y --no-install-recommends $$missing \
 	    || { echo "deps: install failed; running apt-get update and retrying"; apt-get update && apt-get install -y --no-install-recommends $$missing; }; \

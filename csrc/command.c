@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "minirun.h"
@@ -71,4 +72,34 @@ void mr_exec_command(char *const argv[], char *const envp[], const char *path, i
     }
     snprintf(step, sizeof(step), "exec %s", name);
     mr_exec_failed(pipe_fd, oci_process, saw_eacces ? EACCES : ENOENT, step);
+}
+
+/* runc's check at create (exec.LookPath in standard_init_linux.go): COMMAND must be
+ * there before `create` returns, so that engines report a missing one at create, as
+ * docker does with 127. Go's rules: a name with a slash must be an executable
+ * non-directory; a bare name, one in some PATH directory. A relative name with a
+ * slash is left to execve: the working directory is made only later. Returns 0,
+ * ENOENT or EACCES. */
+int mr_find_command(const char *name, const char *path)
+{
+    char candidate[4096];
+    struct stat st;
+
+    if (strchr(name, '/')) {
+        if (name[0] != '/')
+            return 0;
+        if (stat(name, &st) < 0)
+            return errno == ENOTDIR ? ENOENT : errno;
+        return S_ISDIR(st.st_mode) || !(st.st_mode & 0111) ? EACCES : 0;
+    }
+    for (const char *dir = path; dir && *dir;) {
+        const char *end = strchrnul(dir, ':');
+        int len = (int)(end - dir);
+
+        snprintf(candidate, sizeof(candidate), "%.*s/%s", len ? len : 1, len ? dir : ".", name);
+        if (stat(candidate, &st) == 0 && !S_ISDIR(st.st_mode) && (st.st_mode & 0111))
+            return 0;
+        dir = *end ? end + 1 : end;
+    }
+    return ENOENT;
 }

@@ -284,5 +284,6 @@ void mr_init_run(int report_fd, int command, int sync_fd, uint64_t keep_caps) __
 void mr_exec_failed(int pipe_fd, int oci_process, int err, const char *step) __attribute__((noreturn));
 void mr_exec_command(char *const argv[], char *const envp[], const char *path, int pipe_fd, int oci_process)
     __attribute__((noreturn));
+int mr_find_command(const char *name, const char *path);
 
 #endif

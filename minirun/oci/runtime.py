@@ -210,6 +210,8 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
             report = child.read_report()
         if report is None:
             raise SetupError("container init", 0, "the container process died during setup")
+        if report.kind == syscalls.EXEC_FAILED:  # process.args[0] is not there (csrc/command.c)
+            raise _command_missing(proc.args[0], report.err)
         if report.kind != syscalls.CREATED:
             container.raise_for_failure(report, proc.args[0], spec.rootfs)
         _write_locked(root, container_id, st)
@@ -238,6 +240,20 @@ def _write_locked(root: str, container_id: str, st: dict) -> None:
     since the child (which keeps our fds until its execve) would otherwise hold it."""
     with store.locked(root, container_id):
         store.write(store.path(root, container_id), st)
+
+
+def _command_missing(command: str, err: int) -> MiniRunError:
+    """runc's words at create (Go's exec.LookPath): docker maps the ones naming the command
+    with "executable file not found" or "no such file or directory" to exit 127, and
+    "permission denied" to 126."""
+    from ..errors import CommandNotExecutable, CommandNotFound
+
+    if err == 13:  # EACCES
+        return CommandNotExecutable(f'exec: "{command}": permission denied')
+    if "/" in command:
+        reason = os.strerror(err)
+        return CommandNotFound(f'exec: "{command}": stat {command}: {reason[0].lower()}{reason[1:]}')
+    return CommandNotFound(f'exec: "{command}": executable file not found in $PATH')
 
 
 class _pid_namespace_for:

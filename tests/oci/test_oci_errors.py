@@ -106,7 +106,31 @@ def test_verbs_on_missing_and_stopped(bundle, oci):
 
 def test_missing_command_is_127(bundle, oci):
     out = oci("run", "--bundle", bundle(["/no/such/command"]), "nocmd")
-    assert out.returncode == 127 and "not found" in out.stderr
+    assert out.returncode == 127 and "no such file or directory" in out.stderr
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["nosuchcmd"], 127, 'exec: "nosuchcmd": executable file not found in $PATH'),
+    (["/no/such"], 127, 'exec: "/no/such": stat /no/such: no such file or directory'),
+    (["/etc/passwd"], 126, 'exec: "/etc/passwd": permission denied'),
+    (["/bin"], 126, 'exec: "/bin": permission denied'),
+])
+def test_create_fails_when_the_command_is_missing(bundle, oci, args, code, message):
+    """runc looks process.args[0] up (Go's exec.LookPath, in the container's PATH) before
+    create returns: engines report it at create, docker as exit 127 or 126 by these words."""
+    out = oci("create", "--bundle", bundle(args), "nocmd")
+    assert out.returncode == code and message in out.stderr, out.stderr
+    assert message in oci.log_errors()[-1]
+    assert oci("state", "nocmd").returncode != 0  # nothing recorded, no process waiting
+
+
+def test_create_finds_the_command_in_the_containers_path(bundle, oci):
+    path = bundle(["busybox", "true"])
+    config = _config(path)
+    config["process"]["env"] = ["PATH=/nowhere:/bin"]
+    write_config(path, config)
+    assert oci("create", "--bundle", path, "found").returncode == 0
+    assert oci("delete", "--force", "found").returncode == 0
 
 
 def test_usage_errors(oci):
