@@ -7,98 +7,19 @@ into the master and reads what appears, waiting for patterns rather than sleepin
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
-import select
 import signal
 import stat
-import struct
 import subprocess
-import sys
-import termios
 import time
 
 import pytest
 
-from helpers import inspect, minirun, wait_for
+from helpers import Terminal, inspect, minirun, wait_for
 
 CTRL_C, CTRL_Z, CTRL_BACKSLASH, CTRL_P, CTRL_Q = b"\x03", b"\x1a", b"\x1c", b"\x10", b"\x11"
 PROMPT = rb"/ # "
-
-
-class Terminal:
-    """minirun running on a fresh pty whose master the test holds."""
-
-    def __init__(self, *args: str, size=(30, 100), env: dict | None = None):
-        self.master, self.slave = os.openpty()
-        self.resize(*size)
-        self.termios_before = termios.tcgetattr(self.slave)
-        self.buffer = b""
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "minirun", *args], stdin=self.slave, stdout=self.slave, stderr=self.slave,
-            start_new_session=True, preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
-            env={**os.environ, **(env or {})})
-
-    def resize(self, rows: int, cols: int) -> None:
-        """The kernel sends SIGWINCH to the terminal's foreground job: minirun."""
-        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-
-    def send(self, data: bytes) -> None:
-        os.write(self.master, data)
-
-    def expect(self, pattern: bytes, timeout: float = 10) -> re.Match:
-        """Read until ``pattern`` (a regex) appears; consume the output up to its end."""
-        deadline = time.monotonic() + timeout
-        regex = re.compile(pattern)
-        while True:
-            match = regex.search(self.buffer)
-            if match:
-                self.buffer = self.buffer[match.end():]
-                return match
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.master], [], [], left)[0]:
-                raise AssertionError(f"{pattern!r} did not appear within {timeout} s; got {self.buffer[-2000:]!r}")
-            try:
-                self.buffer += os.read(self.master, 65536)
-            except OSError:  # EIO: nothing holds the slave any more
-                raise AssertionError(f"{pattern!r} never appeared; got {self.buffer[-2000:]!r}") from None
-
-    def wait(self, timeout: float = 20) -> int:
-        return self.proc.wait(timeout)
-
-    def rest(self) -> bytes:
-        """Whatever is left to read once minirun has exited."""
-        while select.select([self.master], [], [], 0.2)[0]:
-            try:
-                chunk = os.read(self.master, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            self.buffer += chunk
-        return self.buffer
-
-    def termios_restored(self) -> bool:
-        return termios.tcgetattr(self.slave) == self.termios_before
-
-    def close(self) -> None:
-        if self.proc.poll() is None:  # a failed test: hang up, as closing a terminal window does
-            self.proc.send_signal(signal.SIGHUP)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-                minirun("gc")
-        os.close(self.master)
-        os.close(self.slave)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def foreground_pid(argv: list[str], timeout: float = 10) -> int:
