@@ -35,7 +35,9 @@ def docker(rootfs):
         pytest.skip("needs root (dockerd)")
     host = HostState()
     base = tempfile.mkdtemp(prefix="mr-docker-")
-    made_run_dir = not os.path.exists("/run/containerd")  # containerd's shims put sockets there
+    # Shared directories dockerd and containerd's shims make whatever their roots: removed
+    # at the end only if we made them and only while empty (another engine may use them).
+    run_dirs = [d for d in ("/run/containerd", "/run/docker") if not os.path.exists(d)]
     cgroups_before = _docker_cgroup_parents()
     engine = None
     markers: list[str] = []
@@ -51,16 +53,20 @@ def docker(rootfs):
         if engine is not None:
             markers = engine.stop()
         problems = host.restore(markers)
-        for parent in _docker_cgroup_parents() - cgroups_before:
-            for dirpath, _dirs, _files in sorted(os.walk(parent), key=lambda w: -w[0].count("/")):
-                try:
-                    os.rmdir(dirpath)
-                except OSError:
-                    pass
-        if made_run_dir:
-            shutil.rmtree("/run/containerd", ignore_errors=True)
-        shutil.rmtree(base, ignore_errors=True)
-        assert not problems, f"host not restored: {problems}"
+        for parent in [*(_docker_cgroup_parents() - cgroups_before), *run_dirs]:
+            _remove_empty_dirs(parent)
+        problems += [f"mount {point}" for point in engine.mounts()] if engine else []
+        if not problems:
+            shutil.rmtree(base, ignore_errors=True)
+        assert not problems, f"host not restored or left behind: {problems}"
+
+
+def _remove_empty_dirs(top: str) -> None:
+    for dirpath, _dirs, _files in sorted(os.walk(top), key=lambda w: -w[0].count("/")):
+        try:
+            os.rmdir(dirpath)
+        except OSError:
+            pass
 
 
 @pytest.fixture(params=RUNTIMES)

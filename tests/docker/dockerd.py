@@ -19,8 +19,8 @@ class Docker:
 
     def __init__(self, base: str):
         self.base, self.sock = base, f"{base}/docker.sock"
-        with open(f"{base}/daemon.json", "w") as f:
-            f.write("{}\n")  # not the host's /etc/docker/daemon.json
+        with open(f"{base}/daemon.json", "w") as f:  # not the host's daemon.json, nor /etc/docker/key.json
+            f.write(f'{{"deprecated-key-path": "{base}/key.json"}}\n')
         self.log = open(f"{base}/dockerd.log", "w")
         self.proc = subprocess.Popen(
             ["dockerd", "--config-file", f"{base}/daemon.json", "--data-root", f"{base}/data",
@@ -77,6 +77,15 @@ class Docker:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
-        subprocess.run(["umount", "-R", f"{self.base}/data"], capture_output=True)
-        subprocess.run(["umount", "-R", f"{self.base}/exec"], capture_output=True)
+        self.unmount_all()
         return markers
+
+    def mounts(self) -> list[str]:
+        """Mount points under our paths (dockerd bind-mounts the host's netns at E/netns/default)."""
+        with open("/proc/self/mountinfo") as f:
+            points = [line.split()[4] for line in f]
+        return [p for p in points if p.startswith(self.base + "/")]
+
+    def unmount_all(self) -> None:
+        for point in sorted(self.mounts(), key=len, reverse=True):
+            subprocess.run(["umount", point], capture_output=True)

@@ -80,6 +80,26 @@ def test_run_interactive_tty(docker, runtime):
         assert term.wait() == 5
 
 
+def test_attach_and_detach(docker, runtime):
+    name = _detached(docker, runtime, "-it", IMAGE, "sh")
+    with Terminal("attach", name, program=docker.argv()) as term:
+        term.send(b"echo attached $$\r")
+        term.expect(rb"attached 1\r\n")
+        term.send(b"\x10\x11")  # Ctrl-P Ctrl-Q: detach, the shell keeps running
+        term.expect(rb"read escape sequence")
+        term.wait()  # docker 20.10's attach answers 1 after a detach, on runc too
+    assert _state(docker, name)["Running"]
+
+
+def test_home_from_passwd(docker, runtime):
+    """runc sets HOME from the container's /etc/passwd when the process's env lacks it (run and exec)."""
+    out = docker.ok("run", "--rm", "--runtime", runtime, "--user", "nobody", IMAGE, "sh", "-c", "echo $HOME")
+    assert out == "/nonexistent\n"
+    name = _detached(docker, runtime, *SLEEPER)
+    assert docker.ok("exec", name, "sh", "-c", "echo $HOME") == "/root\n"
+    assert docker.ok("exec", "-u", "nobody", name, "sh", "-c", "echo $HOME") == "/nonexistent\n"
+
+
 def test_exec_logs_stop(docker, runtime):
     name = _detached(docker, runtime, IMAGE, "sh", "-c",
                      "trap 'echo bye; exit 7' TERM; echo started; while :; do sleep 0.1; done")
@@ -157,6 +177,12 @@ def test_memory_swappiness_and_oom_kill_disable(docker, runtime):
     memory = _cgroup(docker, name, "memory")
     assert _read(f"{memory}/memory.swappiness") == "0"
     assert "oom_kill_disable 1" in _read(f"{memory}/memory.oom_control")
+
+
+def test_kernel_memory_is_ignored(docker, runtime):
+    """runc ignores linux.resources.memory.kernel with a warning where it cannot apply it."""
+    out = docker("run", "--rm", "--runtime", runtime, "--kernel-memory", "64m", IMAGE, "echo", "ran")
+    assert (out.returncode, out.stdout) == (0, "ran\n"), out.stderr
 
 
 def _bytes(text: str) -> float:
