@@ -77,7 +77,20 @@ class HostState:
             if value is not None and _read(path) != value:
                 with open(path, "w") as f:
                     f.write(value)
-        return problems
+        return problems + self._residue(markers, saved_policy)
+
+    def _residue(self, markers: list[str], saved_policy: str) -> list[str]:
+        """What is still there after the restore: docker's lines, the policy, the bridge."""
+        left = []
+        for table, lines in _iptables_save().items():
+            before = set(self.tables.get(table, []))
+            left += [f"iptables -t {table}: {line}" for line in lines
+                     if line not in before and any(m in line for m in markers)]
+            if table == "filter" and f":FORWARD {saved_policy}" not in lines:
+                left.append(f"iptables FORWARD policy is not {saved_policy}")
+        if not self.had_bridge and _link_exists(BRIDGE):
+            left.append(f"link {BRIDGE}")
+        return left
 
     @staticmethod
     def _iptables(problems: list[str], *args: str) -> None:
