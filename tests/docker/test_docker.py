@@ -153,7 +153,7 @@ def test_stop_with_host_pid_namespace(docker, runtime):
 # ---------------------------------------------------------------- limits, update, stats, pause
 
 
-def test_limits_and_update(docker, runtime):
+def test_limits(docker, runtime):
     name = _detached(docker, runtime, "--memory", "32m", "--memory-swap", "32m", "--cpus", "0.5",
                      "--pids-limit", "20", "--cpuset-cpus", "0", *SLEEPER)
     memory, cpu, pids, cpuset = (_cgroup(docker, name, c) for c in ("memory", "cpu", "pids", "cpuset"))
@@ -162,13 +162,20 @@ def test_limits_and_update(docker, runtime):
     assert _read(f"{pids}/pids.max") == "20"
     assert _read(f"{cpuset}/cpuset.cpus") == "0"
     assert "Cpus_allowed_list:\t0\n" in docker.ok("exec", name, "cat", "/proc/self/status")
+
+
+def test_update(docker, runtime):
+    """`docker update` of limits the container was created without: runc joins every v1 hierarchy at
+    create (cpuset too, as kubelet's CPU manager needs), so each can be set later."""
+    name = _detached(docker, runtime, *SLEEPER)
     docker.ok("update", "--memory", "48m", "--memory-swap", "48m", "--cpus", "1", "--pids-limit", "30",
-              "--cpuset-cpus", "0-1", name)
+              "--cpuset-cpus", "0", "--blkio-weight", "300", name)
+    memory, cpu, pids, cpuset = (_cgroup(docker, name, c) for c in ("memory", "cpu", "pids", "cpuset"))
     assert _read(f"{memory}/memory.limit_in_bytes") == str(48 << 20)
     assert _read(f"{cpu}/cpu.cfs_quota_us") == "100000"
     assert _read(f"{pids}/pids.max") == "30"
-    assert _read(f"{cpuset}/cpuset.cpus") == "0-1"
-    assert "Cpus_allowed_list:\t0-1\n" in docker.ok("exec", name, "cat", "/proc/self/status")
+    assert _read(f"{cpuset}/cpuset.cpus") == "0"
+    assert "Cpus_allowed_list:\t0\n" in docker.ok("exec", name, "cat", "/proc/self/status")
 
 
 def test_memory_swappiness_and_oom_kill_disable(docker, runtime):
