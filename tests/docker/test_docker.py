@@ -74,8 +74,8 @@ def test_run_output_and_exit_code(docker, runtime):
 def test_run_interactive_tty(docker, runtime):
     with Terminal("run", "--rm", "-it", "--runtime", runtime, IMAGE, "sh", program=docker.argv()) as term:
         term.expect(rb"/ # ")
-        term.send(b"tty; stty size; echo $((6 * 7))\r")
-        term.expect(rb"/dev/pts/0\r\n30 100\r\n42\r\n")
+        term.send(b"tty; echo $((6 * 7))\r")  # (the size docker sets after start may come after the prompt)
+        term.expect(rb"/dev/pts/0\r\n42\r\n")
         term.send(b"exit 5\r")
         assert term.wait() == 5
 
