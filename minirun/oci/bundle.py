@@ -50,6 +50,22 @@ NAMESPACES = {"pid": "pid", "network": "net", "mount": "mnt", "ipc": "ipc", "uts
 RLIMITS = ("CPU", "FSIZE", "DATA", "STACK", "CORE", "RSS", "NPROC", "NOFILE", "MEMLOCK", "AS", "LOCKS",
            "SIGPENDING", "MSGQUEUE", "NICE", "RTPRIO", "RTTIME")  # RLIMIT_* numbers 0..15 on Linux
 HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
+RLIM_INFINITY_U64 = (1 << 64) - 1  # "unlimited" in config.json's uint64 (docker's --ulimit core=-1)
+
+
+def _rlimit_value(limit: dict, key: str, name: str) -> int:
+    """A uint64, as runc reads it; its all-ones is RLIM_INFINITY, which Python's prlimit spells -1."""
+    import resource
+
+    try:
+        value = int(limit.get(key, 0))
+    except (TypeError, ValueError):
+        value = -1
+    if value == RLIM_INFINITY_U64:
+        return resource.RLIM_INFINITY
+    if not 0 <= value < 1 << 63:
+        raise SpecError(f"process.rlimits {name}: {key} {limit.get(key)!r} is not a uint64 the kernel takes")
+    return value
 
 
 class Extras:
@@ -224,7 +240,8 @@ def parse_process(process: dict, extras: Extras) -> Process:
         name = str(limit.get("type", ""))
         if not name.startswith("RLIMIT_") or name[7:] not in RLIMITS:
             raise SpecError(f"process.rlimits: unknown type {name!r}")
-        extras.rlimits.append((RLIMITS.index(name[7:]), int(limit.get("soft", 0)), int(limit.get("hard", 0))))
+        extras.rlimits.append((RLIMITS.index(name[7:]), _rlimit_value(limit, "soft", name),
+                               _rlimit_value(limit, "hard", name)))
     if process.get("oomScoreAdj") is not None:
         extras.oom_score_adj = int(process["oomScoreAdj"])
     _reject_present(process, ("ioPriority", "scheduler", "execCPUAffinity"), "process.")

@@ -104,6 +104,16 @@ def test_cpu_mems_seen_from_inside(bundle, oci):
     assert out.returncode != 0 and "linux.resources.cpu.mems value '1': this host has memory nodes 0-0" in out.stderr
 
 
+def test_unlimited_rlimit_is_the_uint64_all_ones(bundle, oci):
+    """docker's `--ulimit core=-1` reaches the runtime as 2^64-1 (RLIM_INFINITY): runc applies it."""
+    path = bundle(["/bin/sh", "-c", "ulimit -c; ulimit -Hc"])
+    config = _config(path)
+    config["process"]["rlimits"] = [{"type": "RLIMIT_CORE", "soft": (1 << 64) - 1, "hard": (1 << 64) - 1}]
+    write_config(path, config)
+    out = oci("run", "--bundle", path, "unlimited")
+    assert (out.returncode, out.stdout) == (0, "unlimited\nunlimited\n"), out.stderr
+
+
 def _hugetlb_usable() -> bool:
     if os.path.isdir("/sys/fs/cgroup/hugetlb"):
         return True

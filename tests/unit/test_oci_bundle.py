@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import subprocess
 
 import pytest
@@ -38,6 +39,13 @@ def test_runc_spec_maps_onto_the_spec(config, tmp_path):
     targets = [op.target for op in extras.pre_plan]
     assert targets[:2] == ["/proc", "/dev"]  # container paths, resolved inside the root by csrc/rootpath.c
     assert "/dev/null" in targets  # runc's default devices on the new /dev
+
+
+def test_rlimit_all_ones_is_unlimited(config, tmp_path):
+    """docker's --ulimit core=-1 arrives as the uint64 all-ones: RLIM_INFINITY, as runc applies it."""
+    config["process"]["rlimits"] = [{"type": "RLIMIT_CORE", "soft": (1 << 64) - 1, "hard": (1 << 64) - 1}]
+    _, extras = B.to_spec(config, str(tmp_path), "c1")
+    assert extras.rlimits == [(4, resource.RLIM_INFINITY, resource.RLIM_INFINITY)]
 
 
 def test_resources_map_to_limits(config, tmp_path):
@@ -75,6 +83,7 @@ def test_resources_map_to_limits(config, tmp_path):
      "hooks.startContainer[0].args: must be a list of strings"),
     (lambda c: c.update(hooks={"postStart": [{"path": "/bin/true"}]}), "hooks.postStart: unknown hook kind"),
     (lambda c: c["process"].update(rlimits=[{"type": "RLIMIT_BOGUS", "soft": 1, "hard": 1}]), "RLIMIT_BOGUS"),
+    (lambda c: c["process"].update(rlimits=[{"type": "RLIMIT_CORE", "soft": -2, "hard": 1}]), "RLIMIT_CORE"),
     (lambda c: c["linux"].update(cgroupsPath="system.slice:minirun:x"), "systemd"),
     (lambda c: c.update(mounts=[{"destination": "/x", "type": "bind", "source": "/no/such"}]), "does not exist"),
     (lambda c: c["process"].update(args=[]), "process.args"),
