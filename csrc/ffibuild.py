@@ -122,6 +122,7 @@ ffibuilder.cdef(
         int n_groups;
         int has_umask;
         unsigned int umask;
+        int cwd_must_exist;
         int helper_fd;
         const struct mr_hook *create_hooks;
         int n_create_hooks;

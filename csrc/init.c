@@ -344,10 +344,12 @@ void mr_become_command(const struct mr_spawn_req *req, int pipe_fd, int await_in
             close(wfd);
         close(req->exec_fifo_fd);
     }
-    /* -w: created if missing, as docker does, and resolved inside the root
-     * (rootpath.c): a symlink in the image cannot send it outside. */
+    /* -w: created if missing, as docker does (runc's exec only changes to it),
+     * and resolved inside the root (rootpath.c): a symlink in the image cannot
+     * send it outside. */
     if ((root_fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0 ||
-        (cwd_fd = mr_open_in_root(root_fd, req->cwd, MR_IN_ROOT_MKDIR, NULL, NULL)) < 0 || fchdir(cwd_fd) < 0) {
+        (cwd_fd = mr_open_in_root(root_fd, req->cwd, req->cwd_must_exist ? 0 : MR_IN_ROOT_MKDIR, NULL, NULL)) < 0 ||
+        fchdir(cwd_fd) < 0) {
         snprintf(step, sizeof(step), "chdir(%s)", req->cwd);
         exec_failed(req, pipe_fd, root_fd < 0 ? errno : cwd_fd < 0 ? -cwd_fd : errno, step);
     }

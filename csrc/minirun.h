@@ -127,6 +127,7 @@ struct mr_spawn_req {
     int n_groups;
     int has_umask;               /* 0: umask 022 */
     unsigned int umask;
+    int cwd_must_exist;          /* 1: chdir only, as runc's exec; 0: a missing cwd is made (docker's -w) */
     int helper_fd;               /* sealed memfd of the static minirun-init: PID 1 becomes it once COMMAND
                                   * runs, and COMMAND is exec'd through it (command.c); -1: neither */
     /* OCI hooks run by the container's process (hooks.c); the state is its JSON object

@@ -394,7 +394,8 @@ def _set_oci(req, oci: dict, keep: list) -> None:
 
 
 def _set_process_extras(req, oci: dict, keep: list) -> None:
-    """OCI process fields that `exec` applies too: additionalGids, umask, the capability sets."""
+    """OCI process fields that `exec` applies too: additionalGids, umask, the capability sets;
+    and cwd_must_exist (runc's exec fails on a missing cwd, where create makes it)."""
     groups = oci.get("groups")
     if groups is not None:
         gids = ffi.new("uint32_t[]", list(groups) or [0])
@@ -405,6 +406,7 @@ def _set_process_extras(req, oci: dict, keep: list) -> None:
     if oci.get("caps") is not None:
         req.cap_sets = 1
         req.cap_effective, req.cap_permitted, req.cap_ambient = oci["caps"]
+    req.cwd_must_exist = 1 if oci.get("cwd_must_exist") else 0
 
 
 class ExecFailed(NativeError):

@@ -593,7 +593,8 @@ def exec_process(root: str, container_id: str, process: dict, *, detach=False, p
                          security=sec, console_fd=_connect_console(console_socket, fds),
                          console_size=extras.console_size,
                          process_extras={"groups": extras.groups, "umask": extras.umask,
-                                         "caps": extras.caps if own_caps else None})
+                                         "caps": extras.caps if own_caps else None,
+                                         "cwd_must_exist": True})
     finally:
         for fd in fds:
             os.close(fd)

@@ -108,6 +108,9 @@ def test_exec_logs_stop(docker, runtime):
     assert wait_for(lambda: "started" in docker.ok("logs", name), 20)
     out = docker("exec", "-e", "X=1", name, "sh", "-c", 'echo "in $X $(cat /proc/1/comm)"; exit 4')
     assert (out.returncode, out.stdout) == (4, "in 1 sh\n"), out.stderr
+    assert docker.ok("exec", "-w", "/tmp", name, "pwd") == "/tmp\n"
+    out = docker("exec", "-w", "/nonexist", name, "pwd")  # runc's exec does not make it
+    assert out.returncode == 126 and "/nonexist" in out.stdout + out.stderr, out.stdout + out.stderr
     with Terminal("exec", "-it", name, "sh", "-c", "tty", program=docker.argv()) as term:
         term.expect(rb"/dev/pts/\d+")
         assert term.wait() == 0

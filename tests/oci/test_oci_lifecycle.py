@@ -138,6 +138,22 @@ def test_a_warning_to_a_read_only_stderr_is_not_fatal(bundle, oci):
         assert any(json.loads(line)["level"] == "warning" for line in f)
 
 
+def test_exec_with_a_missing_cwd_fails(bundle, oci):
+    """runc's exec changes to process.cwd and fails if it is missing (only create makes it)."""
+    path = bundle(["/bin/sleep", "60"])
+    config = json.load(open(os.path.join(path, "config.json")))
+    config["mounts"].append({"destination": "/scratch", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]})
+    write_config(path, config)
+    assert oci("run", "-d", "--bundle", path, "nocwd").returncode == 0
+    try:
+        out = oci("exec", "--cwd", "/scratch/nonexist", "nocwd", "/bin/pwd")
+        assert out.returncode != 0 and "chdir(/scratch/nonexist)" in out.stderr, out.stdout + out.stderr
+        assert oci("exec", "nocwd", "/bin/sh", "-c", "test -e /scratch/nonexist").returncode == 1  # not made
+        assert oci("exec", "--cwd", "/scratch", "nocwd", "/bin/pwd").stdout == "/scratch\n"
+    finally:
+        oci("delete", "--force", "nocwd")
+
+
 def test_exec_ps_pause_resume_update(tmp_path, bundle, oci):
     path = bundle(["/bin/sleep", "60"])
     assert oci("run", "-d", "--bundle", path, "ex").returncode == 0
