@@ -2,7 +2,7 @@
 runtime beside runc, and every test run on both so that differences show.
 
 dockerd keeps its default network setup (docker0, its iptables chains, FORWARD DROP):
-that is what users run. hoststate.HostState saves what it changes and the session's
+that is what users run. hoststate.HostState saves what it changes and the lane's
 end puts it back, also when a test or dockerd's start fails. Published ports go to
 127.0.0.1 only.
 """
@@ -29,8 +29,10 @@ def _docker_cgroup_parents() -> set[str]:
     return set(glob.glob("/sys/fs/cgroup/*/docker"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def docker(rootfs):
+    """Module scope, not session: dockerd, and FORWARD DROP with it, lives only while the lane runs,
+    not through the rest of the suite."""
     if not IS_ROOT:
         pytest.skip("needs root (dockerd)")
     host = HostState()
