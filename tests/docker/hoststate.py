@@ -12,6 +12,7 @@ that did not exist before if nothing else is left in them.
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 
 SYSCTLS = ("/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/bridge/bridge-nf-call-iptables",
@@ -59,7 +60,7 @@ class HostState:
             before = set(self.tables.get(table, []))
             for rule in lines:
                 if rule.startswith("-A ") and rule not in before and any(m in rule for m in markers):
-                    self._iptables(problems, "-t", table, "-D", *rule[3:].split())
+                    self._iptables(problems, "-t", table, "-D", *shlex.split(rule[3:]))
             for line in lines:
                 chain = line[1:].split()[0] if line.startswith(":") else None
                 if chain and "DOCKER" in chain and line not in before:
