@@ -137,8 +137,8 @@ class Terminal:
         self.termios_before = termios.tcgetattr(self.slave)
         self.buffer = b""
         self.proc = subprocess.Popen(
-            [*(program or [sys.executable, "-m", "minirun"]), *args], stdin=self.slave, stdout=self.slave, stderr=self.slave,
-            start_new_session=True, preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+            [*(program or [sys.executable, "-m", "minirun"]), *args], stdin=self.slave, stdout=self.slave,
+            stderr=self.slave, start_new_session=True, preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
             env={**os.environ, **(env or {})})
 
     def resize(self, rows: int, cols: int) -> None:
