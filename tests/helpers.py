@@ -132,6 +132,7 @@ class Terminal:
     user's terminal would be."""
 
     def __init__(self, *args: str, size=(30, 100), env: dict | None = None, program: list[str] | None = None):
+        self.program = program
         self.master, self.slave = os.openpty()
         self.resize(*size)
         self.termios_before = termios.tcgetattr(self.slave)
@@ -191,7 +192,8 @@ class Terminal:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
-                minirun("gc")
+                if self.program is None:  # what a killed minirun left
+                    minirun("gc")
         os.close(self.master)
         os.close(self.slave)
 
