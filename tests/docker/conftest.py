@@ -22,8 +22,6 @@ from dockerd import IMAGE, RUNTIMES, Docker
 from helpers import IS_ROOT
 from hoststate import HostState
 
-pytestmark = pytest.mark.skipif(not shutil.which("dockerd"), reason="docker.io not installed (make deps)")
-
 
 def _docker_cgroup_parents() -> set[str]:
     return set(glob.glob("/sys/fs/cgroup/*/docker"))
@@ -35,6 +33,8 @@ def docker(rootfs):
     not through the rest of the suite."""
     if not IS_ROOT:
         pytest.skip("needs root (dockerd)")
+    if not shutil.which("dockerd"):
+        pytest.skip("docker.io is not installed (make deps)")
     host = HostState()
     base = tempfile.mkdtemp(prefix="mr-docker-")
     # Shared directories dockerd and containerd's shims make whatever their roots: removed
