@@ -57,75 +57,6 @@ def inspect(name: str) -> dict:
     return json.loads(out.stdout)
 
 
-def child_processes() -> list[str]:
-    """This test process's children (a leak-check entry each), zombies included."""
-    found = []
-    me = str(os.getpid())
-    for stat in glob.glob("/proc/[0-9]*/stat"):
-        try:
-            with open(stat) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[1] == me:  # ppid
-            found.append(f"child process {stat.split('/')[2]} (state {fields[0]})")
-    return found
-
-
-def own_mounts(*more_roots: str) -> list[str]:
-    """Mounts under this session's state roots (or ``more_roots``): a leak-check entry each."""
-    from minirun.settings import OCI_ROOT, STATE_ROOT, VM_STATE_ROOT
-
-    roots = tuple(r.rstrip("/") + "/" for r in (STATE_ROOT, VM_STATE_ROOT, OCI_ROOT, *more_roots))
-    with open("/proc/self/mountinfo") as f:
-        points = [line.split()[4] for line in f]
-    return [f"mount {p}" for p in points if (p + "/").startswith(roots)]
-
-
-def own_links() -> list[str]:
-    """This session's bridge and every link plugged into it (a container's host end)."""
-    from minirun.settings import BRIDGE
-
-    found = []
-    for name in os.listdir("/sys/class/net"):
-        master = os.path.join("/sys/class/net", name, "master")
-        if name == BRIDGE or (os.path.islink(master) and os.path.basename(os.readlink(master)) == BRIDGE):
-            found.append(f"link {name}")
-    return found
-
-
-_given_ports: set[int] = set()
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now, and not given before in this session (two suites
-    on one host never share a fixed one)."""
-    import socket
-
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _given_ports:
-            _given_ports.add(port)
-            return port
-
-
-PROBE_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "csrc", "probe.c")
-
-
-def build_probe(out_dir) -> str:
-    """Compile the static escape probe (csrc/probe.c) into ``out_dir`` and return that
-    directory, to be mounted into containers; skip the test where it cannot be built."""
-    if not shutil.which("gcc"):
-        pytest.skip("gcc is needed to build the probe helper (csrc/probe.c)")
-    build = subprocess.run(["gcc", "-static", "-O2", "-o", os.path.join(out_dir, "probe"), PROBE_SOURCE],
-                           capture_output=True, text=True)
-    if build.returncode != 0:
-        pytest.skip(f"cannot build a static probe helper: {build.stderr.strip()[-300:]}")
-    return str(out_dir)
-
-
 class Terminal:
     """minirun (or ``program``: another client, e.g. docker) running on a fresh pty
     whose master the test holds: its stdin, stdout and stderr are the slave, as a
@@ -202,3 +133,72 @@ class Terminal:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def child_processes() -> list[str]:
+    """This test process's children (a leak-check entry each), zombies included."""
+    found = []
+    me = str(os.getpid())
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            with open(stat) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == me:  # ppid
+            found.append(f"child process {stat.split('/')[2]} (state {fields[0]})")
+    return found
+
+
+def own_mounts(*more_roots: str) -> list[str]:
+    """Mounts under this session's state roots (or ``more_roots``): a leak-check entry each."""
+    from minirun.settings import OCI_ROOT, STATE_ROOT, VM_STATE_ROOT
+
+    roots = tuple(r.rstrip("/") + "/" for r in (STATE_ROOT, VM_STATE_ROOT, OCI_ROOT, *more_roots))
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    return [f"mount {p}" for p in points if (p + "/").startswith(roots)]
+
+
+def own_links() -> list[str]:
+    """This session's bridge and every link plugged into it (a container's host end)."""
+    from minirun.settings import BRIDGE
+
+    found = []
+    for name in os.listdir("/sys/class/net"):
+        master = os.path.join("/sys/class/net", name, "master")
+        if name == BRIDGE or (os.path.islink(master) and os.path.basename(os.readlink(master)) == BRIDGE):
+            found.append(f"link {name}")
+    return found
+
+
+_given_ports: set[int] = set()
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now, and not given before in this session (two suites
+    on one host never share a fixed one)."""
+    import socket
+
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _given_ports:
+            _given_ports.add(port)
+            return port
+
+
+PROBE_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "csrc", "probe.c")
+
+
+def build_probe(out_dir) -> str:
+    """Compile the static escape probe (csrc/probe.c) into ``out_dir`` and return that
+    directory, to be mounted into containers; skip the test where it cannot be built."""
+    if not shutil.which("gcc"):
+        pytest.skip("gcc is needed to build the probe helper (csrc/probe.c)")
+    build = subprocess.run(["gcc", "-static", "-O2", "-o", os.path.join(out_dir, "probe"), PROBE_SOURCE],
+                           capture_output=True, text=True)
+    if build.returncode != 0:
+        pytest.skip(f"cannot build a static probe helper: {build.stderr.strip()[-300:]}")
+    return str(out_dir)

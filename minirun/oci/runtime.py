@@ -242,20 +242,6 @@ def _write_locked(root: str, container_id: str, st: dict) -> None:
         store.write(store.path(root, container_id), st)
 
 
-def _command_missing(command: str, err: int) -> MiniRunError:
-    """runc's words at create (Go's exec.LookPath): docker maps the ones naming the command
-    with "executable file not found" or "no such file or directory" to exit 127, and
-    "permission denied" to 126."""
-    from ..errors import CommandNotExecutable, CommandNotFound
-
-    if err == 13:  # EACCES
-        return CommandNotExecutable(f'exec: "{command}": permission denied')
-    if "/" in command:
-        reason = os.strerror(err)
-        return CommandNotFound(f'exec: "{command}": stat {command}: {reason[0].lower()}{reason[1:]}')
-    return CommandNotFound(f'exec: "{command}": executable file not found in $PATH')
-
-
 class _pid_namespace_for:
     """Clone the container into the pid namespace open on ``fd`` (None: leave as is).
 
@@ -293,6 +279,20 @@ def _host_id(mappings, inside: int) -> int:
         if first <= inside < first + size:
             return host + inside - first
     raise SpecError(f"process.user: id {inside} is not mapped by linux.uidMappings/gidMappings")
+
+
+def _command_missing(command: str, err: int) -> MiniRunError:
+    """runc's words at create (Go's exec.LookPath): docker maps the ones naming the command
+    with "executable file not found" or "no such file or directory" to exit 127, and
+    "permission denied" to 126."""
+    from ..errors import CommandNotExecutable, CommandNotFound
+
+    if err == 13:  # EACCES
+        return CommandNotExecutable(f'exec: "{command}": permission denied')
+    if "/" in command:
+        reason = os.strerror(err)
+        return CommandNotFound(f'exec: "{command}": stat {command}: {reason[0].lower()}{reason[1:]}')
+    return CommandNotFound(f'exec: "{command}": executable file not found in $PATH')
 
 
 def _kill_and_reap(child) -> None:
