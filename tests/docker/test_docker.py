@@ -10,11 +10,10 @@ import glob
 import json
 import os
 import re
-import socket
 import urllib.request
 
 from dockerd import IMAGE
-from helpers import Terminal, wait_for
+from helpers import Terminal, free_port, wait_for
 
 
 def _inspect(docker, name: str) -> dict:
@@ -41,12 +40,6 @@ def _detached(docker, runtime: str, *args: str) -> str:
     name = f"mr-{runtime}-{os.urandom(3).hex()}"
     docker.ok("run", "-d", "--runtime", runtime, "--name", name, *args)
     return name
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 SLEEPER = (IMAGE, "sleep", "300")
@@ -234,7 +227,7 @@ def test_pause_unpause(docker, runtime):
 
 
 def test_published_port(docker, runtime):
-    port = _free_port()
+    port = free_port()
     name = _detached(docker, runtime, "-p", f"127.0.0.1:{port}:80", IMAGE, "sh", "-c",
                      f"mkdir /www && echo hello from {runtime} > /www/index.html && exec httpd -f -p 80 -h /www")
 
