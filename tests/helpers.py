@@ -6,11 +6,9 @@ import fcntl
 import glob
 import json
 import os
-import shutil
-
-
 import re
 import select
+import shutil
 import signal
 import struct
 import subprocess
