@@ -18,7 +18,7 @@ CACHE   := .cache
 DEPS_PACKAGES := busybox-static runc qemu-system-x86 python3-venv python3-dev \
                  gcc libc6-dev libffi-dev make cpio kmod iproute2 procps util-linux \
                  ca-certificates libcap-dev libseccomp-dev musl-tools vagrant vagrant-libvirt lz4 podman containerd \
-                 iptables crun docker.io
+                 iptables crun docker.io containernetworking-plugins
 DEPS_KEY   := $(shell printf '%s\n' $(sort $(DEPS_PACKAGES)) | md5sum | cut -c1-12)
 DEPS_STAMP := $(CACHE)/deps-$(DEPS_KEY).stamp
 VENV_STAMP := $(VENV)/.minirun-installed
