@@ -1,0 +1,162 @@
+"""Pods under containerd's CRI plugin on both handlers, runc and minirun (minirun-oci as the
+RuntimeClass handler's BinaryName), checked from inside the containers as kubelet's users would."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from criclient import stream, wait_for
+from crienv import SUBNET, leftovers
+
+SLEEP = ["/bin/sleep", "3600"]
+
+
+def test_pod_has_its_own_netns_and_is_reachable_from_the_host(pods):
+    pod = pods("net")
+    server = pod.create("server", ["/bin/sh", "-c", "while true; do echo hello-from-pod | nc -l -p 8080; done"])
+    ip = pod.ip
+    assert ip.rsplit(".", 1)[0] == SUBNET.rsplit(".", 1)[0], ip
+    assert pod.sh(server, "readlink /proc/self/ns/net").strip() != os.readlink("/proc/self/ns/net")
+    assert f"inet {ip}/24" in pod.sh(server, "ip addr show eth0")
+    assert "default" not in pod.sh(server, "ip route")  # no route out: the pod reaches its bridge only
+
+    def hello() -> bytes:
+        try:
+            with socket.create_connection((ip, 8080), timeout=5) as conn:
+                return conn.recv(100)
+        except OSError:
+            return b""  # the listener may not be up yet
+
+    assert wait_for("the pod's listener", hello) == b"hello-from-pod\n"
+
+
+def test_runtime_handler_is_the_one_asked_for(pods, handler, containerd):
+    pod = pods("handler")
+    assert pod.status().status.runtime_handler == handler
+    # the shim ran this handler's binary: its state lives under the handler's own root (options.Root)
+    assert os.path.isdir(f"{containerd.base}/{handler}/k8s.io/{pod.id}")
+
+
+def test_two_containers_in_a_pod_talk_over_localhost(pods):
+    pod = pods("localhost")
+    pod.create("server", ["/bin/sh", "-c", "mkdir /tmp/www && echo over-localhost > /tmp/www/index.html"
+                                           " && exec httpd -f -p 127.0.0.1:9000 -h /tmp/www"])
+    client = pod.create("client", SLEEP)
+    got = wait_for("the server in the other container",
+                   lambda: pod.exec(client, "wget", "-q", "-O", "-", "http://127.0.0.1:9000/").stdout)
+    assert got == b"over-localhost\n"
+
+
+def test_exec_sync_and_through_the_streaming_server(pods):
+    pod = pods("exec")
+    cid = pod.create("main", SLEEP)
+    out = pod.exec(cid, "/bin/sh", "-c", "echo out; echo err >&2; exit 7")
+    assert (out.stdout, out.stderr, out.exit_code) == (b"out\n", b"err\n", 7)
+    assert pod.exec(cid, "/bin/cat", "/proc/1/cmdline").stdout == b"/bin/sleep\x003600\x00"
+    url = pod.cri.Exec(container_id=cid, cmd=["/bin/sh", "-c", "echo streamed; echo oops >&2; exit 3"],
+                       stdout=True, stderr=True).url
+    result = stream(url)
+    assert (result.stdout, result.stderr, result.exit_code) == (b"streamed\n", b"oops\n", 3)
+    ok = stream(pod.cri.Exec(container_id=cid, cmd=["/bin/true"], stdout=True).url)
+    assert ok.exit_code == 0
+
+
+def test_logs_go_to_the_cri_log_file(pods):
+    pod = pods("logs")
+    cid = pod.create("main", ["/bin/sh", "-c", "echo to-stdout; echo to-stderr >&2"])
+    status = pod.wait_exited(cid)
+    assert status.exit_code == 0
+    with open(status.log_path) as f:  # CRI format: TIME STREAM TAG(F|P) LINE
+        lines = [line.split(" ", 3)[1:] for line in f.read().splitlines()]
+    assert sorted(lines) == [["stderr", "F", "to-stderr"], ["stdout", "F", "to-stdout"]]
+
+
+def test_attach_reads_the_running_container(pods):
+    pod = pods("attach")
+    cid = pod.create("main", ["/bin/sh", "-c", "while true; do echo tick; sleep 0.1; done"])
+    url = pod.cri.Attach(container_id=cid, stdout=True, stderr=True).url
+    assert b"tick\n" in stream(url, until=b"tick\n").stdout
+
+
+def test_oom_killed_is_137_with_reason_oomkilled(pods):
+    pod = pods("oom")
+    cid = pod.create("hog", ["/bin/sh", "-c", "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived"],
+                     memory=32 * 1024 * 1024)
+    status = pod.wait_exited(cid)
+    assert (status.exit_code, status.reason) == (137, "OOMKilled"), status
+
+
+def test_restart_after_exit_in_the_same_sandbox(pods):
+    pod = pods("restart")
+    first = pod.create("main", ["/bin/sh", "-c", "exit 3"])
+    status = pod.wait_exited(first)
+    assert (status.exit_code, status.reason) == (3, "Error")
+    pod.cri.RemoveContainer(container_id=first)
+    again = pod.create("main", SLEEP, attempt=1)  # what kubelet does on restartPolicy Always
+    assert pod.container_status(again).state == pod.pb.CONTAINER_RUNNING
+    assert pod.sh(again, "echo alive") == "alive\n"
+
+
+def test_update_cpu_memory_and_cpuset_seen_from_inside(pods):
+    pod = pods("update")
+    cid = pod.create("main", SLEEP)
+    pb = pod.pb
+    pod.cri.UpdateContainerResources(container_id=cid, linux=pb.LinuxContainerResources(
+        cpu_period=100000, cpu_quota=50000, cpu_shares=512, memory_limit_in_bytes=64 * 1024 * 1024))
+    # cgroup v1 as runc mounts it: the container's own cgroups at /sys/fs/cgroup/<controller>
+    assert pod.sh(cid, "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us"
+                       " /sys/fs/cgroup/cpu/cpu.shares").split() == ["50000", "100000", "512"]
+    assert pod.sh(cid, "cat /sys/fs/cgroup/memory/memory.limit_in_bytes").strip() == str(64 * 1024 * 1024)
+    # kubelet's static CPU manager pins a container to CPUs after it started
+    pod.cri.UpdateContainerResources(container_id=cid, linux=pb.LinuxContainerResources(cpuset_cpus="0"))
+    assert pod.sh(cid, "grep Cpus_allowed_list /proc/self/status").split() == ["Cpus_allowed_list:", "0"]
+    assert pod.sh(cid, "grep Cpus_allowed_list /proc/1/status").split() == ["Cpus_allowed_list:", "0"]
+
+
+def test_stop_and_remove_container_then_the_sandbox(pods, cri):
+    pod = pods("stop")
+    cid = pod.create("main", SLEEP)  # sleep as PID 1 ignores SIGTERM: the stop ends in SIGKILL
+    pod.cri.StopContainer(container_id=cid, timeout=1)
+    status = pod.container_status(cid)
+    assert (status.state, status.exit_code) == (pod.pb.CONTAINER_EXITED, 137)
+    pod.cri.RemoveContainer(container_id=cid)
+    assert not [c for c in cri.ListContainers().containers if c.id == cid]
+    pod.cri.StopPodSandbox(pod_sandbox_id=pod.id)
+    assert pod.status().status.state == pod.pb.SANDBOX_NOTREADY
+    pod.cri.RemovePodSandbox(pod_sandbox_id=pod.id)
+    assert pod.id not in [s.id for s in cri.ListPodSandbox().items]
+
+
+def test_stop_sandbox_with_running_containers(pods):
+    pod = pods("stopp")
+    cids = [pod.create(name, SLEEP) for name in ("a", "b")]
+    pod.cri.StopPodSandbox(pod_sandbox_id=pod.id)
+    for cid in cids:
+        assert pod.container_status(cid).state == pod.pb.CONTAINER_EXITED
+
+
+def test_share_process_namespace_shows_the_pause_process(pods):
+    pod = pods("sharepid", share_pid=True)
+    cid = pod.create("main", SLEEP)
+    assert pod.exec(cid, "/bin/cat", "/proc/1/cmdline").stdout == b"/pause\x00"
+    assert "/bin/sleep 3600" in pod.sh(cid, "ps -o args")
+    unshared = pods("ownpid")
+    other = unshared.create("main", SLEEP)
+    assert unshared.exec(other, "/bin/cat", "/proc/1/cmdline").stdout == b"/bin/sleep\x003600\x00"
+
+
+def test_host_network_pod_shares_the_hosts_netns(pods):
+    pod = pods("hostnet", host_network=True)
+    cid = pod.create("main", SLEEP)
+    assert pod.sh(cid, "readlink /proc/self/ns/net").strip() == os.readlink("/proc/self/ns/net")
+    assert "eth0" in pod.sh(cid, "cat /proc/net/dev")
+
+
+def test_the_leak_check_sees_a_live_pod(pods, containerd):
+    """Positive control for the leak check every test ends with: while a pod with its own netns
+    runs, each kind of leftover it looks for is there."""
+    pod = pods("control")
+    pod.create("main", SLEEP)
+    kinds = {item.split()[0] for item in leftovers(containerd.base)}
+    assert {"netns", "veth", "cgroup", "mount", "shim", "lease"} <= kinds, kinds
