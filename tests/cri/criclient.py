@@ -87,9 +87,18 @@ def _read_exact(sock: socket.socket, n: int) -> bytes:
     return data
 
 
-def stream(url: str, until: bytes | None = None, timeout: float = 60) -> Stream:
+def _send(sock: socket.socket, channel: int, data: bytes) -> None:
+    """One binary frame on ``channel``; a client's frames are masked (RFC 6455)."""
+    payload = bytes([channel]) + data
+    assert len(payload) < 126
+    mask = os.urandom(4)
+    sock.sendall(bytes([0x82, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+
+
+def stream(url: str, until: bytes | None = None, reply: bytes | None = None, timeout: float = 60) -> Stream:
     """Open a streaming URL (from Exec or Attach) as a WebSocket client and collect what comes
-    back until the server closes, or until stdout contains ``until`` (for attach)."""
+    back until the server closes. Once stdout contains ``until``: send ``reply`` on stdin and read
+    on, or without a reply stop there (attach)."""
     parts = urlsplit(url)
     result = Stream()
     with socket.create_connection((parts.hostname, parts.port), timeout=timeout) as sock:
@@ -126,5 +135,8 @@ def stream(url: str, until: bytes | None = None, timeout: float = 60) -> Stream:
             elif channel == 3 and data:
                 result.status = json.loads(data)
             if until is not None and until in result.stdout:
-                break
+                if reply is None:
+                    break
+                _send(sock, 0, reply)
+                until = None
     return result

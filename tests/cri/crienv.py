@@ -203,7 +203,19 @@ def leftovers(base: str) -> list[str]:
 
 
 def remove_cgroups() -> None:
-    """The pods' parents under CGROUP_PARENT, deepest first (rmdir: only empty cgroups go)."""
+    """The pods' parents under CGROUP_PARENT, deepest first (rmdir: only empty cgroups go); a
+    container process that outlived its shim (a failed run) is killed first: it is ours, in our cgroup."""
+    for procs in glob.glob(f"/sys/fs/cgroup/*/{CGROUP_PARENT}/**/cgroup.procs", recursive=True):
+        with open(procs) as f:
+            for pid in f.read().split():
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+    deadline = time.monotonic() + 10
+    while any(open(p).read() for p in glob.glob(f"/sys/fs/cgroup/pids/{CGROUP_PARENT}/**/cgroup.procs",
+                                                     recursive=True)) and time.monotonic() < deadline:
+        time.sleep(0.05)
     for parent in glob.glob(f"/sys/fs/cgroup/*/{CGROUP_PARENT}"):
         for dirpath, _dirs, _files in sorted(os.walk(parent), key=lambda w: -w[0].count("/")):
             try:

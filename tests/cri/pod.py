@@ -11,14 +11,15 @@ from crienv import BUSYBOX_IMAGE, CGROUP_PARENT
 
 class Pod:
     def __init__(self, cri: Cri, handler: str, name: str, log_root: str, host_network: bool = False,
-                 share_pid: bool = False):
+                 share_pid: bool = False, host_pid: bool = False):
         pb = self.pb = cri.pb
         self.cri, self.name = cri, name
         uid = uuid.uuid4().hex
         # kubelet's choices for an ordinary pod: pod network and IPC, a PID namespace per container
         # unless shareProcessNamespace, a cgroup parent per pod (cgroupfs driver).
         self.namespaces = pb.NamespaceOption(network=pb.NODE if host_network else pb.POD,
-                                             pid=pb.POD if share_pid else pb.CONTAINER, ipc=pb.POD)
+                                             pid=pb.NODE if host_pid else pb.POD if share_pid else pb.CONTAINER,
+                                             ipc=pb.POD)
         self.log_dir = os.path.join(log_root, f"{name}_{uid}")
         self.config = pb.PodSandboxConfig(
             metadata=pb.PodSandboxMetadata(name=name, uid=uid, namespace="minirun-test"),

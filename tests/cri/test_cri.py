@@ -160,3 +160,46 @@ def test_the_leak_check_sees_a_live_pod(pods, containerd):
     pod.create("main", SLEEP)
     kinds = {item.split()[0] for item in leftovers(containerd.base)}
     assert {"netns", "veth", "cgroup", "mount", "shim", "lease"} <= kinds, kinds
+
+
+def test_exec_with_a_tty_through_the_streaming_server(pods):
+    pod = pods("exectty")
+    cid = pod.create("main", SLEEP)
+    # it waits for a line on stdin before it exits: containerd may drop a tty's last output when
+    # the process is gone before the copy starts (runc and minirun alike)
+    url = pod.cri.Exec(container_id=cid, cmd=["/bin/sh", "-c", "tty; [ -t 0 ] && [ -t 1 ] && echo all-tty; read x; exit 4"],
+                       tty=True, stdin=True, stdout=True).url
+    result = stream(url, until=b"all-tty", reply=b"bye\n")
+    assert result.exit_code == 4
+    assert result.stdout.replace(b"\r", b"").split(b"\n")[:2] == [b"/dev/pts/0", b"all-tty"], result.stdout
+
+
+def test_stop_delivers_sigterm_first(pods):
+    pod = pods("graceful")
+    cid = pod.create("main", ["/bin/sh", "-c", "trap 'echo got-term; exit 0' TERM; while true; do sleep 0.1; done"])
+    wait_for("the trap to be set", lambda: "sleep" in pod.sh(cid, "ps -o args"))
+    pod.cri.StopContainer(container_id=cid, timeout=60)
+    status = pod.container_status(cid)
+    assert (status.state, status.exit_code) == (pod.pb.CONTAINER_EXITED, 0)
+    with open(status.log_path) as f:
+        assert f.read().split()[-1] == "got-term"
+
+
+def test_container_stats_come_from_its_cgroup(pods):
+    pod = pods("stats")
+    cid = pod.create("main", ["/bin/sh", "-c", "x=$(head -c 20000000 /dev/zero | tr '\\0' a); exec sleep 3600"])
+    wait_for("the container to settle", lambda: "sleep" in pod.sh(cid, "ps -o args"))
+    stats = pod.cri.ContainerStats(container_id=cid).stats
+    assert stats.cpu.usage_core_nano_seconds.value > 0
+    assert stats.memory.working_set_bytes.value > 0
+
+
+def test_host_pid_pod_sees_the_hosts_processes_and_restarts(pods):
+    pod = pods("hostpid", host_pid=True)
+    cid = pod.create("main", SLEEP)
+    assert pod.sh(cid, "readlink /proc/self/ns/pid").strip() == os.readlink("/proc/self/ns/pid")
+    assert f"/proc/{os.getpid()}" in pod.sh(cid, f"ls -d /proc/{os.getpid()}")
+    pod.cri.StopContainer(container_id=cid, timeout=1)  # no PID namespace: the stop signals the cgroup's processes
+    assert pod.container_status(cid).state == pod.pb.CONTAINER_EXITED
+    second = pod.create("second", ["/bin/sh", "-c", "exit 4"])
+    assert pod.wait_exited(second).exit_code == 4
