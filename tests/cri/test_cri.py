@@ -167,8 +167,8 @@ def test_exec_with_a_tty_through_the_streaming_server(pods):
     cid = pod.create("main", SLEEP)
     # it waits for a line on stdin before it exits: containerd may drop a tty's last output when
     # the process is gone before the copy starts (runc and minirun alike)
-    url = pod.cri.Exec(container_id=cid, cmd=["/bin/sh", "-c", "tty; [ -t 0 ] && [ -t 1 ] && echo all-tty; read x; exit 4"],
-                       tty=True, stdin=True, stdout=True).url
+    script = "tty; [ -t 0 ] && [ -t 1 ] && echo all-tty; read x; exit 4"
+    url = pod.cri.Exec(container_id=cid, cmd=["/bin/sh", "-c", script], tty=True, stdin=True, stdout=True).url
     result = stream(url, until=b"all-tty", reply=b"bye\n")
     assert result.exit_code == 4
     assert result.stdout.replace(b"\r", b"").split(b"\n")[:2] == [b"/dev/pts/0", b"all-tty"], result.stdout
