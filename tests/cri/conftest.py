@@ -54,6 +54,8 @@ def containerd(tmp_path_factory, rootfs):
     finally:
         if engine is not None:
             engine.stop()
+            if os.environ.get("MINIRUN_CRI_LOG"):  # containerd's own log, kept to read after a failure
+                shutil.copy(f"{base}/containerd.log", os.environ["MINIRUN_CRI_LOG"])
         for pid in crienv.shims(base):  # only ones that named our containerd's socket
             try:
                 os.kill(int(pid), 9)

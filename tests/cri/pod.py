@@ -11,7 +11,7 @@ from crienv import BUSYBOX_IMAGE, CGROUP_PARENT
 
 class Pod:
     def __init__(self, cri: Cri, handler: str, name: str, log_root: str, host_network: bool = False,
-                 share_pid: bool = False, host_pid: bool = False):
+                 share_pid: bool = False, host_pid: bool = False, privileged: bool = False):
         pb = self.pb = cri.pb
         self.cri, self.name = cri, name
         uid = uuid.uuid4().hex
@@ -26,7 +26,8 @@ class Pod:
             hostname="" if host_network else name, log_directory=self.log_dir,
             linux=pb.LinuxPodSandboxConfig(
                 cgroup_parent=f"/{CGROUP_PARENT}/pod{uid}",
-                security_context=pb.LinuxSandboxSecurityContext(namespace_options=self.namespaces)))
+                security_context=pb.LinuxSandboxSecurityContext(namespace_options=self.namespaces,
+                                                                 privileged=privileged)))
         self.id = cri.RunPodSandbox(config=self.config, runtime_handler=handler).pod_sandbox_id
         self.containers: list[str] = []
 
@@ -38,14 +39,15 @@ class Pod:
         return self.status().status.network.ip
 
     def create(self, name: str, args: list[str], attempt: int = 0, start: bool = True, memory: int = 0,
-               tty: bool = False, stdin: bool = False) -> str:
+               tty: bool = False, stdin: bool = False, **security) -> str:
+        """A container from the busybox image; ``security``: LinuxContainerSecurityContext fields."""
         pb = self.pb
         config = pb.ContainerConfig(
             metadata=pb.ContainerMetadata(name=name, attempt=attempt), image=pb.ImageSpec(image=BUSYBOX_IMAGE),
             command=args[:1], args=args[1:], log_path=f"{name}_{attempt}.log", tty=tty, stdin=stdin,
             linux=pb.LinuxContainerConfig(
                 resources=pb.LinuxContainerResources(memory_limit_in_bytes=memory),
-                security_context=pb.LinuxContainerSecurityContext(namespace_options=self.namespaces)))
+                security_context=pb.LinuxContainerSecurityContext(namespace_options=self.namespaces, **security)))
         cid = self.cri.CreateContainer(pod_sandbox_id=self.id, config=config, sandbox_config=self.config).container_id
         self.containers.append(cid)
         if start:

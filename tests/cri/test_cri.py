@@ -46,6 +46,8 @@ def test_two_containers_in_a_pod_talk_over_localhost(pods):
     got = wait_for("the server in the other container",
                    lambda: pod.exec(client, "wget", "-q", "-O", "-", "http://127.0.0.1:9000/").stdout)
     assert got == b"over-localhost\n"
+    pod.sh(client, "echo pod-shm > /dev/shm/note")  # and one /dev/shm: the sandbox's, bound into each
+    assert pod.exec(client, "/bin/cat", "/dev/shm/note").stdout == b"pod-shm\n"
 
 
 def test_exec_sync_and_through_the_streaming_server(pods):
@@ -203,3 +205,23 @@ def test_host_pid_pod_sees_the_hosts_processes_and_restarts(pods):
     assert pod.container_status(cid).state == pod.pb.CONTAINER_EXITED
     second = pod.create("second", ["/bin/sh", "-c", "exit 4"])
     assert pod.wait_exited(second).exit_code == 4
+
+
+def test_run_as_user_and_read_only_root(pods):
+    pod = pods("secctx")
+    pb = pod.pb
+    cid = pod.create("main", SLEEP, run_as_user=pb.Int64Value(value=1000), run_as_group=pb.Int64Value(value=1000),
+                     readonly_rootfs=True)
+    assert pod.sh(cid, "id -u; id -g").split() == ["1000", "1000"]
+    assert pod.exec(cid, "/bin/touch", "/x").exit_code == 1  # read-only root
+    assert pod.sh(cid, "touch /dev/shm/x && echo shm-writable") == "shm-writable\n"
+
+
+def test_privileged_pod(pods):
+    """A privileged container (CNI daemonsets, device plugins): every capability, the host's devices."""
+    pod = pods("privileged", privileged=True)
+    cid = pod.create("main", SLEEP, privileged=True)
+    assert pod.sh(cid, "grep CapEff /proc/self/status").split()[1] == \
+        next(line.split()[1] for line in open("/proc/self/status") if line.startswith("CapBnd"))
+    assert pod.sh(cid, "[ -c /dev/kmsg ] && [ -c /dev/ptmx ] && [ -c /dev/pts/ptmx ] && echo host-devices") == \
+        "host-devices\n"
