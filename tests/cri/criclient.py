@@ -95,12 +95,14 @@ def _send(sock: socket.socket, channel: int, data: bytes) -> None:
     sock.sendall(bytes([0x82, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
 
 
-def stream(url: str, until: bytes | None = None, reply: bytes | None = None, timeout: float = 60) -> Stream:
+def stream(url: str, script=(), until: bytes | None = None, timeout: float = 60) -> Stream:
     """Open a streaming URL (from Exec or Attach) as a WebSocket client and collect what comes
-    back until the server closes. Once stdout contains ``until``: send ``reply`` on stdin and read
-    on, or without a reply stop there (attach)."""
+    back until the server closes. ``script``: (expected, reply) steps, each sending ``reply`` on
+    stdin once stdout contains ``expected`` (b"": at once); ``until``: stop once stdout contains
+    it, the steps done (an attach never ends by itself)."""
     parts = urlsplit(url)
     result = Stream()
+    steps = list(script)
     with socket.create_connection((parts.hostname, parts.port), timeout=timeout) as sock:
         key = base64.b64encode(os.urandom(16)).decode()
         target = parts.path + (f"?{parts.query}" if parts.query else "")
@@ -112,6 +114,10 @@ def stream(url: str, until: bytes | None = None, reply: bytes | None = None, tim
             head += _read_exact(sock, 1)
         assert head.split(b"\r\n", 1)[0].split()[1] == b"101", head.decode(errors="replace")
         while True:
+            while steps and steps[0][0] in result.stdout:
+                _send(sock, 0, steps.pop(0)[1])
+            if not steps and until is not None and until in result.stdout:
+                break
             try:
                 first, second = _read_exact(sock, 2)
             except EOFError:
@@ -134,9 +140,4 @@ def stream(url: str, until: bytes | None = None, reply: bytes | None = None, tim
                 result.stderr += data
             elif channel == 3 and data:
                 result.status = json.loads(data)
-            if until is not None and until in result.stdout:
-                if reply is None:
-                    break
-                _send(sock, 0, reply)
-                until = None
     return result

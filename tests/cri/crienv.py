@@ -186,7 +186,8 @@ def iptables_cni_chains() -> list[str]:
 
 
 def leftovers(base: str) -> list[str]:
-    """netns, veths on our bridge, CNI iptables chains, container cgroups, mounts, shims, leases."""
+    """netns, veths on our bridge, CNI iptables chains, container cgroups, mounts, shims, IP leases,
+    runtime state."""
     found = [f"netns {p}" for p in glob.glob(f"{base}/state/io.containerd.grpc.v1.cri/netns/*")]
     found += [f"veth {v}" for v in os.listdir(f"/sys/class/net/{BRIDGE}/brif")] \
         if os.path.isdir(f"/sys/class/net/{BRIDGE}/brif") else []
@@ -199,6 +200,8 @@ def leftovers(base: str) -> list[str]:
                   and not line.split()[4].endswith("/io.containerd.grpc.v1.cri/netns")]
     found += [f"shim {pid}" for pid in shims(base)]
     found += [f"lease {p}" for p in glob.glob(f"{base}/ipam/*/10.*")]
+    # each handler's runtime state (options.Root, per containerd namespace): `delete` removes it
+    found += [f"state {p}" for handler in HANDLERS for p in glob.glob(f"{base}/{handler}/{NAMESPACE}/*")]
     return found
 
 

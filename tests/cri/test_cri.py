@@ -62,6 +62,9 @@ def test_exec_sync_and_through_the_streaming_server(pods):
     assert (result.stdout, result.stderr, result.exit_code) == (b"streamed\n", b"oops\n", 3)
     ok = stream(pod.cri.Exec(container_id=cid, cmd=["/bin/true"], stdout=True).url)
     assert ok.exit_code == 0
+    url = pod.cri.Exec(container_id=cid, cmd=["/bin/sh", "-c", "read line; echo got:$line"], stdin=True, stdout=True).url
+    fed = stream(url, script=[(b"", b"hello\n")])  # exec -i: stdin through the streaming server
+    assert (fed.stdout, fed.exit_code) == (b"got:hello\n", 0)
 
 
 def test_logs_go_to_the_cri_log_file(pods):
@@ -79,6 +82,9 @@ def test_attach_reads_the_running_container(pods):
     cid = pod.create("main", ["/bin/sh", "-c", "while true; do echo tick; sleep 0.1; done"])
     url = pod.cri.Attach(container_id=cid, stdout=True, stderr=True).url
     assert b"tick\n" in stream(url, until=b"tick\n").stdout
+    reader = pod.create("reader", ["/bin/sh", "-c", "while read line; do echo echo:$line; done"], stdin=True)
+    url = pod.cri.Attach(container_id=reader, stdin=True, stdout=True, stderr=True).url
+    assert b"echo:ping\n" in stream(url, script=[(b"", b"ping\n")], until=b"echo:ping\n").stdout
 
 
 def test_oom_killed_is_137_with_reason_oomkilled(pods):
@@ -161,7 +167,7 @@ def test_the_leak_check_sees_a_live_pod(pods, containerd):
     pod = pods("control")
     pod.create("main", SLEEP)
     kinds = {item.split()[0] for item in leftovers(containerd.base)}
-    assert {"netns", "veth", "cgroup", "mount", "shim", "lease"} <= kinds, kinds
+    assert {"netns", "veth", "cgroup", "mount", "shim", "lease", "state"} <= kinds, kinds
 
 
 def test_exec_with_a_tty_through_the_streaming_server(pods):
@@ -171,7 +177,7 @@ def test_exec_with_a_tty_through_the_streaming_server(pods):
     # the process is gone before the copy starts (runc and minirun alike)
     script = "tty; [ -t 0 ] && [ -t 1 ] && echo all-tty; read x; exit 4"
     url = pod.cri.Exec(container_id=cid, cmd=["/bin/sh", "-c", script], tty=True, stdin=True, stdout=True).url
-    result = stream(url, until=b"all-tty", reply=b"bye\n")
+    result = stream(url, script=[(b"all-tty", b"bye\n")])
     assert result.exit_code == 4
     assert result.stdout.replace(b"\r", b"").split(b"\n")[:2] == [b"/dev/pts/0", b"all-tty"], result.stdout
 
