@@ -20,8 +20,6 @@ from pod import Pod  # noqa: E402
 OCI = os.path.join(os.path.dirname(sys.executable), "minirun-oci")
 NEEDS = ("containerd", "containerd-shim-runc-v2", "ctr", "runc", "musl-gcc", "iptables")
 
-pytestmark = pytest.mark.skipif(not IS_ROOT, reason="needs root")
-
 
 def _missing() -> list[str]:
     missing = [tool for tool in NEEDS if not shutil.which(tool)]
