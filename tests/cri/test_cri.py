@@ -62,7 +62,8 @@ def test_exec_sync_and_through_the_streaming_server(pods):
     assert (result.stdout, result.stderr, result.exit_code) == (b"streamed\n", b"oops\n", 3)
     ok = stream(pod.cri.Exec(container_id=cid, cmd=["/bin/true"], stdout=True).url)
     assert ok.exit_code == 0
-    url = pod.cri.Exec(container_id=cid, cmd=["/bin/sh", "-c", "read line; echo got:$line"], stdin=True, stdout=True).url
+    url = pod.cri.Exec(container_id=cid, cmd=["/bin/sh", "-c", "read line; echo got:$line"], stdin=True,
+                       stdout=True).url
     fed = stream(url, script=[(b"", b"hello\n")])  # exec -i: stdin through the streaming server
     assert (fed.stdout, fed.exit_code) == (b"got:hello\n", 0)
 
