@@ -197,7 +197,8 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
               "hooks": {k: v for k, v in extras.hooks.items() if k in ("poststart", "poststop")},
               "start_waits": bool(extras.hooks.get("startContainer")),
               "command": proc.args[0], "exec": {"env": env, "cwd": proc.cwd, "security": security.state_record(sec),
-                                                "capabilities": (config.get("process") or {}).get("capabilities")}}
+                                                "capabilities": (config.get("process") or {}).get("capabilities"),
+                                                "oom_score_adj": extras.oom_score_adj}}
         report = child.read_report()
         if runtime_hooks and report is not None and report.kind == syscalls.HOOKS:
             # runc's order: the mounts are made; createContainer and pivot_root wait for these
@@ -308,7 +309,8 @@ def _kill_and_reap(child) -> None:
 
 
 def _set_process_limits(pid: int, extras) -> None:
-    """rlimits and oom_score_adj, set from here while the child waits at sync 1."""
+    """rlimits and oom_score_adj of ``pid``: create's child while it waits at sync 1, or
+    minirun-oci itself right before exec's clone."""
     if extras.rlimits:
         import resource
 
@@ -327,6 +329,39 @@ def _set_process_limits(pid: int, extras) -> None:
                 f.write(str(extras.oom_score_adj))
         except OSError as err:
             raise SpecError(f"process.oomScoreAdj {extras.oom_score_adj}: {err.strerror}") from None
+
+
+def _own_limits(extras) -> tuple:
+    """minirun-oci's own values of the limits ``extras`` sets, to put back after an exec."""
+    rlimits, oom_score_adj = [], None
+    if extras.rlimits:
+        import resource
+
+        rlimits = [(res, resource.getrlimit(res)) for res, _, _ in extras.rlimits]
+    if extras.oom_score_adj is not None:
+        with open("/proc/self/oom_score_adj") as f:
+            oom_score_adj = f.read().strip()
+    return rlimits, oom_score_adj
+
+
+def _restore_own_limits(own: tuple) -> None:
+    """Best effort: a hard limit lowered for the exec stays lower without CAP_SYS_RESOURCE
+    (harmless: minirun-oci only waits for the process from then on)."""
+    rlimits, oom_score_adj = own
+    if rlimits:
+        import resource
+
+        for res, values in rlimits:
+            try:
+                resource.setrlimit(res, values)
+            except (OSError, ValueError):
+                pass
+    if oom_score_adj is not None:
+        try:
+            with open("/proc/self/oom_score_adj", "w") as f:
+                f.write(oom_score_adj)
+        except OSError:
+            pass
 
 
 def start(root: str, container_id: str) -> None:
@@ -588,7 +623,17 @@ def exec_process(root: str, container_id: str, process: dict, *, detach=False, p
     env = extras.env or st["exec"]["env"]
     path = next((e[5:] for e in env if e.startswith("PATH=")), None) or DEFAULT_PATH
     fds: list[int] = []
+    # runc gives every exec'd process the container's oomScoreAdj, whatever the process's says
+    extras.oom_score_adj = st["exec"].get("oom_score_adj")
+    # rlimits and oom_score_adj must be in place before the process's execve (runc: prlimit and
+    # nsexec while its child waits), or a process it forks at once misses them: set on
+    # minirun-oci itself around the clone, so the new process inherits them.
+    own = _own_limits(extras)
     try:
+        try:
+            _set_process_limits(os.getpid(), extras)
+        except SpecError as err:
+            log.warning(str(err))
         child = spawn_in(st, container_id, proc.args, envp=env, path=path, cwd=proc.cwd, uid=proc.uid, gid=proc.gid,
                          security=sec, console_fd=_connect_console(console_socket, fds),
                          console_size=extras.console_size,
@@ -598,10 +643,7 @@ def exec_process(root: str, container_id: str, process: dict, *, detach=False, p
     finally:
         for fd in fds:
             os.close(fd)
-    try:
-        _set_process_limits(child, extras)
-    except SpecError as err:
-        log.warning(str(err))
+        _restore_own_limits(own)
     if pid_file:
         _write_pid_file(pid_file, child)
     if detach:
