@@ -11,7 +11,8 @@ from crienv import BUSYBOX_IMAGE, CGROUP_PARENT
 
 class Pod:
     def __init__(self, cri: Cri, handler: str, name: str, log_root: str, host_network: bool = False,
-                 share_pid: bool = False, host_pid: bool = False, privileged: bool = False):
+                 share_pid: bool = False, host_pid: bool = False, privileged: bool = False,
+                 host_ipc: bool = False, sysctls: dict[str, str] | None = None):
         pb = self.pb = cri.pb
         self.cri, self.name = cri, name
         uid = uuid.uuid4().hex
@@ -19,13 +20,13 @@ class Pod:
         # unless shareProcessNamespace, a cgroup parent per pod (cgroupfs driver).
         self.namespaces = pb.NamespaceOption(network=pb.NODE if host_network else pb.POD,
                                              pid=pb.NODE if host_pid else pb.POD if share_pid else pb.CONTAINER,
-                                             ipc=pb.POD)
+                                             ipc=pb.NODE if host_ipc else pb.POD)
         self.log_dir = os.path.join(log_root, f"{name}_{uid}")
         self.config = pb.PodSandboxConfig(
             metadata=pb.PodSandboxMetadata(name=name, uid=uid, namespace="minirun-test"),
             hostname="" if host_network else name, log_directory=self.log_dir,
             linux=pb.LinuxPodSandboxConfig(
-                cgroup_parent=f"/{CGROUP_PARENT}/pod{uid}",
+                cgroup_parent=f"/{CGROUP_PARENT}/pod{uid}", sysctls=sysctls or {},
                 security_context=pb.LinuxSandboxSecurityContext(namespace_options=self.namespaces,
                                                                  privileged=privileged)))
         self.id = cri.RunPodSandbox(config=self.config, runtime_handler=handler).pod_sandbox_id
@@ -39,14 +40,14 @@ class Pod:
         return self.status().status.network.ip
 
     def create(self, name: str, args: list[str], attempt: int = 0, start: bool = True, memory: int = 0,
-               tty: bool = False, stdin: bool = False, **security) -> str:
+               oom_score_adj: int = 0, tty: bool = False, stdin: bool = False, **security) -> str:
         """A container from the busybox image; ``security``: LinuxContainerSecurityContext fields."""
         pb = self.pb
         config = pb.ContainerConfig(
             metadata=pb.ContainerMetadata(name=name, attempt=attempt), image=pb.ImageSpec(image=BUSYBOX_IMAGE),
             command=args[:1], args=args[1:], log_path=f"{name}_{attempt}.log", tty=tty, stdin=stdin,
             linux=pb.LinuxContainerConfig(
-                resources=pb.LinuxContainerResources(memory_limit_in_bytes=memory),
+                resources=pb.LinuxContainerResources(memory_limit_in_bytes=memory, oom_score_adj=oom_score_adj),
                 security_context=pb.LinuxContainerSecurityContext(namespace_options=self.namespaces, **security)))
         cid = self.cri.CreateContainer(pod_sandbox_id=self.id, config=config, sandbox_config=self.config).container_id
         self.containers.append(cid)

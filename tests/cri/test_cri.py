@@ -232,3 +232,25 @@ def test_privileged_pod(pods):
         next(line.split()[1] for line in open("/proc/self/status") if line.startswith("CapBnd"))
     assert pod.sh(cid, "[ -c /dev/kmsg ] && [ -c /dev/ptmx ] && [ -c /dev/pts/ptmx ] && echo host-devices") == \
         "host-devices\n"
+
+
+def test_qos_oom_score_adj_holds_for_execs_too(pods):
+    """kubelet gives a BestEffort container oomScoreAdj 1000; containerd copies the container's
+    process into each exec's, and the runtime applies it before the exec'd process runs."""
+    pod = pods("qos")
+    cid = pod.create("main", SLEEP, oom_score_adj=1000)
+    assert pod.exec(cid, "/bin/cat", "/proc/1/oom_score_adj").stdout == b"1000\n"
+    for _ in range(10):  # sh forks cat at once: the score must already be there (this raced 1 in 3)
+        assert pod.sh(cid, "cat /proc/self/oom_score_adj; true") == "1000\n"
+
+
+def test_pod_sysctls_seccomp_and_host_ipc(pods):
+    pod = pods("sysctl", sysctls={"net.ipv4.ip_unprivileged_port_start": "0", "net.core.somaxconn": "1234"},
+               host_ipc=True)
+    pb = pod.pb
+    cid = pod.create("main", SLEEP, seccomp=pb.SecurityProfile(profile_type=pb.SecurityProfile.RuntimeDefault))
+    assert pod.sh(cid, "cat /proc/sys/net/ipv4/ip_unprivileged_port_start /proc/sys/net/core/somaxconn").split() \
+        == ["0", "1234"]  # the pod's sysctls, in the pod's netns
+    assert pod.sh(cid, "readlink /proc/self/ns/ipc").strip() == os.readlink("/proc/self/ns/ipc")  # hostIPC
+    assert pod.sh(cid, "grep ^Seccomp: /proc/self/status").split() == ["Seccomp:", "2"]  # RuntimeDefault
+    assert pod.exec(cid, "/usr/bin/unshare", "-U", "/bin/true").exit_code != 0  # which refuses unshare(2)
