@@ -150,9 +150,16 @@ def test_share_process_namespace_shows_the_pause_process(pods):
     cid = pod.create("main", SLEEP)
     assert pod.exec(cid, "/bin/cat", "/proc/1/cmdline").stdout == b"/pause\x00"
     assert "/bin/sleep 3600" in pod.sh(cid, "ps -o args")
+    # a container's other processes go when its main one exits (the shim's kill --all)
+    leaver = pod.create("leaver", ["/bin/sh", "-c", "sleep 3601 & exit 3"])
+    assert pod.wait_exited(leaver).exit_code == 3
+    wait_for("the exited container's child to go", lambda: "sleep 3601" not in pod.sh(cid, "ps -o args"))
     unshared = pods("ownpid")
     other = unshared.create("main", SLEEP)
     assert unshared.exec(other, "/bin/cat", "/proc/1/cmdline").stdout == b"/bin/sleep\x003600\x00"
+    # kubectl debug --target: an ephemeral container in another container's PID namespace
+    debug = unshared.create("debugger", SLEEP, target=other)
+    assert unshared.exec(debug, "/bin/cat", "/proc/1/cmdline").stdout == b"/bin/sleep\x003600\x00"
 
 
 def test_host_network_pod_shares_the_hosts_netns(pods):
