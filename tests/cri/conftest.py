@@ -32,7 +32,9 @@ def _missing() -> list[str]:
     return missing
 
 
-@pytest.fixture(scope="session")
+# module scope: containerd, its bridge and the forwarding its CNI turns on go once the lane's
+# tests are done, not at the end of a whole-suite session
+@pytest.fixture(scope="module")
 def containerd(tmp_path_factory, rootfs):
     if not IS_ROOT:
         pytest.skip("needs root")
@@ -69,7 +71,7 @@ def containerd(tmp_path_factory, rootfs):
         crienv.clean_dir(base)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def cri(containerd, tmp_path_factory):
     pb, rpc = generate_stubs(str(tmp_path_factory.mktemp("cri-stubs")))
     client = Cri(containerd.sock, pb, rpc)

@@ -40,7 +40,8 @@ class Pod:
         return self.status().status.network.ip
 
     def create(self, name: str, args: list[str], attempt: int = 0, start: bool = True, memory: int = 0,
-               oom_score_adj: int = 0, tty: bool = False, stdin: bool = False, target: str = "", **security) -> str:
+               oom_score_adj: int = 0, tty: bool = False, stdin: bool = False, target: str = "", mounts=(),
+               **security) -> str:
         """A container from the busybox image; ``target``: a container whose PID namespace it joins
         (kubectl debug --target); ``security``: LinuxContainerSecurityContext fields."""
         pb = self.pb
@@ -51,6 +52,7 @@ class Pod:
         config = pb.ContainerConfig(
             metadata=pb.ContainerMetadata(name=name, attempt=attempt), image=pb.ImageSpec(image=BUSYBOX_IMAGE),
             command=args[:1], args=args[1:], log_path=f"{name}_{attempt}.log", tty=tty, stdin=stdin,
+            mounts=list(mounts),
             linux=pb.LinuxContainerConfig(
                 resources=pb.LinuxContainerResources(memory_limit_in_bytes=memory, oom_score_adj=oom_score_adj),
                 security_context=pb.LinuxContainerSecurityContext(namespace_options=namespaces, **security)))

@@ -261,3 +261,20 @@ def test_pod_sysctls_seccomp_and_host_ipc(pods):
     assert pod.sh(cid, "readlink /proc/self/ns/ipc").strip() == os.readlink("/proc/self/ns/ipc")  # hostIPC
     assert pod.sh(cid, "grep ^Seccomp: /proc/self/status").split() == ["Seccomp:", "2"]  # RuntimeDefault
     assert pod.exec(cid, "/usr/bin/unshare", "-U", "/bin/true").exit_code != 0  # which refuses unshare(2)
+
+
+def test_volumes_an_empty_dir_shared_and_a_read_only_host_path(pods, tmp_path):
+    pod = pods("volumes")
+    pb = pod.pb
+    shared, config = tmp_path / "empty-dir", tmp_path / "config"
+    shared.mkdir()
+    config.mkdir()
+    (config / "setting").write_text("from-the-host\n")
+    volumes = [pb.Mount(container_path="/data", host_path=str(shared)),
+               pb.Mount(container_path="/etc/app", host_path=str(config), readonly=True)]
+    writer = pod.create("writer", ["/bin/sh", "-c", "echo written > /data/file; exec sleep 3600"], mounts=volumes)
+    reader = pod.create("reader", SLEEP, mounts=volumes)
+    wait_for("the writer", lambda: (shared / "file").exists())
+    assert pod.exec(reader, "/bin/cat", "/data/file").stdout == b"written\n"
+    assert pod.exec(reader, "/bin/cat", "/etc/app/setting").stdout == b"from-the-host\n"
+    assert pod.exec(writer, "/bin/touch", "/etc/app/x").exit_code == 1  # readonly
