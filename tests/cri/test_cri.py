@@ -73,9 +73,13 @@ def test_logs_go_to_the_cri_log_file(pods):
     cid = pod.create("main", ["/bin/sh", "-c", "echo to-stdout; echo to-stderr >&2"])
     status = pod.wait_exited(cid)
     assert status.exit_code == 0
-    with open(status.log_path) as f:  # CRI format: TIME STREAM TAG(F|P) LINE
-        lines = [line.split(" ", 3)[1:] for line in f.read().splitlines()]
-    assert sorted(lines) == [["stderr", "F", "to-stderr"], ["stdout", "F", "to-stdout"]]
+
+    def lines() -> list:  # CRI format: TIME STREAM TAG(F|P) LINE; the copy may trail the exit
+        with open(status.log_path) as f:
+            return sorted(line.split(" ", 3)[1:] for line in f.read().splitlines())
+
+    assert wait_for("both lines", lambda: len(lines()) == 2 and lines()) == [
+        ["stderr", "F", "to-stderr"], ["stdout", "F", "to-stdout"]]
 
 
 def test_attach_reads_the_running_container(pods):
@@ -90,8 +94,11 @@ def test_attach_reads_the_running_container(pods):
 
 def test_oom_killed_is_137_with_reason_oomkilled(pods):
     pod = pods("oom")
-    cid = pod.create("hog", ["/bin/sh", "-c", "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived"],
+    # it waits for the go-ahead: the shim watches for OOM events once StartContainer has returned
+    cid = pod.create("hog", ["/bin/sh", "-c", "while [ ! -e /tmp/go ]; do sleep 0.05; done; "
+                                              "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived"],
                      memory=32 * 1024 * 1024)
+    pod.exec(cid, "/bin/touch", "/tmp/go")
     status = pod.wait_exited(cid)
     assert (status.exit_code, status.reason) == (137, "OOMKilled"), status
 
@@ -197,8 +204,12 @@ def test_stop_delivers_sigterm_first(pods):
     pod.cri.StopContainer(container_id=cid, timeout=60)
     status = pod.container_status(cid)
     assert (status.state, status.exit_code) == (pod.pb.CONTAINER_EXITED, 0)
-    with open(status.log_path) as f:
-        assert f.read().split()[-1] == "got-term"
+
+    def last_line() -> str:
+        with open(status.log_path) as f:
+            return (f.read().split() or [""])[-1]
+
+    assert wait_for("the trap's line in the log", lambda: last_line() == "got-term")
 
 
 def test_container_stats_come_from_its_cgroup(pods):
