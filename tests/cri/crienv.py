@@ -22,6 +22,7 @@ BUSYBOX_IMAGE = "localhost/minirun-busybox:1"
 BRIDGE = "cri-mrt0"  # not "mr*": that is minirun's own, watched by the integration leak check
 SUBNET, GATEWAY = "10.77.19.0/24", "10.77.19.1"  # clear of minirun0 (10.88.0.0/24) and podman's 10.88/16, 10.89.x
 CGROUP_PARENT = "minirun-cri-test"  # every pod's cgroup_parent lives under it
+NETWORK = "minirun-cri-test"  # the CNI network's name
 HANDLERS = ("runc", "minirun")
 HERE = os.path.dirname(os.path.abspath(__file__))
 ARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
@@ -95,7 +96,7 @@ def build_images(workdir: str, rootfs: str) -> list[str]:
 
 def cni_config(base: str) -> dict:
     # No NAT anywhere (ipMasq false); host-local keeps its leases under our directory.
-    return {"cniVersion": "1.0.0", "name": "minirun-cri-test", "plugins": [{
+    return {"cniVersion": "1.0.0", "name": NETWORK, "plugins": [{
         "type": "bridge", "bridge": BRIDGE, "isGateway": True, "ipMasq": False,
         "ipam": {"type": "host-local", "ranges": [[{"subnet": SUBNET, "gateway": GATEWAY}]],
                  "dataDir": f"{base}/ipam"}}]}
@@ -178,10 +179,13 @@ def shims(base: str) -> list[str]:
 
 
 def iptables_cni_chains() -> list[str]:
+    """Rules CNI made for this network (its comments name it; its subnet, its bridge): none with
+    ipMasq false and no portmap, and none may stay. Other engines' CNI rules are not ours."""
+    marks = (NETWORK, SUBNET.rsplit(".", 1)[0] + ".", BRIDGE)
     found = []
     for table in ("filter", "nat"):
         out = subprocess.run(["iptables", "-t", table, "-S"], capture_output=True, text=True)
-        found += [f"{table}: {line}" for line in out.stdout.splitlines() if "CNI-" in line]
+        found += [f"{table}: {line}" for line in out.stdout.splitlines() if any(m in line for m in marks)]
     return found
 
 
