@@ -289,3 +289,19 @@ def test_volumes_an_empty_dir_shared_and_a_read_only_host_path(pods, tmp_path):
     assert pod.exec(reader, "/bin/cat", "/data/file").stdout == b"written\n"
     assert pod.exec(reader, "/bin/cat", "/etc/app/setting").stdout == b"from-the-host\n"
     assert pod.exec(writer, "/bin/touch", "/etc/app/x").exit_code == 1  # readonly
+
+
+def test_pods_started_in_parallel(pods):
+    """kubelet starts pods in parallel: the runtime's calls for them (and the shim's kill --all and
+    delete after a quick container exits) overlap."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(i: int) -> str:
+        pod = pods(f"parallel{i}")
+        main = pod.create("main", SLEEP)
+        quick = pod.create("quick", ["/bin/sh", "-c", f"exit {i}"])
+        assert pod.wait_exited(quick).exit_code == i
+        return pod.sh(main, "hostname").strip()
+
+    with ThreadPoolExecutor(4) as pool:
+        assert sorted(pool.map(one, range(4))) == [f"parallel{i}" for i in range(4)]
