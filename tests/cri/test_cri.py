@@ -305,3 +305,18 @@ def test_pods_started_in_parallel(pods):
 
     with ThreadPoolExecutor(4) as pool:
         assert sorted(pool.map(one, range(4))) == [f"parallel{i}" for i in range(4)]
+
+
+def test_a_missing_command_fails_start_as_start_error(pods):
+    """runc looks the command up before create returns, so StartContainer fails and kubelet shows
+    StartError (exit 128) with runc's words; found only after start it would be a plain exit 127."""
+    import grpc
+    import pytest
+
+    pod = pods("nocmd")
+    for command, words in (("/no/such/cmd", "no such file or directory"), ("/etc/passwd", "permission denied")):
+        with pytest.raises(grpc.RpcError) as failed:
+            pod.create(f"c{len(pod.containers)}", [command])
+        assert f'exec: "{command}"' in failed.value.details() and words in failed.value.details()
+        status = pod.container_status(pod.containers[-1])
+        assert (status.state, status.exit_code, status.reason) == (pod.pb.CONTAINER_EXITED, 128, "StartError")
