@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import os
 import socket
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
 
 from criclient import stream, wait_for
 from crienv import SUBNET, leftovers
+
+grpc = pytest.importorskip("grpc")  # the test extra
 
 SLEEP = ["/bin/sleep", "3600"]
 
@@ -40,14 +45,14 @@ def test_runtime_handler_is_the_one_asked_for(pods, handler, containerd):
 
 def test_two_containers_in_a_pod_talk_over_localhost(pods):
     pod = pods("localhost")
-    pod.create("server", ["/bin/sh", "-c", "mkdir /tmp/www && echo over-localhost > /tmp/www/index.html"
-                                           " && exec httpd -f -p 127.0.0.1:9000 -h /tmp/www"])
+    server = pod.create("server", ["/bin/sh", "-c", "mkdir /tmp/www && echo over-localhost > /tmp/www/index.html"
+                                                    " && exec httpd -f -p 127.0.0.1:9000 -h /tmp/www"])
     client = pod.create("client", SLEEP)
     got = wait_for("the server in the other container",
                    lambda: pod.exec(client, "wget", "-q", "-O", "-", "http://127.0.0.1:9000/").stdout)
     assert got == b"over-localhost\n"
     pod.sh(client, "echo pod-shm > /dev/shm/note")  # and one /dev/shm: the sandbox's, bound into each
-    assert pod.exec(client, "/bin/cat", "/dev/shm/note").stdout == b"pod-shm\n"
+    assert pod.exec(server, "/bin/cat", "/dev/shm/note").stdout == b"pod-shm\n"
 
 
 def test_exec_sync_and_through_the_streaming_server(pods):
@@ -294,8 +299,6 @@ def test_volumes_an_empty_dir_shared_and_a_read_only_host_path(pods, tmp_path):
 def test_pods_started_in_parallel(pods):
     """kubelet starts pods in parallel: the runtime's calls for them (and the shim's kill --all and
     delete after a quick container exits) overlap."""
-    from concurrent.futures import ThreadPoolExecutor
-
     def one(i: int) -> str:
         pod = pods(f"parallel{i}")
         main = pod.create("main", SLEEP)
@@ -310,9 +313,6 @@ def test_pods_started_in_parallel(pods):
 def test_a_missing_command_fails_start_as_start_error(pods):
     """runc looks the command up before create returns, so StartContainer fails and kubelet shows
     StartError (exit 128) with runc's words; found only after start it would be a plain exit 127."""
-    import grpc
-    import pytest
-
     pod = pods("nocmd")
     for command, words in (("/no/such/cmd", "no such file or directory"), ("/etc/passwd", "permission denied")):
         with pytest.raises(grpc.RpcError) as failed:
