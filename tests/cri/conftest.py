@@ -80,12 +80,12 @@ def cri(containerd, tmp_path_factory):
     yield client
     import grpc
 
-    for sandbox in client.ListPodSandbox().items:  # what a failed test's own cleanup missed
-        try:
+    try:
+        for sandbox in client.ListPodSandbox().items:  # what a failed test's own cleanup missed
             client.StopPodSandbox(pod_sandbox_id=sandbox.id)
             client.RemovePodSandbox(pod_sandbox_id=sandbox.id)
-        except grpc.RpcError:
-            pass  # the containerd fixture's cleanup takes what is left; the failed test already reported it
+    except grpc.RpcError:
+        pass  # the containerd fixture's cleanup takes what is left; the failed test already reported it
     client.close()
 
 
@@ -107,8 +107,14 @@ def pods(cri, containerd, handler):
         return pod
 
     yield make
-    for pod in made:
-        pod.remove()
+    errors = []
+    for pod in made:  # every pod, even after one fails to go
+        try:
+            pod.remove()
+        except Exception as err:  # noqa: BLE001 (reported below)
+            errors.append(err)
+    if errors:
+        raise errors[0]
     left = []
 
     def clean() -> bool:
