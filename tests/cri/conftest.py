@@ -32,8 +32,8 @@ def _missing() -> list[str]:
     return missing
 
 
-# module scope: containerd, its bridge and the forwarding its CNI turns on go once the lane's
-# tests are done, not at the end of a whole-suite session
+# module scope: containerd and its bridge go once the lane's tests are done, not at the end of
+# a whole-suite session
 @pytest.fixture(scope="module")
 def containerd(tmp_path_factory, rootfs):
     if not IS_ROOT:
@@ -41,12 +41,11 @@ def containerd(tmp_path_factory, rootfs):
     if _missing():
         pytest.skip(f"missing: {', '.join(_missing())} (make deps venv)")
     base = str(tmp_path_factory.mktemp("cri"))
-    with open("/proc/sys/net/ipv4/ip_forward") as f:
-        ip_forward = f.read()  # the bridge plugin turns forwarding on for its gateway: put it back
     made_run_dir = not os.path.exists("/run/containerd")  # the shims' sockets go under it
     engine = None
     try:
         archives = crienv.build_images(base, rootfs)
+        crienv.make_bridge()
         engine = crienv.Containerd(base, {"runc": shutil.which("runc"), "minirun": OCI})
         for archive in archives:
             engine.import_image(archive)
@@ -64,8 +63,6 @@ def containerd(tmp_path_factory, rootfs):
         crienv.unmount_under(base)
         crienv.delete_bridge()
         crienv.remove_cgroups()
-        with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
-            f.write(ip_forward)
         if made_run_dir:
             crienv.remove_empty_dirs("/run/containerd")
         crienv.clean_dir(base)

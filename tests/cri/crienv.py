@@ -95,9 +95,12 @@ def build_images(workdir: str, rootfs: str) -> list[str]:
 
 
 def cni_config(base: str) -> dict:
-    # No NAT anywhere (ipMasq false); host-local keeps its leases under our directory.
+    # No NAT anywhere (ipMasq false), no forwarding: isGateway would give the bridge the gateway
+    # address and turn on net.ipv4.ip_forward host-wide, so make_bridge gives it the address
+    # instead (the host reaches the pods on the link; the pods have no route beyond it).
+    # host-local keeps its leases under our directory.
     return {"cniVersion": "1.0.0", "name": NETWORK, "plugins": [{
-        "type": "bridge", "bridge": BRIDGE, "isGateway": True, "ipMasq": False,
+        "type": "bridge", "bridge": BRIDGE, "isGateway": False, "ipMasq": False,
         "ipam": {"type": "host-local", "ranges": [[{"subnet": SUBNET, "gateway": GATEWAY}]],
                  "dataDir": f"{base}/ipam"}}]}
 
@@ -236,6 +239,15 @@ def unmount_under(base: str) -> None:
         points = [line.split()[4] for line in f if line.split()[4].startswith(base + "/")]
     for point in sorted(points, key=len, reverse=True):
         subprocess.run(["umount", "-l", point], capture_output=True)
+
+
+def make_bridge() -> None:
+    """The pods' bridge, with the gateway address on it; the bridge plugin plugs veths into it."""
+    delete_bridge()  # a crashed run's
+    address = f"{GATEWAY}/{SUBNET.split('/')[1]}"
+    for cmd in (["ip", "link", "add", BRIDGE, "type", "bridge"], ["ip", "addr", "add", address, "dev", BRIDGE],
+                ["ip", "link", "set", BRIDGE, "up"]):
+        subprocess.run(cmd, check=True, capture_output=True)
 
 
 def delete_bridge() -> None:

@@ -54,4 +54,5 @@ def test_containerd_config_has_both_handlers_on_private_paths():
         assert entry["runtime_type"] == "io.containerd.runc.v2"
         assert entry["options"] == {"BinaryName": binary, "Root": f"/B/{handler}", "SystemdCgroup": False}
     (bridge,) = crienv.cni_config("/B")["plugins"]
-    assert (bridge["bridge"], bridge["ipMasq"], bridge["ipam"]["dataDir"]) == (crienv.BRIDGE, False, "/B/ipam")
+    assert (bridge["bridge"], bridge["ipam"]["dataDir"]) == (crienv.BRIDGE, "/B/ipam")
+    assert not bridge["ipMasq"] and not bridge["isGateway"]  # no NAT, and no host-wide ip_forward
