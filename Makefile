@@ -14,21 +14,30 @@ VENV    := .venv
 VPY     := $(VENV)/bin/python
 CACHE   := .cache
 
-# Host packages. The stamp is keyed on this list, so editing it re-runs `deps`.
+# Host packages: DEPS_PACKAGES is everything the tests and benchmarks use (engines, QEMU,
+# peers); DEMO_PACKAGES, a subset, is what one container needs (the venv and its C helpers,
+# the busybox rootfs, a bridge), all `make demo` installs. Each stamp is keyed on its
+# list, so editing a list re-runs its install.
 DEPS_PACKAGES := busybox-static runc qemu-system-x86 python3-venv python3-dev \
                  gcc libc6-dev libffi-dev make cpio kmod iproute2 procps util-linux \
                  ca-certificates libcap-dev libseccomp-dev musl-tools vagrant vagrant-libvirt lz4 podman containerd \
                  iptables crun docker.io containernetworking-plugins
 DEPS_KEY   := $(shell printf '%s\n' $(sort $(DEPS_PACKAGES)) | md5sum | cut -c1-12)
 DEPS_STAMP := $(CACHE)/deps-$(DEPS_KEY).stamp
+DEMO_PACKAGES := busybox-static python3-venv python3-dev gcc libc6-dev libffi-dev make \
+                 ca-certificates libcap-dev libseccomp-dev musl-tools iproute2 iptables procps util-linux
+$(if $(filter-out $(DEPS_PACKAGES),$(DEMO_PACKAGES)),$(error DEMO_PACKAGES not in DEPS_PACKAGES: $(filter-out $(DEPS_PACKAGES),$(DEMO_PACKAGES))))
+DEMO_KEY   := $(shell printf '%s\n' $(sort $(DEMO_PACKAGES)) | md5sum | cut -c1-12)
+DEMO_STAMP := $(CACHE)/demo-$(DEMO_KEY).stamp
 VENV_STAMP := $(VENV)/.minirun-installed
 
 export DEBIAN_FRONTEND := noninteractive
 
-.PHONY: help deps venv rootfs kernel test demo bench clean
+.PHONY: help deps demo-deps venv rootfs kernel test demo bench clean
 
 help:
-	@echo "make deps    install host packages with apt-get (root)"
+	@echo "make deps    install host packages with apt-get (root): all the tests need"
+	@echo "make demo-deps  only what one container needs (all make demo installs)"
 	@echo "make venv    $(VENV) with minirun installed editable, plus test extras"
 	@echo "make rootfs  build the busybox rootfs in ROOTFS=$(ROOTFS)"
 	@echo "make kernel  fetch the kernel the QEMU VM companion boots"
@@ -40,15 +49,19 @@ help:
 # ---------------------------------------------------------------- deps
 
 deps: $(DEPS_STAMP)
+demo-deps: $(DEMO_STAMP)
 
-# Install only what is missing; `apt-get update` only when lists are absent or
+$(DEPS_STAMP): PACKAGES := $(DEPS_PACKAGES)
+$(DEMO_STAMP): PACKAGES := $(DEMO_PACKAGES)
+
+# Install only what of PACKAGES is missing; `apt-get update` only when lists are absent or
 # the install fails (stale lists give 404s). No package's postinst may start its
 # service (docker.io's dockerd would take over the host's iptables and FORWARD
 # policy; the tests start their own daemons on private paths): a policy-rc.d that
 # denies every start is in place during the install, if the host has none.
-$(DEPS_STAMP):
+$(DEPS_STAMP) $(DEMO_STAMP):
 	@missing=""; \
-	for p in $(DEPS_PACKAGES); do \
+	for p in $(PACKAGES); do \
 	  dpkg-query -W -f='$${db:Status-Abbrev}' "$$p" 2>/dev/null | grep -q '^ii' || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -63,7 +76,7 @@ $(DEPS_STAMP):
 	  apt-get install -y --no-install-recommends $$missing \
 	    || { echo "deps: install failed; running apt-get update and retrying"; apt-get update && apt-get install -y --no-install-recommends $$missing; }; \
 	fi
-	@mkdir -p $(CACHE) && rm -f $(CACHE)/deps-*.stamp && touch $@
+	@mkdir -p $(CACHE) && rm -f $(CACHE)/$(firstword $(subst -, ,$(notdir $@)))-*.stamp && touch $@
 	@echo "deps: ok"
 
 # ---------------------------------------------------------------- venv
@@ -71,7 +84,7 @@ $(DEPS_STAMP):
 venv: $(VENV_STAMP)
 
 # `python3 -m venv` needs python3-venv (ensurepip); a half-made .venv is removed.
-$(VPY): | $(DEPS_STAMP)
+$(VPY): | $(DEMO_STAMP)
 	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); exit 1; }
 
 # `pip install -e` also compiles the cffi extension (setup.py's cffi_modules),
@@ -87,7 +100,7 @@ $(VENV_STAMP): $(VPY) pyproject.toml setup.py scripts/launchers.py $(wildcard cs
 # ---------------------------------------------------------------- rootfs, kernel
 
 # Always runs: a finished rootfs is checked and left alone in ~0.1 s.
-rootfs: $(VENV_STAMP) $(DEPS_STAMP)
+rootfs: $(VENV_STAMP) $(DEMO_STAMP)
 	$(VPY) -m minirun.rootfs $(ROOTFS)
 
 # Skipped (exit 0) only while minirun/vm/kernel.py does not exist; any other
@@ -109,7 +122,7 @@ kernel: $(VENV_STAMP)
 test: deps venv rootfs kernel
 	MINIRUN_ROOTFS=$(ROOTFS) $(VPY) -m pytest tests -v
 
-demo: deps venv rootfs
+demo: demo-deps venv rootfs
 	MINIRUN=$(VENV)/bin/minirun bash scripts/demo.sh $(ROOTFS)
 
 bench: deps venv rootfs kernel
