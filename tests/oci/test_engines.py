@@ -1,7 +1,7 @@
 """Real engines drive minirun-oci: podman 4.3 (through conmon) and containerd 1.6
 (through containerd-shim-runc-v2, the shim Kubernetes uses), on private storage.
 
-Host specifics (see README): podman needs `--cgroup-manager cgroupfs --events-backend
+Host specifics (see docs/oci.md): podman needs `--cgroup-manager cgroupfs --events-backend
 file`, and rlimits within this host's hard limits (runc fails the same way without).
 """
 
