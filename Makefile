@@ -15,9 +15,9 @@ VPY     := $(VENV)/bin/python
 CACHE   := .cache
 
 # Host packages: DEPS_PACKAGES is everything the tests and benchmarks use (engines, QEMU,
-# peers); DEMO_PACKAGES, a subset, is what one container needs (the venv and its C helpers,
-# the busybox rootfs, a bridge), all `make demo` installs. Each stamp is keyed on its
-# list, so editing a list re-runs its install.
+# peers); DEMO_PACKAGES, a subset, is what one container needs (the venv and its C
+# helpers, the busybox rootfs, a bridge, kmod to load overlay/veth/bridge): all that
+# `make demo` installs. Each stamp is keyed on its list: editing one re-runs its install.
 DEPS_PACKAGES := busybox-static runc qemu-system-x86 python3-venv python3-dev \
                  gcc libc6-dev libffi-dev make cpio kmod iproute2 procps util-linux \
                  ca-certificates libcap-dev libseccomp-dev musl-tools vagrant vagrant-libvirt lz4 podman containerd \
@@ -25,7 +25,7 @@ DEPS_PACKAGES := busybox-static runc qemu-system-x86 python3-venv python3-dev \
 DEPS_KEY   := $(shell printf '%s\n' $(sort $(DEPS_PACKAGES)) | md5sum | cut -c1-12)
 DEPS_STAMP := $(CACHE)/deps-$(DEPS_KEY).stamp
 DEMO_PACKAGES := busybox-static python3-venv python3-dev gcc libc6-dev libffi-dev make \
-                 ca-certificates libcap-dev libseccomp-dev musl-tools iproute2 iptables procps util-linux
+                 ca-certificates libcap-dev libseccomp-dev musl-tools iproute2 iptables procps util-linux kmod
 $(if $(filter-out $(DEPS_PACKAGES),$(DEMO_PACKAGES)),$(error DEMO_PACKAGES not in DEPS_PACKAGES: $(filter-out $(DEPS_PACKAGES),$(DEMO_PACKAGES))))
 DEMO_KEY   := $(shell printf '%s\n' $(sort $(DEMO_PACKAGES)) | md5sum | cut -c1-12)
 DEMO_STAMP := $(CACHE)/demo-$(DEMO_KEY).stamp
