@@ -235,7 +235,9 @@ def _hooks_bundle(bundle, tmp_path, create_hook: dict, start_hook: dict | None =
     out, bin_dir = tmp_path / "out", tmp_path / "hookbin"
     out.mkdir(exist_ok=True)
     bin_dir.mkdir(exist_ok=True)
-    path = bundle(["/bin/sh", "-c", "readlink /proc/self/ns/mnt > /out/main; echo main >> /out/order"])
+    # /out/main appears (renamed into place) only once both lines are written: the test waits for it
+    path = bundle(["/bin/sh", "-c", "echo main >> /out/order; readlink /proc/self/ns/mnt > /out/main.tmp; "
+                   "mv /out/main.tmp /out/main"])
     config = _config(path)
     config["process"]["user"] = {"uid": 1000, "gid": 1000}
     config["mounts"] += [{"destination": "/out", "type": "bind", "source": str(out), "options": ["rbind"]},
