@@ -10,8 +10,10 @@
  *     flight (an idle connection costs ~150 bytes); while a direction's buffer is full,
  *     its source is not read: a client that never reads stalls only its own connection;
  *   - the connection table grows as clients come, up to MR_RELAY_MAX_CONNS; at that bound,
- *     or when the process runs out of file descriptors, the connection idle the longest
- *     is closed to make room (so idle connections cannot lock new clients out);
+ *     or when the process runs out of file descriptors, a connection is closed to make
+ *     room (so idle connections cannot lock new clients out): the one idle the longest
+ *     of the client address holding the most connections (an IPv6 /64 counts as one
+ *     address), so one host opening thousands evicts its own, not everyone else's;
  *   - one read per ready socket per step: a busy connection cannot starve the others.
  * EOF from one side is passed on as a shutdown(SHUT_WR) of the other once its buffer is
  * delivered (a client that sends a request and half-closes still gets the answer); the
@@ -58,6 +60,7 @@ struct end {       /* one socket of a connection */
 
 struct conn {
     struct end end[2];   /* 0: the client, 1: the container */
+    unsigned char source[16]; /* the client's address as eviction counts it (source_key) */
     int connecting;      /* end[1]'s non-blocking connect is under way */
     int dead;            /* closed during this step; freed at its end */
     struct conn *older, *newer; /* least recently active first */
@@ -72,6 +75,15 @@ struct mr_relay {
     struct conn *oldest, *newest;
     int n_conns;
     struct conn *dead;
+    struct tally *tally; /* eviction's scratch table, TALLY_SLOTS long, made at the first eviction */
+};
+
+/* Counting connections per client address at eviction: an open-addressing table twice
+ * the connection bound, so it never fills. */
+#define TALLY_SLOTS (2 * MR_RELAY_MAX_CONNS)
+struct tally {
+    struct conn *oldest; /* NULL: a free slot */
+    int count;
 };
 
 static void lru_unlink(struct mr_relay *r, struct conn *c)
@@ -122,10 +134,60 @@ static void drop(struct mr_relay *r, struct conn *c)
     r->dead = c;
 }
 
-static void drop_oldest(struct mr_relay *r)
+/* The address a connection is counted under: IPv4 as ::ffff:a.b.c.d, IPv6 by its /64
+ * (a single host commonly holds a whole /64). */
+static void source_key(const struct sockaddr_storage *ss, unsigned char key[16])
 {
-    if (r->oldest)
-        drop(r, r->oldest);
+    memset(key, 0, 16);
+    if (ss->ss_family == AF_INET) {
+        key[10] = key[11] = 0xff;
+        memcpy(key + 12, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+    } else if (ss->ss_family == AF_INET6) {
+        const unsigned char *a = ((const struct sockaddr_in6 *)ss)->sin6_addr.s6_addr;
+        static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+        memcpy(key, a, memcmp(a, mapped, sizeof(mapped)) ? 8 : 16);
+    }
+}
+
+static unsigned tally_hash(const unsigned char key[16])
+{
+    unsigned h = 2166136261u; /* FNV-1a */
+
+    for (int i = 0; i < 16; i++)
+        h = (h ^ key[i]) * 16777619u;
+    return h % TALLY_SLOTS;
+}
+
+/* The connection to close for room: the idle-longest of the address holding the most
+ * (ties: the first to reach that count). Walks the list oldest first, so each address's first
+ * connection seen is its idle-longest. Only at saturation: O(connections). */
+static struct conn *victim(struct mr_relay *r)
+{
+    struct tally *best = NULL;
+
+    if (!r->tally && !(r->tally = malloc(TALLY_SLOTS * sizeof(*r->tally))))
+        return r->oldest; /* no memory to count with: the idle-longest of all */
+    memset(r->tally, 0, TALLY_SLOTS * sizeof(*r->tally));
+    for (struct conn *c = r->oldest; c; c = c->newer) {
+        struct tally *t = &r->tally[tally_hash(c->source)];
+
+        while (t->oldest && memcmp(t->oldest->source, c->source, sizeof(c->source)))
+            t = t == &r->tally[TALLY_SLOTS - 1] ? r->tally : t + 1;
+        if (!t->oldest)
+            t->oldest = c;
+        if (++t->count > (best ? best->count : 0))
+            best = t;
+    }
+    return best ? best->oldest : NULL;
+}
+
+static void drop_for_room(struct mr_relay *r)
+{
+    struct conn *c = victim(r);
+
+    if (c)
+        drop(r, c);
 }
 
 /* Ask epoll for what this end needs now. An end needing nothing leaves the set: a
@@ -240,17 +302,18 @@ static void ready(struct mr_relay *r, struct end *e, uint32_t events)
         drop(r, c);
 }
 
-/* accept4 or socket, retried once after closing the connection idle the longest when
- * the process is out of file descriptors. */
-static int open_fd(struct mr_relay *r, const struct listener *l, int accepting)
+/* accept4 (the client's address into `from`) or socket, retried once after closing a
+ * connection (drop_for_room) when the process is out of file descriptors. */
+static int open_fd(struct mr_relay *r, const struct listener *l, struct sockaddr_storage *from)
 {
     for (int tries = 0; tries < 2; tries++) {
-        int fd = accepting ? accept4(l->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)
+        socklen_t from_len = sizeof(*from);
+        int fd = from ? accept4(l->fd, (struct sockaddr *)from, &from_len, SOCK_CLOEXEC | SOCK_NONBLOCK)
                            : socket(l->to.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 
         if (fd >= 0 || (errno != EMFILE && errno != ENFILE && errno != ENOBUFS && errno != ENOMEM) || !r->oldest)
             return fd;
-        drop_oldest(r);
+        drop_for_room(r);
     }
     return -1;
 }
@@ -259,11 +322,12 @@ static int open_fd(struct mr_relay *r, const struct listener *l, int accepting)
 static int accept_one(struct mr_relay *r, const struct listener *l)
 {
     struct conn *c;
+    struct sockaddr_storage from = {0};
     int client, up;
 
     if (r->n_conns >= MR_RELAY_MAX_CONNS)
-        drop_oldest(r);
-    client = open_fd(r, l, 1);
+        drop_for_room(r);
+    client = open_fd(r, l, &from);
     if (client < 0) {
         if ((errno == EMFILE || errno == ENFILE) && r->spare_fd >= 0) {
             /* no fd to spare and no idle connection to close: refuse this client rather
@@ -277,7 +341,7 @@ static int accept_one(struct mr_relay *r, const struct listener *l)
         }
         return errno == EINTR || errno == ECONNABORTED ? 0 : -1;
     }
-    up = open_fd(r, l, 0);
+    up = open_fd(r, l, NULL);
     if (up < 0 || !(c = calloc(1, sizeof(*c)))) {
         if (up >= 0)
             close(up);
@@ -293,6 +357,7 @@ static int accept_one(struct mr_relay *r, const struct listener *l)
     c->end[0] = (struct end){.kind = END, .fd = client, .conn = c};
     c->end[1] = (struct end){.kind = END, .fd = up, .conn = c};
     c->connecting = 1;
+    source_key(&from, c->source);
     lru_push(r, c);
     r->n_conns++;
     if (watch(r, &c->end[1]) < 0)
@@ -423,6 +488,7 @@ void mr_relay_free(struct mr_relay *r)
     for (int i = 0; i < r->n_ports; i++)
         free(r->ports[i]); /* the listening fds are the caller's */
     free(r->ports);
+    free(r->tally);
     close(r->epfd);
     if (r->spare_fd >= 0)
         close(r->spare_fd);

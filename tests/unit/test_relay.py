@@ -124,3 +124,45 @@ def test_out_of_fds_the_longest_idle_connection_makes_room():
                 s.close()
             proc.stdin.close()
             proc.wait(timeout=10)
+
+
+def _held_by_eviction_pressure(bystander_source: str) -> bool:
+    """A client from ``bystander_source`` connects first and answers once; then 100 idle
+    connections from 127.0.0.2 flood a relay with 64 fds (room for ~28 connections).
+    True if the bystander's connection still relays afterwards."""
+    with echo_server() as target:
+        proc = subprocess.Popen([sys.executable, "-c", _LIMITED, str(target)], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True)
+        flood = []
+        try:
+            port = int(proc.stdout.readline())
+            with socket.create_connection(("127.0.0.1", port), timeout=10,
+                                          source_address=(bystander_source, 0)) as bystander:
+                bystander.sendall(b"1")
+                assert bystander.recv(1) == b"1"
+                flood = [socket.create_connection(("127.0.0.1", port), timeout=5, source_address=("127.0.0.2", 0))
+                         for _ in range(100)]
+                assert ping(port) == b"ping"  # the relay took the whole flood in
+                try:
+                    bystander.sendall(b"2")
+                    return bystander.recv(1) == b"2"
+                except OSError:  # reset: the relay closed it
+                    return False
+        finally:
+            for s in flood:
+                s.close()
+            proc.stdin.close()
+            proc.wait(timeout=10)
+
+
+def test_one_address_opening_many_connections_cannot_evict_another_clients():
+    """Eviction is per client address: the address holding the most connections loses its
+    idle-longest one, so a flood from one address evicts its own connections, not an
+    earlier client's from elsewhere (before: the idle-longest of all, the bystander)."""
+    assert _held_by_eviction_pressure("127.0.0.1")
+
+
+def test_positive_control_a_bystander_of_the_flooding_address_is_evicted():
+    """The same flood really evicts: a connection from the flooding address itself, idle
+    the longest among that address's, is the one closed."""
+    assert not _held_by_eviction_pressure("127.0.0.2")
