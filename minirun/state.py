@@ -68,6 +68,31 @@ def check_root(root: str, create: bool = False) -> bool:
     return True
 
 
+def check_trusted_dir(path: str) -> str:
+    """``path`` resolved once (what a link there points to now is what gets used), and
+    checked: the directory, if it exists, is ours and nobody else may write it, and so
+    is every directory above it, but for sticky ones (/tmp: others cannot move ours away).
+    Otherwise another user could write the state the caller trusts (for minirun-oci, the
+    pids it signals and the hooks `delete` runs as root). HostError if not."""
+    real = os.path.realpath(path)
+    euid = os.geteuid()
+    parts = real.split("/")
+    for depth in range(1, len(parts) + 1):
+        current = "/".join(parts[:depth]) or "/"
+        try:
+            st = os.lstat(current)
+        except FileNotFoundError:
+            break  # made later, by us
+        last = current == real
+        owners = (euid,) if last else (0, euid)
+        open_to_others = st.st_mode & 0o022 and (last or not st.st_mode & 0o1000)
+        if not S_ISDIR(st.st_mode) or st.st_uid not in owners or open_to_others:
+            what = "a directory" if S_ISDIR(st.st_mode) else "not a directory"
+            raise HostError(f"refusing the state directory {path}: {current} is {what} of uid {st.st_uid}, "
+                            f"mode {st.st_mode & 0o7777:o}, which uid {euid} does not control alone")
+    return real
+
+
 def try_lock(path: str) -> int | None:
     """Lock ``path`` if nobody holds it: the fd (-1 if there is no such file), or None when held."""
     try:

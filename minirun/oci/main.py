@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError("--systemd-cgroup: minirun-oci drives cgroupfs only (use --cgroup-manager cgroupfs "
                              "with podman, SystemdCgroup = false with containerd)")
         verb = argv[verb_at]
-        root = gopts.get("root") or store.DEFAULT_ROOT
+        root = store.checked_root(gopts.get("root") or store.DEFAULT_ROOT)
         log.debug(f"{verb} {' '.join(argv[verb_at + 1:])}")
         return _dispatch(verb, argv[verb_at + 1:], root)
     except KeyboardInterrupt as err:

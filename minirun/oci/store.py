@@ -43,6 +43,18 @@ def check_id(container_id: str) -> str:
     return container_id
 
 
+def checked_root(root: str) -> str:
+    """The state root as every verb uses it: resolved once, and refused (StoreError) unless
+    only we can write it and the directories above it (state.check_trusted_dir): its
+    state.json names the pids signalled and the poststop hooks `delete` runs."""
+    from ..errors import HostError
+
+    try:
+        return core.check_trusted_dir(root)
+    except HostError as err:
+        raise StoreError(str(err)) from None
+
+
 def path(root: str, container_id: str) -> str:
     return os.path.join(root, check_id(container_id))
 

@@ -260,3 +260,61 @@ def test_minirun_gc_collects_what_minirun_oci_left(bundle, oci, stuck_console):
     finally:
         for cid in ("gc-half", "gc-stopped", "gc-running"):
             run_to_files([OCI, "delete", "--force", cid])
+
+
+def _plant_state(root: str, marker: str, owner: int) -> None:
+    """A stopped container `planted` whose state.json, made by ``owner``, has a poststop
+    hook that creates ``marker``: what `delete` runs as root."""
+    state_dir = os.path.join(root, "planted")
+    os.mkdir(state_dir, 0o711)
+    with open(os.path.join(state_dir, "state.json"), "w") as f:
+        json.dump({"id": "planted", "pid": 0, "bundle": "/", "rootfs": "/", "created": "2026-01-01T00:00:00Z",
+                   "hooks": {"poststop": [{"path": "/bin/sh", "args": ["sh", "-c", f"id -u > {marker}"]}]}}, f)
+    for path in (state_dir, os.path.join(state_dir, "state.json")):
+        os.chown(path, owner, owner)
+
+
+@pytest.mark.parametrize("owner", [NOBODY, 0], ids=["nobody's-root", "positive-control-root's-own"])
+def test_a_root_directory_another_user_controls_is_refused(tmp_path, owner):
+    """`--root` a directory another user owns (or may write): its state.json is theirs to
+    write, and `delete` runs the poststop hooks it names, as root. Refused, as minirun's own
+    state root is (state.check_root); before, nobody's hook ran as root. Positive control:
+    the same state in a root of root's own does run the hook, so the probe can succeed."""
+    parent = tempfile.mkdtemp(prefix="minirun-test-root-", dir="/tmp")
+    root = os.path.join(parent, "oci")
+    marker = os.path.join(parent, "hook-ran")
+    try:
+        os.mkdir(root, 0o700)
+        os.chown(root, owner, owner)
+        _plant_state(root, marker, owner)
+        out = run_to_files([OCI, "--root", root, "delete", "planted"])
+        if owner == 0:
+            assert out.returncode == 0, out.stderr
+            assert open(marker).read() == "0\n"  # the hook ran, as root
+        else:
+            assert not os.path.exists(marker), "nobody's poststop hook ran as root"
+            assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
+            assert f"refusing the state directory {root}" in out.stderr
+            assert "Traceback" not in out.stderr
+            # listing and reading are refused too: the state there is not to be trusted
+            for verb in (["list"], ["state", "planted"]):
+                assert run_to_files([OCI, "--root", root, *verb]).returncode == 1, verb
+    finally:
+        shutil.rmtree(parent)
+
+
+def test_a_root_under_a_link_another_user_owns_is_used_where_it_resolved(tmp_path):
+    """A --root reached through a link in a world-writable directory: the link's owner could
+    point it elsewhere between two steps of one verb. minirun-oci resolves it once and
+    checks and uses the directory it found."""
+    from minirun.oci import store
+
+    parent = tempfile.mkdtemp(prefix="minirun-test-root-", dir="/run")
+    try:
+        real = os.path.join(parent, "real")
+        os.mkdir(real, 0o700)
+        link = os.path.join(parent, "link")
+        os.symlink(real, link)
+        assert store.checked_root(link) == real
+    finally:
+        shutil.rmtree(parent)
