@@ -114,6 +114,14 @@ def _get(obj: dict, key: str, kind, where: str, default=None):
     return value
 
 
+def _uint(value, where: str, bits: int = 32) -> int:
+    """A JSON number as Go decodes runc's uint32/uint64 fields: an integer from 0 to
+    2**bits - 1, else one line (runc: "cannot unmarshal number -1 ... of type uint32")."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << bits:
+        raise SpecError(f"{where} {value!r}: must be an integer from 0 to {(1 << bits) - 1}")
+    return value
+
+
 def _reject_present(obj: dict, keys, where: str, why: str = "not supported by minirun-oci") -> None:
     for key in keys:
         if obj.get(key) not in (None, {}, [], "", False):
@@ -221,8 +229,9 @@ def parse_process(process: dict, extras: Extras) -> Process:
     user = _get(process, "user", dict, "process.", {}) or {}
     if user.get("username"):
         raise SpecError("process.user.username: Windows only (use uid and gid)")
-    uid, gid = int(user.get("uid", 0)), int(user.get("gid", 0))
-    extras.groups = [int(g) for g in user.get("additionalGids") or []]
+    uid, gid = _uint(user.get("uid", 0), "process.user.uid"), _uint(user.get("gid", 0), "process.user.gid")
+    gids = _get(user, "additionalGids", list, "process.user.", []) or []
+    extras.groups = [_uint(g, "process.user.additionalGids[]") for g in gids]
     extras.umask = user.get("umask")
     env = _get(process, "env", list, "process.", []) or []
     extras.env = [str(e) for e in env]

@@ -41,6 +41,10 @@ def _break(kind: str, path: str, tmp_path) -> str:
         config["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 1 << 30, "hard": 1 << 30}]
     elif kind == "terminal":
         config["process"]["terminal"] = True
+    elif kind == "negative gid":
+        config["process"]["user"]["additionalGids"] = [-1]
+    elif kind == "uid beyond uint32":
+        config["process"]["user"]["uid"] = 1 << 32
     write_config(path, config)
     return path
 
@@ -55,6 +59,9 @@ EXPECTED = {
     "unsupported resource": "linux.resources.rdma",
     "rlimit above the hard limit": "process.rlimits RLIMIT_NOFILE",
     "terminal": "a terminal needs --console-socket",
+    # runc's JSON type (uint32): before, an internal error (OverflowError)
+    "negative gid": "process.user.additionalGids[] -1: must be an integer from 0 to 4294967295",
+    "uid beyond uint32": "process.user.uid 4294967296: must be an integer from 0 to 4294967295",
 }
 
 
