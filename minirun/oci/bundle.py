@@ -287,11 +287,30 @@ _NS_GET_NSTYPE = 0xB703  # _IO(0xb7, 0x3), linux/nsfs.h: the CLONE_NEW* type of 
 
 
 def _check_ns_path(kind: str, path: str) -> None:
-    """``path`` must be a namespace of that type: a /proc/PID/ns link, or an nsfs file
-    bind-mounted elsewhere (CRI's ``netns/cni-...``, dockerd's ``netns/default``), so the
-    kernel is asked (NS_GET_NSTYPE), not the link's text. A mount namespace is set up as the
-    container's (made private, pivot_root'ed: runc does the same), so minirun-oci's own, the
-    host's, is refused: that would move the host's root."""
+    os.close(open_namespace(kind, path))
+
+
+def open_namespaces(join: dict[str, str]) -> dict[str, int]:
+    """Each namespace to join, opened once and checked (open_namespace): type -> fd. Every
+    later check (sysctl's "is it the host's?") and the setns itself use that fd, never the
+    path again, which whoever controls a link in it could point elsewhere meanwhile."""
+    fds: dict[str, int] = {}
+    try:
+        for kind, path in join.items():
+            fds[kind] = open_namespace(kind, path)
+    except BaseException:
+        for fd in fds.values():
+            os.close(fd)
+        raise
+    return fds
+
+
+def open_namespace(kind: str, path: str) -> int:
+    """An fd of ``path``, which must be a namespace of that type: a /proc/PID/ns link, or an
+    nsfs file bind-mounted elsewhere (CRI's ``netns/cni-...``, dockerd's ``netns/default``),
+    so the kernel is asked (NS_GET_NSTYPE), not the link's text. A mount namespace is set up
+    as the container's (made private, pivot_root'ed: runc does the same), so minirun-oci's
+    own, the host's, is refused: that would move the host's root."""
     import fcntl
 
     from ..syscalls import NAMESPACE_FLAGS
@@ -315,8 +334,10 @@ def _check_ns_path(kind: str, path: str) -> None:
             if (own.st_dev, own.st_ino) == (given.st_dev, given.st_ino):
                 raise SpecError(f"{where}: is minirun-oci's own mount namespace; the container's root is "
                                 "pivoted in a joined one, which would move the host's root")
-    finally:
+    except BaseException:
         os.close(fd)
+        raise
+    return fd
 
 
 def parse_resources(res: dict, extras: Extras) -> Limits:

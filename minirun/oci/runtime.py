@@ -111,17 +111,24 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
     for warning in extras.warnings:
         log.warning(warning)
     hostname = spec.hostname
-    spec, namespaces = container.prepare(spec, joined=extras.join)
-    spec.hostname = hostname  # OCI: no hostname means keep the one the UTS namespace starts with
-    namespaces = security.with_userns(namespaces, spec)
-
-    os.makedirs(root, 0o700, exist_ok=True)  # runc's modes: root 0700, a container's directory 0711
+    # Opened once: the sysctl rules judge, and the child joins, the very same namespaces.
+    join = oci_bundle.open_namespaces(extras.join)
+    fds: list[int] = list(join.values())
     try:
-        os.mkdir(state_dir, 0o711)
-    except FileExistsError:
-        raise SpecError(f"container {container_id!r} already exists") from None
+        spec, namespaces = container.prepare(spec, joined={kind: f"/proc/self/fd/{fd}" for kind, fd in join.items()})
+        spec.hostname = hostname  # OCI: no hostname means keep the one the UTS namespace starts with
+        namespaces = security.with_userns(namespaces, spec)
+
+        os.makedirs(root, 0o700, exist_ok=True)  # runc's modes: root 0700, a container's directory 0711
+        try:
+            os.mkdir(state_dir, 0o711)
+        except FileExistsError:
+            raise SpecError(f"container {container_id!r} already exists") from None
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
     child = cgroup = None
-    fds: list[int] = []
     try:
         # Recorded before the cgroup exists: a create killed half-way leaves what delete
         # (and `minirun gc`) needs to remove it. pid 0 reads as stopped.
@@ -139,12 +146,11 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
         for note in cgroup.notes:
             log.warning(note)
         join_fds, pid_ns_fd = [], None
-        for kind, path in extras.join.items():
-            fds.append(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
+        for kind, fd in join.items():
             if kind == "pid":  # only children enter a pid namespace: see _pid_namespace_for
-                pid_ns_fd = fds[-1]
+                pid_ns_fd = fd
             else:  # the child joins them itself (a mount namespace before the rootfs is set up in it)
-                join_fds.append(fds[-1])
+                join_fds.append(fd)
         sec = security.native_args(spec)
         sec["inheritable"] = extras.inheritable
         env = extras.env

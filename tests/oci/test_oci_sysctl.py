@@ -17,7 +17,7 @@ import subprocess
 
 import pytest
 
-from conftest import write_config
+from conftest import OCI, run_to_files, write_config
 from helpers import minirun
 
 HOST = os.getpid()  # this test's namespaces are the host's (and minirun-oci's)
@@ -201,3 +201,76 @@ def test_minirun_run_sysctl_follows_the_same_rules(rootfs, host_values):
     refused = minirun("run", "--sysctl", "kernel.printk_ratelimit_burst=1", rootfs, "true")
     assert refused.returncode == 125
     assert refused.stderr == 'minirun: sysctl "kernel.printk_ratelimit_burst" is not in a separate kernel namespace\n'
+
+
+@pytest.fixture
+def flipping_netns_link(tmp_path):
+    """A link a config.json author controls, flipped back and forth as fast as can be between
+    a network namespace of its own and the runtime's: a stand-in runtime namespace (a
+    throwaway one, where minirun-oci runs under nsenter), so a write that gets through
+    changes nothing of the host's. Yields (link, stand-in pid, private netns link text)."""
+    import threading
+
+    procs = [subprocess.Popen(["unshare", "--net", "sh", "-c", "echo ready; exec sleep 600"], stdout=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    stop = threading.Event()
+    link = str(tmp_path / "netns")
+    try:
+        for p in procs:
+            assert p.stdout.readline() == "ready\n"
+        stand_in, private = (p.pid for p in procs)
+        targets = [f"/proc/{private}/ns/net", f"/proc/{stand_in}/ns/net"]
+        os.symlink(targets[0], link)
+
+        def flip():
+            i = 0
+            while not stop.is_set():
+                i += 1
+                os.symlink(targets[i % 2], link + ".new")
+                os.replace(link + ".new", link)
+
+        flipper = threading.Thread(target=flip, daemon=True)
+        flipper.start()
+        yield link, stand_in, os.readlink(f"/proc/{stand_in}/ns/net")
+        stop.set()
+        flipper.join()
+    finally:
+        stop.set()
+        for p in procs:
+            p.kill()
+            p.wait()
+            p.stdout.close()
+
+
+def _race(bundle, oci, link: str, stand_in: int, sysctl: dict, attempts: int):
+    """Up to ``attempts`` runs joining the network namespace through ``link``: yields
+    (returncode, the namespace the process found itself in)."""
+    path = bundle(["/bin/sh", "-c", "readlink /proc/self/ns/net"])
+    with open(os.path.join(path, "config.json")) as f:
+        config = json.load(f)
+    config["linux"]["namespaces"] = [dict(ns, path=link) if ns["type"] == "network" else ns
+                                     for ns in config["linux"]["namespaces"]]
+    config["linux"]["sysctl"] = sysctl
+    write_config(path, config)
+    for i in range(attempts):
+        out = run_to_files(["nsenter", f"--net=/proc/{stand_in}/ns/net", OCI, "--root", oci.root, "run", "--bundle",
+                            path, f"flip{i}"])
+        yield out.returncode, out.stdout.strip()
+
+
+def test_a_namespace_path_is_judged_and_joined_as_one_open_file(bundle, oci, flipping_netns_link):
+    """The sysctl rule stat()ed the path, then the join opened it again: a link flipped in
+    between passed the check as a namespace of the container's own and joined the runtime's,
+    where net.* was written (before: caught within the 40 runs). Now the namespace
+    is opened once, judged and joined through that fd (runc, as its source reads, stats the
+    path in its validator and opens it again in nsexec: the same window)."""
+    link, stand_in, runtime_ns = flipping_netns_link
+    for returncode, seen in _race(bundle, oci, link, stand_in, {"net.ipv4.ip_default_ttl": "99"}, 40):
+        assert not (returncode == 0 and seen == runtime_ns), "net.* written in the runtime's network namespace"
+
+
+def test_positive_control_the_flipping_link_reaches_the_runtimes_namespace(bundle, oci, flipping_netns_link):
+    """Without a sysctl, joining through the same link is allowed whichever it names: the
+    runs land in the runtime's namespace too, so the race above is live and the probe sees it."""
+    link, stand_in, runtime_ns = flipping_netns_link
+    assert any(seen == runtime_ns for returncode, seen in _race(bundle, oci, link, stand_in, {}, 40))
