@@ -72,6 +72,7 @@ def run_detached(spec, auto_remove: bool = False, tty: bool = False, log_opts: t
     spec, _ = container.prepare(spec)
     if not os.access(SHIM_PATH, os.X_OK):
         raise HostError(f"{SHIM_PATH} is missing: reinstall minirun (its build links it)")
+    state.check_trusted_dir(state.LOG_ROOT)  # before anything exists; open_log_dir checks it again
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # the supervisor
@@ -181,7 +182,9 @@ def finish(argv: list[str]) -> None:
         if removal == "rm":
             cleanup.remove(container_id)
     except BaseException as err:  # stderr is /dev/null: say it where `minirun logs` shows it
-        with contextlib.suppress(OSError), open(os.path.join(state.log_dir(container_id), "log"), "a") as log:
+        log_path = os.path.join(state.log_dir(container_id), "log")
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC  # as the shim opens it
+        with contextlib.suppress(OSError), open(os.open(log_path, flags, 0o640), "w") as log:
             log.write(f"minirun: cleanup after the exit failed ({err!r}); `minirun gc` retries it\n")
     finally:
         os._exit(0)
@@ -271,7 +274,7 @@ def attach(name: str, detach_keys: str | None = None) -> int:
 def log_dir(name: str) -> tuple[str, str]:
     """The container's id and its log directory (logfiles reads it)."""
     container_id = resolve(name)
-    return container_id, state.log_dir(container_id)
+    return container_id, state.checked_log_dir(container_id)
 
 
 def exec_in(name: str, args: list[str], env: list[str] = (), cwd: str | None = None, uid: int = 0,

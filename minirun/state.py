@@ -281,12 +281,19 @@ def log_dir(container_id: str) -> str:
     return os.path.join(LOG_ROOT, container_id)
 
 
+def checked_log_dir(container_id: str) -> str:
+    """log_dir, for the log's writer and readers: under a root only we control
+    (check_trusted_dir), else another user could put a directory of theirs in the
+    container's place, for `logs` to show or the finish step to write through."""
+    return os.path.join(check_trusted_dir(LOG_ROOT), container_id)
+
+
 def open_log_dir(container_id: str) -> int:
     """A fresh, empty log directory for the container (what a dead namesake left goes), as an
     O_DIRECTORY fd: the shim writes and rotates relative to it. Call it only once the state
     directory is claimed: the name is ours then."""
-    os.makedirs(LOG_ROOT, mode=0o700, exist_ok=True)
-    path = log_dir(container_id)
+    path = checked_log_dir(container_id)
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     rmtree(path)
     os.mkdir(path, 0o700)
     return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)

@@ -381,3 +381,40 @@ def test_a_failed_cleanup_keeps_the_exit_code_and_leaves_the_rest_to_gc(rootfs):
 def test_control_the_same_run_cleans_up_by_itself(rootfs):
     out = minirun("run", "--json", "--name", "esc-clean", rootfs, "/bin/sh", "-c", "exit 7")
     assert out.returncode == 7 and json.loads(out.stdout)["leftovers"] == [] and out.stderr == ""
+
+
+# -- logs: under a root only minirun's user controls -------------------------------------------------------
+
+def _nobody_sh(script: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["sh", "-c", script], user=NOBODY, group=NOBODY, extra_groups=[], capture_output=True,
+                          text=True, timeout=30)
+
+
+@pytest.mark.parametrize("owner", [NOBODY, 0], ids=["nobody's-log-root", "positive-control-root's-own"])
+def test_logs_never_come_from_a_directory_another_user_controls(rootfs, owner):
+    """MINIRUN_LOG_ROOT in a directory nobody owns: nobody moved the container's log
+    directory aside and put one of theirs in its place, and `minirun logs` printed their
+    text (and a failed cleanup would have appended through their `log`, a link). Now such a
+    root is refused (one line, 125, nothing made); the same probe against root's own log
+    root is denied to nobody, while the real log reads back."""
+    log_root = tempfile.mkdtemp(prefix="minirun-test-logs-", dir="/tmp")
+    os.chown(log_root, owner, owner)
+    env = dict(os.environ, MINIRUN_LOG_ROOT=log_root)
+    cid = None
+    try:
+        out = minirun("run", "-d", rootfs, "/bin/echo", "real-output", env=env)
+        cid = out.stdout.strip() if out.returncode == 0 else None  # removed below, on a broken build too
+        if owner == NOBODY:
+            assert (out.returncode, out.stderr.count("\n")) == (125, 1), out.stderr
+            assert f"refusing the state directory {log_root}" in out.stderr and "Traceback" not in out.stderr
+            assert out.stdout == "" and os.listdir(log_root) == []
+            return
+        assert out.returncode == 0, out.stderr
+        assert wait_for(lambda: "real-output" in minirun("logs", cid, env=env).stdout)
+        forged = _nobody_sh(f"cd {log_root} && mv {cid} aside && mkdir {cid} && echo forged > {cid}/log")
+        assert forged.returncode != 0  # root's own root: nobody cannot move it
+        assert minirun("logs", cid, env=env).stdout == "real-output\n"
+    finally:
+        if cid:
+            minirun("rm", "-f", cid, env=env)
+        shutil.rmtree(log_root, ignore_errors=True)
