@@ -10,10 +10,11 @@
  *     flight (an idle connection costs ~150 bytes); while a direction's buffer is full,
  *     its source is not read: a client that never reads stalls only its own connection;
  *   - the connection table grows as clients come, up to MR_RELAY_MAX_CONNS; at that bound,
- *     or when the process runs out of file descriptors, a connection is closed to make
- *     room (so idle connections cannot lock new clients out): the one idle the longest
+ *     or when the process runs out of file descriptors, connections are closed to make
+ *     room (so idle connections cannot lock new clients out): those idle the longest
  *     of the client address holding the most connections (an IPv6 /64 counts as one
- *     address), so one host opening thousands evicts its own, not everyone else's;
+ *     address), a few at a time, so one host opening thousands evicts its own, not
+ *     everyone else's, and pays for the counting once per few accepts;
  *   - one read per ready socket per step: a busy connection cannot starve the others.
  * EOF from one side is passed on as a shutdown(SHUT_WR) of the other once its buffer is
  * delivered (a client that sends a request and half-closes still gets the answer); the
@@ -81,6 +82,7 @@ struct mr_relay {
 /* Counting connections per client address at eviction: an open-addressing table twice
  * the connection bound, so it never fills. */
 #define TALLY_SLOTS (2 * MR_RELAY_MAX_CONNS)
+#define EVICT_BATCH 16 /* connections closed per count, at the bound */
 struct tally {
     struct conn *oldest; /* NULL: a free slot */
     int count;
@@ -159,17 +161,22 @@ static unsigned tally_hash(const unsigned char key[16])
     return h % TALLY_SLOTS;
 }
 
-/* The connection to close for room: the idle-longest of the address holding the most
- * (ties: the first to reach that count). Walks the list oldest first, so each address's first
- * connection seen is its idle-longest. Only at saturation: O(connections). */
-static struct conn *victim(struct mr_relay *r)
+/* The connections to close for room: up to EVICT_BATCH of the address holding the most
+ * (ties: the first to reach that count), idle the longest first. Counting walks every
+ * connection, so a flood at the bound pays for it once per batch, not per accept. */
+static void drop_for_room(struct mr_relay *r)
 {
     struct tally *best = NULL;
+    unsigned char source[16];
+    int dropped = 0;
 
-    if (!r->tally && !(r->tally = malloc(TALLY_SLOTS * sizeof(*r->tally))))
-        return r->oldest; /* no memory to count with: the idle-longest of all */
+    if (!r->tally && !(r->tally = malloc(TALLY_SLOTS * sizeof(*r->tally)))) {
+        if (r->oldest) /* no memory to count with: the idle-longest of all */
+            drop(r, r->oldest);
+        return;
+    }
     memset(r->tally, 0, TALLY_SLOTS * sizeof(*r->tally));
-    for (struct conn *c = r->oldest; c; c = c->newer) {
+    for (struct conn *c = r->oldest; c; c = c->newer) { /* oldest first: each address's first is its idlest */
         struct tally *t = &r->tally[tally_hash(c->source)];
 
         while (t->oldest && memcmp(t->oldest->source, c->source, sizeof(c->source)))
@@ -179,15 +186,16 @@ static struct conn *victim(struct mr_relay *r)
         if (++t->count > (best ? best->count : 0))
             best = t;
     }
-    return best ? best->oldest : NULL;
-}
-
-static void drop_for_room(struct mr_relay *r)
-{
-    struct conn *c = victim(r);
-
-    if (c)
-        drop(r, c);
+    if (!best)
+        return;
+    memcpy(source, best->oldest->source, sizeof(source));
+    for (struct conn *c = best->oldest, *next; c && dropped < EVICT_BATCH; c = next) {
+        next = c->newer; /* read first: drop unlinks c */
+        if (!memcmp(c->source, source, sizeof(source))) {
+            drop(r, c);
+            dropped++;
+        }
+    }
 }
 
 /* Ask epoll for what this end needs now. An end needing nothing leaves the set: a
