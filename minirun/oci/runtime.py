@@ -136,7 +136,8 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
                                 "bundle": os.path.realpath(bundle), "rootfs": spec.rootfs,
                                 "created": _rfc3339(time.time())})
         fifo = os.path.join(state_dir, store.FIFO)
-        os.mkfifo(fifo, 0o622)
+        os.mkfifo(fifo, 0o600)
+        os.chmod(fifo, 0o600)  # not left to the umask: under umask 0, runc's 0622 let any user write it
         if spec.uid_mappings:  # the process opens it as its user, a mapped id on the host (runc chowns too)
             os.chown(fifo, _host_id(spec.uid_mappings, spec.process.uid), _host_id(spec.gid_mappings, spec.process.gid))
         fds.append(os.open(fifo, os.O_PATH | os.O_CLOEXEC))

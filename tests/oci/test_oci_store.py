@@ -318,3 +318,35 @@ def test_a_root_under_a_link_another_user_owns_is_used_where_it_resolved(tmp_pat
         assert store.checked_root(link) == real
     finally:
         shutil.rmtree(parent)
+
+
+def test_the_exec_fifo_is_root_only_whatever_the_callers_umask(bundle, rootfs):
+    """mkfifo(0622) is cut by the umask: 0600 under the usual 022, but an engine running
+    minirun-oci with umask 0 left the fifo writable by nobody (under a root others may
+    traverse: containerd makes its runtime roots 0711), who could hold it open so `start`
+    never saw its EOF, or write a "hook failure" of their own. The mode is now set, not
+    left to the umask (the process opens the fifo before it takes its user; under a user
+    namespace it is chowned to the process's mapped ids). Positive control: root reaches it
+    (ENXIO: no reader yet, so the path resolved and the open was permitted)."""
+    import errno
+
+    parent = tempfile.mkdtemp(prefix="minirun-test-root-", dir="/run")
+    root = os.path.join(parent, "oci")
+    os.mkdir(root, 0o711)
+    os.chmod(parent, 0o755)
+    fifo = os.path.join(root, "fifo", "exec.fifo")
+    probe = ("import os, sys\ntry:\n    os.open(sys.argv[1], os.O_WRONLY | os.O_NONBLOCK)\n"
+             "except OSError as e:\n    print(e.errno)\n")
+    try:
+        out = run_to_files([OCI, "--root", root, "create", "--bundle", bundle(["/bin/true"]), "fifo"], umask=0)
+        assert out.returncode == 0, out.stderr
+        mine = subprocess.run(["/usr/bin/python3", "-c", probe, fifo], capture_output=True, text=True, timeout=30)
+        assert mine.stdout.strip() == str(errno.ENXIO)  # positive control
+        theirs = subprocess.run(["/usr/bin/python3", "-c", probe, fifo], user=NOBODY, group=NOBODY, extra_groups=[],
+                                capture_output=True, text=True, timeout=30)
+        assert theirs.stdout.strip() == str(errno.EACCES), "nobody may open the exec fifo for writing"
+        out = run_to_files([OCI, "--root", root, "start", "fifo"])
+        assert out.returncode == 0, out.stderr
+    finally:
+        subprocess.run([OCI, "--root", root, "delete", "--force", "fifo"], capture_output=True)
+        shutil.rmtree(parent)
