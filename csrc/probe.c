@@ -30,6 +30,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
@@ -275,37 +276,6 @@ static unsigned long long status_field(int pid, const char *field, int base)
     return v;
 }
 
-/* Attach to PID (PTRACE_SEIZE, then stop it) and say whether that gains anything: a
- * capability this process lacks, a bounding set beyond ours without no_new_privs, or
- * freedom from a seccomp filter we are under. CAP_SYS_PTRACE lets a tracer into any
- * process of its user namespace, so for PID 1 the question is what it holds. */
-static int ptrace_gain(int pid)
-{
-    unsigned long long prm, bnd, mine;
-    int filtered, nnp;
-
-    if (ptrace(PTRACE_SEIZE, pid, 0, 0) < 0)
-        return errno == ESRCH ? not_here("ptrace: no such process", errno) : blocked("ptrace(PTRACE_SEIZE)", errno);
-    ptrace(PTRACE_INTERRUPT, pid, 0, 0);
-    waitpid(pid, NULL, __WALL);
-    prm = status_field(pid, "CapPrm", 16);
-    bnd = status_field(pid, "CapBnd", 16);
-    nnp = (int)status_field(pid, "NoNewPrivs", 10);
-    filtered = status_field(pid, "Seccomp", 10) != 0;
-    mine = status_field(0, "CapPrm", 16);
-    ptrace(PTRACE_DETACH, pid, 0, 0);
-    printf("attached to pid %d: CapPrm %llx CapBnd %llx NoNewPrivs %d Seccomp %d; ours: CapPrm %llx Seccomp %d\n",
-           pid, prm, bnd, nnp, filtered, mine, status_field(0, "Seccomp", 10) != 0);
-    if (prm & ~mine)
-        return escaped("it holds capabilities this process lacks");
-    if (!nnp && (bnd & ~mine))
-        return escaped("it can gain capabilities this process lacks by an exec (no no_new_privs)");
-    if (!filtered && status_field(0, "Seccomp", 10))
-        return escaped("it is under no seccomp filter, and this process is");
-    printf("blocked: attached, but it holds nothing this process lacks\n");
-    return 1;
-}
-
 /* Spin on PTRACE_SEIZE of every pid to come (the next few after the highest taken), as a
  * process of the container would to catch a process minirun starts in it before that
  * one is sealed. Each seize stops the tracee, prints what it was, and lets it go:
@@ -417,6 +387,54 @@ static int raise_hard_rlimit(void)
     return escaped("raised the hard limit of RLIMIT_NOFILE");
 }
 
+/* Read PID's memory at the start of its first readable mapping (from /proc/PID/maps), through
+ * HOW: "proc-mem" (/proc/PID/mem) or "vm-readv" (process_vm_readv). A masked /proc/PID/mem
+ * (/dev/null) reads nothing. */
+static int read_mem(int pid, const char *how)
+{
+    char path[64], line[512], perms[8], buf[16];
+    unsigned long start = 0, addr;
+    ssize_t n;
+    FILE *f;
+    int fd;
+
+    snprintf(path, sizeof(path), "/proc/%d/maps", pid);
+    if (!(f = fopen(path, "r")))
+        return blocked("open /proc/PID/maps", errno);
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "%lx-%*x %7s", &addr, perms) == 2 && perms[0] == 'r') {
+            start = addr;
+            break;
+        }
+    fclose(f);
+    if (!start)
+        return not_here("no readable mapping in /proc/PID/maps", ENOENT);
+    if (!strcmp(how, "vm-readv")) {
+        struct iovec local = {buf, sizeof(buf)}, remote = {(void *)start, sizeof(buf)};
+
+        n = syscall(SYS_process_vm_readv, pid, &local, 1, &remote, 1, 0);
+        return n <= 0 ? blocked("process_vm_readv", n < 0 ? errno : EIO) : escaped("read its memory (process_vm_readv)");
+    }
+    snprintf(path, sizeof(path), "/proc/%d/mem", pid);
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return blocked("open /proc/PID/mem", errno);
+    n = pread(fd, buf, sizeof(buf), (off_t)start);
+    close(fd);
+    return n <= 0 ? blocked("read /proc/PID/mem", n < 0 ? errno : EIO) : escaped("read its memory (/proc/PID/mem)");
+}
+
+/* One of PID's file descriptors (0) through pidfd_open and pidfd_getfd. */
+static int pidfd_getfd_of(int pid)
+{
+    int pidfd = (int)syscall(SYS_pidfd_open, pid, 0), fd;
+
+    if (pidfd < 0)
+        return errno == ENOSYS ? not_here("pidfd_open", errno) : blocked("pidfd_open", errno);
+    fd = (int)syscall(SYS_pidfd_getfd, pidfd, 0, 0);
+    close(pidfd);
+    return fd < 0 ? blocked("pidfd_getfd", errno) : escaped("took a file descriptor of it (pidfd_getfd)");
+}
+
 int main(int argc, char **argv)
 {
     const char *cmd = argc > 1 ? argv[1] : "";
@@ -446,8 +464,10 @@ int main(int argc, char **argv)
         return tcp_connect(argv[2], atoi(argv[3]));
     if (!strcmp(cmd, "ptrace") && argc == 3)
         return ptrace_pid(atoi(argv[2]));
-    if (!strcmp(cmd, "ptrace-gain") && argc == 3)
-        return ptrace_gain(atoi(argv[2]));
+    if (!strcmp(cmd, "read-mem") && argc == 4)
+        return read_mem(atoi(argv[2]), argv[3]);
+    if (!strcmp(cmd, "pidfd-getfd") && argc == 3)
+        return pidfd_getfd_of(atoi(argv[2]));
     if (!strcmp(cmd, "seize-new"))
         return seize_new();
     if (!strcmp(cmd, "chroot-escape") && argc == 3)

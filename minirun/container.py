@@ -219,6 +219,8 @@ def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float, claim, on
     path = next((e[5:] for e in env if e.startswith("PATH=")), "")
     root, pre_plan, plan = _root_and_plans(spec, claim.path)
     sec = security.native_args(spec)  # caps, no_new_privs, seccomp; masked paths go last in the plan
+    if "pid" in namespaces:  # minirun-init is PID 1
+        sec = security.guard_init(sec)
     namespaces = security.with_userns(namespaces, spec)
     if "user" in namespaces:
         pre_plan, plan = security.userns_plans(pre_plan, plan, spec.overlay)

@@ -378,6 +378,11 @@ def _enosys_stub(spec: Resolved, arch_tokens: list, lib) -> bytes:
     code.append("enosys")
     emit(RET_K, RET_ERRNO | ENOSYS)
     code.append("filter")
+    return assemble(code)
+
+
+def assemble(code: list) -> bytes:
+    """``code``: [opcode, jt, jf, k] items and label names; a jump may name a label (forward only)."""
     labels, insns = {}, []
     for item in code:
         if isinstance(item, str):

@@ -292,6 +292,20 @@ def native_args(spec) -> dict:
             "seccomp": program, "seccomp_flags": flags, "path_ops": ops}
 
 
+def guard_init(args: dict) -> dict:
+    """native_args for a container whose PID 1 is minirun-init (`minirun run`; under minirun-oci,
+    PID 1 is the bundle's process, which the container may trace as runc lets it): if COMMAND's
+    bounding set holds CAP_SYS_PTRACE, which reaches PID 1 past its non-dumpable flag, its filter
+    gets PID 1's guard in front (alone under seccomp=unconfined) and /proc/1's memory and fds are
+    masked (minirun/seccomp_guard.py). `exec` reuses the recorded filter, guard included."""
+    if args["caps"] >> CAP_NUMBER["CAP_SYS_PTRACE"] & 1:
+        from .seccomp_guard import MASKED_PROC_PATHS, guarded
+
+        args = dict(args, seccomp=guarded(args["seccomp"]),
+                    path_ops=args["path_ops"] + path_ops(MASKED_PROC_PATHS, ()))
+    return args
+
+
 def options_to_spec(*, cap_add=(), cap_drop=(), security_opt=(), privileged=False, userns=False,
                     userns_map=()) -> tuple[dict, dict]:
     """`minirun run` security options -> (Process fields, ContainerSpec fields)."""

@@ -5,12 +5,13 @@ PID 1 (minirun-init) confines itself before COMMAND may exec (csrc/reap.c): no c
 CAP_KILL, no_new_privs, non-dumpable, its own seccomp filter, named, its signals set up. The
 processes `exec` starts in the container are non-dumpable from the fork on, and the helper they
 exec (the sealed minirun-init) starts non-dumpable too (csrc/security.c): like runc's, no
-minirun process is ever both visible in the container and open to a ptrace from it.
+minirun process is ever both visible in the container and open to a ptrace from it. A
+container holding CAP_SYS_PTRACE gets past non-dumpable: PID 1's guard keeps it out
+(minirun/seccomp_guard.py).
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -50,30 +51,64 @@ def test_init_holds_only_what_a_reaper_needs(rootfs):
     assert _status(out.stdout)["CapPrm"] == "0" * 16, out.stdout
 
 
-def test_init_cannot_be_ptraced_and_gains_nothing_to_a_tracer(rootfs, probe_dir):
-    """Without CAP_SYS_PTRACE, PID 1 is non-dumpable and out of reach. With it, the kernel lets
-    a tracer into any process of its user namespace (ptrace_has_cap: runc and crun containers
-    alike, no runtime can refuse that short of an LSM), so what PID 1 holds must be nothing
-    COMMAND lacks: the probe attaches and compares."""
-    vol = ("-v", f"{probe_dir}:{PROBE_DIR}:ro")
-    out = minirun("run", *vol, rootfs, PROBE, "ptrace", "1")
+def test_init_cannot_be_ptraced(rootfs, probe_dir):
+    """Without CAP_SYS_PTRACE, PID 1 is non-dumpable and out of reach."""
+    out = minirun("run", "-v", f"{probe_dir}:{PROBE_DIR}:ro", rootfs, PROBE, "ptrace", "1")
     assert out.returncode == BLOCKED and "Operation not permitted" in out.stdout, out.stdout + out.stderr
-    out = minirun("run", *vol, "--cap-add", "SYS_PTRACE", rootfs, PROBE, "ptrace-gain", "1")
-    assert out.returncode == BLOCKED and "attached to pid 1" in out.stdout, out.stdout + out.stderr
-    # control: with SYS_PTRACE the probe attaches to a process of the container it may
-    out = minirun("run", *vol, "--cap-add", "SYS_PTRACE", rootfs, "/bin/sh", "-c",
-                  f"sleep 60 & {PROBE} ptrace $!; r=$?; kill $!; exit $r")
-    assert out.returncode == ESCAPED, out.stdout + out.stderr
-    # control: the comparison sees a gain where there is one: a tracer without CAP_KILL, on the
-    # host, attaching to a root process that has it
-    sleeper = subprocess.Popen(["sleep", "60"])
+
+
+# What reaches a process through ptrace_may_access: the attempt on PID 1, and the same on a sibling
+ATTEMPTS = {"ptrace": "ptrace {pid}", "proc-mem": "read-mem {pid} proc-mem", "vm-readv": "read-mem {pid} vm-readv"}
+
+
+@pytest.mark.parametrize("seccomp", ["default", "unconfined"])
+@pytest.mark.parametrize("attempt", sorted(ATTEMPTS))
+def test_init_is_out_of_reach_of_a_sys_ptrace_container(rootfs, probe_dir, attempt, seccomp):
+    """With CAP_SYS_PTRACE the kernel skips the non-dumpable check (ptrace_has_cap): runc and
+    crun let such a container attach to its init. minirun puts its PID 1 guard in front of the
+    container's filter, and alone under seccomp=unconfined (PID 1 is minirun's, not the
+    profile's), and masks /proc/1/mem (minirun/seccomp_guard.py). Control, in the same
+    container: the same attempt on a sibling the probe started gets through, as gdb's does."""
+    probe = ATTEMPTS[attempt]
+    script = (f"{PROBE} {probe.format(pid=1)}; echo init=$?; sleep 60 & {PROBE} {probe.format(pid='$!')}; "
+              "echo sibling=$?; kill $!")
+    sec = ("--security-opt", "seccomp=unconfined") if seccomp == "unconfined" else ()
+    out = minirun("run", "-v", f"{probe_dir}:{PROBE_DIR}:ro", "--cap-add", "SYS_PTRACE", *sec, rootfs,
+                  "/bin/sh", "-c", script)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"init={BLOCKED}" in out.stdout and f"sibling={ESCAPED}" in out.stdout, out.stdout
+
+
+def test_exec_in_a_sys_ptrace_container_cannot_reach_init(rootfs, probe_dir):
+    """`exec` gives its process the container's recorded filter, PID 1's guard included."""
+    name = "esc-ptrace-exec"
+    out = minirun("run", "-d", "--name", name, "--cap-add", "SYS_PTRACE", "-v", f"{probe_dir}:{PROBE_DIR}:ro",
+                  rootfs, "sleep", "600")
+    assert out.returncode == 0, out.stderr
     try:
-        out = subprocess.run(["setpriv", "--bounding-set", "-kill", os.path.join(probe_dir, "probe"), "ptrace-gain",
-                              str(sleeper.pid)], capture_output=True, text=True, timeout=60)
+        out = minirun("exec", name, PROBE, "ptrace", "1")
+        assert out.returncode == BLOCKED and "Operation not permitted" in out.stdout, out.stdout + out.stderr
+        # control: the exec'd probe attaches to COMMAND (sleep)
+        out = minirun("exec", name, "/bin/sh", "-c", f"{PROBE} ptrace $(pidof sleep)")
+        assert out.returncode == ESCAPED, out.stdout + out.stderr
     finally:
-        sleeper.kill()
-        sleeper.wait()
-    assert out.returncode == ESCAPED and "capabilities this process lacks" in out.stdout, out.stdout + out.stderr
+        minirun("rm", "-f", name)
+
+
+def test_init_fds_are_out_of_reach_of_a_sys_ptrace_container(rootfs, probe_dir):
+    """pidfd_getfd (or /proc/1/fd) would hand COMMAND PID 1's pipes to minirun: pidfd_open(1) is
+    refused and, seccomp not seeing which process a pidfd names, pidfd_getfd altogether (a
+    debugger does not need it); /proc/1/fd and fdinfo are masked. Control: without SYS_PTRACE there
+    is no guard, and without Docker's profile (which allows pidfd_getfd only with SYS_PTRACE) the
+    probe takes a fd of a sibling of the same user."""
+    vol = ("-v", f"{probe_dir}:{PROBE_DIR}:ro")
+    out = minirun("run", *vol, "--cap-add", "SYS_PTRACE", rootfs, "/bin/sh", "-c",
+                  f"{PROBE} pidfd-getfd 1; echo pidfd=$?; "
+                  "for d in fd fdinfo task/1/fd task/1/fdinfo; do ls /proc/1/$d; done | wc -w")
+    assert out.stdout.split()[-1] == "0" and "pidfd_open: Operation not permitted" in out.stdout, out.stdout
+    out = minirun("run", *vol, "--security-opt", "seccomp=unconfined", rootfs, "/bin/sh", "-c",
+                  f"sleep 60 & {PROBE} pidfd-getfd $!; r=$?; kill $!; exit $r")
+    assert out.returncode == ESCAPED, out.stdout + out.stderr
 
 
 def test_init_forwards_only_asynchronous_signals(rootfs):

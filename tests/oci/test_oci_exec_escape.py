@@ -45,3 +45,19 @@ def test_oci_exec_is_never_caught_before_its_seccomp_filter(tmp_path, bundle, oc
             log.read_text()
     finally:
         oci("delete", "--force", "seize")  # kills what is left in its cgroup and waits for it
+
+
+
+def test_oci_pid_1_is_the_bundles_process_and_stays_traceable(bundle, oci, probe_dir):
+    """minirun-oci has no minirun-init: PID 1 is the bundle's process, which a container holding
+    CAP_SYS_PTRACE may trace and read, as under runc. `minirun run`'s guard of its own PID 1
+    (minirun/seccomp_guard.py, tests/integration/test_escape_init.py) must not reach here."""
+    path = bundle(["/bin/sh", "-c", "/probe/probe ptrace 1; echo ptrace=$?; /probe/probe read-mem 1 proc-mem; "
+                   "echo mem=$?"])
+    config = json.load(open(os.path.join(path, "config.json")))
+    config["process"]["capabilities"] = {kind: names + ["CAP_SYS_PTRACE"]
+                                         for kind, names in config["process"]["capabilities"].items()}
+    config["mounts"].append({"destination": "/probe", "type": "bind", "source": probe_dir, "options": ["rbind", "ro"]})
+    write_config(path, config)
+    out = oci("run", "--bundle", path, "ptr")
+    assert "ptrace=0" in out.stdout and "mem=0" in out.stdout, out.stdout + out.stderr

@@ -382,3 +382,57 @@ def test_a_cache_others_can_write_is_not_trusted(cache, monkeypatch):
     os.chmod(cache, 0o777)
     assert filter_for("default", DEFAULT_CAPS) == build_filter("default", DEFAULT_CAPS)
     shutil.rmtree(cache)
+
+
+# -- PID 1's guard (minirun/seccomp_guard.py) ------------------------------------------------------------------
+
+def test_pid1_guard_numbers_are_libseccomps():
+    from minirun import seccomp_guard
+
+    names = (b"ptrace", b"process_vm_readv", b"process_vm_writev", b"kcmp", b"pidfd_open", b"pidfd_getfd")
+    for arch, table in ((b"x86_64", seccomp_guard.X86_64), (b"x32", seccomp_guard.X32), (b"x86", seccomp_guard.I386)):
+        token = lib.seccomp_arch_resolve_name(arch)
+        assert tuple(lib.seccomp_syscall_resolve_name_arch(token, n) for n in names) == table, arch
+
+
+@pytest.mark.parametrize("arch,table", [(AUDIT_ARCH_X86_64, "X86_64"), (AUDIT_ARCH_X86_64, "X32"),
+                                        (AUDIT_ARCH_I386, "I386")])
+def test_pid1_guard_refuses_pid_1_and_passes_the_rest_to_the_filter(arch, table):
+    from minirun import seccomp_guard
+
+    ptrace, readv, writev, kcmp, pidfd_open, pidfd_getfd = getattr(seccomp_guard, table)
+    docker = build_filter("default", DEFAULT_CAPS + ("CAP_SYS_PTRACE",)).program
+    for rest in (docker, None, build_filter({"defaultAction": "SCMP_ACT_ERRNO"}).program):
+        program = seccomp_guard.guarded(rest)  # None: seccomp=unconfined, the guard alone
+
+        def run(nr, *args):
+            return evaluate(program, nr, args, arch)
+
+        assert run(ptrace, 16, 1) == run(ptrace, 0x4206, 1) == EPERM  # any request
+        # the kernel truncates to pid_t: a high word must not get pid 1 past the guard
+        assert run(ptrace, 16, 0x100000001) == EPERM
+        assert run(readv, 1) == run(writev, 1) == run(pidfd_open, 1) == EPERM
+        assert run(kcmp, 1, 7) == run(kcmp, 7, 1) == EPERM
+        assert run(pidfd_getfd, 3, 0, 0) == EPERM  # its target is out of seccomp's sight
+        # what is not PID 1 is the container's filter's to decide (a debugger's use)
+        for call in ((ptrace, 16, 42), (readv, 42), (kcmp, 7, 8), (pidfd_open, 42), (0, 1), (1, 1)):
+            assert run(*call) == (evaluate(rest, call[0], call[1:], arch) if rest else RET_ALLOW), call
+    assert evaluate(seccomp_guard.guarded(None), 0x1234, (1,), 0xC00000B7) == RET_ALLOW  # aarch64: not ours
+
+
+def test_pid1_guard_only_for_a_container_holding_sys_ptrace():
+    from minirun import security, seccomp_guard
+    from minirun.spec import ContainerSpec, Process
+
+    def args(caps, seccomp="default"):
+        spec = ContainerSpec(rootfs="/", seccomp=seccomp, process=Process(["x"], capabilities=caps))
+        return security.guard_init(security.native_args(spec))
+
+    plain = args(DEFAULT_CAPS)
+    assert not plain["seccomp"].startswith(seccomp_guard.GUARD)
+    assert not [op for op in plain["path_ops"] if op.target.startswith("/proc/1/")]
+    traced = args(DEFAULT_CAPS + ("CAP_SYS_PTRACE",))
+    assert traced["seccomp"].startswith(seccomp_guard.GUARD)
+    assert {op.target for op in traced["path_ops"] if op.kind == security.OP_MASK} >= {"/proc/1/mem", "/proc/1/fd"}
+    assert args(DEFAULT_CAPS + ("CAP_SYS_PTRACE",), None)["seccomp"] == seccomp_guard.guarded(None)
+    assert args(DEFAULT_CAPS, None)["seccomp"] is None
