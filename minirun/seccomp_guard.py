@@ -19,8 +19,8 @@ EPERM for
 and the files the same check guards are masked (MASKED_PROC_PATHS): /proc/1/mem, environ,
 fd and fdinfo, and their /proc/1/task/1 twins. Anything else in the container, COMMAND's children
 included, stays traceable: gdb and strace keep working. A container that also holds
-CAP_SYS_ADMIN can unmount the masks or mount a proc of its own: as Docker's masked paths, the
-masks bind only containers without it (the seccomp part holds regardless).
+CAP_SYS_ADMIN (--privileged among others) gets no guard: it could unmount the masks or mount a
+proc of its own and open /proc/1/mem there, past any filter.
 Architectures: x86_64, x32 and i386, those of the default profile; others pass untouched.
 """
 

@@ -297,8 +297,11 @@ def guard_init(args: dict) -> dict:
     PID 1 is the bundle's process, which the container may trace as runc lets it): if COMMAND's
     bounding set holds CAP_SYS_PTRACE, which reaches PID 1 past its non-dumpable flag, its filter
     gets PID 1's guard in front (alone under seccomp=unconfined) and /proc/1's memory and fds are
-    masked (minirun/seccomp_guard.py). `exec` reuses the recorded filter, guard included."""
-    if args["caps"] >> CAP_NUMBER["CAP_SYS_PTRACE"] & 1:
+    masked (minirun/seccomp_guard.py). `exec` reuses the recorded filter, guard included. Not
+    with CAP_SYS_ADMIN too (--privileged among others): a proc mounted anew opens /proc/1/mem
+    past any filter, so the guard would only pretend."""
+    caps = args["caps"]
+    if caps >> CAP_NUMBER["CAP_SYS_PTRACE"] & 1 and not caps >> CAP_NUMBER["CAP_SYS_ADMIN"] & 1:
         from .seccomp_guard import MASKED_PROC_PATHS, guarded
 
         args = dict(args, seccomp=guarded(args["seccomp"]),
