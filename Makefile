@@ -33,7 +33,7 @@ VENV_STAMP := $(VENV)/.minirun-installed
 
 export DEBIAN_FRONTEND := noninteractive
 
-.PHONY: help deps demo-deps venv rootfs kernel test demo bench clean
+.PHONY: help deps demo-deps venv rootfs kernel test test-fast demo bench clean
 
 help:
 	@echo "make deps    install host packages with apt-get (root): all the tests need"
@@ -42,6 +42,7 @@ help:
 	@echo "make rootfs  build the busybox rootfs in ROOTFS=$(ROOTFS)"
 	@echo "make kernel  fetch the kernel the QEMU VM companion boots"
 	@echo "make test    all of the above, then pytest"
+	@echo "make test-fast  the same without the slow lanes (pytest -m 'not slow', about two minutes)"
 	@echo "make demo    run a container with limits and show what it sees"
 	@echo "make bench   container vs VM benchmarks"
 	@echo "make clean   remove $(VENV), build output and stamps (not the rootfs)"
@@ -121,6 +122,10 @@ kernel: $(VENV_STAMP)
 # pytest exits 5 when it collects no tests; that fails this target like any other failure.
 test: deps venv rootfs kernel
 	MINIRUN_ROOTFS=$(ROOTFS) $(VPY) -m pytest tests -v
+
+# The developer's lane: everything but the tests marked slow (pyproject.toml's markers).
+test-fast: deps venv rootfs kernel
+	MINIRUN_ROOTFS=$(ROOTFS) $(VPY) -m pytest tests -m "not slow"
 
 demo: demo-deps venv rootfs
 	MINIRUN=$(VENV)/bin/minirun bash scripts/demo.sh $(ROOTFS)

@@ -18,6 +18,25 @@ isolation.choose()
 from helpers import DEFAULT_ROOTFS, IS_ROOT  # noqa: E402
 
 
+# The lanes of minutes, marked `slow` (pyproject.toml): `make test-fast` (-m "not slow") skips them and runs
+# the rest in about two minutes; `make test` runs everything. Paths are relative to tests/.
+SLOW_LANES = {
+    "vm/test_cgroup_v2_lane.py": "a whole pytest run inside a TCG guest",
+    "vm/test_vm_network.py": "TCG guests on the bridge, booted and driven over the network",
+    "integration/test_compare.py": "the full compare: containers, runc and two VMs",
+    "oci/test_engines.py": "podman and containerd drive minirun-oci",
+    "cri/test_cri.py": "containerd's CRI plugin as kubelet drives it, minirun-oci beside runc",
+    "docker/test_docker.py": "dockerd with minirun-oci beside runc, every test on both",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    here = os.path.dirname(os.path.abspath(__file__))
+    for item in items:
+        if os.path.relpath(str(item.path), here) in SLOW_LANES:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def own_corner_of_the_host():
     """At the session's end, remove what is left of this session's bridge, iptables rules,
