@@ -48,6 +48,28 @@ def wait_for(predicate, timeout: float = 10.0) -> bool:
     return False
 
 
+class Gate:
+    """A fifo a container waits at (``read go < /gate/go``, with ``*gate.volume`` among its
+    options) until the test lets it through with ``open()``: the event a test would otherwise
+    sleep for. Opened read-write, so letting through never blocks on a container that is not
+    there; the fd stays open until ``close()``, so the line waits in the fifo until read."""
+
+    def __init__(self, directory) -> None:
+        self.directory = str(directory)
+        os.mkfifo(os.path.join(self.directory, "go"))
+        self.volume = ("-v", f"{self.directory}:/gate")
+        self.fd: int | None = None
+
+    def open(self) -> None:
+        self.fd = os.open(os.path.join(self.directory, "go"), os.O_RDWR | os.O_CLOEXEC)
+        os.write(self.fd, b"go\n")
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
 def inspect(name: str) -> dict:
     """`minirun inspect NAME` as a dict."""
     out = minirun("inspect", name)

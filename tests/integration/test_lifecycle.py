@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 
 import pytest
 
-from helpers import inspect, minirun, wait_for
+from helpers import Gate, inspect, minirun, popen_minirun, wait_for
 from minirun import cgroups
 from minirun.state import LOG_ROOT, STATE_ROOT
 
@@ -87,8 +88,8 @@ def test_stop_escalates_to_sigkill_when_sigterm_is_ignored(detached):
 
 
 def test_kill_sends_the_signal(detached):
-    name = detached("lc-kill", ["/bin/sh", "-c", 'trap "exit 9" USR1; while :; do sleep 0.1; done'])
-    time.sleep(0.3)
+    name = detached("lc-kill", ["/bin/sh", "-c", 'trap "exit 9" USR1; echo armed; while :; do sleep 0.1; done'])
+    assert wait_for(lambda: minirun("logs", name).stdout == "armed\n", 30)  # the trap is set
     assert minirun("kill", "-s", "USR1", name).returncode == 0
     assert wait_for(lambda: inspect(name)["status"] == "exited")
     assert inspect(name)["exit_code"] == 9
@@ -135,9 +136,29 @@ def test_exec_joins_the_user_namespace_too(detached):
     assert out.stdout.split() == ["0", "0", "100000", "65536"]
 
 
-def test_logs_follow_streams_until_the_container_exits(detached):
-    name = detached("lc-follow", ["/bin/sh", "-c", "for i in 1 2 3; do echo line$i; sleep 0.3; done"])
-    out = minirun("logs", "-f", name, timeout=30)
+def _follow_past_a_gate(name: str, gate: Gate, first: str, timeout: float) -> subprocess.CompletedProcess:
+    """`logs -f NAME` while the container waits at ``gate`` after printing ``first``: once
+    `logs -f` has streamed that line, the container is let through, so what comes after is
+    followed live (no sleep hoping `logs -f` attaches in time)."""
+    proc = popen_minirun("logs", "-f", name)
+    try:
+        seen = proc.stdout.readline()
+        assert seen == first + "\n", seen or proc.stderr.read()  # nothing: `logs -f` ended, say why
+        gate.open()
+        rest, err = proc.communicate(timeout=timeout)
+    finally:
+        gate.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, seen + rest, err)
+
+
+def test_logs_follow_streams_until_the_container_exits(detached, tmp_path):
+    gate = Gate(tmp_path)
+    name = detached("lc-follow", *gate.volume,
+                    ["/bin/sh", "-c", "echo line1; read go < /gate/go; echo line2; echo line3"])
+    out = _follow_past_a_gate(name, gate, "line1", 30)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["line1", "line2", "line3"]
 
@@ -178,12 +199,14 @@ def test_a_log_has_a_default_bound(detached):
     assert len(files) == 3 and max(files.values()) <= 10 << 20, files
 
 
-def test_logs_follow_reads_across_rotations(detached):
-    name = detached("lc-follow-rot", "--log-opt", "max-size=1k", "--log-opt", "max-file=100",
-                    ["/bin/sh", "-c", "sleep 0.5; i=0; while [ $i -lt 600 ]; do echo line-$i; i=$((i+1)); done"])
-    out = minirun("logs", "-f", name, timeout=60)
+def test_logs_follow_reads_across_rotations(detached, tmp_path):
+    gate = Gate(tmp_path)
+    name = detached("lc-follow-rot", "--log-opt", "max-size=1k", "--log-opt", "max-file=100", *gate.volume,
+                    ["/bin/sh", "-c", "echo start; read go < /gate/go; "
+                                      "i=0; while [ $i -lt 600 ]; do echo line-$i; i=$((i+1)); done"])
+    out = _follow_past_a_gate(name, gate, "start", 60)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == [f"line-{i}" for i in range(600)]
+    assert out.stdout.split() == ["start"] + [f"line-{i}" for i in range(600)]
     assert len(_log_files(name)) > 5  # it did rotate, several times
 
 
@@ -239,9 +262,9 @@ def test_sigterm_to_the_supervisor_is_forwarded_not_fatal(detached):
     container (container.forward_signals) and then recorded the exit and cleaned up. The
     exec'd minirun-shim has no handler: the default action kills it, PDEATHSIG SIGKILLs the
     container, and no finish step records the exit or removes the cgroups."""
-    name = detached("lc-shimterm", ["/bin/sh", "-c", 'trap "exit 3" TERM; while :; do sleep 0.1; done'])
+    name = detached("lc-shimterm", ["/bin/sh", "-c", 'trap "exit 3" TERM; echo armed; while :; do sleep 0.1; done'])
     st = inspect(name)
-    time.sleep(0.3)  # the trap is set
+    assert wait_for(lambda: minirun("logs", name).stdout == "armed\n", 30)  # the trap is set
     os.kill(st["owner"], 15)
     assert wait_for(lambda: inspect(name)["status"] == "exited")
     assert inspect(name)["exit_code"] == 3  # the container's own exit, not gc's 137 "supervisor died"

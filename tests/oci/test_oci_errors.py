@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
 import pytest
 
 from conftest import write_config
+from helpers import wait_for
 
 
 def _config(path: str) -> dict:
@@ -102,10 +102,7 @@ def test_verbs_on_missing_and_stopped(bundle, oci):
     assert oci("delete", "--force", "ghost").returncode == 0  # as runc: nothing to do
     path = bundle(["/bin/true"])
     assert oci("run", "-d", "--bundle", path, "done").returncode == 0
-    for _ in range(100):
-        if oci.state("done")["status"] == "stopped":
-            break
-        time.sleep(0.02)
+    assert wait_for(lambda: oci.state("done")["status"] == "stopped", 30)
     assert oci("kill", "done", "TERM").returncode != 0
     assert oci("start", "done").returncode != 0
     assert oci("delete", "done").returncode == 0

@@ -12,11 +12,17 @@ import os
 import pytest
 
 from conftest import write_config
+from helpers import wait_for
 
 
 def _config(path: str) -> dict:
     with open(os.path.join(path, "config.json")) as f:
         return json.load(f)
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
 
 
 def _disk_of(path: str) -> tuple[int, int]:
@@ -147,20 +153,18 @@ class _Holder:
 
     def __init__(self, *flags: str):
         import subprocess
-        import time
 
         self.proc = subprocess.Popen(["unshare", *flags, "sleep", "120"])
         self.pid = self.proc.pid
-        if "--fork" in flags:  # the sleep is the new pid namespace's init, a child of unshare
-            deadline = time.monotonic() + 5
-            children = ""
-            while not children and time.monotonic() < deadline:
-                with open(f"/proc/{self.pid}/task/{self.pid}/children") as f:
-                    children = f.read().strip()
-                time.sleep(0.01)
-            self.pid = int(children.split()[0])
-        else:
-            time.sleep(0.2)  # until unshare has exec'd sleep in its namespace
+        try:
+            if "--fork" in flags:  # the sleep is the new pid namespace's init, a child of unshare
+                assert wait_for(lambda: _read(f"/proc/{self.pid}/task/{self.pid}/children").split(), 30)
+                self.pid = int(_read(f"/proc/{self.pid}/task/{self.pid}/children").split()[0])
+            # the namespace is made once the holder has exec'd sleep (unshare execs after unsharing)
+            assert wait_for(lambda: _read(f"/proc/{self.pid}/cmdline") == "sleep\x00120\x00", 30), "no holder"
+        except BaseException:
+            self.stop()
+            raise
 
     def ns(self, name: str) -> str:
         return f"/proc/{self.pid}/ns/{name}"
@@ -180,7 +184,12 @@ def test_join_pid_and_mount_namespaces_by_path(bundle, oci, rootfs):
     """runc's semantics: the container process is a child of a setns(pid) caller, so it is
     in that pid namespace (not its PID 1); the rootfs is set up in the joined mount
     namespace, whose other processes then see the container's root as theirs."""
-    mnt_holder, pid_holder = _Holder("--mount", "--propagation", "private"), _Holder("--pid", "--fork")
+    mnt_holder = _Holder("--mount", "--propagation", "private")
+    try:
+        pid_holder = _Holder("--pid", "--fork")
+    except BaseException:
+        mnt_holder.stop()
+        raise
     try:
         path = bundle(["/bin/sh", "-c", "readlink /proc/self/ns/mnt; readlink /proc/self/ns/pid; echo pid=$$; "
                                         "cat /proc/1/cmdline | tr '\\0' ' '; echo; hostname"])
@@ -215,15 +224,6 @@ def test_joining_the_runtimes_own_mount_namespace_is_refused(bundle, oci):
     write_config(path, config)
     out = oci("run", "--bundle", path, "wrongtype")
     assert out.returncode != 0 and "not a pid namespace (a network namespace)" in out.stderr, out.stderr
-
-
-def _wait_for(path, timeout: float = 5.0) -> bool:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not os.path.exists(path) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return os.path.exists(path)
 
 
 # Each hook appends a line to /out/order (the container's view) and writes what it saw.
@@ -278,7 +278,7 @@ def test_create_and_start_container_hooks_run_where_and_when_the_spec_says(tmp_p
         assert (out / "order").read_text() == "prestart\ncreateRuntime\ncreateContainer\n"
         start = oci("start", "hooks")
         assert start.returncode == 0, start.stderr
-        assert _wait_for(out / "main")
+        assert wait_for((out / "main").exists, 30)
         assert (out / "order").read_text() == "prestart\ncreateRuntime\ncreateContainer\nstartContainer\nmain\n"
         container_mnt = (out / "main").read_text().strip()
         assert container_mnt != os.readlink("/proc/self/ns/mnt")
@@ -324,11 +324,7 @@ def test_failing_or_slow_container_hooks_fail_create_and_start(tmp_path, bundle,
         assert out.returncode != 0
         assert "startContainer hook /bin/sh: exit status 4: no start" in out.stderr, out.stderr
         assert not (tmp_path / "out" / "main").exists()  # the process never ran
-        for _ in range(100):
-            if oci.state("badstart")["status"] == "stopped":
-                break
-            time.sleep(0.02)
-        assert oci.state("badstart")["status"] == "stopped"
+        assert wait_for(lambda: oci.state("badstart")["status"] == "stopped", 30)
     finally:
         assert oci("delete", "--force", "badstart").returncode == 0
     out = oci("run", "--bundle", path, "badstart2")

@@ -8,9 +8,9 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 
 from conftest import OCI, run_to_files, write_config
+from helpers import wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -70,11 +70,7 @@ def test_lifecycle_states_and_nothing_runs_before_start(tmp_path, bundle, oci):
     refused = oci("delete", "lc")
     assert refused.returncode != 0 and "running" in refused.stderr
     assert oci("kill", "lc", "KILL").returncode == 0
-    for _ in range(200):
-        if oci.state("lc")["status"] == "stopped":
-            break
-        time.sleep(0.02)
-    assert oci.state("lc")["status"] == "stopped"
+    assert wait_for(lambda: oci.state("lc")["status"] == "stopped", 30)
     assert oci("delete", "lc").returncode == 0
     assert oci("state", "lc").returncode != 0
 
@@ -90,11 +86,7 @@ def test_kill_by_number_and_delete_force(bundle, oci):
     table = oci("ps", "k2").stdout.splitlines()
     assert "PID" in table[0] and len(table) == 3  # header, PID 1, the exec'd sleep
     assert oci("kill", "--all", "k2", "KILL").returncode == 0  # every process of its cgroup
-    for _ in range(100):
-        if oci.state("k2")["status"] == "stopped":
-            break
-        time.sleep(0.02)
-    assert oci.state("k2")["status"] == "stopped"
+    assert wait_for(lambda: oci.state("k2")["status"] == "stopped", 30)
     assert [s["status"] for s in json.loads(oci("list", "--format", "json").stdout)] == ["stopped"]
     assert oci("delete", "k2").returncode == 0
     assert oci("run", "-d", "--bundle", path, "k3").returncode == 0  # the same cgroupsPath, free again
@@ -109,11 +101,7 @@ def test_kill_of_a_stopped_container_speaks_as_runc(bundle, oci):
     path = bundle(["/bin/true"])
     assert oci("create", "--bundle", path, "gone").returncode == 0
     assert oci("start", "gone").returncode == 0
-    for _ in range(250):
-        if oci.state("gone")["status"] == "stopped":
-            break
-        time.sleep(0.02)
-    assert oci.state("gone")["status"] == "stopped"
+    assert wait_for(lambda: oci.state("gone")["status"] == "stopped", 30)
     assert oci("kill", "--all", "gone", "9").returncode == 0
     out = oci("kill", "gone", "9")
     assert out.returncode != 0 and "container not running" in out.stderr, out.stderr
