@@ -48,6 +48,16 @@ def wait_for(predicate, timeout: float = 10.0) -> bool:
     return False
 
 
+def ran_to(out: subprocess.CompletedProcess, marker: str, code: int = 0) -> list[str]:
+    """Assert the container ran its probe: exit ``code`` and ``marker`` as the last line it
+    printed; return the lines before it. A container that never starts prints nothing and is
+    blocked from nothing, so a test concludes from what a probe did *not* print only after this."""
+    lines = out.stdout.splitlines()
+    assert (out.returncode, lines[-1:]) == (code, [marker]), \
+        f"the container did not run to its marker {marker!r}: exit {out.returncode}\n{out.stdout}{out.stderr}"
+    return lines[:-1]
+
+
 class Gate:
     """A fifo a container waits at (``read go < /gate/go``, with ``*gate.volume`` among its
     options) until the test lets it through with ``open()``: the event a test would otherwise

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from helpers import minirun
+from helpers import minirun, ran_to
 
 
 def sh(rootfs: str, script: str, *options: str):
@@ -76,10 +76,14 @@ def test_mount_table_is_its_own(rootfs):
 def test_host_files_are_out_of_reach(rootfs):
     marker = f"/tmp/minirun-host-marker-{os.getpid()}"
     with open(marker, "w") as f:
-        f.write("host")
+        f.write("host\n")
+    probe = f"cat {marker} 2>/dev/null && echo REACHED; ls /proc/1/root/{marker} 2>/dev/null && echo REACHED; echo DONE"
     try:
-        out = sh(rootfs, f"cat {marker} 2>/dev/null && echo REACHED; ls /proc/1/root/{marker} 2>/dev/null && echo REACHED")
-        assert "REACHED" not in out.stdout
+        assert ran_to(sh(rootfs, probe), "DONE") == []
+        # positive control: the same probe sees the file once it is put in the container's reach (through
+        # PID 1's root too, which --privileged's CAP_SYS_PTRACE may open although init is not dumpable)
+        out = sh(rootfs, probe, "-v", f"{marker}:{marker}:ro", "--privileged")
+        assert ran_to(out, "DONE") == ["host", "REACHED", f"/proc/1/root/{marker}", "REACHED"]
     finally:
         os.unlink(marker)
 
@@ -132,12 +136,14 @@ def test_cgroup_namespace_root_is_the_containers_own_cgroup_in_every_hierarchy(r
 
 
 def test_zombies_are_reaped_by_init(rootfs):
-    # the subshell exits at once and leaves an orphan that init must adopt and reap
-    script = "(sleep 0.2 &) ; sleep 1; cat /proc/[0-9]*/stat"
-    out = sh(rootfs, script)
-    assert out.returncode == 0, out.stderr
-    states = [line.rsplit(")", 1)[1].split()[0] for line in out.stdout.splitlines()]
-    assert "Z" not in states, out.stdout
+    """The subshell exits at once and leaves an orphan that init must adopt and, once it
+    exits, reap: its /proc entry goes (a zombie keeps one). Waited for, up to a deadline."""
+    script = ('orphan=$( (true </dev/null >/dev/null 2>&1 & echo $!) ); echo orphan=$orphan; i=0; '
+              'while [ -e /proc/$orphan ] && [ $i -lt 3000 ]; do usleep 10000; i=$((i+1)); done; '
+              'cat /proc/$orphan/stat 2>/dev/null || echo REAPED')
+    lines = sh(rootfs, script).stdout.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("orphan=") and int(lines[0][7:]) > 2, lines  # it ran, in its ns
+    assert lines[1] == "REAPED", f"init left the orphan unreaped: {lines[1]}"
 
 
 def test_python_api_returns_a_result(rootfs):
