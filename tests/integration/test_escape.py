@@ -66,6 +66,9 @@ def test_blocked_in_a_default_container(rootfs, probe_dir, context, probe):
     hostname = socket.gethostname()
     out = in_container(rootfs, probe_dir, probe.options, probe.render(probe.argv, **context))
     assert out.returncode in (BLOCKED, NOT_APPLICABLE), f"{probe.escape}: {out.stdout}{out.stderr}"
+    # the probe ran and said so: an exit status alone could be a shell's or a failed start's
+    verdict = {BLOCKED: "blocked: ", NOT_APPLICABLE: "n/a: "}[out.returncode]
+    assert out.stdout.startswith(verdict) and out.stdout.count("\n") == 1, f"no verdict: {out.stdout}{out.stderr}"
     assert "ESCAPED" not in out.stdout
     assert socket.gethostname() == hostname
 

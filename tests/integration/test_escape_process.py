@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from helpers import inspect, minirun, popen_minirun, wait_for
+from helpers import Gate, inspect, minirun, popen_minirun, ran_to, wait_for
 from minirun.state import STATE_ROOT
 from minirun.settings import CGROUP_PARENT
 
@@ -63,8 +63,8 @@ def test_exec_keeps_the_callers_open_files_outside(detached):
     # control: on the host, the same fd 7 reads the file
     control = _with_fd7(["cat", "/proc/self/fd/7"])
     assert control.returncode == 0 and control.stdout == host_text
-    out = _with_fd7([sys.executable, "-m", "minirun", "exec", name, "cat", "/proc/self/fd/7"])
-    assert out.returncode == 1 and out.stdout == "", "the caller's fd 7 was readable inside"
+    out = _with_fd7([sys.executable, "-m", "minirun", "exec", name, "sh", "-c", 'cat /proc/self/fd/7; echo "cat=$?"'])
+    assert ran_to(out, "cat=1") == [], "the caller's fd 7 was readable inside"
     # and nothing but stdio reaches COMMAND (ls's own directory fd is the 3)
     out = _with_fd7([sys.executable, "-m", "minirun", "exec", name, "ls", "/proc/self/fd"])
     assert out.returncode == 0, out.stderr
@@ -78,8 +78,8 @@ def test_exec_keeps_the_callers_open_files_outside(detached):
 
 def test_run_keeps_the_callers_open_files_outside(rootfs):
     out = _with_fd7([sys.executable, "-m", "minirun", "run", rootfs, "/bin/sh", "-c",
-                     "cat /proc/self/fd/7; ls /proc/self/fd"])
-    assert out.stdout.split() == ["0", "1", "2", "3"], out.stderr
+                     "cat /proc/self/fd/7; ls /proc/self/fd; echo DONE"])
+    assert ran_to(out, "DONE") == ["0", "1", "2", "3"], out.stderr
 
 
 def test_a_detached_containers_shim_keeps_none_of_the_callers_files(rootfs):
@@ -121,7 +121,8 @@ def test_exec_is_not_dumpable_until_execve(detached):
         f"the watcher never caught the window before execve (the test proves nothing): {seen}"
     # control: the same watcher reads the exe of a sibling at the same privilege once it
     # has exec'd (dumpable again), so DENIED above is the non-dumpable flag's doing
-    out = minirun("exec", name, "/bin/sh", "-c", "sleep 5 & sleep 0.2; readlink /proc/$!/exe; kill $!")
+    out = minirun("exec", name, "/bin/sh", "-c", 'sleep 5 & while [ "$(cat /proc/$!/comm)" != sleep ]; do usleep 10000;'
+                  " done; readlink /proc/$!/exe; kill $!")
     assert out.stdout.strip() == "/bin/busybox", out.stderr
 
 
@@ -355,11 +356,14 @@ def test_a_failed_cleanup_keeps_the_exit_code_and_leaves_the_rest_to_gc(rootfs):
     cgroup = f"/sys/fs/cgroup/pids/{CGROUP_PARENT}/{name}"
     if not os.path.isdir("/sys/fs/cgroup/pids"):
         pytest.skip("no cgroup v1 pids hierarchy to keep busy")
-    script = (f'"$0" -m minirun run --json --name {name} {rootfs} /bin/sh -c "sleep 1; exit 7" >result.json & '
-              f"until grep -qs . {cgroup}/cgroup.procs; do sleep 0.01; done; mount -t tmpfs busy {cgroup}; wait $!; "
-              "echo run=$?; "
-              f'"$0" -m minirun gc; echo gc=$?; "$0" -m minirun run --rm {rootfs} /bin/true; echo other=$?')
     with tempfile.TemporaryDirectory() as cwd:
+        # the container exits once the mount is made (the shell lets it through the gate), not after a
+        # second that a loaded host may need in full before the mount
+        gate = Gate(cwd)
+        script = (f'"$0" -m minirun run --json --name {name} {" ".join(gate.volume)} {rootfs} /bin/sh -c '
+                  f'"read go < /gate/go; exit 7" >result.json & until grep -qs . {cgroup}/cgroup.procs; do sleep 0.01;'
+                  f" done; mount -t tmpfs busy {cgroup}; exec 3<>go; echo go >&3; wait $!; echo run=$?; exec 3>&-; "
+                  f'"$0" -m minirun gc; echo gc=$?; "$0" -m minirun run --rm {rootfs} /bin/true; echo other=$?')
         out = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, sys.executable],
                              capture_output=True, text=True, timeout=60, cwd=cwd)
         try:
