@@ -12,10 +12,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
+from helpers import wait_for
 from minirun import cgroups
 from minirun.errors import CgroupError, HostError
 from minirun.spec import Limits
@@ -132,10 +132,7 @@ def test_legacy_view_kills_by_signal_loop(tmp_path):
         assert child.stdin is not None
         child.stdin.write(b"go\n")
         child.stdin.close()
-        deadline = time.monotonic() + 5
-        while len(cg.pids()) < 3 and time.monotonic() < deadline:  # the shell forks after it was added
-            time.sleep(0.005)
-        assert len(cg.pids()) == 3
+        assert wait_for(lambda: len(cg.pids()) == 3, 30), cg.pids()  # the shell forks after it was added
         cg.destroy()
         assert child.wait(timeout=5) == -signal.SIGKILL
         assert _left(container_id, layout) == []

@@ -111,7 +111,7 @@ def test_vm_and_container_ping_and_transfer_over_the_bridge(rootfs, vm_env, leak
         # container -> VM: ping, then 3 MB over TCP with busybox nc (retried until the VM's nc listens)
         out = minirun("run", "--network", "bridge", rootfs, "/bin/sh", "-c",
                       f"ping -c 3 -W 5 {vm_ip} >/dev/null && echo ping-ok; "
-                      f"for i in 1 2 3 4 5 6 7 8 9 10; do head -c 3000000 /dev/zero | nc {vm_ip} 7000 && break; "
+                      f"for i in $(seq 120); do head -c 3000000 /dev/zero | nc {vm_ip} 7000 && break; "
                       "sleep 0.5; done", timeout=90)
         assert out.returncode == 0 and "ping-ok" in out.stdout, out.stdout + out.stderr
         assert vm.wait_line("received").split() == ["received", "3000000"]
