@@ -19,7 +19,7 @@ from helpers import DEFAULT_ROOTFS, IS_ROOT  # noqa: E402
 
 
 # The lanes of minutes, marked `slow` (pyproject.toml): `make test-fast` (-m "not slow") skips them and runs
-# the rest in about two minutes; `make test` runs everything. Paths are relative to tests/.
+# the rest in about two minutes; `make test` runs everything. Paths are relative to tests/; FILE::TEST is one test.
 SLOW_LANES = {
     "vm/test_cgroup_v2_lane.py": "a whole pytest run inside a TCG guest",
     "vm/test_vm_network.py": "TCG guests on the bridge, booted and driven over the network",
@@ -27,13 +27,16 @@ SLOW_LANES = {
     "oci/test_engines.py": "podman and containerd drive minirun-oci",
     "cri/test_cri.py": "containerd's CRI plugin as kubelet drives it, minirun-oci beside runc",
     "docker/test_docker.py": "dockerd with minirun-oci beside runc, every test on both",
+    "integration/test_escape_init.py::test_command_never_sees_a_half_made_init_under_load":
+        "300 starts beside a CPU hog (~35 s)",
 }
 
 
 def pytest_collection_modifyitems(config, items):
     here = os.path.dirname(os.path.abspath(__file__))
     for item in items:
-        if os.path.relpath(str(item.path), here) in SLOW_LANES:
+        path = os.path.relpath(str(item.path), here)
+        if path in SLOW_LANES or f"{path}::{item.name}" in SLOW_LANES:
             item.add_marker(pytest.mark.slow)
 
 
