@@ -173,8 +173,11 @@ def gc_oci(oci_root: str | None = None, failed: list[str] | None = None) -> list
                 if record is None or record.get("creating"):
                     if age < state.NEW_GRACE_S:
                         continue  # a create may be under way
-                    if record and record.get("cgroup"):
-                        cgroups.existing(name, relpath=record["cgroup"]).destroy()
+                    # the path may be another's if the create died before making it
+                    if record and record.get("cgroup") and \
+                            not cgroups.existing(name, relpath=record["cgroup"]).remove_if_unused():
+                        failed.append(f"{name}: cgroup {record['cgroup']} of a half-created container is in use")
+                        continue
                     state.rmtree(path)
                     cleaned.append(name)
                 elif not store.alive(record) and record.get("cgroup"):

@@ -322,6 +322,26 @@ class Cgroup:
         if first_error is not None:
             raise first_error
 
+    def remove_if_unused(self, wait: float = 2.0) -> bool:
+        """Remove the directories only once no process is in them and they hold no child
+        cgroup; kill nothing. For a record whose create may never have made its cgroup
+        (killed half-way): the path may then be another's. True if they are gone."""
+        deadline = time.monotonic() + wait  # a half-made child dies of its parent's death
+        while self.pids():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        dirs = [path for path in self._owned() if os.path.isdir(path)]
+        if any(entry.is_dir() for path in dirs for entry in os.scandir(path)):
+            return False
+        for path in reversed(dirs):
+            try:
+                os.rmdir(path)
+            except FileNotFoundError:
+                pass
+        self._created = []
+        return True
+
     def _owned(self) -> list[str]:
         if self._created is not None:
             return list(self._created)

@@ -429,7 +429,8 @@ def kill(root: str, container_id: str, sig: int, all_: bool = False) -> None:
             # containerd's shim treats only these words as "already gone" (runc's text).
             raise SpecError(f"container {container_id!r}: container not running")
         pids = []
-        if all_ and (not stopped or st.get("cgroup") not in (None, "", ".", "/")):
+        # Not a half-made record's: its cgroup may never have been made, and be another's.
+        if all_ and not st.get("creating") and (not stopped or st.get("cgroup") not in (None, "", ".", "/")):
             # runc 1.1: --all signals what is in the cgroup (after an exit, what is left: a
             # --pid host container's orphans) and succeeds when nothing is; engines send it
             # after every exit.
@@ -482,7 +483,12 @@ def _delete(root: str, container_id: str, state_dir: str, force: bool) -> None:
         _freeze(st, False)
     if current != store.STOPPED:
         send_signal(st, signal.SIGKILL)
-    if st.get("cgroup"):  # a half-created container's too: create records it before making it
+    if st.get("creating") and st.get("cgroup"):
+        # create records the path before it makes the cgroup: if it died before, the path
+        # may be another's (a cgroupsPath of /system.slice), so remove it only unused.
+        if not _cgroup(st).remove_if_unused():
+            log.warning(f"cgroup {st['cgroup']} of half-created container {container_id!r} is in use: left alone")
+    elif st.get("cgroup"):
         _cgroup(st).destroy()  # kills whatever is left in it, and waits for it to leave
     deadline = time.monotonic() + 5
     while store.alive(st) and time.monotonic() < deadline:

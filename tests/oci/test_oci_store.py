@@ -216,6 +216,42 @@ def test_delete_of_a_create_killed_half_way_removes_its_cgroup(bundle, oci, stuc
     assert not os.path.exists(os.path.join(oci.root, "half"))
 
 
+def test_a_half_made_record_never_kills_or_removes_a_cgroup_in_use(oci):
+    """create records the cgroup path before it makes the cgroup, so a create killed in
+    between leaves a record naming a path it never made: with `cgroupsPath: /system.slice`,
+    that is the host's. delete, `kill --all` and gc must then kill nothing and leave a
+    cgroup that holds processes. Before, delete SIGKILLed everything in it."""
+    from minirun.oci import store
+
+    relpath = f"/mr-foreign-{os.getpid()}"
+    dirs = [d + relpath for d in glob.glob("/sys/fs/cgroup/*")  # a new v1 cpuset takes no task until set up
+            if os.path.isfile(d + "/cgroup.procs") and not d.endswith("/cpuset")]
+    victim = subprocess.Popen(["sleep", "60"])
+    try:
+        for d in dirs:
+            os.mkdir(d)
+            with open(d + "/cgroup.procs", "w") as f:
+                f.write(str(victim.pid))
+        os.makedirs(oci.root, 0o700, exist_ok=True)
+        os.mkdir(store.path(oci.root, "halfmade"), 0o711)
+        store.write(store.path(oci.root, "halfmade"), {"id": "halfmade", "pid": 0, "creating": True,
+                                                       "cgroup": relpath.lstrip("/"), "bundle": "/", "rootfs": "/",
+                                                       "created": "2026-12-06T00:00:00Z"})
+        assert oci("kill", "--all", "halfmade", "KILL").returncode == 0
+        out = oci("delete", "halfmade")
+        assert out.returncode == 0, out.stderr
+        assert "in use: left alone" in out.stderr
+        assert victim.poll() is None, "a half-made record's delete killed another's process"
+        assert all(os.path.isdir(d) for d in dirs)
+    finally:
+        victim.kill()
+        victim.wait()
+        for d in dirs:
+            if os.path.isdir(d):
+                wait_for(lambda: not open(d + "/cgroup.procs").read().strip())
+                os.rmdir(d)
+
+
 def test_delete_of_a_container_whose_process_died_before_start_removes_its_cgroup(bundle, oci):
     path = bundle(["/bin/sleep", "60"])
     assert oci("create", "--bundle", path, "died").returncode == 0
