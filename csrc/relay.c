@@ -125,7 +125,11 @@ static void drop(struct mr_relay *r, struct conn *c)
     if (c->dead)
         return;
     for (int i = 0; i < 2; i++) {
-        close(c->end[i].fd); /* leaves the epoll set with it: the fd is ours alone */
+        /* explicitly: a fork of the foreground runner's process may still share the fd,
+         * and then close() would leave it in the set, its events pointing at freed memory */
+        if (c->end[i].watched)
+            epoll_ctl(r->epfd, EPOLL_CTL_DEL, c->end[i].fd, NULL);
+        close(c->end[i].fd);
         free(c->end[i].buf);
         c->end[i].buf = NULL;
     }
