@@ -317,7 +317,7 @@ def open_namespace(kind: str, path: str) -> int:
 
     where = f"linux.namespaces: {kind} namespace path {path}"
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)  # a FIFO there must not hang create
     except OSError as err:
         raise SpecError(f"{where}: {err.strerror}") from None
     try:

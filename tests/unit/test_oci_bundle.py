@@ -299,3 +299,19 @@ def test_mount_propagation_goes_after_the_pivot(config, tmp_path):
     _, extras = B.to_spec(config, str(tmp_path), "c1")
     assert [op.flags for op in extras.plan if op.target == "/m"] == [B.MS_UNBINDABLE | B.MS_REC]
     assert [op.target for op in extras.pre_plan].count("/m") == 1  # the tmpfs itself, before it
+
+
+def test_a_fifo_given_as_a_namespace_path_is_refused_not_waited_on(tmp_path):
+    """O_RDONLY on a FIFO blocks until a writer comes: create would hang before the check."""
+    import signal
+
+    from minirun.oci.bundle import open_namespace
+
+    fifo = tmp_path / "ns"
+    os.mkfifo(fifo)
+    signal.alarm(5)  # a hang fails the test instead of the suite
+    try:
+        with pytest.raises(SpecError, match="not a network namespace \\(not a namespace file\\)"):
+            open_namespace("network", str(fifo))
+    finally:
+        signal.alarm(0)
