@@ -203,10 +203,10 @@ def remove_forward_rules() -> None:
 
 
 def _ensure_bridge(ip, gateway: str, prefixlen: int) -> int:
-    add_forward_rules()
     found = ip.link_lookup(ifname=BRIDGE)
     if found:
         return found[0]
+    add_forward_rules()  # with the bridge, not at every start: an iptables fork on each bridged run
     try:
         ip.link("add", ifname=BRIDGE, kind="bridge")
     except Exception as err:  # a concurrent start made it first
