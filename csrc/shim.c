@@ -143,18 +143,6 @@ static void log_write(const char *buf, size_t len)
     }
 }
 
-/* > 0 bytes relayed, 0 nothing there now, -1 at EOF (every writer closed the pipe). */
-static ssize_t relay_output_pipe(void)
-{
-    char buf[CHUNK];
-    ssize_t n = read(out_fd, buf, sizeof(buf));
-
-    if (n > 0) {
-        log_write(buf, (size_t)n);
-        return n;
-    }
-    return n < 0 && (errno == EAGAIN || errno == EINTR) ? 0 : -1;
-}
 
 static void output(const char *buf, size_t len)
 {
@@ -164,18 +152,23 @@ static void output(const char *buf, size_t len)
             drop_client(i);
 }
 
-/* > 0 bytes relayed, 0 nothing there now, -1 no process holds the pty any more (EIO). */
-static ssize_t relay_master(void)
+/* One read of fd handed to sink: > 0 bytes relayed, 0 nothing there now, -1 at its end
+ * (every writer closed the output pipe; no process holds the pty any more: EIO). */
+static ssize_t forward(int fd, void (*sink)(const char *, size_t))
 {
     char buf[CHUNK];
-    ssize_t n = read(master, buf, sizeof(buf));
+    ssize_t n = read(fd, buf, sizeof(buf));
 
     if (n > 0) {
-        output(buf, (size_t)n);
+        sink(buf, (size_t)n);
         return n;
     }
     return n < 0 && (errno == EAGAIN || errno == EINTR) ? 0 : -1;
 }
+
+/* the output pipe goes to the log only; the pty to the log and to attached clients */
+static ssize_t relay_output_pipe(void) { return forward(out_fd, log_write); }
+static ssize_t relay_master(void) { return forward(master, output); }
 
 static void client_packet(int i)
 {

@@ -167,6 +167,20 @@ class Terminal:
         self.close()
 
 
+def processes_with(matches) -> list[int]:
+    """PIDs of the processes whose argv (a list of bytes) ``matches`` accepts."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if argv and matches(argv):
+            found.append(int(pid))
+    return found
+
+
 def child_processes() -> list[str]:
     """This test process's children (a leak-check entry each), zombies included."""
     found = []

@@ -57,7 +57,7 @@ def containerd(tmp_path_factory, rootfs):
                 shutil.copy(f"{base}/containerd.log", os.environ["MINIRUN_CRI_LOG"])
         for pid in crienv.shims(base):  # only ones that named our containerd's socket
             try:
-                os.kill(int(pid), 9)
+                os.kill(pid, 9)
             except ProcessLookupError:
                 pass
         crienv.unmount_under(base)

@@ -16,6 +16,8 @@ import subprocess
 import tarfile
 import time
 
+from helpers import processes_with
+
 NAMESPACE = "k8s.io"  # the containerd namespace CRI keeps its images and containers in
 PAUSE_IMAGE = "localhost/minirun-pause:1"
 BUSYBOX_IMAGE = "localhost/minirun-busybox:1"
@@ -167,18 +169,10 @@ class Containerd:
 # ---------------------------------------------------------------- what a pod may leave behind
 
 
-def shims(base: str) -> list[str]:
+def shims(base: str) -> list[int]:
     """containerd-shim-runc-v2 processes of this containerd (they daemonize away from it)."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        if argv[0].endswith(b"containerd-shim-runc-v2") and f"{base}/containerd.sock".encode() in argv:
-            found.append(pid)
-    return found
+    sock = f"{base}/containerd.sock".encode()
+    return processes_with(lambda argv: argv[0].endswith(b"containerd-shim-runc-v2") and sock in argv)
 
 
 def iptables_cni_chains() -> list[str]:

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from helpers import own_links
+from helpers import own_links, processes_with
 
 
 def pytest_configure(config):
@@ -60,16 +60,7 @@ def vm_env(kernels, tmp_path) -> dict:
 
 def qemu_processes(name: str) -> list[int]:
     """PIDs of QEMU processes started with ``-name NAME``."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        if argv and b"qemu-system" in argv[0] and name.encode() in argv:
-            found.append(int(pid))
-    return found
+    return processes_with(lambda argv: b"qemu-system" in argv[0] and name.encode() in argv)
 
 
 def vm_network_leftovers(name: str) -> list[str]:
