@@ -221,11 +221,7 @@ def remove_cgroups() -> None:
                                                      recursive=True)) and time.monotonic() < deadline:
         time.sleep(0.05)
     for parent in glob.glob(f"/sys/fs/cgroup/*/{CGROUP_PARENT}"):
-        for dirpath, _dirs, _files in sorted(os.walk(parent), key=lambda w: -w[0].count("/")):
-            try:
-                os.rmdir(dirpath)
-            except OSError:
-                pass
+        remove_empty_dirs(parent)
 
 
 def unmount_under(base: str) -> None:

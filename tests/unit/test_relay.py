@@ -109,50 +109,47 @@ relay.serve(0)  # until the test closes our stdin
 """
 
 
-def test_out_of_fds_the_longest_idle_connection_makes_room():
-    """64 fds hold ~28 connections: the 100 idle ones before, and a new client still gets through."""
+@contextlib.contextmanager
+def limited_relay():
+    """A relay to an echo server in a process limited to 64 fds; yields its port and a list
+    the test fills with its sockets, all closed at the end."""
     with echo_server() as target:
         proc = subprocess.Popen([sys.executable, "-c", _LIMITED, str(target)], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, text=True)
-        idle = []
+        sockets: list[socket.socket] = []
         try:
-            port = int(proc.stdout.readline())
-            idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(100)]
-            assert ping(port) == b"ping"
+            yield int(proc.stdout.readline()), sockets
         finally:
-            for s in idle:
+            for s in sockets:
                 s.close()
             proc.stdin.close()
             proc.wait(timeout=10)
+
+
+def test_out_of_fds_the_longest_idle_connection_makes_room():
+    """64 fds hold ~28 connections: the 100 idle ones before, and a new client still gets through."""
+    with limited_relay() as (port, idle):
+        idle += [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(100)]
+        assert ping(port) == b"ping"
 
 
 def _held_by_eviction_pressure(bystander_source: str) -> bool:
     """A client from ``bystander_source`` connects first and answers once; then 100 idle
     connections from 127.0.0.2 flood a relay with 64 fds (room for ~28 connections).
     True if the bystander's connection still relays afterwards."""
-    with echo_server() as target:
-        proc = subprocess.Popen([sys.executable, "-c", _LIMITED, str(target)], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, text=True)
-        flood = []
-        try:
-            port = int(proc.stdout.readline())
-            with socket.create_connection(("127.0.0.1", port), timeout=10,
-                                          source_address=(bystander_source, 0)) as bystander:
-                bystander.sendall(b"1")
-                assert bystander.recv(1) == b"1"
-                flood = [socket.create_connection(("127.0.0.1", port), timeout=5, source_address=("127.0.0.2", 0))
-                         for _ in range(100)]
-                assert ping(port) == b"ping"  # the relay took the whole flood in
-                try:
-                    bystander.sendall(b"2")
-                    return bystander.recv(1) == b"2"
-                except OSError:  # reset: the relay closed it
-                    return False
-        finally:
-            for s in flood:
-                s.close()
-            proc.stdin.close()
-            proc.wait(timeout=10)
+    with limited_relay() as (port, flood):
+        with socket.create_connection(("127.0.0.1", port), timeout=10,
+                                      source_address=(bystander_source, 0)) as bystander:
+            bystander.sendall(b"1")
+            assert bystander.recv(1) == b"1"
+            flood += [socket.create_connection(("127.0.0.1", port), timeout=5, source_address=("127.0.0.2", 0))
+                      for _ in range(100)]
+            assert ping(port) == b"ping"  # the relay took the whole flood in
+            try:
+                bystander.sendall(b"2")
+                return bystander.recv(1) == b"2"
+            except OSError:  # reset: the relay closed it
+                return False
 
 
 def test_one_address_opening_many_connections_cannot_evict_another_clients():
