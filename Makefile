@@ -88,14 +88,13 @@ venv: $(VENV_STAMP)
 $(VPY): | $(DEMO_STAMP)
 	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); exit 1; }
 
-# `pip install -e` also compiles the cffi extension (setup.py's cffi_modules),
+# `pip install -e` also compiles the cffi extension and the executables (setup.py),
 # so the stamp depends on csrc/ as well as the packaging files.
-# editable_mode=compat puts the checkout on sys.path with a .pth line; the default
-# mode's import finder costs ~8 ms at every `minirun` start. launchers.py then
-# replaces pip's console scripts with launchers that skip site (~6 ms a start).
-$(VENV_STAMP): $(VPY) pyproject.toml setup.py scripts/launchers.py $(wildcard csrc/*.c csrc/*.h csrc/*.py)
+# editable_mode=compat puts the checkout on sys.path with a .pth line, which the
+# executables (csrc/front.c) read; the default mode's import finder costs ~8 ms at
+# every start, and the executables then take the slower way, with site.
+$(VENV_STAMP): $(VPY) pyproject.toml setup.py $(wildcard csrc/*.c csrc/*.h csrc/*.py)
 	$(VPY) -m pip install -e '.[test]' --config-settings editable_mode=compat
-	$(VPY) scripts/launchers.py $(VENV)/bin
 	@touch $@
 
 # ---------------------------------------------------------------- rootfs, kernel

@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
             from .runverb import execute_run
 
             exit_now(guarded(lambda: execute_run(**values), debug))
-    if "site" not in sys.modules:  # started by the launcher (python -I -S): see scripts/launchers.py
+    if "site" not in sys.modules:  # started by the native front (python -I -S): see csrc/front.c
         import site
 
         site.main()

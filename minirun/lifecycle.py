@@ -163,7 +163,7 @@ def _exec_shim(child, claim, log_dir_fd: int, out_fd: int, log_opts: tuple[int, 
     options += [arg for fd, ip, port in published for arg in ("-p", f"{fd}:{ip}:{port}")]
     # -I: no PYTHON* variables and no script directory on sys.path (site still adds the venv's).
     # The package goes first by the path this process imported it from, which PYTHONPATH
-    # or a launcher may have given (a .pth file's path can differ: the v2 test lane's guest).
+    # or the native front (csrc/front.c) may have given (a .pth file's path can differ: the v2 test lane's guest).
     package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     finish = [sys.executable, "-I", "-c",
               "import sys; sys.path.insert(0, sys.argv.pop(1)); from minirun.lifecycle import finish; "

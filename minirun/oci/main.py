@@ -348,7 +348,7 @@ def _list(root: str, opts: dict) -> None:
 
 
 def cli() -> None:
-    """The executable (pyproject.toml, scripts/launchers.py): main(), then a quick exit."""
+    """The executable (csrc/front.c, by way of minirun/front.py): main(), then a quick exit."""
     from ..quickexit import exit_now
 
     exit_now(main())

@@ -4,10 +4,13 @@ start from the shell, and an engine starts `minirun-oci` four or five times per 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import sysconfig
 
 import minirun
+from front_exec import exec_line, is_native
 
 # Each of these imports enum, functools or collections (re, json, signal, threading,
 # typing ...): a few ms per start on this project's host.
@@ -18,9 +21,7 @@ BIN = os.path.dirname(sys.executable)
 
 
 def _imported_by(statements: str) -> list[str]:
-    """What ``statements`` import in an interpreter started as the launcher starts it."""
-    import sysconfig
-
+    """What ``statements`` import in an interpreter started as the native front starts it (csrc/front.c)."""
     path = [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], CHECKOUT]
     code = f"import sys; sys.path += {path!r}; {statements}; print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True)
@@ -37,11 +38,9 @@ def test_oci_paths_import_nothing_heavy():
                         "minirun.join, minirun.container, minirun.syscalls") == []
 
 
-def test_launchers_skip_site_and_find_the_package():
+def test_the_executables_are_the_native_front():
     for name in ("minirun", "minirun-oci"):
-        with open(os.path.join(BIN, name)) as f:
-            first = f.readline()
-        assert first.startswith("#!") and first.rstrip().endswith(" -IS"), (name, first)
+        assert is_native(os.path.join(BIN, name)), name
     out = subprocess.run([os.path.join(BIN, "minirun-oci"), "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and "minirun-oci version" in out.stdout, out
     # Every other `minirun` command gets the usual sys.path (site.main(): click, .pth files).
@@ -49,16 +48,51 @@ def test_launchers_skip_site_and_find_the_package():
     assert out.returncode == 0 and "run" in out.stdout, out
 
 
-def test_launchers_leave_pips_wrappers_where_a_shebang_cannot_run(tmp_path):
-    """A venv path with a space, or longer than the kernel reads of a #! line: no launcher."""
-    sys.path.insert(0, os.path.join(CHECKOUT, "scripts"))
-    try:
-        import launchers
-    finally:
-        sys.path.pop(0)
-    for bindir in (tmp_path / "a venv" / "bin", tmp_path / ("v" * 250) / "bin"):
-        bindir.mkdir(parents=True)
-        (bindir / "python").write_text("")
-        (bindir / "minirun").write_text("pip's wrapper")
-        assert launchers.write(str(bindir)) == []
-        assert (bindir / "minirun").read_text() == "pip's wrapper"
+def _fast_path_of(executable: str, scratch: str) -> list[str]:
+    """The interpreter, flags and sys.path entries the front gave Python; its error checked."""
+    cmdline, out = exec_line(executable, scratch)
+    assert out.returncode == 1 and out.stderr == "minirun-oci: container 'nosuch' does not exist\n", out
+    return cmdline[:cmdline.index("--")]
+
+
+def test_the_front_runs_python_isolated_with_what_site_would_add(tmp_path):
+    line = _fast_path_of(os.path.join(BIN, "minirun-oci"), str(tmp_path))
+    site_packages = sysconfig.get_paths()["purelib"]
+    # an install of the package, or (make venv's compat editable install) the checkout its .pth names
+    package_path = [site_packages] if os.path.isdir(os.path.join(site_packages, "minirun")) else [site_packages, CHECKOUT]
+    assert line[:3] == [os.path.join(BIN, f"python{sysconfig.get_python_version()}"), "-I", "-S"], line
+    assert line[3] == "-c" and line[5:] == package_path, line
+
+
+def test_a_symlink_to_the_front_finds_the_install_it_points_into(tmp_path):
+    """An engine's configuration may name a link to minirun-oci."""
+    link = tmp_path / "runtime"
+    link.symlink_to(os.path.join(BIN, "minirun-oci"))
+    (tmp_path / "direct").mkdir()
+    assert _fast_path_of(str(link), str(tmp_path)) == _fast_path_of(os.path.join(BIN, "minirun-oci"),
+                                                                     str(tmp_path / "direct"))
+
+
+def test_a_front_away_from_its_install_takes_the_slow_way(tmp_path):
+    """No site-packages beside it: the interpreter it was built for, with site, as pip's console script."""
+    copy = tmp_path / "bin" / "minirun-oci"
+    copy.parent.mkdir()
+    shutil.copy2(os.path.join(BIN, "minirun-oci"), copy)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([CHECKOUT, sysconfig.get_paths()["purelib"]]))
+    cmdline, out = exec_line(str(copy), str(tmp_path), env=env)
+    assert out.returncode == 1 and "container 'nosuch' does not exist" in out.stderr, out
+    assert cmdline[1] == "-c" and cmdline[3] == "--", cmdline
+
+
+def test_an_import_the_fast_path_misses_runs_site_and_is_found(tmp_path):
+    """A dependency outside minirun's own site-packages (system site-packages, a --user install)."""
+    (tmp_path / "probe_entry.py").write_text(
+        "import sys\n"
+        "def main():\n"
+        "    assert 'site' not in sys.modules\n"
+        "    import click  # not on an -I -S sys.path\n"
+        "    print('site' in sys.modules, click.__name__)\n")
+    code = (f"import sys; sys.path += [{CHECKOUT!r}, {str(tmp_path)!r}]; "
+            "from minirun.front import start; start('probe_entry:main')")
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout == "True click\n", out

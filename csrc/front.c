@@ -1,0 +1,185 @@
+/*
+ * front.c - the `minirun` and `minirun-oci` executables, as every install
+ * path installs them (setup.py builds them into the scripts directory: a
+ * wheel's, an sdist's, an editable install's).
+ *
+ * pip's console script runs the interpreter with site (the .pth files, ~3 ms)
+ * and imports re (~3.5 ms) before minirun's own code, and an engine starts
+ * minirun-oci four or five times per container. This execs the interpreter
+ * with -I -S and the sys.path entries site would have given for minirun:
+ *
+ *     PYTHON -I -S -c BOOT SITEDIR [CHECKOUT] -- ARGV0 ARGS...
+ *
+ * SITEDIR is the site-packages beside this executable that holds minirun, or
+ * the one whose .pth file names the checkout that holds it (an editable
+ * install in compat mode, as `make venv` makes). BOOT (minirun/front.py)
+ * calls site.main() after all if an import misses. Where no such SITEDIR is
+ * found (an editable install's import hook, an unusual scheme) it runs the
+ * slower, sure way pip's console script does: PYTHON -c BOOT -- ARGV0 ARGS...
+ * with site. minirun-oci first tries its native verbs (ociverbs.h).
+ *
+ * Built with FRONT_PYVER (the X.Y of the interpreter the cffi extension is
+ * built for), FRONT_PYTHON (that interpreter, the last guess where none sits
+ * beside this file) and FRONT_ENTRY (the function BOOT calls, "module:name").
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifdef FRONT_OCI
+#include "ociverbs.h"
+#endif
+
+#if !defined(FRONT_PYVER) || !defined(FRONT_PYTHON) || !defined(FRONT_ENTRY)
+#error "setup.py defines FRONT_PYVER, FRONT_PYTHON and FRONT_ENTRY"
+#endif
+
+/* Where a scheme puts site-packages, from the scripts directory's parent: venv, posix_prefix
+   and posix_user; Debian's /usr/local; lib64 where platlib is there (Fedora); Debian's /usr. */
+static const char *const SITE_DIRS[] = {
+    "lib/python" FRONT_PYVER "/site-packages", "lib/python" FRONT_PYVER "/dist-packages",
+    "lib64/python" FRONT_PYVER "/site-packages", "lib/python3/dist-packages",
+};
+
+/* -c's sys.argv is ["-c", PATHS..., "--", ARGV0, ARGS...]; '' (the working directory, on the slow
+   path) never goes on sys.path: a bundle directory is no place to import from. */
+static const char BOOT[] =
+    "import sys;a=sys.argv;n=a.index('--');sys.path[:]=[p for p in sys.path if p]+a[1:n];sys.argv=a[n+1:];"
+    "from minirun.front import start;start('" FRONT_ENTRY "')";
+
+static int join(char *out, const char *dir, const char *name)
+{
+    int n = snprintf(out, PATH_MAX, "%s/%s", dir, name);
+    return n > 0 && n < PATH_MAX;
+}
+
+static int holds_package(const char *dir)
+{
+    char init[PATH_MAX];
+    return join(init, dir, "minirun/__init__.py") && access(init, R_OK) == 0;
+}
+
+static int by_name(const struct dirent **a, const struct dirent **b)
+{
+    return strcmp((*a)->d_name, (*b)->d_name);
+}
+
+static int is_pth(const struct dirent *entry)
+{
+    size_t len = strlen(entry->d_name);
+    return len > 4 && strcmp(entry->d_name + len - 4, ".pth") == 0 && entry->d_name[0] != '.';
+}
+
+/* The first path line of SITEDIR's .pth files (in site's order: by name) that holds minirun, as
+   site reads them: '#' comments and import lines skipped, a relative path taken from SITEDIR. */
+static int checkout_from_pth(const char *sitedir, char *checkout)
+{
+    struct dirent **names;
+    int count = scandir(sitedir, &names, is_pth, by_name);
+    int found = 0;
+    for (int i = 0; i < count; i++) {
+        char pth[PATH_MAX], line[PATH_MAX];
+        FILE *f = !found && join(pth, sitedir, names[i]->d_name) ? fopen(pth, "re") : NULL;
+        while (f && fgets(line, sizeof line, f)) {
+            line[strcspn(line, "\r\n")] = '\0';
+            size_t len = strlen(line);
+            while (len && (line[len - 1] == ' ' || line[len - 1] == '\t'))
+                line[--len] = '\0';
+            if (!len || line[0] == '#' || strncmp(line, "import ", 7) == 0 || strncmp(line, "import\t", 7) == 0)
+                continue;
+            int fits = line[0] == '/' ? (snprintf(checkout, PATH_MAX, "%s", line) < PATH_MAX)
+                                      : join(checkout, sitedir, line);
+            if (fits && holds_package(checkout)) {
+                found = 1;
+                break;
+            }
+        }
+        if (f)
+            fclose(f);
+        free(names[i]);
+    }
+    if (count >= 0)
+        free(names);
+    return found;
+}
+
+/* This executable's real directory (a symlink to it, as an engine's config may hold, is followed). */
+static int own_dir(const char *argv0, char *dir)
+{
+    ssize_t n = readlink("/proc/self/exe", dir, PATH_MAX - 1);
+    if (n > 0)
+        dir[n] = '\0';
+    else if (!strchr(argv0, '/') || !realpath(argv0, dir))
+        return 0;
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        return 0;
+    *slash = '\0';
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+#ifdef FRONT_OCI
+    int status = oci_verbs_main(argc, argv);
+    if (status != OCI_NOT_NATIVE)
+        return status;
+#endif
+    const char *argv0 = argc > 0 ? argv[0] : "minirun";
+    char bindir[PATH_MAX], base[PATH_MAX], sitedir[PATH_MAX], checkout[PATH_MAX];
+    const char *paths[2] = {NULL, NULL};
+    const char *pythons[4] = {NULL, FRONT_PYTHON, "/usr/bin/python" FRONT_PYVER, "/usr/local/bin/python" FRONT_PYVER};
+    char beside[PATH_MAX];
+
+    if (own_dir(argv0, bindir)) {
+        if (join(beside, bindir, "python" FRONT_PYVER))
+            pythons[0] = beside;
+        snprintf(base, sizeof base, "%s", bindir);
+        char *slash = strrchr(base, '/');
+        if (slash)
+            *slash = '\0';
+        for (size_t i = 0; i < sizeof SITE_DIRS / sizeof *SITE_DIRS && !paths[0]; i++) {
+            if (!join(sitedir, base, SITE_DIRS[i]))
+                continue;
+            if (holds_package(sitedir)) {
+                paths[0] = sitedir;
+            } else if (checkout_from_pth(sitedir, checkout)) {
+                paths[0] = sitedir;
+                paths[1] = checkout;
+            }
+        }
+    }
+
+    /* PYTHON FLAGS... -c BOOT PATHS... -- ARGV0 ARGS... NULL */
+    char **args = calloc((size_t)argc + 10, sizeof *args);
+    if (!args)
+        return 125;
+    int n = 1;
+    if (paths[0]) {
+        args[n++] = "-I";
+        args[n++] = "-S";
+    }
+    args[n++] = "-c";
+    args[n++] = (char *)BOOT;
+    for (int i = 0; i < 2 && paths[i]; i++)
+        args[n++] = (char *)paths[i];
+    args[n++] = "--";
+    args[n++] = (char *)argv0;
+    for (int i = 1; i < argc; i++)
+        args[n++] = argv[i];
+
+    for (size_t i = 0; i < sizeof pythons / sizeof *pythons; i++) {
+        if (pythons[i] && access(pythons[i], X_OK) == 0) {
+            args[0] = (char *)pythons[i];
+            execv(pythons[i], args);
+        }
+    }
+    args[0] = "python" FRONT_PYVER;
+    execvp(args[0], args);
+    fprintf(stderr, "%s: no python%s found to run minirun with\n", argv0, FRONT_PYVER);
+    return 127;
+}
