@@ -27,6 +27,7 @@ SLOW_LANES = {
     "oci/test_engines.py": "podman and containerd drive minirun-oci",
     "cri/test_cri.py": "containerd's CRI plugin as kubelet drives it, minirun-oci beside runc",
     "docker/test_docker.py": "dockerd with minirun-oci beside runc, every test on both",
+    "unit/test_install.py": "builds an sdist and a wheel, pip-installs each into a fresh venv (~30 s)",
     "integration/test_escape_init.py::test_command_never_sees_a_half_made_init_under_load":
         "300 starts beside a CPU hog (~35 s)",
 }
