@@ -69,7 +69,10 @@ def test_pip_install_gives_the_native_front(kind, dists, tmp_path):
     assert out.returncode == 1 and "container 'nosuch' does not exist" in out.stderr, out
     assert cmdline[:3] == [str(venv / "bin" / f"python{PYVER}"), "-I", "-S"], cmdline
     assert cmdline[5:cmdline.index("--")] == [site_packages], cmdline  # the installed package, nothing else
-    # the same start as make venv's editable install: interpreter flags and boot code
+    # the same start as make venv's editable install: the same executables, interpreter flags and boot code
+    for name in ("minirun", "minirun-oci"):
+        with open(venv / "bin" / name, "rb") as installed, open(os.path.join(BIN, name), "rb") as editable:
+            assert installed.read() == editable.read(), f"{name} differs from make venv's (run make venv again?)"
     (tmp_path / "editable").mkdir()
     editable, _ = exec_line(os.path.join(BIN, "minirun-oci"), str(tmp_path / "editable"))
     assert cmdline[1:5] == editable[1:5]
