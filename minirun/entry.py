@@ -70,10 +70,9 @@ def main(argv: list[str] | None = None) -> None:
             from .runverb import execute_run
 
             exit_now(guarded(lambda: execute_run(**values), debug))
-    if "site" not in sys.modules:  # started by the native front (python -I -S): see csrc/front.c
-        import site
+    from .front import run_site
 
-        site.main()
+    run_site()  # under the native front (python -I -S, csrc/front.c) it has not run: click needs its sys.path
     from .cli import run_click
 
     sys.exit(guarded(lambda: run_click(args), debug))

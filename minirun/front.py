@@ -1,11 +1,11 @@
 """The Python half of the `minirun` and `minirun-oci` executables (csrc/front.c).
 
 The native front runs the interpreter with ``-I -S`` (isolated: no PYTHON*
-variables, no user site, no working directory on sys.path; no site) and only
-the sys.path entries that hold minirun. A dependency installed elsewhere (a
-venv with system site-packages, a ``--user`` install beside the system's cffi)
-is then not on sys.path: the first top-level import that misses runs site,
-as pip's console script would have from the start, and is tried again.
+variables, no working directory on sys.path; no site) and only the sys.path
+entries that hold minirun. A dependency installed elsewhere (a venv with system
+site-packages, the user's site-packages beside a system install) is then not on
+sys.path: the first top-level import that misses runs site as pip's console
+script would have from the start, and is tried again.
 """
 
 from __future__ import annotations
@@ -13,17 +13,32 @@ from __future__ import annotations
 import sys
 
 
+# Without -S, site ran at start-up. (Not "site" in sys.modules: a library may import it under -S.)
+_site_ran = [not sys.flags.no_site]
+
+
+def run_site() -> None:
+    """What site does at a start without -I -S, once: the .pth files, the system's and the user's
+    site-packages (-I turned the user's off; site's own rule says whether they count)."""
+    if _site_ran[0]:
+        return
+    _site_ran[0] = True
+    import os
+    import site
+
+    site.ENABLE_USER_SITE = os.getuid() == os.geteuid() and os.getgid() == os.getegid()
+    site.main()
+
+
 class SiteOnFirstMiss:
     """The last finder on sys.meta_path while site has not run."""
 
     @staticmethod
     def find_spec(name, path=None, target=None):
-        if path is not None or "site" in sys.modules:
+        if path is not None or _site_ran[0]:
             return None  # a submodule: site adds no package's inside
         sys.meta_path.remove(SiteOnFirstMiss)
-        import site
-
-        site.main()
+        run_site()
         from importlib.machinery import PathFinder
 
         return PathFinder.find_spec(name)
@@ -31,7 +46,7 @@ class SiteOnFirstMiss:
 
 def start(entry: str) -> None:
     """Call ``entry`` ("module:function", as pip's console script does) and exit with its result."""
-    if "site" not in sys.modules:
+    if not _site_ran[0]:
         sys.meta_path.append(SiteOnFirstMiss)
     module, function = entry.split(":")
     sys.exit(getattr(__import__(module, fromlist=[function]), function)())

@@ -96,3 +96,17 @@ def test_an_import_the_fast_path_misses_runs_site_and_is_found(tmp_path):
             "from minirun.front import start; start('probe_entry:main')")
     out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout == "True click\n", out
+
+
+def test_the_site_run_after_a_miss_includes_the_users_site_packages(tmp_path):
+    """As pip's console script has it (outside a venv): a dependency in the user's site-packages."""
+    user_site = tmp_path / "userbase" / "lib" / f"python{sysconfig.get_python_version()}" / "site-packages"
+    user_site.mkdir(parents=True)
+    (user_site / "probe_dep.py").write_text("")
+    (tmp_path / "probe_entry.py").write_text("def main():\n    import probe_dep\n    print(probe_dep.__file__)\n")
+    code = (f"import sys; sys.path += [{CHECKOUT!r}, {str(tmp_path)!r}]; "
+            "from minirun.front import start; start('probe_entry:main')")
+    base = getattr(sys, "_base_executable", sys.executable)  # not a venv's: a venv leaves user site out
+    out = subprocess.run([base, "-I", "-S", "-c", code], capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONUSERBASE=str(tmp_path / "userbase")))
+    assert out.returncode == 0 and out.stdout == f"{user_site / 'probe_dep.py'}\n", out
