@@ -40,10 +40,10 @@ def link_static(target: str, sources: list[str], defines: tuple[str, ...] = ()) 
     os.replace(target + ".tmp", target)
 
 
-# executable -> (the function it runs, as a console script's entry point; its C sources)
+# executable -> (the function it runs, as a console script's entry point; its C sources; its own defines)
 FRONTS = {
-    "minirun": ("minirun.entry:main", ["csrc/front.c"]),
-    "minirun-oci": ("minirun.oci.main:cli", ["csrc/front.c", "csrc/ociverbs.c"]),
+    "minirun": ("minirun.entry:main", ["csrc/front.c"], []),
+    "minirun-oci": ("minirun.oci.main:cli", ["csrc/front.c", "csrc/ociverbs.c"], ["-DFRONT_OCI"]),  # native verbs first
 }
 
 
@@ -52,16 +52,16 @@ class BuildFronts(build_scripts):
     .data/scripts, an editable wheel's) copies with the executable bits."""
 
     def get_source_files(self):  # what the sdist carries for them
-        return sorted({source for _, sources in FRONTS.values() for source in sources} | {"csrc/ociverbs.h"})
+        return sorted({source for _, sources, _ in FRONTS.values() for source in sources})
 
     def run(self):
         os.makedirs(self.build_dir, exist_ok=True)
         # static, as the helpers: no dynamic loader runs before the interpreter does
         python = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
-        for name, (entry, sources) in FRONTS.items():
-            defines = [f'-DFRONT_PYVER="{sysconfig.get_python_version()}"', f'-DFRONT_PYTHON="{python}"',
-                       f'-DFRONT_ENTRY="{entry}"'] + (["-DFRONT_OCI"] if "csrc/ociverbs.c" in sources else [])
-            link_static(os.path.join(self.build_dir, name), sources, tuple(defines))
+        for name, (entry, sources, own) in FRONTS.items():
+            defines = (f'-DFRONT_PYVER="{sysconfig.get_python_version()}"', f'-DFRONT_PYTHON="{python}"',
+                       f'-DFRONT_ENTRY="{entry}"', *own)
+            link_static(os.path.join(self.build_dir, name), sources, defines)
 
 
 setup(cffi_modules=["csrc/ffibuild.py:ffibuilder", "csrc/ffibuild.py:seccomp_ffibuilder"],

@@ -32,6 +32,9 @@
 
 #ifdef FRONT_OCI
 #include "ociverbs.h"
+#ifndef OCI_NOT_NATIVE
+#define OCI_NOT_NATIVE (-2) /* oci_verbs_main's "not mine: run Python" */
+#endif
 #endif
 
 #if !defined(FRONT_PYVER) || !defined(FRONT_PYTHON) || !defined(FRONT_ENTRY)
