@@ -59,9 +59,16 @@ def test_the_front_runs_python_isolated_with_what_site_would_add(tmp_path):
     line = _fast_path_of(os.path.join(BIN, "minirun-oci"), str(tmp_path))
     site_packages = sysconfig.get_paths()["purelib"]
     # an install of the package, or (make venv's compat editable install) the checkout its .pth names
-    package_path = [site_packages] if os.path.isdir(os.path.join(site_packages, "minirun")) else [site_packages, CHECKOUT]
+    installed = os.path.isdir(os.path.join(site_packages, "minirun"))
+    package_path = [site_packages] if installed else [site_packages, CHECKOUT]
     assert line[:3] == [os.path.join(BIN, f"python{sysconfig.get_python_version()}"), "-I", "-S"], line
     assert line[3] == "-c" and line[5:] == package_path, line
+    # and no import misses on the way (minirun/front.py would run site): the same start, timed per import
+    timed = subprocess.run([*line[:3], "-X", "importtime", *line[3:], "--", "minirun-oci", "--root",
+                            str(tmp_path / "root"), "state", "nosuch"], capture_output=True, text=True)
+    imported = [entry.rsplit("|", 1)[-1].strip() for entry in timed.stderr.splitlines()
+                if entry.startswith("import time:")]
+    assert "minirun.oci.main" in imported and "site" not in imported, timed.stderr
 
 
 def test_a_symlink_to_the_front_finds_the_install_it_points_into(tmp_path):
