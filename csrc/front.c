@@ -19,7 +19,7 @@
  * with site. minirun-oci first tries its native verbs (ociverbs.h).
  *
  * Built with FRONT_PYVER (the X.Y of the interpreter the cffi extension is
- * built for), FRONT_PYTHON (that interpreter, the last guess where none sits
+ * built for), FRONT_PYTHON (that interpreter, the first guess where none sits
  * beside this file) and FRONT_ENTRY (the function BOOT calls, "module:name").
  */
 #define _GNU_SOURCE
