@@ -1,8 +1,9 @@
 """`pip install minirun` from a wheel and from an sdist starts as `make venv`'s install does:
 the same native front (csrc/front.c), the same interpreter flags, the package's own path.
 
-Each install goes into a fresh venv of its own; the dependencies and the build tools come
-from this venv through a .pth line (no index is asked), as a system's site-packages would.
+Each install goes into a fresh venv of its own (the dependencies and the build tools come
+from this venv through a .pth line, as a system's site-packages would; no index is asked),
+or, as a system pip's /usr/local, under a --prefix with no interpreter beside it.
 """
 
 from __future__ import annotations
@@ -50,16 +51,28 @@ def _fresh_venv(path) -> str:
     return site_packages
 
 
-@pytest.mark.parametrize("kind", ["wheel", "sdist"])
-def test_pip_install_gives_the_native_front(kind, dists, tmp_path):
-    venv = tmp_path / "venv"
-    site_packages = _fresh_venv(venv)
+def _install(kind: str, dist: str, where) -> tuple[str, str, str]:
+    """Install ``dist``; return the scripts directory, the site-packages it went to, the interpreter
+    the front should start. "prefix": no interpreter beside it, as a system pip's /usr/local."""
+    if kind == "prefix":
+        _run(sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--ignore-installed", "-q",
+             "--prefix", str(where), dist)
+        (site_packages,) = glob.glob(str(where / "lib" / f"python{PYVER}" / "*-packages"))
+        return str(where / "bin"), site_packages, os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+    site_packages = _fresh_venv(where)
     # --ignore-installed: this venv's minirun (seen through the .pth) is not pip's to replace
-    _run(str(venv / "bin" / "python"), "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
-         "--ignore-installed", "-q", dists[kind])
-    minirun, oci = str(venv / "bin" / "minirun"), str(venv / "bin" / "minirun-oci")
+    _run(str(where / "bin" / "python"), "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
+         "--ignore-installed", "-q", dist)
+    return str(where / "bin"), site_packages, str(where / "bin" / f"python{PYVER}")
+
+
+@pytest.mark.parametrize("kind", ["wheel", "sdist", "prefix"])
+def test_pip_install_gives_the_native_front(kind, dists, tmp_path):
+    bindir, site_packages, python = _install(kind, dists["sdist" if kind == "sdist" else "wheel"], tmp_path / "inst")
+    minirun, oci = os.path.join(bindir, "minirun"), os.path.join(bindir, "minirun-oci")
     assert is_native(minirun) and is_native(oci)
-    assert _run(minirun, "--version").stdout == "minirun, version 0.1.0\n"
+    if kind != "prefix":  # its dependencies (click) are the base interpreter's, if it has them
+        assert _run(minirun, "--version").stdout == "minirun, version 0.1.0\n"
     assert _run(oci, "--version").stdout.startswith("minirun-oci version 0.1.0\n")
     state = subprocess.run([oci, "--root", str(tmp_path / "root"), "state", "nosuch"], capture_output=True, text=True)
     assert (state.returncode, state.stderr) == (1, "minirun-oci: container 'nosuch' does not exist\n"), state
@@ -67,11 +80,11 @@ def test_pip_install_gives_the_native_front(kind, dists, tmp_path):
     (tmp_path / "installed").mkdir()
     cmdline, out = exec_line(oci, str(tmp_path / "installed"))
     assert out.returncode == 1 and "container 'nosuch' does not exist" in out.stderr, out
-    assert cmdline[:3] == [str(venv / "bin" / f"python{PYVER}"), "-I", "-S"], cmdline
+    assert cmdline[:3] == [python, "-I", "-S"], cmdline
     assert cmdline[5:cmdline.index("--")] == [site_packages], cmdline  # the installed package, nothing else
     # the same start as make venv's editable install: the same executables, interpreter flags and boot code
     for name in ("minirun", "minirun-oci"):
-        with open(venv / "bin" / name, "rb") as installed, open(os.path.join(BIN, name), "rb") as editable:
+        with open(os.path.join(bindir, name), "rb") as installed, open(os.path.join(BIN, name), "rb") as editable:
             assert installed.read() == editable.read(), f"{name} differs from make venv's (run make venv again?)"
     (tmp_path / "editable").mkdir()
     editable, _ = exec_line(os.path.join(BIN, "minirun-oci"), str(tmp_path / "editable"))
