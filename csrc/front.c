@@ -110,13 +110,29 @@ static int checkout_from_pth(const char *sitedir, char *checkout)
     return found;
 }
 
-/* This executable's real directory (a symlink to it, as an engine's config may hold, is followed). */
+/* Where a shell found ARGV0 without a slash: the first executable of that name on PATH. */
+static int on_path(const char *argv0, char *found)
+{
+    const char *path = getenv("PATH");
+    while (path && *path) {
+        size_t len = strcspn(path, ":");
+        int n = snprintf(found, PATH_MAX, "%.*s/%s", (int)len, len ? path : ".", argv0);
+        if (n > 0 && n < PATH_MAX && access(found, X_OK) == 0)
+            return 1;
+        path += len + (path[len] == ':');
+    }
+    return 0;
+}
+
+/* This executable's real directory (a symlink to it, as an engine's config may hold, is followed);
+   without /proc, from ARGV0 as exec or a PATH search found it. */
 static int own_dir(const char *argv0, char *dir)
 {
+    char found[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", dir, PATH_MAX - 1);
     if (n > 0)
         dir[n] = '\0';
-    else if (!strchr(argv0, '/') || !realpath(argv0, dir))
+    else if (!(strchr(argv0, '/') ? realpath(argv0, dir) : on_path(argv0, found) ? realpath(found, dir) : NULL))
         return 0;
     char *slash = strrchr(dir, '/');
     if (!slash)

@@ -11,6 +11,7 @@ import sysconfig
 
 import minirun
 from front_exec import exec_line, is_native
+from helpers import needs_root
 
 # Each of these imports enum, functools or collections (re, json, signal, threading,
 # typing ...): a few ms per start on this project's host.
@@ -53,6 +54,15 @@ def _fast_path_of(executable: str, scratch: str) -> list[str]:
     cmdline, out = exec_line(executable, scratch)
     assert out.returncode == 1 and out.stderr == "minirun-oci: container 'nosuch' does not exist\n", out
     return cmdline[:cmdline.index("--")]
+
+
+@needs_root
+def test_without_proc_the_front_finds_itself_as_the_path_search_did():
+    """In a mount namespace of our own without /proc: argv[0] has no slash, PATH found it."""
+    env = dict(os.environ, PATH=BIN + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin"))
+    out = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                          "umount -l /proc && exec minirun-oci --version"], capture_output=True, text=True, env=env)
+    assert out.returncode == 0 and out.stdout.startswith("minirun-oci version"), out
 
 
 def test_the_front_runs_python_isolated_with_what_site_would_add(tmp_path):
