@@ -158,6 +158,8 @@ ffibuilder.cdef(
     int mr_open_bind_tree(const char *source, int recursive, unsigned long attrs, char *step);
     int mr_attach_device_filter(const void *insns, int n_insns, int cgroup_fd, char *step);
 
+    static const int mr_passed_signals[...];
+
     #define MR_RELAY_MAX_CONNS ...
     struct mr_relay;
     struct mr_relay *mr_relay_new(void);

@@ -260,6 +260,11 @@ static inline int mr_forwarded_signal(int sig)
     }
 }
 
+/* The signals minirun passes on to the container's init while it runs, rather than die of
+ * them and orphan the container: a foreground run and `exec` (minirun/container.py, through
+ * cffi) and minirun-shim. The init passes them on to COMMAND (mr_forwarded_signal). */
+static const int mr_passed_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+
 /* seccomp(2)'s program, our own copy: musl's headers carry no linux/filter.h */
 struct mr_sock_filter {
     uint16_t code;

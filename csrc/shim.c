@@ -19,8 +19,8 @@
  * Each -p is a published port: FD listens on the host, and every connection is
  * relayed to ADDR:PORT, the container's address on the bridge, by csrc/relay.c,
  * the relay a foreground run uses too (minirun/portproxy.py).
- * SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 sent to the shim are
- * passed to the init (and so to COMMAND), as the Python supervisor did.
+ * The signals of mr_passed_signals (minirun.h) sent to the shim are passed to the
+ * init (and so to COMMAND), as the Python supervisor did.
  * Once the container is gone it execs FINISH ARGS... STATUS (the wait status):
  * Python again, for the cleanup (cgroups, network, state; lifecycle.finish).
  * Every fd the finish needs, the state lock among them, passes through both execs.
@@ -50,7 +50,6 @@
 #define CHUNK 16384
 #define MAX_CLIENTS 16
 #define DRAIN_LIMIT (1 << 20) /* at exit, read at most this much more from a pty still being written */
-static const int FORWARDED[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
 
 extern char **environ;
 
@@ -214,9 +213,9 @@ static void flush_input(void)
     }
 }
 
-/* SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 sent to the shim go to the
- * container's init, which passes them to COMMAND, as the Python supervisor did:
- * the container then ends its own way and the finish step records it. */
+/* The signals sent to the shim go to the container's init, which passes them to COMMAND,
+ * as the Python supervisor did: the container then ends its own way and the finish step
+ * records it. */
 static void forward_signals(void)
 {
     struct signalfd_siginfo si;
@@ -363,8 +362,8 @@ int main(int argc, char **argv)
         sigset_t forwarded;
 
         sigemptyset(&forwarded);
-        for (size_t i = 0; i < sizeof(FORWARDED) / sizeof(FORWARDED[0]); i++)
-            sigaddset(&forwarded, FORWARDED[i]);
+        for (size_t i = 0; i < sizeof(mr_passed_signals) / sizeof(mr_passed_signals[0]); i++)
+            sigaddset(&forwarded, mr_passed_signals[i]);
         /* kept blocked through the exec of the finish step, which must not die half-way */
         sigprocmask(SIG_BLOCK, &forwarded, NULL);
         sig_fd = signalfd(-1, &forwarded, SFD_CLOEXEC | SFD_NONBLOCK);

@@ -34,7 +34,6 @@ _NS_FILES = {"pid": "pid", "mount": "mnt", "uts": "uts", "ipc": "ipc", "network"
              "user": "user"}
 _KERNEL_OPTION = {"pid": "CONFIG_PID_NS", "mount": "namespaces", "uts": "CONFIG_UTS_NS", "ipc": "CONFIG_IPC_NS",
                   "network": "CONFIG_NET_NS", "cgroup": "CONFIG_CGROUPS", "user": "CONFIG_USER_NS"}
-FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 OPTIONAL_NAMESPACES = ("cgroup",)  # used where the kernel has it, skipped where not
 
 
@@ -339,9 +338,11 @@ class forward_signals:
             pass
 
     def __enter__(self):
+        from .syscalls import PASSED_SIGNALS  # csrc/minirun.h: the set minirun-shim passes on too
+
         threading = sys.modules.get("threading")  # not imported: no other thread was started
         if threading is None or threading.current_thread() is threading.main_thread():
-            for sig in FORWARDED_SIGNALS:
+            for sig in PASSED_SIGNALS:
                 self.saved[sig] = signal.signal(sig, self._forward)
         return self
 

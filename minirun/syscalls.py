@@ -38,6 +38,8 @@ _STEP_END = ffi.offsetof("struct mr_report", "step") + len(ffi.new("struct mr_re
 LIBEXEC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "libexec")
 INIT_PATH = os.path.join(LIBEXEC, "minirun-init")
 SHIM_PATH = os.path.join(LIBEXEC, "minirun-shim")
+# The signals minirun passes on to the container's init while it runs (csrc/minirun.h).
+PASSED_SIGNALS = tuple(lib.mr_passed_signals)
 SETUP_FAILED, EXEC_OK, EXEC_FAILED, EXITED, CREATED, HOOKS = (
     lib.MR_REPORT_SETUP_FAILED, lib.MR_REPORT_EXEC_OK, lib.MR_REPORT_EXEC_FAILED, lib.MR_REPORT_EXITED,
     lib.MR_REPORT_CREATED, lib.MR_REPORT_HOOKS)
