@@ -17,7 +17,7 @@ from distutils.command.build_scripts import build_scripts  # setuptools' own cop
 
 HELPERS = {
     "minirun-init": ["csrc/init_main.c", "csrc/reap.c", "csrc/command.c"],
-    "minirun-shim": ["csrc/shim.c", "csrc/relay.c"],
+    "minirun-shim": ["csrc/shim.c", "csrc/relay.c", "csrc/attach.c"],
 }
 
 

@@ -160,6 +160,16 @@ ffibuilder.cdef(
 
     static const int mr_passed_signals[...];
 
+    struct mr_pty { int master; int hung_up; ...; };
+    void mr_pty_init(struct mr_pty *p, int master);
+    struct mr_tty_relay { struct mr_pty pty; int in_fd, out_fd, wake_fd; int out_ok; ...; };
+    int mr_tty_relay(struct mr_tty_relay *t, int until_fd);
+    struct mr_attach_client { int sock, in_fd, out_fd, wake_fd; const char *keys; int n_keys; int held; ...; };
+    int mr_attach_client(struct mr_attach_client *c);
+    int mr_attach_send_size(int sock, unsigned short rows, unsigned short cols);
+    size_t mr_detach_filter(const char *keys, int n_keys, int *held, const char *in, size_t len, char *out,
+                            int *detached);
+
     #define MR_RELAY_MAX_CONNS ...
     struct mr_relay;
     struct mr_relay *mr_relay_new(void);
@@ -180,7 +190,7 @@ ffibuilder.set_source(
     """,
     sources=[os.path.join("csrc", name) for name in ("syscalls.c", "spawn.c", "init.c", "reap.c", "command.c",
                                                      "exec.c", "security.c", "rootpath.c", "devices.c", "console.c",
-                                                     "hooks.c", "relay.c")],
+                                                     "hooks.c", "relay.c", "attach.c")],
     include_dirs=[HERE],
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
 )

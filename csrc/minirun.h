@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define MR_STEP_MAX 240
 #define MR_CONSOLE_FD 4 /* where the container's init keeps req->console_fd (spawn.c) */
@@ -203,6 +204,63 @@ int mr_relay_connections(const struct mr_relay *r);
 void mr_relay_step(struct mr_relay *r);
 int mr_relay_serve(struct mr_relay *r, int stop_fd);
 void mr_relay_free(struct mr_relay *r);
+
+/* attach.c: a container's terminal on the host side, the one pty relay of `run -t` and
+ * `exec -t` (minirun/tty.py, through cffi) and of minirun-shim, and the attach protocol
+ * between minirun-shim and `minirun attach` (tty.py, through cffi): SOCK_SEQPACKET packets,
+ * each one byte of kind then its data. */
+#define MR_ATTACH_INPUT 'd'  /* client -> shim: keystrokes for the pty */
+#define MR_ATTACH_RESIZE 'w' /* client -> shim: struct mr_attach_size, the client's window */
+#define MR_ATTACH_CHUNK 16384 /* the most a read, and so a packet's data, carries */
+struct mr_attach_size {
+    unsigned short rows, cols;
+};
+
+/* A pty master with the keystrokes it could not take yet (it is non-blocking: a COMMAND
+ * that does not read never blocks its own output); input beyond a full buffer is lost,
+ * as on a real terminal. hung_up: no process holds the pty any more (the fd stays open). */
+struct mr_pty {
+    int master;
+    int hung_up;
+    size_t n_pending;
+    char pending[MR_ATTACH_CHUNK];
+};
+typedef void mr_sink(void *ctx, const char *buf, size_t len);
+void mr_pty_init(struct mr_pty *p, int master);
+void mr_pty_input(struct mr_pty *p, const char *buf, size_t len); /* queue, then write what it takes */
+void mr_pty_flush(struct mr_pty *p); /* write what it takes of the queue */
+ssize_t mr_pty_output(struct mr_pty *p, mr_sink *sink, void *ctx); /* one read: > 0 passed on, 0 none now,
+                                                                    * -1 hung up */
+void mr_pty_drain(struct mr_pty *p, mr_sink *sink, void *ctx); /* what COMMAND wrote just before it exited */
+void mr_attach_packet(struct mr_pty *p, const char *buf, size_t len); /* a client's packet, applied */
+
+/* The relay of `run -t`, `exec -t`: in_fd (minirun's terminal; -1: none) to the pty, the pty to
+ * out_fd, until until_fd (the init's report socket, a pidfd) is readable, then the drain. Returns
+ * 1 then, 0 when woken by wake_fd (Python's signal wakeup fd: its handlers run, e.g. a resize,
+ * then it calls again; the state is kept here), -errno if poll fails. */
+struct mr_tty_relay {
+    struct mr_pty pty;
+    int in_fd, out_fd, wake_fd;
+    int out_ok;
+};
+int mr_tty_relay(struct mr_tty_relay *t, int until_fd);
+
+/* `minirun attach`: in_fd to the shim's pty as MR_ATTACH_INPUT packets on sock, the packets
+ * the shim sends to out_fd, until the detach keys are typed (returns 1) or the shim closes the
+ * connection (2: the container's terminal is gone); 0 and -errno as for mr_tty_relay. */
+struct mr_attach_client {
+    int sock, in_fd, out_fd, wake_fd;
+    const char *keys; /* the detach sequence, n_keys long (0: none) */
+    int n_keys;
+    int held;         /* how many of the keys were typed so far, held back */
+};
+int mr_attach_client(struct mr_attach_client *c);
+int mr_attach_send_size(int sock, unsigned short rows, unsigned short cols); /* 0 or -errno */
+/* The detach keys in typed input, across reads, as docker finds them: the keys of a partial
+ * match are held back (*held of them), and passed on if the sequence breaks. Writes what to
+ * pass on to out (room for len + n_keys bytes), returns its length; *detached when complete. */
+size_t mr_detach_filter(const char *keys, int n_keys, int *held, const char *in, size_t len, char *out,
+                        int *detached);
 
 /* security.c, called by init.c: 0 or -errno with the step */
 int mr_security_before_setuid(const struct mr_spawn_req *req, char *step);

@@ -8,9 +8,9 @@
  * this static program, as conmon stays beside runc: idle, a container costs its
  * few pages instead of an interpreter. It waits for the init's exit report on
  * REPORT_FD (struct mr_report) and reaps INIT_PID, its child. With a terminal
- * (MASTER_FD >= 0) it also relays the pty: output to the log and to every client
- * of the listening SOCK_SEQPACKET socket LISTEN_FD (`minirun attach`), whose
- * packets are b"d" + input or b"w" + rows, columns (two native unsigned shorts).
+ * (MASTER_FD >= 0) it also relays the pty (csrc/attach.c): output to the log and
+ * to every client of the listening SOCK_SEQPACKET socket LISTEN_FD (`minirun
+ * attach`), whose packets attach.c applies (the protocol is in minirun.h).
  * Without one, COMMAND's stdout and stderr come on the pipe OUT_FD, to the log.
  * The log is the file "log" in the directory LOG_DIR_FD (on disk, not /run), and
  * the shim is its only writer: past MAX_SIZE bytes (0: no bound) it is rotated to
@@ -34,7 +34,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
-#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/signalfd.h>
@@ -42,26 +41,23 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <termios.h>
 #include <unistd.h>
 
 #include "minirun.h"
 
 #define CHUNK 16384
 #define MAX_CLIENTS 16
-#define DRAIN_LIMIT (1 << 20) /* at exit, read at most this much more from a pty still being written */
 
 extern char **environ;
 
-static int log_dir = -1, log_fd = -1, out_fd = -1, master = -1, listener = -1, sig_fd = -1;
+static int log_dir = -1, log_fd = -1, out_fd = -1, listener = -1, sig_fd = -1;
 static long long log_size, log_max_size;
 static int log_max_files = 1;
 static struct mr_relay *relay;
+static struct mr_pty pty;
 static pid_t init_pid;
 static int clients[MAX_CLIENTS];
 static int n_clients;
-static char pending[CHUNK];
-static size_t n_pending;
 
 static void write_all(int fd, const char *buf, size_t len)
 {
@@ -143,35 +139,33 @@ static void log_write(const char *buf, size_t len)
 }
 
 
-static void output(const char *buf, size_t len)
+/* the pty's output (mr_sink): to the log and to every attached client */
+static void output(void *ctx, const char *buf, size_t len)
 {
+    (void)ctx;
     log_write(buf, len);
     for (int i = n_clients - 1; i >= 0; i--) /* a client that does not keep up loses output: the log has it */
         if (send(clients[i], buf, len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 && errno != EAGAIN && errno != EINTR)
             drop_client(i);
 }
 
-/* One read of fd handed to sink: > 0 bytes relayed, 0 nothing there now, -1 at its end
- * (every writer closed the output pipe; no process holds the pty any more: EIO). */
-static ssize_t forward(int fd, void (*sink)(const char *, size_t))
+/* One read of the output pipe into the log: > 0 bytes relayed, 0 nothing there now, -1 at
+ * its end (every writer closed it). The pty goes to the log and to attached clients (output). */
+static ssize_t relay_output_pipe(void)
 {
     char buf[CHUNK];
-    ssize_t n = read(fd, buf, sizeof(buf));
+    ssize_t n = read(out_fd, buf, sizeof(buf));
 
     if (n > 0) {
-        sink(buf, (size_t)n);
+        log_write(buf, (size_t)n);
         return n;
     }
     return n < 0 && (errno == EAGAIN || errno == EINTR) ? 0 : -1;
 }
 
-/* the output pipe goes to the log only; the pty to the log and to attached clients */
-static ssize_t relay_output_pipe(void) { return forward(out_fd, log_write); }
-static ssize_t relay_master(void) { return forward(master, output); }
-
 static void client_packet(int i)
 {
-    char buf[CHUNK + 1];
+    char buf[1 + MR_ATTACH_CHUNK];
     ssize_t n = recv(clients[i], buf, sizeof(buf), MSG_DONTWAIT);
 
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -180,37 +174,7 @@ static void client_packet(int i)
         drop_client(i);
         return;
     }
-    if (buf[0] == 'd' && master >= 0) {
-        size_t room = sizeof(pending) - n_pending, len = (size_t)n - 1;
-
-        if (len > room)
-            len = room; /* input beyond a full buffer is lost, as on a real terminal */
-        memcpy(pending + n_pending, buf + 1, len);
-        n_pending += len;
-    } else if (buf[0] == 'w' && n == 1 + 2 * sizeof(unsigned short) && master >= 0) {
-        unsigned short size[2];
-        struct winsize ws = {0};
-
-        memcpy(size, buf + 1, sizeof(size));
-        ws.ws_row = size[0];
-        ws.ws_col = size[1];
-        ioctl(master, TIOCSWINSZ, &ws);
-    }
-}
-
-static void flush_input(void)
-{
-    ssize_t n;
-
-    if (!n_pending || master < 0)
-        return;
-    n = write(master, pending, n_pending);
-    if (n > 0) {
-        memmove(pending, pending + n, n_pending - (size_t)n);
-        n_pending -= (size_t)n;
-    } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
-        n_pending = 0;
-    }
+    mr_attach_packet(&pty, buf, (size_t)n);
 }
 
 /* The signals sent to the shim go to the container's init, which passes them to COMMAND,
@@ -237,7 +201,8 @@ static void relay_until(int report_fd)
 
         fds[n++] = (struct pollfd){.fd = report_fd, .events = POLLIN};
         fds[n++] = (struct pollfd){.fd = sig_fd, .events = POLLIN};
-        fds[n++] = (struct pollfd){.fd = master, .events = POLLIN | (n_pending ? POLLOUT : 0)};
+        fds[n++] = (struct pollfd){.fd = pty.hung_up ? -1 : pty.master,
+                                   .events = POLLIN | (pty.n_pending ? POLLOUT : 0)};
         fds[n++] = (struct pollfd){.fd = listener, .events = POLLIN};
         fds[n++] = (struct pollfd){.fd = out_fd, .events = POLLIN};
         fds[n++] = (struct pollfd){.fd = relay ? mr_relay_fd(relay) : -1, .events = POLLIN};
@@ -252,12 +217,8 @@ static void relay_until(int report_fd)
             return;
         if (fds[1].revents)
             forward_signals();
-        if (fds[2].revents & (POLLIN | POLLHUP | POLLERR) && relay_master() < 0) {
-            close(master); /* no process holds the pty any more */
-            master = -1;   /* poll ignores a negative fd from now on */
-        }
-        if (fds[2].revents & POLLOUT)
-            flush_input();
+        if (fds[2].revents & ~POLLOUT)
+            mr_pty_output(&pty, output, NULL); /* hangs up (leaves the set) at the pty's end or an error */
         if (fds[3].revents & POLLIN) {
             int c = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
 
@@ -283,7 +244,7 @@ static void relay_until(int report_fd)
                     break;
                 }
         }
-        flush_input();
+        mr_pty_flush(&pty); /* what the pty could not take before */
     }
 }
 
@@ -318,7 +279,7 @@ static int usage(void)
 int main(int argc, char **argv)
 {
     struct mr_report rep;
-    int report_fd, status = 0, reported = 0, finish_at = 6;
+    int report_fd, master, status = 0, reported = 0, finish_at = 6;
     char status_arg[16];
     ssize_t n;
 
@@ -369,22 +330,13 @@ int main(int argc, char **argv)
         sig_fd = signalfd(-1, &forwarded, SFD_CLOEXEC | SFD_NONBLOCK);
         signal(SIGCHLD, SIG_DFL); /* an inherited SIG_IGN would make waitpid below fail */
     }
-    if (master >= 0)
-        fcntl(master, F_SETFL, fcntl(master, F_GETFL) | O_NONBLOCK);
+    mr_pty_init(&pty, master);
     if (out_fd >= 0)
         fcntl(out_fd, F_SETFL, fcntl(out_fd, F_GETFL) | O_NONBLOCK);
     if (relay)
         raise_fd_limit();
     relay_until(report_fd);
-    if (master >= 0) {
-        for (size_t total = 0; master >= 0 && total < DRAIN_LIMIT;) { /* what COMMAND wrote just before */
-            ssize_t got = relay_master();
-
-            if (got <= 0)
-                break;
-            total += (size_t)got;
-        }
-    }
+    mr_pty_drain(&pty, output, NULL);
     do
         n = recv(report_fd, &rep, sizeof(rep), 0);
     while (n < 0 && errno == EINTR);

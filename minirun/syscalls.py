@@ -475,3 +475,86 @@ class Relay:
         if self._relay is not None:
             lib.mr_relay_free(self._relay)
             self._relay = None
+
+
+# --- a container's terminal: csrc/attach.c, the code minirun-shim runs too --------------
+
+class _SignalWakeup:
+    """Python's signal wakeup fd, for a C poll loop that holds no GIL: a signal with a Python
+    handler makes it readable, the C loop returns, the handler runs, the loop is called again.
+    Only the main thread can set it; elsewhere there is none (-1) and no handler runs either."""
+
+    def __enter__(self) -> int:
+        import signal
+
+        self.r, self.w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            self.previous = signal.set_wakeup_fd(self.w, warn_on_full_buffer=False)
+        except ValueError:  # not the main thread
+            self.previous = None
+            return -1
+        return self.r
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        if self.previous is not None:
+            signal.set_wakeup_fd(self.previous)
+        os.close(self.r)
+        os.close(self.w)
+
+
+def _until_done(call) -> int:
+    with _SignalWakeup() as wake_fd:
+        while (ret := call(wake_fd)) == 0:
+            pass  # woken by a signal: its Python handler runs here, then relay on
+    if ret < 0:
+        raise OSError(-ret, os.strerror(-ret))
+    return ret
+
+
+def tty_relay(master: int, until_fd: int, in_fd: int | None, out_fd: int) -> None:
+    """``in_fd`` (None: no input) to the pty ``master``, the master to ``out_fd``, until
+    ``until_fd`` is readable; then what COMMAND wrote last (mr_tty_relay)."""
+    relay = ffi.new("struct mr_tty_relay *")
+    lib.mr_pty_init(ffi.addressof(relay, "pty"), master)
+    relay.in_fd = -1 if in_fd is None else in_fd
+    relay.out_fd = out_fd
+    relay.out_ok = 1
+
+    def step(wake_fd: int) -> int:
+        relay.wake_fd = wake_fd
+        return lib.mr_tty_relay(relay, until_fd)
+
+    _until_done(step)
+
+
+def attach_client(sock: int, detach_keys: bytes, in_fd: int, out_fd: int) -> bool:
+    """`minirun attach` on the connected socket ``sock`` (mr_attach_client): True once the
+    detach keys were typed, False once the container's terminal is gone."""
+    client = ffi.new("struct mr_attach_client *")
+    keys = ffi.new("char[]", detach_keys)
+    client.sock, client.in_fd, client.out_fd = sock, in_fd, out_fd
+    client.keys, client.n_keys = keys, len(detach_keys)
+
+    def step(wake_fd: int) -> int:
+        client.wake_fd = wake_fd
+        return lib.mr_attach_client(client)
+
+    return _until_done(step) == 1
+
+
+def attach_send_size(sock: int, size: tuple[int, int]) -> None:
+    """Tell the shim the attached terminal's (rows, columns): an MR_ATTACH_RESIZE packet."""
+    err = lib.mr_attach_send_size(sock, size[0], size[1])
+    if err < 0:
+        raise OSError(-err, os.strerror(-err))
+
+
+def detach_filter(keys: bytes, held: int, data: bytes) -> tuple[bytes, int, bool]:
+    """mr_detach_filter: (what to pass on, keys held back now, whether the sequence is complete)."""
+    out = ffi.new("char[]", len(data) + len(keys) + 1)
+    held_p = ffi.new("int *", held)
+    detached = ffi.new("int *")
+    n = lib.mr_detach_filter(keys, len(keys), held_p, data, len(data), out, detached)
+    return ffi.buffer(out, n)[:], held_p[0], bool(detached[0])

@@ -11,8 +11,11 @@ sends the master over a unix socket; this module is everything on the host side:
     receive_master      the master fd (and the pty's path) from such a socket: also
                         what an OCI --console-socket receives
     raw_mode            the host terminal raw, restored on every way out
-    relay               one poll loop between the host terminal and the master
+    relay               the host terminal to the master and back
     attach              `minirun attach`: the client, with docker's detach keys
+
+The relays and the attach protocol themselves are C (csrc/attach.c, through
+minirun.syscalls), the code minirun-shim runs for a detached container's pty.
 
 Imported only when -t or -i is used: `minirun run` without them never loads it.
 """
@@ -23,20 +26,18 @@ import contextlib
 import errno
 import fcntl
 import os
-import select
 import signal
 import socket
 import struct
 import termios
 import threading
 
+from . import syscalls
 from .errors import MiniRunError, SetupError, SpecError
 
 DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
 DETACHED_SIZE = (24, 80)  # a detached pty's size until a client attaches
 ATTACH_SOCKET = "attach"
-_CHUNK = 16384
-_DRAIN_LIMIT = 1 << 20  # at exit, read at most this much more from a pty still being written
 
 
 class NotATerminal(SpecError):
@@ -115,96 +116,13 @@ def raw_mode(fd: int):
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
-def _write_all(fd: int, data: bytes) -> bool:
-    """Blocking write of everything; False if the reader is gone (EPIPE, EIO)."""
-    view = memoryview(data)
-    while view:
-        try:
-            view = view[os.write(fd, view):]
-        except (BrokenPipeError, OSError):
-            return False
-    return True
-
-
-def _read_master(master: int) -> bytes | None:
-    """b"" when nothing is there now, None once no process holds the pty (EIO)."""
-    try:
-        return os.read(master, _CHUNK) or None
-    except BlockingIOError:
-        return b""
-    except OSError as err:
-        if err.errno == errno.EIO:
-            return None
-        raise
-
-
-def _read_input(fd: int) -> bytes:
-    """b"" at the end of the input, including a terminal that hung up (EIO)."""
-    try:
-        return os.read(fd, _CHUNK)
-    except OSError:
-        return b""
-
-
-def _drain(master: int, sink) -> None:
-    """What COMMAND wrote just before it exited. A non-blocking read of a pty master
-    first waits for the kernel's flip-buffer work, so EAGAIN here means nothing is left."""
-    total = 0
-    while total < _DRAIN_LIMIT:
-        data = _read_master(master)
-        if not data:
-            return
-        total += len(data)
-        sink(data)
-
-
 def relay(master: int, until_fd: int, *, stdin_fd: int | None = 0, stdout_fd: int = 1) -> None:
-    """One poll loop: ``stdin_fd`` to the master, the master to ``stdout_fd``, until
-    ``until_fd`` is readable (the init's report socket, or a pidfd); then drain.
-
-    Keystrokes the pty cannot take yet wait in a buffer (the master is non-blocking),
-    so a COMMAND that is not reading never blocks its own output."""
-    os.set_blocking(master, False)
-    pending = b""
-    out_ok = master_open = True
-    poller = select.poll()
-    poller.register(until_fd, select.POLLIN)
-    poller.register(master, select.POLLIN)
-    if stdin_fd is not None:
-        poller.register(stdin_fd, select.POLLIN)
-
-    def to_stdout(data: bytes) -> None:
-        nonlocal out_ok
-        out_ok = out_ok and _write_all(stdout_fd, data)
-
-    while True:
-        for fd, _events in poller.poll():
-            if fd == until_fd:
-                _drain(master, to_stdout)
-                return
-            if fd == master:
-                data = _read_master(master)
-                if data is None:  # every holder of the pty closed it; the exit report follows
-                    poller.unregister(master)
-                    master_open, pending = False, b""
-                elif data:
-                    to_stdout(data)
-            elif fd == stdin_fd:
-                data = _read_input(stdin_fd)
-                if data and master_open:
-                    pending += data
-                elif not data:
-                    poller.unregister(stdin_fd)
-                    stdin_fd = None
-        if pending:
-            try:
-                pending = pending[os.write(master, pending):]
-            except BlockingIOError:
-                pass
-            except OSError:
-                pending = b""
-        if master_open:
-            poller.modify(master, select.POLLIN | (select.POLLOUT if pending else 0))
+    """``stdin_fd`` to the master, the master to ``stdout_fd``, until ``until_fd`` is
+    readable (the init's report socket, or a pidfd); then what COMMAND wrote last.
+    Keystrokes the pty cannot take yet wait in a buffer, so a COMMAND that is not
+    reading never blocks its own output. Signal handlers (a resize, the signals passed
+    on to the container) run meanwhile."""
+    syscalls.tty_relay(master, until_fd, stdin_fd, stdout_fd)
 
 
 # --- strategies for container.run ---------------------------------------------------
@@ -305,8 +223,8 @@ class Foreground(Console):
 class Supervised(Console):
     """`run -d -t`: the supervisor receives the master and opens ``<state dir>/attach``
     (SOCK_SEQPACKET), then hands both to minirun-shim, which relays (csrc/shim.c): the
-    output goes to the log and to every client; a client sends packets b"d" + input,
-    or b"w" + (rows, columns) as two native unsigned shorts."""
+    output goes to the log and to every client, the clients' packets to the pty
+    (csrc/attach.c; the protocol is in csrc/minirun.h)."""
 
     def __init__(self, open_log):
         super().__init__(DETACHED_SIZE)
@@ -352,30 +270,17 @@ def parse_detach_keys(text: str) -> bytes:
 
 class DetachFilter:
     """Finds the detach sequence in the typed input, across reads, as docker does: the
-    keys of a partial match are held back, and passed on if the sequence breaks."""
+    keys of a partial match are held back, and passed on if the sequence breaks
+    (csrc/attach.c, mr_detach_filter, which `attach` runs)."""
 
     def __init__(self, keys: bytes):
         self.keys = keys
-        self.held = b""
+        self.held = 0
 
     def feed(self, data: bytes) -> tuple[bytes, bool]:
         """(what to pass on, whether the whole sequence was typed)."""
-        out = bytearray()
-        for byte in data:
-            b = bytes((byte,))
-            if self.keys and b == self.keys[len(self.held):len(self.held) + 1]:
-                self.held += b
-                if self.held == self.keys:
-                    self.held = b""
-                    return bytes(out), True
-                continue
-            out += self.held
-            self.held = b""
-            if self.keys and b == self.keys[:1]:
-                self.held = b
-            else:
-                out += b
-        return bytes(out), False
+        out, self.held, detached = syscalls.detach_filter(self.keys, self.held, data)
+        return out, detached
 
 
 def attach(path: str, detach_keys: bytes, stdin_fd: int = 0, stdout_fd: int = 1) -> bool:
@@ -387,39 +292,16 @@ def attach(path: str, detach_keys: bytes, stdin_fd: int = 0, stdout_fd: int = 1)
     except OSError as err:
         sock.close()
         raise MiniRunError(f"cannot attach: the container's terminal is not available ({err.strerror})") from err
-    keys = DetachFilter(detach_keys)
 
     def resize() -> None:
         size = window_size(stdin_fd)
         if size:
             with contextlib.suppress(OSError):
-                sock.send(b"w" + struct.pack("HH", *size))
+                syscalls.attach_send_size(sock.fileno(), size)
 
     with sock, contextlib.ExitStack() as stack:
         if os.isatty(stdin_fd):
             stack.enter_context(raw_mode(stdin_fd))
         stack.enter_context(on_resize(resize))
         resize()
-        poller = select.poll()
-        poller.register(sock.fileno(), select.POLLIN)
-        poller.register(stdin_fd, select.POLLIN)
-        while True:
-            for fd, _events in poller.poll():
-                if fd == sock.fileno():
-                    try:
-                        data = sock.recv(1 << 17)
-                    except OSError:
-                        data = b""
-                    if not data:
-                        return False
-                    _write_all(stdout_fd, data)
-                    continue
-                data = _read_input(stdin_fd)
-                if not data:
-                    poller.unregister(stdin_fd)
-                    continue
-                data, detached = keys.feed(data)
-                if data:
-                    sock.send(b"d" + data)
-                if detached:
-                    return True
+        return syscalls.attach_client(sock.fileno(), detach_keys, stdin_fd, stdout_fd)
