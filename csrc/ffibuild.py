@@ -159,6 +159,7 @@ ffibuilder.cdef(
     int mr_attach_device_filter(const void *insns, int n_insns, int cgroup_fd, char *step);
 
     static const int mr_passed_signals[...];
+    static const char *const MR_SHIM_EXIT_RECORD;
 
     struct mr_pty { int master; int hung_up; ...; };
     void mr_pty_init(struct mr_pty *p, int master);

@@ -323,6 +323,10 @@ static inline int mr_forwarded_signal(int sig)
  * cffi) and minirun-shim. The init passes them on to COMMAND (mr_forwarded_signal). */
 static const int mr_passed_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
 
+/* minirun-shim's own exit record in the state directory, written before it execs the finish
+ * step: "WAIT_STATUS\n", then, if that exec failed, a line saying so (shim.c). */
+#define MR_SHIM_EXIT_RECORD "exit"
+
 /* seccomp(2)'s program, our own copy: musl's headers carry no linux/filter.h */
 struct mr_sock_filter {
     uint16_t code;

@@ -2,7 +2,7 @@
  * shim.c - minirun-shim, what stays on the host beside a detached container.
  *
  *     minirun-shim REPORT_FD INIT_PID LOG_DIR_FD MASTER_FD LISTEN_FD [-o OUT_FD] [-l MAX_SIZE:MAX_FILES]
- *                  [-p FD:ADDR:PORT]... -- FINISH ARGS...
+ *                  [-s STATE_DIR_FD] [-p FD:ADDR:PORT]... -- FINISH ARGS...
  *
  * The Python supervisor (minirun/lifecycle.py) starts the container, then execs
  * this static program, as conmon stays beside runc: idle, a container costs its
@@ -24,6 +24,10 @@
  * Once the container is gone it execs FINISH ARGS... STATUS (the wait status):
  * Python again, for the cleanup (cgroups, network, state; lifecycle.finish).
  * Every fd the finish needs, the state lock among them, passes through both execs.
+ * Before that exec, the shim leaves its own exit record, MR_SHIM_EXIT_RECORD, in the
+ * state directory STATE_DIR_FD: COMMAND's wait status, and why the finish step could
+ * not be exec'd if it could not, so neither that failure nor a finish that dies
+ * half-way loses the status (gc and `minirun ps` read it; minirun/cleanup.py).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -50,7 +54,8 @@
 
 extern char **environ;
 
-static int log_dir = -1, log_fd = -1, out_fd = -1, listener = -1, sig_fd = -1;
+static int log_dir = -1, log_fd = -1, out_fd = -1, listener = -1, sig_fd = -1, state_dir = -1;
+static int spare_fd = -1; /* held in reserve: when fds run out, freed to accept an attach client and close it */
 static long long log_size, log_max_size;
 static int log_max_files = 1;
 static struct mr_relay *relay;
@@ -177,21 +182,52 @@ static void client_packet(int i)
     mr_attach_packet(&pty, buf, (size_t)n);
 }
 
+/* A new attach client, or none: past MAX_CLIENTS, or when fds run out (the published ports'
+ * relay may hold them all), it is accepted and closed at once rather than left in the
+ * backlog, where it would keep the listener readable and the loop spinning. */
+static void accept_client(void)
+{
+    int c = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
+
+    if (c < 0 && (errno == EMFILE || errno == ENFILE) && spare_fd >= 0) {
+        close(spare_fd);
+        c = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
+        if (c >= 0)
+            close(c);
+        spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        return;
+    }
+    if (c < 0 && errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
+        close(listener); /* cannot accept any more: stop listening rather than spin */
+        listener = -1;
+    } else if (c >= 0 && n_clients < MAX_CLIENTS) {
+        clients[n_clients++] = c;
+    } else if (c >= 0) {
+        close(c);
+    }
+}
+
 /* The signals sent to the shim go to the container's init, which passes them to COMMAND,
  * as the Python supervisor did: the container then ends its own way and the finish step
  * records it. */
 static void forward_signals(void)
 {
     struct signalfd_siginfo si;
+    ssize_t n;
 
-    while (read(sig_fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+    while ((n = read(sig_fd, &si, sizeof(si))) == (ssize_t)sizeof(si))
         kill(init_pid, (int)si.ssi_signo);
+    if (n < 0 && errno != EAGAIN && errno != EINTR) {
+        close(sig_fd); /* never seen: the signals stay blocked, pending, rather than spin */
+        sig_fd = -1;
+    }
 }
 
 /* Relay until the report fd is readable: the init reported COMMAND's exit, or died.
  * poll's fds: the report fd, the forwarded signals, the pty master, the attach
  * listener, COMMAND's output pipe, the published ports' relay (csrc/relay.c), then
- * the attach clients. */
+ * the attach clients. Every revents is acted on, and an fd whose read fails leaves the
+ * set (a negative fd is ignored by poll): nothing stays ready unread, so it never spins. */
 static void relay_until(int report_fd)
 {
     static struct pollfd fds[6 + MAX_CLIENTS];
@@ -219,14 +255,8 @@ static void relay_until(int report_fd)
             forward_signals();
         if (fds[2].revents & ~POLLOUT)
             mr_pty_output(&pty, output, NULL); /* hangs up (leaves the set) at the pty's end or an error */
-        if (fds[3].revents & POLLIN) {
-            int c = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
-
-            if (c >= 0 && n_clients < MAX_CLIENTS)
-                clients[n_clients++] = c;
-            else if (c >= 0)
-                close(c);
-        }
+        if (fds[3].revents)
+            accept_client();
         if (fds[4].revents && relay_output_pipe() < 0) {
             close(out_fd); /* every writer is gone; nothing more will come */
             out_fd = -1;
@@ -272,8 +302,29 @@ static void raise_fd_limit(void)
 static int usage(void)
 {
     fprintf(stderr, "usage: minirun-shim REPORT_FD INIT_PID LOG_DIR_FD MASTER_FD LISTEN_FD [-o OUT_FD] "
-            "[-l MAX_SIZE:MAX_FILES] [-p FD:ADDR:PORT]... -- FINISH...\n");
+            "[-l MAX_SIZE:MAX_FILES] [-s STATE_DIR_FD] [-p FD:ADDR:PORT]... -- FINISH...\n");
     return 125;
+}
+
+/* MR_SHIM_EXIT_RECORD in the state directory, replaced whole (a reader sees the old record or
+ * the new): the wait status, then the shim's own failure, if any. */
+static void write_exit_record(int status, const char *failure, int err)
+{
+    char text[MR_STEP_MAX + 64];
+    int fd, len;
+
+    if (state_dir < 0)
+        return;
+    len = snprintf(text, sizeof(text), "%d\n", status);
+    if (failure)
+        len += snprintf(text + len, sizeof(text) - (size_t)len, "%s: %s\n", failure, strerror(err));
+    fd = openat(state_dir, "." MR_SHIM_EXIT_RECORD ".tmp", O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+                0600);
+    if (fd < 0)
+        return;
+    write_all(fd, text, (size_t)len);
+    close(fd);
+    renameat(state_dir, "." MR_SHIM_EXIT_RECORD ".tmp", state_dir, MR_SHIM_EXIT_RECORD);
 }
 
 int main(int argc, char **argv)
@@ -298,6 +349,9 @@ int main(int argc, char **argv)
                 return usage();
         } else if (strcmp(opt, "-o") == 0) {
             if ((out_fd = parse_int(val, 1 << 20)) < 0)
+                return usage();
+        } else if (strcmp(opt, "-s") == 0) {
+            if ((state_dir = parse_int(val, 1 << 20)) < 0)
                 return usage();
         } else if (strcmp(opt, "-l") == 0) {
             if (sscanf(val, "%lld:%d%n", &log_max_size, &log_max_files, &used) != 2 || val[used] ||
@@ -331,6 +385,8 @@ int main(int argc, char **argv)
         signal(SIGCHLD, SIG_DFL); /* an inherited SIG_IGN would make waitpid below fail */
     }
     mr_pty_init(&pty, master);
+    if (listener >= 0)
+        spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (out_fd >= 0)
         fcntl(out_fd, F_SETFL, fcntl(out_fd, F_GETFL) | O_NONBLOCK);
     if (relay)
@@ -374,20 +430,28 @@ int main(int argc, char **argv)
         close(master);
     if (listener >= 0)
         close(listener);
+    if (spare_fd >= 0)
+        close(spare_fd);
     close(report_fd);
+    write_exit_record(status, NULL, 0);
 
     snprintf(status_arg, sizeof(status_arg), "%d", status);
     {
         int first = finish_at + 1;
         char **finish = calloc((size_t)(argc - first + 2), sizeof(char *));
 
-        if (!finish)
-            return 125;
-        for (int i = first; i < argc; i++)
-            finish[i - first] = argv[i];
-        finish[argc - first] = status_arg;
-        execve(finish[0], finish, environ);
-        perror("minirun-shim: exec of the finish step");
+        if (finish) {
+            for (int i = first; i < argc; i++)
+                finish[i - first] = argv[i];
+            finish[argc - first] = status_arg;
+            execve(finish[0], finish, environ);
+        }
+        {
+            int err = errno;
+
+            write_exit_record(status, "minirun-shim: exec of the finish step", err);
+            fprintf(stderr, "minirun-shim: exec of the finish step: %s\n", strerror(err));
+        }
     }
     return 125;
 }

@@ -73,6 +73,22 @@ def release_stale_addresses(root: str | None = None, failed: list[str] | None = 
     return released
 
 
+def shim_exit_record(state_dir: str) -> dict | None:
+    """The exit fields for state.json from what minirun-shim recorded before its finish step
+    (csrc/shim.c, MR_SHIM_EXIT_RECORD), for a detached container whose finish step never
+    ran or died half-way; None if there is no such record."""
+    from .syscalls import SHIM_EXIT_RECORD
+
+    try:
+        with open(os.open(os.path.join(state_dir, SHIM_EXIT_RECORD), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)) as f:
+            status, _, failure = f.read().partition("\n")
+        code = os.waitstatus_to_exitcode(int(status))
+    except (OSError, ValueError):
+        return None
+    return dict(exit_code=code if code >= 0 else 128 - code, signal=-code if code < 0 else None,
+                error=failure.strip() or "the cleanup after its exit did not finish")
+
+
 def gc(root: str | None = None, failed: list[str] | None = None) -> list[str]:
     """Clean up after dead minirun processes; return the ids cleaned.
 
@@ -116,7 +132,8 @@ def gc(root: str | None = None, failed: list[str] | None = None) -> list[str]:
                 remove(name, root)
                 cleaned.append(name)
             elif record.get("status") != state.EXITED:
-                record.update(status=state.EXITED, exit_code=137, finished=now, error="its minirun supervisor died")
+                record.update(shim_exit_record(path) or dict(exit_code=137, error="its minirun supervisor died"),
+                              status=state.EXITED, finished=now)
                 state.write(path, record)
                 cleaned.append(name)
                 cgroups.remove(name)

@@ -59,7 +59,8 @@ def status(container_id: str) -> dict:
     """state.json, with the status corrected by the liveness lock."""
     st = state.read(container_id)
     if st.get("status") != state.EXITED and not state.is_live(container_id):
-        st["status"] = state.EXITED  # its owner died; gc will record it
+        # its owner died; gc will record it, with the status minirun-shim left if it did
+        st.update(cleanup.shim_exit_record(os.path.join(state.STATE_ROOT, container_id)) or {}, status=state.EXITED)
     return st
 
 
@@ -156,10 +157,13 @@ def _exec_shim(child, claim, log_dir_fd: int, out_fd: int, log_opts: tuple[int, 
     published = proxy.hand_over() if proxy else []
     master = terminal.master if terminal else -1
     listener = terminal.listener.fileno() if terminal else -1
-    for fd in (child.report_fd, claim.lock_fd, log_dir_fd, out_fd, master, listener, *(fd for fd, _, _ in published)):
+    state_dir_fd = os.open(claim.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # for the shim's exit record
+    for fd in (child.report_fd, claim.lock_fd, log_dir_fd, out_fd, master, listener, state_dir_fd,
+               *(fd for fd, _, _ in published)):
         if fd >= 0:
             os.set_inheritable(fd, True)
-    options = ["-l", f"{log_opts[0]}:{log_opts[1]}"] + (["-o", str(out_fd)] if out_fd >= 0 else [])
+    options = ["-l", f"{log_opts[0]}:{log_opts[1]}", "-s", str(state_dir_fd)]
+    options += ["-o", str(out_fd)] if out_fd >= 0 else []
     options += [arg for fd, ip, port in published for arg in ("-p", f"{fd}:{ip}:{port}")]
     # -I: no PYTHON* variables and no script directory on sys.path (site still adds the venv's).
     # The package goes first by the path this process imported it from, which PYTHONPATH

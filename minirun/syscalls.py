@@ -40,6 +40,7 @@ INIT_PATH = os.path.join(LIBEXEC, "minirun-init")
 SHIM_PATH = os.path.join(LIBEXEC, "minirun-shim")
 # The signals minirun passes on to the container's init while it runs (csrc/minirun.h).
 PASSED_SIGNALS = tuple(lib.mr_passed_signals)
+SHIM_EXIT_RECORD = ffi.string(lib.MR_SHIM_EXIT_RECORD).decode()  # minirun-shim's own, in the state directory
 SETUP_FAILED, EXEC_OK, EXEC_FAILED, EXITED, CREATED, HOOKS = (
     lib.MR_REPORT_SETUP_FAILED, lib.MR_REPORT_EXEC_OK, lib.MR_REPORT_EXEC_FAILED, lib.MR_REPORT_EXITED,
     lib.MR_REPORT_CREATED, lib.MR_REPORT_HOOKS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 
 import pytest
@@ -268,3 +269,29 @@ def test_sigterm_to_the_supervisor_is_forwarded_not_fatal(detached):
     os.kill(st["owner"], 15)
     assert wait_for(lambda: inspect(name)["status"] == "exited")
     assert inspect(name)["exit_code"] == 3  # the container's own exit, not gc's 137 "supervisor died"
+
+
+def test_a_finish_step_that_cannot_start_still_records_the_exit(detached, rootfs, tmp_path):
+    """minirun-shim execs the interpreter that started the container for the finish step. If
+    that exec fails (the interpreter was removed or upgraded away meanwhile), the shim's own
+    exit record keeps COMMAND's status: gc records it, not 137 "supervisor died"."""
+    venv = tmp_path / "venv"  # this venv under another name, whose interpreter the test then removes
+    (venv / "bin").mkdir(parents=True)
+    (venv / "pyvenv.cfg").write_text(open(os.path.join(sys.prefix, "pyvenv.cfg")).read())
+    (venv / "lib").symlink_to(os.path.join(sys.prefix, "lib"))
+    (venv / "bin" / "python").symlink_to(os.path.realpath(sys.executable))
+    name = "lc-nofinish"
+    out = subprocess.run([str(venv / "bin" / "python"), "-m", "minirun", "run", "-d", "--name", name, rootfs,
+                          "/bin/sh", "-c", 'trap "exit 3" TERM; echo armed; while :; do sleep 0.1; done'],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    try:
+        assert wait_for(lambda: minirun("logs", name).stdout == "armed\n", 30)  # the trap is set
+        (venv / "bin" / "python").unlink()
+        assert minirun("kill", "-s", "TERM", name).returncode == 0
+        assert wait_for(lambda: inspect(name)["status"] == "exited")
+        st = inspect(name)
+        assert st["exit_code"] == 3, st
+        assert "exec of the finish step: No such file or directory" in st["error"]
+    finally:
+        minirun("rm", "-f", name)
