@@ -16,7 +16,7 @@ from setuptools.command.build_ext import build_ext
 from distutils.command.build_scripts import build_scripts  # setuptools' own copy, once setuptools is imported
 
 HELPERS = {
-    "minirun-init": ["csrc/init_main.c", "csrc/reap.c", "csrc/command.c"],
+    "minirun-init": ["csrc/init_main.c", "csrc/reap.c", "csrc/command.c", "csrc/report.c"],
     "minirun-shim": ["csrc/shim.c", "csrc/relay.c", "csrc/attach.c"],
 }
 

@@ -189,7 +189,7 @@ ffibuilder.set_source(
     #include <sys/mount.h>
     #include "minirun.h"
     """,
-    sources=[os.path.join("csrc", name) for name in ("syscalls.c", "spawn.c", "init.c", "reap.c", "command.c",
+    sources=[os.path.join("csrc", name) for name in ("syscalls.c", "spawn.c", "init.c", "report.c",
                                                      "exec.c", "security.c", "rootpath.c", "devices.c", "console.c",
                                                      "hooks.c", "relay.c", "attach.c")],
     include_dirs=[HERE],

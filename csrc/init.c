@@ -181,69 +181,61 @@ static void __attribute__((noreturn)) exec_failed(const struct mr_spawn_req *req
 }
 
 /* execve COMMAND through minirun-init's exec mode, run from the sealed memfd
- * req->helper_fd (command.c says why); in this process if that cannot run. The
- * failure pipe stays open across that first exec: minirun-init reports on it.
+ * req->helper_fd (command.c says why). The failure pipe stays open across that
+ * first exec: minirun-init reports on it; a helper that cannot be exec'd is
+ * COMMAND's exec failure, named as such.
  *
  * With seccomp_deferred, mr_security_before_exec left the filter unloaded: the
  * helper loads it itself after its own syscalls (its exec, libc's start, prctl,
  * fcntl), just before COMMAND's execve, as runc-dmz does; it gets the program in
- * a memfd named in its argv. If the helper does not run, it is loaded here. */
+ * a memfd named in its argv. */
 static void __attribute__((noreturn)) exec_command(const struct mr_spawn_req *req, int pipe_fd, int seccomp_deferred)
 {
-    char step[MR_STEP_MAX];
-    int err;
+    char fd_arg[16], oci_arg[2] = {req->oci_process ? '1' : '0', 0}, filter_arg[64] = "-", self[32];
+    int n = 0, err;
+    const char **argv;
 
-    if (req->helper_fd >= 0) {
-        char fd_arg[16], oci_arg[2] = {req->oci_process ? '1' : '0', 0}, filter_arg[64] = "-", self[32];
-        int n = 0, filter_fd = -1;
-        const char **argv;
+    while (req->argv[n])
+        n++;
+    argv = alloca(sizeof(char *) * (size_t)(n + 7));
+    argv[0] = "minirun-init";
+    argv[1] = "exec";
+    argv[2] = fd_arg;
+    argv[3] = oci_arg;
+    argv[4] = filter_arg;
+    argv[5] = req->path ? req->path : "";
+    memcpy(argv + 6, req->argv, sizeof(char *) * (size_t)(n + 1));
+    snprintf(fd_arg, sizeof(fd_arg), "%d", pipe_fd);
+    snprintf(self, sizeof(self), "/proc/self/fd/%d", req->helper_fd);
+    if (seccomp_deferred) {
+        /* Not CLOEXEC: the helper maps it and closes it. Nobody else can reach it:
+         * this process is not dumpable, and the helper makes itself so at once. */
+        size_t size = (size_t)req->seccomp_len * sizeof(struct sock_filter), done = 0;
+        int filter_fd = (int)syscall(SYS_memfd_create, "minirun-seccomp", 0U);
+        ssize_t w = 0;
 
-        while (req->argv[n])
-            n++;
-        argv = alloca(sizeof(char *) * (size_t)(n + 7));
-        argv[0] = "minirun-init";
-        argv[1] = "exec";
-        argv[2] = fd_arg;
-        argv[3] = oci_arg;
-        argv[4] = filter_arg;
-        argv[5] = req->path ? req->path : "";
-        memcpy(argv + 6, req->argv, sizeof(char *) * (size_t)(n + 1));
-        snprintf(fd_arg, sizeof(fd_arg), "%d", pipe_fd);
-        snprintf(self, sizeof(self), "/proc/self/fd/%d", req->helper_fd);
-        if (seccomp_deferred) {
-            /* Not CLOEXEC: the helper maps it and closes it. Nobody else can reach it:
-             * this process is not dumpable, and the helper makes itself so at once. */
-            size_t size = (size_t)req->seccomp_len * sizeof(struct sock_filter), done = 0;
-            ssize_t w = 0;
-
-            filter_fd = (int)syscall(SYS_memfd_create, "minirun-seccomp", 0U);
-            while (filter_fd >= 0 && done < size &&
-                   ((w = write(filter_fd, (const char *)req->seccomp_filter + done, size - done)) > 0 ||
-                    (w < 0 && errno == EINTR)))
-                done += w > 0 ? (size_t)w : 0;
-            if (filter_fd >= 0 && done == size)
-                snprintf(filter_arg, sizeof(filter_arg), "%d:%d:%u", filter_fd, req->seccomp_len,
-                         req->seccomp_flags);
-        }
-        if ((!seccomp_deferred || strcmp(filter_arg, "-")) && fcntl(pipe_fd, F_SETFD, 0) == 0) {
-            /* execveat first: "/proc/self/fd/N" is looked up in the container's root,
-             * whose image could supply that path where no /proc is mounted. The /proc
-             * fallback is for a profile without execveat, which only matters when the
-             * filter is in force already: no no_new_privs, or startContainer hooks.
-             * Non-dumpable from its start: this process is visible in the container,
-             * which must never catch the helper before its seccomp filter (security.c). */
-            mr_execveat_nondumpable(req->helper_fd, (char *const *)argv, (char *const *)req->envp);
-            if (req->security && req->seccomp_filter && !seccomp_deferred)
-                execve(self, (char *const *)argv, (char *const *)req->envp);
-            fcntl(pipe_fd, F_SETFD, FD_CLOEXEC);
-        }
-        if (filter_fd >= 0)
-            close(filter_fd);
+        while (filter_fd >= 0 && done < size &&
+               ((w = write(filter_fd, (const char *)req->seccomp_filter + done, size - done)) > 0 ||
+                (w < 0 && errno == EINTR)))
+            done += w > 0 ? (size_t)w : 0;
+        if (filter_fd < 0 || done < size)
+            exec_failed(req, pipe_fd, filter_fd < 0 || w < 0 ? errno : EIO, "minirun-init: pass the seccomp filter");
+        snprintf(filter_arg, sizeof(filter_arg), "%d:%d:%u", filter_fd, req->seccomp_len, req->seccomp_flags);
     }
-    if (seccomp_deferred && (err = mr_load_seccomp(req, step)) < 0)
-        exec_failed(req, pipe_fd, -err, step);
-    mr_exec_command((char *const *)req->argv, (char *const *)req->envp, req->path, pipe_fd, req->oci_process);
-    _exit(127);
+    if (fcntl(pipe_fd, F_SETFD, 0) < 0)
+        exec_failed(req, pipe_fd, errno, "minirun-init: keep the failure pipe");
+    /* execveat first: "/proc/self/fd/N" is looked up in the container's root,
+     * whose image could supply that path where no /proc is mounted. The /proc
+     * path is for a profile without execveat, which only matters when the
+     * filter is in force already: no no_new_privs, or startContainer hooks.
+     * Non-dumpable from its start: this process is visible in the container,
+     * which must never catch the helper before its seccomp filter (security.c). */
+    err = -mr_execveat_nondumpable(req->helper_fd, (char *const *)argv, (char *const *)req->envp);
+    if (req->security && req->seccomp_filter && !seccomp_deferred) {
+        execve(self, (char *const *)argv, (char *const *)req->envp);
+        err = errno;
+    }
+    exec_failed(req, pipe_fd, err, "minirun-init: execveat (the helper that execs COMMAND)");
 }
 
 /* runc's rule (setupUser): an environment without HOME, or with an empty one, gets
@@ -426,9 +418,9 @@ static uint64_t reaper_caps(const struct mr_spawn_req *req)
 }
 
 /* Become the static minirun-init (init_main.c), from the sealed memfd the parent
- * made: the same loop in a few pages instead of this forked interpreter. If the
- * exec fails, run the loop here. Either way COMMAND's process waits on sync_fd
- * until the init is complete. */
+ * made: the reaper (reap.c) in a few pages instead of this forked interpreter.
+ * COMMAND's process waits on sync_fd until the init is complete; if the exec
+ * fails, the setup fails, and COMMAND's process dies with the PID namespace. */
 static void __attribute__((noreturn)) become_init(const struct mr_spawn_req *req, int report_fd, pid_t command,
                                                   int sync_fd)
 {
@@ -440,17 +432,41 @@ static void __attribute__((noreturn)) become_init(const struct mr_spawn_req *req
      * container's root, whose image could supply it where no /proc is mounted.
      * (exec_command keeps that fallback for a seccomp profile without execveat;
      * no filter applies to this process.) */
-    if (req->helper_fd >= 0) {
-        snprintf(fd_arg, sizeof(fd_arg), "%d", report_fd);
-        snprintf(pid_arg, sizeof(pid_arg), "%d", command);
-        snprintf(sync_arg, sizeof(sync_arg), "%d", sync_fd);
-        snprintf(caps_arg, sizeof(caps_arg), "%llu", (unsigned long long)reaper_caps(req));
-        if (fcntl(report_fd, F_SETFD, 0) == 0 && fcntl(sync_fd, F_SETFD, 0) == 0)
-            mr_execveat_nondumpable(req->helper_fd, argv, envp);
-        fcntl(report_fd, F_SETFD, FD_CLOEXEC);
-        fcntl(sync_fd, F_SETFD, FD_CLOEXEC);
+    int err;
+
+    snprintf(fd_arg, sizeof(fd_arg), "%d", report_fd);
+    snprintf(pid_arg, sizeof(pid_arg), "%d", command);
+    snprintf(sync_arg, sizeof(sync_arg), "%d", sync_fd);
+    snprintf(caps_arg, sizeof(caps_arg), "%llu", (unsigned long long)reaper_caps(req));
+    if (fcntl(report_fd, F_SETFD, 0) < 0 || fcntl(sync_fd, F_SETFD, 0) < 0)
+        err = -errno;
+    else
+        err = mr_execveat_nondumpable(req->helper_fd, argv, envp);
+    mr_setup_failed(report_fd, "init: exec minirun-init", -err);
+}
+
+/* runc's check at create (exec.LookPath in standard_init_linux.go): COMMAND must be
+ * there before `create` returns, so that engines report a missing one at create, as
+ * docker does with 127. Go's rules: a name with a slash must be an executable
+ * non-directory; a bare name, one in some PATH directory. A relative name with a
+ * slash is left to execve: the working directory is made only later. Returns 0,
+ * ENOENT or EACCES. */
+int mr_find_command(const char *name, const char *path)
+{
+    char candidate[4096];
+    struct stat st;
+
+    if (strchr(name, '/')) {
+        if (name[0] != '/')
+            return 0;
+        if (stat(name, &st) < 0)
+            return errno == ENOTDIR ? ENOENT : errno;
+        return S_ISDIR(st.st_mode) || !(st.st_mode & 0111) ? EACCES : 0;
     }
-    mr_init_run(report_fd, command, sync_fd, reaper_caps(req));
+    for (const char *dirs = path; mr_path_candidate(&dirs, name, candidate, sizeof(candidate));)
+        if (stat(candidate, &st) == 0 && !S_ISDIR(st.st_mode) && (st.st_mode & 0111))
+            return 0;
+    return ENOENT;
 }
 
 void mr_container_init(const struct mr_spawn_req *req, int fd)
@@ -503,7 +519,7 @@ void mr_container_init(const struct mr_spawn_req *req, int fd)
     if (req->oci_process) { /* COMMAND is PID 1 (the engine brings its own init) */
         int missing = mr_find_command(req->argv[0], req->path);
 
-        if (missing) /* create fails, as runc's does (command.c) */
+        if (missing) /* create fails, as runc's does (mr_find_command) */
             mr_exec_failed(fd, 1, missing, req->argv[0]);
         mr_send_report(fd, MR_REPORT_CREATED, 0, 0, getpid(), NULL);
         mr_become_command(req, fd, 0);

@@ -10,6 +10,7 @@
 
 #include <signal.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -338,20 +339,41 @@ struct mr_sock_fprog {
     struct mr_sock_filter *filter;
 };
 
-/* reap.c, also linked into the static minirun-init (init_main.c). */
+/* report.c, in the extension and in the static minirun-init: the records sent to the waiter. */
 void mr_send_report(int fd, int kind, int err, int status, int pid, const char *step);
 /* A SETUP_FAILED report naming the step, then exit 125: the child's every setup failure. */
 void mr_setup_failed(int fd, const char *step, int err) __attribute__((noreturn));
-/* The container's PID 1 once COMMAND's process is forked and waits on sync_fd: confine itself
- * to what a reaper needs (keep_caps: bit N = capability N), release it, report EXEC_OK or
- * EXEC_FAILED, then forward signals and reap until COMMAND exits. */
+/* COMMAND could not be exec'd: report on pipe_fd (an mr_exec_failure, or an mr_report for an
+ * OCI PID 1) and exit. */
+void mr_exec_failed(int pipe_fd, int oci_process, int err, const char *step) __attribute__((noreturn));
+
+/* reap.c, only in minirun-init (init_main.c): the container's PID 1 once COMMAND's process is
+ * forked and waits on sync_fd: confine itself to what a reaper needs (keep_caps: bit N =
+ * capability N), release it, report EXEC_OK or EXEC_FAILED, then forward signals and reap
+ * until COMMAND exits. */
 void mr_init_run(int report_fd, int command, int sync_fd, uint64_t keep_caps) __attribute__((noreturn));
 
-/* command.c, also linked into minirun-init: execve COMMAND, searching `path`; on
- * failure report on pipe_fd (an mr_exec_failure, or an mr_report for an OCI PID 1) and exit. */
-void mr_exec_failed(int pipe_fd, int oci_process, int err, const char *step) __attribute__((noreturn));
+/* command.c, only in minirun-init: execve COMMAND, searching `path`; a failure is mr_exec_failed. */
 void mr_exec_command(char *const argv[], char *const envp[], const char *path, int pipe_fd, int oci_process)
     __attribute__((noreturn));
+/* init.c: an OCI `create`'s check that COMMAND is there (0, ENOENT or EACCES). */
 int mr_find_command(const char *name, const char *path);
+
+/* The container's PATH, walked the one way of mr_exec_command and mr_find_command: the next
+ * candidate for name in *dirs into buf (an empty entry is the working directory), 0 once none is left. */
+static inline int mr_path_candidate(const char **dirs, const char *name, char *buf, size_t size)
+{
+    const char *dir = *dirs, *end;
+    int len;
+
+    if (!dir || !*dir)
+        return 0;
+    for (end = dir; *end && *end != ':'; end++)
+        ;
+    len = (int)(end - dir);
+    snprintf(buf, size, "%.*s/%s", len ? len : 1, len ? dir : ".", name);
+    *dirs = *end ? end + 1 : end;
+    return 1;
+}
 
 #endif

@@ -3,10 +3,9 @@
  * reaper and nothing more, let COMMAND exec, then forward signals to it, reap
  * every zombie of the namespace and report COMMAND's exit.
  *
- * Compiled twice: into the extension (init.c reports through it and falls back
- * on it) and into the static minirun-init (init_main.c) that PID 1 normally
- * execs, so that an idle container holds a ~100 KiB program instead of a
- * forked copy of the Python interpreter.
+ * Only in the static minirun-init (init_main.c), which PID 1 execs, so that an
+ * idle container holds a ~100 KiB program instead of a forked copy of the
+ * Python interpreter; the extension's child never runs it itself.
  *
  * Order (init.c forks COMMAND's process first; it waits on the sync socket):
  *   PID 1                                   COMMAND's process
@@ -36,27 +35,6 @@
 #include <unistd.h>
 
 #include "minirun.h"
-
-void mr_send_report(int fd, int kind, int err, int status, int pid, const char *step)
-{
-    struct mr_report rep;
-
-    memset(&rep, 0, sizeof(rep));
-    rep.kind = kind;
-    rep.err = err;
-    rep.status = status;
-    rep.pid = pid;
-    if (step)
-        strncpy(rep.step, step, sizeof(rep.step) - 1);
-    while (send(fd, &rep, sizeof(rep), MSG_NOSIGNAL) < 0 && errno == EINTR)
-        ;
-}
-
-void mr_setup_failed(int fd, const char *step, int err)
-{
-    mr_send_report(fd, MR_REPORT_SETUP_FAILED, err, 0, 0, step);
-    _exit(125);
-}
 
 /* capset(2)'s ABI (musl has no linux/capability.h) */
 struct mr_cap_header {

@@ -11,7 +11,7 @@ import fcntl
 import os
 import sys
 
-from .errors import warn
+from .errors import HostError, warn
 from .record import Record
 
 TYPE_CHECKING = False
@@ -277,15 +277,17 @@ _MFD_EXEC = 0x10  # Linux 6.3+: executable even where vm.memfd_noexec makes memf
 
 def sealed_init() -> int:
     """A sealed memfd holding a copy of minirun-init, for the child to exec (csrc/command.c
-    says why a copy: COMMAND's /proc/self/exe must never be a writable host file); -1 if
-    it is not built, and the child then does the same work in the forked process.
+    says why a copy: COMMAND's /proc/self/exe must never be a writable host file): the
+    container's PID 1 and the exec of COMMAND both run it, there is no other way.
     Made once per process: sealed, it cannot change, and an API user's hundredth
     container need not copy it again (checked by inode, in case the fd was closed)."""
     global _sealed
     if _sealed is not None:
         try:
             st = os.fstat(_sealed[0])
-            if (st.st_dev, st.st_ino) == _sealed[1:] and fcntl.fcntl(_sealed[0], fcntl.F_GET_SEALS) & _SEALS == _SEALS:
+            if (st.st_dev, st.st_ino) == _sealed[1:] and (
+                    fcntl.fcntl(_sealed[0], fcntl.F_GETFL) & os.O_PATH  # the host file, where no memfd can run
+                    or fcntl.fcntl(_sealed[0], fcntl.F_GET_SEALS) & _SEALS == _SEALS):
                 return _sealed[0]
         except OSError:
             pass
@@ -297,8 +299,8 @@ def sealed_init() -> int:
 def _copy_sealed() -> int:
     try:
         src = os.open(INIT_PATH, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return -1
+    except OSError as err:
+        raise HostError(f"{INIT_PATH} is missing ({err.strerror}): reinstall minirun (its build links it)") from None
     fd = -1
     try:
         try:
@@ -319,10 +321,10 @@ def _copy_sealed() -> int:
     except OSError as err:
         if fd >= 0:
             os.close(fd)
-        # vm.memfd_noexec=2, say: COMMAND is still exec'd, but by the forked interpreter
-        warn(f"no sealed copy of minirun-init ({err.strerror}): COMMAND is exec'd directly, without the "
+        # vm.memfd_noexec=2, say: the helper still runs, from the host's file
+        warn(f"no sealed copy of minirun-init ({err.strerror}): it runs from {INIT_PATH}, without the "
              "CVE-2019-5736 protection")
-        return -1
+        return os.open(INIT_PATH, os.O_PATH | os.O_CLOEXEC)
     finally:
         os.close(src)
 
