@@ -47,8 +47,6 @@ static int number(const char *s, long min)
     return *s && !*end && v >= min && v <= 1 << 30 ? (int)v : -1;
 }
 
-#define MR_SECCOMP_SET_MODE_FILTER 1
-
 /* SECCOMP as above; a failure is COMMAND's exec failure, named as security.c names it. */
 static void load_seccomp(const char *arg, int pipe_fd, int oci_process)
 {

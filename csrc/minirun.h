@@ -8,13 +8,23 @@
 #ifndef MINIRUN_H
 #define MINIRUN_H
 
+#include <errno.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdint.h>
+#include <sys/prctl.h>
 #include <sys/types.h>
 
 #define MR_STEP_MAX 240
+
+/* What older libc headers, and musl's (the static helpers), lack: defined once. */
+#ifndef PR_CAP_AMBIENT
+#define PR_CAP_AMBIENT 47
+#define PR_CAP_AMBIENT_RAISE 2
+#define PR_CAP_AMBIENT_CLEAR_ALL 4
+#endif
+#define MR_SECCOMP_SET_MODE_FILTER 1 /* seccomp(2)'s operation; musl has no linux/seccomp.h */
 #define MR_CONSOLE_FD 4 /* where the container's init keeps req->console_fd (spawn.c) */
 #define MR_HELPER_FD 5  /* and req->helper_fd */
 
@@ -346,6 +356,12 @@ void mr_setup_failed(int fd, const char *step, int err) __attribute__((noreturn)
 /* COMMAND could not be exec'd: report on pipe_fd (an mr_exec_failure, or an mr_report for an
  * OCI PID 1) and exit. */
 void mr_exec_failed(int pipe_fd, int oci_process, int err, const char *step) __attribute__((noreturn));
+
+/* The container's exit status when COMMAND could not be exec'd, as a shell's: 127 not found, else 126. */
+static inline int mr_exec_failure_status(int err)
+{
+    return err == ENOENT ? 127 : 126;
+}
 
 /* reap.c, only in minirun-init (init_main.c): the container's PID 1 once COMMAND's process is
  * forked and waits on sync_fd: confine itself to what a reaper needs (keep_caps: bit N =

@@ -45,10 +45,6 @@ struct mr_cap_data {
     uint32_t effective, permitted, inheritable;
 };
 #define MR_CAP_V3 0x20080522
-#ifndef PR_CAP_AMBIENT
-#define PR_CAP_AMBIENT 47
-#define PR_CAP_AMBIENT_CLEAR_ALL 4
-#endif
 
 /* Allow only the syscalls of mr_init_run past this point; everything else fails with EPERM
  * (not a kill: a stray call must not take the container down). Other architectures than
@@ -75,7 +71,7 @@ static int reaper_filter(char *step)
     };
     struct mr_sock_fprog prog = {sizeof(insns) / sizeof(insns[0]), insns};
 
-    if (syscall(SYS_seccomp, 1 /* SECCOMP_SET_MODE_FILTER */, 0, &prog) < 0 && errno != ENOSYS && errno != EINVAL) {
+    if (syscall(SYS_seccomp, MR_SECCOMP_SET_MODE_FILTER, 0, &prog) < 0 && errno != ENOSYS && errno != EINVAL) {
         snprintf(step, MR_STEP_MAX, "init: load its seccomp filter");
         return -errno;
     }
@@ -164,7 +160,7 @@ void mr_init_run(int report_fd, pid_t command, int sync_fd, uint64_t keep_caps)
         mr_send_report(report_fd, MR_REPORT_EXEC_FAILED, failure.err, 0, command, failure.step);
         while (waitpid(command, NULL, 0) < 0 && errno == EINTR)
             ;
-        _exit(failure.err == ENOENT ? 127 : 126);
+        _exit(mr_exec_failure_status(failure.err));
     }
     mr_send_report(report_fd, MR_REPORT_EXEC_OK, 0, 0, command, NULL);
 

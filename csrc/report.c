@@ -47,7 +47,7 @@ void mr_exec_failed(int pipe_fd, int oci_process, int err, const char *step)
         strncpy(rep.step, step, sizeof(rep.step) - 1);
         if (send(pipe_fd, &rep, sizeof(rep), MSG_NOSIGNAL) < 0)
             dprintf(2, "minirun-oci: %s: %s\n", step, strerror(err));
-        _exit(err == ENOENT ? 127 : 126);
+        _exit(mr_exec_failure_status(err));
     } else {
         struct mr_exec_failure f;
 

@@ -39,10 +39,6 @@
 
 #include "minirun.h"
 
-#ifndef PR_CAP_AMBIENT
-#define PR_CAP_AMBIENT 47
-#define PR_CAP_AMBIENT_CLEAR_ALL 4
-#endif
 
 /* seccomp(2) rather than prctl: only it takes the profile's flags (LOG,
  * SPEC_ALLOW, TSYNC). The program was built and exported by libseccomp in the

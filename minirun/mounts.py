@@ -13,24 +13,22 @@ from __future__ import annotations
 import os
 import stat
 
+from ._native import lib
 from .record import Record
 
-# Values match <sys/mount.h>; checked against the compiled module in tests.
-MS_RDONLY = 0x1
-MS_NOSUID = 0x2
-MS_NODEV = 0x4
-MS_NOEXEC = 0x8
-MS_REMOUNT = 0x20
-MS_BIND = 0x1000
-MS_REC = 0x4000
-MS_STRICTATIME = 0x1000000
+# mount(2)'s flags, as <sys/mount.h> has them (through cffi: csrc/ffibuild.py)
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = lib.MS_RDONLY, lib.MS_NOSUID, lib.MS_NODEV, lib.MS_NOEXEC
+MS_SYNCHRONOUS, MS_REMOUNT, MS_MANDLOCK, MS_DIRSYNC = lib.MS_SYNCHRONOUS, lib.MS_REMOUNT, lib.MS_MANDLOCK, lib.MS_DIRSYNC
+MS_NOATIME, MS_NODIRATIME, MS_BIND, MS_REC = lib.MS_NOATIME, lib.MS_NODIRATIME, lib.MS_BIND, lib.MS_REC
+MS_UNBINDABLE, MS_PRIVATE, MS_SLAVE, MS_SHARED = lib.MS_UNBINDABLE, lib.MS_PRIVATE, lib.MS_SLAVE, lib.MS_SHARED
+MS_RELATIME, MS_STRICTATIME = lib.MS_RELATIME, lib.MS_STRICTATIME
 
 # Plan operations (enum mr_op_kind in csrc/minirun.h, executed by csrc/rootpath.c).
-OP_MOUNT, OP_MKNOD, OP_SYMLINK, OP_MKDIR = 1, 2, 3, 4
-OP_MASK, OP_READONLY = 5, 6  # security's masked and read-only paths; a missing target is skipped
-OP_NODEV = 7  # nodev on a mount and every mount under it
-OP_WRITE = 8  # write data to an existing file (an OCI sysctl)
-NODE_KEEP = 1  # flags of OP_MKNOD and OP_SYMLINK: an existing entry stays (else it is replaced)
+OP_MOUNT, OP_MKNOD, OP_SYMLINK, OP_MKDIR = lib.MR_OP_MOUNT, lib.MR_OP_MKNOD, lib.MR_OP_SYMLINK, lib.MR_OP_MKDIR
+OP_MASK, OP_READONLY = lib.MR_OP_MASK, lib.MR_OP_READONLY  # masked and read-only paths; a missing target is skipped
+OP_NODEV = lib.MR_OP_NODEV  # nodev on a mount and every mount under it
+OP_WRITE = lib.MR_OP_WRITE  # write data to an existing file (an OCI sysctl)
+NODE_KEEP = lib.MR_NODE_KEEP  # flags of OP_MKNOD and OP_SYMLINK: an existing entry stays (else it is replaced)
 
 
 class Op(Record, frozen=True):

@@ -20,14 +20,12 @@ import stat
 
 from .. import jsonlite
 from ..errors import SpecError
-from ..mounts import DEFAULT_DEVICES, DEV_LINKS, NODE_KEEP, OP_MKNOD, OP_MOUNT, OP_READONLY, OP_SYMLINK, Op
+from ..mounts import (DEFAULT_DEVICES, DEV_LINKS, MS_BIND, MS_DIRSYNC, MS_MANDLOCK, MS_NOATIME, MS_NODEV,
+                      MS_NODIRATIME, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC, MS_RELATIME, MS_REMOUNT,
+                      MS_SHARED, MS_SLAVE, MS_STRICTATIME, MS_SYNCHRONOUS, MS_UNBINDABLE, NODE_KEEP, OP_MKNOD,
+                      OP_MOUNT, OP_READONLY, OP_SYMLINK, Op)
 from ..spec import ContainerSpec, Limits, Process, parse_cpuset
 
-
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_SYNCHRONOUS, MS_REMOUNT = 0x1, 0x2, 0x4, 0x8, 0x10, 0x20
-MS_MANDLOCK, MS_DIRSYNC, MS_NOATIME, MS_NODIRATIME, MS_BIND, MS_REC = 0x40, 0x80, 0x400, 0x800, 0x1000, 0x4000
-MS_UNBINDABLE, MS_PRIVATE, MS_SLAVE, MS_SHARED = 1 << 17, 1 << 18, 1 << 19, 1 << 20
-MS_RELATIME, MS_STRICTATIME = 1 << 21, 1 << 24
 
 # mount(8) option -> (set, flag): runc's table (libcontainer/specconv).
 MOUNT_FLAGS = {

@@ -83,12 +83,15 @@ def test_default_plan_follows_the_oci_defaults():
     assert order.index("/dev") < min(order.index(n) for n in nodes)
 
 
-def test_mount_flags_match_the_kernel_headers():
+def test_plan_constants_come_from_the_c_header():
+    """Declared once, in csrc/minirun.h and <sys/mount.h>: Python reads them through cffi."""
     from minirun import mounts, syscalls
 
     for name in ["MS_RDONLY", "MS_NOSUID", "MS_NODEV", "MS_NOEXEC", "MS_REMOUNT", "MS_BIND", "MS_REC",
-                 "MS_STRICTATIME"]:
+                 "MS_STRICTATIME", "MS_RELATIME", "MS_SHARED"]:
         assert getattr(mounts, name) == getattr(syscalls.lib, name), name
+    for name in ["MOUNT", "MKNOD", "SYMLINK", "MKDIR", "MASK", "READONLY", "NODEV", "WRITE"]:
+        assert getattr(mounts, f"OP_{name}") == getattr(syscalls.lib, f"MR_OP_{name}"), name
 
 
 def test_native_errors_name_the_step():
