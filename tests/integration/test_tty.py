@@ -309,3 +309,19 @@ def test_idle_relay_does_not_spin(shell):
     assert cpu_ticks(shell.proc.pid) - before <= 5  # 50 ms of CPU in 1 s at most: poll, no busy loop
     shell.send(b"exit\n")
     assert shell.wait() == 0
+
+
+def test_an_idle_shim_and_its_attach_client_do_not_spin(rootfs, detached):
+    """Both ends of the attach protocol (csrc/attach.c) wait in poll while nothing happens."""
+    out = minirun("run", "-d", "-it", "--name", detached, rootfs, "/bin/sh")
+    assert out.returncode == 0, out.stderr
+    shim = inspect(detached)["owner"]
+    with Terminal("attach", detached) as term:
+        term.send(b"echo ready-$((6*7))\n")
+        term.expect(rb"\r\nready-42\r\n")
+        before = cpu_ticks(shim), cpu_ticks(term.proc.pid)
+        time.sleep(1)  # a measurement window, not a synchronisation
+        after = cpu_ticks(shim), cpu_ticks(term.proc.pid)
+        assert after[0] - before[0] <= 5 and after[1] - before[1] <= 5, (before, after)
+        term.send(b"exit 0\n")
+        assert term.wait() == 0

@@ -94,3 +94,29 @@ def test_receive_master_takes_the_fd_and_the_name():
         os.close(x)
     a.close()
     b.close()
+
+
+def test_python_signal_handlers_run_while_the_c_relay_waits():
+    """The relay is C (csrc/attach.c) and holds no GIL: a resize or a signal minirun passes
+    on to the container must still reach its Python handler while it waits, not only when
+    the container's output next wakes it. Here the handler is what ends the relay."""
+    import subprocess
+    import sys
+
+    script = """if True:
+        import os, signal
+        from minirun.tty import relay
+        master, slave = os.openpty()
+        end_r, end_w = os.pipe()
+        out_r, out_w = os.pipe()
+        signal.signal(signal.SIGUSR1, lambda *_: os.write(end_w, b"!"))
+        if os.fork() == 0:  # once the relay has passed output on, it waits in C: signal it then
+            os.write(slave, b"x")
+            os.read(out_r, 1)
+            os.kill(os.getppid(), signal.SIGUSR1)
+            os._exit(0)
+        relay(master, end_r, stdin_fd=None, stdout_fd=out_w)
+        print("ended")
+    """
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=10)
+    assert (out.returncode, out.stdout) == (0, "ended\n"), out.stderr
