@@ -120,3 +120,56 @@ def test_python_signal_handlers_run_while_the_c_relay_waits():
     """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=10)
     assert (out.returncode, out.stdout) == (0, "ended\n"), out.stderr
+
+
+def test_the_attach_protocol_between_client_and_shim(tmp_path):
+    """Both ends in C (csrc/attach.c): the client's keystrokes and window size reach the pty
+    minirun-shim holds, the pty's output reaches the client and the log, and the detach
+    keys end the client, not the container."""
+    import fcntl
+    import struct
+    import subprocess
+    import threading
+
+    from minirun.syscalls import SHIM_PATH, attach_client, attach_send_size
+
+    master, slave = os.openpty()
+    attrs = termios.tcgetattr(slave)
+    attrs[3] &= ~termios.ECHO  # what is typed is not written back
+    termios.tcsetattr(slave, termios.TCSANOW, attrs)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    listener.bind(str(tmp_path / "attach"))
+    listener.listen(8)
+    dir_fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    shim = subprocess.Popen([SHIM_PATH, str(ours.fileno()), str((1 << 20) + 1), str(dir_fd), str(master),
+                             str(listener.fileno()), "--", "/bin/true"],
+                            pass_fds=(ours.fileno(), dir_fd, master, listener.fileno()))
+    for fd in (ours.fileno(), dir_fd, master, listener.fileno()):
+        os.close(fd)
+    in_r, in_w = os.pipe()
+    out_r, out_w = os.pipe()
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    detached = []
+    try:
+        client.connect(str(tmp_path / "attach"))
+        attach_send_size(client.fileno(), (33, 90))
+        thread = threading.Thread(target=lambda: detached.append(attach_client(client.fileno(), b"\x10\x11", in_r,
+                                                                               out_w)))
+        thread.start()
+        os.write(in_w, b"hi\n\x10")  # the first detach key is held back
+        assert os.read(slave, 100) == b"hi\n"
+        assert struct.unpack("HHHH", fcntl.ioctl(slave, termios.TIOCGWINSZ, b"\0" * 8))[:2] == (33, 90)
+        os.write(slave, b"out")
+        assert os.read(out_r, 100) == b"out"
+        os.write(in_w, b"\x11")
+        thread.join(10)
+        assert detached == [True]
+    finally:
+        client.close()
+        os.close(slave)
+        theirs.close()  # the "init" is gone: the shim finishes
+        for fd in (in_r, in_w, out_r, out_w):
+            os.close(fd)
+    assert shim.wait(timeout=10) == 0
+    assert (tmp_path / "log").read_bytes() == b"out"
