@@ -1,10 +1,13 @@
 """cgroups for minirun containers: find where each controller lives, then drive it.
 
     detect()          /proc/self/mountinfo, parsed once -> Layout (unified | legacy | hybrid)
-    create_manager()  id + Limits (+ Layout) -> Cgroup, one per container
-    Cgroup            create, add_pid, kill, destroy, and the counters minirun reports
+    create_manager()  id + Limits (+ Layout) -> Cgroup, for a new container
+    existing()        id (+ relpath, recorded paths) -> Cgroup, for one another process made
+    Cgroup            create, update, freeze, kill, destroy, pids and the counters minirun
+                      reports: the interface in manager.py, which NoCgroup (rootless) also has
     stale_ids/remove  what `minirun gc` needs
-    v1, v2            one small function per knob; fs: the only cgroupfs I/O
+    v1, v2            each a setter table (Limits field -> file, format: knobs.py), the
+                      freezer and the counters; fs: the only cgroupfs I/O
 
 Where a controller is used: in the unified (v2) hierarchy if its root lists it in
 cgroup.controllers *and* passes it down in cgroup.subtree_control, else in the v1
@@ -33,7 +36,7 @@ from ..errors import CgroupError, HostError, SpecError
 from ..settings import CGROUP_PARENT as PARENT
 from ..settings import check_names
 from ..spec import Limits, check_id
-from . import fs, v1, v2
+from . import fs, knobs, v1, v2
 
 MOUNTINFO = "/proc/self/mountinfo"
 
@@ -180,13 +183,16 @@ class Cgroup:
     v2 they are all the same directory, on v1 one per hierarchy. Keep it in state.
     """
 
-    def __init__(self, container_id: str, limits: Limits, layout: Layout, relpath: str | None = None):
+    def __init__(self, container_id: str, limits: Limits, layout: Layout, relpath: str | None = None,
+                 paths: dict[str, str] | None = None):
         self.id = container_id
         self.limits = limits
         self.layout = layout
         # Below each hierarchy's root: minirun/<id>, or an OCI cgroupsPath (minirun-oci).
         self.relpath = relpath or os.path.join(PARENT, container_id)
-        self.paths = _container_paths(layout, self.relpath, wanted_optional(limits))
+        # ``paths``: as recorded when the container was made (existing()), else as the
+        # limits make them: on v2 only the OPTIONAL controllers they ask for.
+        self.paths = dict(paths) if paths else _container_paths(layout, self.relpath, wanted_optional(limits))
         self.notes: list[str] = []  # what could not be applied as asked (e.g. no swap accounting)
         # Directories made by create(). None: create() was not called here, so the
         # container's directories were made by another minirun process and are all ours.
@@ -237,11 +243,12 @@ class Cgroup:
         if path == self.paths.get("cpuset") and path != unified:
             v1.init_cpuset(path)  # a new v1 cpuset refuses every task until it has cpus and mems
 
-    def _apply(self) -> None:
-        unified = self.paths.get("unified")
+    def _apply(self, skip: frozenset[str] = frozenset()) -> None:
         for controller, path in self.paths.items():
-            driver = v2 if path == unified else v1
-            driver.apply(controller, path, self.limits, self.notes)
+            knobs.apply(self._driver(path).SETTERS, controller, path, self.limits, self.notes, skip)
+
+    def _driver(self, path: str):
+        return v2 if path == self.paths.get("unified") else v1
 
     def _remove_created(self) -> None:
         for path in reversed(self._created or []):
@@ -252,9 +259,16 @@ class Cgroup:
         self._created = []
 
     def update(self, limits: Limits) -> None:
-        """Apply new limits to an existing cgroup (`minirun-oci update`)."""
+        """Apply new limits to an existing cgroup (`minirun-oci update`). The device rules
+        stay as create made them (runc's update has none); an OPTIONAL v2 controller the
+        cgroup was made without cannot be added now."""
+        limits.validate()
+        fields = {"cpuset": "cpu.cpus/mems", "blkio": "blockIO", "hugetlb": "hugepageLimits"}
+        for controller in sorted(wanted_optional(limits) - self.paths.keys()):
+            raise SpecError(f"linux.resources.{fields[controller]}: container {self.id!r} was created "
+                            f"without a {controller} cgroup, which only create can add")
         self.limits = limits
-        self._apply()
+        self._apply(skip=frozenset({"devices"}))
 
     def add_pid(self, pid: int) -> None:
         """Move ``pid`` (and its threads) into the container's cgroup in every hierarchy.
@@ -347,32 +361,66 @@ class Cgroup:
             return list(self._created)
         return _all_dirs(self.layout, self.relpath)
 
+    def _freezer(self):
+        """(directory, driver) of the container's freezer: cgroup.freeze of the v2 directory
+        (kernel 5.2+; joined on hybrid hosts too), else the v1 freezer's freezer.state
+        (legacy hosts: every container joins that hierarchy). None without either."""
+        for key, driver in (("unified", v2), ("freezer", v1)):
+            path = self.paths.get(key)
+            if path is not None and os.path.exists(os.path.join(path, driver.FREEZE_FILE)):
+                return path, driver
+        return None
+
+    @property
+    def freeze_file(self) -> str | None:
+        """The file freeze() writes (recorded in minirun-oci's state.json, which C reads)."""
+        found = self._freezer()
+        return None if found is None else os.path.join(found[0], found[1].FREEZE_FILE)
+
+    def freeze(self, frozen: bool) -> None:
+        """Stop (True) or let run again (False) every process of the container."""
+        found = self._freezer()
+        if found is None:
+            raise HostError("pause/resume needs a freezer (cgroup.freeze or the v1 freezer), which this "
+                            "container's cgroup lacks")
+        path, driver = found
+        driver.freeze(path, frozen)
+
+    def frozen(self) -> bool:
+        """True once freeze(True) was asked (the kernel may still be stopping tasks)."""
+        found = self._freezer()
+        return found is not None and found[1].is_frozen(found[0])
+
     def oom_kill_count(self) -> int:
         """Processes the kernel OOM-killed in this container (0 without a memory controller)."""
-        return self._stat("memory", v1.oom_kills, v2.oom_kills) or 0
+        return self._stat("oom_kill_count") or 0
 
     def cpu_usage_ns(self) -> int | None:
-        return self._stat("cpuacct", v1.cpu_usage_ns, v2.cpu_usage_ns)
+        return self._stat("cpu_usage_ns")
 
     def memory_usage(self) -> int | None:
-        return self._stat("memory", v1.memory_usage, v2.memory_usage)
+        return self._stat("memory_usage")
 
     def memory_peak(self) -> int | None:
-        return self._stat("memory", v1.memory_peak, v2.memory_peak)
+        return self._stat("memory_peak")
 
-    def _stat(self, controller: str, on_v1, on_v2):
+    def _stat(self, name: str):
+        controller = v1.STATS[name][0]  # the same controller in both drivers
         path = self.paths.get(controller)
         if path is None:
             return None
-        return (on_v2 if path == self.paths.get("unified") else on_v1)(path)
+        return self._driver(path).STATS[name][1](path)
 
 
 class NoCgroup:
-    """The manager of a rootless container, which has no cgroup: same interface, no effect."""
+    """The manager of a rootless container, which has no cgroup: same interface; limits
+    and placement have no effect, and there is nothing to count, kill or freeze."""
 
     id = ""
     paths: dict[str, str] = {}
+    notes: list[str] = []
     needs_parent_placement = False
+    freeze_file = None
 
     def create(self) -> None:
         pass
@@ -380,11 +428,20 @@ class NoCgroup:
     def destroy(self) -> None:
         pass
 
+    def remove_if_unused(self, wait: float = 2.0) -> bool:
+        return True
+
     def kill(self) -> None:
         pass
 
     def update(self, limits: Limits) -> None:
         pass
+
+    def freeze(self, frozen: bool) -> None:
+        raise HostError("pause/resume needs a cgroup freezer, and a rootless container has no cgroup")
+
+    def frozen(self) -> bool:
+        return False
 
     def add_pid(self, pid: int) -> None:
         pass
@@ -438,12 +495,17 @@ def stale_ids(layout: Layout | None = None, parent: str | None = None) -> set[st
     return ids
 
 
-def existing(container_id: str, layout: Layout | None = None, relpath: str | None = None) -> Cgroup:
-    """The cgroup another minirun process made for ``container_id`` (at ``relpath`` below
-    each hierarchy's root, an OCI cgroupsPath; default PARENT/<id>): all its directories are ours."""
+def existing(container_id: str, layout: Layout | None = None, relpath: str | None = None,
+             paths: dict[str, str] | None = None) -> Cgroup:
+    """The cgroup another minirun process made for ``container_id``, the one way to reach
+    it: at ``relpath`` below each hierarchy's root (an OCI cgroupsPath; default
+    PARENT/<id>), with ``paths`` as its creator recorded them if it did. All its
+    directories are ours: destroy() looks in every hierarchy."""
     if not container_id or "/" in container_id or container_id in (".", ".."):
         raise SpecError(f"invalid container name {container_id!r}")
-    return Cgroup(container_id, Limits(), layout or detect(), relpath)
+    if relpath is not None and relpath.strip("/") in ("", "."):
+        raise SpecError(f"container {container_id!r}: its cgroup path {relpath!r} is a hierarchy's root")
+    return Cgroup(container_id, Limits(), layout or detect(), relpath, paths)
 
 
 def remove(container_id: str, layout: Layout | None = None) -> None:

@@ -57,8 +57,11 @@ def read_if_exists(path: str) -> str | None:
 
 def read_key(path: str, key: str) -> int | None:
     """One field of a flat-keyed file (``memory.events``, ``cpu.stat``, ``memory.oom_control``)."""
-    text = read_if_exists(path)
-    for line in (text or "").splitlines():
+    return parse_key(read_if_exists(path) or "", key)
+
+
+def parse_key(text: str, key: str) -> int | None:
+    for line in text.splitlines():
         name, _, value = line.partition(" ")
         if name == key:
             return int(value)

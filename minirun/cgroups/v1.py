@@ -1,4 +1,4 @@
-"""cgroup v1 (legacy) knobs: one small function per file, each taking the cgroup dir.
+"""cgroup v1 (legacy): the setter table (SETTERS), the freezer, the counters.
 
 Each controller lives in its own hierarchy (or shares one, like ``cpu,cpuacct``), so
 every function gets the directory of that controller's hierarchy. "-1" means unlimited.
@@ -8,16 +8,12 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 
 from ..errors import CgroupError, HostError
 from ..spec import Limits
 from . import fs
-
-
-def set_cpu(path: str, quota: int, period: int) -> None:
-    # Period first: the quota is checked against the period in force.
-    fs.write(os.path.join(path, "cpu.cfs_period_us"), period)
-    fs.write(os.path.join(path, "cpu.cfs_quota_us"), quota)
+from .knobs import file, limit_or_max
 
 
 def memsw_limit(memory: int, memory_swap: int | None) -> int:
@@ -47,14 +43,6 @@ def set_memory(path: str, limit: int, memsw: int) -> bool:
     return True
 
 
-def set_swappiness(path: str, value: int) -> None:
-    fs.write(os.path.join(path, "memory.swappiness"), value, missing_ok=True)
-
-
-def set_pids(path: str, limit: int) -> None:
-    fs.write(os.path.join(path, "pids.max"), "max" if limit == -1 else limit)
-
-
 def init_cpuset(path: str, cpus: str | None = None, mems: str | None = None) -> None:
     """Fill a new cpuset cgroup from its parent: it starts with empty cpus and mems,
     and a cgroup without both refuses every task (ENOSPC). ``cpus``/``mems``: a subset
@@ -74,31 +62,32 @@ def init_cpuset(path: str, cpus: str | None = None, mems: str | None = None) -> 
     fs.write(os.path.join(path, "cpuset.mems"), parent_mems if mems is None else mems)
 
 
-def set_cpuset(path: str, cpus: str | None, mems: str | None) -> None:
-    if cpus is not None:
-        fs.write(os.path.join(path, "cpuset.cpus"), cpus)
-    if mems is not None:
-        fs.write(os.path.join(path, "cpuset.mems"), mems)
-
-
 def _blkio_missing(path: str, field: str, value, files: str) -> HostError:
     return HostError(f"linux.resources.blockIO.{field} {value}: this kernel cannot set it ({files} missing in "
                      f"{path}: no CFQ or BFQ I/O scheduler)")
 
 
-def set_blkio(path: str, limits: Limits) -> None:
-    """OCI blockIO as runc writes it: BFQ's weight files where they exist, else CFQ's;
-    one line per device to the throttle files. A weight nothing can set is an error
-    naming the field: kernels since 5.0 have no CFQ, and BFQ may not be built."""
-    bfq = os.path.exists(os.path.join(path, "blkio.bfq.weight"))
-    weight = "blkio.bfq.weight" if bfq else "blkio.weight"
-    weight_device = "blkio.bfq.weight_device" if bfq else "blkio.weight_device"
-    if limits.blkio_weight is not None:
-        if not fs.write(os.path.join(path, weight), limits.blkio_weight, missing_ok=True):
-            raise _blkio_missing(path, "weight", limits.blkio_weight, "blkio.weight and blkio.bfq.weight")
-    if limits.blkio_leaf_weight is not None:
-        if not fs.write(os.path.join(path, "blkio.leaf_weight"), limits.blkio_leaf_weight, missing_ok=True):
-            raise _blkio_missing(path, "leafWeight", limits.blkio_leaf_weight, "blkio.leaf_weight (CFQ only)")
+def _weight_files(path: str) -> tuple[str, str]:
+    """BFQ's weight files where the kernel has them, else CFQ's (runc's choice)."""
+    if os.path.exists(os.path.join(path, "blkio.bfq.weight")):
+        return "blkio.bfq.weight", "blkio.bfq.weight_device"
+    return "blkio.weight", "blkio.weight_device"
+
+
+def set_blkio_weight(path: str, limits: Limits, notes: list[str]) -> None:
+    """A weight nothing can set is an error naming the field: kernels since 5.0 have no
+    CFQ, and BFQ may not be built."""
+    if not fs.write(os.path.join(path, _weight_files(path)[0]), limits.blkio_weight, missing_ok=True):
+        raise _blkio_missing(path, "weight", limits.blkio_weight, "blkio.weight and blkio.bfq.weight")
+
+
+def set_blkio_leaf_weight(path: str, limits: Limits, notes: list[str]) -> None:
+    if not fs.write(os.path.join(path, "blkio.leaf_weight"), limits.blkio_leaf_weight, missing_ok=True):
+        raise _blkio_missing(path, "leafWeight", limits.blkio_leaf_weight, "blkio.leaf_weight (CFQ only)")
+
+
+def set_blkio_weight_device(path: str, limits: Limits, notes: list[str]) -> None:
+    weight_device = _weight_files(path)[1]
     for major, minor, dev_weight, leaf in limits.blkio_weight_device:
         if dev_weight and not fs.write(os.path.join(path, weight_device), f"{major}:{minor} {dev_weight}",
                                        missing_ok=True):
@@ -107,6 +96,10 @@ def set_blkio(path: str, limits: Limits) -> None:
                                  missing_ok=True):
             raise _blkio_missing(path, "weightDevice leafWeight", f"{major}:{minor} {leaf}",
                                  "blkio.leaf_weight_device (CFQ only)")
+
+
+def set_blkio_throttle(path: str, limits: Limits, notes: list[str]) -> None:
+    """One line per device to the throttle files."""
     for kind, major, minor, rate in limits.blkio_throttle:
         fs.write(os.path.join(path, THROTTLE_FILES[kind]), f"{major}:{minor} {rate}")
 
@@ -115,71 +108,41 @@ THROTTLE_FILES = {"rbps": "blkio.throttle.read_bps_device", "wbps": "blkio.throt
                   "riops": "blkio.throttle.read_iops_device", "wiops": "blkio.throttle.write_iops_device"}
 
 
-def set_hugetlb(path: str, limits: Limits) -> None:
+def set_hugetlb(path: str, limits: Limits, notes: list[str]) -> None:
     for size, limit in limits.hugepage_limits:
         fs.write(os.path.join(path, f"hugetlb.{size}.limit_in_bytes"), limit)
 
 
-def set_devices(path: str, rules) -> None:
+def set_devices(path: str, limits: Limits, notes: list[str]) -> None:
     """The device rules, one write each, in order (the kernel applies each at once).
 
-    A new cgroup starts with its parent's list (everything, under minirun's parent),
-    so the list must begin with a type "a" rule: "a" to devices.deny empties it.
+    A new cgroup starts with its parent's list (everything, under minirun's parent);
+    Limits.validate saw to it that the list begins with a type "a" rule, which
+    written to devices.deny empties it.
     """
-    if not rules or rules[0].type != "a":
-        raise ValueError("device rules must start with a rule for all devices")
-    for rule in rules:
+    for rule in limits.devices:
         fs.write(os.path.join(path, "devices.allow" if rule.allow else "devices.deny"), rule.v1_line())
 
 
-def set_cpu_shares(path: str, shares: int) -> None:
-    fs.write(os.path.join(path, "cpu.shares"), shares)
+def set_memory_and_swap(path: str, limits: Limits, notes: list[str]) -> None:
+    memsw = memsw_limit(limits.memory, limits.memory_swap)
+    if not set_memory(path, limits.memory, memsw):
+        notes.append("no swap accounting (memory.memsw.* absent): swap is not limited")
+    if memsw == limits.memory:  # no swap allowed: do not even try reclaiming to swap
+        fs.write(os.path.join(path, "memory.swappiness"), 0, missing_ok=True)
 
 
-def set_memory_reservation(path: str, limit: int) -> None:
-    fs.write(os.path.join(path, "memory.soft_limit_in_bytes"), limit)
+def _deprecated(field: str, name: str):
+    """Kernel memory limits, deprecated by the kernel (the file is gone in some builds,
+    writes are refused with EOPNOTSUPP by others): where it cannot take one, it is
+    ignored with a note, as runc warns."""
 
-
-def apply(controller: str, path: str, limits: Limits, notes: list[str]) -> None:
-    """Write the limits of one controller; an unset limit keeps the kernel default (-1)."""
-    if controller == "cpu" and limits.cpu_shares is not None:
-        set_cpu_shares(path, limits.cpu_shares)
-    if controller == "memory" and limits.memory_reservation is not None:
-        set_memory_reservation(path, limits.memory_reservation)
-    if controller == "cpu" and limits.cpu_quota is not None:
-        set_cpu(path, limits.cpu_quota, limits.cpu_period)
-    elif controller == "memory" and limits.memory is not None:
-        memsw = memsw_limit(limits.memory, limits.memory_swap)
-        if not set_memory(path, limits.memory, memsw):
-            notes.append("no swap accounting (memory.memsw.* absent): swap is not limited")
-        if memsw == limits.memory:
-            set_swappiness(path, 0)  # no swap allowed: do not even try reclaiming to swap
-    elif controller == "pids" and limits.pids is not None:
-        set_pids(path, limits.pids)
-    elif controller == "cpuset":  # filled from the parent when made (Cgroup._make): only what is asked
-        set_cpuset(path, limits.cpuset_cpus, limits.cpuset_mems)
-    elif controller == "devices":
-        set_devices(path, limits.devices)
-    elif controller == "blkio":
-        set_blkio(path, limits)
-    elif controller == "hugetlb":
-        set_hugetlb(path, limits)
-    if controller == "memory":  # after the swappiness set above for "no swap": an explicit one wins
-        set_memory_extras(path, limits, notes)
-
-
-def set_memory_extras(path: str, limits: Limits, notes: list[str]) -> None:
-    """OCI memory fields that only v1 has, written as runc writes them. Kernel memory
-    limits are deprecated by the kernel (the file is gone in some builds, writes are
-    refused with EOPNOTSUPP by others): where it cannot take one, it is ignored with a note."""
-    if limits.memory_swappiness is not None:
-        fs.write(os.path.join(path, "memory.swappiness"), limits.memory_swappiness)
-    if limits.oom_kill_disable:
-        fs.write(os.path.join(path, "memory.oom_control"), 1)
-    for field, value, name in (("kernel", limits.kernel_memory, "memory.kmem.limit_in_bytes"),
-                               ("kernelTCP", limits.kernel_tcp, "memory.kmem.tcp.limit_in_bytes")):
-        if value is not None and not _write_if_supported(os.path.join(path, name), value):
+    def setter(path: str, limits: Limits, notes: list[str]) -> None:
+        value = getattr(limits, "kernel_memory" if field == "kernel" else "kernel_tcp")
+        if not _write_if_supported(os.path.join(path, name), value):
             notes.append(f"linux.resources.memory.{field} ignored: this kernel has no {name}")
+
+    return setter
 
 
 def _write_if_supported(path: str, value: int) -> bool:
@@ -189,6 +152,56 @@ def _write_if_supported(path: str, value: int) -> bool:
         if getattr(err.__cause__, "errno", None) in (errno.EOPNOTSUPP, errno.ENOTSUP):
             return False
         raise
+
+
+# Limits field -> how v1 writes it, in the order written (knobs.py). An unset field
+# keeps the kernel's default (-1: unlimited). cpuset.cpus and .mems were filled from
+# the parent when the directory was made (Cgroup._make): only what is asked is written.
+SETTERS = (
+    ("cpu_shares", "cpu", file("cpu.shares", lambda lim: lim.cpu_shares)),
+    # Period first: the quota is checked against the period in force.
+    ("cpu_quota", "cpu", file("cpu.cfs_period_us", lambda lim: lim.cpu_period)),
+    ("cpu_quota", "cpu", file("cpu.cfs_quota_us", lambda lim: lim.cpu_quota)),
+    ("cpuset_cpus", "cpuset", file("cpuset.cpus", lambda lim: lim.cpuset_cpus)),
+    ("cpuset_mems", "cpuset", file("cpuset.mems", lambda lim: lim.cpuset_mems)),
+    ("memory_reservation", "memory", file("memory.soft_limit_in_bytes", lambda lim: lim.memory_reservation)),
+    ("memory", "memory", set_memory_and_swap),
+    # After the swappiness of "no swap" above: an explicit one wins.
+    ("memory_swappiness", "memory", file("memory.swappiness", lambda lim: lim.memory_swappiness)),
+    ("oom_kill_disable", "memory", file("memory.oom_control", lambda lim: 1)),
+    ("kernel_memory", "memory", _deprecated("kernel", "memory.kmem.limit_in_bytes")),
+    ("kernel_tcp", "memory", _deprecated("kernelTCP", "memory.kmem.tcp.limit_in_bytes")),
+    ("pids", "pids", file("pids.max", lambda lim: limit_or_max(lim.pids))),
+    ("devices", "devices", set_devices),
+    ("blkio_weight", "blkio", set_blkio_weight),
+    ("blkio_leaf_weight", "blkio", set_blkio_leaf_weight),
+    ("blkio_weight_device", "blkio", set_blkio_weight_device),
+    ("blkio_throttle", "blkio", set_blkio_throttle),
+    ("hugepage_limits", "hugetlb", set_hugetlb),
+)
+
+
+def freeze(path: str, frozen: bool, timeout: float = 5.0) -> None:
+    """The v1 freezer: FREEZING until every task stopped, then FROZEN; return once it is
+    (as runc does). It has no event to wait on: a read is what moves FREEZING on."""
+    state_file = os.path.join(path, FREEZE_FILE)
+    want = "FROZEN" if frozen else "THAWED"
+    deadline = time.monotonic() + timeout
+    fs.write(state_file, want)
+    attempt = 0
+    while fs.read(state_file).strip() != want:
+        if time.monotonic() > deadline:
+            raise CgroupError(f"{state_file}: not {want} after {timeout:g} s")
+        time.sleep(min(0.0002 * 2**attempt, 0.01))
+        attempt += 1
+        fs.write(state_file, want)  # runc writes again: a task forked meanwhile may have missed it
+
+
+def is_frozen(path: str) -> bool:
+    return (fs.read_if_exists(os.path.join(path, FREEZE_FILE)) or "").strip() in ("FROZEN", "FREEZING")
+
+
+FREEZE_FILE = "freezer.state"  # in the freezer hierarchy; its root has none
 
 
 def oom_kills(path: str) -> int:
@@ -208,3 +221,8 @@ def memory_usage(path: str) -> int | None:
 def memory_peak(path: str) -> int | None:
     text = fs.read_if_exists(os.path.join(path, "memory.max_usage_in_bytes"))
     return None if text is None else int(text)
+
+
+# What Cgroup reports -> (controller, reader of its directory).
+STATS = {"oom_kill_count": ("memory", oom_kills), "cpu_usage_ns": ("cpuacct", cpu_usage_ns),
+         "memory_usage": ("memory", memory_usage), "memory_peak": ("memory", memory_peak)}

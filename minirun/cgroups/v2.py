@@ -1,4 +1,4 @@
-"""cgroup v2 (unified) knobs: one small function per file, each taking the cgroup dir.
+"""cgroup v2 (unified): the setter table (SETTERS), the freezer, kill, the counters.
 
 All controllers share one directory per container. Values follow the kernel's
 Documentation/admin-guide/cgroup-v2.rst; "max" means unlimited everywhere.
@@ -7,10 +7,12 @@ Documentation/admin-guide/cgroup-v2.rst; "max" means unlimited everywhere.
 from __future__ import annotations
 
 import os
+import time
 
 from ..errors import CgroupError, HostError
 from ..spec import Limits
 from . import fs
+from .knobs import file, limit_or_max
 
 # The v2 controllers minirun enables in its parent (by their v1 names, as everywhere in
 # minirun.cgroups; NAME maps the one that differs); cpuacct has no v2 controller:
@@ -32,14 +34,6 @@ def enable_controllers(parent: str, controllers: set[str] | frozenset[str]) -> N
         fs.write(path, " ".join(f"+{c}" for c in sorted(missing)))
 
 
-def set_cpu_max(path: str, quota: int | None, period: int) -> None:
-    fs.write(os.path.join(path, "cpu.max"), f"{'max' if quota is None else quota} {period}")
-
-
-def set_memory_max(path: str, limit: int) -> None:
-    fs.write(os.path.join(path, "memory.max"), limit)
-
-
 def swap_max(memory: int, memory_swap: int | None) -> str:
     """memory.swap.max from docker's memory+swap total: swap alone, 0 when none was asked."""
     if memory_swap is None:
@@ -49,32 +43,26 @@ def swap_max(memory: int, memory_swap: int | None) -> str:
     return str(memory_swap - memory)
 
 
-def set_swap_max(path: str, value: str) -> bool:
-    """False if the kernel has no swap accounting (no memory.swap.max)."""
-    return fs.write(os.path.join(path, "memory.swap.max"), value, missing_ok=True)
+def set_swap_max(path: str, limits: Limits, notes: list[str]) -> None:
+    if not fs.write(os.path.join(path, "memory.swap.max"), swap_max(limits.memory, limits.memory_swap),
+                    missing_ok=True):
+        notes.append("no swap accounting (memory.swap.max absent): swap is not limited")
 
 
-def set_pids_max(path: str, limit: int) -> None:
-    fs.write(os.path.join(path, "pids.max"), "max" if limit == -1 else limit)
-
-
-def set_cpuset(path: str, cpus: str | None, mems: str | None = None) -> None:
-    if cpus is not None:
-        fs.write(os.path.join(path, "cpuset.cpus"), cpus)
-    if mems is not None:
-        fs.write(os.path.join(path, "cpuset.mems"), mems)
+def set_cpuset_cpus(path: str, limits: Limits, notes: list[str]) -> None:
+    fs.write(os.path.join(path, "cpuset.cpus"), limits.cpuset_cpus)
     # Empty mems already means "the parent's"; pinning them keeps v1 and v2 alike.
-    elif not fs.read(os.path.join(path, "cpuset.mems")).strip():
+    if limits.cpuset_mems is None and not fs.read(os.path.join(path, "cpuset.mems")).strip():
         parent_mems = fs.read(os.path.join(os.path.dirname(path), "cpuset.mems.effective")).strip()
         fs.write(os.path.join(path, "cpuset.mems"), parent_mems)
 
 
-def set_devices(path: str, rules) -> None:
+def set_devices(path: str, limits: Limits, notes: list[str]) -> None:
     """No devices files in v2: a BPF program attached to the cgroup checks every open
     and mknod of a device node (see devicefilter.py)."""
     from .devicefilter import program
 
-    attach_device_filter(path, program(rules))
+    attach_device_filter(path, program(limits.devices))
 
 
 def attach_device_filter(path: str, prog: bytes) -> None:
@@ -94,45 +82,13 @@ def shares_to_weight(shares: int) -> int:
     return 1 + ((max(2, min(shares, 262144)) - 2) * 9999) // 262142
 
 
-def set_cpu_weight(path: str, weight: int) -> None:
-    fs.write(os.path.join(path, "cpu.weight"), weight)
+def v1_only(field: str):
+    """An OCI memory field v2 has no file for: runc ignores it there, and so do we, saying so."""
 
+    def setter(path: str, limits: Limits, notes: list[str]) -> None:
+        notes.append(f"linux.resources.memory.{field} ignored: cgroup v2 has no such setting")
 
-def set_memory_low(path: str, limit: int) -> None:
-    fs.write(os.path.join(path, "memory.low"), limit)
-
-
-def apply(controller: str, path: str, limits: Limits, notes: list[str]) -> None:
-    """Write the limits of one controller; an unset limit keeps the kernel default (max)."""
-    if controller == "cpu" and limits.cpu_shares is not None:
-        set_cpu_weight(path, shares_to_weight(limits.cpu_shares))
-    if controller == "memory" and limits.memory_reservation is not None:
-        set_memory_low(path, limits.memory_reservation)
-    if controller == "cpu" and limits.cpu_quota is not None:
-        set_cpu_max(path, limits.cpu_quota, limits.cpu_period)
-    elif controller == "memory" and limits.memory is not None:
-        set_memory_max(path, limits.memory)
-        if not set_swap_max(path, swap_max(limits.memory, limits.memory_swap)):
-            notes.append("no swap accounting (memory.swap.max absent): swap is not limited")
-    elif controller == "pids" and limits.pids is not None:
-        set_pids_max(path, limits.pids)
-    elif controller == "cpuset" and (limits.cpuset_cpus is not None or limits.cpuset_mems is not None):
-        set_cpuset(path, limits.cpuset_cpus, limits.cpuset_mems)
-    elif controller == "devices":
-        set_devices(path, limits.devices)
-    elif controller == "blkio":
-        set_io(path, limits)
-    elif controller == "hugetlb":
-        set_hugetlb(path, limits)
-    if controller == "memory":
-        notes.extend(ignored_v1_only(limits))
-
-
-def ignored_v1_only(limits: Limits) -> list[str]:
-    """OCI memory fields v2 has no file for: runc ignores them there, and so do we, saying so."""
-    fields = (("swappiness", limits.memory_swappiness is not None), ("disableOOMKiller", limits.oom_kill_disable),
-              ("kernel", limits.kernel_memory is not None), ("kernelTCP", limits.kernel_tcp is not None))
-    return [f"linux.resources.memory.{name} ignored: cgroup v2 has no such setting" for name, asked in fields if asked]
+    return setter
 
 
 def blkio_to_io_weight(weight: int) -> int:
@@ -140,36 +96,101 @@ def blkio_to_io_weight(weight: int) -> int:
     return 1 + (max(10, min(weight, 1000)) - 10) * 9999 // 990
 
 
-def set_io(path: str, limits: Limits) -> None:
-    """OCI blockIO on v2, as runc maps it: the weight to io.bfq.weight (BFQ's own scale,
-    the same as v1's) where BFQ is there, else converted to io.weight (blk-iocost);
-    per-device weights to io.bfq.weight only; throttles to io.max lines. What v2
-    cannot express (leaf weights) or this kernel cannot set is an error naming the field."""
+# OCI blockIO on v2, as runc maps it: the weight to io.bfq.weight (BFQ's own scale, the
+# same as v1's) where BFQ is there, else converted to io.weight (blk-iocost); per-device
+# weights to io.bfq.weight only; throttles to io.max lines. What v2 cannot express (leaf
+# weights) or this kernel cannot set is an error naming the field.
+
+def set_io_weight(path: str, limits: Limits, notes: list[str]) -> None:
     bfq = os.path.join(path, "io.bfq.weight")
-    has_bfq = os.path.exists(bfq)
-    if limits.blkio_weight is not None:
-        written = fs.write(bfq, limits.blkio_weight) if has_bfq else fs.write(
-            os.path.join(path, "io.weight"), blkio_to_io_weight(limits.blkio_weight), missing_ok=True)
-        if not written:
-            raise HostError(f"linux.resources.blockIO.weight {limits.blkio_weight}: this kernel cannot set it "
-                            f"(neither io.bfq.weight nor io.weight in {path}: no BFQ, no blk-iocost)")
-    if limits.blkio_leaf_weight is not None:
-        raise HostError("linux.resources.blockIO.leafWeight: cgroup v2 has no leaf weights")
+    written = fs.write(bfq, limits.blkio_weight) if os.path.exists(bfq) else fs.write(
+        os.path.join(path, "io.weight"), blkio_to_io_weight(limits.blkio_weight), missing_ok=True)
+    if not written:
+        raise HostError(f"linux.resources.blockIO.weight {limits.blkio_weight}: this kernel cannot set it "
+                        f"(neither io.bfq.weight nor io.weight in {path}: no BFQ, no blk-iocost)")
+
+
+def no_leaf_weight(path: str, limits: Limits, notes: list[str]) -> None:
+    raise HostError("linux.resources.blockIO.leafWeight: cgroup v2 has no leaf weights")
+
+
+def set_io_weight_device(path: str, limits: Limits, notes: list[str]) -> None:
+    bfq = os.path.join(path, "io.bfq.weight")
     for major, minor, weight, leaf in limits.blkio_weight_device:
         if leaf:
             raise HostError("linux.resources.blockIO.weightDevice leafWeight: cgroup v2 has no leaf weights")
         if weight:
-            if not has_bfq:
+            if not os.path.exists(bfq):
                 raise HostError(f"linux.resources.blockIO.weightDevice {major}:{minor} {weight}: this kernel "
                                 f"cannot set it (no io.bfq.weight in {path}: no BFQ)")
             fs.write(bfq, f"{major}:{minor} {weight}")
+
+
+def set_io_max(path: str, limits: Limits, notes: list[str]) -> None:
     for kind, major, minor, rate in limits.blkio_throttle:
         fs.write(os.path.join(path, "io.max"), f"{major}:{minor} {kind}={rate or 'max'}")
 
 
-def set_hugetlb(path: str, limits: Limits) -> None:
+def set_hugetlb(path: str, limits: Limits, notes: list[str]) -> None:
     for size, limit in limits.hugepage_limits:
         fs.write(os.path.join(path, f"hugetlb.{size}.max"), limit)
+
+
+# Limits field -> how v2 writes it, in the order written (knobs.py). An unset field
+# keeps the kernel's default (max).
+SETTERS = (
+    ("cpu_shares", "cpu", file("cpu.weight", lambda lim: shares_to_weight(lim.cpu_shares))),
+    ("cpu_quota", "cpu", file("cpu.max", lambda lim: f"{lim.cpu_quota} {lim.cpu_period}")),
+    ("cpuset_cpus", "cpuset", set_cpuset_cpus),
+    ("cpuset_mems", "cpuset", file("cpuset.mems", lambda lim: lim.cpuset_mems)),
+    ("memory_reservation", "memory", file("memory.low", lambda lim: lim.memory_reservation)),
+    ("memory", "memory", file("memory.max", lambda lim: lim.memory)),
+    ("memory", "memory", set_swap_max),
+    ("memory_swappiness", "memory", v1_only("swappiness")),
+    ("oom_kill_disable", "memory", v1_only("disableOOMKiller")),
+    ("kernel_memory", "memory", v1_only("kernel")),
+    ("kernel_tcp", "memory", v1_only("kernelTCP")),
+    ("pids", "pids", file("pids.max", lambda lim: limit_or_max(lim.pids))),
+    ("devices", "devices", set_devices),
+    ("blkio_weight", "blkio", set_io_weight),
+    ("blkio_leaf_weight", "blkio", no_leaf_weight),
+    ("blkio_weight_device", "blkio", set_io_weight_device),
+    ("blkio_throttle", "blkio", set_io_max),
+    ("hugepage_limits", "hugetlb", set_hugetlb),
+)
+
+
+FREEZE_FILE = "cgroup.freeze"  # kernel 5.2+; the root has none
+FREEZE_TIMEOUT_S = 5.0
+
+
+def freeze(path: str, frozen: bool, timeout: float = FREEZE_TIMEOUT_S) -> None:
+    """Freeze or thaw, and return once the kernel says every task has (cgroup.events
+    "frozen", which wakes poll() when it changes), as runc waits."""
+    import select
+
+    events = os.path.join(path, "cgroup.events")
+    fd = os.open(events, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fs.write(os.path.join(path, FREEZE_FILE), 1 if frozen else 0)
+        poller = select.poll()
+        poller.register(fd, select.POLLPRI)
+        deadline = time.monotonic() + timeout
+        while True:
+            os.lseek(fd, 0, os.SEEK_SET)
+            if fs.parse_key(os.read(fd, 4096).decode(), "frozen") == int(frozen):
+                return
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise CgroupError(f"{events}: still {'not ' if frozen else ''}frozen after {timeout:g} s")
+            poller.poll(left * 1000)  # a read re-arms it: kernfs wakes a poller after each change
+    finally:
+        os.close(fd)
+
+
+def is_frozen(path: str) -> bool:
+    """Asked to freeze (cgroup.events says when every task has stopped)."""
+    return (fs.read_if_exists(os.path.join(path, FREEZE_FILE)) or "").strip() == "1"
 
 
 def kill(path: str) -> bool:
@@ -195,3 +216,8 @@ def memory_usage(path: str) -> int | None:
 def memory_peak(path: str) -> int | None:
     text = fs.read_if_exists(os.path.join(path, "memory.peak"))  # kernel 5.19+
     return None if text is None else int(text)
+
+
+# What Cgroup reports -> (controller, reader of its directory).
+STATS = {"oom_kill_count": ("memory", oom_kills), "cpu_usage_ns": ("cpuacct", cpu_usage_ns),
+         "memory_usage": ("memory", memory_usage), "memory_peak": ("memory", memory_peak)}

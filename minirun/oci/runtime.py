@@ -194,7 +194,7 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
         if unified_fd is not None and not child.used_clone3:
             cgroup.add_pid(child.pid)
         child.release()
-        freeze = _freeze_file(cgroup.paths)
+        freeze = cgroup.freeze_file
         now = time.time()
         st = {"id": container_id, "pid": child.pid, "pid_start": start_time(child.pid),
               "bundle": os.path.realpath(bundle), "rootfs": spec.rootfs, "created": _rfc3339(now),
@@ -452,7 +452,7 @@ def _cgroup(st: dict):
     relpath = st.get("cgroup")
     if not relpath or relpath in (".", "/"):
         raise SpecError(f"container {st['id']!r}: no cgroup recorded")
-    return cgroups.existing(st["id"], relpath=relpath)
+    return cgroups.existing(st["id"], relpath=relpath, paths=st.get("cgroups"))
 
 
 def delete(root: str, container_id: str, force: bool = False) -> None:
@@ -501,25 +501,8 @@ def _delete(root: str, container_id: str, state_dir: str, force: bool) -> None:
     rmtree(state_dir)
 
 
-def _freeze_file(paths: dict[str, str]) -> str | None:
-    """cgroup.freeze of the v2 directory (kernel 5.2+; joined on hybrid hosts too), else
-    the v1 freezer's freezer.state (legacy hosts: every container joins that hierarchy)."""
-    candidates = [os.path.join(paths[key], name) for key, name in (("unified", "cgroup.freeze"),
-                                                                    ("freezer", "freezer.state")) if key in paths]
-    return next((path for path in candidates if os.path.exists(path)), None)
-
-
 def _freeze(st: dict, frozen: bool) -> None:
-    path = st.get("freeze_file")
-    if not path:
-        raise SpecError("pause/resume needs a freezer (cgroup.freeze or the v1 freezer), which this container's "
-                        "cgroup lacks")
-    from ..cgroups import fs
-
-    if path.endswith("/freezer.state"):
-        fs.write(path, "FROZEN" if frozen else "THAWED")
-    else:
-        fs.write(path, 1 if frozen else 0)
+    _cgroup(st).freeze(frozen)
 
 
 def pause(root: str, container_id: str) -> None:
@@ -547,14 +530,6 @@ def update(root: str, container_id: str, resources: dict) -> None:
     for warning in extras.warnings:
         log.warning(warning)
     cgroup = _cgroup(st)
-    # runc's update has no device rules: the devices cgroup stays as create made it
-    cgroup.paths = {c: p for c, p in st["cgroups"].items() if os.path.isdir(p) and c != "devices"}
-    from ..cgroups import wanted_optional
-
-    fields = {"cpuset": "cpu.cpus/mems", "blkio": "blockIO", "hugetlb": "hugepageLimits"}
-    for controller in sorted(wanted_optional(limits) - cgroup.paths.keys()):  # v2 io, hugetlb: at create only
-        raise SpecError(f"linux.resources.{fields[controller]}: container {container_id!r} was created "
-                        f"without a {controller} cgroup, which only create can add")
     cgroup.update(limits)
     for note in cgroup.notes:
         log.warning(note)

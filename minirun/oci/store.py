@@ -100,15 +100,19 @@ def status(root: str, st: dict) -> str:
         return STOPPED
     if os.path.exists(os.path.join(root, st["id"], FIFO)):
         return CREATED
-    freeze = st.get("freeze_file")
-    if freeze:
-        try:
-            with open(freeze) as f:
-                if f.read().strip() in ("1", "FROZEN", "FREEZING"):
-                    return PAUSED
-        except OSError:
-            pass
+    if st.get("freeze_file") and _frozen(st):  # "freeze_file": what the C reader of state.json uses
+        return PAUSED
     return RUNNING
+
+
+def _frozen(st: dict) -> bool:
+    from .. import cgroups
+    from ..errors import MiniRunError
+
+    try:
+        return cgroups.existing(st["id"], relpath=st.get("cgroup"), paths=st.get("cgroups")).frozen()
+    except (MiniRunError, OSError):  # its cgroup gone or unreadable: not paused
+        return False
 
 
 def oci_state(root: str, st: dict) -> dict:

@@ -257,3 +257,42 @@ def test_block_io_and_mems_land_in_the_kernels_files():
         assert any(_read(os.path.join(d, f)).split()[-1] in ("500", str(1 + 490 * 9999 // 990)) for f in files)
         weighted.destroy()
     assert _left(_id("weight"), layout) == []
+
+
+def test_freeze_and_thaw_through_the_manager():
+    """pause/resume's mechanism on this host's freezer (cgroup.freeze here and in the v2
+    lane, freezer.state on legacy hosts): freeze() returns once every task has stopped,
+    and a manager made from the recorded paths (another minirun-oci process) sees it."""
+    layout = cgroups.detect()
+    container_id = _id("freeze")
+    cg = cgroups.create_manager(container_id, Limits(), layout)
+    child = None
+    try:
+        cg.create()
+        assert cg.freeze_file is not None, "no freezer on this host"
+        # Echoes each line it reads: it answers only while it runs.
+        child = subprocess.Popen(["sh", "-c", "while read line; do echo $line; done"], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE)
+        assert child.stdin is not None and child.stdout is not None
+        cg.add_pid(child.pid)
+        child.stdin.write(b"before\n")
+        child.stdin.flush()
+        assert child.stdout.readline() == b"before\n"  # positive control: it runs
+
+        cg.freeze(True)
+        if cg.freeze_file.endswith("cgroup.freeze"):
+            assert "frozen 1" in _read(os.path.join(os.path.dirname(cg.freeze_file), "cgroup.events")).splitlines()
+        else:
+            assert _read(cg.freeze_file) == "FROZEN"
+        again = cgroups.existing(container_id, layout, paths=cg.paths)
+        assert again.frozen() and again.freeze_file == cg.freeze_file
+        child.stdin.write(b"during\n")
+        child.stdin.flush()
+        again.freeze(False)
+        assert not cg.frozen()
+        assert child.stdout.readline() == b"during\n"  # answered once thawed
+    finally:
+        _stop(child)
+        cg.destroy()
+        cgroups.remove(container_id, layout)
+

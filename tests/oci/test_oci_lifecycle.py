@@ -162,8 +162,10 @@ def test_exec_ps_pause_resume_update(tmp_path, bundle, oci):
         assert json.loads(ps.stdout) == [oci.state("ex")["pid"]]
         assert oci("pause", "ex").returncode == 0
         assert oci.state("ex")["status"] == "paused"
+        assert _kernel_says_frozen(oci.state("ex")["pid"]) in (True, None)  # pause returns once every task stopped
         assert oci("resume", "ex").returncode == 0
         assert oci.state("ex")["status"] == "running"
+        assert _kernel_says_frozen(oci.state("ex")["pid"]) in (False, None)
         resources = tmp_path / "resources.json"
         resources.write_text(json.dumps({"pids": {"limit": 42}}))
         assert oci("update", "--resources", str(resources), "ex").returncode == 0
@@ -172,6 +174,16 @@ def test_exec_ps_pause_resume_update(tmp_path, bundle, oci):
         assert open(f"/sys/fs/cgroup/pids{pids_path}/pids.max").read().strip() == "42"
     finally:
         assert oci("delete", "--force", "ex").returncode == 0
+
+
+def _kernel_says_frozen(pid: int) -> bool | None:
+    """cgroup.events "frozen" of the process's v2 cgroup (None on a v1-only host)."""
+    line = next((x for x in open(f"/proc/{pid}/cgroup").read().splitlines() if x.startswith("0::")), None)
+    mount = "/sys/fs/cgroup/unified" if os.path.isdir("/sys/fs/cgroup/unified") else "/sys/fs/cgroup"
+    if line is None or not os.path.exists(f"{mount}{line[3:]}/cgroup.events"):
+        return None
+    with open(f"{mount}{line[3:]}/cgroup.events") as f:
+        return "frozen 1" in f.read().splitlines()
 
 
 def test_config_fields_seen_from_inside(tmp_path, bundle, oci):

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from minirun import cgroups
-from minirun.cgroups import devicefilter, fs, v1, v2
+from minirun.cgroups import devicefilter, fs, knobs, v1, v2
 from minirun.devices import DEFAULT_RULES
 from minirun.errors import CgroupError, HostError, SpecError
 from minirun.spec import Limits
@@ -99,6 +99,7 @@ V1_FILES = {
     },
     "pids": {"pids.max": "max", "pids.current": "0"},
     "devices": {"devices.allow": "", "devices.deny": "", "devices.list": "a *:* rwm"},
+    "freezer": {"freezer.state": "THAWED"},
 }
 V1_ROOT = {"cpuset": {"cpuset.cpus": "0-3", "cpuset.mems": "0"}}
 
@@ -106,6 +107,7 @@ V2_CORE = {
     "cgroup.procs": "",
     "cgroup.kill": "",
     "cgroup.events": "populated 0\nfrozen 0\n",
+    "cgroup.freeze": "0",
     "cgroup.controllers": "",
     "cgroup.subtree_control": "",
     "cpu.stat": "usage_usec 0\nuser_usec 0\nsystem_usec 0\n",
@@ -195,6 +197,9 @@ class FakeCgroupFs:
         if ok:
             self.log.append((self.rel(path), str(value)))
             Path(path).write_text(content)
+            if os.path.basename(path) == "cgroup.freeze":  # no task to wait for: frozen at once
+                events = Path(os.path.dirname(path), "cgroup.events")
+                events.write_text(events.read_text().replace(f"frozen {1 - int(value)}", f"frozen {value}"))
         return ok
 
     def attach_device_filter(self, path: str, prog: bytes) -> None:
@@ -392,7 +397,7 @@ def test_fs_read_helpers(tmp_path):
 
 def test_v1_cpu_period_before_quota(hybrid):
     d = hybrid.root + "/sys/fs/cgroup/cpu"
-    v1.set_cpu(d, 50_000, 100_000)
+    knobs.apply(v1.SETTERS, "cpu", d, Limits(cpu_quota=50_000), [])
     assert hybrid.writes() == [
         ("/sys/fs/cgroup/cpu/cpu.cfs_period_us", "100000"),
         ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "50000"),
@@ -446,9 +451,9 @@ def test_v1_without_swap_accounting_sets_limit_and_notes_it(tmp_path, monkeypatc
 
 def test_v1_swappiness_only_when_no_swap_is_allowed(hybrid):
     d = _v1_memory_dir(hybrid)
-    v1.apply("memory", d, Limits(memory=64 * MIB, memory_swap=128 * MIB), [])
+    knobs.apply(v1.SETTERS, "memory", d, Limits(memory=64 * MIB, memory_swap=128 * MIB), [])
     assert not any(p.endswith("swappiness") for p, _ in hybrid.writes())
-    v1.apply("memory", d, Limits(memory=64 * MIB), [])
+    knobs.apply(v1.SETTERS, "memory", d, Limits(memory=64 * MIB), [])
     assert hybrid.writes()[-1] == ("/sys/fs/cgroup/memory/memory.swappiness", "0")
 
 
@@ -478,13 +483,12 @@ def test_v1_cpuset_copies_parent_and_fills_an_empty_parent_first(hybrid):
 def test_v2_knob_values(unified):
     d = unified.root + "/sys/fs/cgroup/c"
     os.mkdir(d)
-    _fill(Path(d), {"cpu.max": "", "memory.max": "", "pids.max": ""})
-    v2.set_cpu_max(d, 50_000, 100_000)
-    v2.set_cpu_max(d, None, 100_000)
-    v2.set_memory_max(d, 64 * MIB)
-    v2.set_pids_max(d, 10)
-    v2.set_pids_max(d, -1)
-    assert [v for _, v in unified.writes()] == ["50000 100000", "max 100000", str(64 * MIB), "10", "max"]
+    _fill(Path(d), {"cpu.max": "", "cpu.weight": "", "memory.max": "", "memory.low": "", "pids.max": ""})
+    for controller, limits in (("cpu", Limits(cpu_quota=50_000, cpu_shares=1024)),
+                               ("memory", Limits(memory_reservation=MIB)),
+                               ("pids", Limits(pids=10)), ("pids", Limits(pids=-1))):
+        knobs.apply(v2.SETTERS, controller, d, limits, [])
+    assert [v for _, v in unified.writes()] == ["39", "50000 100000", str(MIB), "10", "max"]
 
 
 def test_v2_swap_max_is_swap_alone():
@@ -818,25 +822,121 @@ def test_create_manager_checks_id_and_limits(hybrid):
         cgroups.create_manager("c1", Limits(memory=64 * MIB, memory_swap=32 * MIB), layout)
 
 
-def test_both_managers_implement_the_declared_interface():
-    import inspect
-
-    from minirun.cgroups import Cgroup, NoCgroup
+def _protocol_members() -> dict[str, object]:
     from minirun.cgroups.manager import CgroupManager
 
-    members = {n for n in vars(CgroupManager) if not n.startswith("_")} | set(CgroupManager.__annotations__)
-    assert {"create", "destroy", "update", "memory_peak", "paths"} <= members
-    for cls in (Cgroup, NoCgroup):
-        for name in members:
-            assert hasattr(cls, name) or name in getattr(cls, "__annotations__", {}) or name in ("id", "paths"), \
-                f"{cls.__name__} lacks {name}"
-        for name, member in vars(CgroupManager).items():
-            if callable(member) and not name.startswith("_"):
-                assert list(inspect.signature(getattr(cls, name)).parameters) == \
-                    list(inspect.signature(member).parameters), f"{cls.__name__}.{name} signature"
-    from minirun.spec import Limits
+    members = {n: m for n, m in vars(CgroupManager).items() if not n.startswith("_")}
+    return {**{n: None for n in CgroupManager.__annotations__}, **members}
 
-    NoCgroup().update(Limits())  # a rootless container has nothing to update: no error
+
+def test_the_interface_is_what_callers_use():
+    members = _protocol_members()
+    assert {"create", "update", "freeze", "frozen", "kill", "destroy", "pids", "paths", "notes", "oom_kill_count",
+            "cpu_usage_ns", "memory_usage", "memory_peak", "freeze_file"} <= members.keys()
+
+
+@pytest.mark.parametrize("layout", ["unified", "legacy", "hybrid", "rootless"])
+def test_every_manager_implements_every_member_of_the_interface(layout, request):
+    """The Protocol is checked by no type checker at run time: each manager a caller can
+    get (v2, v1, hybrid hosts; a rootless container's) must have each member."""
+    import inspect
+
+    if layout == "rootless":
+        cg = cgroups.NoCgroup()
+    else:
+        cg = cgroups.create_manager("c1", Limits(), request.getfixturevalue(layout).detect())
+    for name, member in _protocol_members().items():
+        assert hasattr(cg, name), f"{type(cg).__name__} on {layout} lacks {name}"
+        if callable(member):
+            assert list(inspect.signature(getattr(cg, name)).parameters) == \
+                list(inspect.signature(member).parameters)[1:], f"{type(cg).__name__}.{name} signature"
+
+
+def test_a_rootless_manager_has_nothing_to_freeze_or_count():
+    cg = cgroups.NoCgroup()
+    cg.create()
+    cg.update(Limits(memory=64 * MIB))  # nothing to update: no error
+    assert (cg.pids(), cg.frozen(), cg.freeze_file, cg.notes, cg.oom_kill_count()) == ([], False, None, [], 0)
+    with pytest.raises(HostError, match="rootless container has no cgroup"):
+        cg.freeze(True)
+    assert cg.remove_if_unused() is True
+    cg.destroy()
+
+
+@pytest.mark.parametrize("layout, freeze_file, values", [
+    ("unified", "/sys/fs/cgroup/minirun/c1/cgroup.freeze", ["1", "0"]),
+    ("hybrid", "/sys/fs/cgroup/unified/minirun/c1/cgroup.freeze", ["1", "0"]),  # v2's, joined on hybrid hosts
+    ("legacy", None, []),  # this fake legacy host has no freezer hierarchy
+])
+def test_freeze_through_the_manager(layout, freeze_file, values, request):
+    fake = request.getfixturevalue(layout)
+    cg = cgroups.create_manager("c1", Limits(), fake.detect())
+    cg.create()
+    assert cg.freeze_file == (freeze_file and fake.root + freeze_file)
+    if freeze_file is None:
+        with pytest.raises(HostError, match="needs a freezer"):
+            cg.freeze(True)
+        return
+    fake.log.clear()
+    cg.freeze(True)
+    assert cg.frozen()
+    again = cgroups.existing("c1", cg.layout, paths=cg.paths)  # another process: as minirun-oci's resume
+    assert again.frozen()
+    again.freeze(False)
+    assert not cg.frozen()
+    assert fake.writes() == [(freeze_file, v) for v in values]
+
+
+def test_freeze_uses_the_v1_freezer_without_cgroup_freeze(tmp_path, monkeypatch):
+    """Kernels before 5.2 (or legacy hosts) have no cgroup.freeze: the v1 freezer does it."""
+    fake = FakeCgroupFs(tmp_path, HOST_MOUNTINFO, HOST_MOUNTS, drop=("cgroup.freeze",)).install(monkeypatch)
+    cg = cgroups.create_manager("c1", Limits(), fake.detect())
+    cg.create()
+    state = "/sys/fs/cgroup/freezer/minirun/c1/freezer.state"
+    assert cg.freeze_file == fake.root + state
+    cg.freeze(True)
+    assert cg.frozen()
+    cg.freeze(False)
+    assert not cg.frozen()
+    assert fake.writes(state) == [(state, "FROZEN"), (state, "THAWED")]
+
+
+def test_freeze_file_is_cgroup_freeze_else_the_v1_freezer(tmp_path, hybrid):
+    """cgroup.freeze where the container has a v2 directory (hybrid hosts too), else the v1
+    freezer every container joins (legacy hosts), else none; from the paths recorded."""
+    layout = hybrid.detect()
+    unified, freezer = tmp_path / "unified", tmp_path / "freezer"
+    unified.mkdir()
+    freezer.mkdir()
+    (freezer / "freezer.state").write_text("THAWED\n")
+    paths = {"unified": str(unified), "freezer": str(freezer)}
+    assert cgroups.existing("c1", layout, paths=paths).freeze_file == str(freezer / "freezer.state")  # < 5.2
+    (unified / "cgroup.freeze").write_text("0\n")
+    assert cgroups.existing("c1", layout, paths=paths).freeze_file == str(unified / "cgroup.freeze")
+    assert cgroups.existing("c1", layout, paths={"freezer": str(freezer)}).freeze_file == str(freezer / "freezer.state")
+    assert cgroups.existing("c1", layout, paths={"memory": str(freezer)}).freeze_file is None
+
+
+# Fields written together with another, by the other's setter.
+COMPANIONS = {"cpu_period": "cpu_quota", "memory_swap": "memory"}
+
+
+@pytest.mark.parametrize("driver", [v1, v2], ids=["v1", "v2"])
+def test_each_setter_table_covers_every_limit(driver):
+    """A Limits field no table names would be accepted and silently never written."""
+    fields = {f for f, _, _ in driver.SETTERS}
+    assert fields | COMPANIONS.keys() == set(Limits.__annotations__), "a field no setter writes"
+    assert set(COMPANIONS.values()) <= fields
+    owners = {c for _, c, _ in driver.SETTERS}
+    assert owners <= set(cgroups.CONTROLLERS)
+    assert set(driver.STATS) == {"oom_kill_count", "cpu_usage_ns", "memory_usage", "memory_peak"}
+
+
+def test_setter_tables_name_their_files():
+    files = {f: s.file for f, _, s in v2.SETTERS if hasattr(s, "file")}
+    assert files["cpu_shares"] == "cpu.weight" and files["pids"] == "pids.max"
+    assert {f: s.file for f, _, s in v1.SETTERS if hasattr(s, "file")}["memory_reservation"] == \
+        "memory.soft_limit_in_bytes"
 
 
 # ------------------------------------------- OCI blockIO, cpu.mems, hugepageLimits
@@ -914,12 +1014,12 @@ def test_v2_blockio_maps_to_io_weight_and_io_max(unified, monkeypatch):
         (d + "/io.max", "254:0 wiops=100")]
     assert (d + "/cpuset.mems", "0") in unified.writes()
     assert (v2.blkio_to_io_weight(10), v2.blkio_to_io_weight(1000)) == (1, 10000)  # runc's conversion
-    v2.set_io(unified.root + d, Limits(blkio_throttle=(("rbps", 254, 0, 0),)))
+    cg.update(Limits(blkio_throttle=(("rbps", 254, 0, 0),)))
     assert unified.writes()[-1] == (d + "/io.max", "254:0 rbps=max")  # 0: no limit, as on v1
     with pytest.raises(HostError, match=r"blockIO\.leafWeight: cgroup v2 has no leaf weights"):
-        v2.set_io(unified.root + d, Limits(blkio_leaf_weight=100))
+        cg.update(Limits(blkio_leaf_weight=100))
     with pytest.raises(HostError, match=r"blockIO\.weightDevice 8:0 200: .*no BFQ"):
-        v2.set_io(unified.root + d, Limits(blkio_weight_device=((8, 0, 200, 0),)))
+        cg.update(Limits(blkio_weight_device=((8, 0, 200, 0),)))
 
 
 def test_v2_blkio_weight_without_iocost_or_bfq_is_an_error(unified, monkeypatch):

@@ -255,23 +255,6 @@ def test_cgroup_mount_shows_only_the_containers_own_cgroups(config, tmp_path, mo
         assert mounts["/sys/fs/cgroup/cpu,cpuacct"].data == "cpu,cpuacct"
 
 
-def test_pause_uses_cgroup_freeze_else_the_v1_freezer(tmp_path):
-    """cgroup.freeze where the container has a v2 directory (hybrid hosts too), else the v1
-    freezer every container now joins (legacy hosts), else none."""
-    from minirun.oci.runtime import _freeze_file
-
-    unified, freezer = tmp_path / "unified", tmp_path / "freezer"
-    unified.mkdir()
-    freezer.mkdir()
-    (freezer / "freezer.state").write_text("THAWED\n")
-    paths = {"unified": str(unified), "freezer": str(freezer)}
-    assert _freeze_file(paths) == str(freezer / "freezer.state")  # a kernel before 5.2: no cgroup.freeze
-    (unified / "cgroup.freeze").write_text("0\n")
-    assert _freeze_file(paths) == str(unified / "cgroup.freeze")
-    assert _freeze_file({"freezer": str(freezer)}) == str(freezer / "freezer.state")
-    assert _freeze_file({"memory": str(freezer)}) is None
-
-
 def test_unknown_capabilities_are_a_warning_and_skipped(config, tmp_path):
     config["process"]["capabilities"]["bounding"] += ["CAP_NOPE", "CAP_CHOWN"]
     spec, extras = B.to_spec(config, str(tmp_path), "c1")
