@@ -311,20 +311,47 @@ class Limits(Record):
     def cpus(self) -> float | None:
         return None if self.cpu_quota is None else self.cpu_quota / self.cpu_period
 
-    def validate(self) -> None:
-        if not self.devices or self.devices[0].type != "a" or self.devices[0].access != "rwm":
-            raise SpecError("device rules must start with a rule for all devices (allow or deny 'a *:* rwm')")
-        if any(r.type not in "abc" or len(r.type) != 1 or not r.access or set(r.access) - set("rwm")
-               for r in self.devices):
-            raise SpecError("invalid device rule: type a, b or c; access made of r, w, m")
+    def validate(self, names: dict[str, str] | None = None) -> None:
+        """The one check of limit values, for every front end and the cgroup drivers alike
+        (they write what passed, without checks of their own). ``names``: how the front
+        end spells each field, for the messages (LIMIT_NAMES: minirun's options)."""
+        name = {**LIMIT_NAMES, **(names or {})}
+        self._validate_devices(name["devices"])
         if self.memory is not None and self.memory < MIN_MEMORY:
-            raise SpecError(f"--memory {format_size(self.memory)} is below the minimum of "
+            raise SpecError(f"{name['memory']} {format_size(self.memory)} is below the minimum of "
                             f"{format_size(MIN_MEMORY)}: nothing can run in less")
         if self.memory_swap is not None and self.memory_swap != -1:
             if self.memory is None:
-                raise SpecError("--memory-swap needs --memory")
+                raise SpecError(f"{name['memory_swap']} needs {name['memory']}")
             if self.memory_swap < self.memory:
-                raise SpecError("--memory-swap must be at least --memory (it counts memory plus swap)")
+                raise SpecError(f"{name['memory_swap']} must be at least {name['memory']} (it counts memory plus swap)")
+        if self.memory_swappiness is not None and not 0 <= self.memory_swappiness <= 100:
+            raise SpecError(f"{name['memory_swappiness']} {self.memory_swappiness}: must be between 0 and 100")
+        weights = [("blkio_weight", "", self.blkio_weight), ("blkio_leaf_weight", "", self.blkio_leaf_weight)]
+        for major, minor, weight, leaf in self.blkio_weight_device:  # 0: not set
+            weights += [("blkio_weight_device", f" {major}:{minor} weight", weight or None),
+                        ("blkio_weight_device", f" {major}:{minor} leafWeight", leaf or None)]
+        for field, at, weight in weights:
+            if weight is not None and not 10 <= weight <= 1000:
+                raise SpecError(f"{name[field]}{at} {weight}: must be between 10 and 1000")
+
+    def _validate_devices(self, name: str) -> None:
+        # A type "a" rule sets the whole list (v1 takes it so, whatever its access; the
+        # v2 program has no other meaning for it): only rwm says that without ambiguity.
+        if not self.devices or self.devices[0].type != "a":
+            raise SpecError(f"{name}: must start with a rule for all devices (allow or deny 'a *:* rwm')")
+        for rule in self.devices:
+            if rule.type not in ("a", "b", "c") or not rule.access or set(rule.access) - set("rwm"):
+                raise SpecError(f"{name}: invalid rule {rule.v1_line()!r}: type a, b or c; access made of r, w, m")
+            if rule.type == "a" and rule.access != "rwm":
+                raise SpecError(f"{name}: invalid rule {rule.v1_line()!r}: a rule for all devices is for rwm")
+
+
+# How minirun's options name the Limits fields, for Limits.validate's messages; minirun-oci
+# passes its config.json paths instead (oci/bundle.py).
+LIMIT_NAMES = {"devices": "device rules", "memory": "--memory", "memory_swap": "--memory-swap",
+               "memory_swappiness": "memory swappiness", "blkio_weight": "blkio weight",
+               "blkio_leaf_weight": "blkio leaf weight", "blkio_weight_device": "blkio weight device"}
 
 
 def terminal_type() -> str:

@@ -154,6 +154,7 @@ def to_spec(config: dict, bundle: str, container_id: str) -> tuple[ContainerSpec
         raise SpecError("linux.namespaces: a new user namespace needs linux.uidMappings and linux.gidMappings")
     limits = parse_resources(_get(linux, "resources", dict, "linux.", {}) or {}, extras)
     limits.devices = _device_rules(limits_devices(linux), _get(linux, "devices", list, "linux.", []) or [])
+    limits.validate(LIMIT_NAMES)
     extras.cgroups_path = _cgroups_path(_get(linux, "cgroupsPath", str, "linux."), container_id)
     _reject_present(linux, ("intelRdt", "personality", "timeOffsets", "mountLabel"), "linux.")
     for label in ("apparmorProfile", "selinuxLabel"):
@@ -343,19 +344,14 @@ def parse_resources(res: dict, extras: Extras) -> Limits:
     memory = _get(res, "memory", dict, "linux.resources.", {}) or {}
     if memory.get("limit") not in (None, -1, 0):
         limits.memory = int(memory["limit"])
-        swap = memory.get("swap")
-        limits.memory_swap = None if swap in (None, 0) else int(swap)
-        if limits.memory_swap is not None and limits.memory_swap != -1 and limits.memory_swap < limits.memory:
-            raise SpecError("linux.resources.memory.swap: must be at least memory.limit (it counts memory plus swap)")
-    elif memory.get("swap") not in (None, 0, -1):
-        raise SpecError("linux.resources.memory.swap: needs memory.limit")
+    if memory.get("swap") not in (None, 0) and (limits.memory is not None or memory["swap"] != -1):
+        limits.memory_swap = int(memory["swap"])  # -1 alone: docker's "unlimited swap" with no limit at all
     if memory.get("reservation") not in (None, 0, -1):
         limits.memory_reservation = int(memory["reservation"])
     swappiness = memory.get("swappiness")
     if swappiness not in (None, -1):  # -1: docker's "not set"
-        if not isinstance(swappiness, int) or not 0 <= swappiness <= 100:
-            raise SpecError(f"linux.resources.memory.swappiness {swappiness!r}: must be between 0 and 100 "
-                            "(runc: invalid memory swappiness value)")
+        if not isinstance(swappiness, int):
+            raise SpecError(f"linux.resources.memory.swappiness {swappiness!r}: must be a number")
         limits.memory_swappiness = swappiness
     limits.oom_kill_disable = bool(_get(memory, "disableOOMKiller", bool, "linux.resources.memory.", False))
     for key, field in (("kernel", "kernel_memory"), ("kernelTCP", "kernel_tcp")):
@@ -385,6 +381,15 @@ def parse_resources(res: dict, extras: Extras) -> Limits:
     return limits
 
 
+# How config.json names the Limits fields, for Limits.validate's messages (the values are
+# checked there, once, for both front ends; parsing here checks only their shape).
+LIMIT_NAMES = {"devices": "linux.resources.devices", "memory": "linux.resources.memory.limit",
+               "memory_swap": "linux.resources.memory.swap", "memory_swappiness": "linux.resources.memory.swappiness",
+               "blkio_weight": "linux.resources.blockIO.weight",
+               "blkio_leaf_weight": "linux.resources.blockIO.leafWeight",
+               "blkio_weight_device": "linux.resources.blockIO.weightDevice"}
+
+
 def _memory_nodes() -> int:
     """How many NUMA nodes there are to choose from (highest online node + 1)."""
     try:
@@ -408,8 +413,8 @@ def _block_io(blkio: dict, limits: Limits) -> None:
         value = obj.get(key)
         if value in (None, 0):
             return 0
-        if not isinstance(value, int) or not 10 <= value <= 1000:
-            raise SpecError(f"{at}{key} {value!r}: must be between 10 and 1000")
+        if not isinstance(value, int):
+            raise SpecError(f"{at}{key} {value!r}: must be a number")
         return value
 
     def device(entry, at: str) -> tuple[int, int]:
@@ -486,9 +491,9 @@ def _device_rules(rules: list, nodes: list) -> tuple:
         if not isinstance(rule, dict) or not isinstance(rule.get("allow"), bool):
             raise SpecError(f"{where}.allow: must be true or false")
         kind = rule.get("type") or "a"
-        access = rule.get("access") or "rwm"
-        if kind not in ("a", "c", "b") or not access or set(access) - set("rwm"):
-            raise SpecError(f"{where}: type must be a, c or b and access a subset of rwm")
+        access = rule.get("access") or "rwm"  # both checked by Limits.validate
+        if not isinstance(kind, str) or not isinstance(access, str):
+            raise SpecError(f"{where}: type and access must be strings")
         number = [None if rule.get(k) in (None, -1) else int(rule[k]) for k in ("major", "minor")]
         out.append(DeviceRule(rule["allow"], kind, number[0], number[1], access))
     out += DEFAULT_RULES[1:]

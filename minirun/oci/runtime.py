@@ -527,6 +527,7 @@ def update(root: str, container_id: str, resources: dict) -> None:
     st = store.read(root, container_id)
     extras = oci_bundle.Extras()
     limits = oci_bundle.parse_resources(resources, extras)
+    limits.validate(oci_bundle.LIMIT_NAMES)
     for warning in extras.warnings:
         log.warning(warning)
     cgroup = _cgroup(st)

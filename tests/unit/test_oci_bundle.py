@@ -72,6 +72,15 @@ def test_resources_map_to_limits(config, tmp_path):
     (lambda c: c["linux"]["resources"].update(cpu={"mems": "x"}), "linux.resources.cpu.mems value 'x'"),
     (lambda c: c["linux"]["resources"].update(memory={"swappiness": 101}),
      "linux.resources.memory.swappiness 101: must be between 0 and 100"),
+    (lambda c: c["linux"]["resources"].update(memory={"limit": 64 << 20, "swap": 32 << 20}),
+     "linux.resources.memory.swap must be at least linux.resources.memory.limit"),
+    (lambda c: c["linux"]["resources"].update(memory={"swap": 64 << 20}),
+     "linux.resources.memory.swap needs linux.resources.memory.limit"),
+    (lambda c: c["linux"]["resources"].update(blockIO={"weightDevice": [{"major": 8, "minor": 0, "weight": 2}]}),
+     "linux.resources.blockIO.weightDevice 8:0 weight 2: must be between 10 and 1000"),
+    # A rule for all devices with less than rwm: v1 took it as all of rwm, v2's program refused it.
+    (lambda c: c["linux"]["resources"].update(devices=[{"allow": True, "type": "a", "access": "r"}]),
+     "linux.resources.devices: invalid rule 'a *:* r': a rule for all devices is for rwm"),
     (lambda c: c["linux"].update(intelRdt={"closID": "x"}), "linux.intelRdt"),
     (lambda c: c["linux"]["namespaces"].append({"type": "time"}), "unknown namespace type 'time'"),
     (lambda c: c["linux"]["namespaces"].append({"type": "pid", "path": "/proc/1/ns/pid"}), "listed twice"),
@@ -214,8 +223,11 @@ def test_device_rules_as_runc_orders_them():
     assert rules[1:3] == (DeviceRule(False, "a", None, None, "rwm"), DeviceRule(True, "c", 10, None, "r"))
     assert rules[3:-1] == DEFAULT_RULES[1:]
     assert rules[-1] == DeviceRule(True, "c", 10, 229, "rwm")
-    with pytest.raises(SpecError):
-        B._device_rules([{"allow": True, "access": "rwx"}], [])
+    from minirun.spec import Limits
+
+    bad = Limits(devices=B._device_rules([{"allow": True, "access": "rwx"}], []))
+    with pytest.raises(SpecError, match=re.escape("linux.resources.devices: invalid rule 'a *:* rwx'")):
+        bad.validate(B.LIMIT_NAMES)
 
 
 HYBRID_MOUNTINFO = """\

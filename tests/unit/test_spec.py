@@ -63,6 +63,22 @@ def test_swap_must_cover_memory():
     Limits(memory=64 << 20, memory_swap=-1).validate()
 
 
+def test_limits_are_validated_in_one_place_with_the_front_ends_names():
+    from minirun.devices import DeviceRule
+
+    with pytest.raises(SpecError, match=r"^swap must be at least mem \(it counts memory plus swap\)$"):
+        Limits(memory=64 << 20, memory_swap=32 << 20).validate({"memory": "mem", "memory_swap": "swap"})
+    with pytest.raises(SpecError, match="memory swappiness 101: must be between 0 and 100"):
+        Limits(memory_swappiness=101).validate()
+    with pytest.raises(SpecError, match="blkio weight 5: must be between 10 and 1000"):
+        Limits(blkio_weight=5).validate()
+    with pytest.raises(SpecError, match="a rule for all devices is for rwm"):  # the v2 program has no other meaning
+        Limits(devices=(DeviceRule(False, "a"), DeviceRule(True, "a", access="r"))).validate()
+    with pytest.raises(SpecError, match="must start with a rule for all devices"):
+        Limits(devices=(DeviceRule(True, "c", 1, 3),)).validate()
+    Limits(memory_swappiness=0, blkio_weight=10, blkio_weight_device=((8, 0, 0, 1000),)).validate()
+
+
 def test_environment_defaults_and_overrides():
     env = Process(["/bin/sh"], env=["PATH=/bin", "A=1"]).full_env("box")
     assert env == ["PATH=/bin", "HOSTNAME=box", "HOME=/root", "A=1"]
