@@ -192,7 +192,7 @@ class Cgroup:
         self.relpath = relpath or os.path.join(PARENT, container_id)
         # ``paths``: as recorded when the container was made (existing()), else as the
         # limits make them: on v2 only the OPTIONAL controllers they ask for.
-        self.paths = dict(paths) if paths else _container_paths(layout, self.relpath, wanted_optional(limits))
+        self.paths = dict(paths) if paths else container_paths(self.relpath, limits, layout)
         self.notes: list[str] = []  # what could not be applied as asked (e.g. no swap accounting)
         # Directories made by create(). None: create() was not called here, so the
         # container's directories were made by another minirun process and are all ours.
@@ -550,7 +550,10 @@ def _check_available(layout: Layout, limits: Limits) -> None:
         )
 
 
-def _container_paths(layout: Layout, relpath: str, optional: set[str]) -> dict[str, str]:
+def container_paths(relpath: str, limits: Limits, layout: Layout) -> dict[str, str]:
+    """Where the cgroup of a container made with ``limits`` at ``relpath`` is (what
+    Cgroup.paths holds), for the mounts of one not made yet (oci/bundle.py)."""
+    optional = wanted_optional(limits)
     paths: dict[str, str] = {}
     if layout.unified:
         paths["unified"] = os.path.join(layout.unified, relpath)

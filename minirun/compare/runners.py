@@ -303,14 +303,13 @@ class ContainerRunner:
 
     def idle_memory(self, names: list[str]) -> list[dict]:
         from .. import cgroups, lifecycle
-        from ..spec import Limits
 
         out = []
         for name in names:
             st = lifecycle.status(name)
             supervisor = rss_kib(st.get("owner") or 0)
             init = rss_kib(st.get("pid") or 0)
-            cg = cgroups.create_manager(name, Limits()).memory_usage()
+            cg = cgroups.existing(name).memory_usage()
             out.append({"id": name, "supervisor_rss_kib": supervisor.get("vmrss"),
                         "supervisor_pss_kib": supervisor.get("pss"), "init_rss_kib": init.get("vmrss"),
                         "cgroup_memory_bytes": cg,

@@ -612,7 +612,7 @@ def _cgroup_mount(target: str, flags: int, own_cgroups) -> list[Op]:
     secure = MS_NOSUID | MS_NODEV | MS_NOEXEC
     if own_cgroups is not None:
         relpath, limits = own_cgroups
-        ours = cgroups.Cgroup("oci", limits, layout, relpath).paths
+        ours = cgroups.container_paths(relpath, limits, layout)
 
     def hierarchy(mountpoint: str, fstype: str, data: str | None) -> list[Op]:
         dest = os.path.join(target, os.path.basename(mountpoint))

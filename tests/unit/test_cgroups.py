@@ -1048,3 +1048,29 @@ def test_undelegated_hugetlb_names_the_field(hybrid):  # this host
 def test_missing_hugetlb_names_the_field(legacy):
     with pytest.raises(HostError, match=r"^linux\.resources\.hugepageLimits needs the hugetlb cgroup controller"):
         cgroups.create_manager("c1", Limits(hugepage_limits=(("2MB", 1),)), legacy.detect())
+
+
+def test_callers_get_a_cgroup_only_from_create_manager_or_existing():
+    """One constructor each: create_manager for a container being made (by the two create
+    paths), existing() for one already made; no caller builds a Cgroup itself."""
+    import ast
+
+    import minirun
+
+    package = os.path.dirname(minirun.__file__)
+    makers: dict[str, set[str]] = {"Cgroup": set(), "create_manager": set()}
+    for directory, _, files in os.walk(package):
+        if os.path.relpath(directory, package).startswith("cgroups"):
+            continue
+        for name in files:
+            if not name.endswith(".py"):
+                continue
+            path = os.path.join(directory, name)
+            with open(path) as f:
+                tree = ast.parse(f.read(), path)
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Call):
+                    called = getattr(node.func, "attr", getattr(node.func, "id", None))
+                    if called in makers:
+                        makers[called].add(os.path.relpath(path, package))
+    assert makers == {"Cgroup": set(), "create_manager": {"container.py", "oci/runtime.py"}}
