@@ -514,16 +514,10 @@ def remove(container_id: str, layout: Layout | None = None) -> None:
 
 
 def wanted_optional(limits: Limits) -> set[str]:
-    """The OPTIONAL controllers that ``limits`` need."""
-    wanted = set()
-    if limits.cpuset_cpus is not None or limits.cpuset_mems is not None:
-        wanted.add("cpuset")
-    if (limits.blkio_weight is not None or limits.blkio_leaf_weight is not None or limits.blkio_weight_device
-            or limits.blkio_throttle):
-        wanted.add("blkio")
-    if limits.hugepage_limits:
-        wanted.add("hugetlb")
-    return wanted
+    """The OPTIONAL controllers that ``limits`` need: those the setter table writes a set
+    field to (v1's and v2's name the same controller for each field)."""
+    return {controller for field, controller, _ in v1.SETTERS
+            if controller in OPTIONAL and knobs.is_set(getattr(limits, field))}
 
 
 def _check_available(layout: Layout, limits: Limits) -> None:

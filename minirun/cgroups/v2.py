@@ -170,7 +170,10 @@ def freeze(path: str, frozen: bool, timeout: float = FREEZE_TIMEOUT_S) -> None:
     import select
 
     events = os.path.join(path, "cgroup.events")
-    fd = os.open(events, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fd = os.open(events, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as err:
+        raise CgroupError(f"open {events}: {err.strerror}") from err
     try:
         fs.write(os.path.join(path, FREEZE_FILE), 1 if frozen else 0)
         poller = select.poll()

@@ -929,6 +929,7 @@ def test_each_setter_table_covers_every_limit(driver):
     assert set(COMPANIONS.values()) <= fields
     owners = {c for _, c, _ in driver.SETTERS}
     assert owners <= set(cgroups.CONTROLLERS)
+    assert {(f, c) for f, c, _ in driver.SETTERS} == {(f, c) for f, c, _ in v1.SETTERS}  # same controller per field
     assert set(driver.STATS) == {"oom_kill_count", "cpu_usage_ns", "memory_usage", "memory_peak"}
 
 
@@ -1074,3 +1075,10 @@ def test_callers_get_a_cgroup_only_from_create_manager_or_existing():
                     if called in makers:
                         makers[called].add(os.path.relpath(path, package))
     assert makers == {"Cgroup": set(), "create_manager": {"container.py", "oci/runtime.py"}}
+
+
+def test_optional_controllers_are_those_a_set_field_needs():
+    assert cgroups.wanted_optional(Limits(memory=64 * MIB, cpu_quota=50_000)) == set()
+    assert cgroups.wanted_optional(Limits(cpuset_mems="0")) == {"cpuset"}
+    assert cgroups.wanted_optional(Limits(blkio_weight_device=((8, 0, 500, 0),), hugepage_limits=(("2MB", 0),))) == \
+        {"blkio", "hugetlb"}
