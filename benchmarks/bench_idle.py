@@ -27,6 +27,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_oci import (IMAGE, OCI, PODMAN_RUN_OPTIONS, ROOTFS, RUNC, podman_with_image,  # noqa: E402
                        remove_empty_parents, remove_podman_storage)
+from results import Recorder  # noqa: E402
 
 MINIRUN = os.path.join(os.path.dirname(sys.executable), "minirun")
 TARGET_MIB = 3.0
@@ -87,29 +88,36 @@ def podman_idle(podman: list[str], runtime: str, k: int) -> list[tuple[int, int]
             subprocess.run(podman + ["rm", "-f", "-t", "0", *ids], capture_output=True)
 
 
-def report(label: str, samples: list[tuple[int, int]]) -> float:
+def report(label: str, samples: list[tuple[int, int]]) -> tuple[float, float]:
     rss = statistics.median(r for r, _ in samples) / 1024
     pss = statistics.median(p for _, p in samples) / 1024
     print(f"{label:<34} RSS {rss:5.2f} MiB  PSS {pss:5.2f} MiB per container (n={len(samples)})", flush=True)
-    return rss
+    return rss, pss
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--containers", type=int, default=5)
+    parser.add_argument("--results", help="directory for idle.json (default: benchmarks/results)")
     args = parser.parse_args()
+    rec = Recorder("idle", args.results)
     base = tempfile.mkdtemp(prefix="minirun-bench-idle-")
     try:
         podman = podman_with_image(base)
         ours = report("minirun run -d (shim + init)", minirun_idle(args.containers))
         conmon = report("podman + runc (conmon)", podman_idle(podman, RUNC, args.containers))
-        report("podman + minirun-oci (conmon)", podman_idle(podman, OCI, args.containers))
-        print(f"minirun / conmon RSS: {ours / conmon:.2f}x; target <= {TARGET_MIB} MiB RSS: "
-              f"{'met' if ours <= TARGET_MIB else 'NOT met'}")
+        oci = report("podman + minirun-oci (conmon)", podman_idle(podman, OCI, args.containers))
+        print(f"minirun / conmon RSS: {ours[0] / conmon[0]:.2f}x; target <= {TARGET_MIB} MiB RSS: "
+              f"{'met' if ours[0] <= TARGET_MIB else 'NOT met'}")
     finally:
         remove_podman_storage(base)
         shutil.rmtree(base, ignore_errors=True)
         remove_empty_parents()
+    peers = ("minirun shim + init", "conmon (podman + runc)", "conmon (podman + minirun-oci)")
+    for i, (key, what) in enumerate((("rss", "RSS"), ("pss", "PSS"))):
+        rec.add(f"idle.{key}", f"idle {what} of a detached `sleep` on the host beyond its own processes",
+                peers[0], dict(zip(peers, (ours[i], conmon[i], oci[i]))), unit="MiB", n=args.containers)
+    rec.write()
 
 
 if __name__ == "__main__":

@@ -1,14 +1,19 @@
 #!/usr/bin/env python3
-"""Container start cost: minirun against runc, side by side in one run.
+"""Container start cost: minirun against runc and crun, side by side in one run.
 
-    sudo .venv/bin/python benchmarks/bench_run.py [--rootfs DIR] [--runs 30] [--api-runs 100]
+    sudo .venv/bin/python benchmarks/bench_run.py [--rootfs DIR] [--runs 30] [--api-runs 100] [--results DIR]
 
-1. CLI: `minirun run --rm ROOTFS /bin/true` vs `runc run` on the same rootfs with
-   the same namespaces and limits, interleaved so machine noise hits both alike.
-2. API: 100 sequential containers through minirun.run(), each with the five
-   namespaces (+cgroup), pivot_root and three limits; vs 100 sequential runc runs.
-Prints medians, min/max and ratios. Targets (issue 13): API <= 6 ms per container,
-CLI <= 1.0x runc.
+1. CLI: `minirun run --rm --memory 64m --cpus 0.5 --pids-limit 64 ROOTFS /bin/true`, started two ways: the
+   launcher `make venv` writes (.venv/bin/minirun) and pip's own console script for the same entry point
+   (written here with pip's ScriptMaker, as `pip install` writes it); vs `runc run` of a bundle with the same
+   rootfs, namespaces and limits. All alternated, the order rotating every round.
+2. The same `minirun run` (launcher), `runc run` and `crun run`, each through the private-mount-namespace
+   wrapper crun needs on a hybrid cgroup host (bench_oci.py's; the same wrapper for all three, stated in
+   the output), in the same rounds.
+3. API: 100 sequential containers through minirun.run(), each with the five namespaces (+cgroup),
+   pivot_root and three limits (the per-container median and mean); vs 100 sequential `runc run`.
+Prints medians, min/max and ratios, and writes results/run.json for benchmarks/report.py.
+Targets (issue 21): API <= 5 ms per container, `minirun run` from a plain pip install <= 0.8x runc.
 """
 
 from __future__ import annotations
@@ -28,6 +33,10 @@ MEMORY = 64 << 20
 CPUS = 0.5
 PIDS = 64
 RUNC_STATE = "/run/minirun-bench-runc"
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_oci import CRUN, Runtimes, rotated  # noqa: E402
+from results import Recorder  # noqa: E402
 
 
 def runc_bundle(rootfs: str) -> str:
@@ -66,22 +75,47 @@ def timed(cmd: list[str]) -> float:
 
 def summary(name: str, samples: list[float]) -> str:
     ms = [s * 1000 for s in samples]
-    return (f"{name:<34} median {statistics.median(ms):7.1f} ms   min {min(ms):6.1f}   max {max(ms):6.1f}"
+    return (f"{name:<44} median {statistics.median(ms):7.1f} ms   min {min(ms):6.1f}   max {max(ms):6.1f}"
             f"   (n={len(ms)})")
 
 
-def bench_cli(rootfs: str, bundle: str | None, runs: int) -> dict:
-    minirun_cmd = [sys.executable, "-m", "minirun", "run", "--rm", "--memory", "64m", "--cpus", str(CPUS),
-                   "--pids-limit", str(PIDS), rootfs, "/bin/true"]
-    entry = shutil.which("minirun", path=os.path.dirname(sys.executable))
-    if entry:
-        minirun_cmd = [entry] + minirun_cmd[3:]
-    samples: dict[str, list[float]] = {"minirun": [], "runc": []}
+def pip_console_script(directory: str, name: str = "minirun") -> str:
+    """``name`` as `pip install` writes it (pip's ScriptMaker and template, this interpreter in the #! line),
+    for the entry point the installed package declares."""
+    from importlib.metadata import distribution
+
+    from pip._vendor.distlib.scripts import ScriptMaker
+
+    entry = next(e for e in distribution("minirun").entry_points if e.group == "console_scripts" and e.name == name)
+    maker = ScriptMaker(None, directory)
+    maker.executable = sys.executable
+    maker.variants = {""}
+    maker.make(f"{entry.name} = {entry.value}")
+    return os.path.join(directory, name)
+
+
+def bench_cli(rootfs: str, base: str, bundle: str | None, rt: Runtimes, runs: int) -> dict[str, list[float]]:
+    """Every contender once per round, the order rotating (see the docstring's 1 and 2)."""
+    options = ["run", "--rm", "--memory", "64m", "--cpus", str(CPUS), "--pids-limit", str(PIDS), rootfs, "/bin/true"]
+    launcher = os.path.join(os.path.dirname(sys.executable), "minirun")
+    pip_script = pip_console_script(base)
+    commands = {
+        "minirun (launcher)": lambda i: [launcher, *options],
+        "minirun (pip console script)": lambda i: [pip_script, *options],
+    }
+    if bundle:
+        commands["runc"] = lambda i: ["runc", "--root", RUNC_STATE, "run", "--bundle", bundle, f"bench-{i}"]
+        if rt.wrapper and CRUN:
+            commands["wrapped minirun"] = lambda i: [*rt.wrapper, launcher, *options]
+            commands["wrapped runc"] = lambda i: rt.argv("runc", "run", "--bundle", bundle, f"w-{i}")
+            commands["wrapped crun"] = lambda i: rt.argv("crun", "run", "--bundle", bundle, f"w-{i}")
+        elif CRUN:
+            commands["crun"] = lambda i: [CRUN, "--root", rt.roots["crun"], "run", "--bundle", bundle, f"bench-{i}"]
+    names = list(commands)
+    samples: dict[str, list[float]] = {n: [] for n in names}
     for i in range(runs):
-        samples["minirun"].append(timed(minirun_cmd))
-        if bundle:
-            samples["runc"].append(timed(["runc", "--root", RUNC_STATE, "run", "--bundle", bundle,
-                                          f"bench-{os.getpid()}-{i}"]))
+        for name in rotated(names, i):
+            samples[name].append(timed(commands[name](i)))
     return samples
 
 
@@ -103,36 +137,68 @@ def bench_api(rootfs: str, runs: int) -> list[float]:
     return samples
 
 
+def median_ms(samples: list[float]) -> float:
+    return statistics.median(samples) * 1000
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rootfs", default=ROOTFS)
-    parser.add_argument("--runs", type=int, default=30, help="CLI runs of each tool (interleaved)")
+    parser.add_argument("--runs", type=int, default=30, help="CLI runs of each contender (alternated)")
     parser.add_argument("--api-runs", type=int, default=100)
+    parser.add_argument("--results", help="directory for run.json (default: benchmarks/results)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("benchmarks need root")
 
+    rec = Recorder("run", args.results)
     have_runc = shutil.which("runc") is not None
     bundle = runc_bundle(args.rootfs) if have_runc else None
+    base = tempfile.mkdtemp(prefix="minirun-bench-run-")
+    rt = Runtimes(base)
     try:
         print(f"host: {os.uname().release}, {os.cpu_count()} CPUs; rootfs {args.rootfs}")
-        print(f"each container: pid mount uts ipc net cgroup namespaces, pivot_root, "
-              f"--memory 64m --cpus {CPUS} --pids-limit {PIDS}\n")
+        setup = (f"pid mount uts ipc net cgroup namespaces, pivot_root, --memory 64m --cpus {CPUS} "
+                 f"--pids-limit {PIDS}")
+        print(f"each container: {setup}")
+        rec.note(f"each container: {setup}; `/bin/true`")
+        rec.note("`minirun (pip console script)`: the script `pip install` writes for the entry point the package "
+                 "declares (pip's ScriptMaker), on this venv's editable install; `minirun (launcher)`: the one "
+                 "`make venv` writes (scripts/launchers.py)")
+        if rt.wrapper and CRUN:
+            rec.note(f"`wrapped ...`: {rt.describe()}")
+            print(f"wrapped: {rt.describe()}")
 
-        print(f"== CLI, /bin/true end to end ({args.runs} interleaved runs each)", flush=True)
-        cli = bench_cli(args.rootfs, bundle, args.runs)
-        print(summary("minirun run --rm", cli["minirun"]))
+        print(f"\n== CLI, /bin/true end to end ({args.runs} alternated rounds)", flush=True)
+        cli = bench_cli(args.rootfs, base, bundle, rt, args.runs)
+        for name, samples in cli.items():
+            print(summary(name, samples))
         if have_runc:
-            print(summary("runc run", cli["runc"]))
-            ratio = statistics.median(cli["minirun"]) / statistics.median(cli["runc"])
-            print(f"ratio minirun/runc: {ratio:.2f}x   (target <= 1.0x, issue 13)")
+            for name in ("minirun (pip console script)", "minirun (launcher)"):
+                print(f"ratio {name}/runc: {statistics.median(cli[name]) / statistics.median(cli['runc']):.2f}x")
+            med = {who: median_ms(cli[who]) for who in ("minirun (pip console script)", "minirun (launcher)", "runc")}
+            what = "`minirun run --rm ROOTFS /bin/true`, 64m / 0.5 CPU / 64 pids, end to end"
+            rec.add("run.cli.pip", f"{what}, from pip's console script", "minirun (pip console script)",
+                    {k: med[k] for k in ("minirun (pip console script)", "runc")}, n=args.runs)
+            rec.add("run.cli.launcher", f"{what}, from `make venv`'s launcher", "minirun (launcher)",
+                    {k: med[k] for k in ("minirun (launcher)", "runc")}, n=args.runs)
+            wrapped = [w for w in ("wrapped minirun", "wrapped runc", "wrapped crun") if w in cli]
+            if wrapped:
+                rec.add("run.cli.wrapped", f"{what}, every one through crun's wrapper", "wrapped minirun",
+                        {w: median_ms(cli[w]) for w in wrapped}, n=args.runs)
+            elif "crun" in cli:
+                rec.add("run.cli.crun", what, "minirun (launcher)",
+                        {k: median_ms(cli[k]) for k in ("minirun (launcher)", "runc", "crun")}, n=args.runs)
         else:
             print("runc: not installed (apt-get install runc) - no comparison")
 
         print(f"\n== Python API, {args.api_runs} sequential containers", flush=True)
         api = bench_api(args.rootfs, args.api_runs)
         print(summary("minirun.run()", api))
-        print(f"total {sum(api):.2f} s, {sum(api) / len(api) * 1000:.1f} ms per container   (target <= 6 ms, issue 13)")
+        mean = sum(api) / len(api) * 1000
+        print(f"total {sum(api):.2f} s, {mean:.1f} ms per container (mean), {median_ms(api):.1f} ms median"
+              f"   (target <= 5 ms, issue 21)")
+        values = {"minirun.run()": median_ms(api)}
         if have_runc:
             t0 = time.perf_counter()
             for i in range(args.api_runs):
@@ -141,10 +207,16 @@ def main() -> None:
             print(f"{args.api_runs} sequential runc run: total {total:.2f} s, "
                   f"{total / args.api_runs * 1000:.1f} ms per container")
             print(f"ratio minirun API/runc: {sum(api) / total:.2f}x")
+            values["runc run (CLI, sequential, mean)"] = total / args.api_runs * 1000
+        rec.add("api.run", f"{args.api_runs} sequential containers through `minirun.run()`, per container (median; "
+                f"mean {mean:.1f} ms), same setup", "minirun.run()", values, n=args.api_runs)
     finally:
+        rt.cleanup()
         if bundle:
             shutil.rmtree(bundle, ignore_errors=True)
         shutil.rmtree(RUNC_STATE, ignore_errors=True)
+        shutil.rmtree(base, ignore_errors=True)
+    rec.write()
 
 
 if __name__ == "__main__":

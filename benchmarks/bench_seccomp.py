@@ -42,6 +42,9 @@ import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from results import Recorder  # noqa: E402
+
 ROOTFS = os.environ.get("MINIRUN_ROOTFS", "/var/lib/minirun/rootfs/busybox")
 HERE = os.path.dirname(os.path.abspath(__file__))
 PODMAN_PROFILE = "/usr/share/containers/seccomp.json"
@@ -148,7 +151,9 @@ def main() -> None:
     parser.add_argument("--rootfs", default=ROOTFS)
     parser.add_argument("--calls", type=int, default=3_000_000)
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--results", help="directory for seccomp.json (default: benchmarks/results)")
     args = parser.parse_args()
+    rec = Recorder("seccomp", args.results)
     if os.geteuid() != 0:
         raise SystemExit("bench_seccomp: run as root (containers)")
     work = tempfile.mkdtemp(prefix="minirun-bench-seccomp-")
@@ -206,6 +211,13 @@ def main() -> None:
             cost = "" if "unconfined" in name or base[engine] is None else f"{med[name] - base[engine]:+.1f} ns"
             print(f"{name:28} {med[name]:8.1f} {min(v[i] for v in values):8.1f} {max(v[i] for v in values):8.1f} "
                   f"{cost:>22}")
+        costs = {"minirun": med["minirun default"] - base["minirun"]}
+        if base["runc"] is not None:
+            costs["runc (same profile)"] = med["runc default"] - base["runc"]
+        if base["podman"] is not None:
+            costs["podman + runc"] = med["podman + runc default"] - base["podman"]
+        rec.add(f"seccomp.{call.replace('+', '')}", f"{what}: cost over the same container unconfined",
+                "minirun", costs, unit="ns", n=args.rounds)
         if base["runc"] is not None:
             ours = med["minirun default"] - base["minirun"]
             theirs = med["runc default"] - base["runc"]
@@ -221,6 +233,7 @@ def main() -> None:
             theirs = med["podman + runc default"] - base["podman"]
             print(f"minirun's default filter: {ours:+.1f} ns, podman + runc's: {theirs:+.1f} ns per call"
                   + (f" (ratio {ours / theirs:.2f}; target <= 1.00)" if theirs > 0 else ""))
+    rec.write()
 
 
 if __name__ == "__main__":

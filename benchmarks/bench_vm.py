@@ -30,6 +30,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from results import Recorder  # noqa: E402
 
 from minirun.vm import initramfs, kernel as kernels, qemu_args  # noqa: E402
 from minirun.vm.runner import VMSpec, prepare  # noqa: E402
@@ -136,7 +138,7 @@ def overhead(args, work: Workdir) -> dict:
     print(f"  plain command: {' '.join(plain)}")
     return {"plain_s": m_plain, "minirun_s": m_cli, "api_s": m_api, "ratio": m_cli / m_plain,
             "api_ratio": m_api / m_plain, "python_startup_s": py, "plain": t_plain, "minirun": t_cli, "api": t_api,
-            "accel": plan.accel.name, "kernel": plan.kernel.release}
+            "accel": plan.accel.name, "kernel": plan.kernel.release, "machine": spec.machine}
 
 
 def explore(args, work: Workdir) -> dict:
@@ -219,7 +221,9 @@ def main() -> int:
     parser.add_argument("--accel", default="auto", choices=["auto", "kvm", "tcg"])
     parser.add_argument("--only", choices=["overhead", "explore"])
     parser.add_argument("--json", help="also write the numbers to this file")
+    parser.add_argument("--results", help="directory for vm.json, what report.py renders (default: benchmarks/results)")
     args = parser.parse_args()
+    rec = Recorder("vm", args.results)
     if not os.path.isdir(args.rootfs):
         print(f"bench_vm: no rootfs at {args.rootfs} (make rootfs, or --rootfs DIR)", file=sys.stderr)
         return 2
@@ -235,6 +239,15 @@ def main() -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)
+    if "overhead" in out:
+        o = out["overhead"]
+        setup = f"`/bin/true`, -M {o['machine']}, {o['accel']}, kernel {o['kernel']}"
+        rec.add("vm.cli", f"`minirun vm run ROOTFS /bin/true`, {setup}", "minirun vm run",
+                {"minirun vm run": o["minirun_s"], "plain QEMU": o["plain_s"]}, unit="s", n=args.n)
+        rec.add("vm.api", f"`minirun.vm.run()`, {setup}", "minirun.vm.run()",
+                {"minirun.vm.run()": o["api_s"], "plain QEMU": o["plain_s"]}, unit="s", n=args.n)
+        rec.note("plain QEMU: the same kernel and initramfs on the plain `qemu-system-x86_64` command line")
+        rec.write()
     return 0
 
 

@@ -17,15 +17,18 @@ RUNTIMES = ("runc", "minirun")
 class Docker:
     """dockerd with its own data root, exec root, socket and managed containerd."""
 
-    def __init__(self, base: str):
+    def __init__(self, base: str, runtimes: dict[str, str] | None = None, extra_args: tuple[str, ...] = ()):
+        """``runtimes``: name -> runtime binary added beside runc (default: minirun, the venv's minirun-oci);
+        ``extra_args``: more dockerd flags (the benchmarks' --iptables=false --bridge=none)."""
         self.base, self.sock = base, f"{base}/docker.sock"
+        added = [f"--add-runtime={name}={path}" for name, path in (runtimes or {"minirun": OCI}).items()]
         with open(f"{base}/daemon.json", "w") as f:  # not the host's daemon.json, nor /etc/docker/key.json
             f.write(f'{{"deprecated-key-path": "{base}/key.json"}}\n')
         self.log = open(f"{base}/dockerd.log", "w")
         self.proc = subprocess.Popen(
             ["dockerd", "--config-file", f"{base}/daemon.json", "--data-root", f"{base}/data",
              "--exec-root", f"{base}/exec", "--pidfile", f"{base}/dockerd.pid", "-H", f"unix://{self.sock}",
-             "--exec-opt", "native.cgroupdriver=cgroupfs", "--add-runtime", f"minirun={OCI}"],
+             "--exec-opt", "native.cgroupdriver=cgroupfs", *added, *extra_args],
             stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
         while self("version").returncode != 0:
