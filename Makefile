@@ -33,7 +33,7 @@ VENV_STAMP := $(VENV)/.minirun-installed
 
 export DEBIAN_FRONTEND := noninteractive
 
-.PHONY: help deps demo-deps venv rootfs kernel test test-fast demo bench clean
+.PHONY: help deps demo-deps venv rootfs kernel test test-fast demo bench bench-quick bench-report clean
 
 help:
 	@echo "make deps    install host packages with apt-get (root): all the tests need"
@@ -44,7 +44,9 @@ help:
 	@echo "make test    all of the above, then pytest"
 	@echo "make test-fast  the same without the slow lanes (pytest -m 'not slow', about two minutes)"
 	@echo "make demo    run a container with limits and show what it sees"
-	@echo "make bench   container vs VM benchmarks"
+	@echo "make bench   every benchmark beside its peers (runc, crun, engines, QEMU), then docs/performance.md"
+	@echo "make bench-quick  the same with few rounds (a minute or two)"
+	@echo "make bench-report  docs/performance.md from benchmarks/results/ only"
 	@echo "make clean   remove $(VENV), build output and stamps (not the rootfs)"
 
 # ---------------------------------------------------------------- deps
@@ -129,13 +131,27 @@ test-fast: deps venv rootfs kernel
 demo: demo-deps venv rootfs
 	MINIRUN=$(VENV)/bin/minirun bash scripts/demo.sh $(ROOTFS)
 
+# Each bench writes benchmarks/results/NAME.json; report.py renders docs/performance.md from them
+# (benchmarks/performance.md.in holds the prose). bench-quick: the same with few rounds.
+BENCH_ENV := MINIRUN_ROOTFS=$(ROOTFS)
 bench: deps venv rootfs kernel
-	@[ -f benchmarks/bench_run.py ] || { echo "bench: benchmarks/bench_run.py does not exist yet" >&2; exit 1; }
-	MINIRUN_ROOTFS=$(ROOTFS) $(VPY) benchmarks/bench_run.py
-	MINIRUN_ROOTFS=$(ROOTFS) $(VPY) benchmarks/bench_vm.py -n 7
-	MINIRUN_ROOTFS=$(ROOTFS) $(VPY) benchmarks/bench_seccomp.py
-	MINIRUN_ROOTFS=$(ROOTFS) $(VPY) benchmarks/bench_oci.py
-	MINIRUN_ROOTFS=$(ROOTFS) $(VPY) benchmarks/bench_idle.py
+	$(BENCH_ENV) $(VPY) benchmarks/bench_run.py
+	$(BENCH_ENV) $(VPY) benchmarks/bench_oci.py
+	$(BENCH_ENV) $(VPY) benchmarks/bench_seccomp.py
+	$(BENCH_ENV) $(VPY) benchmarks/bench_idle.py
+	$(BENCH_ENV) $(VPY) benchmarks/bench_vm.py -n 7
+	$(VPY) benchmarks/report.py
+
+bench-quick: deps venv rootfs kernel
+	$(BENCH_ENV) $(VPY) benchmarks/bench_run.py --runs 5
+	$(BENCH_ENV) $(VPY) benchmarks/bench_oci.py --runs 5 --engine-runs 3
+	$(BENCH_ENV) $(VPY) benchmarks/bench_seccomp.py --rounds 3 --calls 1000000
+	$(BENCH_ENV) $(VPY) benchmarks/bench_idle.py --containers 2
+	$(BENCH_ENV) $(VPY) benchmarks/bench_vm.py -n 1 --only overhead
+	$(VPY) benchmarks/report.py
+
+bench-report:
+	$(PYTHON) benchmarks/report.py
 
 # ---------------------------------------------------------------- clean
 
