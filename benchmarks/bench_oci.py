@@ -169,9 +169,9 @@ class Runtimes:
             return "crun is not installed (Debian package crun): minirun-oci and runc only, no wrapper"
         if not self.wrapper:
             return "not a hybrid cgroup host: every runtime runs as it is"
-        return (f"hybrid cgroup host (crun refuses it): every runtime (minirun-oci, runc, crun) runs through the same "
-                f"wrapper, `unshare -m --propagation private sh -c 'mount --bind EMPTY {HYBRID_CONTROLLERS} && exec "
-                f"RUNTIME ...'`, whose cost is in every figure")
+        return (f"hybrid cgroup host (crun refuses it): crun and every runtime beside it run through the same wrapper, "
+                f"`unshare -m --propagation private sh -c 'mount --bind EMPTY {HYBRID_CONTROLLERS} && exec RUNTIME "
+                f"...'`, whose cost is in each of their figures")
 
     def argv(self, name: str, *args: str) -> list[str]:
         return self.wrapper + [self.binaries[name], "--root", self.roots[name], *args]

@@ -33,11 +33,12 @@ def figure(value: float, unit: str) -> str:
 
 
 def ratio(row: dict, peer: str) -> float | None:
-    """subject / peer, None when the peer was not measured (or measured zero)."""
-    theirs = row["values"].get(peer)
-    if not theirs:
+    """subject / peer; None when the peer was not measured, or when a figure is not above zero (a cost over a
+    baseline, such as seccomp's, can come out zero or negative in noise: no ratio means anything then)."""
+    ours, theirs = row["values"][row["subject"]], row["values"].get(peer)
+    if theirs is None or ours <= 0 or theirs <= 0:
         return None
-    return row["values"][row["subject"]] / theirs
+    return ours / theirs
 
 
 def peers(row: dict) -> list[str]:
@@ -85,7 +86,9 @@ def evaluate(results: list[dict], targets: tuple[Target, ...] = TARGETS) -> list
 
 
 def verdict(check: Check) -> str:
-    return {True: "met", False: "**NOT met**", None: "not measured"}[check.met]
+    if check.met is None:
+        return "not measured" if check.row is None else "no ratio (a figure ≤ 0)"
+    return "met" if check.met else "**NOT met**"
 
 
 def target_lines(checks: list[Check]) -> list[str]:
@@ -106,6 +109,13 @@ def target_lines(checks: list[Check]) -> list[str]:
         lines.append("| " + " | ".join([what, ours, fig, t.peer or "–", peer_fig, measured, limit, verdict(c), date,
                                          load, t.source]) + " |")
     return lines
+
+
+def tally(checks: list[Check]) -> str:
+    met = sum(c.met is True for c in checks)
+    missing = sum(c.met is None for c in checks)
+    return (f"{met} of {len(checks)} targets met, {len(checks) - met - missing} NOT met"
+            + (f", {missing} without a figure" if missing else "") + ".")
 
 
 def run_lines(results: list[dict]) -> list[str]:
@@ -130,7 +140,8 @@ def render(template: str, results: list[dict], targets: tuple[Target, ...] = TAR
 
     out = re.sub(r"\{\{table (\w+)\}\}", table, template)
     out = out.replace("{{runs}}", "\n".join(run_lines(results)))
-    return out.replace("{{targets}}", "\n".join(target_lines(evaluate(results, targets))))
+    checks = evaluate(results, targets)
+    return out.replace("{{targets}}", "\n".join([*target_lines(checks), "", tally(checks)]))
 
 
 def main() -> int:
@@ -151,7 +162,8 @@ def main() -> int:
         return 0 if same else 1
     with open(args.out, "w") as f:
         f.write(text)
-    print("\n".join(target_lines(evaluate(results))))
+    checks = evaluate(results)
+    print("\n".join([*target_lines(checks), "", tally(checks)]))
     print(f"wrote {args.out}")
     return 0
 

@@ -52,6 +52,7 @@ def test_met_flags_bound_ratios_and_absolute_figures():
                Target("api.run", None, 5.0, "t"), Target("engine.docker", "runc", 1.0, "t"))
     checks = report.evaluate([_result([STATE, PODMAN, API])], targets)
     assert [c.met for c in checks] == [True, False, True, False, True, None]
+    assert report.tally(checks) == "3 of 6 targets met, 2 NOT met, 1 without a figure."
     assert checks[1].measured == pytest.approx(1.25)
     assert checks[4].measured == 4.9  # no peer: the figure itself, in the row's unit
     assert checks[2].measured == pytest.approx(1.1)  # at the limit is met
@@ -61,6 +62,16 @@ def test_every_target_is_measured_in_the_committed_results():
     """A target whose row no bench writes (a typo in targets.py) would stay "not measured" for ever."""
     measured = {row["id"] for result in report.load_all() for row in result["rows"]}
     assert [t.row for t in report.TARGETS if t.row not in measured] == []
+
+
+def test_a_cost_at_or_below_zero_has_no_ratio_and_meets_nothing():
+    """seccomp's figures are costs over a baseline: noise can make one negative, and -3x is not "met"."""
+    noisy = _row("seccomp.getppid", {"minirun": -4.0, "runc (same profile)": 16.0}, subject="minirun", unit="ns")
+    assert report.ratio(noisy, "runc (same profile)") is None
+    [check] = report.evaluate([_result([noisy], "seccomp")], (Target("seccomp.getppid", "runc (same profile)", 1.0,
+                                                                     "t"),))
+    assert check.met is None and report.verdict(check) == "no ratio (a figure ≤ 0)"
+    assert report.table_lines([noisy])[2].endswith("| runc (same profile) | 16.0 ns | – | 3 |")
 
 
 def test_table_has_one_line_per_peer_with_its_ratio():
