@@ -106,3 +106,18 @@ def test_docs_performance_is_what_the_committed_results_render():
     out = subprocess.run([sys.executable, os.path.join(BENCHMARKS, "report.py"), "--check"], capture_output=True,
                          text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_a_recorded_run_is_what_the_renderer_reads(tmp_path):
+    results = _load("bench_results", "results.py")
+    rec = results.Recorder("oci", str(tmp_path))
+    rec.note("wrapper stated")
+    rec.add("oci.state", "`state`", "minirun-oci", {"minirun-oci": 4.0, "crun": 5.0}, n=3)
+    with pytest.raises(AssertionError):
+        rec.add("oci.kill", "`kill`", "minirun-oci", {"crun": 5.0})  # a row without our own figure
+    rec.write()
+    [loaded] = results.load_all(str(tmp_path))
+    assert loaded["bench"] == "oci" and loaded["notes"] == ["wrapper stated"] and len(loaded["load"]) == 2
+    assert loaded["host"]["cpus"] == os.cpu_count() and loaded["date"].endswith("Z")
+    [check] = report.evaluate([loaded], (Target("oci.state", "crun", 1.0, "issue 21"),))
+    assert check.met is True and check.measured == pytest.approx(0.8)
