@@ -136,6 +136,7 @@ demo: demo-deps venv rootfs
 # bench_vm.py's boot-option survey (--only explore, ~10 min of TCG boots) is not on the page: run it by hand.
 BENCH_ENV := MINIRUN_ROOTFS=$(ROOTFS)
 bench: deps venv rootfs kernel
+	$(BENCH_ENV) $(VPY) benchmarks/bench_startup.py
 	$(BENCH_ENV) $(VPY) benchmarks/bench_run.py
 	$(BENCH_ENV) $(VPY) benchmarks/bench_oci.py
 	$(BENCH_ENV) $(VPY) benchmarks/bench_seccomp.py
@@ -144,6 +145,7 @@ bench: deps venv rootfs kernel
 	$(VPY) benchmarks/report.py
 
 bench-quick: deps venv rootfs kernel
+	$(BENCH_ENV) $(VPY) benchmarks/bench_startup.py --runs 10
 	$(BENCH_ENV) $(VPY) benchmarks/bench_run.py --runs 5
 	$(BENCH_ENV) $(VPY) benchmarks/bench_oci.py --runs 5 --engine-runs 3
 	$(BENCH_ENV) $(VPY) benchmarks/bench_seccomp.py --rounds 3 --calls 1000000

@@ -3,17 +3,16 @@
 
     sudo .venv/bin/python benchmarks/bench_run.py [--rootfs DIR] [--runs 30] [--api-runs 100] [--results DIR]
 
-1. CLI: `minirun run --rm --memory 64m --cpus 0.5 --pids-limit 64 ROOTFS /bin/true`, started two ways: the
-   launcher `make venv` writes (.venv/bin/minirun) and pip's own console script for the same entry point
-   (written here with pip's ScriptMaker, as `pip install` writes it); vs `runc run` of a bundle with the same
-   rootfs, namespaces and limits. All alternated, the order rotating every round.
-2. The same `minirun run` (launcher), `runc run` and `crun run`, each through the private-mount-namespace
-   wrapper crun needs on a hybrid cgroup host (bench_oci.py's; the same wrapper for all three, stated in
-   the output), in the same rounds.
+1. CLI: `minirun run --rm --memory 64m --cpus 0.5 --pids-limit 64 ROOTFS /bin/true` by the installed
+   executable (csrc/front.c, the same every install path gives: wheel, sdist, `make venv`) vs `runc run` of
+   a bundle with the same rootfs, namespaces and limits, alternated, the order rotating every round.
+2. The same `minirun run`, `runc run` and `crun run`, each through the private-mount-namespace wrapper
+   crun needs on a hybrid cgroup host (bench_oci.py's; the same wrapper for all three, stated in the
+   output), in the same rounds.
 3. API: 100 sequential containers through minirun.run(), each with the five namespaces (+cgroup),
    pivot_root and three limits (the per-container median and mean); vs 100 sequential `runc run`.
 Prints medians, min/max and ratios, and writes results/run.json for benchmarks/report.py.
-Targets (issue 21): API <= 5 ms per container, `minirun run` from a plain pip install <= 0.8x runc.
+Targets (issue 21): API <= 5 ms per container, `minirun run` (any install) <= 0.8x runc.
 """
 
 from __future__ import annotations
@@ -79,34 +78,15 @@ def summary(name: str, samples: list[float]) -> str:
             f"   (n={len(ms)})")
 
 
-def pip_console_script(directory: str, name: str = "minirun") -> str:
-    """``name`` as `pip install` writes it (pip's ScriptMaker and template, this interpreter in the #! line),
-    for the entry point the installed package declares."""
-    from importlib.metadata import distribution
-
-    from pip._vendor.distlib.scripts import ScriptMaker
-
-    entry = next(e for e in distribution("minirun").entry_points if e.group == "console_scripts" and e.name == name)
-    maker = ScriptMaker(None, directory)
-    maker.executable = sys.executable
-    maker.variants = {""}
-    maker.make(f"{entry.name} = {entry.value}")
-    return os.path.join(directory, name)
-
-
-def bench_cli(rootfs: str, base: str, bundle: str | None, rt: Runtimes, runs: int) -> dict[str, list[float]]:
+def bench_cli(rootfs: str, bundle: str | None, rt: Runtimes, runs: int) -> dict[str, list[float]]:
     """Every contender once per round, the order rotating (see the docstring's 1 and 2)."""
     options = ["run", "--rm", "--memory", "64m", "--cpus", str(CPUS), "--pids-limit", str(PIDS), rootfs, "/bin/true"]
-    launcher = os.path.join(os.path.dirname(sys.executable), "minirun")
-    pip_script = pip_console_script(base)
-    commands = {
-        "minirun (launcher)": lambda i: [launcher, *options],
-        "minirun (pip console script)": lambda i: [pip_script, *options],
-    }
+    minirun = os.path.join(os.path.dirname(sys.executable), "minirun")
+    commands = {"minirun": lambda i: [minirun, *options]}
     if bundle:
         commands["runc"] = lambda i: ["runc", "--root", RUNC_STATE, "run", "--bundle", bundle, f"bench-{i}"]
         if rt.wrapper and CRUN:
-            commands["wrapped minirun"] = lambda i: [*rt.wrapper, launcher, *options]
+            commands["wrapped minirun"] = lambda i: [*rt.wrapper, minirun, *options]
             commands["wrapped runc"] = lambda i: rt.argv("runc", "run", "--bundle", bundle, f"w-{i}")
             commands["wrapped crun"] = lambda i: rt.argv("crun", "run", "--bundle", bundle, f"w-{i}")
         elif CRUN:
@@ -166,33 +146,27 @@ def main() -> None:
                  f"--pids-limit {PIDS}")
         print(f"each container: {setup}")
         rec.note(f"each container: {setup}; `/bin/true`")
-        rec.note("`minirun (pip console script)`: the script `pip install` writes for the entry point the package "
-                 "declares (pip's ScriptMaker), on this venv's editable install; `minirun (launcher)`: the one "
-                 "`make venv` writes (scripts/launchers.py)")
+        rec.note("`minirun`: the installed executable (csrc/front.c), which every install path gives "
+                 "(tests/unit/test_install.py)")
         if rt.wrapper and CRUN:
             rec.note(f"`wrapped ...`: {rt.describe()}")
             print(f"wrapped: {rt.describe()}")
 
         print(f"\n== CLI, /bin/true end to end ({args.runs} alternated rounds)", flush=True)
-        cli = bench_cli(args.rootfs, base, bundle, rt, args.runs)
+        cli = bench_cli(args.rootfs, bundle, rt, args.runs)
         for name, samples in cli.items():
             print(summary(name, samples))
         if have_runc:
-            for name in ("minirun (pip console script)", "minirun (launcher)"):
-                print(f"ratio {name}/runc: {statistics.median(cli[name]) / statistics.median(cli['runc']):.2f}x")
-            med = {who: median_ms(cli[who]) for who in ("minirun (pip console script)", "minirun (launcher)", "runc")}
+            print(f"ratio minirun/runc: {statistics.median(cli['minirun']) / statistics.median(cli['runc']):.2f}x")
             what = "`minirun run --rm ROOTFS /bin/true`, 64m / 0.5 CPU / 64 pids, end to end"
-            rec.add("run.cli.pip", f"{what}, from pip's console script", "minirun (pip console script)",
-                    {k: med[k] for k in ("minirun (pip console script)", "runc")}, n=args.runs)
-            rec.add("run.cli.launcher", f"{what}, from `make venv`'s launcher", "minirun (launcher)",
-                    {k: med[k] for k in ("minirun (launcher)", "runc")}, n=args.runs)
+            rec.add("run.cli", what, "minirun", {k: median_ms(cli[k]) for k in ("minirun", "runc")}, n=args.runs)
             wrapped = [w for w in ("wrapped minirun", "wrapped runc", "wrapped crun") if w in cli]
             if wrapped:
                 rec.add("run.cli.wrapped", f"{what}, every one through crun's wrapper", "wrapped minirun",
                         {w: median_ms(cli[w]) for w in wrapped}, n=args.runs)
             elif "crun" in cli:
-                rec.add("run.cli.crun", what, "minirun (launcher)",
-                        {k: median_ms(cli[k]) for k in ("minirun (launcher)", "runc", "crun")}, n=args.runs)
+                rec.add("run.cli.crun", what, "minirun",
+                        {k: median_ms(cli[k]) for k in ("minirun", "runc", "crun")}, n=args.runs)
         else:
             print("runc: not installed (apt-get install runc) - no comparison")
 

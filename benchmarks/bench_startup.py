@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """What an executable's start costs before minirun's own code: the native front against pip's console script.
 
-    .venv/bin/python benchmarks/bench_startup.py [--runs 40]
+    .venv/bin/python benchmarks/bench_startup.py [--runs 40] [--results DIR]
 
 Three ways to run `minirun-oci --version` (it imports little, so the start is most of it):
 the installed native front (csrc/front.c: python -I -S with the package's path), what pip's
 console script does (python with site, `import re`, then the entry point), and the floor,
-`python -I -S -c pass`. Rounds alternate the three; medians, and ratios to the front.
+`python -I -S -c pass`. Rounds alternate the three; medians, and ratios to the front; the figures
+go to results/startup.json for benchmarks/report.py as well.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ import statistics
 import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from results import Recorder  # noqa: E402
 
 BIN = os.path.dirname(sys.executable)
 # pip's console-script template (pip/_internal/operations/install/wheel.py), as one -c line
@@ -38,7 +42,10 @@ def timed(cmd: list[str]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=40)
-    runs = parser.parse_args().runs
+    parser.add_argument("--results", help="directory for startup.json (default: benchmarks/results)")
+    args = parser.parse_args()
+    runs = args.runs
+    rec = Recorder("startup", args.results)
     times: dict[str, list[float]] = {name: [] for name in WAYS}
     for cmd in WAYS.values():
         timed(cmd)  # warm the page cache and the .pyc files
@@ -52,6 +59,9 @@ def main() -> None:
         median = statistics.median(values)
         print(f"  {name:22s} {median * 1e3:6.2f} ms  (min {min(values) * 1e3:.2f}, max {max(values) * 1e3:.2f})"
               f"  {median / front:.2f}x the front")
+    rec.add("startup.front", "`minirun-oci --version`: the executable's start, before minirun's own work",
+            "native front", {name: statistics.median(values) * 1e3 for name, values in times.items()}, n=runs)
+    rec.write()
 
 
 if __name__ == "__main__":
