@@ -299,6 +299,11 @@ class Engines:
 
     def run_all(self, rec: Recorder, runs: int) -> None:
         names, scripts = list(self.rt.binaries), self.rt.scripts
+        missing = [tool for tool in ("podman", "containerd", "ctr") if not shutil.which(tool)]
+        if missing:  # podman also builds the OCI archive containerd imports
+            print(f"engines: {', '.join(missing)} not installed (make deps): no engine rows", flush=True)
+            rec.note(f"no engine rows: {', '.join(missing)} not installed")
+            return
         self.podman = podman = podman_with_image(self.base)
         med = summarize("podman run --rm IMAGE /bin/true", alternate(
             names, lambda name, i: podman + ["--runtime", scripts[name], "run", "--rm", *PODMAN_RUN_OPTIONS, IMAGE,
@@ -320,6 +325,7 @@ class Engines:
 
         if not shutil.which("dockerd"):
             print("docker: dockerd is not installed (docker.io): no docker row", flush=True)
+            rec.note("no docker row: dockerd is not installed")
             return
         docker = self.start_docker()
         tar = subprocess.Popen(["tar", "-C", ROOTFS, "-c", "."], stdout=subprocess.PIPE)
