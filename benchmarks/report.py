@@ -85,6 +85,14 @@ def evaluate(results: list[dict], targets: tuple[Target, ...] = TARGETS) -> list
     return checks
 
 
+def measured_text(value: float, limit: float) -> str:
+    """A ratio with two decimals, or three where two would read as the limit it misses (1.00x NOT met)."""
+    text = f"{value:.2f}"
+    if float(text) == limit and value > limit:
+        text = f"{value:.3f}"
+    return f"{text}x"
+
+
 def verdict(check: Check) -> str:
     if check.met is None:
         return "not measured" if check.row is None else "no ratio (a figure ≤ 0)"
@@ -102,7 +110,7 @@ def target_lines(checks: list[Check]) -> list[str]:
             unit = row["unit"]
             what, ours, fig = row["what"], row["subject"], figure(row["values"][row["subject"]], unit)
             peer_fig = "–" if t.peer is None or t.peer not in row["values"] else figure(row["values"][t.peer], unit)
-            measured = "–" if c.measured is None else (f"{c.measured:.2f}x" if t.peer else figure(c.measured, unit))
+            measured = "–" if c.measured is None else (measured_text(c.measured, t.limit) if t.peer else figure(c.measured, unit))
             date = c.result["date"][:10]
             load = "{:.1f} → {:.1f}".format(*c.result["load"])
         limit = f"≤ {t.limit:.2f}x" if t.peer else f"≤ {figure(t.limit, row['unit']) if row else t.limit}"

@@ -90,6 +90,12 @@ def test_target_lines_carry_peer_date_load_and_verdict():
     assert "| not measured |" in lines[3]
 
 
+def test_a_ratio_just_over_its_limit_does_not_read_as_the_limit():
+    assert report.measured_text(1.0012, 1.0) == "1.001x"
+    assert report.measured_text(0.9991, 1.0) == "1.00x"  # met: two decimals say enough
+    assert report.measured_text(1.2345, 1.0) == "1.23x"
+
+
 def test_render_fills_the_placeholders_and_says_what_was_not_measured():
     template = "# P\n{{targets}}\n\n{{runs}}\n\n{{table oci}}\n\n{{table vm}}\n"
     out = report.render(template, [_result([STATE])], (Target("oci.state", "crun", 1.0, "issue 21"),))
