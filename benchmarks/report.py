@@ -86,10 +86,11 @@ def evaluate(results: list[dict], targets: tuple[Target, ...] = TARGETS) -> list
 
 
 def measured_text(value: float, limit: float) -> str:
-    """A ratio with two decimals, or three where two would read as the limit it misses (1.00x NOT met)."""
-    text = f"{value:.2f}"
-    if float(text) == limit and value > limit:
-        text = f"{value:.3f}"
+    """A ratio with two decimals, or up to four where fewer would read as the limit it misses (1.00x NOT met)."""
+    for decimals in (2, 3, 4):
+        text = f"{value:.{decimals}f}"
+        if float(text) != limit or value <= limit:
+            break
     return f"{text}x"
 
 

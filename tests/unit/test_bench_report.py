@@ -92,6 +92,7 @@ def test_target_lines_carry_peer_date_load_and_verdict():
 
 def test_a_ratio_just_over_its_limit_does_not_read_as_the_limit():
     assert report.measured_text(1.0012, 1.0) == "1.001x"
+    assert report.measured_text(1.0002, 1.0) == "1.0002x"
     assert report.measured_text(0.9991, 1.0) == "1.00x"  # met: two decimals say enough
     assert report.measured_text(1.2345, 1.0) == "1.23x"
 
