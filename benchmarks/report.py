@@ -111,7 +111,10 @@ def target_lines(checks: list[Check]) -> list[str]:
             unit = row["unit"]
             what, ours, fig = row["what"], row["subject"], figure(row["values"][row["subject"]], unit)
             peer_fig = "–" if t.peer is None or t.peer not in row["values"] else figure(row["values"][t.peer], unit)
-            measured = "–" if c.measured is None else (measured_text(c.measured, t.limit) if t.peer else figure(c.measured, unit))
+            if c.measured is None:
+                measured = "–"
+            else:
+                measured = measured_text(c.measured, t.limit) if t.peer else figure(c.measured, unit)
             date = c.result["date"][:10]
             load = "{:.1f} → {:.1f}".format(*c.result["load"])
         limit = f"≤ {t.limit:.2f}x" if t.peer else f"≤ {figure(t.limit, row['unit']) if row else t.limit}"
@@ -131,7 +134,8 @@ def run_lines(results: list[dict]) -> list[str]:
     lines = []
     for r in results:
         h = r["host"]
-        lines.append(f"- **{r['bench']}**: `{r['command']}`, {r['date'].replace('T', ' ').replace('Z', ' UTC')}, "
+        at = f" at commit {r['commit']}" if r.get("commit") else ""
+        lines.append(f"- **{r['bench']}**: `{r['command']}`{at}, {r['date'].replace('T', ' ').replace('Z', ' UTC')}, "
                      f"kernel {h['kernel']}, {h['cpus']} CPUs, {h['cgroups']} cgroups, "
                      "load average {:.1f} before, {:.1f} after".format(*r["load"]))
         lines += [f"  - {note}" for note in r["notes"]]

@@ -2,7 +2,7 @@
 
 A result is the bench's rows plus when, where and how it was measured:
 
-    {"bench": "oci", "date": "2026-12-06T12:30:00Z", "command": "bench_oci.py --runs 5",
+    {"bench": "oci", "date": "2026-12-06T12:30:00Z", "command": "bench_oci.py --runs 5", "commit": "3a6695e",
      "host": {"kernel": ..., "cpus": 2, "cgroups": "hybrid"}, "load": [before, after],
      "notes": ["every runtime through the same wrapper ..."],
      "rows": [{"id": "oci.state", "what": "`state` of a created container", "unit": "ms", "n": 5,
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 
@@ -37,6 +38,20 @@ def cgroup_mode() -> str:
 
 def host() -> dict:
     return {"kernel": os.uname().release, "cpus": os.cpu_count(), "cgroups": cgroup_mode()}
+
+
+def commit() -> str | None:
+    """The checkout's commit, ``+`` when its tracked files differ from it: the code the figures belong to."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        head = subprocess.run(["git", "-C", repo, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+        dirty = subprocess.run(["git", "-C", repo, "diff", "--quiet", "HEAD", "--", ".", ":!benchmarks/results",
+                                ":!docs/performance.md"], capture_output=True)
+    except OSError:
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("+" if dirty.returncode else "")
 
 
 def row(row_id: str, what: str, subject: str, values: dict[str, float], unit: str = "ms", n: int | None = None) -> dict:
@@ -68,6 +83,7 @@ class Recorder:
             "bench": self.bench,
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "command": " ".join([os.path.basename(sys.argv[0]), *sys.argv[1:]]),
+            "commit": commit(),
             "host": host(),
             "load": [self.load_before, loadavg()],
             "notes": self.notes,

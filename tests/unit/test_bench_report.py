@@ -27,8 +27,8 @@ Target = report.Target
 
 def _result(rows: list[dict], bench: str = "oci") -> dict:
     return {"bench": bench, "date": "2026-12-06T12:00:00Z", "command": f"bench_{bench}.py --runs 3",
-            "host": {"kernel": "6.1", "cpus": 2, "cgroups": "hybrid"}, "load": [0.5, 1.25], "notes": ["a note"],
-            "rows": rows}
+            "commit": "abc1234", "host": {"kernel": "6.1", "cpus": 2, "cgroups": "hybrid"}, "load": [0.5, 1.25],
+            "notes": ["a note"], "rows": rows}
 
 
 def _row(row_id: str, values: dict[str, float], subject: str = "minirun-oci", unit: str = "ms") -> dict:
@@ -103,7 +103,7 @@ def test_render_fills_the_placeholders_and_says_what_was_not_measured():
     assert "{{" not in out
     assert "| `oci.state` | minirun-oci | 4.0 ms | runc | 5.0 ms | 0.80x | 3 |" in out
     assert "_Not measured: no `vm` result; run `make bench`._" in out
-    assert "- **oci**: `bench_oci.py --runs 3`, 2026-12-06 12:00:00 UTC" in out
+    assert "- **oci**: `bench_oci.py --runs 3` at commit abc1234, 2026-12-06 12:00:00 UTC" in out
     assert "  - a note" in out
 
 
@@ -126,5 +126,8 @@ def test_a_recorded_run_is_what_the_renderer_reads(tmp_path):
     [loaded] = results.load_all(str(tmp_path))
     assert loaded["bench"] == "oci" and loaded["notes"] == ["wrapper stated"] and len(loaded["load"]) == 2
     assert loaded["host"]["cpus"] == os.cpu_count() and loaded["date"].endswith("Z")
+    head = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    if head.returncode == 0:  # a checkout: the figures name the code they measured
+        assert loaded["commit"].rstrip("+") == head.stdout.strip()
     [check] = report.evaluate([loaded], (Target("oci.state", "crun", 1.0, "issue 21"),))
     assert check.met is True and check.measured == pytest.approx(0.8)
