@@ -12,7 +12,8 @@
 5. `docker run --rm --network none IMAGE /bin/true` with --runtime minirun-oci, runc, crun, on a dockerd
    this script starts on private data/exec roots and socket, with --iptables=false --bridge=none
    --ip-forward=false (tests/docker/dockerd.py); the host's iptables, docker0 and forwarding sysctls are
-   saved before and put back after (tests/docker/hoststate.py).
+   saved before and put back after (tests/docker/hoststate.py), unless another dockerd runs by then (what
+   changed may be its own).
 Images are the busybox rootfs imported locally (podman import, podman save | ctr import, docker import):
 no registry. Engines' state lives in a temporary directory removed at the end. Every round rotates the
 runtimes' order; the script prints medians, min-max and ratios and writes results/oci.json for
@@ -97,6 +98,19 @@ def remove_empty_dirs(top: str) -> None:
             os.rmdir(dirpath)
         except OSError:
             pass
+
+
+def running(name: str) -> list[int]:
+    """PIDs of the processes called ``name``."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/comm") as f:
+                if entry.isdigit() and f.read().strip() == name:
+                    pids.append(int(entry))
+        except OSError:
+            pass
+    return pids
 
 
 def timed(cmd: list[str], detached: bool = False) -> float:
@@ -359,7 +373,12 @@ class Engines:
             self.ctd.stop()
         if self.host is not None:
             markers = self.docker.stop() if self.docker is not None else []
-            problems = self.host.restore(markers)
+            others = running("dockerd")
+            if others:  # docker rules added meanwhile may be that daemon's: not ours to remove
+                print(f"bench_oci: another dockerd runs (pids {others}): host network state not restored by us",
+                      file=sys.stderr)
+            else:
+                problems = self.host.restore(markers)
             problems += [f"mount {point}" for point in self.docker.mounts()] if self.docker is not None else []
         if self.podman:
             remove_podman_storage(self.base)
