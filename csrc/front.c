@@ -18,6 +18,9 @@
  * slower, sure way pip's console script does: PYTHON -c BOOT -- ARGV0 ARGS...
  * with site. minirun-oci first tries its native verbs (ociverbs.h).
  *
+ * An interpreter is run only where no user but root and the caller could have put it, nor
+ * anything above it (trusted()): engines run minirun-oci as root.
+ *
  * Built with FRONT_PYVER (the X.Y of the interpreter the cffi extension is
  * built for), FRONT_PYTHON (that interpreter, the first guess where none sits
  * beside this file) and FRONT_ENTRY (the function BOOT calls, "module:name").
@@ -28,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #ifdef FRONT_OCI
@@ -141,6 +145,43 @@ static int own_dir(const char *argv0, char *dir)
     return 1;
 }
 
+/* Only root and the user running us can change it: no other owner, no write bit for
+   others (or a group not ours) unless a sticky directory (/tmp), whose entries are judged in turn. */
+static int ours(const struct stat *st)
+{
+    mode_t others = S_IWOTH | (st->st_gid == 0 || st->st_gid == getegid() ? 0 : S_IWGRP);
+    return (st->st_uid == 0 || st->st_uid == geteuid()) &&
+           (S_ISLNK(st->st_mode) || !(st->st_mode & others) || (S_ISDIR(st->st_mode) && st->st_mode & S_ISVTX));
+}
+
+static int chain_is_ours(const char *path)
+{
+    char prefix[PATH_MAX];
+    struct stat st;
+    size_t len = strlen(path);
+
+    if (path[0] != '/' || len >= PATH_MAX || lstat("/", &st) != 0 || !ours(&st))
+        return 0;
+    for (size_t i = 1; i <= len; i++) {
+        if (path[i] != '/' && path[i] != '\0')
+            continue;
+        memcpy(prefix, path, i);
+        prefix[i] = '\0';
+        if (lstat(prefix, &st) != 0 || !ours(&st))
+            return 0;
+    }
+    return 1;
+}
+
+/* An interpreter to run: neither it nor a directory above it (its pyvenv.cfg, its standard
+   library) in another user's hands, as named (a link judged where it sits) and as resolved. The
+   build's interpreter may be in a home or a build venv in /tmp, gone since, that root must not run. */
+static int trusted(const char *python)
+{
+    char real[PATH_MAX];
+    return access(python, X_OK) == 0 && realpath(python, real) && chain_is_ours(python) && chain_is_ours(real);
+}
+
 int main(int argc, char **argv)
 {
 #ifdef FRONT_OCI
@@ -192,7 +233,7 @@ int main(int argc, char **argv)
         args[n++] = argv[i];
 
     for (size_t i = 0; i < sizeof pythons / sizeof *pythons; i++) {
-        if (pythons[i] && access(pythons[i], X_OK) == 0) {
+        if (pythons[i] && trusted(pythons[i])) {
             args[0] = (char *)pythons[i];
             execv(pythons[i], args);
         }

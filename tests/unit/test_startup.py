@@ -127,3 +127,48 @@ def test_the_site_run_after_a_miss_includes_the_users_site_packages(tmp_path):
     out = subprocess.run([base, "-I", "-S", "-c", code], capture_output=True, text=True,
                          env=dict(os.environ, PYTHONUSERBASE=str(tmp_path / "userbase")))
     assert out.returncode == 0 and out.stdout == f"{user_site / 'probe_dep.py'}\n", out
+
+
+def _build_front(tmp_path, python: str, pyver: str = "0.0", oci: bool = False) -> str:
+    """A front built for ``python`` (FRONT_PYTHON) and a Python version no host has (so neither
+    /usr/bin's, /usr/local/bin's nor PATH's interpreter is taken), away from any install."""
+    out = tmp_path / "bin" / ("minirun-oci" if oci else "minirun")
+    out.parent.mkdir(exist_ok=True)
+    sources = [os.path.join(CHECKOUT, "csrc", "front.c")] + ([os.path.join(CHECKOUT, "csrc", "ociverbs.c")] if oci else [])
+    entry = "minirun.oci.main:cli" if oci else "minirun.entry:main"
+    subprocess.run(["gcc", "-Wall", "-Werror", f"-I{CHECKOUT}/csrc", f'-DFRONT_PYVER="{pyver}"',
+                    f'-DFRONT_PYTHON="{python}"', f'-DFRONT_ENTRY="{entry}"', *(["-DFRONT_OCI"] if oci else []),
+                    "-o", str(out), *sources], check=True)
+    return str(out)
+
+
+def _planted_python(directory, marker) -> str:
+    """An "interpreter" that only leaves ``marker`` behind, at directory/bin/python0.0."""
+    (directory / "bin").mkdir(parents=True)
+    python = directory / "bin" / "python0.0"
+    python.write_text(f"#!/bin/sh\necho ran > {marker}\n")
+    python.chmod(0o755)
+    return str(python)
+
+
+@needs_root
+def test_the_front_runs_no_interpreter_another_user_can_change(tmp_path):
+    """The interpreter a wheel was built with (FRONT_PYTHON) may be in another user's home, or in
+    /tmp once its build venv is gone: root's minirun-oci must not run what that user put there."""
+    marker = tmp_path / "ran"
+    theirs = tmp_path / "theirs"
+    python = _planted_python(theirs, marker)
+    os.chown(theirs, 65534, 65534)  # nobody's directory: they could have put anything in it
+    out = subprocess.run([_build_front(tmp_path, python), "--version"], capture_output=True, text=True)
+    assert not marker.exists() and out.returncode == 127, out
+
+    shared = tmp_path / "shared"  # root's, but anyone may replace what is in it
+    python = _planted_python(shared, marker)
+    os.chmod(shared / "bin", 0o777)
+    out = subprocess.run([_build_front(tmp_path, python), "--version"], capture_output=True, text=True)
+    assert not marker.exists() and out.returncode == 127, out
+
+    os.chmod(shared / "bin", 0o755)  # the control: the same interpreter, now only root's to change
+    out = subprocess.run([_build_front(tmp_path, python), "--version"], capture_output=True, text=True)
+    assert marker.read_text() == "ran\n" and out.returncode == 0, out
+
