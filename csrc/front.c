@@ -41,6 +41,15 @@
 #endif
 #endif
 
+/* errors.py's contract for a host that lacks something: runc's 1, docker's 125 */
+#ifdef FRONT_OCI
+#define PROGRAM "minirun-oci"
+#define HOST_LACKS 1
+#else
+#define PROGRAM "minirun"
+#define HOST_LACKS 125
+#endif
+
 #if !defined(FRONT_PYVER) || !defined(FRONT_PYTHON) || !defined(FRONT_ENTRY)
 #error "setup.py defines FRONT_PYVER, FRONT_PYTHON and FRONT_ENTRY"
 #endif
@@ -217,7 +226,7 @@ int main(int argc, char **argv)
     /* PYTHON FLAGS... -c BOOT PATHS... -- ARGV0 ARGS... NULL */
     char **args = calloc((size_t)argc + 10, sizeof *args);
     if (!args)
-        return 125;
+        return HOST_LACKS;
     int n = 1;
     if (paths[0]) {
         args[n++] = "-I";
@@ -240,6 +249,7 @@ int main(int argc, char **argv)
     }
     args[0] = "python" FRONT_PYVER;
     execvp(args[0], args);
-    fprintf(stderr, "%s: no python%s found to run minirun with\n", argv0, FRONT_PYVER);
-    return 127;
+    fprintf(stderr, PROGRAM ": no python" FRONT_PYVER " to run minirun with: none on PATH, none beside it, at "
+            FRONT_PYTHON ", in /usr/bin or /usr/local/bin that only root and this user can change\n");
+    return HOST_LACKS;
 }

@@ -160,15 +160,24 @@ def test_the_front_runs_no_interpreter_another_user_can_change(tmp_path):
     python = _planted_python(theirs, marker)
     os.chown(theirs, 65534, 65534)  # nobody's directory: they could have put anything in it
     out = subprocess.run([_build_front(tmp_path, python), "--version"], capture_output=True, text=True)
-    assert not marker.exists() and out.returncode == 127, out
+    assert not marker.exists() and out.returncode == 125, out
 
     shared = tmp_path / "shared"  # root's, but anyone may replace what is in it
     python = _planted_python(shared, marker)
     os.chmod(shared / "bin", 0o777)
     out = subprocess.run([_build_front(tmp_path, python), "--version"], capture_output=True, text=True)
-    assert not marker.exists() and out.returncode == 127, out
+    assert not marker.exists() and out.returncode == 125, out
 
     os.chmod(shared / "bin", 0o755)  # the control: the same interpreter, now only root's to change
     out = subprocess.run([_build_front(tmp_path, python), "--version"], capture_output=True, text=True)
     assert marker.read_text() == "ran\n" and out.returncode == 0, out
 
+
+def test_without_an_interpreter_each_front_fails_by_its_own_contract(tmp_path):
+    """errors.py's table: the host lacks something, one line prefixed with the program's name."""
+    for oci, code in ((False, 125), (True, 1)):
+        out = subprocess.run([_build_front(tmp_path, "/nonexistent/python0.0", oci=oci), "--version"],
+                             capture_output=True, text=True)
+        program = "minirun-oci" if oci else "minirun"
+        assert out.returncode == code and out.stderr.startswith(f"{program}: no python0.0") and \
+            out.stderr.count("\n") == 1, out
