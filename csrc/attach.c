@@ -114,8 +114,7 @@ void mr_attach_packet(struct mr_pty *p, const char *buf, size_t len)
     }
 }
 
-/* Blocking write of everything; 0 once the reader is gone (EPIPE, EIO). */
-static int write_all(int fd, const char *buf, size_t len)
+int mr_write_all(int fd, const char *buf, size_t len)
 {
     while (len) {
         ssize_t n = write(fd, buf, len);
@@ -153,7 +152,7 @@ static void to_out(void *ctx, const char *buf, size_t len)
 {
     struct mr_tty_relay *t = ctx;
 
-    t->out_ok = t->out_ok && write_all(t->out_fd, buf, len);
+    t->out_ok = t->out_ok && mr_write_all(t->out_fd, buf, len);
 }
 
 int mr_tty_relay(struct mr_tty_relay *t, int until_fd)
@@ -247,7 +246,7 @@ int mr_attach_client(struct mr_attach_client *c)
             if (n <= 0 && !(n < 0 && (errno == EAGAIN || errno == EINTR)))
                 return 2;
             if (n > 0)
-                write_all(c->out_fd, buf, (size_t)n);
+                mr_write_all(c->out_fd, buf, (size_t)n);
         }
         if (fds[1].revents) {
             drain_wakeups(c->wake_fd);

@@ -244,6 +244,8 @@ ssize_t mr_pty_output(struct mr_pty *p, mr_sink *sink, void *ctx); /* one read: 
                                                                     * -1 hung up */
 void mr_pty_drain(struct mr_pty *p, mr_sink *sink, void *ctx); /* what COMMAND wrote just before it exited */
 void mr_attach_packet(struct mr_pty *p, const char *buf, size_t len); /* a client's packet, applied */
+int mr_write_all(int fd, const char *buf, size_t len); /* blocking, all of it: 1, or 0 once the
+                                                        * reader is gone or the disk full (EPIPE, EIO, ENOSPC) */
 
 /* The relay of `run -t`, `exec -t`: in_fd (minirun's terminal; -1: none) to the pty, the pty to
  * out_fd, until until_fd (the init's report socket, a pidfd) is readable, then the drain. Returns

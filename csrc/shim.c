@@ -64,20 +64,6 @@ static pid_t init_pid;
 static int clients[MAX_CLIENTS];
 static int n_clients;
 
-static void write_all(int fd, const char *buf, size_t len)
-{
-    while (len) {
-        ssize_t n = write(fd, buf, len);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return; /* a full disk loses log, never the container */
-        buf += n;
-        len -= (size_t)n;
-    }
-}
-
 static void drop_client(int i)
 {
     close(clients[i]);
@@ -136,7 +122,7 @@ static void log_write(const char *buf, size_t len)
             if ((long long)n > log_max_size - log_size)
                 n = (size_t)(log_max_size - log_size);
         }
-        write_all(log_fd, buf, n);
+        mr_write_all(log_fd, buf, n); /* a full disk loses log, never the container */
         log_size += (long long)n;
         buf += n;
         len -= n;
@@ -322,7 +308,7 @@ static void write_exit_record(int status, const char *failure, int err)
                 0600);
     if (fd < 0)
         return;
-    write_all(fd, text, (size_t)len);
+    mr_write_all(fd, text, (size_t)len);
     close(fd);
     renameat(state_dir, "." MR_SHIM_EXIT_RECORD ".tmp", state_dir, MR_SHIM_EXIT_RECORD);
 }
