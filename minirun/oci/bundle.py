@@ -515,13 +515,17 @@ def _cgroups_path(given: str | None, container_id: str) -> str:
     if ".." in given.split("/"):
         raise SpecError(f"linux.cgroupsPath {given!r}: '..' is not allowed")
     if given.startswith("/"):
-        return os.path.normpath(given).lstrip("/")
-    # Relative: below minirun-oci's own cgroup (runc), taken from the unified hierarchy
-    # (or the first listed) since one path serves every hierarchy here.
-    with open("/proc/self/cgroup") as f:
-        entries = [line.rstrip("\n").split(":", 2) for line in f]
-    own = next((e[2] for e in entries if e[0] == "0"), entries[0][2] if entries else "/")
-    return os.path.normpath(os.path.join(own, given)).lstrip("/")
+        path = os.path.normpath(given).lstrip("/")
+    else:
+        # Relative: below minirun-oci's own cgroup (runc), taken from the unified hierarchy
+        # (or the first listed) since one path serves every hierarchy here.
+        with open("/proc/self/cgroup") as f:
+            entries = [line.rstrip("\n").split(":", 2) for line in f]
+        own = next((e[2] for e in entries if e[0] == "0"), entries[0][2] if entries else "/")
+        path = os.path.normpath(os.path.join(own, given)).lstrip("/")
+    if not path:  # the Cgroup made for "" is minirun/<id>, and a recorded "" reads as none
+        raise SpecError(f"linux.cgroupsPath {given!r}: a hierarchy's root is no container's cgroup")
+    return path
 
 
 def _flags(options, where: str) -> tuple[int, int, list[str]]:

@@ -94,6 +94,9 @@ def test_resources_map_to_limits(config, tmp_path):
     (lambda c: c["process"].update(rlimits=[{"type": "RLIMIT_BOGUS", "soft": 1, "hard": 1}]), "RLIMIT_BOGUS"),
     (lambda c: c["process"].update(rlimits=[{"type": "RLIMIT_CORE", "soft": -2, "hard": 1}]), "RLIMIT_CORE"),
     (lambda c: c["linux"].update(cgroupsPath="system.slice:minirun:x"), "systemd"),
+    # else it ran in minirun's own minirun/<id> and recorded "", which delete then left behind
+    (lambda c: c["linux"].update(cgroupsPath="/"), "linux.cgroupsPath '/': a hierarchy's root"),
+    (lambda c: c["linux"].update(cgroupsPath="//."), "linux.cgroupsPath '//.': a hierarchy's root"),
     (lambda c: c.update(mounts=[{"destination": "/x", "type": "bind", "source": "/no/such"}]), "does not exist"),
     (lambda c: c["process"].update(args=[]), "process.args"),
     (lambda c: c.update(ociVersion="0.9"), "unsupported"),
