@@ -123,35 +123,9 @@ static int checkout_from_pth(const char *sitedir, char *checkout)
     return found;
 }
 
-/* Where a shell found ARGV0 without a slash: the first executable of that name on PATH. */
-static int on_path(const char *argv0, char *found)
+static int executable(const char *path)
 {
-    const char *path = getenv("PATH");
-    while (path && *path) {
-        size_t len = strcspn(path, ":");
-        int n = snprintf(found, PATH_MAX, "%.*s/%s", (int)len, len ? path : ".", argv0);
-        if (n > 0 && n < PATH_MAX && access(found, X_OK) == 0)
-            return 1;
-        path += len + (path[len] == ':');
-    }
-    return 0;
-}
-
-/* This executable's real directory (a symlink to it, as an engine's config may hold, is followed);
-   without /proc, from ARGV0 as exec or a PATH search found it. */
-static int own_dir(const char *argv0, char *dir)
-{
-    char found[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", dir, PATH_MAX - 1);
-    if (n > 0)
-        dir[n] = '\0';
-    else if (!(strchr(argv0, '/') ? realpath(argv0, dir) : on_path(argv0, found) ? realpath(found, dir) : NULL))
-        return 0;
-    char *slash = strrchr(dir, '/');
-    if (!slash)
-        return 0;
-    *slash = '\0';
-    return 1;
+    return access(path, X_OK) == 0;
 }
 
 /* Only root and the user running us can change it: no other owner, no write bit for
@@ -184,11 +158,43 @@ static int chain_is_ours(const char *path)
 
 /* An interpreter to run: neither it nor a directory above it (its pyvenv.cfg, its standard
    library) in another user's hands, as named (a link judged where it sits) and as resolved. The
-   build's interpreter may be in a home or a build venv in /tmp, gone since, that root must not run. */
+   build's interpreter may be in a home or a build venv in /tmp, gone since, that root must not run;
+   a PATH entry may be relative (the bundle an engine runs us in) or another user's. */
 static int trusted(const char *python)
 {
     char real[PATH_MAX];
-    return access(python, X_OK) == 0 && realpath(python, real) && chain_is_ours(python) && chain_is_ours(real);
+    return executable(python) && realpath(python, real) && chain_is_ours(python) && chain_is_ours(real);
+}
+
+/* The first NAME on PATH that ACCEPT takes, as exec's search finds it (an empty entry: "."). */
+static int on_path(const char *name, char *found, int (*accept)(const char *))
+{
+    const char *path = getenv("PATH");
+    while (path && *path) {
+        size_t len = strcspn(path, ":");
+        int n = snprintf(found, PATH_MAX, "%.*s/%s", (int)len, len ? path : ".", name);
+        if (n > 0 && n < PATH_MAX && accept(found))
+            return 1;
+        path += len + (path[len] == ':');
+    }
+    return 0;
+}
+
+/* This executable's real directory (a symlink to it, as an engine's config may hold, is followed);
+   without /proc, from ARGV0 as exec or a PATH search found it. */
+static int own_dir(const char *argv0, char *dir)
+{
+    char found[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", dir, PATH_MAX - 1);
+    if (n > 0)
+        dir[n] = '\0';
+    else if (!(strchr(argv0, '/') ? realpath(argv0, dir) : on_path(argv0, found, executable) ? realpath(found, dir) : NULL))
+        return 0;
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        return 0;
+    *slash = '\0';
+    return 1;
 }
 
 int main(int argc, char **argv)
@@ -247,9 +253,12 @@ int main(int argc, char **argv)
             execv(pythons[i], args);
         }
     }
-    args[0] = "python" FRONT_PYVER;
-    execvp(args[0], args);
-    fprintf(stderr, PROGRAM ": no python" FRONT_PYVER " to run minirun with: none on PATH, none beside it, at "
-            FRONT_PYTHON ", in /usr/bin or /usr/local/bin that only root and this user can change\n");
+    char searched[PATH_MAX];
+    if (on_path("python" FRONT_PYVER, searched, trusted)) {
+        args[0] = searched;
+        execv(searched, args);
+    }
+    fprintf(stderr, PROGRAM ": no python" FRONT_PYVER " to run minirun with: none beside it, at " FRONT_PYTHON
+            ", in /usr/bin, /usr/local/bin or on PATH that only root and this user can change\n");
     return HOST_LACKS;
 }

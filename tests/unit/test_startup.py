@@ -173,6 +173,23 @@ def test_the_front_runs_no_interpreter_another_user_can_change(tmp_path):
     assert marker.read_text() == "ran\n" and out.returncode == 0, out
 
 
+@needs_root
+def test_the_front_finds_no_interpreter_on_path_another_user_can_change(tmp_path):
+    """The last place it looks: not in another user's directory, nor in a relative entry (an
+    engine runs minirun-oci in the bundle's directory)."""
+    marker = tmp_path / "ran"
+    front = _build_front(tmp_path, "/nonexistent/python0.0")
+    theirs, ours = tmp_path / "theirs", tmp_path / "ours"
+    _planted_python(theirs, marker)
+    os.chown(theirs / "bin", 65534, 65534)
+    _planted_python(ours, marker)
+    for path, cwd in ((str(theirs / "bin"), None), ("bin", ours), (":", ours / "bin")):
+        out = subprocess.run([front, "--version"], capture_output=True, text=True, cwd=cwd, env={"PATH": path})
+        assert not marker.exists() and out.returncode == 125, (path, out)
+    out = subprocess.run([front, "--version"], capture_output=True, text=True, env={"PATH": str(ours / "bin")})
+    assert marker.read_text() == "ran\n" and out.returncode == 0, out  # the control
+
+
 def test_without_an_interpreter_each_front_fails_by_its_own_contract(tmp_path):
     """errors.py's table: the host lacks something, one line prefixed with the program's name."""
     for oci, code in ((False, 125), (True, 1)):
