@@ -1,32 +1,29 @@
-"""Run one container to completion: ``run(spec) -> Result``.
+"""`minirun run`'s front end: run one container to completion, ``run(spec) -> Result``.
 
-The parent side of the handshake documented at the top of csrc/spawn.c:
+What `minirun run` adds around the core (core.Container, which both front ends drive):
 
     check the spec against the host     (nothing created yet: bad input leaves nothing)
     claim /run/minirun/<id>             (lock held until we return)
-    create the cgroups, apply limits
-    clone the init (clone3 puts it straight into the cgroup v2 directory)
-    (the child joins its v1 cgroups by itself)
-    sync 1: release the child
-    sync 2: read SETUP_FAILED | EXEC_FAILED | EXEC_OK
-            forward SIGINT/SIGTERM/SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2 to the init meanwhile
-    sync 3: read EXITED (absent if the init itself was killed), reap the init
+    create the cgroups, apply limits; reserve the bridge address, bind published ports
+    Container.create, no exec fifo      (clone, sync 1, sync 2: COMMAND runs; the network
+                                         is plugged in while the init waits at sync 1;
+                                         SIGINT/TERM/HUP/QUIT/USR1/USR2 go to the init from then on)
+    Container.wait                      (sync 3: EXITED, the init reaped), or the detached
+                                         supervisor's hand-off to minirun-shim (lifecycle.py)
     read the OOM counter, kill and remove the cgroups, drop the state directory
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import time
 
-import _signal as signal  # not signal: its IntEnums import enum (~3.5 ms per start, see entry.py)
-
 from . import cgroups, cleanup, security, state, sysctl
-from .errors import CommandNotExecutable, CommandNotFound, HostError, SetupError, SpecError
+from .core import Container, forward_signals
+from .errors import HostError, SpecError
 from .devices import dev_mounts_needed
 from .mounts import DEFAULT_PLAN, nodev_root_ops, overlay_op, user_mount_ops, with_devices
-from .result import Result
+from .result import Result, exit_code
 from .spec import ContainerSpec, Limits, check_hostname, check_id
 
 NS_DIR = "/proc/self/ns"
@@ -211,8 +208,6 @@ def _root_and_plans(spec: ContainerSpec, state_dir: str):
 
 def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float, claim, on_started, net, proxy,
             terminal, handoff) -> Result:
-    from . import syscalls  # the C extension; imported here so `minirun --help` stays cheap
-
     proc = spec.process
     env = proc.full_env(spec.hostname)
     path = next((e[5:] for e in env if e.startswith("PATH=")), "")
@@ -224,128 +219,56 @@ def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float, claim, on
     if "user" in namespaces:
         pre_plan, plan = security.userns_plans(pre_plan, plan, spec.overlay)
     stdio = tuple(fd(claim.path) if callable(fd) else fd for fd in stdio)  # e.g. a log in the state dir
-    # The child joins the v1 hierarchies itself and clone3 starts it in the v2 one:
-    # no cgroup.procs write on the way (see csrc/spawn.c for why that matters).
-    tasks_fds = cgroup.self_placement_fds()
-    unified_fd = cgroup.unified_dir_fd()
     console = {"console_fd": terminal.child_fd, "console_size": terminal.size} if terminal else {}
-    try:
-        child = syscalls.spawn(
-            rootfs=root, hostname=spec.hostname, namespaces=namespaces, cgroup_fd=unified_fd,
-            tasks_fds=tasks_fds, pre_plan=pre_plan, plan=plan + sec["path_ops"], readonly_root=spec.readonly_root,
-            argv=proc.args, envp=env, path=path, cwd=proc.cwd, uid=proc.uid, gid=proc.gid, stdio=stdio,
-            net=(net.address, net.prefixlen, net.gateway) if net else None, security=sec, **console)
-    except syscalls.NativeError as err:
-        raise SetupError(err.step, err.errno) from err
-    finally:
-        for fd in tasks_fds + ([unified_fd] if unified_fd is not None else []):
-            os.close(fd)
+    launch = dict(rootfs=root, hostname=spec.hostname, namespaces=namespaces, pre_plan=pre_plan,
+                  plan=plan + sec["path_ops"], readonly_root=spec.readonly_root, argv=proc.args, envp=env,
+                  path=path, cwd=proc.cwd, uid=proc.uid, gid=proc.gid, stdio=stdio,
+                  net=(net.address, net.prefixlen, net.gateway) if net else None, security=sec, **console)
+    timings: dict[str, float] = {}
+
+    def before_release(pid: int) -> None:  # the init waits at sync 1 meanwhile
+        timings["clone"] = time.perf_counter() - t0
+        signals.start(pid)
         if terminal:
             terminal.spawned()
-    timings = {"clone": time.perf_counter() - t0}
-    status = None
-    try:
-        with forward_signals(child.pid):
-            if net:  # the init waits at sync 1 while its eth0 is plugged in
-                from . import network
+        if net:  # its eth0 is plugged in
+            from . import network
 
-                network.connect(net, child.pid)
-                claim.update(network=net.to_dict())
-                if proxy:
-                    proxy.start(net.address)
-            if spec.uid_mappings:  # the init waits at sync 1 until its user namespace maps ids
-                security.write_id_maps(child.pid, spec.uid_mappings, spec.gid_mappings)
-            if unified_fd is not None and not child.used_clone3:  # a kernel without clone3
-                cgroup.add_pid(child.pid)
-            child.release()
-            first = child.read_report()
-            if first is None:  # the init died before COMMAND started: killed, or a bug
-                _, init_status = os.waitpid(child.pid, 0)
-                if not os.WIFSIGNALED(init_status):
-                    raise SetupError("container init", 0, "the container's init died during setup")
-                status = init_status
-                return _result(spec.id, cgroup, status, timings, t0)
-            raise_for_failure(first, proc.args[0], spec.rootfs)
+            network.connect(net, pid)
+            claim.update(network=net.to_dict())
+            if proxy:
+                proxy.start(net.address)
+
+    with forward_signals() as signals:
+        try:
+            ctr = Container.create(spec.id, claim.path, cgroup, command=proc.args[0], rootfs=spec.rootfs,
+                                   spawn_args=launch, id_maps=(spec.uid_mappings, spec.gid_mappings),
+                                   before_release=before_release)
+        finally:
             if terminal:
-                terminal.started(claim.path)
-            timings["start"] = time.perf_counter() - t0
-            claim.update(status=state.RUNNING, pid=child.pid, pid_start=state.start_time(child.pid),
-                         started=time.time(), env=env, cwd=proc.cwd, cgroups=cgroup.paths,
-                         security=security.state_record(sec))
-            if on_started:
-                on_started(spec.id, child.pid)
-            if handoff:  # minirun-shim waits from here on: never returns (raises if its exec fails)
-                handoff(child, claim, terminal, proxy)
-            if terminal:  # relays until the init reports COMMAND's exit
-                terminal.wait(child.report_fd)
-            last = child.read_report()
-            _, init_status = os.waitpid(child.pid, 0)
-            status = last.status if last and last.kind == syscalls.EXITED else init_status
-    finally:
-        child.close()
-        if status is None:  # failed or interrupted before the end: the init must not outlive us
-            _kill_and_reap(child.pid)
+                terminal.spawned()
+        try:
+            if ctr.status is None:  # else its init was killed during setup: that is the result
+                if terminal:
+                    terminal.started(claim.path)
+                timings["start"] = time.perf_counter() - t0
+                claim.update(status=state.RUNNING, pid=ctr.record["pid"], pid_start=ctr.record["pid_start"],
+                             started=time.time(), env=env, cwd=proc.cwd, cgroups=cgroup.paths,
+                             security=security.state_record(sec))
+                if on_started:
+                    on_started(spec.id, ctr.record["pid"])
+                if handoff:  # minirun-shim waits from here on: never returns (raises if its exec fails)
+                    handoff(ctr.child, claim, terminal, proxy)
+            status = ctr.wait(terminal)
+        finally:
+            ctr.kill_and_reap()  # failed or interrupted before the end: the init must not outlive us
     return _result(spec.id, cgroup, status, timings, t0)
-
-
-def raise_for_failure(report, command: str, rootfs: str) -> None:
-    """The child's failure report (syscalls.SETUP_FAILED, EXEC_FAILED) as the exception
-    errors.py maps to each front end's exit code; any other report kind returns."""
-    from . import syscalls
-
-    if report.kind == syscalls.SETUP_FAILED or report.step.startswith("terminal: "):
-        raise SetupError(report.step, report.err, None if report.err else report.step)  # 0: the step says it all
-    if report.kind == syscalls.EXEC_FAILED:
-        if report.err == 2:  # ENOENT
-            raise CommandNotFound(f"{command}: command not found in {rootfs}")
-        if report.err == 13:  # EACCES
-            raise CommandNotExecutable(f"{command}: permission denied (not executable)")
-        raise CommandNotExecutable(f"{report.step}: {os.strerror(report.err)}")
 
 
 def _result(container_id: str, cgroup, status: int, timings: dict, t0: float) -> Result:
     signum = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
-    code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + signum
     oom = cgroup.oom_kill_count() > 0
     stats = {"cpu_usage_ns": cgroup.cpu_usage_ns()}
     timings["total"] = time.perf_counter() - t0
-    return Result(id=container_id, exit_code=code, signal=signum, oom_killed=oom, timings=timings, stats=stats)
-
-
-def _kill_and_reap(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass
-
-
-class forward_signals:
-    """While the container runs, signals sent to minirun go to its init (which
-    passes them to COMMAND) instead of killing minirun and orphaning it."""
-
-    def __init__(self, pid: int):
-        self.pid = pid
-        self.saved: dict = {}
-
-    def _forward(self, signum, _frame):
-        try:
-            os.kill(self.pid, signum)
-        except ProcessLookupError:
-            pass
-
-    def __enter__(self):
-        from .syscalls import PASSED_SIGNALS  # csrc/minirun.h: the set minirun-shim passes on too
-
-        threading = sys.modules.get("threading")  # not imported: no other thread was started
-        if threading is None or threading.current_thread() is threading.main_thread():
-            for sig in PASSED_SIGNALS:
-                self.saved[sig] = signal.signal(sig, self._forward)
-        return self
-
-    def __exit__(self, *exc):
-        for sig, handler in self.saved.items():
-            signal.signal(sig, handler)
+    return Result(id=container_id, exit_code=exit_code(status), signal=signum, oom_killed=oom, timings=timings,
+                  stats=stats)

@@ -299,8 +299,8 @@ def exec_in(name: str, args: list[str], env: list[str] = (), cwd: str | None = N
 
 
 def _exec_in(name: str, args: list[str], env, cwd, uid: int, gid: int, terminal) -> int:
-    from .container import forward_signals
-    from .join import spawn_in
+    from .core import Container, forward_signals
+    from .result import exit_code
     from .security import from_state_record
 
     container_id = resolve(name)
@@ -316,7 +316,7 @@ def _exec_in(name: str, args: list[str], env, cwd, uid: int, gid: int, terminal)
     envp = [f"{k}={v}" for k, v in merged.items()]
     console = {"console_fd": terminal.child_fd, "console_size": terminal.size} if terminal else {}
     try:
-        child = spawn_in(st, container_id, args, envp=envp, path=merged.get("PATH", ""),
+        child = Container(container_id, os.path.join(state.STATE_ROOT, container_id), st).exec(args, envp=envp, path=merged.get("PATH", ""),
                          cwd=cwd or st.get("cwd", "/"), uid=uid, gid=gid,
                          security=from_state_record(st.get("security"), uid),  # same restrictions
                          **console)
@@ -338,4 +338,4 @@ def _exec_in(name: str, args: list[str], env, cwd, uid: int, gid: int, terminal)
                 os.waitpid(child, 0)
                 raise
         _, wstatus = os.waitpid(child, 0)
-    return os.WEXITSTATUS(wstatus) if os.WIFEXITED(wstatus) else 128 + os.WTERMSIG(wstatus)
+    return exit_code(wstatus)

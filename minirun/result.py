@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 from .record import Factory, Record
+
+
+def exit_code(status: int) -> int:
+    """A wait status as a shell reports it: the exit code, or 128+N after signal N.
+    The one decoder of every front end's exit (run, exec, minirun-oci run and exec)."""
+    return os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
 
 
 class Result(Record):

@@ -326,6 +326,15 @@ def open_pidfd(st: dict) -> int | None:
     return fd
 
 
+def alive(record: dict) -> bool:
+    """The one liveness rule: the recorded init (pid and its start time) runs, not a zombie."""
+    pid = record.get("pid") or 0
+    if pid <= 0:
+        return False
+    started, letter = proc_stat(pid)
+    return started is not None and started == record.get("pid_start") and letter not in ("Z", "X")
+
+
 def start_time(pid: int) -> int | None:
     """A process's start time in clock ticks: with the pid, it names the process
     uniquely (a pid alone may be reused by the time we signal it)."""

@@ -25,8 +25,10 @@ import time
 
 import _signal as signal  # signal's IntEnums import enum: ~3.5 ms a start (entry.py)
 
-from ..errors import MiniRunError, SetupError, SpecError
-from ..state import send_signal, start_time
+from ..core import Container, forward_signals
+from ..errors import MiniRunError, SpecError
+from ..result import exit_code
+from ..state import send_signal
 from . import log, store
 
 SIGNALS = {name[3:]: getattr(signal, name) for name in dir(signal)
@@ -68,13 +70,6 @@ def _write_pid_file(path: str, pid: int) -> None:
         raise
 
 
-class Created:
-    """What `create` leaves for `run`: the child (still ours) and the state."""
-
-    def __init__(self, child, state: dict, state_dir: str):
-        self.child, self.state, self.state_dir = child, state, state_dir
-
-
 def _check_console(terminal: bool, console_socket: str | None) -> None:
     """runc's rules: a terminal's master goes to the caller over --console-socket."""
     if terminal and not console_socket:
@@ -94,7 +89,10 @@ def _connect_console(console_socket: str | None, fds: list[int]) -> int | None:
 
 
 def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = None,
-           console_socket: str | None = None, preserve_fds: int = 0, foreground: bool = False) -> Created:
+           console_socket: str | None = None, preserve_fds: int = 0, foreground: bool = False) -> Container:
+    """The container of config.json in ``bundle``, its process waiting on the exec fifo.
+    ``foreground``: for `run`, which waits for the process: it stays our child, and the
+    returned Container keeps its report socket."""
     from .. import cgroups, container, security, syscalls, sysctl
     from ..spec import DEFAULT_PATH
     from ..state import rmtree
@@ -128,27 +126,20 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
         for fd in fds:
             os.close(fd)
         raise
-    child = cgroup = None
+    ctr = cgroup = None
     try:
         # Recorded before the cgroup exists: a create killed half-way leaves what delete
         # (and `minirun gc`) needs to remove it. pid 0 reads as stopped.
         store.write(state_dir, {"id": container_id, "pid": 0, "creating": True, "cgroup": extras.cgroups_path,
                                 "bundle": os.path.realpath(bundle), "rootfs": spec.rootfs,
                                 "created": _rfc3339(time.time())})
-        fifo = os.path.join(state_dir, store.FIFO)
-        os.mkfifo(fifo, 0o600)
-        os.chmod(fifo, 0o600)  # not left to the umask: under umask 0, runc's 0622 let any user write it
-        if spec.uid_mappings:  # the process opens it as its user, a mapped id on the host (runc chowns too)
-            os.chown(fifo, _host_id(spec.uid_mappings, spec.process.uid), _host_id(spec.gid_mappings, spec.process.gid))
-        fds.append(os.open(fifo, os.O_PATH | os.O_CLOEXEC))
-        fifo_fd = fds[-1]
         cgroup = cgroups.create_manager(spec.id, spec.limits, relpath=extras.cgroups_path)
         cgroup.create()
         for note in cgroup.notes:
             log.warning(note)
         join_fds, pid_ns_fd = [], None
         for kind, fd in join.items():
-            if kind == "pid":  # only children enter a pid namespace: see _pid_namespace_for
+            if kind == "pid":  # only children enter a pid namespace: see core._pid_namespace_for
                 pid_ns_fd = fd
             else:  # the child joins them itself (a mount namespace before the rootfs is set up in it)
                 join_fds.append(fd)
@@ -156,14 +147,9 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
         sec["inheritable"] = extras.inheritable
         env = extras.env
         path = next((e[5:] for e in env if e.startswith("PATH=")), None) or DEFAULT_PATH
-        tasks_fds = cgroup.self_placement_fds()
-        fds += tasks_fds
-        unified_fd = cgroup.unified_dir_fd()
-        if unified_fd is not None:
-            fds.append(unified_fd)
         proc = spec.process
         runtime_hooks = [kind for kind in ("prestart", "createRuntime") if extras.hooks.get(kind)]
-        oci = {"detached": not foreground, "exec_fifo_fd": fifo_fd, "preserve_fds": preserve_fds,
+        oci = {"detached": not foreground, "preserve_fds": preserve_fds,
                "join_fds": join_fds, "domainname": spec.domainname or None, "groups": extras.groups,
                "umask": extras.umask, "caps": extras.caps, "runtime_hooks": bool(runtime_hooks)}
         if extras.hooks.get("createContainer") or extras.hooks.get("startContainer"):
@@ -177,58 +163,51 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
         pre_plan = extras.pre_plan
         if spec.uid_mappings:  # runc: bind sources are reached as the runtime, not as the namespace's root
             pre_plan = syscalls.bind_sources_as_trees(pre_plan, fds)
-        try:
-            with _pid_namespace_for(pid_ns_fd):
-                child = syscalls.spawn(
-                    rootfs=spec.rootfs, hostname=spec.hostname or None, namespaces=namespaces, cgroup_fd=unified_fd,
-                    tasks_fds=tasks_fds, pre_plan=pre_plan,
-                    plan=sysctl.ops(spec.sysctl) + extras.plan + sec["path_ops"],
-                    readonly_root=spec.readonly_root, argv=proc.args, envp=env, path=path, cwd=proc.cwd,
-                    uid=proc.uid, gid=proc.gid, security=sec, oci=oci,
-                    console_fd=_connect_console(console_socket, fds), console_size=extras.console_size)
-        except syscalls.NativeError as err:
-            raise SetupError(err.step, err.errno) from err
-        _set_process_limits(child.pid, extras)
-        if spec.uid_mappings:  # the child waits at sync 1 until its user namespace maps ids
-            security.write_id_maps(child.pid, spec.uid_mappings, spec.gid_mappings)
-        if unified_fd is not None and not child.used_clone3:
-            cgroup.add_pid(child.pid)
-        child.release()
-        freeze = cgroup.freeze_file
-        now = time.time()
-        st = {"id": container_id, "pid": child.pid, "pid_start": start_time(child.pid),
-              "bundle": os.path.realpath(bundle), "rootfs": spec.rootfs, "created": _rfc3339(now),
-              "owner": "root" if os.geteuid() == 0 else str(os.geteuid()), "annotations": extras.annotations,
-              "cgroup": extras.cgroups_path, "cgroups": cgroup.paths,
-              "freeze_file": freeze,
-              "hooks": {k: v for k, v in extras.hooks.items() if k in ("poststart", "poststop")},
-              "start_waits": bool(extras.hooks.get("startContainer")),
-              "command": proc.args[0], "exec": {"env": env, "cwd": proc.cwd, "security": security.state_record(sec),
-                                                "capabilities": (config.get("process") or {}).get("capabilities"),
-                                                "oom_score_adj": extras.oom_score_adj}}
-        report = child.read_report()
-        if runtime_hooks and report is not None and report.kind == syscalls.HOOKS:
+        launch = dict(rootfs=spec.rootfs, hostname=spec.hostname or None, namespaces=namespaces, pre_plan=pre_plan,
+                      plan=sysctl.ops(spec.sysctl) + extras.plan + sec["path_ops"],
+                      readonly_root=spec.readonly_root, argv=proc.args, envp=env, path=path, cwd=proc.cwd,
+                      uid=proc.uid, gid=proc.gid, security=sec, oci=oci,
+                      console_fd=_connect_console(console_socket, fds), console_size=extras.console_size)
+        st = {}
+
+        def record(ctr):  # what later verbs need, and the C tools (state, start, kill, delete) read
+            st.update({"id": container_id, "pid": ctr.record["pid"], "pid_start": ctr.record["pid_start"],
+                       "bundle": os.path.realpath(bundle), "rootfs": spec.rootfs, "created": st.get("created") or _rfc3339(time.time()),
+                       "owner": "root" if os.geteuid() == 0 else str(os.geteuid()),
+                       "annotations": extras.annotations, "cgroup": extras.cgroups_path, "cgroups": cgroup.paths,
+                       "freeze_file": cgroup.freeze_file,
+                       "hooks": {k: v for k, v in extras.hooks.items() if k in ("poststart", "poststop")},
+                       "start_waits": bool(extras.hooks.get("startContainer")),
+                       "command": proc.args[0],
+                       "exec": {"env": env, "cwd": proc.cwd, "security": security.state_record(sec),
+                                "capabilities": (config.get("process") or {}).get("capabilities"),
+                                "oom_score_adj": extras.oom_score_adj}})
+            return st
+
+        def on_hooks(ctr):
             # runc's order: the mounts are made; createContainer and pivot_root wait for these
             from . import hooks  # imported only then: subprocess costs ~2 ms
 
-            _write_locked(root, container_id, st)
+            _write_locked(root, container_id, record(ctr))
             for kind in runtime_hooks:
                 hooks.run(kind, extras.hooks[kind], dict(store.oci_state(root, st), status="creating"), fatal=True)
-            child.resume()
-            report = child.read_report()
-        if report is None:
-            raise SetupError("container init", 0, "the container process died during setup")
-        if report.kind == syscalls.EXEC_FAILED:  # process.args[0] is not there (csrc/command.c)
-            raise _command_missing(proc.args[0], report.err)
-        if report.kind != syscalls.CREATED:
-            container.raise_for_failure(report, proc.args[0], spec.rootfs)
+
+        fifo_owner = None
+        if spec.uid_mappings:  # the process opens the fifo as its user, a mapped id on the host
+            fifo_owner = (_host_id(spec.uid_mappings, proc.uid), _host_id(spec.gid_mappings, proc.gid))
+        ctr = Container.create(container_id, state_dir, cgroup, command=proc.args[0], rootfs=spec.rootfs,
+                               spawn_args=launch, exec_fifo=True, fifo_owner=fifo_owner,
+                               id_maps=(spec.uid_mappings, spec.gid_mappings), pid_namespace_fd=pid_ns_fd,
+                               before_release=lambda pid: _set_process_limits(pid, extras),
+                               on_hooks=on_hooks if runtime_hooks else None, command_missing=_command_missing)
+        ctr.record = record(ctr)
         _write_locked(root, container_id, st)
         if pid_file:
-            _write_pid_file(pid_file, child.pid)
-        return Created(child, st, state_dir)
+            _write_pid_file(pid_file, ctr.record["pid"])
+        return ctr
     except BaseException:
-        if child is not None:
-            _kill_and_reap(child)
+        if ctr is not None:
+            ctr.kill_and_reap()
         if cgroup is not None:
             try:
                 cgroup.destroy()
@@ -239,8 +218,8 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
     finally:
         for fd in fds:
             os.close(fd)
-        if child is not None and not foreground:
-            child.close()
+        if ctr is not None and not foreground:
+            ctr.close()
 
 
 def _write_locked(root: str, container_id: str, st: dict) -> None:
@@ -248,38 +227,6 @@ def _write_locked(root: str, container_id: str, st: dict) -> None:
     since the child (which keeps our fds until its execve) would otherwise hold it."""
     with store.locked(root, container_id):
         store.write(store.path(root, container_id), st)
-
-
-class _pid_namespace_for:
-    """Clone the container into the pid namespace open on ``fd`` (None: leave as is).
-
-    setns(CLONE_NEWPID) moves only the caller's future children (pid_for_children):
-    set it around the clone, then back to our own namespace, which setns allows (it
-    is the caller's active one). Per thread, and this process forks nothing else meanwhile.
-    """
-
-    def __init__(self, fd: int | None):
-        self.fd, self.own = fd, None
-
-    def __enter__(self):
-        if self.fd is not None:
-            from .. import syscalls
-
-            self.own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                syscalls.setns(self.fd, syscalls.NAMESPACE_FLAGS["pid"])
-            except BaseException:
-                os.close(self.own)
-                raise
-
-    def __exit__(self, *exc):
-        if self.own is not None:
-            from .. import syscalls
-
-            try:
-                syscalls.setns(self.own, syscalls.NAMESPACE_FLAGS["pid"])
-            finally:
-                os.close(self.own)
 
 
 def _host_id(mappings, inside: int) -> int:
@@ -301,18 +248,6 @@ def _command_missing(command: str, err: int) -> MiniRunError:
         reason = os.strerror(err)
         return CommandNotFound(f'exec: "{command}": stat {command}: {reason[0].lower()}{reason[1:]}')
     return CommandNotFound(f'exec: "{command}": executable file not found in $PATH')
-
-
-def _kill_and_reap(child) -> None:
-    try:
-        os.kill(child.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    try:
-        os.waitpid(child.pid, 0)
-    except ChildProcessError:
-        pass
-    child.close()
 
 
 def _set_process_limits(pid: int, extras) -> None:
@@ -377,48 +312,16 @@ def start(root: str, container_id: str) -> None:
         current = store.status(root, st)
         if current != store.CREATED:
             raise SpecError(f"cannot start container {container_id!r}: it is {current}, not created")
-        _open_fifo(root, st)
+        Container(container_id, store.path(root, container_id), st).start(st.get("start_waits", False))
+    _poststart(root, st)
+
+
+def _poststart(root: str, st: dict) -> None:
     hooks = st.get("hooks", {}).get("poststart")
     if hooks:
         from . import hooks as oci_hooks
 
         oci_hooks.run("poststart", hooks, store.oci_state(root, st), fatal=False, warn=log.warning)
-
-
-def _open_fifo(root: str, st: dict) -> None:
-    """Release the waiting process: open the fifo for reading and take its byte."""
-    import select
-
-    fifo = os.path.join(root, st["id"], store.FIFO)
-    try:
-        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise SpecError(f"cannot start container {st['id']!r}: it has already been started") from None
-    try:
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
-        while True:
-            if poller.poll(100):
-                if os.read(fd, 1):
-                    break
-                raise SetupError("start", 0, f"container {st['id']!r}: its process exited before it was started")
-            if not store.alive(st):
-                raise SetupError("start", 0, f"container {st['id']!r}: its process exited before it was started")
-        os.unlink(fifo)
-        if st.get("start_waits"):  # startContainer hooks: to execve (EOF), or their failure's message
-            failure = b""
-            while True:
-                if poller.poll(100):
-                    chunk = os.read(fd, 4096)
-                    if not chunk:
-                        break
-                    failure += chunk
-                elif not store.alive(st):
-                    break
-            if failure:
-                raise SetupError("startContainer hook", 0, failure.decode(errors="replace").strip())
-    finally:
-        os.close(fd)
 
 
 def kill(root: str, container_id: str, sig: int, all_: bool = False) -> None:
@@ -543,48 +446,24 @@ def pids(root: str, container_id: str) -> list[int]:
 def run(root: str, container_id: str, bundle: str, *, pid_file=None, console_socket=None, preserve_fds=0,
         detach=False) -> int:
     """create + start; in the foreground, wait and return the exit status, then delete."""
-    from .. import syscalls
-    from ..container import forward_signals, raise_for_failure
-
-    created = create(root, container_id, bundle, pid_file=pid_file, console_socket=console_socket,
-                     preserve_fds=preserve_fds, foreground=not detach)
+    ctr = create(root, container_id, bundle, pid_file=pid_file, console_socket=console_socket,
+                 preserve_fds=preserve_fds, foreground=not detach)
     if detach:
         start(root, container_id)
         return 0
-    child, st = created.child, created.state
-    status = None
     try:
-        with forward_signals(child.pid):
-            try:
-                _open_fifo(root, st)
-            except SetupError:
-                report = child.read_report()  # the child's own reason, if it sent one
-                if report is not None and report.kind == syscalls.EXEC_FAILED:
-                    raise_for_failure(report, st["command"], st["rootfs"])
-                raise
-            report = child.read_report()  # EOF: execve succeeded (the socket is close-on-exec)
-            if report is not None and report.kind in (syscalls.EXEC_FAILED, syscalls.SETUP_FAILED):
-                _, status = os.waitpid(child.pid, 0)
-                raise_for_failure(report, st["command"], st["rootfs"])
-            hooks = st.get("hooks", {}).get("poststart")
-            if hooks:
-                from . import hooks as oci_hooks
-
-                oci_hooks.run("poststart", hooks, store.oci_state(root, st), fatal=False, warn=log.warning)
-            _, status = os.waitpid(child.pid, 0)
+        with forward_signals(ctr.record["pid"]):
+            ctr.start(ctr.record.get("start_waits", False))
+            _poststart(root, ctr.record)
+            return exit_code(ctr.wait())
     finally:
-        if status is None:
-            _kill_and_reap(child)
-        child.close()
+        ctr.kill_and_reap()
         delete(root, container_id, force=True)
-    return os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
 
 
 def exec_process(root: str, container_id: str, process: dict, *, detach=False, pid_file=None,
                  preserve_fds=0, console_socket: str | None = None) -> int:
     """Start ``process`` (an OCI process object) in the running container."""
-    from ..container import forward_signals
-    from ..join import spawn_in
     from ..security import from_state_record
     from ..spec import DEFAULT_PATH
     from . import bundle as oci_bundle
@@ -623,7 +502,7 @@ def exec_process(root: str, container_id: str, process: dict, *, detach=False, p
             _set_process_limits(os.getpid(), extras)
         except SpecError as err:
             log.warning(str(err))
-        child = spawn_in(st, container_id, proc.args, envp=env, path=path, cwd=proc.cwd, uid=proc.uid, gid=proc.gid,
+        child = Container(container_id, store.path(root, container_id), st).exec(proc.args, envp=env, path=path, cwd=proc.cwd, uid=proc.uid, gid=proc.gid,
                          security=sec, console_fd=_connect_console(console_socket, fds),
                          console_size=extras.console_size,
                          process_extras={"groups": extras.groups, "umask": extras.umask,
@@ -639,4 +518,4 @@ def exec_process(root: str, container_id: str, process: dict, *, detach=False, p
         return 0
     with forward_signals(child):
         _, status = os.waitpid(child, 0)
-    return os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+    return exit_code(status)

@@ -87,12 +87,7 @@ class locked(core.DirLock):
             raise StoreError(f"container {self.id!r} does not exist") from None
 
 
-def alive(st: dict) -> bool:
-    pid = st.get("pid") or 0
-    if pid <= 0:
-        return False
-    started, letter = core.proc_stat(pid)
-    return started is not None and started == st.get("pid_start") and letter not in ("Z", "X")
+alive = core.alive  # the one liveness rule: the recorded init, by pid and start time
 
 
 def status(root: str, st: dict) -> str:
