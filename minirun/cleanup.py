@@ -3,9 +3,10 @@ cgroups, bridge addresses. Beside the lifecycle that makes them; minirun/state.p
 only stores.
 
 A foreground container's state goes with its minirun; a detached one's stays,
-"exited", until `rm`. Whatever a SIGKILLed minirun left is found by the lock it
-no longer holds (state.is_live) and removed here, by `minirun gc` (or, for one
-name, by the next run that claims it).
+"exited", until `rm`. Whatever a SIGKILLed minirun left is found by the store's
+rule (state.dir_in_use: nobody holds the directory's lock, its recorded init is not
+alive) and removed here, by `minirun gc` (or, for one name, by the next run that
+claims it).
 
 minirun-oci's containers (under settings.OCI_ROOT) belong to their engine, which
 deletes them: gc takes only what no engine can still want (gc_oci).
@@ -37,12 +38,13 @@ def gc_vms(vm_root: str | None = None) -> list[str]:
     gone = []
     vm_root = vm_root or state.VM_STATE_ROOT
     for name in state.list_ids(vm_root):
-        fd = state.try_lock(os.path.join(vm_root, name, "lock"))
-        if fd is not None:
-            state.rmtree(os.path.join(vm_root, name))
-            gone.append(name)
-            if fd >= 0:
-                os.close(fd)
+        path = os.path.join(vm_root, name)
+        try:
+            with state.DirLock(path, blocking=False):  # a VM records no init: its runner's lock is all
+                state.rmtree(path)
+                gone.append(name)
+        except (BlockingIOError, FileNotFoundError, NotADirectoryError):
+            continue
     return gone
 
 
@@ -64,7 +66,7 @@ def release_stale_addresses(root: str | None = None, failed: list[str] | None = 
     vm_root = _vm_root(root)
     for key in network.stale_ids():
         vm = key.startswith(network.VM_PREFIX)
-        if not (state.is_live(key[len(network.VM_PREFIX):], vm_root) if vm else state.is_live(key, root)):
+        if not (state.in_use(key[len(network.VM_PREFIX):], vm_root) if vm else state.in_use(key, root)):
             try:
                 network.detach_by_id(key)
                 released.append(key)
@@ -114,34 +116,19 @@ def gc(root: str | None = None, failed: list[str] | None = None) -> list[str]:
         except FileNotFoundError:
             continue
         if name.startswith(state.NEW_PREFIX):  # a claim that never got its name (a link is removed, not followed)
-            if now - st.st_mtime >= state.NEW_GRACE_S and (not S_ISDIR(st.st_mode)
-                                                           or not state.is_live(name, root)):
+            if now - st.st_mtime >= state.NEW_GRACE_S and (not S_ISDIR(st.st_mode) or not state.dir_in_use(path)):
                 state.rmtree(path)
             continue
         if not S_ISDIR(st.st_mode):
             continue  # minirun makes only directories here
-        fd = state.try_lock(os.path.join(path, "lock"))
-        if fd is None:
-            continue  # live
         try:
-            try:
-                record = state.read(name, root)
-            except (OSError, ValueError):
-                record = {}
-            if not record.get("detached"):
-                remove(name, root)
-                cleaned.append(name)
-            elif record.get("status") != state.EXITED:
-                record.update(shim_exit_record(path) or dict(exit_code=137, error="its minirun supervisor died"),
-                              status=state.EXITED, finished=now)
-                state.write(path, record)
-                cleaned.append(name)
-                cgroups.remove(name)
+            with state.DirLock(path, blocking=False):  # held by a live owner: skipped
+                if _collect(name, root, now):
+                    cleaned.append(name)
+        except (BlockingIOError, FileNotFoundError):
+            continue
         except (MiniRunError, OSError) as err:
             failed.append(f"{name}: {err}")
-        finally:
-            if fd >= 0:
-                os.close(fd)
     vm_root = _vm_root(root)
     gc_vms(vm_root)
     cleaned += release_stale_addresses(root, failed)
@@ -157,6 +144,30 @@ def gc(root: str | None = None, failed: list[str] | None = None) -> list[str]:
             except (MiniRunError, OSError) as err:
                 failed.append(f"{container_id}: {err}")
     return cleaned
+
+
+def _collect(name: str, root: str, now: float) -> bool:
+    """A state directory nobody holds (we do, now): remove a foreground container's, record a
+    detached one's exit (it stays until `rm`). False if there was nothing to do."""
+    from . import cgroups
+
+    try:
+        record = state.read(name, root)
+    except (OSError, ValueError, MiniRunError):
+        record = {}
+    if state.alive(record):
+        return False  # its init lives on (its owner just died: PDEATHSIG is on its way)
+    if not record.get("detached"):
+        remove(name, root)
+        return True
+    if record.get("status") == state.EXITED:
+        return False
+    path = os.path.join(root, name)
+    record.update(shim_exit_record(path) or dict(exit_code=137, error="its minirun supervisor died"),
+                  status=state.EXITED, finished=now)
+    state.write(path, record)
+    cgroups.remove(name)
+    return True
 
 
 def gc_oci(oci_root: str | None = None, failed: list[str] | None = None) -> list[str]:
@@ -180,7 +191,7 @@ def gc_oci(oci_root: str | None = None, failed: list[str] | None = None) -> list
     for name in _listdir(oci_root):
         path = os.path.join(oci_root, name)
         try:
-            store.check_id(name)  # else not a container's directory: not ours to judge
+            store.path(oci_root, name)  # StoreError if not a container's id: not ours to judge
             with state.DirLock(path, blocking=False):
                 try:
                     record = store.read(oci_root, name)

@@ -121,7 +121,7 @@ def logs(follow, container):
     if not logfiles.exists(directory):
         raise SpecError(f"container {container_id} has no log (only detached containers have one)")
     if follow:
-        logfiles.follow(directory, lambda: state.is_live(container_id), sys.stdout.buffer)
+        logfiles.follow(directory, lambda: state.in_use(container_id), sys.stdout.buffer)
     else:
         logfiles.read(directory, sys.stdout.buffer)
 

@@ -56,9 +56,10 @@ def _generated_id(container_id: str) -> bool:
 
 
 def status(container_id: str) -> dict:
-    """state.json, with the status corrected by the liveness lock."""
+    """state.json, with the status corrected by the store's rule: a record nobody holds
+    and whose init is gone is exited, whatever it says."""
     st = state.read(container_id)
-    if st.get("status") != state.EXITED and not state.is_live(container_id):
+    if st.get("status") != state.EXITED and not state.in_use(container_id):
         # its owner died; gc will record it, with the status minirun-shim left if it did
         st.update(cleanup.shim_exit_record(os.path.join(state.STATE_ROOT, container_id)) or {}, status=state.EXITED)
     return st
@@ -226,10 +227,10 @@ def kill(name: str, sig: int = signal.SIGKILL) -> str:
 def wait_exited(container_id: str, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not state.is_live(container_id):
+        if not state.in_use(container_id):
             return True
         time.sleep(0.02)
-    return not state.is_live(container_id)
+    return not state.in_use(container_id)
 
 
 def stop(name: str, timeout: float = 10) -> str:
@@ -246,7 +247,7 @@ def stop(name: str, timeout: float = 10) -> str:
 
 def remove(name: str, force: bool = False) -> str:
     container_id = resolve(name)
-    if state.is_live(container_id):
+    if state.in_use(container_id):
         if not force:
             raise SpecError(f"container {container_id} is running: stop it first or use rm -f")
         state.send_signal(status(container_id), signal.SIGKILL)

@@ -1,21 +1,29 @@
-"""Per-container state under /run/minirun/<id>/: storage only (what a dead owner left
-is collected by minirun/cleanup.py).
+"""Containers' state on disk: the one store of both front ends, storage only (what a
+dead owner left is collected by minirun/cleanup.py).
 
-    /run/minirun/<id>/lock         flock()ed by the container's owner (a foreground
-                                   minirun, or the supervisor of a detached one) for
-                                   as long as it lives: the liveness test
-    /run/minirun/<id>/state.json   written atomically (temp file + rename)
-    /var/lib/minirun/containers/<id>/log, log.1 ...   output of a detached container, on
-                                   disk (minirun/logfiles.py; rootless: $XDG_DATA_HOME/minirun)
-    /run/minirun/<id>/{upper,work,root}   the overlay root
-    /run/minirun-vm/<name>/lock    the same liveness lock for a `minirun vm run`
-                                   (kept apart: `ps`, `rm` and `exec` are for containers)
+    <root>/<id>/state.json   written atomically (unique temp file + rename), mode 0600
+    <root>/<id>/...          what the front end keeps beside it (the overlay's upper,
+                             work and root; minirun-oci's exec.fifo; the attach socket)
 
-The directory is created under a temporary name, locked, then renamed into
-place, so a concurrent gc never sees an unlocked directory of a live run, and
-two runs can never claim the same name. A directory whose lock can be taken
-belongs to nobody: a foreground container's is stale and removed by
-``cleanup.gc()`` (with its cgroups); a detached container's stays, as "exited", until `rm`.
+    minirun      Store(settings.STATE_ROOT)        ids are docker's names
+    minirun-oci  Store(root, oci=True)             ids are runc's; directories 0711 as runc's
+    minirun vm   Store(settings.VM_STATE_ROOT)     (kept apart: `ps`, `rm` and `exec` are for containers)
+
+One lock discipline: whoever changes a container holds flock() on its directory for
+the change. A minirun owner (a foreground `minirun run`; a detached container's
+supervisor, then minirun-shim and its finish step, to which the lock is passed) changes
+it from its claim to its teardown, so holds it that long; a minirun-oci verb holds it
+for the one verb. A claim makes the directory under a temporary name (.new-*), locks
+and fills it, then renames it into place: nobody ever sees an unlocked directory of a
+run being set up, and two runs can never claim the same name.
+
+One liveness rule (alive()): a container lives while its recorded init does: the pid,
+with the start time recorded beside it (/proc/<pid>/stat field 22: a reused pid has
+another), and not a zombie. A directory is in use while its lock is held or its init
+lives; what is in use is never collected (gc, a claim reclaiming a dead run's name).
+
+Detached containers' logs: /var/lib/minirun/containers/<id>/log, log.1 ... (minirun/logfiles.py;
+rootless: $XDG_DATA_HOME/minirun).
 
 Rootless state without $XDG_RUNTIME_DIR lives in /tmp, where another user could
 have made the directory first: the root (and its /tmp parent) is checked by
@@ -34,6 +42,7 @@ from stat import S_ISDIR
 
 from . import jsonlite as json  # not the json package: its import costs a start ~7 ms (jsonlite.py)
 from .errors import HostError, SpecError
+from .ids import check_id
 # Rootless (a non-root user with --userns): state lives in the user's runtime directory,
 # else in a private directory of /tmp that minirun makes (and checks: check_root). The
 # roots are settings' (MINIRUN_STATE_ROOT...); NETWORK_DIR is the bridge's address book,
@@ -93,35 +102,6 @@ def check_trusted_dir(path: str) -> str:
     return real
 
 
-def try_lock(path: str) -> int | None:
-    """Lock ``path`` if nobody holds it: the fd (-1 if there is no such file), or None when held."""
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except (FileNotFoundError, NotADirectoryError):
-        return -1
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd
-
-
-def is_live(container_id: str, root: str = STATE_ROOT) -> bool:
-    fd = try_lock(os.path.join(root, container_id, "lock"))
-    if fd is None:
-        return True
-    if fd >= 0:
-        os.close(fd)
-    return False
-
-
-def read(container_id: str, root: str = STATE_ROOT) -> dict:
-    check_root(root)
-    with open(os.open(os.path.join(root, container_id, "state.json"), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)) as f:
-        return json.load(f)
-
-
 def write(state_dir: str, state: dict) -> None:
     """Replace state.json atomically: readers see the old or the new file, never half.
     The temporary file has a name of its own (two writers never share it) and is
@@ -144,73 +124,174 @@ def _unlink(path: str, dir_fd: int | None = None) -> None:
         pass
 
 
-class Claim:
-    """Ownership of /run/minirun/<id> while the container lives: see the module doc.
-    ``reclaim(id, root)`` removes what a dead owner left under the same name (default:
-    the directory; a container's caller passes cleanup.remove, which takes its cgroups)."""
+class Store:
+    """The state directories under ``root``: see the module doc."""
 
-    def __init__(self, container_id: str, info: dict, keep: bool = False, root: str = STATE_ROOT, reclaim=None):
-        self.id, self.keep, self.root, self.reclaim = container_id, keep, root, reclaim
-        self.path = os.path.join(root, container_id)
-        self.state = dict(info, id=container_id, status=CREATING, owner=os.getpid(), detached=keep,
-                          created=time.time())
+    STATE_FILE = "state.json"
+
+    def __init__(self, root: str, *, oci: bool = False):
+        self.root, self.oci = root, oci
+        self.dir_mode = 0o711 if oci else 0o700  # runc's modes: others may reach, not list, a container's
+
+    def path(self, container_id: str) -> str:
+        return os.path.join(self.root, check_id(container_id, oci=self.oci))
+
+    def read(self, container_id: str) -> dict:
+        """The record; FileNotFoundError if there is none, ValueError if it is damaged."""
+        path = os.path.join(self.path(container_id), self.STATE_FILE)
+        with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)) as f:
+            return json.load(f)
+
+    def write(self, container_id: str, record: dict) -> None:
+        write(self.path(container_id), record)
+
+    def locked(self, container_id: str, blocking: bool = True) -> DirLock:
+        """The directory's lock, for one change (FileNotFoundError if there is no such
+        directory; BlockingIOError if not ``blocking`` and someone holds it)."""
+        return DirLock(self.path(container_id), blocking)
+
+    def in_use(self, container_id: str) -> bool:
+        """Its lock is held (an owner's, a verb's), or its recorded init lives."""
+        return dir_in_use(self.path(container_id))
+
+    def claim(self, container_id: str, record: dict, *, keep: bool = False, reclaim=None) -> Claim:
+        """Take ``container_id``: see Claim."""
+        return Claim(self, container_id, record, keep, reclaim)
+
+    def list_ids(self) -> list[str]:
+        try:
+            return sorted(n for n in os.listdir(self.root) if not n.startswith("."))
+        except FileNotFoundError:
+            return []
+
+
+def alive(record: dict) -> bool:
+    """The one liveness rule: the recorded init (pid and its start time) runs, not a zombie."""
+    pid = record.get("pid") or 0
+    if pid <= 0:
+        return False
+    started, letter = proc_stat(pid)
+    return started is not None and started == record.get("pid_start") and letter not in ("Z", "X")
+
+
+def dir_in_use(path: str) -> bool:
+    """The state directory ``path`` is locked, or its recorded init lives: not to be collected."""
+    try:
+        with DirLock(path, blocking=False):
+            pass
+    except BlockingIOError:
+        return True
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    try:
+        with open(os.open(os.path.join(path, Store.STATE_FILE), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)) as f:
+            return alive(json.load(f))
+    except (OSError, ValueError):
+        return False
+
+
+class Claim:
+    """A new state directory for ``container_id``, locked, with ``record`` in it; the
+    lock is held until ``release()`` or the end of the ``with`` block (see the module
+    doc). ``keep``: the directory stays after the block (a detached container, until
+    `rm`); else it goes. ``reclaim(id, root)``: removes what a dead run left under the
+    name (a container's caller passes cleanup.remove, which takes its cgroups too); with
+    None, any directory of that name means the name is taken (minirun-oci: until `delete`)."""
+
+    def __init__(self, store: Store, container_id: str, record: dict, keep: bool = False, reclaim=None):
+        self.store, self.id, self.keep, self.reclaim = store, container_id, keep, reclaim
+        self.root = store.root
+        self.path = store.path(container_id)
+        self.state = dict(record)
         self._lock_fd = -1
 
     def __enter__(self) -> Claim:
+        return self.take()
+
+    def take(self) -> Claim:
         check_root(self.root, create=True)
         tmp = os.path.join(self.root, NEW_PREFIX + os.urandom(6).hex())
-        os.mkdir(tmp, 0o700)
-        self._lock_fd = os.open(os.path.join(tmp, "lock"),
-                                os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        os.mkdir(tmp, self.store.dir_mode)
+        os.chmod(tmp, self.store.dir_mode)  # not left to the umask
         try:
+            self._lock_fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
             write(tmp, self.state)
-            _rename_into_place(tmp, self.path, self.id, self.root, self.reclaim)
+            self._rename_into_place(tmp)
         except BaseException:
             rmtree(tmp)
-            os.close(self._lock_fd)
+            self.release()
             raise
         return self
 
+    def _rename_into_place(self, tmp: str) -> None:
+        for _ in range(2):
+            try:
+                os.rename(tmp, self.path)
+                return
+            except OSError as err:
+                if err.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+            if self.reclaim is None:
+                break
+            try:
+                with self.store.locked(self.id, blocking=False):
+                    try:
+                        record = self.store.read(self.id)
+                    except (OSError, ValueError):
+                        record = {}
+                    if alive(record):
+                        break
+                    if record.get("detached"):
+                        raise SpecError(f'container name "{self.id}" is already in use by a stopped container: '
+                                        f"remove it first (minirun rm {self.id})")
+                    self.reclaim(self.id, self.root)  # left by a minirun that died: take the name back
+            except BlockingIOError:
+                break  # its owner lives
+            except (FileNotFoundError, NotADirectoryError):
+                pass  # gone meanwhile
+        if self.reclaim is None:
+            raise SpecError(f"container {self.id!r} already exists")
+        raise SpecError(f'container name "{self.id}" is already in use')
+
     @property
     def lock_fd(self) -> int:
-        """Held while a minirun process owns the container (is_live); passed down execs by the shim."""
+        """The directory's locked fd: passed down execs by the shim, so the lock lives as long as the owner."""
         return self._lock_fd
 
     def update(self, **fields) -> None:
         self.state.update(fields)
         write(self.path, self.state)
 
+    def release(self) -> None:
+        """Let go of the lock (minirun-oci's create, before the clone: its child, which keeps
+        our fds until its execve at `start`, would hold it that long)."""
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
     def __exit__(self, *exc) -> None:
         if not self.keep:
             rmtree(self.path)
-        elif self.state["status"] != EXITED:  # the run failed before the container started
+        elif self.state.get("status") not in (None, EXITED):  # the run failed before the container started
             self.update(status=EXITED, exit_code=125, finished=time.time())
-        os.close(self._lock_fd)
+        self.release()
 
 
 def claim(container_id: str, info: dict, keep: bool = False, root: str = STATE_ROOT, reclaim=None) -> Claim:
-    return Claim(container_id, info, keep, root, reclaim)
+    """minirun's claim: a container (or VM) owned by this process, recorded as creating."""
+    record = dict(info, id=container_id, status=CREATING, owner=os.getpid(), detached=keep, created=time.time())
+    return Store(root).claim(container_id, record, keep=keep, reclaim=reclaim)
 
 
-def _rename_into_place(tmp: str, final: str, container_id: str, root: str, reclaim) -> None:
-    for _ in range(2):
-        try:
-            os.rename(tmp, final)
-            return
-        except OSError as err:
-            if err.errno not in (errno.EEXIST, errno.ENOTEMPTY):
-                raise
-        if is_live(container_id, root):
-            break
-        try:
-            if read(container_id, root).get("detached"):
-                raise SpecError(f'container name "{container_id}" is already in use by a stopped container: '
-                                f"remove it first (minirun rm {container_id})")
-        except (OSError, ValueError):
-            pass
-        (reclaim or remove_dir)(container_id, root)  # left by a minirun that died: take the name back
-    raise SpecError(f'container name "{container_id}" is already in use')
+def in_use(container_id: str, root: str = STATE_ROOT) -> bool:
+    """A minirun container (or VM) is in use: its owner holds the lock, or its init lives (Store.in_use)."""
+    return Store(root).in_use(container_id)
+
+
+def read(container_id: str, root: str = STATE_ROOT) -> dict:
+    check_root(root)
+    return Store(root).read(container_id)
 
 
 def rmtree(path: str) -> None:
@@ -326,15 +407,6 @@ def open_pidfd(st: dict) -> int | None:
     return fd
 
 
-def alive(record: dict) -> bool:
-    """The one liveness rule: the recorded init (pid and its start time) runs, not a zombie."""
-    pid = record.get("pid") or 0
-    if pid <= 0:
-        return False
-    started, letter = proc_stat(pid)
-    return started is not None and started == record.get("pid_start") and letter not in ("Z", "X")
-
-
 def start_time(pid: int) -> int | None:
     """A process's start time in clock ticks: with the pid, it names the process
     uniquely (a pid alone may be reused by the time we signal it)."""
@@ -369,8 +441,8 @@ def send_signal(st: dict, sig: int) -> bool:
 
 
 class DirLock:
-    """flock() on a state directory itself, held across one change of its state (the
-    OCI store's verbs). A waiter that gets the lock after the directory was removed
+    """flock() on a state directory itself, held across a change of its state (the one
+    lock discipline: see the module doc). A waiter that gets the lock after the directory was removed
     (or removed and made again) finds it gone: FileNotFoundError, as if it came later."""
 
     def __init__(self, path: str, blocking: bool = True):
@@ -394,9 +466,4 @@ class DirLock:
 
 
 def list_ids(root: str = STATE_ROOT) -> list[str]:
-    if not check_root(root):
-        return []
-    try:
-        return sorted(n for n in os.listdir(root) if not n.startswith("."))
-    except FileNotFoundError:
-        return []
+    return Store(root).list_ids() if check_root(root) else []

@@ -118,21 +118,18 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
         namespaces = security.with_userns(namespaces, spec)
 
         os.makedirs(root, 0o700, exist_ok=True)  # runc's modes: root 0700, a container's directory 0711
-        try:
-            os.mkdir(state_dir, 0o711)
-        except FileExistsError:
-            raise SpecError(f"container {container_id!r} already exists") from None
+        # Recorded before the cgroup exists: a create killed half-way leaves what delete
+        # (and `minirun gc`) needs to remove it. pid 0 reads as stopped.
+        claim = store.store(root).claim(container_id, {
+            "id": container_id, "pid": 0, "creating": True, "cgroup": extras.cgroups_path,
+            "bundle": os.path.realpath(bundle), "rootfs": spec.rootfs, "created": _rfc3339(time.time())}, keep=True)
+        claim.take()
     except BaseException:
         for fd in fds:
             os.close(fd)
         raise
     ctr = cgroup = None
     try:
-        # Recorded before the cgroup exists: a create killed half-way leaves what delete
-        # (and `minirun gc`) needs to remove it. pid 0 reads as stopped.
-        store.write(state_dir, {"id": container_id, "pid": 0, "creating": True, "cgroup": extras.cgroups_path,
-                                "bundle": os.path.realpath(bundle), "rootfs": spec.rootfs,
-                                "created": _rfc3339(time.time())})
         cgroup = cgroups.create_manager(spec.id, spec.limits, relpath=extras.cgroups_path)
         cgroup.create()
         for note in cgroup.notes:
@@ -195,6 +192,7 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
         fifo_owner = None
         if spec.uid_mappings:  # the process opens the fifo as its user, a mapped id on the host
             fifo_owner = (_host_id(spec.uid_mappings, proc.uid), _host_id(spec.gid_mappings, proc.gid))
+        claim.release()  # before the clone: the process keeps our fds until its execve at `start`
         ctr = Container.create(container_id, state_dir, cgroup, command=proc.args[0], rootfs=spec.rootfs,
                                spawn_args=launch, exec_fifo=True, fifo_owner=fifo_owner,
                                id_maps=(spec.uid_mappings, spec.gid_mappings), pid_namespace_fd=pid_ns_fd,
@@ -216,6 +214,7 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
         rmtree(state_dir)
         raise
     finally:
+        claim.release()
         for fd in fds:
             os.close(fd)
         if ctr is not None and not foreground:

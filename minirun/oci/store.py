@@ -1,30 +1,29 @@
-"""A container's state directory, <root>/<id>, and its status as runc reports it.
+"""minirun-oci's view of the state store (minirun/state.py): its layout, and the
+status of a container as runc reports it.
 
-    state.json   the OCI state plus what later verbs need (pid start time, cgroup
-                 paths, hooks, the security record exec applies), written by rename
-    exec.fifo    exists from `create` until `start` has released the process
+    <root>/<id>/state.json   the OCI state plus what later verbs need (pid start time, cgroup
+                             paths, hooks, the security record exec applies)
+    <root>/<id>/exec.fifo    exists from `create` until `start` has released the process
 
-minirun's own store (minirun/state.py) does the storing: the same unique temp names
-and rename, the same start-time check before a signal (a pidfd), the same private
-modes as runc (root 0700, files 0600: the state holds the process's environment).
-Engines run verbs of one container concurrently, so each verb that changes it holds
-``locked()``, a flock on the directory, for the whole change.
+The storing, the lock and the liveness rule are the store's, the same as `minirun run`'s:
+unique temp names and rename, a flock on the directory held by each verb for its
+change (engines run verbs of one container concurrently), the recorded init with
+its start time. The layout differs in the root, runc's ids and modes (root 0700, a
+container's directory 0711, files 0600: the state holds the process's environment).
 
-Status: ``stopped`` once the pid is gone, a zombie, or another process reusing the
-number (its start time differs); else ``created`` while the fifo exists, ``paused``
-while the cgroup is frozen, ``running`` otherwise. Nothing heavy here: `state` and
-`start` run this module.
+Status: ``stopped`` once the init is not alive (state.alive); else ``created`` while
+the fifo exists, ``paused`` while the cgroup is frozen, ``running`` otherwise.
+Nothing heavy here: `state` and `start` run this module.
 """
 
 from __future__ import annotations
 
 import os
 
-from .. import jsonlite as json  # not the json package (re, enum: ~7 ms a start; see jsonlite.py)
-from .. import state as core
+from .. import state
+from ..core import EXEC_FIFO as FIFO
 from ..errors import SpecError
 from ..settings import OCI_ROOT as DEFAULT_ROOT  # MINIRUN_OCI_ROOT, else /run/minirun-oci
-FIFO = "exec.fifo"
 OCI_VERSION = "1.0.2"
 
 CREATED, RUNNING, STOPPED, PAUSED = "created", "running", "stopped", "paused"
@@ -34,13 +33,8 @@ class StoreError(SpecError):
     """A state directory problem (no such container, a bad id); the message is for the user."""
 
 
-def check_id(container_id: str) -> str:
-    """runc's rule: letters, digits and ``_ + - .``, and neither ``.`` nor ``..``."""
-    ok = container_id and container_id not in (".", "..") and len(container_id) <= 1024
-    if not ok or any(not (c.isascii() and (c.isalnum() or c in "_+-.")) for c in container_id):
-        raise StoreError(f"invalid container id {container_id!r}: use letters, digits, '_', '+', '-', '.' "
-                         "(no '/', not '.' or '..')")
-    return container_id
+def store(root: str) -> state.Store:
+    return state.Store(root, oci=True)
 
 
 def checked_root(root: str) -> str:
@@ -50,30 +44,32 @@ def checked_root(root: str) -> str:
     from ..errors import HostError
 
     try:
-        return core.check_trusted_dir(root)
+        return state.check_trusted_dir(root)
     except HostError as err:
         raise StoreError(str(err)) from None
 
 
 def path(root: str, container_id: str) -> str:
-    return os.path.join(root, check_id(container_id))
+    try:
+        return store(root).path(container_id)
+    except SpecError as err:
+        raise StoreError(str(err)) from None
 
 
 def read(root: str, container_id: str) -> dict:
+    path(root, container_id)
     try:
-        fd = os.open(os.path.join(path(root, container_id), "state.json"), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        with open(fd) as f:
-            return json.load(f)
+        return store(root).read(container_id)
     except FileNotFoundError:
         raise StoreError(f"container {container_id!r} does not exist") from None
     except ValueError:
         raise StoreError(f"container {container_id!r}: state.json is damaged") from None
 
 
-write = core.write  # unique temp name, 0600, rename
+write = state.write  # unique temp name, 0600, rename
 
 
-class locked(core.DirLock):
+class locked(state.DirLock):
     """Hold the container's directory lock for one change: StoreError if it does not exist."""
 
     def __init__(self, root: str, container_id: str):
@@ -87,7 +83,7 @@ class locked(core.DirLock):
             raise StoreError(f"container {self.id!r} does not exist") from None
 
 
-alive = core.alive  # the one liveness rule: the recorded init, by pid and start time
+alive = state.alive  # the one liveness rule: the recorded init, by pid and start time
 
 
 def status(root: str, st: dict) -> str:

@@ -155,7 +155,7 @@ def planted_state(tmp_path):
         path = os.path.join(STATE_ROOT, name)
         os.makedirs(path, 0o700)
         made.append(path)
-        lock = os.open(os.path.join(path, "lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        lock = os.open(path, os.O_RDONLY | os.O_DIRECTORY)  # the store's lock: flock on the directory
         fcntl.flock(lock, fcntl.LOCK_EX)
         with open(os.path.join(path, "state.json"), "w") as f:
             json.dump({"id": name, "status": "running", "pid": pid, "pid_start": pid_start, "detached": True,

@@ -14,7 +14,7 @@ from minirun.errors import SpecError
 from minirun.oci import bundle as B
 from minirun.oci.main import UsageError, parse
 from minirun.oci.runtime import parse_signal
-from minirun.oci.store import StoreError, check_id
+from minirun.ids import check_id
 from minirun.settings import OCI_CGROUP_PARENT
 
 
@@ -211,10 +211,10 @@ def test_update_flags_as_runc_takes_them():
 
 @pytest.mark.parametrize("bad", ["", ".", "..", "a/b", "a b", "é"])
 def test_bad_ids(bad):
-    with pytest.raises(StoreError):
-        check_id(bad)
-    assert check_id("abc-1.2_3+4") == "abc-1.2_3+4"
-    assert os.path.join("/r", check_id("x")) == "/r/x"
+    with pytest.raises(SpecError, match="invalid container id"):
+        check_id(bad, oci=True)
+    assert check_id("abc-1.2_3+4", oci=True) == "abc-1.2_3+4"
+    assert os.path.join("/r", check_id("x", oci=True)) == "/r/x"
 
 
 def test_device_rules_as_runc_orders_them():
