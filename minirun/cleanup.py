@@ -115,9 +115,8 @@ def gc(root: str | None = None, failed: list[str] | None = None) -> list[str]:
             st = os.lstat(path)
         except FileNotFoundError:
             continue
-        if name.startswith(state.NEW_PREFIX):  # a claim that never got its name (a link is removed, not followed)
-            if now - st.st_mtime >= state.NEW_GRACE_S and (not S_ISDIR(st.st_mode) or not state.dir_in_use(path)):
-                state.rmtree(path)
+        if name.startswith(state.NEW_PREFIX):
+            _remove_unnamed_claim(path, st, now)
             continue
         if not S_ISDIR(st.st_mode):
             continue  # minirun makes only directories here
@@ -144,6 +143,13 @@ def gc(root: str | None = None, failed: list[str] | None = None) -> list[str]:
             except (MiniRunError, OSError) as err:
                 failed.append(f"{container_id}: {err}")
     return cleaned
+
+
+def _remove_unnamed_claim(path: str, st, now: float) -> None:
+    """A claim's temporary directory (state.Claim) whose run died before it got its name:
+    removed once old and unlocked (a link there is removed, never followed)."""
+    if now - st.st_mtime >= state.NEW_GRACE_S and (not S_ISDIR(st.st_mode) or not state.dir_in_use(path)):
+        state.rmtree(path)
 
 
 def _collect(name: str, root: str, now: float) -> bool:
@@ -188,6 +194,13 @@ def gc_oci(oci_root: str | None = None, failed: list[str] | None = None) -> list
     failed = [] if failed is None else failed
     cleaned = []
     now = time.time()
+    for name in _listdir(oci_root, state.NEW_PREFIX):
+        try:
+            _remove_unnamed_claim(os.path.join(oci_root, name), os.lstat(os.path.join(oci_root, name)), now)
+        except FileNotFoundError:
+            continue
+        except OSError as err:
+            failed.append(f"{name}: {err}")
     for name in _listdir(oci_root):
         path = os.path.join(oci_root, name)
         try:
@@ -231,9 +244,10 @@ def gc_oci(oci_root: str | None = None, failed: list[str] | None = None) -> list
     return cleaned
 
 
-def _listdir(path: str) -> list[str]:
+def _listdir(path: str, prefix: str = "") -> list[str]:
+    """The names in ``path``: those starting with ``prefix``, or all but dot files."""
     try:
-        return sorted(n for n in os.listdir(path) if not n.startswith("."))
+        return sorted(n for n in os.listdir(path) if (n.startswith(prefix) if prefix else not n.startswith(".")))
     except (FileNotFoundError, NotADirectoryError):
         return []
 

@@ -219,13 +219,31 @@ class Container:
             return STOPPED
         return CREATED if os.path.exists(os.path.join(self.state_dir, EXEC_FIFO)) else RUNNING
 
-    def delete(self, cgroup) -> None:
-        """Kill the init if it runs, destroy ``cgroup`` (it kills what is left and waits for
-        it to leave), remove the state directory."""
-        if self.alive():
-            self.kill(signal.SIGKILL)
-        if cgroup is not None:
-            cgroup.destroy()
+    def delete(self, cgroup, before_removal=None, timeout: float = 5) -> None:
+        """Kill the init if it lives, destroy ``cgroup`` (None: none to destroy; it kills
+        what is left and waits for it to leave), wait until the init is gone (up to
+        ``timeout`` seconds: it may not be ours to reap), call ``before_removal()`` (the
+        poststop hooks), and remove the state directory."""
+        import select
+
+        pidfd = state.open_pidfd(self.record)  # the recorded init or nothing, never a reused pid
+        try:
+            if pidfd is not None:
+                try:
+                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            if cgroup is not None:
+                cgroup.destroy()
+            if pidfd is not None:  # readable once the process has exited
+                poller = select.poll()
+                poller.register(pidfd, select.POLLIN)
+                poller.poll(int(timeout * 1000))
+        finally:
+            if pidfd is not None:
+                os.close(pidfd)
+        if before_removal:
+            before_removal()
         state.rmtree(self.state_dir)
 
 

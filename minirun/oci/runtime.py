@@ -1,21 +1,25 @@
-"""The verbs of minirun-oci, over minirun's one core.
+"""The verbs of minirun-oci: a thin front over minirun's one core (core.Container).
 
 `create` builds a ContainerSpec from config.json (bundle.py), checks it with
-container.prepare like `minirun run` does, creates the cgroup with the same
-drivers, and clones through the same syscalls.spawn and C child, asking it for
-the OCI process model: PID 1 is process.args, exec'd once `start` opens the exec
-fifo. The child is cloned without PDEATHSIG, so it outlives `create`; the caller
-(conmon, containerd-shim: subreapers) inherits it and reaps it.
+container.prepare like `minirun run` does, creates the cgroup with the same drivers,
+and hands it to Container.create with an exec fifo, which asks the C child for the OCI
+process model: PID 1 is process.args, exec'd once `start` opens the fifo. The child is
+cloned without PDEATHSIG, so it outlives `create`; the caller (conmon,
+containerd-shim: subreapers) inherits it and reaps it. What is minirun-oci's own is
+here: config.json, runc's words, the hooks, the pid file, and state.json's fields
+(oci/store.py), which the C verbs read too.
 
     minirun-oci create                      C child (csrc/spawn.c, init.c)
     ------------------                      ------------------------------
-    mkfifo exec.fifo; cgroup; clone    ->   cgroups, namespaces, mounts, pivot_root
-    rlimits, oom_score_adj; release    ->   ...
-    read CREATED                       <-   report CREATED; open(exec.fifo, O_WRONLY) blocks
+    claim <root>/<id>; cgroup
+    Container.create(exec_fifo=True):
+      mkfifo exec.fifo; clone          ->   cgroups, namespaces, mounts, pivot_root
+      rlimits, oom_score_adj; release  ->   ...
+      read CREATED                     <-   report CREATED; open(exec.fifo, O_WRONLY) blocks
     state.json, hooks, pid file; exit
     minirun-oci start
-    open(exec.fifo, O_RDONLY), read    <->  write "0"; caps, setuid, seccomp; execve(args)
-    unlink exec.fifo; poststart hooks
+    Container.start: open(exec.fifo), read  <->  write "0"; caps, setuid, seccomp; execve(args)
+      unlink exec.fifo; poststart hooks
 """
 
 from __future__ import annotations
@@ -28,7 +32,6 @@ import _signal as signal  # signal's IntEnums import enum: ~3.5 ms a start (entr
 from ..core import Container, forward_signals
 from ..errors import MiniRunError, SpecError
 from ..result import exit_code
-from ..state import send_signal
 from . import log, store
 
 SIGNALS = {name[3:]: getattr(signal, name) for name in dir(signal)
@@ -169,7 +172,8 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
 
         def record(ctr):  # what later verbs need, and the C tools (state, start, kill, delete) read
             st.update({"id": container_id, "pid": ctr.record["pid"], "pid_start": ctr.record["pid_start"],
-                       "bundle": os.path.realpath(bundle), "rootfs": spec.rootfs, "created": st.get("created") or _rfc3339(time.time()),
+                       "bundle": os.path.realpath(bundle), "rootfs": spec.rootfs,
+                       "created": st.get("created") or _rfc3339(time.time()),
                        "owner": "root" if os.geteuid() == 0 else str(os.geteuid()),
                        "annotations": extras.annotations, "cgroup": extras.cgroups_path, "cgroups": cgroup.paths,
                        "freeze_file": cgroup.freeze_file,
@@ -344,7 +348,8 @@ def kill(root: str, container_id: str, sig: int, all_: bool = False) -> None:
                 pass
         # Else the process itself, through a pidfd checked against its start time: its pid
         # may name another process by now, which is then not signalled.
-        if not stopped and not pids and not send_signal(st, sig) and not all_:
+        if not stopped and not pids and not Container(container_id, store.path(root, container_id), st).kill(sig) \
+                and not all_:
             raise SpecError(f"container {container_id!r}: container not running")
 
 
@@ -383,24 +388,23 @@ def _delete(root: str, container_id: str, state_dir: str, force: bool) -> None:
         raise SpecError(f"cannot delete container {container_id!r} that is {current}: stop it first or use --force")
     if current == store.PAUSED:
         _freeze(st, False)
-    if current != store.STOPPED:
-        send_signal(st, signal.SIGKILL)
+    cgroup = None
     if st.get("creating") and st.get("cgroup"):
         # create records the path before it makes the cgroup: if it died before, the path
         # may be another's (a cgroupsPath of /system.slice), so remove it only unused.
         if not _cgroup(st).remove_if_unused():
             log.warning(f"cgroup {st['cgroup']} of half-created container {container_id!r} is in use: left alone")
     elif st.get("cgroup"):
-        _cgroup(st).destroy()  # kills whatever is left in it, and waits for it to leave
-    deadline = time.monotonic() + 5
-    while store.alive(st) and time.monotonic() < deadline:
-        time.sleep(0.005)
-    hooks = st.get("hooks", {}).get("poststop")
-    if hooks:
-        from . import hooks as oci_hooks
+        cgroup = _cgroup(st)
 
-        oci_hooks.run("poststop", hooks, store.oci_state(root, st), fatal=False, warn=log.warning)
-    rmtree(state_dir)
+    def poststop():
+        hooks = st.get("hooks", {}).get("poststop")
+        if hooks:
+            from . import hooks as oci_hooks
+
+            oci_hooks.run("poststop", hooks, store.oci_state(root, st), fatal=False, warn=log.warning)
+
+    Container(container_id, state_dir, st).delete(cgroup, before_removal=poststop)
 
 
 def _freeze(st: dict, frozen: bool) -> None:
