@@ -216,10 +216,17 @@ def list_containers(all_: bool = False) -> list[dict]:
     return out
 
 
+def _container(container_id: str, st: dict):
+    """The core's Container for a minirun container's record (its verbs: kill, exec)."""
+    from .core import Container
+
+    return Container(container_id, os.path.join(state.STATE_ROOT, container_id), st)
+
+
 def kill(name: str, sig: int = signal.SIGKILL) -> str:
     container_id = resolve(name)
     st = status(container_id)
-    if st["status"] != state.RUNNING or not state.send_signal(st, sig):
+    if st["status"] != state.RUNNING or not _container(container_id, st).kill(sig):
         raise SpecError(f"container {container_id} is not running")
     return container_id
 
@@ -237,10 +244,11 @@ def stop(name: str, timeout: float = 10) -> str:
     """SIGTERM (the init forwards it to COMMAND), then SIGKILL after ``timeout`` seconds."""
     container_id = resolve(name)
     st = status(container_id)
-    if st["status"] != state.RUNNING or not state.send_signal(st, signal.SIGTERM):
+    ctr = _container(container_id, st)
+    if st["status"] != state.RUNNING or not ctr.kill(signal.SIGTERM):
         return container_id  # its init is gone already: its owner records the exit
     if not wait_exited(container_id, timeout):
-        state.send_signal(st, signal.SIGKILL)  # PID 1 dies, and the kernel kills the namespace
+        ctr.kill(signal.SIGKILL)  # PID 1 dies, and the kernel kills the namespace
         wait_exited(container_id, 10)
     return container_id
 
@@ -250,7 +258,7 @@ def remove(name: str, force: bool = False) -> str:
     if state.in_use(container_id):
         if not force:
             raise SpecError(f"container {container_id} is running: stop it first or use rm -f")
-        state.send_signal(status(container_id), signal.SIGKILL)
+        _container(container_id, status(container_id)).kill(signal.SIGKILL)
         if not wait_exited(container_id, 10):
             raise MiniRunError(f"container {container_id} did not exit after SIGKILL")
     cleanup.remove(container_id)
@@ -300,7 +308,7 @@ def exec_in(name: str, args: list[str], env: list[str] = (), cwd: str | None = N
 
 
 def _exec_in(name: str, args: list[str], env, cwd, uid: int, gid: int, terminal) -> int:
-    from .core import Container, forward_signals
+    from .core import forward_signals
     from .result import exit_code
     from .security import from_state_record
 
@@ -317,10 +325,10 @@ def _exec_in(name: str, args: list[str], env, cwd, uid: int, gid: int, terminal)
     envp = [f"{k}={v}" for k, v in merged.items()]
     console = {"console_fd": terminal.child_fd, "console_size": terminal.size} if terminal else {}
     try:
-        child = Container(container_id, os.path.join(state.STATE_ROOT, container_id), st).exec(args, envp=envp, path=merged.get("PATH", ""),
-                         cwd=cwd or st.get("cwd", "/"), uid=uid, gid=gid,
-                         security=from_state_record(st.get("security"), uid),  # same restrictions
-                         **console)
+        child = _container(container_id, st).exec(args, envp=envp, path=merged.get("PATH", ""),
+                                                   cwd=cwd or st.get("cwd", "/"), uid=uid, gid=gid,
+                                                   security=from_state_record(st.get("security"), uid),  # the same
+                                                   **console)
     finally:
         if terminal:
             terminal.spawned()

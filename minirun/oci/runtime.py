@@ -505,7 +505,8 @@ def exec_process(root: str, container_id: str, process: dict, *, detach=False, p
             _set_process_limits(os.getpid(), extras)
         except SpecError as err:
             log.warning(str(err))
-        child = Container(container_id, store.path(root, container_id), st).exec(proc.args, envp=env, path=path, cwd=proc.cwd, uid=proc.uid, gid=proc.gid,
+        ctr = Container(container_id, store.path(root, container_id), st)
+        child = ctr.exec(proc.args, envp=env, path=path, cwd=proc.cwd, uid=proc.uid, gid=proc.gid,
                          security=sec, console_fd=_connect_console(console_socket, fds),
                          console_size=extras.console_size,
                          process_extras={"groups": extras.groups, "umask": extras.umask,

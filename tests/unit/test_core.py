@@ -28,12 +28,12 @@ def _where(predicate) -> set[str]:
 
 
 def _calls(name: str):
-    """A call of ``name`` as an attribute (``syscalls.spawn(...)``) or a bare name."""
+    """A call of ``name`` as an attribute (``os.WEXITSTATUS(...)``) or a bare name."""
     def predicate(node):
         if not isinstance(node, ast.Call):
             return False
         func = node.func
-        return (isinstance(func, ast.Attribute) and func.attr == name) or (isinstance(func, ast.Name) and func.id == name)
+        return getattr(func, "attr", None) == name or getattr(func, "id", None) == name
     return predicate
 
 

@@ -10,6 +10,7 @@ import subprocess
 import pytest
 
 from minirun import state
+from minirun.core import Container
 from minirun.errors import SpecError
 from minirun.oci import store as oci_store
 
@@ -45,6 +46,11 @@ def test_a_reused_pid_reads_as_not_alive_in_both_stores(tmp_path, sleeper):
     assert oci_store.status(str(oci_root), oci_store.read(str(oci_root), "recorded")) == oci_store.RUNNING
     assert not state.in_use("reused", str(mr_root))
     assert state.in_use("recorded", str(mr_root))  # unlocked, but its init lives: never collected
+    # the core's view, the same for either front end's record
+    assert Container("reused", str(mr_root / "reused"), reused).state() == "stopped"
+    assert Container("recorded", str(mr_root / "recorded"), recorded).state() == "running"
+    os.mkfifo(mr_root / "recorded" / "exec.fifo")
+    assert Container("recorded", str(mr_root / "recorded"), recorded).state() == "created"
 
 
 def test_a_zombie_init_is_not_alive(sleeper):
