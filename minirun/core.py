@@ -128,31 +128,39 @@ class Container:
             fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
             raise SpecError(f"cannot start container {self.id!r}: it has already been started") from None
+        pidfd = state.open_pidfd(self.record)  # readable once the process exits: no polling of /proc
         try:
+            if pidfd is None:
+                self._exited_before_start()
             poller = select.poll()
             poller.register(fd, select.POLLIN)
+            poller.register(pidfd, select.POLLIN)
             while True:
-                if poller.poll(100):
+                ready = dict(poller.poll())
+                if fd in ready:  # its byte, or EOF: it closed the fifo without writing
                     if os.read(fd, 1):
                         break
                     self._exited_before_start()
-                if not self.alive():
+                if pidfd in ready:
                     self._exited_before_start()
             os.unlink(fifo)
             if start_waits:  # startContainer hooks: to execve (EOF), or their failure's message
                 failure = b""
                 while True:
-                    if poller.poll(100):
+                    ready = dict(poller.poll())
+                    if fd in ready:
                         chunk = os.read(fd, 4096)
                         if not chunk:
                             break
                         failure += chunk
-                    elif not self.alive():
+                    elif pidfd in ready:
                         break
                 if failure:
                     raise SetupError("startContainer hook", 0, failure.decode(errors="replace").strip())
         finally:
             os.close(fd)
+            if pidfd is not None:
+                os.close(pidfd)
         if self.child is not None:
             self._check_exec(self.child.read_report())  # EOF: execve succeeded (the socket is close-on-exec)
 
