@@ -115,7 +115,9 @@ def oci_state(root: str, st: dict) -> dict:
 
 
 def list_ids(root: str) -> list[str]:
+    """The containers in ``root``; not a create's directory before its rename (.new-*)."""
     try:
-        return sorted(n for n in os.listdir(root) if os.path.isfile(os.path.join(root, n, "state.json")))
+        return sorted(n for n in os.listdir(root)
+                      if not n.startswith(".") and os.path.isfile(os.path.join(root, n, "state.json")))
     except FileNotFoundError:
         return []

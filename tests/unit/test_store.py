@@ -111,7 +111,11 @@ def test_an_oci_claim_never_reclaims(tmp_path):
     _plant(root, "c1", {"pid": 0})
     with pytest.raises(SpecError, match="container 'c1' already exists"):
         oci_store.store(root).claim("c1", {"id": "c1"}, keep=True).take()
-    claim = oci_store.store(root).claim("c2", {"id": "c2", "pid": 0}, keep=True).take()
+    claim = oci_store.store(root).claim("c2", {"id": "c2", "pid": 0}, keep=True)
+    os.makedirs(os.path.join(root, ".new-planted"))  # another create, before its rename
+    state.write(os.path.join(root, ".new-planted"), {"id": "c3", "pid": 0})
+    claim.take()
     claim.release()
+    assert oci_store.list_ids(root) == ["c1", "c2"]
     assert oct(os.stat(os.path.join(root, "c2")).st_mode & 0o777) == oct(0o711)  # runc's mode
     assert oci_store.read(root, "c2") == {"id": "c2", "pid": 0}
