@@ -81,13 +81,16 @@ def shim_exit_record(state_dir: str) -> dict | None:
     ran or died half-way; None if there is no such record."""
     from .syscalls import SHIM_EXIT_RECORD
 
+    from .result import exit_code
+
     try:
         with open(os.open(os.path.join(state_dir, SHIM_EXIT_RECORD), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)) as f:
-            status, _, failure = f.read().partition("\n")
-        code = os.waitstatus_to_exitcode(int(status))
+            text, _, failure = f.read().partition("\n")
+        status = int(text)
+        code = exit_code(status)
     except (OSError, ValueError):
         return None
-    return dict(exit_code=code if code >= 0 else 128 - code, signal=-code if code < 0 else None,
+    return dict(exit_code=code, signal=os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
                 error=failure.strip() or "the cleanup after its exit did not finish")
 
 
