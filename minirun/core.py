@@ -124,11 +124,15 @@ class Container:
         import select
 
         fifo = os.path.join(self.state_dir, EXEC_FIFO)
+        # Taken first: opening the fifo releases the process, which may exec and exit
+        # at once (a short COMMAND). Readable once it exits: no polling of /proc.
+        pidfd = state.open_pidfd(self.record)
         try:
             fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
+            if pidfd is not None:
+                os.close(pidfd)
             raise SpecError(f"cannot start container {self.id!r}: it has already been started") from None
-        pidfd = state.open_pidfd(self.record)  # readable once the process exits: no polling of /proc
         try:
             if pidfd is None:
                 self._exited_before_start()
