@@ -327,8 +327,8 @@ def _exec_in(name: str, args: list[str], env, cwd, uid: int, gid: int, terminal)
     try:
         child = _container(container_id, st).exec(args, envp=envp, path=merged.get("PATH", ""),
                                                    cwd=cwd or st.get("cwd", "/"), uid=uid, gid=gid,
-                                                   security=from_state_record(st.get("security"), uid),  # the same
-                                                   **console)
+                                                   security=from_state_record(st.get("security"), uid),
+                                                   **console)  # the security: the same restrictions as COMMAND's
     finally:
         if terminal:
             terminal.spawned()
