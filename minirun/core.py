@@ -29,7 +29,6 @@ import _signal as signal  # not signal: its IntEnums import enum (~3.5 ms per st
 
 from . import state
 from .errors import CommandNotExecutable, CommandNotFound, SetupError, SpecError
-from .result import exit_code
 
 EXEC_FIFO = "exec.fifo"  # in the state directory from create until start has released the process
 CREATED, RUNNING, STOPPED = "created", "running", "stopped"
@@ -192,9 +191,6 @@ class Container:
             init_status = self._reap()
             self.status = report.status if report is not None and report.kind == syscalls.EXITED else init_status
         return self.status
-
-    def exit_code(self) -> int:
-        return exit_code(self.wait())
 
     def _reap(self) -> int:
         _, status = os.waitpid(self.child.pid, 0)
