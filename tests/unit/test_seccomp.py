@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import struct
+import subprocess
+import sys
 
 import pytest
 
@@ -357,10 +360,14 @@ def cache(tmp_path, monkeypatch):
     return directory
 
 
+def programs(cache) -> list[str]:
+    return [name for name in os.listdir(cache) if name != seccomp.DEFAULT_INDEX]
+
+
 def test_the_cache_returns_what_was_built(cache, monkeypatch):
     first = filter_for("default", DEFAULT_CAPS)
     assert first == build_filter("default", DEFAULT_CAPS)
-    assert len(os.listdir(cache)) == 1 and (os.stat(cache).st_mode & 0o777) == 0o700
+    assert len(programs(cache)) == 1 and (os.stat(cache).st_mode & 0o777) == 0o700
     monkeypatch.setattr(seccomp, "build_filter", lambda *a, **k: pytest.fail("rebuilt despite the cache"))
     assert filter_for("default", DEFAULT_CAPS) == first
 
@@ -369,14 +376,35 @@ def test_the_cache_key_covers_profile_and_capabilities(cache):
     filter_for("default", DEFAULT_CAPS)
     admin = filter_for("default", DEFAULT_CAPS + ("CAP_SYS_ADMIN",))
     logged = filter_for(profile("SCMP_ACT_ALLOW", flags=["SECCOMP_FILTER_FLAG_LOG"]))
-    assert len(os.listdir(cache)) == 3
+    assert len(programs(cache)) == 3
     assert run(admin.program, "mount") == RET_ALLOW and logged.flags == 2
     assert filter_for(profile("SCMP_ACT_ALLOW", flags=["SECCOMP_FILTER_FLAG_LOG"])) == logged
 
 
+def _cached_default_in_a_new_process(cache) -> tuple[str, list[str]]:
+    code = (f"import sys; import minirun.seccomp as s; s._cache_dir = lambda: {str(cache)!r}; "
+            "f = s.filter_for('default', ['CAP_CHOWN', 'CAP_KILL']); "
+            "print(f.program.hex(), sorted(m for m in ('minirun._seccomp', '_sha256', '_sha2') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    program, loaded = out.stdout.split(" ", 1)
+    return program, eval(loaded)  # noqa: S307 - our own printed list
+
+
+def test_a_cached_default_run_loads_no_libseccomp_and_hashes_nothing(cache):
+    """The run path's profile: the index names its program while libseccomp's file is the same one."""
+    built = filter_for("default", ["CAP_CHOWN", "CAP_KILL"]).program.hex()
+    assert _cached_default_in_a_new_process(cache) == (built, [])
+    # libseccomp replaced (another size, mtime or inode): the index line no longer holds, the key is made again
+    index = cache / seccomp.DEFAULT_INDEX
+    index.write_text(re.sub(r"(/libseccomp[^\t]*:)\d+\t", r"\g<1>1\t", index.read_text()))
+    program, loaded = _cached_default_in_a_new_process(cache)
+    assert program == built and "minirun._seccomp" in loaded
+    assert _cached_default_in_a_new_process(cache) == (built, [])  # and indexed again
+
+
 def test_a_cache_others_can_write_is_not_trusted(cache, monkeypatch):
     filter_for("default", DEFAULT_CAPS)
-    (name,) = os.listdir(cache)
+    (name,) = programs(cache)
     # a planted "allow everything" program, in a directory others may write to
     (cache / name).write_bytes(b"\0\0\0\0" + struct.pack("<HBBI", 0x06, 0, 0, RET_ALLOW))
     os.chmod(cache, 0o777)
