@@ -361,7 +361,7 @@ def cache(tmp_path, monkeypatch):
 
 
 def programs(cache) -> list[str]:
-    return [name for name in os.listdir(cache) if name != seccomp.DEFAULT_INDEX]
+    return [name for name in os.listdir(cache) if name != seccomp.INDEX]
 
 
 def test_the_cache_returns_what_was_built(cache, monkeypatch):
@@ -381,9 +381,9 @@ def test_the_cache_key_covers_profile_and_capabilities(cache):
     assert filter_for(profile("SCMP_ACT_ALLOW", flags=["SECCOMP_FILTER_FLAG_LOG"])) == logged
 
 
-def _cached_default_in_a_new_process(cache) -> tuple[str, list[str]]:
+def _cached_default_in_a_new_process(cache, profile="default") -> tuple[str, list[str]]:
     code = (f"import sys; import minirun.seccomp as s; s._cache_dir = lambda: {str(cache)!r}; "
-            "f = s.filter_for('default', ['CAP_CHOWN', 'CAP_KILL']); "
+            f"f = s.filter_for({profile!r}, ['CAP_CHOWN', 'CAP_KILL']); "
             "print(f.program.hex(), sorted(m for m in ('minirun._seccomp', '_sha256', '_sha2') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     program, loaded = out.stdout.split(" ", 1)
@@ -395,11 +395,21 @@ def test_a_cached_default_run_loads_no_libseccomp_and_hashes_nothing(cache):
     built = filter_for("default", ["CAP_CHOWN", "CAP_KILL"]).program.hex()
     assert _cached_default_in_a_new_process(cache) == (built, [])
     # libseccomp replaced (another size, mtime or inode): the index line no longer holds, the key is made again
-    index = cache / seccomp.DEFAULT_INDEX
+    index = cache / seccomp.INDEX
     index.write_text(re.sub(r"(/libseccomp[^\t]*:)\d+\t", r"\g<1>1\t", index.read_text()))
     program, loaded = _cached_default_in_a_new_process(cache)
     assert program == built and "minirun._seccomp" in loaded
     assert _cached_default_in_a_new_process(cache) == (built, [])  # and indexed again
+
+
+def test_a_cached_oci_profile_loads_no_libseccomp(cache):
+    """An engine's profile (minirun-oci create): its index line is a digest of it, and libseccomp stays unloaded."""
+    oci = profile("SCMP_ACT_ERRNO", {"names": ["read", "write", "exit_group"], "action": "SCMP_ACT_ALLOW"})
+    built = filter_for(oci, ["CAP_CHOWN", "CAP_KILL"]).program.hex()
+    program, loaded = _cached_default_in_a_new_process(cache, oci)
+    assert program == built and "minirun._seccomp" not in loaded
+    other = dict(oci, defaultAction="SCMP_ACT_KILL")  # another profile misses, and is built, not mixed up
+    assert _cached_default_in_a_new_process(cache, other)[0] == filter_for(other, ["CAP_CHOWN", "CAP_KILL"]).program.hex() != built
 
 
 def test_a_cache_others_can_write_is_not_trusted(cache, monkeypatch):
