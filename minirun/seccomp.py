@@ -129,7 +129,7 @@ def _indexed_key(directory: str, parts: str) -> str | None:
             head, _, rest = line.rpartition("\t")  # rest: the key
             found, _, library = head.rpartition("\t")
             if found == parts and library and _file_id(library.rsplit(":", 3)[0]) == library:
-                return rest
+                return rest if len(rest) == 64 and not rest.strip("0123456789abcdef") else None  # a name, no path
     except (OSError, ValueError):
         pass
     return None

@@ -476,3 +476,12 @@ def test_pid1_guard_only_for_a_container_holding_sys_ptrace():
     assert args(DEFAULT_CAPS, None)["seccomp"] is None
     # with SYS_ADMIN a proc of its own reaches /proc/1/mem past any filter: no guard to pretend
     assert args(ALL_CAPS, None)["seccomp"] is None
+
+
+def test_an_index_line_names_a_program_in_the_cache_only(cache):
+    """The key read from the index becomes a file name: anything but a sha256 digest is not used."""
+    first = filter_for("default", DEFAULT_CAPS)
+    index = cache / seccomp.INDEX
+    (cache.parent / "outside").write_bytes(b"\0\0\0\0" + struct.pack("<HBBI", 0x06, 0, 0, RET_ALLOW))
+    index.write_text(re.sub(r"\t[0-9a-f]{64}$", "\t../outside", index.read_text().strip()) + "\n")
+    assert filter_for("default", DEFAULT_CAPS) == first
