@@ -7,10 +7,14 @@
  *                    credentials are the process's, just before execve (so the path
  *                    is the container's), cwd process.cwd
  *
- * as runc runs them. Each hook is forked and exec'd with the state JSON on its stdin
- * and its stdout and stderr in a pipe whose first bytes go into the failure message;
- * past its timeout it is killed. The prestart, createRuntime, poststart and poststop
- * hooks run in minirun-oci itself (minirun/oci/hooks.py).
+ * as runc runs them, and the ones the runtime runs itself, through the same runner:
+ *
+ *   prestart, createRuntime   minirun-oci create (minirun/oci/hooks.py, through cffi)
+ *   poststart, poststop       start and delete (ociverbs.c)
+ *
+ * Each hook is forked and exec'd with the state JSON on its stdin and its stdout and
+ * stderr in a pipe whose first bytes go into the failure message; past its timeout it
+ * is killed. One runner, so every kind fails with the same words.
  *
  * No malloc: this runs in a child cloned from a threaded Python process.
  */
@@ -55,9 +59,10 @@ static long now_ms(void)
     return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
 
+extern char **environ;
+
 static void __attribute__((noreturn)) hook_child(const struct mr_hook *hook, int in, int out)
 {
-    static const char *const no_env[] = {NULL};
     sigset_t none;
 
     if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
@@ -67,7 +72,8 @@ static void __attribute__((noreturn)) hook_child(const struct mr_hook *hook, int
         signal(sig, SIG_DFL);
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
-    execve(hook->path, (char *const *)hook->argv, (char *const *)(hook->envp ? hook->envp : no_env));
+    /* No env: the runner's own (runc's exec.Cmd with a nil Env) */
+    execve(hook->path, (char *const *)hook->argv, hook->envp ? (char *const *)hook->envp : environ);
     dprintf(1, "exec %s: %s", hook->path, strerror(errno));
     _exit(127);
 }
@@ -213,9 +219,12 @@ int mr_run_hooks(const char *kind, const struct mr_hook *hooks, int n, const cha
     char tail[96];
     int ret = 0;
 
-    /* The state given is the JSON object without its closing brace: add the moment's
-     * status and the pid (the runtime's view of it, as `state` shows it). */
-    snprintf(tail, sizeof(tail), ",\"status\":\"%s\",\"pid\":%d}", status, host_pid ? host_pid : getpid());
+    /* With a status, the state given is the JSON object without its closing brace: add
+     * the moment's status and the pid (the runtime's view of it, as `state` shows it).
+     * Without (the runtime's own hooks), it is whole. */
+    tail[0] = '\0';
+    if (status)
+        snprintf(tail, sizeof(tail), ",\"status\":\"%s\",\"pid\":%d}", status, host_pid ? host_pid : getpid());
     /* A hook that does not read its stdin must not kill us with SIGPIPE. */
     memset(&ignore, 0, sizeof(ignore));
     ignore.sa_handler = SIG_IGN;

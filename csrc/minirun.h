@@ -48,11 +48,12 @@ enum mr_op_kind {
     MR_OP_WRITE = 8,   /* write data to the existing file target (a sysctl under /proc/sys) */
 };
 
-/* An OCI hook the container's process runs itself (hooks.c): createContainer, startContainer. */
+/* An OCI hook (hooks.c): createContainer and startContainer run by the container's process,
+ * the others by the runtime. */
 struct mr_hook {
     const char *path;
     const char *const *argv;   /* NULL-terminated */
-    const char *const *envp;   /* NULL-terminated; NULL: empty */
+    const char *const *envp;   /* NULL-terminated; NULL: the runner's own environment */
     int timeout;               /* seconds; 0: none */
 };
 
@@ -295,7 +296,9 @@ int mr_readonly_root(int root_fd, char *step);
 int mr_open_bind_tree(const char *source, int recursive, unsigned long attrs, char *step); /* fd or -errno */
 
 /* hooks.c: run the hooks in order with the state on stdin, stopping at the first that
- * fails: 0, or -1 with *err (0: the hook ran and failed) and the step naming it.
+ * fails: 0, or -1 with *err (0: the hook ran and failed) and the step naming it. The
+ * state is whole when status is NULL, else it lacks its closing brace and gets status
+ * and pid. A hook's NULL envp: the runner's environment.
  * mr_hooks_note_pid, before any mount: remember our pid as the runtime sees it. */
 int mr_run_hooks(const char *kind, const struct mr_hook *hooks, int n, const char *state, const char *status,
                  char *step, int *err);
