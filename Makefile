@@ -91,11 +91,12 @@ $(VPY): | $(DEMO_STAMP)
 	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); exit 1; }
 
 # `pip install -e` also compiles the cffi extension and the executables (setup.py),
-# so the stamp depends on csrc/ as well as the packaging files.
+# so the stamp depends on csrc/ as well as the packaging files (and on oci/defaults.py,
+# whose features() the native minirun-oci prints: csrc/ffibuild.py).
 # editable_mode=compat puts the checkout on sys.path with a .pth line, which the
 # executables (csrc/front.c) read; the default mode's import finder costs ~8 ms at
 # every start, and the executables then take the slower way, with site.
-$(VENV_STAMP): $(VPY) pyproject.toml setup.py $(wildcard csrc/*.c csrc/*.h csrc/*.py)
+$(VENV_STAMP): $(VPY) pyproject.toml setup.py $(wildcard csrc/*.c csrc/*.h csrc/*.py) minirun/oci/defaults.py
 	$(VPY) -m pip install -e '.[test]' --config-settings editable_mode=compat
 	@touch $@
 

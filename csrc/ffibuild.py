@@ -186,6 +186,34 @@ ffibuilder.cdef(
     int mr_relay_connections(const struct mr_relay *r);
     int mr_relay_serve(struct mr_relay *r, int stop_fd);
     void mr_relay_free(struct mr_relay *r);
+
+    #define MR_OCI_MSG_MAX ...
+    #define MR_OCI_STORE ...
+    #define MR_OCI_SPEC ...
+    #define MR_OCI_SETUP ...
+    #define MR_OCI_CGROUP ...
+    #define MR_OCI_OS ...
+    struct mr_oci_error { int kind; char msg[...]; };
+    void mr_oci_set_warn(void (*warn)(const char *msg));
+    extern "Python" void mr_oci_python_warn(const char *msg);
+    char *mr_oci_checked_root(const char *root, struct mr_oci_error *e);
+    int mr_oci_status(const char *root, const char *id, long long pid, long long pid_start, int has_start,
+                      const char *freeze_file);
+    char *mr_oci_state(const char *root, const char *id, int indent, struct mr_oci_error *e);
+    char *mr_oci_list_ids(const char *root, struct mr_oci_error *e);
+    char *mr_oci_pids(const char *root, const char *id, struct mr_oci_error *e);
+    char *mr_oci_list_text(const char *root, int quiet, const char *format, struct mr_oci_error *e);
+    char *mr_oci_ps_text(const char *root, const char *id, const char *format, char *const *ps_args, int n_ps_args,
+                         struct mr_oci_error *e);
+    int mr_oci_start(const char *root, const char *id, struct mr_oci_error *e);
+    int mr_oci_kill(const char *root, const char *id, int sig, int all, struct mr_oci_error *e);
+    int mr_oci_delete(const char *root, const char *id, int force, struct mr_oci_error *e);
+    int mr_oci_parse_signal(const char *text);
+    int mr_oci_run_hooks(const char *kind, const char *hooks_json, const char *state_json, int fatal,
+                         struct mr_oci_error *e);
+    char *mr_oci_log_line(const char *level, const char *msg, size_t msg_len, int json);
+    char *mr_oci_log_text_value(const char *s, size_t n);
+    void mr_oci_free(void *p);
     """
 )
 
@@ -196,10 +224,12 @@ ffibuilder.set_source(
     #include <sched.h>
     #include <sys/mount.h>
     #include "minirun.h"
+    #include "ociverbs.h"
     """,
     sources=[os.path.join("csrc", name) for name in ("syscalls.c", "spawn.c", "init.c", "report.c",
                                                      "exec.c", "security.c", "rootpath.c", "devices.c", "console.c",
-                                                     "hooks.c", "relay.c", "attach.c")],
+                                                     "hooks.c", "relay.c", "attach.c", "ociverbs.c", "ocistore.c",
+                                                     "ocicgroup.c", "ocilog.c", "json.c")],
     include_dirs=[HERE],
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
 )

@@ -3,6 +3,7 @@
     MiniRunError                 minirun itself failed
      +-- SpecError               bad input: options, sizes, paths, names, a bundle's config.json
      |    +-- UsageError         a command line that does not parse
+     |    +-- StoreError         minirun-oci: no such container, a bad id, an untrusted root
      +-- HostError               the host lacks something (root, a namespace, a cgroup controller)
      +-- SetupError              a step of the container setup failed (step, errno)
      +-- CgroupError             a cgroup file could not be written or read (path, value)
@@ -114,6 +115,11 @@ class SpecError(MiniRunError):
 
 class UsageError(SpecError):
     """A command line that does not parse (click's errors, minirun-oci's own parser)."""
+
+
+class StoreError(SpecError):
+    """A minirun-oci state directory problem (no such container, a bad id, damaged state,
+    an untrusted root); the message is for the user."""
 
 
 class HostError(MiniRunError):

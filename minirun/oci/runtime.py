@@ -27,26 +27,20 @@ from __future__ import annotations
 import os
 import time
 
-import _signal as signal  # signal's IntEnums import enum: ~3.5 ms a start (entry.py)
 
 from ..core import Container, forward_signals
 from ..errors import MiniRunError, SpecError
 from ..result import exit_code
 from . import log, store
 
-SIGNALS = {name[3:]: getattr(signal, name) for name in dir(signal)
-           if name.startswith("SIG") and not name.startswith("SIG_") and isinstance(getattr(signal, name), int)}
-
-
 def parse_signal(text: str) -> int:
     """``KILL``, ``SIGKILL``, ``9`` -> 9 (engines send either)."""
-    text = str(text).strip().upper()
-    if text.isdigit():
-        return int(text)
-    name = text[3:] if text.startswith("SIG") else text
-    if name in SIGNALS:
-        return SIGNALS[name]
-    raise SpecError(f"unknown signal {text!r}")
+    from .. import ociverbs
+
+    sig = ociverbs.parse_signal(text)
+    if sig is None:
+        raise SpecError(f"unknown signal {str(text).strip().upper()!r}")
+    return sig
 
 
 def _rfc3339(t: float) -> str:
@@ -310,13 +304,11 @@ def _restore_own_limits(own: tuple) -> None:
 
 
 def start(root: str, container_id: str) -> None:
-    with store.locked(root, container_id):  # two starts: one releases the process, the other finds it running
-        st = store.read(root, container_id)
-        current = store.status(root, st)
-        if current != store.CREATED:
-            raise SpecError(f"cannot start container {container_id!r}: it is {current}, not created")
-        Container(container_id, store.path(root, container_id), st).start(st.get("start_waits", False))
-    _poststart(root, st)
+    """Release the created process, then run the poststart hooks (csrc/ociverbs.c, as the
+    native minirun-oci does)."""
+    from .. import ociverbs
+
+    ociverbs.start(root, container_id)
 
 
 def _poststart(root: str, st: dict) -> None:
@@ -324,33 +316,13 @@ def _poststart(root: str, st: dict) -> None:
     if hooks:
         from . import hooks as oci_hooks
 
-        oci_hooks.run("poststart", hooks, store.oci_state(root, st), fatal=False, warn=log.warning)
+        oci_hooks.run("poststart", hooks, store.oci_state(root, st), fatal=False)
 
 
 def kill(root: str, container_id: str, sig: int, all_: bool = False) -> None:
-    with store.locked(root, container_id):
-        st = store.read(root, container_id)
-        stopped = store.status(root, st) == store.STOPPED
-        if stopped and not all_:
-            # containerd's shim treats only these words as "already gone" (runc's text).
-            raise SpecError(f"container {container_id!r}: container not running")
-        pids = []
-        # Not a half-made record's: its cgroup may never have been made, and be another's.
-        if all_ and not st.get("creating") and (not stopped or st.get("cgroup") not in (None, "", ".", "/")):
-            # runc 1.1: --all signals what is in the cgroup (after an exit, what is left: a
-            # --pid host container's orphans) and succeeds when nothing is; engines send it
-            # after every exit.
-            pids = _cgroup(st).pids()
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        # Else the process itself, through a pidfd checked against its start time: its pid
-        # may name another process by now, which is then not signalled.
-        if not stopped and not pids and not Container(container_id, store.path(root, container_id), st).kill(sig) \
-                and not all_:
-            raise SpecError(f"container {container_id!r}: container not running")
+    from .. import ociverbs  # csrc/ociverbs.c, as the native minirun-oci does
+
+    ociverbs.kill(root, container_id, sig, all_)
 
 
 def _cgroup(st: dict):
@@ -363,48 +335,9 @@ def _cgroup(st: dict):
 
 
 def delete(root: str, container_id: str, force: bool = False) -> None:
-    state_dir = store.path(root, container_id)
-    try:
-        with store.locked(root, container_id):  # a concurrent verb waits, then finds it gone
-            _delete(root, container_id, state_dir, force)
-    except store.StoreError:
-        if force and not os.path.lexists(state_dir):
-            return
-        raise
+    from .. import ociverbs  # csrc/ociverbs.c, as the native minirun-oci does
 
-
-def _delete(root: str, container_id: str, state_dir: str, force: bool) -> None:
-    from ..state import rmtree
-
-    try:
-        st = store.read(root, container_id)
-    except store.StoreError:
-        if not os.path.lexists(os.path.join(state_dir, "state.json")):
-            rmtree(state_dir)  # a create that died before it wrote anything: nothing else exists
-            return
-        raise
-    current = store.status(root, st)
-    if current in (store.RUNNING, store.PAUSED) and not force:
-        raise SpecError(f"cannot delete container {container_id!r} that is {current}: stop it first or use --force")
-    if current == store.PAUSED:
-        _freeze(st, False)
-    cgroup = None
-    if st.get("creating") and st.get("cgroup"):
-        # create records the path before it makes the cgroup: if it died before, the path
-        # may be another's (a cgroupsPath of /system.slice), so remove it only unused.
-        if not _cgroup(st).remove_if_unused():
-            log.warning(f"cgroup {st['cgroup']} of half-created container {container_id!r} is in use: left alone")
-    elif st.get("cgroup"):
-        cgroup = _cgroup(st)
-
-    def poststop():
-        hooks = st.get("hooks", {}).get("poststop")
-        if hooks:
-            from . import hooks as oci_hooks
-
-            oci_hooks.run("poststop", hooks, store.oci_state(root, st), fatal=False, warn=log.warning)
-
-    Container(container_id, state_dir, st).delete(cgroup, before_removal=poststop)
+    ociverbs.delete(root, container_id, force)
 
 
 def _freeze(st: dict, frozen: bool) -> None:
@@ -443,7 +376,9 @@ def update(root: str, container_id: str, resources: dict) -> None:
 
 
 def pids(root: str, container_id: str) -> list[int]:
-    return _cgroup(store.read(root, container_id)).pids()
+    from .. import ociverbs
+
+    return ociverbs.pids(root, container_id)
 
 
 def run(root: str, container_id: str, bundle: str, *, pid_file=None, console_socket=None, preserve_fds=0,

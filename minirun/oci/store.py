@@ -18,19 +18,14 @@ Nothing heavy here: `state` and `start` run this module.
 
 from __future__ import annotations
 
-import os
-
+from .. import jsonlite as json  # not the json package (re, enum: ~7 ms a start; see jsonlite.py)
 from .. import state
 from ..core import EXEC_FIFO as FIFO
-from ..errors import SpecError
+from ..errors import SpecError, StoreError  # StoreError: what the C's errors raise too (minirun/ociverbs.py)
 from ..settings import OCI_ROOT as DEFAULT_ROOT  # MINIRUN_OCI_ROOT, else /run/minirun-oci
 OCI_VERSION = "1.0.2"
 
 CREATED, RUNNING, STOPPED, PAUSED = "created", "running", "stopped", "paused"
-
-
-class StoreError(SpecError):
-    """A state directory problem (no such container, a bad id); the message is for the user."""
 
 
 def store(root: str) -> state.Store:
@@ -87,37 +82,21 @@ alive = state.alive  # the one liveness rule: the recorded init, by pid and star
 
 
 def status(root: str, st: dict) -> str:
-    if not alive(st):
-        return STOPPED
-    if os.path.exists(os.path.join(root, st["id"], FIFO)):
-        return CREATED
-    if st.get("freeze_file") and _frozen(st):  # "freeze_file": what the C reader of state.json uses
-        return PAUSED
-    return RUNNING
+    from .. import ociverbs  # csrc/ocistore.c: the rules the native minirun-oci applies
 
-
-def _frozen(st: dict) -> bool:
-    from .. import cgroups
-    from ..errors import MiniRunError
-
-    try:
-        return cgroups.existing(st["id"], relpath=st.get("cgroup"), paths=st.get("cgroups")).frozen()
-    except (MiniRunError, OSError):  # its cgroup gone or unreadable: not paused
-        return False
+    return ociverbs.status(root, st)
 
 
 def oci_state(root: str, st: dict) -> dict:
-    """What `state` prints: the runtime-spec's state plus runc's rootfs, created and owner."""
-    current = status(root, st)
-    return {"ociVersion": OCI_VERSION, "id": st["id"], "pid": st["pid"] if current != STOPPED else 0,
-            "status": current, "bundle": st["bundle"], "rootfs": st["rootfs"], "created": st["created"],
-            "owner": st.get("owner", ""), "annotations": st.get("annotations") or {}}
+    """What `state` prints: the runtime-spec's state plus runc's rootfs, created and owner,
+    as the container's state.json says it (csrc/ocistore.c writes it)."""
+    from .. import ociverbs
+
+    return json.loads(ociverbs.state_json(root, st["id"]))
 
 
 def list_ids(root: str) -> list[str]:
     """The containers in ``root``; not a create's directory before its rename (.new-*)."""
-    try:
-        return sorted(n for n in os.listdir(root)
-                      if not n.startswith(".") and os.path.isfile(os.path.join(root, n, "state.json")))
-    except FileNotFoundError:
-        return []
+    from .. import ociverbs
+
+    return ociverbs.list_ids(root)

@@ -129,12 +129,23 @@ def test_the_site_run_after_a_miss_includes_the_users_site_packages(tmp_path):
     assert out.returncode == 0 and out.stdout == f"{user_site / 'probe_dep.py'}\n", out
 
 
+def _oci_verbs_sources() -> list[str]:
+    """setup.py's OCI_VERBS_SOURCES: what minirun-oci links beside front.c (declared once, there)."""
+    import ast
+
+    with open(os.path.join(CHECKOUT, "setup.py")) as f:
+        tree = ast.parse(f.read())
+    value = next(node.value for node in tree.body if isinstance(node, ast.Assign)
+                 and any(getattr(target, "id", None) == "OCI_VERBS_SOURCES" for target in node.targets))
+    return [os.path.join(CHECKOUT, source) for source in ast.literal_eval(value)]
+
+
 def _build_front(tmp_path, python: str, pyver: str = "0.0", oci: bool = False) -> str:
     """A front built for ``python`` (FRONT_PYTHON) and a Python version no host has (so neither
     /usr/bin's, /usr/local/bin's nor PATH's interpreter is taken), away from any install."""
     out = tmp_path / "bin" / ("minirun-oci" if oci else "minirun")
     out.parent.mkdir(exist_ok=True)
-    sources = [os.path.join(CHECKOUT, "csrc", "front.c")] + ([os.path.join(CHECKOUT, "csrc", "ociverbs.c")] if oci else [])
+    sources = [os.path.join(CHECKOUT, "csrc", "front.c")] + (_oci_verbs_sources() if oci else [])
     entry = "minirun.oci.main:cli" if oci else "minirun.entry:main"
     subprocess.run(["gcc", "-Wall", "-Werror", f"-I{CHECKOUT}/csrc", f'-DFRONT_PYVER="{pyver}"',
                     f'-DFRONT_PYTHON="{python}"', f'-DFRONT_ENTRY="{entry}"', *(["-DFRONT_OCI"] if oci else []),
