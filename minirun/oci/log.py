@@ -4,23 +4,18 @@ containerd passes ``--log FILE --log-format json`` and shows the last error's
 ``msg`` to its user; podman reads stderr. runc does both, and so do we. The
 formats are the error contract's (minirun/errors.py): ``minirun-oci: ...`` and
 ``minirun-oci: warning: ...`` on stderr; in the file, JSON lines or logrus's text
-format, ``time="..." level=error msg="..."``.
+format, ``time="..." level=error msg="..."``, written by the native minirun-oci's C
+(csrc/ociverbs.c) for both.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import time
 
 from ..errors import error_line, warning_line
 
 PROGRAM = "minirun-oci"
-
-# logrus's TextFormatter leaves a value bare when it holds only these (needsQuoting)
-_BARE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._/@^+")
-_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v",
-               "\\": "\\\\", '"': '\\"'}
 
 _target = {"path": None, "json": False, "debug": False}
 
@@ -29,53 +24,28 @@ def configure(path: str | None, fmt: str, debug: bool) -> None:
     _target.update(path=path, json=fmt == "json", debug=debug)
 
 
-def _timestamp() -> str:
-    now = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e9):09d}Z"
-
-
 def _write(level: str, msg: str) -> None:
     path = _target["path"]
     if not path:
         return
-    if _target["json"]:
-        from ..jsonlite import dumps
+    from .. import ociverbs  # the native minirun-oci's writer (csrc/ociverbs.c): one format
 
-        line = dumps({"level": level, "msg": msg, "time": _timestamp()})
-    else:
-        line = f"time={text_value(_timestamp())} level={level} msg={text_value(msg)}"
+    line = ociverbs.log_line(level, msg, _target["json"])
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
-            os.write(fd, (line + "\n").encode())
+            os.write(fd, (line + "\n").encode(errors="surrogateescape"))
         finally:
             os.close(fd)
     except OSError:
         pass  # the message still reaches stderr
 
 
-def go_quote(text: str) -> str:
-    """Go's strconv.Quote, which logrus uses: a line reader never sees a raw quote or newline."""
-    out = ['"']
-    for c in text:
-        code = ord(c)
-        if c in _GO_ESCAPES:
-            out.append(_GO_ESCAPES[c])
-        elif 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
-            out.append(f"\\x{code - 0xDC00:02x}")
-        elif c.isprintable():
-            out.append(c)
-        elif code < 0x80:
-            out.append(f"\\x{code:02x}")
-        else:
-            out.append(f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
-    out.append('"')
-    return "".join(out)
-
-
 def text_value(text: str) -> str:
-    """A value in logrus's text format: bare when it can be, else quoted as Go quotes."""
-    return text if all(c in _BARE for c in text) else go_quote(text)  # "" stays bare, as in logrus
+    """A value in logrus's text format: bare when it can be, else quoted as Go's strconv.Quote."""
+    from .. import ociverbs
+
+    return ociverbs.log_text_value(text)
 
 
 def _say(text: str) -> None:
