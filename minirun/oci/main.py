@@ -162,10 +162,9 @@ def _dispatch(verb: str, args: list[str], root: str) -> int:
     table = VERBS[verb]
     opts, rest = parse(args, table, stop_at_positional=verb == "exec")
     if verb == "state":
-        from ..jsonlite import dumps
+        from .. import ociverbs  # csrc/ociverbs.c: what the native front prints
 
-        st = store.read(root, _one_id(rest, verb))
-        print(dumps(store.oci_state(root, st), indent=2))
+        sys.stdout.write(ociverbs.state_json(root, _one_id(rest, verb), 2) + "\n")
         return 0
     from . import runtime
 
@@ -299,52 +298,18 @@ def _exec(root: str, opts: dict, rest: list[str]) -> int:
 
 
 def _ps(root: str, opts: dict, rest: list[str]) -> int:
-    import json
-
-    from . import runtime
+    from .. import ociverbs  # csrc/ociverbs.c: what the native front prints
 
     if not rest:
         raise UsageError("ps: expects ID")
-    pids = runtime.pids(root, rest[0])
-    fmt = opts.get("format", "table")
-    if fmt == "json":
-        print(json.dumps(pids))
-        return 0
-    if fmt != "table":
-        raise UsageError(f"--format {fmt!r}: use table or json")
-    import subprocess
-
-    out = subprocess.run(["ps", *(rest[1:] or ["-ef"])], capture_output=True, text=True, check=True).stdout
-    lines = out.splitlines()
-    header = lines[0].split()
-    col = header.index("PID") if "PID" in header else 1
-    print(lines[0])
-    for line in lines[1:]:
-        fields = line.split()
-        if len(fields) > col and fields[col].isdigit() and int(fields[col]) in pids:
-            print(line)
+    sys.stdout.write(ociverbs.ps_text(root, rest[0], opts.get("format", "table"), rest[1:]))
     return 0
 
 
 def _list(root: str, opts: dict) -> None:
-    import json
+    from .. import ociverbs
 
-    states = []
-    for container_id in store.list_ids(root):
-        try:
-            states.append(store.oci_state(root, store.read(root, container_id)))
-        except store.StoreError:
-            continue
-    if opts.get("quiet"):
-        print("\n".join(s["id"] for s in states))
-    elif opts.get("format", "table") == "json":
-        print(json.dumps(states))
-    else:
-        rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
-        rows += [(s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], s["owner"]) for s in states]
-        widths = [max(len(r[i]) for r in rows) for i in range(6)]
-        for row in rows:
-            print("   ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+    sys.stdout.write(ociverbs.list_text(root, bool(opts.get("quiet")), opts.get("format")))
 
 
 def cli() -> None:
