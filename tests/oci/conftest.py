@@ -15,7 +15,8 @@ import pytest
 from helpers import IS_ROOT, child_processes, own_mounts
 from minirun.settings import OCI_CGROUP_PARENT, OCI_ROOT
 
-OCI = os.path.join(os.path.dirname(sys.executable), "minirun-oci")
+# MINIRUN_TEST_OCI: another minirun-oci to run the suite against (a native front, say).
+OCI = os.environ.get("MINIRUN_TEST_OCI") or os.path.join(os.path.dirname(sys.executable), "minirun-oci")
 # Test bundles put their containers' cgroups below this session's own parent (tests/isolation.py).
 TEST_CGROUP_PARENT = OCI_CGROUP_PARENT
 
