@@ -1,4 +1,4 @@
-"""minirun-oci's hot verbs and OCI hooks, implemented once in C (csrc/ociverbs.c, hooks.c).
+"""minirun-oci's hot verbs and OCI hooks, implemented once in C (csrc/oci*.c, hooks.c: ociverbs.h).
 
 The native minirun-oci runs state, start, kill, delete, ps, list and features without
 Python; minirun/oci/runtime.py and store.py call the very same functions here, through

@@ -1,5 +1,5 @@
 """The module that touches the cffi extension (minirun._native), but for ociverbs.py,
-which binds csrc/ociverbs.c alone (light: `state` and `start` import it).
+which binds csrc/ociverbs.h alone (light: `state` and `start` import it).
 
 Each wrapper raises ``NativeError`` (an ``OSError``) whose message names the
 failing step with its argument, e.g. ``pivot_root(/var/lib/x): Invalid argument``.

@@ -1,7 +1,7 @@
 """minirun-oci: runc's command line over minirun's one core.
 
     main.py     the command line (hand-rolled; the hot verbs' native front parses it too)
-    log.py      errors to stderr and to --log, as text or runc's JSON lines (csrc/ociverbs.c)
+    log.py      errors to stderr and to --log, as text or runc's JSON lines (csrc/ocilog.c)
     bundle.py   config.json -> ContainerSpec (minirun/spec.py) + the OCI-only extras
     store.py    the state directory <root>/<id>: state.json, the exec fifo, status
     runtime.py  create/run/exec/pause/resume/update, through container.py's checks,

@@ -5,7 +5,7 @@ containerd passes ``--log FILE --log-format json`` and shows the last error's
 formats are the error contract's (minirun/errors.py): ``minirun-oci: ...`` and
 ``minirun-oci: warning: ...`` on stderr; in the file, JSON lines or logrus's text
 format, ``time="..." level=error msg="..."``, written by the native minirun-oci's C
-(csrc/ociverbs.c) for both.
+(csrc/ocilog.c) for both.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def _write(level: str, msg: str) -> None:
     path = _target["path"]
     if not path:
         return
-    from .. import ociverbs  # the native minirun-oci's writer (csrc/ociverbs.c): one format
+    from .. import ociverbs  # the native minirun-oci's writer (csrc/ocilog.c): one format
 
     line = ociverbs.log_line(level, msg, _target["json"])
     try:

@@ -33,6 +33,7 @@ from ..errors import MiniRunError, SpecError
 from ..result import exit_code
 from . import log, store
 
+
 def parse_signal(text: str) -> int:
     """``KILL``, ``SIGKILL``, ``9`` -> 9 (engines send either)."""
     from .. import ociverbs
