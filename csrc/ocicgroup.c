@@ -406,3 +406,58 @@ int oci_cgroup_remove_if_unused(const struct oci_cgroup *cg, struct mr_oci_error
             return oci_fail_os(e, cg->dirs[i], errno);
     return 1;
 }
+
+/* The manager's directories as an oci_cgroup (borrowed strings: not freed). */
+static int borrowed(char *const *dirs, int n, int unified, struct oci_cgroup *cg, struct mr_oci_error *e)
+{
+    if (n < 0 || n > (int)(sizeof(cg->dirs) / sizeof(cg->dirs[0])))
+        return oci_fail(e, MR_OCI_CGROUP, "%d cgroup directories: at most %zu", n,
+                        sizeof(cg->dirs) / sizeof(cg->dirs[0]));
+    for (int i = 0; i < n; i++)
+        cg->dirs[i] = dirs[i];
+    cg->n = n;
+    cg->unified = unified < n ? unified : -1;
+    return 0;
+}
+
+int mr_cgroup_kill(char *const *dirs, int n, int unified, struct mr_oci_error *e)
+{
+    struct oci_cgroup cg;
+
+    return borrowed(dirs, n, unified, &cg, e) < 0 ? -1 : cgroup_kill(&cg, e);
+}
+
+int mr_cgroup_destroy(char *const *dirs, int n, int unified, struct mr_oci_error *e)
+{
+    struct oci_cgroup cg;
+
+    return borrowed(dirs, n, unified, &cg, e) < 0 ? -1 : oci_cgroup_destroy(&cg, e);
+}
+
+int mr_cgroup_remove_if_unused(char *const *dirs, int n, struct mr_oci_error *e)
+{
+    struct oci_cgroup cg;
+
+    return borrowed(dirs, n, -1, &cg, e) < 0 ? -1 : oci_cgroup_remove_if_unused(&cg, e);
+}
+
+char *mr_cgroup_pids(char *const *dirs, int n, struct mr_oci_error *e)
+{
+    struct oci_pids pids = {0};
+    struct mr_buf b = {0};
+
+    if (oci_read_pids(dirs, n, &pids, e) < 0) {
+        free(pids.v);
+        return NULL;
+    }
+    mr_buf_puts(&b, "");
+    for (size_t i = 0; i < pids.n; i++)
+        mr_buf_printf(&b, "%s%lld", i ? " " : "", pids.v[i]);
+    free(pids.v);
+    if (b.failed || !b.p) {
+        free(b.p);
+        oci_fail_os(e, NULL, ENOMEM);
+        return NULL;
+    }
+    return b.p;
+}

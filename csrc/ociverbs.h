@@ -51,6 +51,15 @@ char *mr_oci_ps_text(const char *root, const char *id, const char *format, char 
 /* The pids in the container's cgroup as a JSON list (malloc'd), or NULL. */
 char *mr_oci_pids(const char *root, const char *id, struct mr_oci_error *e);
 
+/* minirun/cgroups' Cgroup.kill, destroy, remove_if_unused and pids for the container's
+ * directories as the manager knows them (`unified`: the index of the v2 one, or -1):
+ * the one implementation, which delete and kill --all above use too. remove_if_unused
+ * returns 1 removed, 0 left alone (in use); pids a space-separated list (malloc'd). */
+int mr_cgroup_kill(char *const *dirs, int n, int unified, struct mr_oci_error *e);
+int mr_cgroup_destroy(char *const *dirs, int n, int unified, struct mr_oci_error *e);
+int mr_cgroup_remove_if_unused(char *const *dirs, int n, struct mr_oci_error *e);
+char *mr_cgroup_pids(char *const *dirs, int n, struct mr_oci_error *e);
+
 int mr_oci_start(const char *root, const char *id, struct mr_oci_error *e);
 int mr_oci_kill(const char *root, const char *id, int sig, int all, struct mr_oci_error *e);
 int mr_oci_delete(const char *root, const char *id, int force, struct mr_oci_error *e);

@@ -145,3 +145,46 @@ def log_text_value(text: str) -> str:
     """A value in logrus's text format: bare when it can be, else quoted as Go quotes."""
     data = _b(text)
     return _text(lib.mr_oci_log_text_value(data, len(data)), _out_of_memory())
+
+
+# minirun/cgroups' Cgroup.kill, destroy, remove_if_unused and pids: the C that delete and
+# kill --all run (csrc/ocicgroup.c), for the directories the Python manager holds.
+
+def _dirs(dirs: list[str]):
+    keep = [ffi.new("char[]", _b(d)) for d in dirs]
+    return keep, ffi.new("char *[]", keep + [ffi.NULL])
+
+
+def cgroup_kill(dirs: list[str], unified: int) -> None:
+    """SIGKILL every process in ``dirs``: cgroup.kill of ``dirs[unified]`` where there is
+    one (-1: none), else what cgroup.procs lists until it is empty."""
+    err = ffi.new("struct mr_oci_error *")
+    _keep, argv = _dirs(dirs)
+    if lib.mr_cgroup_kill(argv, len(dirs), unified, err) < 0:
+        _raise(err)
+
+
+def cgroup_destroy(dirs: list[str], unified: int) -> None:
+    """Kill, then rmdir every directory (last first), clearing child cgroups and exiting processes."""
+    err = ffi.new("struct mr_oci_error *")
+    _keep, argv = _dirs(dirs)
+    if lib.mr_cgroup_destroy(argv, len(dirs), unified, err) < 0:
+        _raise(err)
+
+
+def cgroup_remove_if_unused(dirs: list[str]) -> bool:
+    """Remove ``dirs`` once no process is in them and they hold no child cgroup (waiting up
+    to 2 s for a half-made child to die); kill nothing. True if they are gone."""
+    err = ffi.new("struct mr_oci_error *")
+    _keep, argv = _dirs(dirs)
+    removed = lib.mr_cgroup_remove_if_unused(argv, len(dirs), err)
+    if removed < 0:
+        _raise(err)
+    return bool(removed)
+
+
+def cgroup_pids(dirs: list[str]) -> list[int]:
+    """Every process cgroup.procs of ``dirs`` lists, sorted, each once."""
+    err = ffi.new("struct mr_oci_error *")
+    _keep, argv = _dirs(dirs)
+    return [int(p) for p in _text(lib.mr_cgroup_pids(argv, len(dirs), err), err).split()]

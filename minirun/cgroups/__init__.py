@@ -28,9 +28,6 @@ not delegate is reported (HostError), never enabled on the root.
 from __future__ import annotations
 
 import os
-import time
-
-import _signal as signal  # not signal, nor re below: both import enum, ~3.5 ms per start (entry.py)
 
 from ..errors import CgroupError, HostError, SpecError
 from ..settings import CGROUP_PARENT as PARENT
@@ -52,11 +49,6 @@ OPTIONAL = ("cpuset", "blkio", "hugetlb")
 _V1_FLAGS = frozenset(
     {"rw", "ro", "noprefix", "clone_children", "xattr", "cpuset_v2_mode", "favordynmods", "nofavordynmods"}
 )
-
-# Exiting processes keep a cgroup busy for a few ms after SIGKILL: retry with a
-# backoff from 0.2 ms to 10 ms, about half a second in all.
-_RMDIR_ATTEMPTS = 55
-_KILL_ATTEMPTS = 55
 
 
 class Layout:
@@ -307,54 +299,48 @@ class Cgroup:
         path = self.paths.get("unified")
         return None if path is None else fs.open_dir(path)
 
+    # Killing, removing and listing a container's cgroup is C (csrc/ocicgroup.c), the
+    # code minirun-oci's native delete and kill --all run: one implementation.
     def pids(self) -> list[int]:
         """Every process in the container's cgroup, in any hierarchy."""
-        return sorted(_read_pids(self._owned()))
+        from ..ociverbs import cgroup_pids
+
+        return cgroup_pids(self._owned())
 
     def kill(self) -> None:
         """SIGKILL every process in the container: cgroup.kill where there is one, else
         signal what cgroup.procs lists until it is empty (a fork may race one pass)."""
+        from ..ociverbs import cgroup_kill
+
         dirs = self._owned()
-        unified = self.paths.get("unified")
-        if unified in dirs and v2.kill(unified):
-            return
-        _kill_until_empty(dirs, _KILL_ATTEMPTS)
+        cgroup_kill(dirs, self._unified_index(dirs))
 
     def destroy(self) -> None:
-        """Kill, then remove the container's directories. Idempotent; a directory that is
-        already gone is fine; one still busy after a short retry raises CgroupError."""
-        dirs = self._owned()
-        if dirs:
-            self.kill()
-        first_error: CgroupError | None = None
-        for path in reversed(dirs):
-            try:
-                _remove_tree(path)
-            except CgroupError as err:
-                first_error = first_error or err
-        self._created = []
-        if first_error is not None:
-            raise first_error
+        """Kill, then remove the container's directories, clearing what keeps one busy
+        (processes still exiting, child cgroups the container made). Idempotent; a
+        directory already gone is fine; one still busy after a short retry raises CgroupError."""
+        from ..ociverbs import cgroup_destroy
 
-    def remove_if_unused(self, wait: float = 2.0) -> bool:
+        dirs = self._owned()
+        try:
+            cgroup_destroy(dirs, self._unified_index(dirs))
+        finally:
+            self._created = []
+
+    def remove_if_unused(self) -> bool:
         """Remove the directories only once no process is in them and they hold no child
         cgroup; kill nothing. For a record whose create may never have made its cgroup
         (killed half-way): the path may then be another's. True if they are gone."""
-        deadline = time.monotonic() + wait  # a half-made child dies of its parent's death
-        while self.pids():
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.01)
-        dirs = [path for path in self._owned() if os.path.isdir(path)]
-        if any(entry.is_dir() for path in dirs for entry in os.scandir(path)):
+        from ..ociverbs import cgroup_remove_if_unused
+
+        if not cgroup_remove_if_unused(self._owned()):
             return False
-        for path in reversed(dirs):
-            try:
-                os.rmdir(path)
-            except FileNotFoundError:
-                pass
         self._created = []
         return True
+
+    def _unified_index(self, dirs: list[str]) -> int:
+        unified = self.paths.get("unified")
+        return dirs.index(unified) if unified in dirs else -1
 
     def _owned(self) -> list[str]:
         if self._created is not None:
@@ -428,7 +414,7 @@ class NoCgroup:
     def destroy(self) -> None:
         pass
 
-    def remove_if_unused(self, wait: float = 2.0) -> bool:
+    def remove_if_unused(self) -> bool:
         return True
 
     def kill(self) -> None:
@@ -572,48 +558,3 @@ def _make_ancestors(path: str) -> None:
     if not os.path.isdir(parent):
         _make_ancestors(parent)
     fs.mkdir(path, exist_ok=True)
-
-
-def _read_pids(dirs: list[str]) -> set[int]:
-    pids: set[int] = set()
-    for path in dirs:
-        pids.update(int(p) for p in (fs.read_if_exists(os.path.join(path, "cgroup.procs")) or "").split())
-    return pids
-
-
-def _kill_until_empty(dirs: list[str], attempts: int) -> bool:
-    """SIGKILL the listed processes until none is left; False if some outlived ``attempts``.
-
-    A killed process leaves cgroup.procs when it exits, before it is reaped, so an
-    empty list does not wait on the caller's wait().
-    """
-    for attempt in range(attempts):
-        if not _sigkill(_read_pids(dirs)):
-            return True
-        time.sleep(min(0.0002 * 2**attempt, 0.01))
-    return not _read_pids(dirs)
-
-
-def _sigkill(pids: set[int]) -> bool:
-    # A pid read from cgroup.procs could exit and be reused before the kill; with pids
-    # allocated in sequence that needs a full wrap of pid_max within microseconds.
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    return bool(pids)
-
-
-def _remove_tree(path: str) -> None:
-    """rmdir ``path``, clearing what keeps it busy: processes still exiting (or that
-    joined only a v1 hierarchy, out of cgroup.kill's reach) and child cgroups that
-    the container made itself."""
-    for attempt in range(_RMDIR_ATTEMPTS):
-        if fs.rmdir(path, busy_ok=True):
-            return
-        for child in fs.listdirs(path):
-            _remove_tree(os.path.join(path, child))
-        _sigkill(_read_pids([path]))
-        time.sleep(min(0.0002 * 2**attempt, 0.01))
-    fs.rmdir(path)  # still busy: raise, naming the directory

@@ -79,15 +79,13 @@ def mkdir(path: str, *, exist_ok: bool = False) -> bool:
     return True
 
 
-def rmdir(path: str, *, busy_ok: bool = False) -> bool:
-    """True once the directory is gone (already gone counts); False if busy and ``busy_ok``."""
+def rmdir(path: str) -> bool:
+    """True once the directory is gone (already gone counts)."""
     try:
         os.rmdir(path)
     except OSError as err:
         if err.errno == errno.ENOENT:
             return True
-        if busy_ok and err.errno == errno.EBUSY:
-            return False
         raise CgroupError(f"rmdir {path}: {err.strerror}") from err
     return True
 

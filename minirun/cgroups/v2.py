@@ -196,11 +196,6 @@ def is_frozen(path: str) -> bool:
     return (fs.read_if_exists(os.path.join(path, FREEZE_FILE)) or "").strip() == "1"
 
 
-def kill(path: str) -> bool:
-    """SIGKILL everything in the cgroup at once (kernel 5.14+); False without cgroup.kill."""
-    return fs.write(os.path.join(path, "cgroup.kill"), 1, missing_ok=True)
-
-
 def oom_kills(path: str) -> int:
     # "oom_kill", not "oom": "oom" counts limit hits, some of which reclaim resolved.
     return fs.read_key(os.path.join(path, "memory.events"), "oom_kill") or 0

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from minirun import cgroups
+from minirun import cgroups, ociverbs
 from minirun.cgroups import devicefilter, fs, knobs, v1, v2
 from minirun.devices import DEFAULT_RULES
 from minirun.errors import CgroupError, HostError, SpecError
@@ -162,6 +162,10 @@ class FakeCgroupFs:
         monkeypatch.setattr(fs, "mkdir", self.mkdir)
         monkeypatch.setattr(fs, "rmdir", self.rmdir)
         monkeypatch.setattr(v2, "attach_device_filter", self.attach_device_filter)
+        # Killing and removing is C on the real kernel (csrc/ocicgroup.c, tested on this
+        # host's cgroups by tests/integration/test_cgroups_host.py): here, its effect on the fake tree.
+        for name in ("cgroup_kill", "cgroup_destroy", "cgroup_pids", "cgroup_remove_if_unused"):
+            monkeypatch.setattr(ociverbs, name, getattr(self, name))
         return self
 
     def detect(self) -> cgroups.Layout:
@@ -231,16 +235,45 @@ class FakeCgroupFs:
             _fill(Path(path), {k: v for k, v in files.items() if k not in self.drop})
         return created
 
-    def rmdir(self, path: str, *, busy_ok: bool = False) -> bool:
+    def cgroup_pids(self, dirs: list[str]) -> list[int]:
+        return sorted({int(p) for d in dirs for p in (fs.read_if_exists(d + "/cgroup.procs") or "").split()})
+
+    def cgroup_kill(self, dirs: list[str], unified: int) -> None:
+        if unified >= 0 and os.path.exists(dirs[unified] + "/cgroup.kill"):
+            self.write(dirs[unified] + "/cgroup.kill", 1)
+            return
+        for pid in self.cgroup_pids(dirs):
+            os.kill(pid, 9)
+
+    def cgroup_destroy(self, dirs: list[str], unified: int) -> None:
+        self.cgroup_kill(dirs, unified)
+        for d in reversed(dirs):
+            self._remove_tree(d)
+
+    def _remove_tree(self, path: str) -> None:
+        if os.path.isdir(path):
+            for entry in os.scandir(path):
+                if entry.is_dir():
+                    self._remove_tree(entry.path)
+            Path(path, "cgroup.procs").write_text("")  # killed, as cgroup_kill made them
+            self.rmdir(path)
+
+    def cgroup_remove_if_unused(self, dirs: list[str]) -> bool:
+        live = [d for d in dirs if os.path.isdir(d)]
+        if self.cgroup_pids(live) or any(e.is_dir() for d in live for e in os.scandir(d)):
+            return False
+        for d in reversed(live):
+            self.rmdir(d)
+        return True
+
+    def rmdir(self, path: str) -> bool:
         if os.path.isdir(path):
             busy = any(e.is_dir() for e in os.scandir(path)) or Path(path, "cgroup.procs").read_text().strip()
             if busy:
-                if busy_ok:
-                    return False
                 raise CgroupError(f"rmdir {path}: Device or resource busy")
             for entry in os.scandir(path):
                 os.unlink(entry.path)
-        return self._real[2](path, busy_ok=busy_ok)
+        return self._real[2](path)
 
 
 @pytest.fixture
@@ -785,7 +818,6 @@ def test_destroy_removes_child_cgroups_the_container_made(hybrid):
 
 def test_v1_kill_signals_listed_processes(legacy, monkeypatch):
     """Legacy hosts have no cgroup.kill: minirun signals what cgroup.procs lists."""
-    monkeypatch.setattr(cgroups, "_KILL_ATTEMPTS", 3)  # the fake procs file never empties
     cg = cgroups.create_manager("c1", Limits(), legacy.detect())
     cg.create()
     child = subprocess.Popen(["sleep", "30"])
@@ -1082,3 +1114,16 @@ def test_optional_controllers_are_those_a_set_field_needs():
     assert cgroups.wanted_optional(Limits(cpuset_mems="0")) == {"cpuset"}
     assert cgroups.wanted_optional(Limits(blkio_weight_device=((8, 0, 500, 0),), hugepage_limits=(("2MB", 0),))) == \
         {"blkio", "hugetlb"}
+
+
+def test_killing_and_removing_a_cgroup_is_the_c_minirun_oci_delete_runs():
+    """One implementation (csrc/ocicgroup.c): the Python manager hands its directories
+    to it and keeps no second copy of the kill, rmdir and cgroup.procs loops."""
+    package = os.path.dirname(cgroups.__file__)
+    for name in os.listdir(package):
+        if name.endswith(".py"):
+            source = Path(package, name).read_text()
+            assert '"cgroup.kill"' not in source and "os.kill(" not in source, name
+    source = Path(cgroups.__file__).read_text()
+    for verb in ("cgroup_kill", "cgroup_destroy", "cgroup_pids", "cgroup_remove_if_unused"):
+        assert f"from ..ociverbs import {verb}" in source
