@@ -205,6 +205,10 @@ ffibuilder.cdef(
     char *mr_oci_list_text(const char *root, int quiet, const char *format, struct mr_oci_error *e);
     char *mr_oci_ps_text(const char *root, const char *id, const char *format, char *const *ps_args, int n_ps_args,
                          struct mr_oci_error *e);
+    int mr_pid_alive(long long pid, long long pid_start, int has_start);
+    long long mr_start_time(long long pid);
+    int mr_send_signal(long long pid, long long pid_start, int has_start, int sig, struct mr_oci_error *e);
+    int mr_rmtree(const char *path, struct mr_oci_error *e);
     int mr_cgroup_kill(char *const *dirs, int n, int unified, struct mr_oci_error *e);
     int mr_cgroup_destroy(char *const *dirs, int n, int unified, struct mr_oci_error *e);
     int mr_cgroup_remove_if_unused(char *const *dirs, int n, struct mr_oci_error *e);

@@ -47,7 +47,6 @@ int oci_write_state(struct mr_buf *b, const char *root, const struct mr_json *st
                     struct mr_oci_error *e); /* store.oci_state, as json.dumps writes it */
 char *oci_state_text(const char *root, const struct mr_json *st, int indent, struct mr_oci_error *e);
 int oci_send_signal(const struct mr_json *st, int sig, struct mr_oci_error *e); /* 1 sent, 0 gone, -1 */
-int oci_rmtree(const char *path, struct mr_oci_error *e);
 int oci_list_ids(const char *root, char ***ids, size_t *n, struct mr_oci_error *e);
 void oci_free_ids(char **ids, size_t n);
 

@@ -327,6 +327,19 @@ static struct who who_of(const struct mr_json *st)
     return w;
 }
 
+int mr_pid_alive(long long pid, long long pid_start, int has_start)
+{
+    return pid_alive(pid, pid_start, has_start);
+}
+
+long long mr_start_time(long long pid)
+{
+    long long started;
+    char letter;
+
+    return proc_stat(pid, &started, &letter) < 0 ? -1 : started;
+}
+
 int oci_alive(const struct mr_json *st)
 {
     struct who w = who_of(st);
@@ -453,19 +466,18 @@ char *mr_oci_state(const char *root, const char *id, int indent, struct mr_oci_e
 
 /* state.send_signal: through a pidfd taken first, then checked against the recorded start
  * time, so it names the very process recorded or nothing. 1 sent, 0 gone, -1 error. */
-int oci_send_signal(const struct mr_json *st, int sig, struct mr_oci_error *e)
+int mr_send_signal(long long pid, long long pid_start, int has_start, int sig, struct mr_oci_error *e)
 {
-    struct who w = who_of(st);
     long long started;
     char letter;
     int fd;
 
-    if (w.pid <= 0 || !w.has_start || !w.pid_start)
+    if (pid <= 0 || !has_start || !pid_start)
         return 0;
-    fd = (int)syscall(SYS_pidfd_open, (pid_t)w.pid, 0);
+    fd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
     if (fd < 0)
         return errno == ESRCH ? 0 : oci_fail_os(e, NULL, errno);
-    if (proc_stat(w.pid, &started, &letter) < 0 || started != w.pid_start) {
+    if (proc_stat(pid, &started, &letter) < 0 || started != pid_start) {
         close(fd);
         return 0;
     }
@@ -477,6 +489,13 @@ int oci_send_signal(const struct mr_json *st, int sig, struct mr_oci_error *e)
     }
     close(fd);
     return 1;
+}
+
+int oci_send_signal(const struct mr_json *st, int sig, struct mr_oci_error *e)
+{
+    struct who w = who_of(st);
+
+    return mr_send_signal(w.pid, w.pid_start, w.has_start, sig, e);
 }
 
 /* ---------------------------------------------------------------- removing a state directory */
@@ -572,7 +591,7 @@ static int remove_entry(int dir_fd, const char *name, struct mr_oci_error *e)
     return ret;
 }
 
-int oci_rmtree(const char *path, struct mr_oci_error *e)
+int mr_rmtree(const char *path, struct mr_oci_error *e)
 {
     char *copy = strdup(path), *slash, *parent, *name;
     int parent_fd, ret;

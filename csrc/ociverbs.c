@@ -478,7 +478,7 @@ static int delete_locked(const char *root, const char *id, const char *dir, int 
         free(state_json);
         if (ret == 0)
             return -1;
-        return oci_rmtree(dir, e); /* a create that died before it wrote anything: nothing else exists */
+        return mr_rmtree(dir, e); /* a create that died before it wrote anything: nothing else exists */
     }
     status = oci_record_status(root, st);
     if ((status == MR_OCI_RUNNING || status == MR_OCI_PAUSED) && !force) {
@@ -516,7 +516,7 @@ static int delete_locked(const char *root, const char *id, const char *dir, int 
     for (double deadline = oci_monotonic() + 5; oci_alive(st) && oci_monotonic() < deadline;)
         oci_sleep(0.005);
     run_recorded_hooks(root, st, "poststop");
-    ret = oci_rmtree(dir, e);
+    ret = mr_rmtree(dir, e);
 out:
     mr_json_free(st);
     return ret;

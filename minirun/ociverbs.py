@@ -57,9 +57,7 @@ STATUSES = ("created", "running", "stopped", "paused")
 
 
 def _who(st: dict) -> tuple[int, int, bool]:
-    pid, start = st.get("pid") or 0, st.get("pid_start")
-    ok = isinstance(pid, int) and isinstance(start, int)
-    return (pid, start, True) if ok else (0, 0, False)
+    return _record_pid(st.get("pid"), st.get("pid_start"))
 
 
 def status(root: str, st: dict) -> str:
@@ -188,3 +186,34 @@ def cgroup_pids(dirs: list[str]) -> list[int]:
     err = ffi.new("struct mr_oci_error *")
     _keep, argv = _dirs(dirs)
     return [int(p) for p in _text(lib.mr_cgroup_pids(argv, len(dirs), err), err).split()]
+
+
+# minirun/state.py's store mechanics (the one liveness rule, a checked signal, rmtree):
+# the C the native verbs use, for every container.
+
+def _record_pid(pid, pid_start) -> tuple[int, int, bool]:
+    ok = isinstance(pid, int) and isinstance(pid_start, int)
+    return (pid, pid_start, True) if ok else (0, 0, False)
+
+
+def pid_alive(pid, pid_start) -> bool:
+    return bool(lib.mr_pid_alive(*_record_pid(pid, pid_start)))
+
+
+def start_time(pid: int) -> int | None:
+    started = lib.mr_start_time(pid)
+    return None if started < 0 else started
+
+
+def send_signal(pid, pid_start, sig: int) -> bool:
+    err = ffi.new("struct mr_oci_error *")
+    sent = lib.mr_send_signal(*_record_pid(pid, pid_start), sig, err)
+    if sent < 0:
+        _raise(err)
+    return bool(sent)
+
+
+def rmtree(path: str) -> None:
+    err = ffi.new("struct mr_oci_error *")
+    if lib.mr_rmtree(_b(path), err) < 0:
+        _raise(err)

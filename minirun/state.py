@@ -166,12 +166,11 @@ class Store:
 
 
 def alive(record: dict) -> bool:
-    """The one liveness rule: the recorded init (pid and its start time) runs, not a zombie."""
-    pid = record.get("pid") or 0
-    if pid <= 0:
-        return False
-    started, letter = proc_stat(pid)
-    return started is not None and started == record.get("pid_start") and letter not in ("Z", "X")
+    """The one liveness rule: the recorded init (pid and its start time) runs, not a zombie.
+    In C (csrc/ocistore.c), which minirun-oci's native verbs apply too."""
+    from .ociverbs import pid_alive
+
+    return pid_alive(record.get("pid"), record.get("pid_start"))
 
 
 def dir_in_use(path: str) -> bool:
@@ -300,62 +299,11 @@ def rmtree(path: str) -> None:
     container takes to start): a symbolic link is removed, never followed, even one
     swapped in for a directory while we walk. Directories are made writable first:
     overlayfs leaves a mode-000 work/work, which only root could enter otherwise (a
-    rootless container's state is its user's)."""
-    parent, name = os.path.split(path)
-    try:
-        parent_fd = os.open(parent or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return
-    try:
-        _remove_entry(parent_fd, name)
-    finally:
-        os.close(parent_fd)
+    rootless container's state is its user's). The C that minirun-oci's native delete
+    runs (csrc/ocistore.c): one implementation."""
+    from .ociverbs import rmtree as native_rmtree
 
-
-def _open_subdir(dir_fd: int, name: str) -> int:
-    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-    try:
-        return os.open(name, flags, dir_fd=dir_fd)
-    except PermissionError:
-        pass
-    # Mode 000: chmod it through an O_PATH fd of this very directory (no name lookup).
-    path_fd = os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-    try:
-        os.chmod(f"/proc/self/fd/{path_fd}", 0o700)
-    finally:
-        os.close(path_fd)
-    return os.open(name, flags, dir_fd=dir_fd)
-
-
-def _remove_entry(dir_fd: int, name: str) -> None:
-    """Remove ``name`` from the directory ``dir_fd``: a directory with all it holds,
-    anything else (a link included) by unlink."""
-    try:
-        fd = _open_subdir(dir_fd, name)
-    except FileNotFoundError:
-        return
-    except OSError as err:
-        if err.errno not in (errno.ENOTDIR, errno.ELOOP):
-            raise
-        _unlink(name, dir_fd)  # a file or a link: the link itself goes, its target stays
-        return
-    try:
-        with os.scandir(fd) as it:
-            entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
-        for entry, is_dir in entries:
-            if is_dir:
-                _remove_entry(fd, entry)
-            else:
-                try:
-                    _unlink(entry, fd)
-                except IsADirectoryError:  # replaced by a directory meanwhile
-                    _remove_entry(fd, entry)
-    finally:
-        os.close(fd)
-    try:
-        os.rmdir(name, dir_fd=dir_fd)
-    except FileNotFoundError:
-        pass
+    native_rmtree(path)
 
 
 def log_dir(container_id: str) -> str:
@@ -408,36 +356,20 @@ def open_pidfd(st: dict) -> int | None:
 
 
 def start_time(pid: int) -> int | None:
-    """A process's start time in clock ticks: with the pid, it names the process
-    uniquely (a pid alone may be reused by the time we signal it)."""
-    return proc_stat(pid)[0]
+    """A process's start time in clock ticks (/proc/<pid>/stat, read by the C the liveness
+    rule uses): with the pid, it names the process uniquely (a pid alone may be reused by
+    the time we signal it). None once it is gone."""
+    from .ociverbs import start_time as native_start_time
 
-
-def proc_stat(pid: int) -> tuple[int | None, str]:
-    """(start time in clock ticks, state letter) of ``pid``; (None, "") once it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return int(fields[19]), fields[0]
-    except (OSError, IndexError, ValueError):
-        return None, ""
+    return native_start_time(pid)
 
 
 def send_signal(st: dict, sig: int) -> bool:
     """Send ``sig`` to the container's init through a pidfd checked against the recorded
-    start time (open_pidfd): False if that process is gone, and then nobody is signalled."""
-    import _signal  # the signal module's IntEnums import enum: ~3.5 ms a start (entry.py)
+    start time: False if that process is gone, and then nobody is signalled."""
+    from .ociverbs import send_signal as native_send_signal
 
-    fd = open_pidfd(st)
-    if fd is None:
-        return False
-    try:
-        _signal.pidfd_send_signal(fd, sig)
-        return True
-    except ProcessLookupError:
-        return False
-    finally:
-        os.close(fd)
+    return native_send_signal(st.get("pid"), st.get("pid_start"), sig)
 
 
 class DirLock:

@@ -64,7 +64,9 @@ def test_one_spawn_sequence_one_kill_and_reap_one_failure_mapping():
 def test_one_exit_status_decoder_one_liveness_rule_one_id_check():
     assert _where(_calls("WEXITSTATUS")) == {"minirun/result.py"}
     assert _where(_calls("waitstatus_to_exitcode")) == set()  # another decoder, with its own 128+N
-    assert _where(_calls("proc_stat")) == {"minirun/state.py"}  # read by alive() (and start_time) only
+    # The rule is C (csrc/ocistore.c: the native verbs apply it too); state.alive is its one binding
+    assert _where(_calls("mr_pid_alive")) == {"minirun/ociverbs.py"}
+    assert _where(_calls("pid_alive")) == {"minirun/state.py"}
     assert _top_level("alive") == {"minirun/state.py"}  # (Container.alive asks it)
     assert _top_level("check_id") == {"minirun/ids.py"}
 
