@@ -205,6 +205,7 @@ ffibuilder.cdef(
     char *mr_oci_list_text(const char *root, int quiet, const char *format, struct mr_oci_error *e);
     char *mr_oci_ps_text(const char *root, const char *id, const char *format, char *const *ps_args, int n_ps_args,
                          struct mr_oci_error *e);
+    int mr_check_id(const char *id, size_t len, int oci, struct mr_oci_error *e);
     int mr_pid_alive(long long pid, long long pid_start, int has_start);
     long long mr_start_time(long long pid);
     int mr_send_signal(long long pid, long long pid_start, int has_start, int sig, struct mr_oci_error *e);
@@ -213,6 +214,8 @@ ffibuilder.cdef(
     int mr_cgroup_destroy(char *const *dirs, int n, int unified, struct mr_oci_error *e);
     int mr_cgroup_remove_if_unused(char *const *dirs, int n, struct mr_oci_error *e);
     char *mr_cgroup_pids(char *const *dirs, int n, struct mr_oci_error *e);
+    int mr_release_exec_fifo(const char *state_dir, const char *id, long long pid, long long pid_start,
+                             int has_start, int start_waits, struct mr_oci_error *e);
     int mr_oci_start(const char *root, const char *id, struct mr_oci_error *e);
     int mr_oci_kill(const char *root, const char *id, int sig, int all, struct mr_oci_error *e);
     int mr_oci_delete(const char *root, const char *id, int force, struct mr_oci_error *e);

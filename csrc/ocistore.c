@@ -31,16 +31,38 @@ const char *const OCI_STATUS[] = {"created", "running", "stopped", "paused"};
 
 /* ---------------------------------------------------------------- ids and the root */
 
+static int id_char(char c, const char *extra)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || (c && strchr(extra, c));
+}
+
+/* ids.check_id: `oci`, runc's ids (letters, digits and _ + - ., neither . nor ..);
+ * else docker's names ([a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}). `len`: a NUL inside is refused. */
+int mr_check_id(const char *id, size_t len, int oci, struct mr_oci_error *e)
+{
+    int ok = len > 0 && strlen(id) == len;
+
+    if (oci) {
+        ok = ok && len <= 1024 && strcmp(id, ".") && strcmp(id, "..");
+        for (const char *p = id; ok && *p; p++)
+            ok = id_char(*p, "_+-.");
+        if (!ok)
+            return oci_fail(e, MR_OCI_STORE, "invalid container id %s: use letters, digits, '_', '+', '-', '.' "
+                            "(no '/', not '.' or '..')", oci_repr(id));
+        return 0;
+    }
+    ok = ok && len <= 64 && id_char(id[0], "");
+    for (const char *p = id; ok && *p; p++)
+        ok = id_char(*p, "_.-");
+    if (!ok)
+        return oci_fail(e, MR_OCI_STORE, "invalid container name %s: use letters, digits, '_', '.', '-' (at most 64)",
+                        oci_repr(id));
+    return 0;
+}
+
 int mr_oci_check_id(const char *id, struct mr_oci_error *e)
 {
-    int ok = id[0] && strcmp(id, ".") && strcmp(id, "..") && strlen(id) <= 1024;
-
-    for (const char *p = id; ok && *p; p++)
-        ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || strchr("_+-.", *p);
-    if (!ok)
-        return oci_fail(e, MR_OCI_STORE, "invalid container id %s: use letters, digits, '_', '+', '-', '.' "
-                    "(no '/', not '.' or '..')", oci_repr(id));
-    return 0;
+    return mr_check_id(id, strlen(id), 1, e);
 }
 
 /* os.path.realpath: what exists resolved (a dangling link too: to where it points),

@@ -274,21 +274,22 @@ int mr_oci_run_hooks(const char *kind, const char *hooks_json, const char *state
 /* ---------------------------------------------------------------- start */
 
 /* Release the waiting process: open the fifo for reading and take its byte; with
- * startContainer hooks, read on to its execve (EOF) or their failure's message. */
-static int open_fifo(const char *root, const char *id, const struct mr_json *st, struct mr_oci_error *e)
+ * startContainer hooks, read on to its execve (EOF) or their failure's message.
+ * `pid`/`pid_start`: the recorded process (the liveness rule says when it is gone). */
+int mr_release_exec_fifo(const char *state_dir, const char *id, long long pid, long long pid_start, int has_start,
+                         int start_waits, struct mr_oci_error *e)
 {
-    char *dir = oci_state_dir(root, id), *fifo = dir ? oci_join(dir, FIFO) : NULL;
+    char *fifo = oci_join(state_dir, FIFO);
     struct mr_buf failure = {0};
     char c, chunk[4096];
     int fd, ret = 0;
 
-    free(dir);
     if (!fifo)
         return oci_fail_os(e, NULL, ENOMEM);
     fd = open(fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
         ret = errno == ENOENT ? oci_fail(e, MR_OCI_SPEC, "cannot start container %s: it has already been started",
-                                     oci_repr(oci_record_id(st)))
+                                     oci_repr(id))
                               : oci_fail_os(e, fifo, errno);
         free(fifo);
         return ret;
@@ -308,13 +309,11 @@ static int open_fifo(const char *root, const char *id, const struct mr_json *st,
                 break;
             if (n < 0 && (errno == EAGAIN || errno == EINTR))
                 continue;
-            ret = oci_fail(e, MR_OCI_SETUP, "container %s: its process exited before it was started",
-                           oci_repr(oci_record_id(st)));
+            ret = oci_fail(e, MR_OCI_SETUP, "container %s: its process exited before it was started", oci_repr(id));
             goto out;
         }
-        if (ready == 0 && !oci_alive(st)) {
-            ret = oci_fail(e, MR_OCI_SETUP, "container %s: its process exited before it was started",
-                           oci_repr(oci_record_id(st)));
+        if (ready == 0 && !mr_pid_alive(pid, pid_start, has_start)) {
+            ret = oci_fail(e, MR_OCI_SETUP, "container %s: its process exited before it was started", oci_repr(id));
             goto out;
         }
     }
@@ -322,7 +321,7 @@ static int open_fifo(const char *root, const char *id, const struct mr_json *st,
         ret = oci_fail_os(e, fifo, errno);
         goto out;
     }
-    if (mr_json_truthy(mr_json_get(st, "start_waits"))) {
+    if (start_waits) {
         for (;;) {
             struct pollfd p = {fd, POLLIN, 0};
             int ready = poll(&p, 1, 100);
@@ -335,7 +334,7 @@ static int open_fifo(const char *root, const char *id, const struct mr_json *st,
                 if (n <= 0)
                     break;
                 mr_buf_put(&failure, chunk, (size_t)n);
-            } else if (ready == 0 && !oci_alive(st)) {
+            } else if (ready == 0 && !mr_pid_alive(pid, pid_start, has_start)) {
                 break;
             }
         }
@@ -355,6 +354,22 @@ out:
     mr_buf_free(&failure);
     close(fd);
     free(fifo);
+    return ret;
+}
+
+static int open_fifo(const char *root, const char *id, const struct mr_json *st, struct mr_oci_error *e)
+{
+    char *dir = oci_state_dir(root, id);
+    long long pid = 0, pid_start = 0;
+    int has_start, ret;
+
+    if (!dir)
+        return oci_fail_os(e, NULL, ENOMEM);
+    if (mr_json_int(mr_json_get(st, "pid"), &pid) < 0)
+        pid = 0;
+    has_start = mr_json_int(mr_json_get(st, "pid_start"), &pid_start) == 0;
+    ret = mr_release_exec_fifo(dir, id, pid, pid_start, has_start, mr_json_truthy(mr_json_get(st, "start_waits")), e);
+    free(dir);
     return ret;
 }
 

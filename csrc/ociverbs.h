@@ -33,6 +33,8 @@ void mr_oci_set_warn(void (*warn)(const char *msg));
 /* The state root as every verb uses it (store.checked_root): malloc'd, or NULL. */
 char *mr_oci_checked_root(const char *root, struct mr_oci_error *e);
 int mr_oci_check_id(const char *id, struct mr_oci_error *e);
+/* The one id check (minirun/ids.py binds it): runc's rule if `oci`, else docker's names. */
+int mr_check_id(const char *id, size_t len, int oci, struct mr_oci_error *e);
 /* The container's directory flock (store.locked), for one change: the fd to close, or -1. */
 int mr_oci_lock(const char *root, const char *id, struct mr_oci_error *e);
 
@@ -70,6 +72,11 @@ int mr_cgroup_destroy(char *const *dirs, int n, int unified, struct mr_oci_error
 int mr_cgroup_remove_if_unused(char *const *dirs, int n, struct mr_oci_error *e);
 char *mr_cgroup_pids(char *const *dirs, int n, struct mr_oci_error *e);
 
+/* Container.start: release the process waiting on the exec fifo of `state_dir` (the
+ * recorded pid, pid_start: the liveness rule tells when it is gone); `start_waits`: read
+ * on to its execve, or the startContainer hooks' failure. mr_oci_start runs it. */
+int mr_release_exec_fifo(const char *state_dir, const char *id, long long pid, long long pid_start, int has_start,
+                         int start_waits, struct mr_oci_error *e);
 int mr_oci_start(const char *root, const char *id, struct mr_oci_error *e);
 int mr_oci_kill(const char *root, const char *id, int sig, int all, struct mr_oci_error *e);
 int mr_oci_delete(const char *root, const char *id, int force, struct mr_oci_error *e);

@@ -119,58 +119,19 @@ class Container:
         """Release a process waiting on the exec fifo: open it, take its byte, remove it.
         ``start_waits``: startContainer hooks run before the execve; wait for them (EOF,
         or their failure's message). For a child of ours, wait for its execve too: a
-        failed exec is raised here, with the child's own reason."""
-        import select
+        failed exec is raised here, with the child's own reason. The release is the C
+        that minirun-oci's native `start` runs (csrc/ociverbs.c)."""
+        from .ociverbs import release_exec_fifo
 
-        fifo = os.path.join(self.state_dir, EXEC_FIFO)
-        # Taken first: opening the fifo releases the process, which may exec and exit
-        # at once (a short COMMAND). Readable once it exits: no polling of /proc.
-        pidfd = state.open_pidfd(self.record)
         try:
-            fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        except FileNotFoundError:
-            if pidfd is not None:
-                os.close(pidfd)
-            raise SpecError(f"cannot start container {self.id!r}: it has already been started") from None
-        try:
-            if pidfd is None:
-                self._exited_before_start()
-            poller = select.poll()
-            poller.register(fd, select.POLLIN)
-            poller.register(pidfd, select.POLLIN)
-            while True:
-                ready = dict(poller.poll())
-                if fd in ready:  # its byte, or EOF: it closed the fifo without writing
-                    if os.read(fd, 1):
-                        break
-                    self._exited_before_start()
-                if pidfd in ready:
-                    self._exited_before_start()
-            os.unlink(fifo)
-            if start_waits:  # startContainer hooks: to execve (EOF), or their failure's message
-                failure = b""
-                while True:
-                    ready = dict(poller.poll())
-                    if fd in ready:
-                        chunk = os.read(fd, 4096)
-                        if not chunk:
-                            break
-                        failure += chunk
-                    elif pidfd in ready:
-                        break
-                if failure:
-                    raise SetupError("startContainer hook", 0, failure.decode(errors="replace").strip())
-        finally:
-            os.close(fd)
-            if pidfd is not None:
-                os.close(pidfd)
+            release_exec_fifo(self.state_dir, self.id, self.record.get("pid"), self.record.get("pid_start"),
+                              start_waits)
+        except SetupError:
+            if self.child is not None:  # the child's own reason, if it sent one
+                self._check_exec(self.child.read_report())
+            raise
         if self.child is not None:
             self._check_exec(self.child.read_report())  # EOF: execve succeeded (the socket is close-on-exec)
-
-    def _exited_before_start(self):
-        if self.child is not None:  # the child's own reason, if it sent one
-            self._check_exec(self.child.read_report())
-        raise SetupError("start", 0, f"container {self.id!r}: its process exited before it was started")
 
     def _check_exec(self, report) -> None:
         from . import syscalls

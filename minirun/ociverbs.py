@@ -22,17 +22,22 @@ def mr_oci_python_warn(msg):  # noqa: D103 - called by the C (ociverbs.c's warn)
 lib.mr_oci_set_warn(lib.mr_oci_python_warn)
 
 
-def _raise(err) -> None:
+def _error(err) -> Exception:
+    """The exception a C error's kind names (errors.py's classes), with its message."""
     msg = ffi.string(err.msg).decode(errors="surrogateescape")
     if err.kind == lib.MR_OCI_STORE:
-        raise StoreError(msg)
+        return StoreError(msg)
     if err.kind == lib.MR_OCI_SETUP:
-        raise SetupError("oci", 0, msg)  # start could not release the process, or a create hook failed
+        return SetupError("oci", 0, msg)  # start could not release the process, or a create hook failed
     if err.kind == lib.MR_OCI_CGROUP:
-        raise CgroupError(msg)
+        return CgroupError(msg)
     if err.kind == lib.MR_OCI_OS:
-        raise OSError(msg)
-    raise SpecError(msg)
+        return OSError(msg)
+    return SpecError(msg)
+
+
+def _raise(err) -> None:
+    raise _error(err)
 
 
 def _b(text: str) -> bytes:
@@ -216,4 +221,18 @@ def send_signal(pid, pid_start, sig: int) -> bool:
 def rmtree(path: str) -> None:
     err = ffi.new("struct mr_oci_error *")
     if lib.mr_rmtree(_b(path), err) < 0:
+        _raise(err)
+
+
+def check_id_error(name: str, oci: bool):
+    """None if ``name`` is a valid id (``oci``: runc's rule, else docker's names), else the StoreError."""
+    err = ffi.new("struct mr_oci_error *")
+    data = name.encode(errors="surrogateescape")
+    return None if lib.mr_check_id(data, len(data), oci, err) == 0 else _error(err)
+
+
+def release_exec_fifo(state_dir: str, container_id: str, pid, pid_start, start_waits: bool) -> None:
+    """Container.start: the process waiting on ``state_dir``'s exec fifo released (see ociverbs.h)."""
+    err = ffi.new("struct mr_oci_error *")
+    if lib.mr_release_exec_fifo(_b(state_dir), _b(container_id), *_record_pid(pid, pid_start), start_waits, err) < 0:
         _raise(err)

@@ -41,7 +41,7 @@ import time
 from stat import S_ISDIR
 
 from . import jsonlite as json  # not the json package: its import costs a start ~7 ms (jsonlite.py)
-from .errors import HostError, SpecError
+from .errors import HostError, SpecError, StoreError
 from .ids import check_id
 # Rootless (a non-root user with --userns): state lives in the user's runtime directory,
 # else in a private directory of /tmp that minirun makes (and checks: check_root). The
@@ -82,24 +82,14 @@ def check_trusted_dir(path: str) -> str:
     checked: the directory, if it exists, is ours and nobody else may write it, and so
     is every directory above it, but for sticky ones (/tmp: others cannot move ours away).
     Otherwise another user could write the state the caller trusts (for minirun-oci, the
-    pids it signals and the hooks `delete` runs as root). HostError if not."""
-    real = os.path.realpath(path)
-    euid = os.geteuid()
-    parts = real.split("/")
-    for depth in range(1, len(parts) + 1):
-        current = "/".join(parts[:depth]) or "/"
-        try:
-            st = os.lstat(current)
-        except FileNotFoundError:
-            break  # made later, by us
-        last = current == real
-        owners = (euid,) if last else (0, euid)
-        open_to_others = st.st_mode & 0o022 and (last or not st.st_mode & 0o1000)
-        if not S_ISDIR(st.st_mode) or st.st_uid not in owners or open_to_others:
-            what = "a directory" if S_ISDIR(st.st_mode) else "not a directory"
-            raise HostError(f"refusing the state directory {path}: {current} is {what} of uid {st.st_uid}, "
-                            f"mode {st.st_mode & 0o7777:o}, which uid {euid} does not control alone")
-    return real
+    pids it signals and the hooks `delete` runs as root). HostError if not. In C
+    (csrc/ocistore.c), the check minirun-oci's native verbs make of their root."""
+    from .ociverbs import checked_root
+
+    try:
+        return checked_root(path)
+    except StoreError as err:
+        raise HostError(str(err)) from None
 
 
 def write(state_dir: str, state: dict) -> None:
