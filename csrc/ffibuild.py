@@ -187,46 +187,30 @@ ffibuilder.cdef(
     int mr_relay_serve(struct mr_relay *r, int stop_fd);
     void mr_relay_free(struct mr_relay *r);
 
-    #define MR_OCI_MSG_MAX ...
-    #define MR_OCI_STORE ...
-    #define MR_OCI_SPEC ...
-    #define MR_OCI_SETUP ...
-    #define MR_OCI_CGROUP ...
-    #define MR_OCI_OS ...
-    struct mr_oci_error { int kind; char msg[...]; };
-    void mr_oci_set_warn(void (*warn)(const char *msg));
     extern "Python" void mr_oci_python_warn(const char *msg);
-    char *mr_oci_checked_root(const char *root, struct mr_oci_error *e);
-    int mr_oci_status(const char *root, const char *id, long long pid, long long pid_start, int has_start,
-                      const char *freeze_file);
-    char *mr_oci_state(const char *root, const char *id, int indent, struct mr_oci_error *e);
-    char *mr_oci_list_ids(const char *root, struct mr_oci_error *e);
-    char *mr_oci_pids(const char *root, const char *id, struct mr_oci_error *e);
-    char *mr_oci_list_text(const char *root, int quiet, const char *format, struct mr_oci_error *e);
-    char *mr_oci_ps_text(const char *root, const char *id, const char *format, char *const *ps_args, int n_ps_args,
-                         struct mr_oci_error *e);
-    int mr_check_id(const char *id, size_t len, int oci, struct mr_oci_error *e);
-    int mr_pid_alive(long long pid, long long pid_start, int has_start);
-    long long mr_start_time(long long pid);
-    int mr_send_signal(long long pid, long long pid_start, int has_start, int sig, struct mr_oci_error *e);
-    int mr_rmtree(const char *path, struct mr_oci_error *e);
-    int mr_cgroup_kill(char *const *dirs, int n, int unified, struct mr_oci_error *e);
-    int mr_cgroup_destroy(char *const *dirs, int n, int unified, struct mr_oci_error *e);
-    int mr_cgroup_remove_if_unused(char *const *dirs, int n, struct mr_oci_error *e);
-    char *mr_cgroup_pids(char *const *dirs, int n, struct mr_oci_error *e);
-    int mr_release_exec_fifo(const char *state_dir, const char *id, long long pid, long long pid_start,
-                             int has_start, int start_waits, struct mr_oci_error *e);
-    int mr_oci_start(const char *root, const char *id, struct mr_oci_error *e);
-    int mr_oci_kill(const char *root, const char *id, int sig, int all, struct mr_oci_error *e);
-    int mr_oci_delete(const char *root, const char *id, int force, struct mr_oci_error *e);
-    int mr_oci_parse_signal(const char *text);
-    int mr_oci_run_hooks(const char *kind, const char *hooks_json, const char *state_json, int fatal,
-                         struct mr_oci_error *e);
-    char *mr_oci_log_line(const char *level, const char *msg, size_t msg_len, int json);
-    char *mr_oci_log_text_value(const char *s, size_t n);
-    void mr_oci_free(void *p);
     """
 )
+
+
+def header_cdef(name: str, leave_out: tuple[str, ...] = ()) -> str:
+    """A header of csrc/ as cffi's cdef: its declarations written once, in the header.
+    Comments and include guards go; a #define's value and an array's size are left to
+    the compiler (cffi's ``...``); a line naming one of ``leave_out`` goes too."""
+    import re
+
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), name)) as f:
+        text = re.sub(r"/\*.*?\*/", "", f.read(), flags=re.S)
+    lines = []
+    for line in text.splitlines():
+        if line.startswith("#define ") and len(line.split()) >= 3:
+            lines.append(f"#define {line.split()[1]} ...")
+        elif not line.startswith("#") and not any(name in line for name in leave_out):
+            lines.append(re.sub(r"\[[A-Z_][A-Z0-9_]*\]", "[...]", line))
+    return "\n".join(lines)
+
+
+# minirun-oci's verbs and the store, cgroup and id mechanics they share with Python.
+ffibuilder.cdef(header_cdef("ociverbs.h", leave_out=("oci_verbs_main",)))  # the front's entry, not linked here
 
 ffibuilder.set_source(
     "minirun._native",
