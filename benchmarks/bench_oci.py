@@ -35,7 +35,6 @@ import json
 import os
 import resource
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -269,37 +268,6 @@ VERB_WHAT = {
 }
 
 
-class Containerd:
-    """containerd on a private socket, root and state, without its CRI plugin."""
-
-    def __init__(self, base: str):
-        self.base, sock = base, f"{base}/containerd.sock"
-        with open(f"{base}/config.toml", "w") as f:
-            f.write(f'version = 2\nroot = "{base}/ctd-root"\nstate = "{base}/ctd-state"\n'
-                    'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n'
-                    f'[grpc]\n  address = "{sock}"\n[ttrpc]\n  address = "{sock}.ttrpc"\n'
-                    '[debug]\n  address = ""\n[metrics]\n  address = ""\n')
-        self.log = open(f"{base}/containerd.log", "w")
-        self.proc = subprocess.Popen(["containerd", "-c", f"{base}/config.toml"], stdout=self.log,
-                                     stderr=subprocess.STDOUT)
-        self.ctr = ["ctr", "-a", sock]
-        deadline = time.monotonic() + 30
-        while subprocess.run(self.ctr + ["version"], capture_output=True).returncode != 0:
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("containerd did not start")
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        ls = subprocess.run(self.ctr + ["containers", "ls", "-q"], capture_output=True, text=True).stdout.split()
-        for cid in ls:
-            subprocess.run(self.ctr + ["task", "delete", "-f", cid], capture_output=True)
-            subprocess.run(self.ctr + ["containers", "delete", cid], capture_output=True)
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(30)
-        self.log.close()
-        subprocess.run(["umount", "-R", f"{self.base}/ctd-root"], capture_output=True)
-
-
 class Engines:
     """podman, containerd and dockerd, each on private storage under ``base``, driving the wrapped runtimes; ``stop``
     removes all they made and puts the host's network state back."""
@@ -308,7 +276,7 @@ class Engines:
         self.base, self.rt = base, rt
         self.made_run_dirs = [d for d in ("/run/containerd", "/run/docker") if not os.path.exists(d)]
         self.podman: list[str] | None = None
-        self.ctd: Containerd | None = None
+        self.ctd = None  # containerd.Containerd, once started
         self.docker = self.host = None
 
     def run_all(self, rec: Recorder, runs: int) -> None:
@@ -324,13 +292,16 @@ class Engines:
                                              "/bin/true"], runs))
         rec.add("engine.podman", "`podman run --rm IMAGE /bin/true` (podman 4.3, conmon)", "minirun-oci", med, n=runs)
 
+        sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests", "oci"))
+        from containerd import Containerd
+
         self.ctd = ctd = Containerd(self.base)
         subprocess.run(podman + ["save", "--format", "oci-archive", "-o", f"{self.base}/oci.tar", IMAGE], check=True,
                        capture_output=True)
-        subprocess.run(ctd.ctr + ["images", "import", "--base-name", IMAGE.rsplit(":", 1)[0], f"{self.base}/oci.tar"],
+        subprocess.run(ctd.command + ["images", "import", "--base-name", IMAGE.rsplit(":", 1)[0], f"{self.base}/oci.tar"],
                        check=True, capture_output=True)
         med = summarize("ctr run --rm IMAGE ID /bin/true", alternate(
-            names, lambda name, i: ctd.ctr + ["run", "--runc-binary", scripts[name], "--rm", IMAGE, f"c-{name}-{i}",
+            names, lambda name, i: ctd.command + ["run", "--runc-binary", scripts[name], "--rm", IMAGE, f"c-{name}-{i}",
                                               "/bin/true"], runs))
         rec.add("engine.ctr", "`ctr run --rm IMAGE ID /bin/true` (containerd 1.6, containerd-shim-runc-v2)",
                 "minirun-oci", med, n=runs)

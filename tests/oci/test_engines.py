@@ -11,13 +11,12 @@ import json
 import os
 import resource
 import shutil
-import signal
 import subprocess
 import tarfile
-import time
 
 import pytest
 
+import containerd as containerd_daemon
 from conftest import OCI, run_to_files
 from helpers import wait_for
 
@@ -121,35 +120,9 @@ def test_podman_detach_exec_stop_rm(podman):
 # ---------------------------------------------------------------- containerd
 
 
-class Containerd:
-    def __init__(self, base: str):
-        self.base, self.sock = base, f"{base}/containerd.sock"
-        with open(f"{base}/config.toml", "w") as f:
-            f.write(f'version = 2\nroot = "{base}/root"\nstate = "{base}/state"\n'
-                    'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n'
-                    f'[grpc]\n  address = "{self.sock}"\n[ttrpc]\n  address = "{self.sock}.ttrpc"\n'
-                    '[debug]\n  address = ""\n[metrics]\n  address = ""\n')
-        self.log = open(f"{base}/containerd.log", "w")
-        self.proc = subprocess.Popen(["containerd", "-c", f"{base}/config.toml"], stdout=self.log,
-                                     stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while self.ctr("version").returncode != 0:
-            assert time.monotonic() < deadline and self.proc.poll() is None, "containerd did not start"
-            time.sleep(0.1)
-
+class Containerd(containerd_daemon.Containerd):
     def ctr(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-        return run_to_files(["ctr", "-a", self.sock, *args], timeout=timeout)
-
-    def stop(self) -> None:
-        for task in self.ctr("task", "ls", "-q").stdout.split():
-            self.ctr("task", "kill", "-s", "KILL", task)
-            self.ctr("task", "delete", "-f", task)
-        for container in self.ctr("containers", "ls", "-q").stdout.split():
-            self.ctr("containers", "delete", container)
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(30)
-        self.log.close()
-        subprocess.run(["umount", "-R", f"{self.base}/root"], capture_output=True)
+        return run_to_files(self.command + list(args), timeout=timeout)  # files: the shims keep pipes open
 
 
 @pytest.fixture(scope="module")
