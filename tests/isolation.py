@@ -112,3 +112,17 @@ def teardown() -> list[str]:
                          if not name.startswith("allocations.")]
                 shutil.rmtree(path, ignore_errors=True)
     return left
+
+
+ENGINE_LANE_LOCK = "/run/minirun-tests-engine-lanes.lock"
+
+
+def hold_engine_lane():
+    """Wait for, then hold, the host's engine-lane lock; returns its release. dockerd's
+    network setup (docker0, its iptables chains, ip_forward) and the CRI lane's CNI bridge
+    and containerd cgroups are host-wide names: a second copy of the suite running its
+    lane at the same time would undo ours at its end. So one suite at a time runs them;
+    the other waits here (a lane takes a minute or two)."""
+    fd = os.open(ENGINE_LANE_LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return lambda: os.close(fd)

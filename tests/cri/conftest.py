@@ -15,6 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # criclient, cri
 import crienv  # noqa: E402
 from criclient import Cri, generate_stubs, wait_for  # noqa: E402
 from helpers import IS_ROOT  # noqa: E402
+from isolation import hold_engine_lane  # noqa: E402
 from pod import Pod  # noqa: E402
 
 OCI = os.path.join(os.path.dirname(sys.executable), "minirun-oci")
@@ -41,6 +42,7 @@ def containerd(tmp_path_factory, rootfs):
     if _missing():
         pytest.skip(f"missing: {', '.join(_missing())} (make deps venv)")
     base = str(tmp_path_factory.mktemp("cri"))
+    release_lane = hold_engine_lane()  # its CNI bridge and cgroups have host-wide names
     made_run_dir = not os.path.exists("/run/containerd")  # the shims' sockets go under it
     engine = None
     try:
@@ -66,6 +68,7 @@ def containerd(tmp_path_factory, rootfs):
         if made_run_dir:
             crienv.remove_empty_dirs("/run/containerd")
         crienv.clean_dir(base)
+        release_lane()
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ import pytest
 from dockerd import IMAGE, RUNTIMES, Docker
 from helpers import IS_ROOT
 from hoststate import HostState
+from isolation import hold_engine_lane
 
 
 def _docker_cgroup_parents() -> set[str]:
@@ -35,6 +36,7 @@ def docker(rootfs):
         pytest.skip("needs root (dockerd)")
     if not shutil.which("dockerd"):
         pytest.skip("docker.io is not installed (make deps)")
+    release_lane = hold_engine_lane()  # before the host's state is saved: another suite's dockerd may be changing it
     host = HostState()
     base = tempfile.mkdtemp(prefix="mr-docker-")
     # Shared directories dockerd and containerd's shims make whatever their roots: removed
@@ -60,6 +62,7 @@ def docker(rootfs):
         problems += [f"mount {point}" for point in engine.mounts()] if engine else []
         if not problems:
             shutil.rmtree(base, ignore_errors=True)
+        release_lane()
         assert not problems, f"host not restored or left behind: {problems}"
 
 

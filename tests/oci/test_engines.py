@@ -18,6 +18,7 @@ import pytest
 
 import containerd as containerd_daemon
 from conftest import OCI, run_to_files
+from isolation import hold_engine_lane
 from helpers import wait_for
 
 pytestmark = pytest.mark.skipif(not (shutil.which("podman") and shutil.which("containerd")),
@@ -131,6 +132,7 @@ def containerd(tmp_path_factory, podman):
     archive = os.path.join(base, "busybox-oci.tar")
     out = podman("save", "--format", "oci-archive", "-o", archive, IMAGE)
     assert out.returncode == 0, out.stderr
+    release_lane = hold_engine_lane()  # /run/containerd is shared with any other containerd of a test
     made_run_dir = not os.path.exists("/run/containerd")  # the shim's fifos, sockets and runtime --root
     engine = Containerd(base)
     try:
@@ -142,6 +144,7 @@ def containerd(tmp_path_factory, podman):
         if made_run_dir:  # ours to remove if we made it
             shutil.rmtree("/run/containerd", ignore_errors=True)
         shutil.rmtree(base, ignore_errors=True)
+        release_lane()
 
 
 def test_ctr_run_rm_exit_codes(containerd):
