@@ -91,14 +91,6 @@ def remove_empty_parents() -> None:
                 pass
 
 
-def remove_empty_dirs(top: str) -> None:
-    for dirpath, _dirs, _files in sorted(os.walk(top), key=lambda w: -w[0].count("/")):
-        try:
-            os.rmdir(dirpath)
-        except OSError:
-            pass
-
-
 def running(name: str) -> list[int]:
     """PIDs of the processes called ``name``."""
     pids = []
@@ -353,6 +345,9 @@ class Engines:
             problems += [f"mount {point}" for point in self.docker.mounts()] if self.docker is not None else []
         if self.podman:
             remove_podman_storage(self.base)
+        sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests", "docker"))
+        from hoststate import remove_empty_dirs
+
         for d in self.made_run_dirs:
             remove_empty_dirs(d)
         return problems

@@ -20,7 +20,7 @@ import pytest
 
 from dockerd import IMAGE, RUNTIMES, Docker
 from helpers import IS_ROOT
-from hoststate import HostState
+from hoststate import HostState, remove_empty_dirs
 from isolation import hold_engine_lane
 
 
@@ -58,20 +58,13 @@ def docker(rootfs):
             markers = engine.stop()
         problems = host.restore(markers)
         for parent in [*(_docker_cgroup_parents() - cgroups_before), *run_dirs]:
-            _remove_empty_dirs(parent)
+            remove_empty_dirs(parent)
         problems += [f"mount {point}" for point in engine.mounts()] if engine else []
         if not problems:
             shutil.rmtree(base, ignore_errors=True)
         release_lane()
         assert not problems, f"host not restored or left behind: {problems}"
 
-
-def _remove_empty_dirs(top: str) -> None:
-    for dirpath, _dirs, _files in sorted(os.walk(top), key=lambda w: -w[0].count("/")):
-        try:
-            os.rmdir(dirpath)
-        except OSError:
-            pass
 
 
 @pytest.fixture(params=RUNTIMES)

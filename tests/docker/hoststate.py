@@ -116,3 +116,12 @@ class HostState:
                     nft.close()
             except Exception as err:  # noqa: BLE001 - reported, the host keeps an empty table
                 problems.append(f"delete empty iptables table {table}: {err}")
+
+
+def remove_empty_dirs(top: str) -> None:
+    """``top`` and what is under it, deepest first, where empty (a directory in use stays)."""
+    for dirpath, _dirs, _files in sorted(os.walk(top), key=lambda w: -w[0].count("/")):
+        try:
+            os.rmdir(dirpath)
+        except OSError:
+            pass
