@@ -16,7 +16,7 @@ from setuptools.command.build_ext import build_ext
 from distutils.command.build_scripts import build_scripts  # setuptools' own copy, once setuptools is imported
 
 # The native OCI verbs (oci_verbs_main, csrc/ociverbs.h): what minirun-oci links beside front.c.
-OCI_VERBS_SOURCES = ["csrc/ocicli.c", "csrc/ociverbs.c", "csrc/ocistore.c", "csrc/ocicgroup.c", "csrc/ocilog.c",
+OCI_VERBS_SOURCES = ["csrc/ocicli.c", "csrc/ociverbs.c", "csrc/ocistore.c", "csrc/ocips.c", "csrc/ocicgroup.c", "csrc/ocilog.c",
                      "csrc/json.c", "csrc/hooks.c", "csrc/syscalls.c"]
 
 HELPERS = {

@@ -224,7 +224,7 @@ ffibuilder.set_source(
     sources=[os.path.join("csrc", name) for name in ("syscalls.c", "spawn.c", "init.c", "report.c",
                                                      "exec.c", "security.c", "rootpath.c", "devices.c", "console.c",
                                                      "hooks.c", "relay.c", "attach.c", "ociverbs.c", "ocistore.c",
-                                                     "ocicgroup.c", "ocilog.c", "json.c")],
+                                                     "ocips.c", "ocicgroup.c", "ocilog.c", "json.c")],
     include_dirs=[HERE],
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
 )

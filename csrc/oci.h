@@ -66,4 +66,7 @@ int oci_read_pids(char *const *dirs, int n, struct oci_pids *out, struct mr_oci_
 int oci_cgroup_destroy(const struct oci_cgroup *cg, struct mr_oci_error *e);
 int oci_cgroup_remove_if_unused(const struct oci_cgroup *cg, struct mr_oci_error *e); /* 1, 0 in use, -1 */
 
+/* ocips.c: `ps -ef`'s lines for these pids (sorted), read from /proc */
+int oci_ps_table(const struct oci_pids *pids, struct mr_buf *out, struct mr_oci_error *e);
+
 #endif

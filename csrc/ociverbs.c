@@ -6,6 +6,7 @@
  *   ocistore.c   the state root, a container's record, status, lock, signal, removal
  *   ocicgroup.c  its cgroup in every hierarchy: pids, kill, destroy
  *   ocilog.c     the --log file's records, as runc's logrus writes them
+ *   ocips.c      ps's default table, `ps -ef`'s lines read from /proc
  *   ocicli.c     oci_verbs_main: runc's command line, for the native front only
  *
  * The rules are store.py's and state.py's, which these replace for minirun-oci.
@@ -559,30 +560,42 @@ int mr_oci_delete(const char *root, const char *id, int force, struct mr_oci_err
 
 /* ---------------------------------------------------------------- ps, list */
 
-char *mr_oci_pids(const char *root, const char *id, struct mr_oci_error *e)
+/* The pids in the container's cgroup, sorted. */
+static int container_pids(const char *root, const char *id, struct oci_pids *pids, struct mr_oci_error *e)
 {
     struct mr_json *st = oci_read_state(root, id, e);
     struct oci_cgroup cg;
-    struct oci_pids pids = {0};
-    struct mr_buf b = {0};
     int ret;
 
     if (!st)
-        return NULL;
+        return -1;
     ret = oci_record_cgroup(st, &cg, e);
     mr_json_free(st);
     if (ret < 0)
-        return NULL;
-    ret = oci_read_pids(cg.dirs, cg.n, &pids, e);
+        return -1;
+    ret = oci_read_pids(cg.dirs, cg.n, pids, e);
     oci_cgroup_free(&cg);
-    if (ret < 0) {
+    return ret;
+}
+
+static void put_pids_json(struct mr_buf *b, const struct oci_pids *pids)
+{
+    mr_buf_puts(b, "[");
+    for (size_t i = 0; i < pids->n; i++)
+        mr_buf_printf(b, "%s%lld", i ? ", " : "", pids->v[i]);
+    mr_buf_puts(b, "]");
+}
+
+char *mr_oci_pids(const char *root, const char *id, struct mr_oci_error *e)
+{
+    struct oci_pids pids = {0};
+    struct mr_buf b = {0};
+
+    if (container_pids(root, id, &pids, e) < 0) {
         free(pids.v);
         return NULL;
     }
-    mr_buf_puts(&b, "[");
-    for (size_t i = 0; i < pids.n; i++)
-        mr_buf_printf(&b, "%s%lld", i ? ", " : "", pids.v[i]);
-    mr_buf_puts(&b, "]");
+    put_pids_json(&b, &pids);
     free(pids.v);
     return b.p;
 }
@@ -703,44 +716,44 @@ done:
     return out.p;
 }
 
-/* `ps`: the container's pids as JSON, or the lines of ps(1) (-ef, or the arguments
- * given) whose PID column names one of them. */
+/* `ps`: the container's pids as JSON, `ps -ef`'s lines for them (ocips.c), or the lines of
+ * ps(1) run with the arguments given whose PID column names one of them. */
 char *mr_oci_ps_text(const char *root, const char *id, const char *format, char *const *ps_args, int n_ps_args,
                      struct mr_oci_error *e)
 {
-    char *pids_json = mr_oci_pids(root, id, e), *argv[68] = {"ps"};
-    struct mr_json *pids;
+    char *argv[68] = {"ps"};
+    struct oci_pids pids = {0};
     struct mr_buf out = {0}, shown = {0};
     int pipe_fds[2], status = 0, col = 1, n = 1, err;
     posix_spawn_file_actions_t actions;
     pid_t child;
 
-    if (!pids_json)
-        return NULL;
+    if (container_pids(root, id, &pids, e) < 0)
+        goto failed;
     if (!format)
         format = "table";
     if (!strcmp(format, "json")) {
-        mr_buf_puts(&shown, pids_json);
+        put_pids_json(&shown, &pids);
         mr_buf_puts(&shown, "\n");
-        free(pids_json);
+        free(pids.v);
         return shown.p;
     }
     if (strcmp(format, "table")) {
-        free(pids_json);
         oci_fail(e, MR_OCI_SPEC, "--format %s: use table or json", oci_repr(format));
-        return NULL;
+        goto failed;
     }
-    pids = mr_json_parse(pids_json, strlen(pids_json));
-    free(pids_json);
-    if (!pids || pipe2(pipe_fds, O_CLOEXEC) < 0) {
-        oci_fail_os(e, NULL, pids ? errno : ENOMEM);
-        mr_json_free(pids);
-        return NULL;
+    if (!n_ps_args) {
+        if (oci_ps_table(&pids, &shown, e) < 0)
+            goto failed;
+        free(pids.v);
+        return shown.p;
+    }
+    if (pipe2(pipe_fds, O_CLOEXEC) < 0) {
+        oci_fail_os(e, NULL, errno);
+        goto failed;
     }
     for (int i = 0; i < n_ps_args && n < 67; i++)
         argv[n++] = ps_args[i];
-    if (!n_ps_args)
-        argv[n++] = "-ef";
     argv[n] = NULL;
     /* posix_spawn, not fork: the caller may be a threaded Python process */
     posix_spawn_file_actions_init(&actions);
@@ -750,9 +763,8 @@ char *mr_oci_ps_text(const char *root, const char *id, const char *format, char 
     close(pipe_fds[1]);
     if (err) {
         close(pipe_fds[0]);
-        mr_json_free(pids);
         oci_fail_os(e, "ps", err);
-        return NULL;
+        goto failed;
     }
     for (;;) {
         char chunk[4096];
@@ -768,8 +780,8 @@ char *mr_oci_ps_text(const char *root, const char *id, const char *format, char 
     while (waitpid(child, &status, 0) < 0 && errno == EINTR)
         ;
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        oci_fail(e, MR_OCI_OS, "ps %s: exit status %d", n_ps_args ? "..." : "-ef",
-             WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+        oci_fail(e, MR_OCI_OS, "ps ...: exit status %d",
+                 WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
         goto failed;
     }
     mr_buf_puts(&out, "");
@@ -797,8 +809,8 @@ char *mr_oci_ps_text(const char *root, const char *id, const char *format, char 
             if (k != col)
                 continue;
             if (strspn(field, "0123456789") == strlen(field))
-                for (const struct mr_json *v = pids->child; v; v = v->next)
-                    show |= strtoll(v->text, NULL, 10) == strtoll(field, NULL, 10);
+                for (size_t i = 0; i < pids.n; i++)
+                    show |= pids.v[i] == strtoll(field, NULL, 10);
             break;
         }
         free(copy);
@@ -809,11 +821,11 @@ char *mr_oci_ps_text(const char *root, const char *id, const char *format, char 
         oci_fail_os(e, NULL, ENOMEM);
         goto failed;
     }
-    mr_json_free(pids);
+    free(pids.v);
     mr_buf_free(&out);
     return shown.p;
 failed:
-    mr_json_free(pids);
+    free(pids.v);
     mr_buf_free(&out);
     mr_buf_free(&shown);
     return NULL;

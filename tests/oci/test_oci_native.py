@@ -243,3 +243,53 @@ def test_a_paused_container_reads_paused_and_delete_force_thaws_and_kills_it(bun
     assert refused.returncode == 1 and "that is paused: stop it first or use --force" in refused.stderr
     assert native("delete", "--force", "frozen").returncode == 0
     assert wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 30)  # thawed, so the SIGKILL took
+
+
+def _ps_ef_lines(pids: list[int], env: dict) -> str:
+    """`ps -ef` run here, cut to its header and the lines of ``pids``."""
+    lines = subprocess.run(["ps", "-ef"], env=env, capture_output=True, text=True, check=True).stdout.splitlines()
+    return "".join(f"{line}\n" for line in lines[:1] + [line for line in lines[1:] if int(line.split()[1]) in pids])
+
+
+def test_ps_prints_ps_ef_lines_without_running_ps(tmp_path, bundle, native, monkeypatch):
+    """The default table is read from /proc (csrc/ocips.c), as `ps -ef` prints it: compared
+    with ps -ef's own lines for the same pids, in a bytes and a UTF-8 locale and a narrow
+    COLUMNS. The command holds a tab and a non-ASCII letter (escaped per locale); its users
+    are nobody, root and one with no passwd entry (its number). A `ps` first on PATH that
+    fails and leaves a mark is never run for it, only when ps arguments are given."""
+    from minirun import ociverbs
+
+    path = bundle(["/bin/sh", "-c", "sleep 100 & sleep 200 & wait # a\ttab, \u00e9t\u00e9 " + "x" * 80])
+    config = _config(path)
+    config["process"]["user"] = {"uid": NOBODY, "gid": NOBODY}
+    write_config(path, config)
+    assert native("run", "-d", "--bundle", path, "pstab", python=True).returncode == 0
+    try:
+        assert native("exec", "--detach", "pstab", "/bin/sleep", "300", python=True).returncode == 0
+        assert native("exec", "--detach", "--user", "4242", "pstab", "/bin/sleep", "400", python=True).returncode == 0
+
+        def pids() -> list[int]:
+            return json.loads(native("ps", "--format", "json", "pstab").stdout)
+
+        assert wait_for(lambda: len(pids()) == 5, 30)  # sh, its two sleeps, the exec'd two
+        fake = tmp_path / "bin"
+        fake.mkdir()
+        mark = tmp_path / "ps-ran"
+        (fake / "ps").write_text(f"#!/bin/sh\n: > {mark}\nexit 3\n")  # PATH holds no touch
+        (fake / "ps").chmod(0o755)
+        for extra in ({"LC_ALL": "C"}, {"LC_ALL": "C.UTF-8"}, {"LC_ALL": "C.UTF-8", "COLUMNS": "70"}):
+            env = dict(os.environ, **extra)
+            before = _ps_ef_lines(pids(), env)
+            table = native("ps", "pstab", env=dict(env, PATH=str(fake)))
+            after = _ps_ef_lines(pids(), env)
+            assert table.returncode == 0, table.stderr
+            assert table.stdout in (before, after), extra  # one of them: a clock may pass midnight between
+            assert len(table.stdout.splitlines()) == 6
+        assert not mark.exists()
+        for name, value in extra.items():  # the Python front's table: the same C, the same environment
+            monkeypatch.setenv(name, value)
+        assert ociverbs.ps_text(native.root, "pstab", None, []) == _ps_ef_lines(pids(), dict(os.environ))
+        with_args = native("ps", "pstab", "--", "-o", "pid", env=dict(os.environ, PATH=str(fake)))
+        assert with_args.returncode == 1 and mark.exists()  # ps(1) it is, with arguments
+    finally:  # five processes, which a failure above would leave running
+        assert native("delete", "--force", "pstab").returncode == 0
