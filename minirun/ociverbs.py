@@ -87,7 +87,8 @@ def list_text(root: str, quiet: bool, fmt: str | None) -> str:
 
 
 def ps_text(root: str, container_id: str, fmt: str | None, ps_args: list[str]) -> str:
-    """`ps`'s output: the pids as JSON, or the lines of ps(1) (-ef, or ``ps_args``) that show them."""
+    """`ps`'s output: the pids as JSON, `ps -ef`'s lines for them (read from /proc), or the lines of
+    ps(1) run with ``ps_args`` that show them."""
     err = ffi.new("struct mr_oci_error *")
     keep = [ffi.new("char[]", _b(a)) for a in ps_args]
     argv = ffi.new("char *[]", keep + [ffi.NULL])
