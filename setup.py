@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import sysconfig
 
 from setuptools import setup
@@ -19,9 +20,13 @@ from distutils.command.build_scripts import build_scripts  # setuptools' own cop
 OCI_VERBS_SOURCES = ["csrc/ocicli.c", "csrc/ociverbs.c", "csrc/ocistore.c", "csrc/ocips.c", "csrc/ocicgroup.c", "csrc/ocilog.c",
                      "csrc/json.c", "csrc/hooks.c", "csrc/syscalls.c"]
 
+# name -> (sources, defines). minirun-init is the container's init from its clone on: its spawn
+# mode sets the container up (init.c and what that calls), then reaps (reap.c).
 HELPERS = {
-    "minirun-init": ["csrc/init_main.c", "csrc/reap.c", "csrc/command.c", "csrc/report.c"],
-    "minirun-shim": ["csrc/shim.c", "csrc/relay.c", "csrc/attach.c"],
+    "minirun-init": (["csrc/init_main.c", "csrc/init.c", "csrc/spawnreq.c", "csrc/become.c", "csrc/reap.c",
+                      "csrc/command.c", "csrc/report.c", "csrc/security.c", "csrc/rootpath.c", "csrc/console.c",
+                      "csrc/hooks.c", "csrc/syscalls.c"], ("-DMR_INIT_BINARY",)),
+    "minirun-shim": (["csrc/shim.c", "csrc/relay.c", "csrc/attach.c"], ()),
 }
 
 
@@ -30,18 +35,33 @@ class BuildWithHelpers(build_ext):
         super().run()
         out_dir = os.path.join("minirun" if self.inplace else os.path.join(self.build_lib, "minirun"), "libexec")
         os.makedirs(out_dir, exist_ok=True)
-        for name, sources in HELPERS.items():
+        for name, (sources, defines) in HELPERS.items():
             # static: PID 1 execs it after pivot_root, where no host library is reachable
-            link_static(os.path.join(out_dir, name), sources)
+            link_static(os.path.join(out_dir, name), sources, defines)
 
 
 def link_static(target: str, sources: list[str], defines: tuple[str, ...] = ()) -> None:
     # musl links them ~20x smaller than glibc's static libc: every container holds a copy of
     # minirun-init in a memfd, so its size is memory per container (make deps installs musl-tools)
     cc = os.environ.get("MINIRUN_STATIC_CC") or shutil.which("musl-gcc") or "gcc"
-    subprocess.run([cc, "-static", "-Os", "-s", "-Wall", "-Wextra", "-Icsrc", *defines, "-o", target + ".tmp",
-                    *sources], check=True)
+    with tempfile.TemporaryDirectory(prefix="minirun-uapi-") as uapi:
+        subprocess.run([cc, "-static", "-Os", "-s", "-Wall", "-Wextra", "-Icsrc", *kernel_headers(cc, uapi),
+                        *defines, "-o", target + ".tmp", *sources], check=True)
     os.replace(target + ".tmp", target)
+
+
+def kernel_headers(cc: str, into: str) -> list[str]:
+    """musl-gcc searches musl's headers only, not the kernel's UAPI ones (linux/, asm/), which
+    are libc-independent: those of the host (linux-libc-dev, which libc6-dev brings), through
+    links in ``into``, as Alpine's linux-headers gives musl them."""
+    if "musl" not in os.path.basename(cc):
+        return []
+    multiarch = sysconfig.get_config_var("MULTIARCH") or ""
+    for name, where in (("linux", "/usr/include/linux"), ("asm-generic", "/usr/include/asm-generic"),
+                        ("asm", os.path.join("/usr/include", multiarch, "asm"))):
+        if os.path.isdir(where):
+            os.symlink(where, os.path.join(into, name))
+    return ["-isystem", into]
 
 
 def write_features_header(build_ext_cmd) -> None:

@@ -221,7 +221,7 @@ ffibuilder.set_source(
     #include "minirun.h"
     #include "ociverbs.h"
     """,
-    sources=[os.path.join("csrc", name) for name in ("syscalls.c", "spawn.c", "init.c", "report.c",
+    sources=[os.path.join("csrc", name) for name in ("syscalls.c", "spawn.c", "spawnreq.c", "become.c", "report.c",
                                                      "exec.c", "security.c", "rootpath.c", "devices.c", "console.c",
                                                      "hooks.c", "relay.c", "attach.c", "ociverbs.c", "ocistore.c",
                                                      "ocips.c", "ocicgroup.c", "ocilog.c", "json.c")],

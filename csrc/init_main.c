@@ -2,20 +2,22 @@
  * init_main.c - minirun-init: the container's PID 1, and the last exec on the
  * way to COMMAND.
  *
- *     minirun-init REPORT_FD COMMAND_PID SYNC_FD KEEP_CAPS
+ *     minirun-init spawn REQUEST_FD REPORT_FD GO_FD
  *     minirun-init exec PIPE_FD OCI SECCOMP PATH COMMAND [ARGS...]
  *
  * Static, and run from a sealed memfd the parent fills from this file
- * (minirun/syscalls.py), never from the host file itself. The first form:
- * init.c sets the container up in a forked copy of the Python process, forks
- * COMMAND's process, which waits on SYNC_FD, then execs this, so an idle
- * container holds a few pages instead of the interpreter; this confines itself,
- * releases COMMAND and reaps (reap.c). The second: the process about to become
- * COMMAND, its credentials and no_new_privs in place, execs this, which execs
- * COMMAND (command.c): during that execve /proc/self/exe is the sealed copy,
- * which a `#!/proc/self/exe` COMMAND cannot write through (CVE-2019-5736).
- * Both start non-dumpable: the memfd is not readable to the process that execs
- * it (security.c, mr_execveat_nondumpable).
+ * (minirun/syscalls.py), never from the host file itself. The first form is
+ * the container's init from its clone on (spawn.c): it reads the spawn request
+ * (spawnreq.c), sets the container up (init.c), forks COMMAND's process, which
+ * waits for the init to confine itself, then reaps (reap.c); an idle container
+ * holds a few pages, never a copy of the interpreter. GO_FD -1: the child
+ * waited for sync 1 before its exec (a user namespace). The second form is for
+ * `minirun exec`: the forked copy of the interpreter about to become COMMAND,
+ * its credentials and no_new_privs in place, execs this, which execs COMMAND
+ * (command.c). Either way, during COMMAND's execve /proc/self/exe is the sealed
+ * copy, which a `#!/proc/self/exe` COMMAND cannot write through
+ * (CVE-2019-5736). Both start non-dumpable: the memfd is not readable to the
+ * process that execs it (security.c, mr_execveat_nondumpable).
  *
  * SECCOMP is "-", or FD:LEN:FLAGS: the container's filter (LEN instructions, the
  * parent's libseccomp export) in the memfd FD, for seccomp(2) with FLAGS. It is
@@ -99,12 +101,18 @@ int main(int argc, char **argv)
         load_seccomp(argv[4], pipe_fd, oci_process); /* last: from here on, only execve (and a failure's report) */
         mr_exec_command(argv + 6, environ, argv[5], pipe_fd, oci_process);
     }
-    if (argc == 5 && number(argv[1], 0) >= 0 && number(argv[2], 1) > 0 && number(argv[3], 0) >= 0) {
-        char *end;
-        unsigned long long keep = strtoull(argv[4], &end, 10);
+    if (argc == 5 && strcmp(argv[1], "spawn") == 0) {
+        int request_fd = number(argv[2], 0), report_fd = number(argv[3], 0), err = 0;
+        int go_fd = strcmp(argv[4], "-1") ? number(argv[4], 0) : -1;
+        struct mr_spawn_req *req;
+        char step[MR_STEP_MAX];
 
-        if (*argv[4] && !*end)
-            mr_init_run(number(argv[1], 0), number(argv[2], 1), number(argv[3], 0), keep);
+        if (request_fd < 0 || report_fd < 0 || (go_fd < 0 && strcmp(argv[4], "-1")))
+            return 125;
+        if (!(req = mr_spawn_req_from_fd(request_fd, step, &err)))
+            mr_setup_failed(report_fd, step, err);
+        close(request_fd);
+        mr_spawn_child(req, report_fd, go_fd);
     }
     /* e.g. a COMMAND that is `#!/proc/self/exe`: it gets us, not a host binary */
     (void)!write(2, "minirun-init: not a program to run\n", 35);

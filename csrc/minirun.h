@@ -84,8 +84,8 @@ struct mr_clone_args {
 #define CLONE_INTO_CGROUP 0x200000000ULL
 #endif
 
-/* What the parent asks the child to become. All pointers stay valid for the
- * duration of mr_spawn(): the child is a copy of the parent's memory. */
+/* What the parent asks the child to become. mr_spawn packs it, pointees and all,
+ * for minirun-init (spawnreq.c): every pointer here is named in walk_req() there. */
 struct mr_spawn_req {
     const char *rootfs;        /* absolute path of the new root */
     const char *hostname;      /* NULL: keep */
@@ -180,6 +180,21 @@ struct mr_report {
 };
 
 int mr_spawn(const struct mr_spawn_req *req, struct mr_spawn_out *out, char *step);
+
+/* spawnreq.c: the request as one blob in a memfd (CLOEXEC), which minirun-init reads back:
+ * the fd, or -errno with the step; the request (malloc'd, never freed), or NULL with the step
+ * and *err. */
+int mr_spawn_req_to_memfd(const struct mr_spawn_req *req, char *step);
+struct mr_spawn_req *mr_spawn_req_from_fd(int fd, char *step, int *err);
+/* The fds the init needs across that exec (into fds, at most max of mr_spawn_req_n_fds): */
+int mr_spawn_req_fds(const struct mr_spawn_req *req, int *fds, int max, int report_fd, int go_fd, int blob_fd);
+int mr_spawn_req_n_fds(const struct mr_spawn_req *req);
+
+/* init.c: minirun-init's spawn mode, the container's init from its exec on. go_fd >= 0: join
+ * the cgroups, wait for sync 1 on it; -1: the forked child did that already (spawn.c). */
+void mr_spawn_child(const struct mr_spawn_req *req, int report_fd, int go_fd) __attribute__((noreturn));
+/* spawnreq.c: the first steps of the container's init: join the cgroup v1 hierarchies, wait for sync 1 */
+void mr_spawn_join(const struct mr_spawn_req *req, int report_fd, int go_fd);
 
 int mr_setns(int fd, int nstype, char *step); /* syscalls.c; 0 or -errno */
 

@@ -3,21 +3,21 @@
  * reaper and nothing more, let COMMAND exec, then forward signals to it, reap
  * every zombie of the namespace and report COMMAND's exit.
  *
- * Only in the static minirun-init (init_main.c), which PID 1 execs, so that an
- * idle container holds a ~100 KiB program instead of a forked copy of the
- * Python interpreter; the extension's child never runs it itself.
+ * Only in the static minirun-init (init_main.c), which the container's init is
+ * from its clone on (spawn.c), so that an idle container holds a ~100 KiB
+ * program, never a copy of the Python interpreter.
  *
  * Order (init.c forks COMMAND's process first; it waits on the sync socket):
- *   PID 1                                   COMMAND's process
- *   exec minirun-init (non-dumpable)        console, fds, working directory
+ *   PID 1 (minirun-init, non-dumpable)      COMMAND's process
+ *                                           console, fds, working directory
  *   confine: no groups, capabilities        (waits for one byte)
  *   but KILL, no_new_privs, signal mask
  *   and dispositions, seccomp filter
  *   send one byte                       ->  credentials, seccomp, execve COMMAND
  *   EOF: EXEC_OK / a record: EXEC_FAILED <-
  *   forward signals, reap
- * So no process of the container ever sees PID 1 half-made (a Python copy, named
- * after its memfd, dumpable), and nothing in it can attach to PID 1 for a gain:
+ * So no process of the container ever sees PID 1 half-made, and nothing in it can
+ * attach to PID 1 for a gain:
  * without CAP_SYS_PTRACE it is non-dumpable; with it (which lets a tracer into any
  * process of its user namespace, as in runc), PID 1 holds no capability COMMAND
  * lacks and its filter allows only what the loop below calls.
