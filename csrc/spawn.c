@@ -50,13 +50,6 @@
 
 #include "minirun.h"
 
-#ifndef CLONE_NEWCGROUP
-#define CLONE_NEWCGROUP 0x02000000
-#endif
-#ifndef CLOSE_RANGE_CLOEXEC
-#define CLOSE_RANGE_CLOEXEC (1U << 2)
-#endif
-
 /* What the child needs to exec minirun-init: all prepared by the parent, so that a vfork
  * child does nothing but system calls on its own stack. */
 struct init_exec {
