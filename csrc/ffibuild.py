@@ -221,10 +221,10 @@ ffibuilder.set_source(
     #include "minirun.h"
     #include "ociverbs.h"
     """,
-    sources=[os.path.join("csrc", name) for name in ("syscalls.c", "spawn.c", "spawnreq.c", "become.c", "report.c",
-                                                     "exec.c", "security.c", "rootpath.c", "devices.c", "console.c",
-                                                     "hooks.c", "relay.c", "attach.c", "ociverbs.c", "ocistore.c",
-                                                     "ocips.c", "ocicgroup.c", "ocilog.c", "json.c")],
+    sources=[os.path.join("csrc", name) for name in (
+        "syscalls.c", "spawn.c", "spawnreq.c", "become.c", "report.c", "exec.c", "security.c", "rootpath.c",
+        "devices.c", "console.c", "hooks.c", "relay.c", "attach.c", "ociverbs.c", "ocistore.c", "ocips.c",
+        "ocicgroup.c", "ocilog.c", "json.c")],
     include_dirs=[HERE],
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
 )
