@@ -195,8 +195,10 @@ def _root_and_plans(spec: ContainerSpec, state_dir: str):
     pre: tuple = ()
     root = spec.rootfs
     if spec.overlay:
-        upper, work, root = (os.path.join(state_dir, d) for d in ("upper", "work", "root"))
-        for d in (upper, work, root):
+        # Mounted on the state directory itself, in the container's mount namespace only:
+        # no directory of its own to make and remove at every run (~0.1 ms on ext4).
+        upper, work, root = os.path.join(state_dir, "upper"), os.path.join(state_dir, "work"), state_dir
+        for d in (upper, work):
             os.mkdir(d, 0o755)
         pre = (overlay_op(spec.rootfs, upper, work),)
     user_pre, user_post = user_mount_ops(spec.mounts)
