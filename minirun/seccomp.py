@@ -183,12 +183,28 @@ def _trusted_dir(path: str) -> bool:
     return stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o022
 
 
+_DEFAULT_FILTERS: dict[tuple, SeccompFilter] = {}  # caps -> Docker's filter for them, for the process's life
+
+
 def filter_for(profile, caps=()) -> SeccompFilter:
     """build_filter(profile, caps), through a cache of exported programs (see the module docstring).
 
     The cache is only a shortcut: whatever goes wrong with it (unreadable home,
-    read-only disk, a directory not ours) costs a build, never the run.
+    read-only disk, a directory not ours) costs a build, never the run. Docker's
+    profile is looked up once per process and capability set (a program running
+    containers through the API): what its key is made of is this process's own
+    code, libseccomp and kernel, which stay as they are while it runs.
     """
+    if profile != "default":
+        return _cached_filter(profile, caps)
+    key = tuple(caps)
+    found = _DEFAULT_FILTERS.get(key)
+    if found is None:
+        found = _DEFAULT_FILTERS[key] = _cached_filter(profile, caps)
+    return found
+
+
+def _cached_filter(profile, caps) -> SeccompFilter:
     kernel = kernel_version()
     directory = _cache_dir()
     trusted = _trusted_dir(directory)

@@ -357,6 +357,7 @@ def test_program_is_well_formed(default):
 def cache(tmp_path, monkeypatch):
     directory = tmp_path / "cache"
     monkeypatch.setattr(seccomp, "_cache_dir", lambda: str(directory))
+    monkeypatch.setattr(seccomp, "_DEFAULT_FILTERS", {})  # as in a new process
     return directory
 
 
@@ -370,6 +371,17 @@ def test_the_cache_returns_what_was_built(cache, monkeypatch):
     assert len(programs(cache)) == 1 and (os.stat(cache).st_mode & 0o777) == 0o700
     monkeypatch.setattr(seccomp, "build_filter", lambda *a, **k: pytest.fail("rebuilt despite the cache"))
     assert filter_for("default", DEFAULT_CAPS) == first
+
+
+def test_the_default_filter_is_looked_up_once_per_process_and_capabilities(cache, monkeypatch):
+    """A program running containers through the API reads no cache, index or source file again."""
+    lookups = []
+    monkeypatch.setattr(seccomp, "_source_id", lambda name, real=seccomp._source_id: lookups.append(name) or real(name))
+    first = filter_for("default", DEFAULT_CAPS)
+    looked_up = len(lookups)
+    assert looked_up and filter_for("default", list(DEFAULT_CAPS)) is first and len(lookups) == looked_up
+    assert filter_for("default", DEFAULT_CAPS + ("CAP_SYS_ADMIN",)) != first  # its own capabilities, its own filter
+    assert len(lookups) > looked_up
 
 
 def test_the_cache_key_covers_profile_and_capabilities(cache):
