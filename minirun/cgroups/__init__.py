@@ -217,23 +217,33 @@ class Cgroup:
             raise
 
     def _make(self, path: str) -> None:
-        parent = os.path.dirname(path)
-        if not os.path.isdir(parent):  # an OCI cgroupsPath may be nested deeper than minirun/<id>
+        try:
+            created = self._mkdir(path)
+        except CgroupError:
+            parent = os.path.dirname(path)
+            if os.path.isdir(parent):
+                raise
+            # Looked for only now: the parents exist but for the first container (an OCI
+            # cgroupsPath may be nested deeper than minirun/<id>).
             _make_ancestors(parent)
-        unified = self.paths.get("unified")
-        if path == unified:
-            wanted = {v2.NAME.get(c, c) for c in v2.CONTROLLERS if self.paths.get(c) == path}
-            if wanted:
-                v2.enable_controllers(parent, wanted)
-        if not fs.mkdir(path, exist_ok=True):
+            created = self._mkdir(path)
+        if not created:
             raise CgroupError(
                 f"{path} already exists: container {self.id!r} is running or was left behind"
                 " (`minirun gc` removes leftovers)"
             )
         assert self._created is not None
         self._created.append(path)
-        if path == self.paths.get("cpuset") and path != unified:
+        if path == self.paths.get("cpuset") and path != self.paths.get("unified"):
             v1.init_cpuset(path)  # a new v1 cpuset refuses every task until it has cpus and mems
+
+    def _mkdir(self, path: str) -> bool:
+        """True if made, False if it existed; CgroupError if it cannot be (no parent, say)."""
+        if path == self.paths.get("unified"):
+            wanted = {v2.NAME.get(c, c) for c in v2.CONTROLLERS if self.paths.get(c) == path}
+            if wanted:
+                v2.enable_controllers(os.path.dirname(path), wanted)
+        return fs.mkdir(path, exist_ok=True)
 
     def _apply(self, skip: frozenset[str] = frozenset()) -> None:
         for controller, path in self.paths.items():

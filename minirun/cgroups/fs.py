@@ -28,6 +28,23 @@ def write(path: str, value: str | int, *, missing_ok: bool = False) -> bool:
     return True
 
 
+def write_each(path: str, values) -> None:
+    """Write each of ``values`` in a write(2) of its own, through one open: for a file that
+    takes one entry per write (devices.allow), without an open and close per entry."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    except OSError as err:
+        raise CgroupError(f"write {values[0]} to {path}: {err.strerror}") from err
+    try:
+        for value in values:
+            try:
+                os.write(fd, str(value).encode())
+            except OSError as err:
+                raise CgroupError(f"write {value} to {path}: {err.strerror}") from err
+    finally:
+        os.close(fd)
+
+
 def read(path: str) -> str:
     text = read_if_exists(path)
     if text is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import time
+from itertools import groupby
 
 from ..errors import CgroupError, HostError
 from ..spec import Limits
@@ -120,8 +121,8 @@ def set_devices(path: str, limits: Limits, notes: list[str]) -> None:
     Limits.validate saw to it that the list begins with a type "a" rule, which
     written to devices.deny empties it.
     """
-    for rule in limits.devices:
-        fs.write(os.path.join(path, "devices.allow" if rule.allow else "devices.deny"), rule.v1_line())
+    for allow, run in groupby(limits.devices, key=lambda rule: rule.allow):  # a run of them: one open
+        fs.write_each(os.path.join(path, "devices.allow" if allow else "devices.deny"), [r.v1_line() for r in run])
 
 
 def set_memory_and_swap(path: str, limits: Limits, notes: list[str]) -> None:

@@ -155,10 +155,11 @@ class FakeCgroupFs:
                 _fill(path, self._v1_files(controllers, root=True))
         self.mountinfo = str(tmp / "mountinfo")
         Path(self.mountinfo).write_text(mountinfo)
-        self._real = (fs.write, fs.mkdir, fs.rmdir)
+        self._real = (fs.write, fs.mkdir, fs.rmdir, fs.write_each)
 
     def install(self, monkeypatch) -> FakeCgroupFs:
         monkeypatch.setattr(fs, "write", self.write)
+        monkeypatch.setattr(fs, "write_each", self.write_each)
         monkeypatch.setattr(fs, "mkdir", self.mkdir)
         monkeypatch.setattr(fs, "rmdir", self.rmdir)
         monkeypatch.setattr(v2, "attach_device_filter", self.attach_device_filter)
@@ -205,6 +206,11 @@ class FakeCgroupFs:
                 events = Path(os.path.dirname(path), "cgroup.events")
                 events.write_text(events.read_text().replace(f"frozen {1 - int(value)}", f"frozen {value}"))
         return ok
+
+    def write_each(self, path: str, values) -> None:
+        self._real[3](path, values)
+        self.log.extend((self.rel(path), str(value)) for value in values)
+        Path(path).write_text(str(values[-1]))
 
     def attach_device_filter(self, path: str, prog: bytes) -> None:
         """bpf(BPF_PROG_ATTACH, BPF_CGROUP_DEVICE): logged as a write of the program."""
@@ -303,6 +309,19 @@ DEVICES_V2 = ("<devices bpf>", f"{len(devicefilter.program(DEFAULT_RULES)) // 8}
 def devices_v1(d: str) -> list[tuple[str, str]]:
     """The writes that give the v1 cgroup ``d`` the default device rules."""
     return [(f"{d}/{name}", line) for name, line in DEVICES_V1]
+
+
+def test_write_each_writes_every_value_alone_through_one_open(tmp_path, monkeypatch):
+    """devices.allow takes one rule per write(2): ten rules were ten opens and closes."""
+    path = tmp_path / "devices.allow"
+    path.write_text("")
+    writes = []
+    monkeypatch.setattr(fs.os, "write", lambda fd, data, real=os.write: writes.append(data) or real(fd, data))
+    fs.write_each(str(path), ["c 1:3 rwm", "c 1:5 rwm"])
+    assert writes == [b"c 1:3 rwm", b"c 1:5 rwm"]
+    assert path.read_text() == "c 1:3 rwmc 1:5 rwm"  # one open: the second write went on from the first
+    with pytest.raises(CgroupError, match=r"write c 1:3 rwm to .*missing: No such file"):
+        fs.write_each(str(tmp_path / "missing"), ["c 1:3 rwm"])
 
 
 # ---------------------------------------------------------------- detection
@@ -678,6 +697,15 @@ def test_hybrid_create_writes_v1_files_in_order_and_joins_unified(hybrid):
     assert os.path.isdir(hybrid.root + f"{fs_}/unified/minirun/c1")
     assert cg.needs_parent_placement is True
     assert cg.notes == []
+
+
+def test_parents_are_looked_for_only_when_a_mkdir_fails(hybrid, monkeypatch):
+    """The first container makes minirun's parent in each hierarchy; the next ones stat none of them."""
+    cgroups.create_manager("c0", Limits(), hybrid.detect()).create()
+    monkeypatch.setattr(os.path, "isdir", lambda path: pytest.fail(f"looked for {path}"))
+    cg = cgroups.create_manager("c1", ALL_LIMITS, hybrid.detect())
+    cg.create()
+    assert len(cg.dirs) == 10 and all(Path(d).is_dir() for d in cg.dirs)
 
 
 def test_hybrid_without_limits_joins_every_hierarchy(hybrid):
