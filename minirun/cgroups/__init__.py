@@ -235,7 +235,18 @@ class Cgroup:
         assert self._created is not None
         self._created.append(path)
         if path == self.paths.get("cpuset") and path != self.paths.get("unified"):
-            v1.init_cpuset(path)  # a new v1 cpuset refuses every task until it has cpus and mems
+            self._fill_cpuset(path)
+
+    def _fill_cpuset(self, path: str) -> None:
+        """A new v1 cpuset refuses every task until it has cpus and mems. Under minirun's own
+        parent the kernel copies the parent's (cgroup.clone_children, set there once, as LXC
+        sets it on its cgroups): one read sees that it did, instead of two reads and two writes."""
+        ours = self.relpath == os.path.join(PARENT, self.id)
+        if ours and fs.read(os.path.join(path, "cpuset.mems")).strip():
+            return
+        v1.init_cpuset(path)
+        if ours:
+            fs.write(os.path.join(os.path.dirname(path), "cgroup.clone_children"), 1)
 
     def _mkdir(self, path: str) -> bool:
         """True if made, False if it existed; CgroupError if it cannot be (no parent, say)."""

@@ -84,7 +84,7 @@ LEGACY_MOUNTS = {
     "/sys/fs/cgroup/net_cls,net_prio": {"net_cls", "net_prio"},
 }
 
-V1_COMMON = {"cgroup.procs": "", "tasks": "", "notify_on_release": "0"}
+V1_COMMON = {"cgroup.procs": "", "tasks": "", "notify_on_release": "0", "cgroup.clone_children": "0"}
 V1_FILES = {
     "cpu": {"cpu.cfs_period_us": "100000", "cpu.cfs_quota_us": "-1", "cpu.shares": "1024"},
     "cpuacct": {"cpuacct.usage": "0"},
@@ -238,6 +238,10 @@ class FakeCgroupFs:
                     files.update(V2_FILES.get(c, {}))
             else:
                 files = self._v1_files(controllers)
+                parent = Path(os.path.dirname(path))
+                if "cpuset" in controllers and (parent / "cgroup.clone_children").read_text() == "1":
+                    files.update({name: (parent / name).read_text() for name in
+                                  ("cpuset.cpus", "cpuset.mems", "cgroup.clone_children")})
             _fill(Path(path), {k: v for k, v in files.items() if k not in self.drop})
         return created
 
@@ -685,6 +689,7 @@ def test_hybrid_create_writes_v1_files_in_order_and_joins_unified(hybrid):
         (f"{fs_}/cpuset/minirun/cpuset.mems", "0"),
         (f"{fs_}/cpuset/minirun/c1/cpuset.cpus", "0-3"),  # filled when made, as the kernel needs
         (f"{fs_}/cpuset/minirun/c1/cpuset.mems", "0"),
+        (f"{fs_}/cpuset/minirun/cgroup.clone_children", "1"),  # the next ones: filled by the kernel
         (f"{fs_}/cpu/minirun/c1/cpu.cfs_period_us", "100000"),
         (f"{fs_}/cpu/minirun/c1/cpu.cfs_quota_us", "50000"),
         (f"{fs_}/cpuset/minirun/c1/cpuset.cpus", "1"),
@@ -708,6 +713,25 @@ def test_parents_are_looked_for_only_when_a_mkdir_fails(hybrid, monkeypatch):
     assert len(cg.dirs) == 10 and all(Path(d).is_dir() for d in cg.dirs)
 
 
+def test_under_minirun_s_parent_the_kernel_fills_a_new_cpuset(hybrid):
+    """cgroup.clone_children on minirun's parent, set by the first container: the next ones' cpus and
+    mems are the kernel's copy of the parent's, checked by one read, not written."""
+    cpuset = "/sys/fs/cgroup/cpuset"
+    cgroups.create_manager("c1", Limits(), hybrid.detect()).create()
+    hybrid.log.clear()
+    cgroups.create_manager("c2", Limits(cpuset_cpus="1"), hybrid.detect()).create()
+    assert hybrid.writes(cpuset) == [(f"{cpuset}/minirun/c2/cpuset.cpus", "1")]  # only what the limits ask
+    assert (hybrid.read(f"{cpuset}/minirun/c2/cpuset.cpus"), hybrid.read(f"{cpuset}/minirun/c2/cpuset.mems")) == \
+        ("1", "0")
+    # another's parent (an OCI cgroupsPath) is filled as before, its clone_children left alone
+    hybrid.log.clear()
+    cgroups.create_manager("c3", Limits(), hybrid.detect(), relpath="theirs/c3").create()
+    assert hybrid.writes(cpuset) == [(f"{cpuset}/theirs/cpuset.cpus", "0-3"), (f"{cpuset}/theirs/cpuset.mems", "0"),
+                                     (f"{cpuset}/theirs/c3/cpuset.cpus", "0-3"),
+                                     (f"{cpuset}/theirs/c3/cpuset.mems", "0")]
+    assert hybrid.read(f"{cpuset}/theirs/cgroup.clone_children") == "0"
+
+
 def test_hybrid_without_limits_joins_every_hierarchy(hybrid):
     """runc joins every v1 hierarchy (and the unified one) whatever the limits: `update
     --cpuset-cpus`, block I/O stats and the freezer need the container's own cgroup there."""
@@ -718,6 +742,7 @@ def test_hybrid_without_limits_joins_every_hierarchy(hybrid):
     cpuset = "/sys/fs/cgroup/cpuset/minirun"
     assert hybrid.writes() == [(f"{cpuset}/cpuset.cpus", "0-3"), (f"{cpuset}/cpuset.mems", "0"),
                                (f"{cpuset}/c1/cpuset.cpus", "0-3"), (f"{cpuset}/c1/cpuset.mems", "0"),
+                               (f"{cpuset}/cgroup.clone_children", "1"),
                                *devices_v1("/sys/fs/cgroup/devices/minirun/c1")]  # always: the default rules
     assert all(os.path.isdir(d) for d in cg.dirs)
     assert sorted(cg._owned()) == sorted(cgroups.existing("c1", cg.layout)._owned())  # gc finds them all
