@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import time
 
-from . import cgroups, cleanup, security, state, sysctl
+from . import cgroups, security, state
 from .core import Container, forward_signals
 from .errors import HostError, SpecError
 from .devices import dev_mounts_needed
@@ -81,7 +81,10 @@ def prepare(spec: ContainerSpec, joined: dict[str, str] | None = None) -> tuple[
         raise SpecError("publishing ports (-p) needs --network bridge")
     if spec.network == "host":
         spec.namespaces = tuple(ns for ns in spec.namespaces if ns != "network")
-    sysctl.check(spec.sysctl, spec.hostname, spec.domainname, spec.namespaces, joined or {})
+    if spec.sysctl or spec.hostname or spec.domainname:  # else nothing to check (nor to import)
+        from . import sysctl
+
+        sysctl.check(spec.sysctl, spec.hostname, spec.domainname, spec.namespaces, joined or {})
     if not spec.hostname and "uts" in spec.namespaces:
         spec.hostname = spec.id  # only ever in a UTS namespace of its own: never the host's name
     return spec, available_namespaces(spec.namespaces)
@@ -123,10 +126,12 @@ def run(spec: ContainerSpec, *, stdio=(None, None, None), detached: bool = False
     # No full gc here (`minirun gc` is a verb): a dead run under this name is reclaimed by
     # the claim, and a bridge run takes back only the addresses of dead runs.
     if spec.network == "bridge":
-        cleanup.release_stale_addresses()
+        from .cleanup import release_stale_addresses
+
+        release_stale_addresses()
     info = {"rootfs": spec.rootfs, "args": spec.process.args, "hostname": spec.hostname,
             "generated_id": spec.generated_id}
-    with state.claim(spec.id, info, keep=detached, reclaim=cleanup.remove) as claim:
+    with state.claim(spec.id, info, keep=detached, reclaim=_reclaim) as claim:
         cgroup = cgroups.create_manager(spec.id, spec.limits) if os.geteuid() == 0 else cgroups.NoCgroup()
         cgroup.create()
         net = proxy = None
@@ -148,6 +153,13 @@ def run(spec: ContainerSpec, *, stdio=(None, None, None), detached: bool = False
         if detached:
             claim.update(**_exit_record(result))
         return result
+
+
+def _reclaim(container_id: str, root: str) -> None:
+    """What a dead run left under the name, its cgroups too (cleanup is imported only then)."""
+    from .cleanup import remove
+
+    remove(container_id, root)
 
 
 def finish(container_id: str, wait_status: int) -> Result:
@@ -205,7 +217,12 @@ def _root_and_plans(spec: ContainerSpec, state_dir: str):
     pre += user_pre
     if not dev_mounts_needed(spec.devices, spec.limits.devices):
         pre += nodev_root_ops(spec.rootfs, spec.overlay)
-    return root, pre, with_devices(DEFAULT_PLAN + user_post, spec.devices) + sysctl.ops(spec.sysctl)
+    plan = with_devices(DEFAULT_PLAN + user_post, spec.devices)
+    if spec.sysctl:
+        from .sysctl import ops
+
+        plan += ops(spec.sysctl)
+    return root, pre, plan
 
 
 def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float, claim, on_started, net, proxy,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import errno
 import os
 import time
-from itertools import groupby
 
 from ..errors import CgroupError, HostError
 from ..spec import Limits
@@ -121,8 +120,13 @@ def set_devices(path: str, limits: Limits, notes: list[str]) -> None:
     Limits.validate saw to it that the list begins with a type "a" rule, which
     written to devices.deny empties it.
     """
-    for allow, run in groupby(limits.devices, key=lambda rule: rule.allow):  # a run of them: one open
-        fs.write_each(os.path.join(path, "devices.allow" if allow else "devices.deny"), [r.v1_line() for r in run])
+    rules = list(limits.devices)
+    while rules:  # a run of allow (or deny) rules goes through one open of its file (itertools: ~0.07 ms)
+        allow = rules[0].allow
+        end = next((i for i, rule in enumerate(rules) if rule.allow != allow), len(rules))
+        fs.write_each(os.path.join(path, "devices.allow" if allow else "devices.deny"),
+                      [rule.v1_line() for rule in rules[:end]])
+        del rules[:end]
 
 
 def set_memory_and_swap(path: str, limits: Limits, notes: list[str]) -> None:
