@@ -10,6 +10,7 @@ script would have from the start, and is tried again.
 
 from __future__ import annotations
 
+import gc
 import sys
 
 
@@ -44,8 +45,16 @@ class SiteOnFirstMiss:
         return PathFinder.find_spec(name)
 
 
+GC_THRESHOLD = 20_000  # allocations between two young collections (CPython's default: 700)
+
+
 def start(entry: str) -> None:
     """Call ``entry`` ("module:function", as pip's console script does) and exit with its result."""
+    # What a start allocates (modules, classes, functions) lives until the exit: the cyclic
+    # GC had nothing to free in it, yet scanned it four times and the older generation once
+    # per `minirun run` (~0.9 ms here). A process that lives on (a detached container's
+    # shim, `logs -f`) still collects, less often.
+    gc.set_threshold(GC_THRESHOLD)
     if not _site_ran[0]:
         sys.meta_path.append(SiteOnFirstMiss)
     module, function = entry.split(":")

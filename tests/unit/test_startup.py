@@ -128,6 +128,19 @@ def test_an_import_the_fast_path_misses_runs_site_and_is_found(tmp_path):
     assert out.returncode == 0 and out.stdout == "True click\n", out
 
 
+def test_the_front_keeps_the_cyclic_gc_out_of_a_start_but_on(tmp_path):
+    """A start's imports gave the GC nothing to free, but ~0.9 ms of scanning per `minirun run`;
+    a process that lives on (minirun-shim, `logs -f`) must still collect."""
+    from minirun.front import GC_THRESHOLD
+
+    (tmp_path / "probe_entry.py").write_text("import gc\ndef main():\n    print(gc.isenabled(), gc.get_threshold()[0])\n")
+    code = (f"import sys; sys.path += [{CHECKOUT!r}, {str(tmp_path)!r}]; "
+            "from minirun.front import start; start('probe_entry:main')")
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.split() == ["True", str(GC_THRESHOLD)], out
+    assert 700 < GC_THRESHOLD <= 100_000
+
+
 def test_the_site_run_after_a_miss_includes_the_users_site_packages(tmp_path):
     """As pip's console script has it (outside a venv): a dependency in the user's site-packages."""
     user_site = tmp_path / "userbase" / "lib" / f"python{sysconfig.get_python_version()}" / "site-packages"
