@@ -21,9 +21,9 @@ from __future__ import annotations
 import sys
 
 try:
-    from _json import encode_basestring_ascii as _quote, make_scanner as _make_scanner
+    from _json import encode_basestring_ascii as _quote, make_encoder as _make_encoder, make_scanner as _make_scanner
 except ImportError:  # not CPython: the json package does it all
-    _quote = _make_scanner = None
+    _quote = _make_encoder = _make_scanner = None
 
 _WS = " \t\n\r"  # json.decoder.WHITESPACE
 _CONSTANTS = {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan")}
@@ -78,8 +78,18 @@ def dumps(value, *, indent: int | None = None, separators: tuple[str, str] | Non
     return _dumps(value, indent, separators, sort_keys)
 
 
+def _unsupported(value):
+    raise _Unsupported
+
+
 def _dumps(value, indent: int | None, separators: tuple[str, str], sort_keys: bool) -> str:
-    if _quote is not None:
+    if _make_encoder is not None and indent is None:  # json.dumps' own C encoder, as json calls it
+        try:
+            return "".join(_make_encoder({}, _unsupported, _quote, None, separators[1], separators[0], sort_keys,
+                                         False, True)(value, 0))
+        except Exception:  # noqa: BLE001 - json.dumps below raises its own error for it
+            pass
+    elif _quote is not None:
         out: list[str] = []
         try:
             _encode(value, out, indent, 0, separators[0], separators[1], sort_keys)
