@@ -39,8 +39,19 @@ def new_id() -> str:
 
 
 def available_namespaces(wanted, ns_dir: str | None = None) -> tuple[str, ...]:
-    """The namespaces to create: all of ``wanted``; a missing optional one is dropped."""
+    """The namespaces to create: all of ``wanted``; a missing optional one is dropped.
+    What the kernel has is looked up once per process (a program running many containers)."""
     ns_dir = ns_dir or NS_DIR
+    key = (tuple(wanted), ns_dir)
+    if key not in _AVAILABLE:
+        _AVAILABLE[key] = _available(wanted, ns_dir)
+    return _AVAILABLE[key]
+
+
+_AVAILABLE: dict[tuple, tuple[str, ...]] = {}
+
+
+def _available(wanted, ns_dir: str) -> tuple[str, ...]:
     kept = []
     for ns in wanted:
         if ns not in _NS_FILES:
@@ -67,10 +78,8 @@ def prepare(spec: ContainerSpec, joined: dict[str, str] | None = None) -> tuple[
     if spec.hostname:
         check_hostname(spec.hostname)
     rootfs = os.path.abspath(spec.rootfs)
-    if not os.path.exists(rootfs):
-        raise SpecError(f"rootfs {spec.rootfs}: no such directory")
     if not os.path.isdir(rootfs):
-        raise SpecError(f"rootfs {spec.rootfs}: not a directory")
+        raise SpecError(f"rootfs {spec.rootfs}: {'not a directory' if os.path.exists(rootfs) else 'no such directory'}")
     spec.rootfs = os.path.realpath(rootfs)
     if not spec.process.cwd.startswith("/"):
         raise SpecError(f"working directory {spec.process.cwd!r} must be an absolute path")

@@ -118,6 +118,17 @@ def test_kernel_without_a_namespace_type(rootfs, tmp_path, monkeypatch):
     assert container.available_namespaces(["pid", "mount", "cgroup"], str(tmp_path)) == ("pid", "mount")
 
 
+def test_the_kernels_namespaces_are_looked_up_once_per_process(tmp_path):
+    """A program running many containers stats /proc/self/ns once, not six times a run."""
+    from minirun import container
+
+    (tmp_path / "pid").write_text("")
+    assert container.available_namespaces(["pid", "cgroup"], str(tmp_path)) == ("pid",)
+    (tmp_path / "cgroup").write_text("")  # a kernel does not gain one while we run: not looked for again
+    assert container.available_namespaces(["pid", "cgroup"], str(tmp_path)) == ("pid",)
+    assert container.available_namespaces(["cgroup"], str(tmp_path)) == ("cgroup",)  # another question
+
+
 
 
 def dead(pid: int) -> bool:
