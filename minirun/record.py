@@ -30,6 +30,9 @@ class Record:
     _fields: tuple[str, ...] = ()
     _defaults: dict = {}
     _frozen = False
+    _field_set: frozenset[str] = frozenset()
+    _plain_defaults: dict = {}  # the defaults but Factory ones, copied as they are
+    _factories: dict = {}  # field -> Factory.make
 
     def __init_subclass__(cls, frozen: bool = False, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -45,26 +48,33 @@ class Record:
                     defaults[name] = vars(klass)[name]
         cls._fields, cls._defaults = tuple(fields), defaults
         cls._frozen = frozen or cls._frozen
+        cls._field_set = frozenset(fields)
+        cls._plain_defaults = {k: v for k, v in defaults.items() if not isinstance(v, Factory)}
+        cls._factories = {k: v.make for k, v in defaults.items() if isinstance(v, Factory)}
 
     def __init__(self, *args, **kwargs):
-        name = type(self).__name__
-        if len(args) > len(self._fields):
-            raise TypeError(f"{name}() takes at most {len(self._fields)} positional arguments")
-        values = dict(zip(self._fields, args))
-        for key, value in kwargs.items():
-            if key not in self._fields or key in values:
-                raise TypeError(f"{name}() got an unexpected or repeated argument {key!r}")
-            values[key] = value
-        for field in self._fields:
-            if field in values:
-                value = values[field]
-            elif field in self._defaults:
-                value = self._defaults[field]
-                if isinstance(value, Factory):
-                    value = value.make()
-            else:
-                raise TypeError(f"{name}() missing argument {field!r}")
-            object.__setattr__(self, field, value)
+        # A record is made per container several times over (spec, limits, mount plan, result):
+        # one dict built and stored at once, not a setattr per field.
+        fields = self._fields
+        if args:
+            if len(args) > len(fields):
+                raise TypeError(f"{type(self).__name__}() takes at most {len(fields)} positional arguments")
+            for key in fields[:len(args)]:
+                if key in kwargs:
+                    raise TypeError(f"{type(self).__name__}() got an unexpected or repeated argument {key!r}")
+            kwargs.update(zip(fields, args))
+        if not self._field_set.issuperset(kwargs):
+            unknown = next(key for key in kwargs if key not in self._field_set)
+            raise TypeError(f"{type(self).__name__}() got an unexpected or repeated argument {unknown!r}")
+        values = dict(self._plain_defaults)
+        values.update(kwargs)
+        for field, make in self._factories.items():
+            if field not in kwargs:
+                values[field] = make()
+        if len(values) != len(fields):
+            missing = next(field for field in fields if field not in values)
+            raise TypeError(f"{type(self).__name__}() missing argument {missing!r}")
+        self.__dict__.update(values)
 
     def __setattr__(self, key, value):
         if self._frozen:
