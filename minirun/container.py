@@ -155,7 +155,7 @@ def run(spec: ContainerSpec, *, stdio=(None, None, None), detached: bool = False
 
                 net = network.reserve(spec.id)
             result = _run_in(cgroup, spec, namespaces, stdio, t0, claim, on_started, net, proxy, terminal,
-                             handoff)
+                             handoff, kept=detached)
         finally:
             leftovers = _release(spec.id, cgroup, net and net.address, proxy)
         result.leftovers = leftovers
@@ -211,8 +211,9 @@ def _release(container_id: str, cgroup, net_address: str | None, proxy) -> list[
     return left
 
 
-def _root_and_plans(spec: ContainerSpec, state_dir: str):
-    """Where the container's root is on the host, and the mount plans around the pivot."""
+def _root_and_plans(spec: ContainerSpec, state_dir: str, kept: bool):
+    """Where the container's root is on the host, and the mount plans around the pivot.
+    ``kept``: the state directory, the overlay's upper with it, outlives the run (detached)."""
     pre: tuple = ()
     root = spec.rootfs
     if spec.overlay:
@@ -221,7 +222,7 @@ def _root_and_plans(spec: ContainerSpec, state_dir: str):
         upper, work, root = os.path.join(state_dir, "upper"), os.path.join(state_dir, "work"), state_dir
         for d in (upper, work):
             os.mkdir(d, 0o755)
-        pre = (overlay_op(spec.rootfs, upper, work),)
+        pre = (overlay_op(spec.rootfs, upper, work, volatile=not kept),)
     user_pre, user_post = user_mount_ops(spec.mounts)
     pre += user_pre
     if not dev_mounts_needed(spec.devices, spec.limits.devices):
@@ -235,11 +236,11 @@ def _root_and_plans(spec: ContainerSpec, state_dir: str):
 
 
 def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float, claim, on_started, net, proxy,
-            terminal, handoff) -> Result:
+            terminal, handoff, kept: bool) -> Result:
     proc = spec.process
     env = proc.full_env(spec.hostname)
     path = next((e[5:] for e in env if e.startswith("PATH=")), "")
-    root, pre_plan, plan = _root_and_plans(spec, claim.path)
+    root, pre_plan, plan = _root_and_plans(spec, claim.path, kept)
     sec = security.native_args(spec)  # caps, no_new_privs, seccomp; masked paths go last in the plan
     if "pid" in namespaces:  # minirun-init is PID 1
         sec = security.guard_init(sec)

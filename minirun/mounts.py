@@ -15,6 +15,7 @@ import stat
 
 from ._native import lib
 from .record import Record
+from .seccomp_filter import kernel_version
 
 # mount(2)'s flags, as <sys/mount.h> has them (through cffi: csrc/ffibuild.py)
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = lib.MS_RDONLY, lib.MS_NOSUID, lib.MS_NODEV, lib.MS_NOEXEC
@@ -129,14 +130,24 @@ _TMPFS_FLAGS = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC, "ro
 _TMPFS_UNDO = {"suid": MS_NOSUID, "dev": MS_NODEV, "exec": MS_NOEXEC, "rw": MS_RDONLY}  # later wins, as docker's
 
 
-def overlay_op(lower: str, upper: str, work: str) -> Op:
+OVERLAY_VOLATILE_KERNEL = (5, 10)  # overlayfs's "volatile" option
+
+
+def overlay_op(lower: str, upper: str, work: str, *, volatile: bool = False) -> Op:
     """The copy-on-write root, mounted on the root itself (target ``/``): reads fall
-    through to ``lower``, writes land in ``upper``."""
+    through to ``lower``, writes land in ``upper``.
+
+    ``volatile``: an upper thrown away when the container ends. overlayfs then skips its
+    syncs, above all the sync of the whole upper filesystem when the container's last
+    process takes the mount with it (a journal commit of the host's disk at every exit);
+    podman does the same for --rm. Where the kernel has the option (5.10)."""
     for path in (lower, upper, work):
         if any(c in path for c in ",:\\"):
             raise ValueError(f"overlay paths cannot contain ',', ':' or '\\\\': {path}")
-    return Op(OP_MOUNT, "/", source="overlay", fstype="overlay",
-              data=f"lowerdir={lower},upperdir={upper},workdir={work}")
+    data = f"lowerdir={lower},upperdir={upper},workdir={work}"
+    if volatile and kernel_version() >= OVERLAY_VOLATILE_KERNEL:
+        data += ",volatile"
+    return Op(OP_MOUNT, "/", source="overlay", fstype="overlay", data=data)
 
 
 def user_mount_ops(mounts) -> tuple[tuple[Op, ...], tuple[Op, ...]]:

@@ -92,3 +92,31 @@ def test_volume_data_survives_rm_of_a_detached_container(rootfs, tmp_path):
         assert time.monotonic() < deadline
     assert minirun("rm", "vol-keep").returncode == 0
     assert (tmp_path / "kept").read_text() == "persisted\n"
+
+
+def _root_options(mountinfo: str) -> list[str]:
+    """The super options of the mount at / in a /proc/self/mountinfo."""
+    line = next(line for line in mountinfo.splitlines() if line.split()[4] == "/")
+    return line.split(" - ")[1].split()[2].split(",")
+
+
+def _volatile(options: list[str]) -> bool:
+    return "volatile" in options or "fsync=volatile" in options  # the kernel's name for it since 6.x
+
+
+def test_a_root_thrown_away_at_the_end_is_volatile_a_kept_one_is_not(rootfs):
+    """overlayfs syncs the whole upper filesystem when a container's last process takes the
+    mount with it, unless it is volatile: right for a root nobody keeps (podman's --rm), not
+    for a detached container's, whose state directory outlives it."""
+    out = minirun("run", "--rm", rootfs, "/bin/cat", "/proc/self/mountinfo")
+    assert out.returncode == 0, out.stderr
+    assert _volatile(_root_options(out.stdout))
+    name = "kept-root"
+    assert minirun("run", "-d", "--name", name, rootfs, "/bin/sleep", "100").returncode == 0
+    try:
+        out = minirun("exec", name, "/bin/cat", "/proc/self/mountinfo")
+        assert out.returncode == 0, out.stderr
+        options = _root_options(out.stdout)
+        assert any(o.startswith("upperdir=") for o in options) and not _volatile(options)
+    finally:
+        minirun("rm", "-f", name)

@@ -180,7 +180,8 @@ def test_dev_mounts_are_needed_only_for_devices_beyond_the_defaults():
 def _plans(tmp_path, **spec):
     state_dir = tmp_path / "state"
     state_dir.mkdir()
-    return _root_and_plans(ContainerSpec(rootfs="/rootfs", process=Process(["/bin/true"]), **spec), str(state_dir))
+    return _root_and_plans(ContainerSpec(rootfs="/rootfs", process=Process(["/bin/true"]), **spec), str(state_dir),
+                           kept=False)
 
 
 def test_root_and_volumes_are_nodev_by_default(tmp_path):
