@@ -21,11 +21,12 @@ OCI_VERBS_SOURCES = ["csrc/ocicli.c", "csrc/ociverbs.c", "csrc/ocistore.c", "csr
                      "csrc/json.c", "csrc/hooks.c", "csrc/syscalls.c"]
 
 # name -> (sources, defines). minirun-init is the container's init from its clone on: its spawn
-# mode sets the container up (init.c and what that calls), then reaps (reap.c).
+# mode sets the container up (init.c and what that calls), then reaps (reap.c); its join mode
+# enters a running one for exec (join.c). Every COMMAND's process is a fork of it (become.c).
 HELPERS = {
-    "minirun-init": (["csrc/init_main.c", "csrc/init.c", "csrc/spawnreq.c", "csrc/become.c", "csrc/reap.c",
-                      "csrc/command.c", "csrc/report.c", "csrc/security.c", "csrc/rootpath.c", "csrc/console.c",
-                      "csrc/hooks.c", "csrc/syscalls.c"], ("-DMR_INIT_BINARY",)),
+    "minirun-init": (["csrc/init_main.c", "csrc/init.c", "csrc/join.c", "csrc/spawnreq.c", "csrc/become.c",
+                      "csrc/reap.c", "csrc/command.c", "csrc/report.c", "csrc/security.c", "csrc/rootpath.c",
+                      "csrc/console.c", "csrc/hooks.c", "csrc/syscalls.c"], ()),
     "minirun-shim": (["csrc/shim.c", "csrc/relay.c", "csrc/attach.c"], ()),
 }
 

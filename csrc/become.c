@@ -2,12 +2,10 @@
  * become.c - the last steps of a process about to become COMMAND: terminal,
  * fds, working directory, HOME, credentials, seccomp, then the execve.
  *
- * Linked twice. In the static minirun-init (MR_INIT_BINARY), whose spawn mode
- * sets a container up (init.c), COMMAND's process is a fork of minirun-init
- * run from its sealed memfd: it loads its filter and execs COMMAND itself. In
- * the extension, for `minirun exec` (exec.c), the process is a forked copy of
- * the Python interpreter: it execs minirun-init's exec mode first (command.c
- * says why), which execs COMMAND.
+ * Only in the static minirun-init: COMMAND's process is a fork of it, of the
+ * container's init (init.c) or of the process that joined a running container
+ * (join.c), run from the sealed memfd, so /proc/self/exe is that copy during
+ * the execve (command.c).
  */
 #define _GNU_SOURCE
 #include <alloca.h>
@@ -32,7 +30,6 @@ static void __attribute__((noreturn)) exec_failed(const struct mr_spawn_req *req
     mr_exec_failed(pipe_fd, req->oci_process, err, step);
 }
 
-#ifdef MR_INIT_BINARY
 /* execve COMMAND from here: this process is a fork of the container's init, which is
  * minirun-init run from the sealed memfd, so /proc/self/exe is that copy during the
  * execve (command.c says why it must be). The failure pipe goes at the execve: EOF
@@ -53,65 +50,6 @@ static void __attribute__((noreturn)) exec_command(const struct mr_spawn_req *re
     mr_exec_command((char *const *)req->argv, (char *const *)req->envp, req->path ? req->path : "", pipe_fd,
                     req->oci_process);
 }
-#else
-/* execve COMMAND through minirun-init's exec mode, run from the sealed memfd
- * req->helper_fd (command.c says why). The failure pipe stays open across that
- * first exec: minirun-init reports on it; a helper that cannot be exec'd is
- * COMMAND's exec failure, named as such.
- *
- * With seccomp_deferred, mr_security_before_exec left the filter unloaded: the
- * helper loads it itself after its own syscalls (its exec, libc's start, prctl,
- * fcntl), just before COMMAND's execve, as runc-dmz does; it gets the program in
- * a memfd named in its argv. */
-static void __attribute__((noreturn)) exec_command(const struct mr_spawn_req *req, int pipe_fd, int seccomp_deferred)
-{
-    char fd_arg[16], oci_arg[2] = {req->oci_process ? '1' : '0', 0}, filter_arg[64] = "-", self[32];
-    int n = 0, err;
-    const char **argv;
-
-    while (req->argv[n])
-        n++;
-    argv = alloca(sizeof(char *) * (size_t)(n + 7));
-    argv[0] = "minirun-init";
-    argv[1] = "exec";
-    argv[2] = fd_arg;
-    argv[3] = oci_arg;
-    argv[4] = filter_arg;
-    argv[5] = req->path ? req->path : "";
-    memcpy(argv + 6, req->argv, sizeof(char *) * (size_t)(n + 1));
-    snprintf(fd_arg, sizeof(fd_arg), "%d", pipe_fd);
-    snprintf(self, sizeof(self), "/proc/self/fd/%d", req->helper_fd);
-    if (seccomp_deferred) {
-        /* Not CLOEXEC: the helper maps it and closes it. Nobody else can reach it:
-         * this process is not dumpable, and the helper makes itself so at once. */
-        size_t size = (size_t)req->seccomp_len * sizeof(struct mr_sock_filter), done = 0;
-        int filter_fd = (int)syscall(SYS_memfd_create, "minirun-seccomp", 0U);
-        ssize_t w = 0;
-
-        while (filter_fd >= 0 && done < size &&
-               ((w = write(filter_fd, (const char *)req->seccomp_filter + done, size - done)) > 0 ||
-                (w < 0 && errno == EINTR)))
-            done += w > 0 ? (size_t)w : 0;
-        if (filter_fd < 0 || done < size)
-            exec_failed(req, pipe_fd, filter_fd < 0 || w < 0 ? errno : EIO, "minirun-init: pass the seccomp filter");
-        snprintf(filter_arg, sizeof(filter_arg), "%d:%d:%u", filter_fd, req->seccomp_len, req->seccomp_flags);
-    }
-    if (fcntl(pipe_fd, F_SETFD, 0) < 0)
-        exec_failed(req, pipe_fd, errno, "minirun-init: keep the failure pipe");
-    /* execveat first: "/proc/self/fd/N" is looked up in the container's root,
-     * whose image could supply that path where no /proc is mounted. The /proc
-     * path is for a profile without execveat, which only matters when the
-     * filter is in force already: no no_new_privs, or startContainer hooks.
-     * Non-dumpable from its start: this process is visible in the container,
-     * which must never catch the helper before its seccomp filter (security.c). */
-    err = -mr_execveat_nondumpable(req->helper_fd, (char *const *)argv, (char *const *)req->envp);
-    if (req->security && req->seccomp_filter && !seccomp_deferred) {
-        execve(self, (char *const *)argv, (char *const *)req->envp);
-        err = errno;
-    }
-    exec_failed(req, pipe_fd, err, "minirun-init: execveat (the helper that execs COMMAND)");
-}
-#endif
 
 /* runc's rule (setupUser): an environment without HOME, or with an empty one, gets
  * the user's home from the container's /etc/passwd, "/" if it has no entry. Read as
@@ -185,7 +123,7 @@ void mr_become_command(const struct mr_spawn_req *req, int pipe_fd, int await_in
      * stays outside (CVE-2024-21626). An OCI PID 1 keeps --preserve-fds and the
      * exec fifo it waits on below: spawn.c made every other fd close-on-exec. */
     if (!req->oci_process)
-        mr_close_fds(3, pipe_fd, req->helper_fd);
+        mr_close_fds(3, pipe_fd, -1);
 
     /* Undo what the Python parent had: its handlers and, above all, its ignored
      * SIGPIPE, which exec would otherwise pass on to COMMAND. */
@@ -271,12 +209,7 @@ void mr_become_command(const struct mr_spawn_req *req, int pipe_fd, int await_in
     umask(req->has_umask ? req->umask : 022);
     /* The no_new_privs filter goes on last, in minirun-init when it runs (exec_command);
      * startContainer hooks run under it, as in runc, so with any it is loaded here. */
-#ifdef MR_INIT_BINARY
-    seccomp_deferred = 1; /* exec_command execs COMMAND itself */
-#else
-    seccomp_deferred = req->helper_fd >= 0;
-#endif
-    seccomp_deferred = seccomp_deferred && req->security && req->no_new_privs && req->seccomp_filter &&
+    seccomp_deferred = req->security && req->no_new_privs && req->seccomp_filter &&
                        !(req->oci_process && req->n_start_hooks);
     if ((err = mr_security_before_exec(req, seccomp_deferred, step)) < 0)
         exec_failed(req, pipe_fd, -err, step);

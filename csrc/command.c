@@ -2,8 +2,7 @@
  * command.c - the last step of becoming COMMAND: execve it, looking it up in
  * the container's PATH, and report a failure to whoever waits.
  *
- * Only in the static minirun-init, whose "exec" mode runs this (init_main.c).
- * The extension's process execs minirun-init from a sealed memfd first, so that
+ * Only in the static minirun-init, which runs from a sealed memfd, so that
  * while COMMAND's execve runs, /proc/self/exe is that sealed copy, never a host
  * file: a COMMAND that is `#!/proc/self/exe` cannot reach the host's binary to
  * overwrite it (CVE-2019-5736).

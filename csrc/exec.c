@@ -1,11 +1,15 @@
 /*
  * exec.c - start one more process inside a running container (`minirun exec`).
  *
- *   caller (Python)             A (clone3 into the v2 cgroup)      B (CLONE_PARENT: the caller's child)
+ *   caller (Python)             A (vfork into the v2 cgroup,        B (CLONE_PARENT: the caller's child)
+ *                                  exec'd minirun-init: join.c)
  *   ---------------             -----------------------------      ---------------------------------
- *   pidfd of the init, checked  not dumpable (it holds host fds)
- *   against its start time
- *   clone3 ------------------>  join v1 cgroups (write 0 to tasks)
+ *   pidfd of the init, checked
+ *   against its start time;
+ *   pack the request
+ *   clone3 ------------------>  exec minirun-init join (the caller
+ *                               sleeps until then), not dumpable
+ *                               join v1 cgroups (write 0 to tasks)
  *                               setns(pidfd, user? cgroup ipc uts
  *                                     net pid mnt) in one call
  *                               clone(CLONE_PARENT) ------------->  in the container's PID namespace
@@ -16,75 +20,37 @@
  *   read exec_pipe: EOF = exec'd                                    exec failure -> exec_pipe
  *   wait for B
  *
+ * As for a container's init (spawn.c), A is a vfork that execs minirun-init at
+ * once: the interpreter's memory is never shared copy-on-write, and B is a fork
+ * of minirun-init, whose execve of COMMAND has the sealed copy as /proc/self/exe.
  * setns through a pidfd (Linux 5.8) joins the namespaces of that very process,
  * all at once: a pid recycled since the caller checked it cannot be joined by
  * mistake, as a /proc/PID/ns path could. Joining a mount namespace sets the root
  * and working directory to its root, which pivot_root made the container's root.
  */
 #define _GNU_SOURCE
+#include <alloca.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <sched.h>
-#include <signal.h>
-#include <stdint.h>
+#include <stdio.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "minirun.h"
 
-static void __attribute__((noreturn)) joiner(const struct mr_spawn_req *req, int pidfd, int ns_flags, int pid_pipe,
-                                             int exec_pipe)
-{
-    struct mr_exec_failure f;
-    pid_t b;
-
-    memset(&f, 0, sizeof(f));
-    /* From here on this process (and B, which inherits it) holds the caller's
-     * fds inside the container: nobody in there may ptrace it or open its
-     * /proc/PID/{fd,exe,mem}. execve resets it for COMMAND. */
-    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-    for (int i = 0; i < req->n_tasks_fds; i++) {
-        if (write(req->tasks_fds[i], "0", 1) != 1) {
-            f.err = errno;
-            mr_step(f.step, errno, "join cgroup v1 hierarchy");
-            goto fail;
-        }
-    }
-    if (setns(pidfd, ns_flags) < 0) {
-        f.err = errno;
-        mr_step(f.step, errno, "setns(the container's namespaces 0x%x)", ns_flags);
-        goto fail;
-    }
-    b = (pid_t)syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0);
-    if (b == 0) {
-        close(pid_pipe);
-        mr_become_command(req, exec_pipe, 0);
-    }
-    if (b < 0) {
-        f.err = errno;
-        mr_step(f.step, errno, "fork into the container");
-        goto fail;
-    }
-    (void)!write(pid_pipe, &b, sizeof(b));
-    _exit(0);
-fail:
-    (void)!write(exec_pipe, &f, sizeof(f));
-    _exit(125);
-}
-
 int mr_exec(const struct mr_spawn_req *req, int pidfd, int ns_flags, int *exec_err, char *step)
 {
-    struct mr_clone_args args;
+    char blob_arg[16], pidfd_arg[16], flags_arg[16], pid_pipe_arg[16], exec_pipe_arg[16];
+    int pid_pipe[2], exec_pipe[2], status, blob, own[4], n_fds, *fds, used_clone3, clone_errno;
     struct mr_exec_failure f;
-    int pid_pipe[2], exec_pipe[2], status;
-    sigset_t all, old;
+    struct mr_init_exec x;
     pid_t a, b = -1;
     ssize_t n;
 
     *exec_err = 0;
+    if (req->helper_fd < 0)
+        return mr_step(step, EINVAL, "exec: no minirun-init to exec");
     if (pipe2(pid_pipe, O_CLOEXEC) < 0)
         return mr_step(step, errno, "pipe2()");
     if (pipe2(exec_pipe, O_CLOEXEC) < 0) {
@@ -92,24 +58,30 @@ int mr_exec(const struct mr_spawn_req *req, int pidfd, int ns_flags, int *exec_e
         close(pid_pipe[1]);
         return mr_step(step, errno, "pipe2()");
     }
-    memset(&args, 0, sizeof(args));
-    args.exit_signal = SIGCHLD;
-    if (req->cgroup_fd >= 0) {
-        args.flags = CLONE_INTO_CGROUP;
-        args.cgroup = (uint64_t)req->cgroup_fd;
+    if ((blob = mr_spawn_req_to_memfd(req, step)) < 0) {
+        for (int i = 0; i < 2; i++)
+            close(pid_pipe[i]), close(exec_pipe[i]);
+        return blob;
     }
-    sigfillset(&all);
-    sigprocmask(SIG_BLOCK, &all, &old); /* no Python handler may run in the children */
-    a = (pid_t)syscall(SYS_clone3, &args, sizeof(args));
-    if (a < 0 && errno == ENOSYS)
-        a = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
-    if (a == 0) {
-        close(pid_pipe[0]);
-        close(exec_pipe[0]);
-        joiner(req, pidfd, ns_flags, pid_pipe[1], exec_pipe[1]);
-    }
-    int clone_errno = errno;
-    sigprocmask(SIG_SETMASK, &old, NULL);
+    memset(&x, 0, sizeof(x));
+    x.helper_fd = req->helper_fd;
+    x.fail_fd = exec_pipe[1];
+    x.fail_as_exec = 1;
+    x.req = req;
+    own[0] = blob, own[1] = pidfd, own[2] = pid_pipe[1], own[3] = exec_pipe[1];
+    n_fds = mr_spawn_req_n_fds(req, 4);
+    fds = alloca(sizeof(int) * (size_t)n_fds);
+    x.fds = fds;
+    x.n_fds = mr_spawn_req_fds(req, fds, n_fds, own, 4);
+    snprintf(blob_arg, sizeof(blob_arg), "%d", blob);
+    snprintf(pidfd_arg, sizeof(pidfd_arg), "%d", pidfd);
+    snprintf(flags_arg, sizeof(flags_arg), "%d", ns_flags);
+    snprintf(pid_pipe_arg, sizeof(pid_pipe_arg), "%d", pid_pipe[1]);
+    snprintf(exec_pipe_arg, sizeof(exec_pipe_arg), "%d", exec_pipe[1]);
+    x.argv = (char *[]){"minirun-init", "join", blob_arg, pidfd_arg, flags_arg, pid_pipe_arg, exec_pipe_arg, NULL};
+    a = mr_clone_init(&x, 0, req->cgroup_fd, &used_clone3);
+    clone_errno = errno;
+    close(blob);
     close(pid_pipe[1]);
     close(exec_pipe[1]);
     if (a < 0) {

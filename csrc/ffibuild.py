@@ -222,9 +222,9 @@ ffibuilder.set_source(
     #include "ociverbs.h"
     """,
     sources=[os.path.join("csrc", name) for name in (
-        "syscalls.c", "spawn.c", "spawnreq.c", "become.c", "report.c", "exec.c", "security.c", "rootpath.c",
-        "devices.c", "console.c", "hooks.c", "relay.c", "attach.c", "ociverbs.c", "ocistore.c", "ocips.c",
-        "ocicgroup.c", "ocilog.c", "json.c")],
+        "syscalls.c", "spawn.c", "spawnreq.c", "report.c", "exec.c", "security.c", "rootpath.c", "devices.c",
+        "hooks.c", "relay.c", "attach.c", "ociverbs.c", "ocistore.c", "ocips.c", "ocicgroup.c", "ocilog.c",
+        "json.c")],
     include_dirs=[HERE],
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
 )

@@ -291,15 +291,13 @@ void mr_container_init(const struct mr_spawn_req *req, int fd)
 void mr_spawn_child(const struct mr_spawn_req *req, int report_fd, int go_fd)
 {
     struct mr_spawn_req own = *req;
-    int console = -1, n_fds = mr_spawn_req_n_fds(req), *fds = alloca(sizeof(int) * (size_t)n_fds);
+    int console = -1, ours[2] = {report_fd, go_fd};
 
     /* The fds spawn.c's child made inheritable for this exec are close-on-exec again (but
      * stdio's 0..2, which stay COMMAND's); nothing reaches COMMAND that the steps below
      * do not give it. */
-    n_fds = mr_spawn_req_fds(req, fds, n_fds, report_fd, go_fd, -1);
-    for (int i = 0; i < n_fds; i++)
-        if (fds[i] > 2 && fcntl(fds[i], F_SETFD, FD_CLOEXEC) < 0)
-            mr_setup_failed(report_fd, "minirun-init: close-on-exec again", errno);
+    if (mr_spawn_req_cloexec(req, ours, 2) < 0)
+        mr_setup_failed(report_fd, "minirun-init: close-on-exec again", errno);
     if (go_fd >= 0)
         mr_spawn_join(req, report_fd, go_fd);
 
@@ -312,7 +310,6 @@ void mr_spawn_child(const struct mr_spawn_req *req, int report_fd, int go_fd)
     for (int i = 0; i < 3; i++)
         if (req->stdio[i] >= 0 && req->stdio[i] != i && dup2(req->stdio[i], i) < 0)
             mr_setup_failed(report_fd, "dup2(stdio)", errno);
-    own.helper_fd = -1; /* this is the helper: COMMAND's process is a fork of it (become.c) */
     if (req->oci_process) {
         /* COMMAND itself is PID 1: it keeps the fds the caller passed (stdio and
          * --preserve-fds), the rest (ours, all CLOEXEC already) go at its execve.

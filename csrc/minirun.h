@@ -186,9 +186,37 @@ int mr_spawn(const struct mr_spawn_req *req, struct mr_spawn_out *out, char *ste
  * and *err. */
 int mr_spawn_req_to_memfd(const struct mr_spawn_req *req, char *step);
 struct mr_spawn_req *mr_spawn_req_from_fd(int fd, char *step, int *err);
-/* The fds the init needs across that exec (into fds, at most max of mr_spawn_req_n_fds): */
-int mr_spawn_req_fds(const struct mr_spawn_req *req, int *fds, int max, int report_fd, int go_fd, int blob_fd);
-int mr_spawn_req_n_fds(const struct mr_spawn_req *req);
+/* The fds minirun-init needs across its exec: the request's and the n_own in own (-1: none),
+ * into fds, at most max (mr_spawn_req_n_fds); returns how many. */
+int mr_spawn_req_fds(const struct mr_spawn_req *req, int *fds, int max, const int *own, int n_own);
+int mr_spawn_req_n_fds(const struct mr_spawn_req *req, int n_own);
+/* minirun-init: those fds close-on-exec again (but 0..2): 0 or -errno */
+int mr_spawn_req_cloexec(const struct mr_spawn_req *req, const int *own, int n_own);
+
+/* spawn.c: clone a child that execs the sealed minirun-init (helper_fd) with argv at once: a
+ * vfork (CLONE_VM | CLONE_VFORK, the caller asleep until the exec) with clone_flags, into the
+ * cgroup v2 directory cgroup_fd (-1: none; *used_clone3 0: the kernel could not, add it), or,
+ * with become_root, a fork-like child that waits for sync 1 on go_fd and becomes the root of
+ * its new user namespace first. fds: made inheritable for the exec. A failure to exec goes to
+ * fail_fd: a setup report (spawn), or with fail_as_exec an mr_exec_failure (exec.c). Returns
+ * the pid, or -1 with errno. */
+struct mr_init_exec {
+    int helper_fd;
+    char *const *argv;
+    const int *fds;
+    int n_fds;
+    int fail_fd;
+    int fail_as_exec;
+    int pdeathsig;   /* SIGKILL when the caller dies */
+    int become_root;
+    int go_fd;
+    const struct mr_spawn_req *req; /* become_root: its tasks fds are joined before sync 1 */
+};
+pid_t mr_clone_init(const struct mr_init_exec *x, uint64_t clone_flags, int cgroup_fd, int *used_clone3);
+
+/* join.c, only in minirun-init: its join mode, the process exec.c clones (exec.c says the order). */
+void mr_join_child(const struct mr_spawn_req *req, int pidfd, int ns_flags, int pid_pipe, int exec_pipe)
+    __attribute__((noreturn));
 
 /* init.c: minirun-init's spawn mode, the container's init from its exec on. go_fd >= 0: join
  * the cgroups, wait for sync 1 on it; -1: the forked child did that already (spawn.c). */

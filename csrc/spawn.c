@@ -37,7 +37,6 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/sched.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdint.h>
@@ -50,42 +49,35 @@
 
 #include "minirun.h"
 
-/* What the child needs to exec minirun-init: all prepared by the parent, so that a vfork
- * child does nothing but system calls on its own stack. */
-struct init_exec {
-    int helper_fd;     /* the sealed minirun-init */
-    int report_fd;     /* where a failure to exec it is reported */
-    int detached;      /* no PDEATHSIG (minirun-oci create) */
-    int become_root;   /* fork-like child of a user namespace: sync 1, then its root */
-    int go_fd;
-    const struct mr_spawn_req *req;
-    int *fds;
-    int n_fds;
-    char *argv[6];
-};
-
 static int exec_init(void *arg)
 {
-    const struct init_exec *x = arg;
+    const struct mr_init_exec *x = arg;
     char *envp[] = {NULL};
+    char step[MR_STEP_MAX];
+    int err;
 
     /* If minirun dies, so does the container (the kernel then kills the PID namespace);
      * not for `minirun-oci create`, which returns leaving the container to its caller. */
-    if (!x->detached)
+    if (x->pdeathsig)
         prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (x->become_root) {
-        mr_spawn_join(x->req, x->report_fd, x->go_fd);
+        mr_spawn_join(x->req, x->fail_fd, x->go_fd);
         if (mr_userns_become_root() < 0)
-            mr_setup_failed(x->report_fd, "become root of the user namespace", errno);
+            mr_setup_failed(x->fail_fd, "become root of the user namespace", errno);
     }
-    for (int i = 0; i < x->n_fds; i++)
+    err = 0;
+    for (int i = 0; i < x->n_fds && !err; i++)
         if (fcntl(x->fds[i], F_SETFD, 0) < 0)
-            mr_setup_failed(x->report_fd, "keep an fd for minirun-init", errno);
-    mr_setup_failed(x->report_fd, "exec minirun-init", -mr_execveat_nondumpable(x->helper_fd, x->argv, envp));
+            err = mr_step(step, errno, "keep fd %d for minirun-init", x->fds[i]);
+    if (!err)
+        err = mr_step(step, -mr_execveat_nondumpable(x->helper_fd, x->argv, envp), "start minirun-init");
+    if (x->fail_as_exec) /* exec.c's waiter reads an mr_exec_failure */
+        mr_exec_failed(x->fail_fd, 0, -err, step);
+    mr_setup_failed(x->fail_fd, step, -err);
     return 125;
 }
 
-/* clone3 into exec_init on a stack of our own frame, CLONE_VM | CLONE_VFORK: we sleep
+/* clone3 into exec_init on a stack of the caller's frame, CLONE_VM | CLONE_VFORK: we sleep
  * until the child has exec'd (or exited); it shares our memory until then. The child
  * starts on the new stack, where only an assembly trampoline can call into C.
  * Elsewhere than x86-64, glibc's clone() does it, without CLONE_INTO_CGROUP. */
@@ -120,66 +112,68 @@ static int clone3_missing(int err)
     return err == ENOSYS || err == E2BIG || err == EINVAL;
 }
 
-/* The child, never outside its cgroups: clone3 starts it inside the cgroup v2
- * directory (CLONE_INTO_CGROUP); plain clone where the kernel lacks clone3 (the
- * parent then adds it, *used_clone3 = 0). A user namespace's child is fork-like. */
-static pid_t clone_child(const struct mr_spawn_req *req, struct init_exec *x, char *stack, size_t stack_size,
-                         int *used_clone3)
+pid_t mr_clone_init(const struct mr_init_exec *x, uint64_t clone_flags, int cgroup_fd, int *used_clone3)
 {
-    struct mr_clone_args args;
+    /* the vfork child's stack: it runs exec_init and, if the exec fails, a report */
+    static const size_t stack_size = 64 << 10;
+    char *stack = (char *)(((uintptr_t)alloca(stack_size + 16) + 15) & ~(uintptr_t)15);
     uint64_t vfork = x->become_root ? 0 : CLONE_VM | CLONE_VFORK;
+    struct mr_clone_args args;
+    sigset_t all, old;
     long pid;
+    int err;
 
     memset(&args, 0, sizeof(args));
-    args.flags = req->clone_flags | vfork;
+    args.flags = clone_flags | vfork;
     args.exit_signal = SIGCHLD;
-    if (req->cgroup_fd >= 0) {
+    if (cgroup_fd >= 0) {
         args.flags |= CLONE_INTO_CGROUP;
-        args.cgroup = (uint64_t)req->cgroup_fd;
+        args.cgroup = (uint64_t)cgroup_fd;
     }
+    /* Blocked across clone so no Python signal handler can run in the child; a
+     * container's init keeps them blocked: it waits for them with sigwaitinfo. */
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, &old);
     *used_clone3 = 1;
     if (!vfork) {
         pid = syscall(SYS_clone3, &args, sizeof(args));
         if (pid == 0)
-            _exit(exec_init(x));
+            _exit(exec_init((void *)x));
         if (pid > 0 || !clone3_missing(errno))
-            return (pid_t)pid;
+            goto out;
     }
 #ifdef HAVE_CLONE3_ON_STACK
     else {
         args.stack = (uint64_t)(uintptr_t)stack;
         args.stack_size = stack_size;
-        pid = clone3_on_stack(&args, exec_init, x);
-        if (pid >= 0)
-            return (pid_t)pid;
-        errno = (int)-pid;
-        if (!clone3_missing(errno))
-            return -1;
+        pid = clone3_on_stack(&args, exec_init, (void *)x);
+        if (pid < 0)
+            errno = (int)-pid;
+        if (pid >= 0 || !clone3_missing(errno))
+            goto out;
     }
 #endif
     *used_clone3 = 0;
     if (vfork)
-        return clone(exec_init, stack + stack_size, (int)(req->clone_flags | vfork | SIGCHLD), x);
-    pid = syscall(SYS_clone, (unsigned long)(req->clone_flags | SIGCHLD), 0, 0, 0, 0);
-    if (pid == 0)
-        _exit(exec_init(x));
-    return (pid_t)pid;
+        pid = clone(exec_init, stack + stack_size, (int)(clone_flags | vfork | SIGCHLD), (void *)x);
+    else if ((pid = syscall(SYS_clone, (unsigned long)(clone_flags | SIGCHLD), 0, 0, 0, 0)) == 0)
+        _exit(exec_init((void *)x));
+out:
+    err = errno;
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    errno = err;
+    return (pid_t)(pid < 0 ? -1 : pid);
 }
 
 int mr_spawn(const struct mr_spawn_req *req, struct mr_spawn_out *out, char *step)
 {
-    /* the vfork child's stack: it runs exec_init and, if the exec fails, a report */
-    static const size_t stack_size = 64 << 10;
-    char *stack = alloca(stack_size + 16);
-    int sv[2] = {-1, -1}, go[2] = {-1, -1}, blob = -1, n_fds, *fds;
+    int sv[2] = {-1, -1}, go[2] = {-1, -1}, blob = -1, own[3], n_fds, *fds;
     char blob_arg[16], report_arg[16], go_arg[16];
-    struct init_exec x;
-    sigset_t all, old;
+    struct mr_init_exec x;
     pid_t pid;
     int err;
 
     memset(out, 0, sizeof(out[0]));
-    stack = (char *)(((uintptr_t)stack + 15) & ~(uintptr_t)15);
     if (req->helper_fd < 0)
         return mr_step(step, EINVAL, "spawn: no minirun-init to exec");
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
@@ -194,38 +188,27 @@ int mr_spawn(const struct mr_spawn_req *req, struct mr_spawn_out *out, char *ste
     }
     memset(&x, 0, sizeof(x));
     x.helper_fd = req->helper_fd;
-    x.report_fd = sv[1];
-    x.detached = req->detached;
+    x.fail_fd = sv[1];
+    x.pdeathsig = !req->detached;
     x.become_root = (req->clone_flags & CLONE_NEWUSER) != 0;
     x.go_fd = go[0];
     x.req = req;
-    n_fds = mr_spawn_req_n_fds(req);
+    /* go[0] only to a vfork child's exec: a user namespace's child reads sync 1 before its own */
+    own[0] = sv[1], own[1] = x.become_root ? -1 : go[0], own[2] = blob;
+    n_fds = mr_spawn_req_n_fds(req, 3);
     fds = alloca(sizeof(int) * (size_t)n_fds);
-    n_fds = mr_spawn_req_fds(req, fds, n_fds, sv[1], x.become_root ? -1 : go[0], blob); /* go[0]: see exec_init */
     x.fds = fds;
-    x.n_fds = n_fds;
+    x.n_fds = mr_spawn_req_fds(req, fds, n_fds, own, 3);
     snprintf(blob_arg, sizeof(blob_arg), "%d", blob);
     snprintf(report_arg, sizeof(report_arg), "%d", sv[1]);
-    snprintf(go_arg, sizeof(go_arg), "%d", x.become_root ? -1 : go[0]);
-    x.argv[0] = "minirun-init";
-    x.argv[1] = "spawn";
-    x.argv[2] = blob_arg;
-    x.argv[3] = report_arg;
-    x.argv[4] = go_arg;
-    x.argv[5] = NULL;
+    snprintf(go_arg, sizeof(go_arg), "%d", own[1]);
+    x.argv = (char *[]){"minirun-init", "spawn", blob_arg, report_arg, go_arg, NULL};
 
-    /* Blocked across clone so no Python signal handler can run in the child;
-     * the child keeps them blocked: its init waits for them with sigwaitinfo. */
-    sigfillset(&all);
-    sigprocmask(SIG_BLOCK, &all, &old);
-    pid = clone_child(req, &x, stack, stack_size, &out->used_clone3);
-    err = errno;
-    sigprocmask(SIG_SETMASK, &old, NULL);
+    pid = mr_clone_init(&x, req->clone_flags, req->cgroup_fd, &out->used_clone3);
     if (pid < 0) {
-        err = mr_step(step, err, "clone(%s)", req->rootfs);
+        err = mr_step(step, errno, "clone(%s)", req->rootfs);
         goto fail;
     }
-
     close(sv[1]);
     close(go[0]);
     close(blob);

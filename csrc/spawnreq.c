@@ -15,6 +15,9 @@
  * each piece 8-byte aligned. An offset is stored plus one: 0 stays NULL.
  */
 #define _GNU_SOURCE
+#include <alloca.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -165,17 +168,16 @@ static void walk_req(struct walker *w, struct mr_spawn_req *r)
     str(w, &r->hook_state);
 }
 
-/* The fds a container's init needs across its exec of minirun-init: all the request names,
- * and the three of spawn mode. The child clears their close-on-exec flags (spawn.c), and
- * minirun-init sets them again on its own (init.c). */
-int mr_spawn_req_fds(const struct mr_spawn_req *req, int *fds, int max, int report_fd, int go_fd, int blob_fd)
+/* The fds minirun-init needs across its exec: all the request names, and the caller's own.
+ * The child clears their close-on-exec flags (spawn.c), and minirun-init sets them again on
+ * its own (init.c, join.c). */
+int mr_spawn_req_fds(const struct mr_spawn_req *req, int *fds, int max, const int *own, int n_own)
 {
     int n = 0;
 
 #define KEEP(fd) do { if ((fd) >= 0 && n < max) fds[n++] = (fd); } while (0)
-    KEEP(report_fd);
-    KEEP(go_fd);
-    KEEP(blob_fd);
+    for (int i = 0; i < n_own; i++)
+        KEEP(own[i]);
     for (int i = 0; i < req->n_tasks_fds; i++)
         KEEP(req->tasks_fds[i]);
     for (int i = 0; i < 3; i++)
@@ -194,10 +196,21 @@ int mr_spawn_req_fds(const struct mr_spawn_req *req, int *fds, int max, int repo
     return n;
 }
 
-/* How many fds mr_spawn_req_fds can name. */
-int mr_spawn_req_n_fds(const struct mr_spawn_req *req)
+int mr_spawn_req_n_fds(const struct mr_spawn_req *req, int n_own)
 {
-    return 3 + req->n_tasks_fds + 3 + 1 + 1 + req->n_join_fds + req->n_pre_ops + req->n_ops;
+    return n_own + req->n_tasks_fds + 3 + 1 + 1 + req->n_join_fds + req->n_pre_ops + req->n_ops;
+}
+
+/* Close-on-exec again, what mr_spawn_req_fds named but stdio's 0..2 (COMMAND's): 0 or -errno. */
+int mr_spawn_req_cloexec(const struct mr_spawn_req *req, const int *own, int n_own)
+{
+    int n = mr_spawn_req_n_fds(req, n_own), *fds = alloca(sizeof(int) * (size_t)n);
+
+    n = mr_spawn_req_fds(req, fds, n, own, n_own);
+    for (int i = 0; i < n; i++)
+        if (fds[i] > 2 && fcntl(fds[i], F_SETFD, FD_CLOEXEC) < 0)
+            return -errno;
+    return 0;
 }
 
 int mr_spawn_req_to_memfd(const struct mr_spawn_req *req, char *step)
@@ -287,6 +300,7 @@ struct mr_spawn_req *mr_spawn_req_from_fd(int fd, char *step, int *err)
         free(blob);
         return NULL;
     }
+    blob->req.helper_fd = -1; /* the parent's fd of minirun-init: this is it */
     return &blob->req;
 }
 

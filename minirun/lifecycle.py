@@ -294,7 +294,7 @@ def exec_in(name: str, args: list[str], env: list[str] = (), cwd: str | None = N
             gid: int = 0, interactive: bool = False, tty: bool = False) -> int:
     """Run ``args`` inside a running container, in all its namespaces and cgroups; return its exit code.
 
-    The new process becomes COMMAND the way `run`'s does (csrc/init.c, mr_become_command):
+    The new process becomes COMMAND the way `run`'s does (csrc/become.c, mr_become_command):
     it keeps none of the caller's open files but stdio, and stays non-dumpable until execve.
     ``tty``: with a pty of the container's devpts, relayed to minirun's terminal (raw with ``interactive``).
     """
