@@ -64,6 +64,9 @@ static int exec_init(void *arg)
         mr_spawn_join(x->req, x->fail_fd, x->go_fd);
         if (mr_userns_become_root() < 0)
             mr_setup_failed(x->fail_fd, "become root of the user namespace", errno);
+        /* a new euid (0 mapped to another host uid) clears the parent-death signal (commit_creds) */
+        if (x->pdeathsig)
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
     }
     err = 0;
     for (int i = 0; i < x->n_fds && !err; i++)
