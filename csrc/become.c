@@ -206,6 +206,10 @@ void mr_become_command(const struct mr_spawn_req *req, int pipe_fd, int await_in
         snprintf(step, sizeof(step), "setuid(%d)", req->uid);
         exec_failed(req, pipe_fd, errno, step);
     }
+    /* A new euid clears the parent-death signal (commit_creds): an OCI PID 1 of a foreground
+     * run gets it back, to die with minirun-oci as spawn.c set it to. */
+    if (req->oci_process && !req->detached)
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
     umask(req->has_umask ? req->umask : 022);
     /* The no_new_privs filter goes on last, in minirun-init when it runs (exec_command);
      * startContainer hooks run under it, as in runc, so with any it is loaded here. */

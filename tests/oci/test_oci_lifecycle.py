@@ -94,6 +94,41 @@ def test_kill_by_number_and_delete_force(bundle, oci):
     assert oci("list", "--quiet").stdout.strip() == ""
 
 
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def test_a_foreground_runs_process_dies_with_it_whatever_its_user(tmp_path, bundle, oci):
+    """A foreground `run`'s PID 1 has PDEATHSIG: a SIGKILLed minirun-oci takes it down. Its
+    setuid to process.user cleared it (the kernel does at a new euid): set again after. Control:
+    uid 0, where nothing clears it."""
+    for uid in (0, 1000):
+        path = bundle(["/bin/sleep", "300"])
+        with open(os.path.join(path, "config.json")) as f:
+            config = json.load(f)
+        config["process"]["user"] = {"uid": uid, "gid": uid}
+        write_config(path, config)
+        pid_file = tmp_path / f"pid{uid}"
+        proc = subprocess.Popen([OCI, "--root", oci.root, "run", "--pid-file", str(pid_file), "--bundle", path,
+                                 f"pd{uid}"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        assert wait_for(lambda: pid_file.exists() and pid_file.read_text().strip())
+        pid = int(pid_file.read_text())
+        try:
+            assert wait_for(lambda: open(f"/proc/{pid}/comm").read() == "sleep\n")  # past its setuid
+            proc.kill()
+            proc.wait()
+            assert wait_for(lambda: _gone(pid)), f"uid {uid}: PID 1 survived minirun-oci's SIGKILL"
+        finally:
+            if not _gone(pid):
+                os.kill(pid, 9)
+            assert oci("delete", "--force", f"pd{uid}").returncode == 0
+
+
 def test_kill_of_a_stopped_container_speaks_as_runc(bundle, oci):
     """containerd's shim sends `kill --all ID 9` after every exit and counts an error as
     "already gone" only if it says `container not running` (or a few other runc texts):
