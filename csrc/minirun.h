@@ -210,6 +210,7 @@ struct mr_init_exec {
     int pdeathsig;   /* SIGKILL when the caller dies */
     int become_root;
     int go_fd;
+    int go_peer_fd;                 /* become_root: the parent's end of go_fd, closed in the child */
     const struct mr_spawn_req *req; /* become_root: its tasks fds are joined before sync 1 */
 };
 pid_t mr_clone_init(const struct mr_init_exec *x, uint64_t clone_flags, int cgroup_fd, int *used_clone3);

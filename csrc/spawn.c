@@ -61,6 +61,7 @@ static int exec_init(void *arg)
     if (x->pdeathsig)
         prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (x->become_root) {
+        close(x->go_peer_fd); /* our copy of the parent's end: its death must read as EOF */
         mr_spawn_join(x->req, x->fail_fd, x->go_fd);
         if (mr_userns_become_root() < 0)
             mr_setup_failed(x->fail_fd, "become root of the user namespace", errno);
@@ -195,6 +196,7 @@ int mr_spawn(const struct mr_spawn_req *req, struct mr_spawn_out *out, char *ste
     x.pdeathsig = !req->detached;
     x.become_root = (req->clone_flags & CLONE_NEWUSER) != 0;
     x.go_fd = go[0];
+    x.go_peer_fd = go[1];
     x.req = req;
     /* go[0] only to a vfork child's exec: a user namespace's child reads sync 1 before its own */
     own[0] = sv[1], own[1] = x.become_root ? -1 : go[0], own[2] = blob;

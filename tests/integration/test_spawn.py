@@ -62,3 +62,29 @@ def test_exec_shares_no_memory_with_the_interpreter_either(rootfs):
         assert float(out.stdout) < 50, f"{out.stdout.strip()} page faults per exec"
     finally:
         minirun("rm", "-f", name)
+
+
+def test_a_user_namespace_init_left_at_sync_1_exits(rootfs):
+    """With a user namespace the init waits for sync 1 as a fork-like child, a copy of the
+    interpreter's fds until its exec: the go pipe's write end among them, so the read saw no EOF
+    when a detached creator (minirun-oci create: no PDEATHSIG) went away first, and it waited
+    forever. Here the creator closes go without a byte, as its death would."""
+    import os
+    import select
+
+    from minirun import syscalls
+
+    child = syscalls.spawn(rootfs=rootfs, hostname=None, namespaces=["user", "pid", "mount"], cgroup_fd=None,
+                           tasks_fds=[], pre_plan=[], plan=[], readonly_root=False, argv=["/bin/true"], envp=[],
+                           path="/bin", cwd="/", oci={"detached": True})
+    pidfd = os.pidfd_open(child.pid)
+    try:
+        child.close_go()
+        ended, _, _ = select.select([pidfd], [], [], 30)  # a bound for the failure, not a wait
+        if not ended:
+            os.kill(child.pid, 9)
+        _, status = os.waitpid(child.pid, 0)
+    finally:
+        os.close(pidfd)
+        child.close()
+    assert ended and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 125, status
