@@ -263,7 +263,10 @@ void mr_container_init(const struct mr_spawn_req *req, int fd)
     TRY(fd, setsid(), "setsid()");
 
     if (req->oci_process) { /* COMMAND is PID 1 (the engine brings its own init) */
-        int missing = mr_find_command(req->argv[0], req->path);
+        int missing;
+
+        mr_spawn_req_close_spent(req, fd);
+        missing = mr_find_command(req->argv[0], req->path);
 
         if (missing) /* create fails, as runc's does (mr_find_command) */
             mr_exec_failed(fd, 1, missing, req->argv[0]);

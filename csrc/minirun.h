@@ -192,6 +192,9 @@ int mr_spawn_req_fds(const struct mr_spawn_req *req, int *fds, int max, const in
 int mr_spawn_req_n_fds(const struct mr_spawn_req *req, int n_own);
 /* minirun-init: those fds close-on-exec again (but 0..2): 0 or -errno */
 int mr_spawn_req_cloexec(const struct mr_spawn_req *req, const int *own, int n_own);
+/* minirun-init: an OCI PID 1 once set up closes every fd but stdio, --preserve-fds, report_fd,
+ * the exec fifo and the console socket */
+void mr_spawn_req_close_spent(const struct mr_spawn_req *req, int report_fd);
 
 /* spawn.c: clone a child that execs the sealed minirun-init (helper_fd) with argv at once: a
  * vfork (CLONE_VM | CLONE_VFORK, the caller asleep until the exec) with clone_flags, into the
@@ -357,6 +360,7 @@ struct mr_exec_failure {
  * complete (mr_init_run); COMMAND's process waits for it before its credentials and execve. */
 void mr_become_command(const struct mr_spawn_req *req, int pipe_fd, int await_init) __attribute__((noreturn));
 void mr_close_fds(int from, int keep_a, int keep_b); /* close every fd >= from but those (-1: none) */
+void mr_close_fds_but(int from, const int *keep, int n); /* the same, n of them */
 int mr_step(char *step, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void mr_container_init(const struct mr_spawn_req *req, int report_fd) __attribute__((noreturn));
 

@@ -18,6 +18,7 @@
 #include <alloca.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -211,6 +212,23 @@ int mr_spawn_req_cloexec(const struct mr_spawn_req *req, const int *own, int n_o
         if (fds[i] > 2 && fcntl(fds[i], F_SETFD, FD_CLOEXEC) < 0)
             return -errno;
     return 0;
+}
+
+/* An OCI PID 1, set up, before it waits for `start`: it keeps stdio, --preserve-fds, the report
+ * socket, the exec fifo and the console socket; the rest goes now, not at COMMAND's execve: the
+ * caller's other fds, close-on-exec until then, and what the setup spent (cgroup v1 tasks files,
+ * namespaces joined, bind trees), even in a gap of --preserve-fds. A created container can be
+ * entered by `exec` long before `start`. */
+void mr_spawn_req_close_spent(const struct mr_spawn_req *req, int report_fd)
+{
+    int keep[3] = {report_fd, req->exec_fifo_fd > 0 ? req->exec_fifo_fd : -1, req->terminal ? req->console_fd : -1};
+    int n = mr_spawn_req_n_fds(req, 0), *fds = alloca(sizeof(int) * (size_t)n);
+
+    n = mr_spawn_req_fds(req, fds, n, NULL, 0);
+    for (int i = 0; i < n; i++)
+        if (fds[i] > 2 && fds[i] != keep[0] && fds[i] != keep[1] && fds[i] != keep[2])
+            close(fds[i]);
+    mr_close_fds_but(req->preserve_fds < INT_MAX - 3 ? 3 + req->preserve_fds : INT_MAX, keep, 3);
 }
 
 int mr_spawn_req_to_memfd(const struct mr_spawn_req *req, char *step)

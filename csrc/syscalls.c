@@ -32,21 +32,32 @@ static void close_from_to(int from, unsigned int to)
             close(fd);
 }
 
-/* Close every fd >= from except keep_a and keep_b (-1: none), so that nothing the
- * caller had open (a host file, a socket, a directory: CVE-2024-21626) reaches
- * the container. close_range since Linux 5.9; below that, the usual loop. */
-void mr_close_fds(int from, int keep_a, int keep_b)
+/* Close every fd >= from but the n in keep (-1: none), so that nothing the caller had
+ * open (a host file, a socket, a directory: CVE-2024-21626) reaches the container.
+ * close_range since Linux 5.9; below that, the usual loop. */
+void mr_close_fds_but(int from, const int *keep, int n)
 {
-    int keep[2] = {keep_a < keep_b ? keep_a : keep_b, keep_a < keep_b ? keep_b : keep_a};
+    int next;
 
-    for (int i = 0; i < 2; i++) {
-        if (keep[i] < from)
-            continue;
-        if (keep[i] > from)
-            close_from_to(from, (unsigned)keep[i] - 1);
-        from = keep[i] + 1;
+    for (;;) { /* the lowest kept fd >= from, each time: n is a handful */
+        next = -1;
+        for (int i = 0; i < n; i++)
+            if (keep[i] >= from && (next < 0 || keep[i] < next))
+                next = keep[i];
+        if (next < 0)
+            break;
+        if (next > from)
+            close_from_to(from, (unsigned)next - 1);
+        from = next + 1;
     }
     close_from_to(from, ~0U);
+}
+
+void mr_close_fds(int from, int keep_a, int keep_b)
+{
+    int keep[2] = {keep_a, keep_b};
+
+    mr_close_fds_but(from, keep, 2);
 }
 
 /* Python's os.setns arrived in 3.12. */

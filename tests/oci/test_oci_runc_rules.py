@@ -12,8 +12,10 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 
 from conftest import OCI, write_config
+from helpers import wait_for
 
 
 def _config(path: str) -> dict:
@@ -240,3 +242,37 @@ def test_preserve_fds_with_gaps(tmp_path, bundle, oci):
     out = subprocess.run(["sh", "-c", command, OCI], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["three", "nine", "end"]
+
+
+def test_a_created_pid_1_holds_only_what_it_still_needs(tmp_path, bundle, oci):
+    """A created container's PID 1 waits for `start` (and can be entered by `exec` meanwhile)
+    holding stdio, --preserve-fds, the exec fifo and its report socket: not the caller's other
+    fds (fd 12 here, which would only go at COMMAND's execve) nor the cgroup tasks files its
+    setup wrote, even in a gap of --preserve-fds (4 to 8). Control: after `start`, COMMAND
+    holds stdio and the preserved 3 and 9."""
+    path = bundle(["/bin/sleep", "60"])
+    passed = {3: "three", 9: "nine", 12: "twelve"}
+    for name in passed.values():
+        (tmp_path / name).write_text(name)
+    # the caller: its files on 3, 9 and 12 (inheritable), 4 to 8 closed (subprocess closes them)
+    launch = ("import os, sys\nfor fd, path in zip((3, 9, 12), sys.argv[1:4]):\n"
+              "    os.dup2(os.open(path, os.O_RDONLY), fd)\n    os.set_inheritable(fd, True)\n"
+              "os.execv(sys.argv[4], sys.argv[4:])")
+    with open(tmp_path / "out", "w") as out:
+        created = subprocess.run([sys.executable, "-c", launch, *(str(tmp_path / n) for n in passed.values()), OCI,
+                                  "--root", oci.root, "create", "--preserve-fds", "7", "--pid-file",
+                                  str(tmp_path / "pid"), "--bundle", path, "held"],
+                                 stdin=subprocess.DEVNULL, stdout=out, stderr=out, timeout=30)
+    assert created.returncode == 0, (tmp_path / "out").read_text()
+    pid = int((tmp_path / "pid").read_text())
+    try:
+        held = {int(fd): os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+        assert held[3].endswith("/three") and held[9].endswith("/nine")
+        others = [os.path.basename(link) if "/" in link else link.split(":")[0]
+                  for fd, link in held.items() if fd > 2 and fd not in (3, 9)]
+        assert sorted(others) == ["exec.fifo", "socket"], held
+        assert oci("start", "held").returncode == 0
+        assert wait_for(lambda: open(f"/proc/{pid}/comm").read() == "sleep\n")
+        assert sorted(int(fd) for fd in os.listdir(f"/proc/{pid}/fd")) == [0, 1, 2, 3, 9]
+    finally:
+        assert oci("delete", "--force", "held").returncode == 0
