@@ -111,9 +111,8 @@ void mr_become_command(const struct mr_spawn_req *req, int pipe_fd, int await_in
     sigset_t none;
     int err, root_fd, cwd_fd = -1, fifo_wfd = -1, seccomp_deferred;
 
-    /* Until execve (which resets it), this process holds host memory and maybe
-     * host fds, and /proc/PID/exe is minirun's interpreter on the host: no
-     * process of the container may ptrace it or open those (CVE-2019-5736). */
+    /* Until execve (which resets it), this process may hold host fds: no process
+     * of the container may ptrace it or open them (CVE-2019-5736, CVE-2016-9962). */
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     /* The terminal first, before the fds COMMAND must not keep are closed: it
      * needs req->console_fd, and leaves only the pty as stdio (console.c). */
@@ -125,8 +124,8 @@ void mr_become_command(const struct mr_spawn_req *req, int pipe_fd, int await_in
     if (!req->oci_process)
         mr_close_fds(3, pipe_fd, -1);
 
-    /* Undo what the Python parent had: its handlers and, above all, its ignored
-     * SIGPIPE, which exec would otherwise pass on to COMMAND. */
+    /* Undo what came down from the Python caller through minirun-init's exec: its
+     * signal mask and, above all, its ignored SIGPIPE, which exec passes on to COMMAND. */
     for (int sig = 1; sig < NSIG; sig++)
         signal(sig, SIG_DFL);
     sigemptyset(&none);

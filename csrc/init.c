@@ -305,10 +305,10 @@ void mr_spawn_child(const struct mr_spawn_req *req, int report_fd, int go_fd)
         mr_spawn_join(req, report_fd, go_fd);
 
     /* Requested stdio first (dup2 clears O_CLOEXEC on the copies). Then everything
-     * else the Python parent had open stays with the parent: COMMAND sees only
+     * else the caller had open stays with the caller: COMMAND sees only
      * stdio, and the init holds only stdio, the report socket, as fd 3, and with a
      * terminal the console socket, as fd 4 (moved out of the way of the dup2s). */
-    if (req->terminal && (console = fcntl(req->console_fd, F_DUPFD_CLOEXEC, MR_HELPER_FD + 1)) < 0)
+    if (req->terminal && (console = fcntl(req->console_fd, F_DUPFD_CLOEXEC, MR_CONSOLE_FD + 1)) < 0)
         mr_setup_failed(report_fd, "terminal: keep the console socket", errno);
     for (int i = 0; i < 3; i++)
         if (req->stdio[i] >= 0 && req->stdio[i] != i && dup2(req->stdio[i], i) < 0)

@@ -26,7 +26,6 @@
 #endif
 #define MR_SECCOMP_SET_MODE_FILTER 1 /* seccomp(2)'s operation; musl has no linux/seccomp.h */
 #define MR_CONSOLE_FD 4 /* where the container's init keeps req->console_fd (spawn.c) */
-#define MR_HELPER_FD 5  /* and req->helper_fd */
 
 /* One operation of the in-container filesystem plan, built as data by
  * minirun/mounts.py and executed by the child (rootpath.c, mr_apply_op). Every
@@ -141,8 +140,8 @@ struct mr_spawn_req {
     int has_umask;               /* 0: umask 022 */
     unsigned int umask;
     int cwd_must_exist;          /* 1: chdir only, as runc's exec; 0: a missing cwd is made (docker's -w) */
-    int helper_fd;               /* sealed memfd of the static minirun-init: PID 1 becomes it once COMMAND
-                                  * runs, and COMMAND is exec'd through it (command.c); -1: neither */
+    int helper_fd;               /* sealed memfd of the static minirun-init, which the child execs at
+                                  * once (spawn.c, exec.c); -1 inside minirun-init itself */
     /* OCI hooks run by the container's process (hooks.c); the state is its JSON object
      * without the closing brace: status and pid are added there */
     const struct mr_hook *create_hooks; /* createContainer: after the mounts, before pivot_root */
