@@ -11,12 +11,12 @@ call of each. getppid is the issue's
 measure; the kernel (5.11+) caches "always allowed" for syscalls whose
 decision needs no argument, so its cost is seccomp's fixed entry cost, the
 same for any filter. personality's decision reads an argument, so the whole
-program runs each time: that row compares the programs (libseccomp's binary
-tree here, runc's libseccomp-golang default there). It runs in containers,
+program runs each time: that row compares the programs (minirun's search over
+syscall-number ranges here, runc's libseccomp-golang default there). It runs in containers,
 rounds interleaved so machine noise hits every configuration alike:
 
     minirun unconfined         --security-opt seccomp=unconfined (the baseline)
-    minirun default            Docker's profile, built by libseccomp (binary tree), minirun's loader
+    minirun default            Docker's profile, compiled by minirun (seccomp_bpf), minirun's loader
     minirun + podman profile   containers-common's seccomp.json through minirun
     runc unconfined            `runc run` on the bundle `minirun compare` runs (minirun's defaults), no seccomp
     runc default               the same bundle as compare runs it: minirun's default profile as OCI rules

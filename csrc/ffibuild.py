@@ -233,7 +233,8 @@ if __name__ == "__main__":
     ffibuilder.compile(verbose=True)
 
 
-# minirun._seccomp: libseccomp, the filter compiler runc, crun and youki use.
+# minirun._seccomp: libseccomp, the filter compiler runc, crun and youki use: its syscall tables
+# (minirun/seccomp_build.py), and its own compiler for the tests' reference program.
 # A module of its own so that only building a filter links it: the default
 # run loads a cached program (minirun/seccomp.py) and never maps libseccomp.
 seccomp_ffibuilder = FFI()

@@ -1,8 +1,8 @@
-"""seccomp filters built by libseccomp from Docker, containers-common and OCI profiles.
+"""seccomp filters from Docker, containers-common and OCI profiles.
 
-libseccomp is the compiler runc, crun and youki use; minirun binds it with cffi
-(minirun._seccomp, csrc/ffibuild.py). The filter is built in the parent and
-exported as classic BPF (``seccomp_export_bpf``): the child, C between clone
+The filter is built in the parent as classic BPF (minirun/seccomp_bpf.py,
+deciding as libseccomp, the compiler runc, crun and youki use, whose syscall
+tables it reads through cffi: minirun._seccomp): the child, C between clone
 and exec, only hands those bytes to seccomp(2) (csrc/security.c).
 
 One entry point for every caller (``minirun run``, the API, the OCI runtime)::
@@ -16,8 +16,8 @@ One entry point for every caller (``minirun run``, the API, the OCI runtime)::
 each field of the profile means is in minirun/seccomp_build.py, which does
 the work; this module is what the run path imports.
 
-Cost: building Docker's profile takes ~25 ms (libseccomp with three
-architectures), so exported programs are cached in /var/cache/minirun/seccomp
+Cost: building Docker's profile takes ~5 ms (~25 ms when libseccomp compiled
+it), so programs are cached in /var/cache/minirun/seccomp
 (rootless: $XDG_CACHE_HOME/minirun/seccomp), one file per key: the profile
 (its JSON, or for "default" the identity of its source file), the capabilities, the
 kernel version (minKernel), libseccomp's version and the compiler's source. A
@@ -71,6 +71,11 @@ def _source_id(name: str) -> str:
     return f"{name}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
 
 
+def _compiler_id() -> str:
+    """The compiler's identity for the key: the profile's reading and the code generator."""
+    return _source_id("seccomp_build.py") + "\t" + _source_id("seccomp_bpf.py")
+
+
 def _sha256(data: bytes) -> str:
     try:  # the builtin module: hashlib's OpenSSL import alone costs the run path ~2 ms
         from _sha256 import sha256
@@ -94,7 +99,7 @@ def _cache_key(profile, caps, kernel) -> str:
 
         text = dumps(profile, sort_keys=True, separators=(",", ":"))
     material = "\n".join((text, _caps_text(caps), "%d.%d" % kernel, libseccomp_version(),
-                          _source_id("seccomp_build.py")))
+                          _compiler_id()))
     return _sha256(material.encode())
 
 
@@ -112,11 +117,11 @@ def _index_parts(profile, caps, kernel) -> str:
     The default profile's as they are (no hashing); another's (its JSON) digested."""
     if profile == "default":
         return "\t".join((_caps_text(caps), "%d.%d" % kernel, _source_id("seccomp_default.py"),
-                          _source_id("seccomp_build.py")))
+                          _compiler_id()))
     from .jsonlite import dumps
 
     material = "\n".join((dumps(profile, sort_keys=True, separators=(",", ":")), _caps_text(caps),
-                          "%d.%d" % kernel, _source_id("seccomp_build.py")))
+                          "%d.%d" % kernel, _compiler_id()))
     return "profile " + _sha256(material.encode())
 
 

@@ -1,4 +1,4 @@
-"""Profiles to BPF through libseccomp: what each field means, and the program built from it.
+"""Profiles to BPF: what each field means, and the program built from it (seccomp_bpf compiles it).
 
 Used through minirun.seccomp (build_filter, filter_for). Fields, in Docker's,
 containers-common's and the OCI spec's shapes:
@@ -15,43 +15,39 @@ containers-common's and the OCI spec's shapes:
   runc does (not the default errno). ``args`` (``index``, ``value``,
   ``valueTwo``, ``op`` SCMP_CMP_*): all must hold, except that several
   conditions on one argument become one rule each (libseccomp cannot AND
-  them; runc splits them the same way). ``includes``/``excludes`` (``caps``,
+  them, so runc splits them the same way). ``includes``/``excludes`` (``caps``,
   ``arches``, ``minKernel``) as Docker and podman evaluate them.
-  A syscall name libseccomp does not know is skipped, as runc does. For one
-  syscall, a rule without args wins over its rules with args (libseccomp's
-  rule), and a rule whose action is the default action is dropped (runc).
+  Syscall names and numbers come from libseccomp's tables, per architecture
+  (i386's socket and IPC calls also through their multiplexers, as libseccomp
+  adds them); a name it does not know is skipped, as runc does. For one
+  syscall, a rule without args wins over its rules with args, and the first
+  such rule over later ones (libseccomp's rules); a rule whose action is the
+  default action is dropped (runc). Rules with args that can hold at once but
+  decide differently are refused: libseccomp's outcome there is its tree's
+  internal order.
 - ``flags``: SECCOMP_FILTER_FLAG_TSYNC, _LOG, _SPEC_ALLOW, _TSYNC_ESRCH,
   passed to seccomp(2) when the child loads the filter.
 - ``listenerPath``, ``listenerMetadata``, SCMP_ACT_NOTIFY,
   SECCOMP_FILTER_FLAG_NEW_LISTENER: refused with a clear error (minirun has
   no seccomp agent to hand the notification fd to).
 
-Syscalls newer than the profile: as runc, a stub in front of libseccomp's
-program returns ENOSYS for numbers above the highest one the profile names
-(per architecture), so libc falls back (e.g. to an older call) instead of
-failing with EPERM; not when the default action already allows, or is ENOSYS.
-libseccomp is asked for a binary tree (SCMP_FLTATR_CTL_OPTIMIZE=2), which is
-what keeps an allowed syscall's cost below runc's default linear filter.
+Syscalls newer than the profile: as runc's stub in front of libseccomp's
+program, ENOSYS for numbers above the highest one the profile names (per
+architecture), so libc falls back (e.g. to an older call) instead of failing
+with EPERM; not when the default action already allows, or is ENOSYS.
+tests/unit/test_seccomp.py holds every decision to libseccomp's own program
+with that stub: what runc loads.
 """
 
 from __future__ import annotations
 
 import errno
-import os
-import struct
 
+from .seccomp_bpf import (AUDIT_ARCH_I386, AUDIT_ARCH_X86_64, EQ, MASKED_EQ, NE, RET_ALLOW, RET_ERRNO, RET_KILL_PROCESS,  # noqa: F401
+                          RET_KILL_THREAD, RET_LOG, RET_TRACE, RET_TRAP, X32_SYSCALL_BIT, compile_program, evaluate)
 from .seccomp_filter import ProfileError, SeccompFilter, kernel_version
 
 EPERM, ENOSYS = 1, 38
-
-# SECCOMP_RET_* (linux/seccomp.h), which libseccomp's SCMP_ACT_* values are.
-RET_KILL_THREAD = 0x00000000
-RET_KILL_PROCESS = 0x80000000
-RET_TRAP = 0x00030000
-RET_ERRNO = 0x00050000
-RET_TRACE = 0x7FF00000
-RET_LOG = 0x7FFC0000
-RET_ALLOW = 0x7FFF0000
 
 _ACTIONS = {
     "SCMP_ACT_ALLOW": RET_ALLOW,
@@ -71,8 +67,6 @@ _NOTIFY_FLAGS = ("SECCOMP_FILTER_FLAG_NEW_LISTENER", "SECCOMP_FILTER_FLAG_WAIT_K
 # Docker's "arches" in includes/excludes use Go's names; the host's is amd64.
 GO_ARCH = "amd64"
 NATIVE_ARCH = "SCMP_ARCH_X86_64"
-AUDIT_ARCH_X86_64, AUDIT_ARCH_I386 = 0xC000003E, 0x40000003
-X32_SYSCALL_BIT = 0x40000000
 
 _PROFILE_KEYS = {"defaultAction", "defaultErrnoRet", "defaultErrno", "architectures", "archMap", "syscalls", "flags",
                  "listenerPath", "listenerMetadata", "comment"}
@@ -273,183 +267,172 @@ def to_oci(profile, caps=(), kernel: tuple[int, int] | None = None) -> dict:
     return out
 
 
-# ---------------------------------------------------------------- libseccomp
+# ---------------------------------------------------------------- the program
+
+# i386's socket and SysV IPC calls go through one multiplexer each (socketcall, ipc; argument 0 says
+# which call), and most also have a call of their own since Linux 4.3 and 5.1. libseccomp names
+# them by pseudo numbers there (-101 socket ... -224 shmctl) and a rule for one covers both ways in;
+# so does minirun's. The number of its own, by pseudo number (none: the multiplexer is the only way).
+_I386_MULTIPLEXED = {
+    102: (-120, -100, {101: 359, 102: 361, 103: 362, 104: 363, 106: 367, 107: 368, 108: 360, 111: 369, 112: 371,
+                       113: 373, 114: 366, 115: 365, 116: 370, 117: 372, 118: 364, 119: 337, 120: 345}),   # socketcall
+    117: (-224, -200, {202: 393, 203: 394, 211: 400, 212: 401, 213: 399, 214: 402, 221: 397, 222: 398, 223: 395,
+                       224: 396}),                                                                    # ipc
+}
+
 
 def build(profile, caps=(), kernel: tuple[int, int] | None = None) -> SeccompFilter:
-    """minirun.seccomp.build_filter's work."""
+    """minirun.seccomp.build_filter's work: libseccomp's tables name the calls, seccomp_bpf compiles."""
     if profile == "default":
         from .seccomp_default import DEFAULT_PROFILE as profile
     spec = resolve(profile, caps, kernel)
-    from ._seccomp import ffi, lib
+    from ._seccomp import lib
 
-    ctx = lib.seccomp_init(spec.default)
-    if ctx == ffi.NULL:
-        raise ProfileError(f"seccomp profile: libseccomp refused the default action {spec.default:#x}")
-    try:
-        arch_tokens = [lib.seccomp_arch_native()]
-        for name in spec.arches:
-            token = lib.seccomp_arch_resolve_name(name.lower().removeprefix("scmp_arch_").encode())
-            if token == 0:
-                raise ProfileError(f"seccomp profile: unknown architecture {name!r}")
-            if token not in arch_tokens:
-                _check(lib.seccomp_arch_add(ctx, token), f"add architecture {name}")
-                arch_tokens.append(token)
-        _check(lib.seccomp_attr_set(ctx, lib.SCMP_FLTATR_ACT_BADARCH, RET_KILL_PROCESS), "set the bad-arch action")
-        _check(lib.seccomp_attr_set(ctx, lib.SCMP_FLTATR_CTL_OPTIMIZE, 2), "ask for a binary tree")
-        for names, action, cond_lists in spec.rules:
-            if action == spec.default:
-                continue  # libseccomp refuses such a rule (EACCES); runc skips it too
-            for name in names:
-                nr = lib.seccomp_syscall_resolve_name(name.encode())
-                if nr == lib.__NR_SCMP_ERROR:
-                    continue  # unknown to libseccomp: skipped, as runc does
-                for conds in cond_lists:
-                    array = ffi.new("struct scmp_arg_cmp[]", conds or 1)
-                    rc = lib.seccomp_rule_add_array(ctx, action, nr, len(conds), array)
-                    if rc == -errno.EEXIST:  # the same arguments already have another action
-                        raise ProfileError(f"seccomp profile: two rules for {name} with the same arguments "
-                                           "disagree on the action")
-                    _check(rc, f"add the rule for {name}")
-        program = _export(ctx, lib)
-    finally:
-        lib.seccomp_release(ctx)
-    stub = _enosys_stub(spec, arch_tokens, lib)
-    program = stub + program
+    tokens = [lib.seccomp_arch_native()]
+    for name in spec.arches:
+        token = lib.seccomp_arch_resolve_name(name.lower().removeprefix("scmp_arch_").encode())
+        if token == 0:
+            raise ProfileError(f"seccomp profile: unknown architecture {name!r}")
+        if token not in tokens:
+            tokens.append(token)
+    per_arch = {token: _decisions(spec, token, lib) for token in tokens}
+    tables = _tables(spec, per_arch, lib)
+    program = compile_program(tables, spec.default, RET_KILL_PROCESS)
     if len(program) // 8 > 4096:  # BPF_MAXINSNS
         raise ProfileError(f"seccomp profile: the filter needs {len(program) // 8} instructions (the kernel's limit "
                            "is 4096)")
     return SeccompFilter(program, spec.flags)
 
 
-def _check(rc: int, what: str) -> None:
-    if rc < 0:
-        raise ProfileError(f"seccomp profile: libseccomp could not {what}: {os.strerror(-rc)}")
+def _numbers(lib, token: int, name: str, conds: list) -> list[tuple[int, list]]:
+    """Where a rule for ``name`` lands on one architecture: [(syscall number, its conditions)]."""
+    nr = lib.seccomp_syscall_resolve_name_arch(token, name.encode())
+    if nr >= 0:
+        return [(nr, conds)]
+    for multiplexer, (low, high, own) in _I386_MULTIPLEXED.items():
+        if token == AUDIT_ARCH_I386 and low <= nr <= high:
+            call = -nr % (-high)
+            # the multiplexer's argument 0 is the call; the rule's own test of argument 0 cannot be made
+            muxed = [(0, EQ, call, 0)] + [c for c in conds if c[0] != 0]
+            return [(multiplexer, muxed)] + ([(own[-nr], conds)] if -nr in own else [])
+    return []  # a call this architecture does not have
 
 
-def _export(ctx, lib) -> bytes:
-    fd = os.memfd_create("minirun-seccomp", os.MFD_CLOEXEC)
-    try:
-        _check(lib.seccomp_export_bpf(ctx, fd), "export the filter")
-        size = os.lseek(fd, 0, os.SEEK_END)
-        return os.pread(fd, size, 0)
-    finally:
-        os.close(fd)
+def _decisions(spec: Resolved, token: int, lib) -> dict[int, object]:
+    """syscall number -> its action, or its argument rules ((conditions, action), ...) in profile order.
 
-
-# classic BPF opcodes (linux/bpf_common.h), for the stub
-LD_W_ABS, JMP_JA, JMP_JEQ_K, JMP_JGT_K, JMP_JSET_K, RET_K = 0x20, 0x05, 0x15, 0x25, 0x45, 0x06
-
-
-def _enosys_stub(spec: Resolved, arch_tokens: list, lib) -> bytes:
-    """runc's -ENOSYS stub: syscalls above the highest one the profile names, per architecture."""
-    if spec.default in (RET_ALLOW, RET_LOG) or spec.default == RET_ERRNO | ENOSYS:
-        return b""
-    highest: dict[int, int] = {}
-    for names, _action, _conds in spec.rules:
+    libseccomp's rules, which runc's filters follow: a rule without arguments wins over the call's rules
+    with arguments, and the first such rule over later ones; a rule whose action is the default is
+    dropped. Where libseccomp's outcome would hang on the order of its internal tree (argument rules
+    that can hold at once but decide differently), the profile is refused."""
+    plain: dict[int, int] = {}
+    ruled: dict[int, dict[tuple, int]] = {}
+    names_of: dict[int, str] = {}
+    for names, action, cond_lists in spec.rules:
+        if action == spec.default:
+            continue  # libseccomp refuses such a rule (EACCES); runc skips it too
         for name in names:
-            for token in arch_tokens:
-                nr = lib.seccomp_syscall_resolve_name_arch(token, name.encode())
-                if nr >= 0:
-                    highest[token] = max(highest.get(token, -1), nr)
-    if not highest:
-        return b""
-    # x32 shares x86_64's audit arch: its numbers are those with bit 30 set
-    x86_64, x32, i386 = (lib.seccomp_arch_resolve_name(n) for n in (b"x86_64", b"x32", b"x86"))
-    code: list = []  # [opcode, jt, jf, k] (jumps may name a label) and label names
-
-    def emit(op, k=0, jt=0, jf=0):
-        code.append([op, jt, jf, k])
-
-    emit(LD_W_ABS, 4)
-    if x86_64 in highest or x32 in highest:
-        emit(JMP_JEQ_K, AUDIT_ARCH_X86_64, 0, "next")
-        emit(LD_W_ABS, 0)
-        emit(JMP_JSET_K, X32_SYSCALL_BIT, "x32", 0)
-        emit(JMP_JGT_K, highest.get(x86_64, 0xFFFFFFFF), "enosys", "filter")
-        code.append("x32")
-        emit(JMP_JGT_K, highest.get(x32, 0xFFFFFFFF), "enosys", "filter")
-        code.append("next")
-        emit(LD_W_ABS, 4)
-    if i386 in highest:
-        emit(JMP_JEQ_K, AUDIT_ARCH_I386, 0, "filter")
-        emit(LD_W_ABS, 0)
-        emit(JMP_JGT_K, highest[i386], "enosys", "filter")
-    emit(JMP_JA, "filter")
-    code.append("enosys")
-    emit(RET_K, RET_ERRNO | ENOSYS)
-    code.append("filter")
-    return assemble(code)
+            if lib.seccomp_syscall_resolve_name(name.encode()) == lib.__NR_SCMP_ERROR:
+                continue  # unknown to libseccomp: skipped, as runc does
+            for conds in cond_lists:
+                for nr, where in _numbers(lib, token, name, conds):
+                    names_of.setdefault(nr, name)
+                    if not where:
+                        plain.setdefault(nr, action)
+                        continue
+                    rules = ruled.setdefault(nr, {})
+                    key = tuple(sorted(where))
+                    if rules.get(key, action) != action:
+                        raise ProfileError(f"seccomp profile: two rules for {name} with the same arguments "
+                                           "disagree on the action")
+                    rules[key] = action
+    decisions: dict[int, object] = {}
+    for nr, rules in ruled.items():
+        if nr not in plain:
+            _check_exclusive(names_of[nr], rules)
+            decisions[nr] = tuple(rules.items())
+    decisions.update(plain)
+    return decisions
 
 
-def assemble(code: list) -> bytes:
-    """``code``: [opcode, jt, jf, k] items and label names; a jump may name a label (forward only)."""
-    labels, insns = {}, []
-    for item in code:
-        if isinstance(item, str):
-            labels[item] = len(insns)
-        else:
-            insns.append(item)
-    out = []
-    for pc, (op, jt, jf, k) in enumerate(insns):
-        if op == JMP_JA:
-            k = labels[k] - pc - 1
-        jt = labels[jt] - pc - 1 if isinstance(jt, str) else jt
-        jf = labels[jf] - pc - 1 if isinstance(jf, str) else jf
-        out.append(struct.pack("<HBBI", op, jt, jf, k))
-    return b"".join(out)
+def _check_exclusive(name: str, rules: dict[tuple, int]) -> None:
+    items = list(rules.items())
+    for i, (conds, action) in enumerate(items):
+        for other, other_action in items[i + 1:]:
+            if action != other_action and not any(_disjoint(a, b) for a in conds for b in other if a[0] == b[0]):
+                raise ProfileError(f"seccomp profile: rules for {name} whose arguments can match at once decide "
+                                   "differently; which one wins would be libseccomp's internal order: make them "
+                                   "exclusive (e.g. SCMP_CMP_EQ on different values of one argument)")
 
 
-# ---------------------------------------------------------------- reference interpreter
+def _disjoint(a: tuple, b: tuple) -> bool:
+    """Can no argument value meet both conditions (on one argument, for 64- and 32-bit ABIs alike)?"""
+    (_, op_a, value_a, two_a), (_, op_b, value_b, two_b) = sorted((a, b), key=lambda c: c[1])
+    low = 0xFFFFFFFF
+    if op_a == NE and op_b == EQ:
+        return value_a == value_b
+    if op_a == op_b == EQ:
+        return (value_a ^ value_b) & low != 0
+    if op_a == EQ and op_b == MASKED_EQ:  # arg & mask == datum
+        return ((value_a & value_b) ^ two_b) & low != 0
+    if op_a == op_b == MASKED_EQ:  # a bit both masks test, required to differ
+        return (two_a ^ two_b) & value_a & value_b & low != 0
+    return False
 
-def evaluate(program: bytes, nr: int, args=(0,) * 6, arch: int = AUDIT_ARCH_X86_64) -> int:
-    """Run ``program`` on one system call as the kernel would; returns the SECCOMP_RET_* value.
 
-    Classic BPF as seccomp accepts it (loads from struct seccomp_data, scratch
-    memory, ALU, jumps, returns). For tests and for explaining a decision.
-    """
-    data = struct.pack("<II", nr & 0xFFFFFFFF, arch) + struct.pack("<Q", 0) + b"".join(
-        struct.pack("<Q", a & 0xFFFFFFFFFFFFFFFF) for a in (list(args) + [0] * 6)[:6])
-    insns = [struct.unpack_from("<HBBI", program, i) for i in range(0, len(program), 8)]
-    a = x = pc = 0
-    mem = [0] * 16
-    alu = {0x00: lambda a, v: a + v, 0x10: lambda a, v: a - v, 0x20: lambda a, v: a * v,
-           0x30: lambda a, v: a // v, 0x40: lambda a, v: a | v, 0x50: lambda a, v: a & v,
-           0x60: lambda a, v: a << v, 0x70: lambda a, v: a >> v, 0x90: lambda a, v: a % v,
-           0xA0: lambda a, v: a ^ v}
-    while True:
-        code, jt, jf, k = insns[pc]
-        pc += 1
-        cls, src = code & 0x07, x if code & 0x08 else k
-        if code == 0x20:                       # ld [k]
-            a = struct.unpack_from("<I", data, k)[0]
-        elif code == 0x00:                     # ld #k
-            a = k
-        elif code == 0x60:                     # ld M[k]
-            a = mem[k]
-        elif code == 0x80:                     # ld #len
-            a = len(data)
-        elif code == 0x01:                     # ldx #k
-            x = k
-        elif code == 0x61:                     # ldx M[k]
-            x = mem[k]
-        elif code == 0x02:                     # st M[k]
-            mem[k] = a
-        elif code == 0x03:                     # stx M[k]
-            mem[k] = x
-        elif cls == 0x04:                      # alu
-            a = (-a if code & 0xF0 == 0x80 else alu[code & 0xF0](a, src)) & 0xFFFFFFFF
-        elif code == 0x05:                     # ja
-            pc += k
-        elif cls == 0x05:                      # conditional jumps
-            test = {0x10: a == src, 0x20: a > src, 0x30: a >= src, 0x40: bool(a & src)}[code & 0xF0]
-            pc += jt if test else jf
-        elif code == 0x06:                     # ret #k
-            return k
-        elif code == 0x16:                     # ret a
-            return a
-        elif code == 0x07:                     # tax
-            x = a
-        elif code == 0x87:                     # txa
-            a = x
-        else:
-            raise ValueError(f"unexpected BPF opcode {code:#x} at {pc - 1}")
+def _tables(spec: Resolved, per_arch: dict[int, dict], lib) -> dict[int, list[tuple[int, object]]]:
+    """Audit arch -> [(first nr, decision)] over all 2^32 numbers. x32 shares x86_64's audit arch: its
+    numbers are those with bit 30 set. Above the highest number the profile names on an architecture,
+    -ENOSYS, as runc's stub does, so libc falls back (e.g. to an older call) instead of failing with
+    EPERM; not when the default already allows or is ENOSYS."""
+    enosys = not (spec.default in (RET_ALLOW, RET_LOG) or spec.default == RET_ERRNO | ENOSYS)
+    x86_64, x32 = (lib.seccomp_arch_resolve_name(n) for n in (b"x86_64", b"x32"))
+    bit = X32_SYSCALL_BIT  # x32's numbers are those with it set, above bit 31 as below
+    regions = {AUDIT_ARCH_X86_64: [(x86_64, 0, bit), (x32, bit, 2 * bit), (x86_64, 2 * bit, 3 * bit),
+                                   (x32, 3 * bit, 4 * bit)],
+               AUDIT_ARCH_I386: [(AUDIT_ARCH_I386, 0, 4 * bit)]}
+    tables = {}
+    for audit, parts in regions.items():
+        if not any(token in per_arch for token, _, _ in parts):
+            continue
+        spans, points = [], {}
+        for token, start, end in parts:
+            if token not in per_arch:
+                spans.append((start, RET_KILL_PROCESS))  # a call of an ABI the profile does not list
+                if end == 1 << 32:  # but -1, the number a tracer sets to skip a call: libseccomp's exception
+                    points[end - 1] = spec.default
+                continue
+            spans.append((start, spec.default))
+            highest = _highest(spec, token, lib)
+            inside = {nr: d for nr, d in per_arch[token].items() if start <= nr < end}
+            if enosys and highest is not None:
+                # runc's stub comes first: a number above the highest gets -ENOSYS even where a rule
+                # lands (i386's own socket calls, when the profile names only older calls there)
+                points.update((nr, d) for nr, d in inside.items() if nr <= highest)
+                if max(start, highest + 1) < end:
+                    spans.append((max(start, highest + 1), RET_ERRNO | ENOSYS))
+            else:
+                points.update(inside)
+        tables[audit] = _ranges(spans, points)
+    return tables
+
+
+def _highest(spec: Resolved, token: int, lib) -> int | None:
+    numbers = [lib.seccomp_syscall_resolve_name_arch(token, name.encode()) for names, _, _ in spec.rules
+               for name in names]
+    return max((nr for nr in numbers if nr >= 0), default=None)
+
+
+def _ranges(spans: list[tuple[int, object]], points: dict[int, object]) -> list[tuple[int, object]]:
+    """``spans``: (first nr, decision) in order, the first at 0; ``points``: single numbers deciding otherwise.
+    -> (first nr, decision) wherever the decision changes."""
+    starts = sorted({start for start, _ in spans} | set(points) | {nr + 1 for nr in points if nr + 1 < 1 << 32})
+    out: list[tuple[int, object]] = []
+    span = 0
+    for nr in starts:
+        while span + 1 < len(spans) and spans[span + 1][0] <= nr:
+            span += 1
+        decision = points.get(nr, spans[span][1])
+        if not out or out[-1][1] != decision:
+            out.append((nr, decision))
+    return out

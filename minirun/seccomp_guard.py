@@ -26,8 +26,10 @@ Architectures: x86_64, x32 and i386, those of the default profile; others pass u
 
 from __future__ import annotations
 
-from .seccomp_build import (AUDIT_ARCH_I386, AUDIT_ARCH_X86_64, EPERM, JMP_JA, JMP_JEQ_K, JMP_JSET_K, LD_W_ABS,
-                            RET_ALLOW, RET_ERRNO, RET_K, X32_SYSCALL_BIT, assemble)
+import errno
+
+from .seccomp_bpf import (AUDIT_ARCH_I386, AUDIT_ARCH_X86_64, JMP_JA, JMP_JEQ_K, JMP_JSET_K, LD_W_ABS, RET_ALLOW,
+                          RET_ERRNO, RET_K, X32_SYSCALL_BIT, assemble)
 
 MASKED_PROC_PATHS = tuple(f"/proc/1/{task}{name}" for task in ("", "task/1/")
                           for name in ("mem", "environ", "fd", "fdinfo"))
@@ -75,7 +77,7 @@ def _program() -> bytes:
     emit(LD_W_ABS, ARG0)
     emit(JMP_JEQ_K, 1, "deny", "pass")
     code.append("deny")
-    emit(RET_K, RET_ERRNO | EPERM)
+    emit(RET_K, RET_ERRNO | errno.EPERM)
     code.append("pass")
     return assemble(code)
 
