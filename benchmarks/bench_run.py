@@ -148,6 +148,9 @@ def main() -> None:
         rec.note(f"each container: {setup}; `/bin/true`")
         rec.note("`minirun`: the installed executable (csrc/front.c), which every install path gives "
                  "(tests/unit/test_install.py)")
+        # The interpreter matters: Debian's (profile-guided, libpython linked in) started `minirun run`
+        # ~2 ms sooner than an --enable-shared build (pyenv's) on the same host.
+        rec.note(f"Python: {os.path.realpath(sys.executable)} {sys.version.split()[0]}")
         if rt.wrapper and CRUN:
             rec.note(f"`wrapped ...`: {rt.describe()}")
             print(f"wrapped: {rt.describe()}")
