@@ -181,7 +181,25 @@ def _op_array(plan: Sequence, keep: list):
     ops = ffi.new("struct mr_op[]", max(1, len(plan)))
     keep.append(ops)
     for i, op in enumerate(plan):
-        c = ops[i]
+        c_op = _c_op(op)
+        ops[i] = c_op[0]  # a copy of the struct; its strings stay c_op's
+        keep.append(c_op)
+    return ops
+
+
+_C_OP = "_c_op"  # where an Op keeps its C form, beside (not among) its fields
+
+
+def _c_op(op):
+    """``op`` as a ``struct mr_op`` and what keeps it and the buffers its strings point into, made once
+    per Op and kept on it: an Op is frozen, so its C form never goes stale, and most of a
+    plan (mounts.DEFAULT_PLAN, security's masked paths) is the same Op objects for every
+    container: encoding their ~150 strings anew cost ~0.08 ms per container. The C side
+    only reads them (const, copied into the request before the clone)."""
+    c_op = op.__dict__.get(_C_OP)
+    if c_op is None:
+        keep: list = []
+        c = ffi.new("struct mr_op *")
         c.kind = op.kind
         c.source = _cstr(op.source, keep)
         c.target = _cstr(op.target, keep)
@@ -190,7 +208,9 @@ def _op_array(plan: Sequence, keep: list):
         c.data = _cstr(op.data, keep)
         c.mode, c.major, c.minor, c.uid, c.gid = op.mode, op.major, op.minor, op.uid, op.gid
         c.source_fd = op.source_fd
-    return ops
+        keep.append(c)  # c[0], the struct itself, does not keep its memory alive
+        c_op = op.__dict__[_C_OP] = (c[0], keep)
+    return c_op
 
 
 def _process_request(keep: list, *, cgroup_fd, tasks_fds, argv, envp, path, cwd, uid, gid, stdio):
