@@ -97,10 +97,14 @@ def write(state_dir: str, state: dict) -> None:
     The temporary file has a name of its own (two writers never share it) and is
     created, never opened through a link."""
     tmp = os.path.join(state_dir, f".state.json.{os.urandom(6).hex()}")
+    data = json.dumps(state).encode()  # ASCII: json escapes the rest
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
-        with open(fd, "w") as f:
-            json.dump(state, f)
+        try:  # os.write, not a file object: its fstat, isatty and seeks cost a run twice over
+            while data:
+                data = data[os.write(fd, data):]
+        finally:
+            os.close(fd)
         os.rename(tmp, os.path.join(state_dir, "state.json"))
     except BaseException:
         _unlink(tmp)
