@@ -565,7 +565,8 @@ def container_paths(relpath: str, limits: Limits, layout: Layout) -> dict[str, s
                 controller == "cpuset"):
             paths[controller] = os.path.join(mountpoint, relpath)
     for name, mountpoint in layout.v1.items():  # freezer, name=systemd, net_cls, ...: joined, no knob
-        paths.setdefault(name, os.path.join(mountpoint, relpath))
+        if name not in paths:  # (most are controllers, placed above: no join for nothing)
+            paths[name] = os.path.join(mountpoint, relpath)
     return paths
 
 
