@@ -67,6 +67,23 @@ def test_write_uses_a_fresh_temporary_and_never_follows_a_link(tmp_path):
     assert (tmp_path / "state.json").stat().st_mode & 0o777 == 0o600
 
 
+def test_a_fresh_write_creates_state_json_in_place_and_never_replaces_or_follows(tmp_path):
+    state.write(str(tmp_path), {"a": 1}, fresh=True)  # a claim's own directory: no temporary, no rename
+    assert sorted(os.listdir(tmp_path)) == ["state.json"]
+    assert (tmp_path / "state.json").read_text() == '{"a": 1}'
+    assert (tmp_path / "state.json").stat().st_mode & 0o777 == 0o600
+    with pytest.raises(FileExistsError):
+        state.write(str(tmp_path), {"a": 2}, fresh=True)
+    assert (tmp_path / "state.json").read_text() == '{"a": 1}'
+    (tmp_path / "state.json").unlink()
+    decoy = tmp_path / "decoy"
+    decoy.write_text("keep")
+    (tmp_path / "state.json").symlink_to(decoy)
+    with pytest.raises(FileExistsError):
+        state.write(str(tmp_path), {"a": 3}, fresh=True)
+    assert decoy.read_text() == "keep"
+
+
 def test_root_check(tmp_path, monkeypatch):
     parent = tmp_path / "minirun-1000"
     monkeypatch.setattr(state, "TMP_PARENT", str(parent))
