@@ -10,10 +10,12 @@ verbs an engine calls per container.
 runs in CPython), given the settings it reads from a ``JSONDecoder``. ``dumps``
 writes what minirun's files hold (dict, list, tuple, str, int, float, bool, None)
 exactly as ``json.dumps`` does with the same ``indent``, ``separators`` and
-``sort_keys`` (and is ``json.dumps`` itself, C-accelerated, in a process that has
-imported json already, such as a program using the API). Anything else, and every
-error, goes to the json package, so results and messages (``JSONDecodeError``,
-"not JSON serializable") are json's.
+``sort_keys``: without ``indent``, through json's own C encoder (``_json.make_encoder``,
+what ``json.dumps`` runs), given a string quoter that keeps its last long result
+(_quote_kept); with one, as ``json.dumps`` itself in a process that has imported json
+already, such as a program using the API. Anything else, and every error, goes to
+the json package, so results and messages (``JSONDecodeError``, "not JSON
+serializable") are json's.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ def dumps(value, *, indent: int | None = None, separators: tuple[str, str] | Non
     if separators is None:
         separators = (", ", ": ") if indent is None else (",", ": ")
     json = sys.modules.get("json")
-    if json is not None:  # imported already (a program using the API): its C encoder is faster
+    if json is not None and indent is not None:  # imported already (a program using the API): faster than _encode
         return json.dumps(value, indent=indent, separators=separators, sort_keys=sort_keys)
     return _dumps(value, indent, separators, sort_keys)
 
@@ -82,10 +84,28 @@ def _unsupported(value):
     raise _Unsupported
 
 
+_LONG = 1024  # characters: a shorter string is quoted for less than keeping it costs
+_last_long: tuple[str, str] = ("", '""')
+
+
+def _quote_kept(text: str) -> str:
+    """_quote(text), keeping the result for the last long string: state.json holds the
+    container's seccomp filter as hex (~8 KB for Docker's profile), the same for every
+    container of a process, whose escaping cost ~13 us at each write. A str compared by value cannot
+    go stale (a subclass, whose == may be its own, is never kept); a short one is quoted
+    as it comes (one call more: ~0.1 us)."""
+    global _last_long
+    if len(text) < _LONG or type(text) is not str:
+        return _quote(text)
+    if text != _last_long[0]:
+        _last_long = (text, _quote(text))
+    return _last_long[1]
+
+
 def _dumps(value, indent: int | None, separators: tuple[str, str], sort_keys: bool) -> str:
     if _make_encoder is not None and indent is None:  # json.dumps' own C encoder, as json calls it
         try:
-            return "".join(_make_encoder({}, _unsupported, _quote, None, separators[1], separators[0], sort_keys,
+            return "".join(_make_encoder({}, _unsupported, _quote_kept, None, separators[1], separators[0], sort_keys,
                                          False, True)(value, 0))
         except Exception:  # noqa: BLE001 - json.dumps below raises its own error for it
             pass

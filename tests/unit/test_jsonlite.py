@@ -44,6 +44,18 @@ def test_dumps_writes_what_json_writes(options):
         assert repr(jsonlite.loads(expected)) == repr(json.loads(expected))
 
 
+def test_a_long_string_kept_quoted_is_never_another_ones():
+    class Same(str):
+        def __eq__(self, other):
+            return True
+
+        __hash__ = str.__hash__
+
+    first, second = "ab" * 5000, "a\u00e9\n" * 2000
+    for value in ({"s": first}, {"s": first}, {"s": second, "t": first}, {"s": Same("c" * 3000)}, {"s": second}):
+        assert jsonlite._dumps(value, None, (", ", ": "), False) == json.dumps(value)
+
+
 def test_other_types_go_to_json():
     import enum
 
