@@ -328,10 +328,13 @@ class Limits(Record):
         if not self.devices or self.devices[0].type != "a":
             raise SpecError(f"{name}: must start with a rule for all devices (allow or deny 'a *:* rwm')")
         for rule in self.devices:
-            if rule.type not in ("a", "b", "c") or not rule.access or set(rule.access) - set("rwm"):
+            if rule.type not in ("a", "b", "c") or not rule.access or not _ACCESS.issuperset(rule.access):
                 raise SpecError(f"{name}: invalid rule {rule.v1_line()!r}: type a, b or c; access made of r, w, m")
             if rule.type == "a" and rule.access != "rwm":
                 raise SpecError(f"{name}: invalid rule {rule.v1_line()!r}: a rule for all devices is for rwm")
+
+
+_ACCESS = frozenset("rwm")  # a device rule's access is made of these (one set, not two per rule per check)
 
 
 # How minirun's options name the Limits fields, for Limits.validate's messages; minirun-oci
