@@ -22,7 +22,7 @@ from . import cgroups, security, state
 from .core import Container, forward_signals
 from .errors import HostError, SpecError
 from .devices import dev_mounts_needed
-from .mounts import DEFAULT_PLAN, nodev_root_ops, overlay_op, user_mount_ops, with_devices
+from .mounts import DEFAULT_PLAN, nodev_root_ops, overlay_op, scratch_upper_ops, user_mount_ops, with_devices
 from .result import Result, exit_code
 from .spec import ContainerSpec, Limits, check_hostname, check_id
 
@@ -220,9 +220,12 @@ def _root_and_plans(spec: ContainerSpec, state_dir: str, kept: bool):
         # Mounted on the state directory itself, in the container's mount namespace only:
         # no directory of its own to make and remove at every run (~0.1 ms on ext4).
         upper, work, root = os.path.join(state_dir, "upper"), os.path.join(state_dir, "work"), state_dir
-        for d in (upper, work):
-            os.mkdir(d, 0o755)
-        pre = (overlay_op(spec.rootfs, upper, work, volatile=not kept),)
+        if kept:
+            for d in (upper, work):
+                os.mkdir(d, 0o755)
+        else:
+            pre = scratch_upper_ops(upper, work)
+        pre += (overlay_op(spec.rootfs, upper, work),)
     user_pre, user_post = user_mount_ops(spec.mounts)
     pre += user_pre
     if not dev_mounts_needed(spec.devices, spec.limits.devices):

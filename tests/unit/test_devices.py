@@ -14,7 +14,7 @@ from minirun.cgroups.devicefilter import evaluate, program
 from minirun.container import _root_and_plans
 from minirun.devices import ALLOW_ALL, DEFAULT_RULES, Device, DeviceRule, dev_mounts_needed, parse_device
 from minirun.errors import SpecError
-from minirun.mounts import DEFAULT_PLAN, MS_BIND, MS_REC, OP_MKDIR, OP_MKNOD, OP_MOUNT, OP_NODEV, Op, with_devices
+from minirun.mounts import DEFAULT_PLAN, MS_BIND, MS_NODEV, MS_REC, OP_MKDIR, OP_MKNOD, OP_MOUNT, OP_NODEV, Op, with_devices
 from minirun.spec import ContainerSpec, Limits, Process
 
 ACCESSES = ["".join(c) for n in (1, 2, 3) for c in itertools.combinations("rwm", n)]
@@ -187,7 +187,9 @@ def _plans(tmp_path, **spec):
 def test_root_and_volumes_are_nodev_by_default(tmp_path):
     root, pre, post = _plans(tmp_path)
     assert pre[-1] == Op(OP_NODEV, "/")  # the root, in the container's view: after the overlay and volumes
-    assert pre[0].fstype == "overlay" and len(pre) == 2
+    assert pre[-2].fstype == "overlay"
+    # under it, the foreground run's scratch tmpfs for upper and work: no devices either
+    assert pre[0].fstype == "tmpfs" and pre[0].target == "/" and pre[0].flags & MS_NODEV and len(pre) == 5
     assert not any(op.kind == OP_NODEV for op in post)  # /dev itself must keep its devices
 
 
