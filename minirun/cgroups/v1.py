@@ -196,6 +196,9 @@ def freeze(path: str, frozen: bool, timeout: float = 5.0) -> None:
     attempt = 0
     while fs.read(state_file).strip() != want:
         if time.monotonic() > deadline:
+            if frozen:  # not left half-frozen: what did stop goes on again, as runc does
+                fs.write(state_file, "THAWED")
+                raise CgroupError(f"{state_file}: not {want} after {timeout:g} s (thawed again)")
             raise CgroupError(f"{state_file}: not {want} after {timeout:g} s")
         time.sleep(min(0.0002 * 2**attempt, 0.01))
         attempt += 1

@@ -185,7 +185,10 @@ def freeze(path: str, frozen: bool, timeout: float = FREEZE_TIMEOUT_S) -> None:
                 return
             left = deadline - time.monotonic()
             if left <= 0:
-                raise CgroupError(f"{events}: still {'not ' if frozen else ''}frozen after {timeout:g} s")
+                if frozen:  # not left half-frozen: what did stop goes on again, as runc does
+                    fs.write(os.path.join(path, FREEZE_FILE), 0)
+                    raise CgroupError(f"{events}: still not frozen after {timeout:g} s (thawed again)")
+                raise CgroupError(f"{events}: still frozen after {timeout:g} s")
             poller.poll(left * 1000)  # a read re-arms it: kernfs wakes a poller after each change
     finally:
         os.close(fd)

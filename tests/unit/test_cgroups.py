@@ -986,6 +986,28 @@ def test_freeze_uses_the_v1_freezer_without_cgroup_freeze(tmp_path, monkeypatch)
     assert fake.writes(state) == [(state, "FROZEN"), (state, "THAWED")]
 
 
+def test_a_freeze_that_does_not_complete_thaws_again_v1(tmp_path, monkeypatch):
+    """A task that cannot stop (uninterruptible sleep) keeps the v1 freezer FREEZING: pause fails, and the
+    tasks that did stop go on again instead of the container staying half-frozen (runc does the same)."""
+    state = tmp_path / "freezer.state"
+    state.write_text("THAWED\n")
+    written = []
+    monkeypatch.setattr(v1.fs, "write", lambda path, value: written.append(str(value)))
+    monkeypatch.setattr(v1.fs, "read", lambda path: "FREEZING\n")
+    with pytest.raises(CgroupError, match=r"not FROZEN after 0.01 s \(thawed again\)"):
+        v1.freeze(str(tmp_path), True, timeout=0.01)
+    assert written[0] == "FROZEN" and written[-1] == "THAWED"
+
+
+def test_a_freeze_that_does_not_complete_thaws_again_v2(tmp_path, monkeypatch):
+    (tmp_path / "cgroup.events").write_text("populated 1\nfrozen 0\n")  # the kernel never says frozen
+    written = []
+    monkeypatch.setattr(v2.fs, "write", lambda path, value: written.append((os.path.basename(path), str(value))))
+    with pytest.raises(CgroupError, match=r"still not frozen after 0.01 s \(thawed again\)"):
+        v2.freeze(str(tmp_path), True, timeout=0.01)
+    assert written == [("cgroup.freeze", "1"), ("cgroup.freeze", "0")]
+
+
 def test_freeze_file_is_cgroup_freeze_else_the_v1_freezer(tmp_path, hybrid):
     """cgroup.freeze where the container has a v2 directory (hybrid hosts too), else the v1
     freezer every container joins (legacy hosts), else none; from the paths recorded."""
