@@ -347,19 +347,7 @@ def state_record(args: dict) -> dict:
     """What `minirun exec` needs to give a new process the container's restrictions (JSON-able)."""
     program = args["seccomp"]
     return {"caps": args["caps"], "no_new_privs": args["no_new_privs"],
-            "seccomp": _hex(program) if program else None, "seccomp_flags": args.get("seccomp_flags", 0)}
-
-
-_last_hex: tuple[bytes, str] = (b"", "")
-
-
-def _hex(program: bytes) -> str:
-    """program.hex(), kept for the last program: most containers of a process share their
-    filter (~4 KB for Docker's profile, ~3 us to hex), and bytes compared by value cannot go stale."""
-    global _last_hex
-    if program != _last_hex[0]:
-        _last_hex = (program, program.hex())
-    return _last_hex[1]
+            "seccomp": program.hex() if program else None, "seccomp_flags": args.get("seccomp_flags", 0)}
 
 
 def from_state_record(record: dict | None, uid: int) -> dict:
