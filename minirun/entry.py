@@ -75,4 +75,9 @@ def main(argv: list[str] | None = None) -> None:
     run_site()  # under the native front (python -I -S, csrc/front.c) it has not run: click needs its sys.path
     from .cli import run_click
 
-    sys.exit(guarded(lambda: run_click(args), debug))
+    code = guarded(lambda: run_click(args), debug)
+    if args[:2] == ["vm", "run"]:  # asyncio and qemu.qmp are loaded: the teardown would take ~15 ms
+        from .quickexit import exit_now
+
+        exit_now(code)
+    sys.exit(code)

@@ -235,3 +235,28 @@ def test_without_an_interpreter_each_front_fails_by_its_own_contract(tmp_path):
         program = "minirun-oci" if oci else "minirun"
         assert out.returncode == code and out.stderr.startswith(f"{program}: no python0.0") and \
             out.stderr.count("\n") == 1, out
+
+
+# An object whose finalizer speaks only if the interpreter's teardown runs (it clears __main__).
+_TEARDOWN_WITNESS = ("import sys\n"
+                     "class Witness:\n"
+                     "    def __del__(self): print('teardown', flush=True)\n"
+                     "witness = Witness()\n")
+
+
+def test_exit_now_runs_the_atexit_handlers_and_skips_the_teardown():
+    code = _TEARDOWN_WITNESS + ("import atexit, logging  # logging registers an atexit handler of its own\n"
+                                "atexit.register(print, 'handler', flush=True)\n"
+                                "from minirun.quickexit import exit_now\n"
+                                "exit_now(3)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=CHECKOUT)
+    assert (out.returncode, out.stdout) == (3, "handler\n"), out
+
+
+def test_vm_run_exits_without_the_teardown(tmp_path):
+    """A VM run has loaded asyncio and qemu.qmp by its end: their teardown would add ~15 ms to every run."""
+    code = _TEARDOWN_WITNESS + "from minirun.entry import main\nmain(['vm', 'run', '/', '/bin/true'])\n"
+    env = dict(os.environ, MINIRUN_QEMU=str(tmp_path / "no-qemu"))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=CHECKOUT, env=env)
+    assert out.returncode == 125 and "not found" in out.stderr, out
+    assert "teardown" not in out.stdout, out
