@@ -44,12 +44,15 @@ def init_binary() -> str:
     """Path of the compiled static guest init, compiling it if the cache lacks it."""
     src = _source()
     cc = os.environ.get("CC", "gcc")
-    if not shutil.which(cc):
+    cc_path = shutil.which(cc)
+    if not cc_path:
         raise HostError(f"{cc} not found: the guest init is compiled on first use (apt-get install gcc libc6-dev)")
     with open(src, "rb") as f:
         source = f.read()
-    version = subprocess.run([cc, "--version"], capture_output=True).stdout
-    key = hashlib.sha256(source + version).hexdigest()[:24]
+    # The compiler known by its file (an upgrade replaces it), not by `cc --version`: a process every run.
+    cc_path = os.path.realpath(cc_path)
+    st = os.stat(cc_path)
+    key = hashlib.sha256(source + f"\0{cc_path}\0{st.st_size}\0{st.st_mtime_ns}".encode()).hexdigest()[:24]
     out_dir = os.path.join(cache_root(), "guest-init", key)
     binary = os.path.join(out_dir, "init")
     if os.path.isfile(binary):

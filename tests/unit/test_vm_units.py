@@ -137,3 +137,33 @@ def test_cli_rejects_bad_values():
     assert "--share-rw needs --share-root" in str(res.exception)
     res = runner.invoke(vm, ["run", "--help"])
     assert res.exit_code == 0 and "--share-root" in res.output
+
+
+def test_an_extracted_pvh_image_is_reused_without_reading_the_config(tmp_path, monkeypatch):
+    (tmp_path / "boot").mkdir()
+    vmlinux = tmp_path / "boot" / "vmlinux-6.1.0-99-test"
+    vmlinux.write_bytes(b"\x7fELF")
+    k = kernel.Kernel(str(tmp_path / "boot" / "vmlinuz-6.1.0-99-test"), "6.1.0-99-test", str(tmp_path))
+    monkeypatch.setattr(kernel.Kernel, "config", lambda self: pytest.fail("the config was parsed again"))
+    assert kernel.pvh_image(k) == str(vmlinux)
+
+
+def test_the_cached_guest_init_is_found_without_running_the_compiler(tmp_path, monkeypatch):
+    from minirun.vm import guest
+
+    if not shutil.which("gcc"):
+        pytest.skip("gcc not installed")
+    monkeypatch.setenv("MINIRUN_CACHE", str(tmp_path))
+    monkeypatch.setenv("CC", "gcc")
+    first = guest.init_binary()  # compiles
+    monkeypatch.setattr(guest.subprocess, "run", lambda *a, **k: pytest.fail(f"ran {a[0]} for a cached init"))
+    assert guest.init_binary() == first
+
+
+def test_the_host_tsc_from_its_cache_imports_nothing_more(tmp_path):
+    with open("/proc/sys/kernel/random/boot_id") as f:
+        (tmp_path / "host-tsc-khz").write_text(f"{f.read().strip()} 2300000\n")
+    code = (f"import sys; from minirun.vm import probe; khz = probe.host_tsc_khz(cache_dir={str(tmp_path)!r}); "
+            "print(khz, 'platform' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["2300000", "False"]
