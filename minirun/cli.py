@@ -51,19 +51,25 @@ def cli(debug):
     """
 
 
-def _with_run_options(func):
-    for opt in reversed(RUN_OPTIONS):
-        kwargs = {"help": opt.help, "metavar": opt.metavar}
-        if opt.flag:
-            kwargs["is_flag"] = True
-        else:
-            kwargs.update(type=opt.type, multiple=opt.multiple, default=opt.default)
-        func = click.option(*opt.names, opt.dest, **kwargs)(func)
-    return func
+def with_options(options):
+    """Decorator: the click options of a runopts table."""
+
+    def decorate(func):
+        for opt in reversed(options):
+            kwargs = {"help": opt.help, "metavar": opt.metavar}
+            if opt.flag:
+                kwargs["is_flag"] = True
+            else:
+                kind = click.Choice(opt.choices) if opt.choices else opt.type
+                kwargs.update(type=kind, multiple=opt.multiple, default=opt.default, show_default=opt.show_default)
+            func = click.option(*opt.names, opt.dest, **kwargs)(func)
+        return func
+
+    return decorate
 
 
 @cli.command(context_settings={"allow_interspersed_args": False, "help_option_names": ["--help"]})
-@_with_run_options
+@with_options(RUN_OPTIONS)
 @click.argument("rootfs")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(**options):

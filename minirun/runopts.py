@@ -1,11 +1,12 @@
-"""The options of `minirun run`, declared once.
+"""The options of `minirun run` and `minirun vm run`, declared once.
 
-The click command in cli.py is built from this table, and the same table drives
-``parse_fast``: a click-free parser for the plain cases (``--opt value``,
+The click commands (cli.py, vm/cli.py) are built from these tables, and the same
+tables drive ``parse_fast``: a click-free parser for the plain cases (``--opt value``,
 ``--opt=value``, flags), because importing click costs more than a whole
-container start (~20 ms against ~5 ms measured here). Anything it does not
-recognise (``--help``, an unknown or malformed option) is left to click, which
-produces the help text or the error message.
+container start (~20 ms against ~5 ms measured here), and a VM run waits for it
+before QEMU can start. Anything it does not recognise (``--help``, an unknown or
+malformed option, a value outside ``choices``) is left to click, which produces the
+help text or the error message.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from __future__ import annotations
 
 class Option:
     def __init__(self, *names: str, dest: str, help: str, metavar: str | None = None, flag: bool = False,
-                 multiple: bool = False, type=str, default=None):
+                 multiple: bool = False, type=str, default=None, choices: tuple[str, ...] = (),
+                 show_default: bool = False):
         self.names, self.dest, self.help, self.metavar = names, dest, help, metavar
         self.flag, self.multiple, self.type, self.default = flag, multiple, type, default
+        self.choices, self.show_default = choices, show_default
 
 
 RUN_OPTIONS = (
@@ -77,37 +80,76 @@ RUN_OPTIONS = (
     Option("--debug", dest="debug", flag=True, help="Show tracebacks on errors."),
 )
 
-_BY_NAME = {name: opt for opt in RUN_OPTIONS for name in opt.names}
+VM_RUN_OPTIONS = (
+    Option("--cpus", dest="cpus", default="1", show_default=True, metavar="N", help="Virtual CPUs (whole number)."),
+    Option("-m", "--memory", dest="memory", default="256m", show_default=True, metavar="SIZE",
+           help="Guest RAM, reserved up front (a container's --memory is a cap instead)."),
+    Option("--kernel", dest="kernel_path", metavar="PATH",
+           help="Guest kernel image (default: the cached Debian kernel, fetched on first use)."),
+    Option("--accel", dest="accel", choices=("auto", "kvm", "tcg"), default="auto", show_default=True,
+           help="auto: KVM when it can boot a standard kernel, else TCG (the choice is reported)."),
+    Option("--timeout", dest="timeout", type=float, metavar="SECS",
+           help="Kill the VM after SECS seconds (exit 124)."),
+    Option("--boot-timeout", dest="boot_timeout", type=float, metavar="SECS",
+           help="Seconds allowed until the guest init runs (default 60; exit 124 after)."),
+    Option("--share-root", dest="share_root", metavar="DIR",
+           help="Boot with host DIR as the guest's / over virtio-9p (read-only) instead of an initramfs of ROOTFS; "
+                "ROOTFS is then ignored and may be '-'."),
+    Option("--share-rw", dest="share_rw", flag=True, help="Make --share-root writable."),
+    Option("--name", dest="name", help="VM name (QEMU's -name and the result's id; default vm-<pid>)."),
+    Option("-e", "--env", dest="env", multiple=True, metavar="KEY=VAL", help="Set an environment variable."),
+    Option("-w", "--workdir", dest="workdir", default="/", show_default=True, help="Working directory in the guest."),
+    Option("-h", "--hostname", dest="hostname", default="minirun-vm", show_default=True, help="Guest hostname."),
+    Option("--module", dest="modules", multiple=True, metavar="NAME",
+           help="Kernel module the guest loads at boot, with its dependencies, from the guest kernel's own "
+                "package (repeatable); module autoloading is off in the guest."),
+    Option("--network", dest="network", default="none", show_default=True, metavar="none|bridge",
+           help="none: no NIC; bridge: a virtio NIC on the containers' minirun0 bridge, with an address from "
+                "the same pool (containers and VMs reach each other and the host, nothing beyond)."),
+    Option("-p", "--publish", dest="publish", multiple=True, metavar="[HOSTIP:]HOSTPORT:GUESTPORT",
+           help="Publish a guest port on the host's 127.0.0.1, or on HOSTIP alone (needs --network bridge; "
+                "repeatable)."),
+    Option("-v", "--volume", dest="volumes", multiple=True, metavar="HOSTDIR:GUESTDIR[:ro]",
+           help="Share a host directory at GUESTDIR over virtio-9p (repeatable); :ro is enforced by the guest "
+                "(read-only mount) and by QEMU. Boots the generic kernel: the cloud kernel has no 9p."),
+    Option("--machine", dest="machine", choices=("microvm", "pc"), default="microvm", show_default=True,
+           help="QEMU machine type: microvm (virtio over MMIO, no PCI; boots in ~2/3 of pc's time) or pc."),
+    Option("--json", dest="as_json", flag=True, help="After COMMAND exits, print the result as JSON on stdout."),
+    Option("--debug", dest="debug", flag=True,
+           help="Show the kernel's boot messages, the QEMU command and tracebacks."),
+)
 
 
-def defaults() -> dict:
-    return {opt.dest: ([] if opt.multiple else False if opt.flag else opt.default) for opt in RUN_OPTIONS}
+def defaults(options=RUN_OPTIONS) -> dict:
+    return {opt.dest: ([] if opt.multiple else False if opt.flag else opt.default) for opt in options}
 
 
-def _bundled_flags(arg: str) -> list[Option] | None:
+def _bundled_flags(arg: str, by_name: dict) -> list[Option] | None:
     """``-it`` as ``-i -t``, when every letter is a flag (anything else is click's)."""
     if len(arg) < 3 or arg[1] == "-":
         return None
-    opts = [_BY_NAME.get("-" + letter) for letter in arg[1:]]
+    opts = [by_name.get("-" + letter) for letter in arg[1:]]
     return opts if all(opt is not None and opt.flag for opt in opts) else None
 
 
-def parse_fast(args: list[str]) -> dict | None:
-    """Parse `run` arguments like click would, or None to let click deal with them."""
-    values = defaults()
+def parse_fast(args: list[str], options=RUN_OPTIONS) -> dict | None:
+    """Parse `run` (or, given VM_RUN_OPTIONS, `vm run`) arguments like click would, or None to let click
+    deal with them."""
+    by_name = {name: opt for opt in options for name in opt.names}
+    values = defaults(options)
     i = 0
     while i < len(args):
         arg = args[i]
         if not arg.startswith("-") or arg == "-":
             break
         name, eq, inline = arg.partition("=") if arg.startswith("--") else (arg, "", "")
-        bundle = _bundled_flags(name)
+        bundle = _bundled_flags(name, by_name)
         if bundle:  # -it, -dit: short flags written together
             for flag in bundle:
                 values[flag.dest] = True
             i += 1
             continue
-        opt = _BY_NAME.get(name)
+        opt = by_name.get(name)
         if opt is None:
             return None
         if opt.flag:
@@ -127,6 +169,8 @@ def parse_fast(args: list[str]) -> dict | None:
         try:
             value = opt.type(raw)
         except ValueError:
+            return None
+        if opt.choices and value not in opt.choices:
             return None
         if opt.multiple:
             values[opt.dest].append(value)

@@ -9,7 +9,7 @@ import pytest
 from minirun import cleanup, network, state
 from minirun.errors import SpecError
 from minirun.vm import initramfs, probe, qemu_args
-from minirun.vm.cli import parse_share
+from minirun.vm.runverb import parse_share
 from minirun.vm.runner import VMSpec, _config, _mac, check_shares
 
 
