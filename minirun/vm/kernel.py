@@ -25,8 +25,8 @@ import struct
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
 
+from ..record import Record
 from .errors import KernelFetchError, KernelNotFound
 
 FLAVOURS = {"cloud": "linux-image-cloud-amd64", "generic": "linux-image-amd64"}
@@ -43,8 +43,7 @@ def kernels_dir() -> str:
     return os.path.join(cache_root(), "kernels")
 
 
-@dataclass(frozen=True)
-class Kernel:
+class Kernel(Record, frozen=True):
     """A bootable kernel image; ``root`` is the unpacked package tree (for modules), if known."""
 
     image: str

@@ -17,8 +17,8 @@ import os
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
 
+from ..record import Record
 from .errors import AccelUnavailable, QemuNotFound
 
 QEMU_NAME = "qemu-system-x86_64"
@@ -46,8 +46,7 @@ def qemu_version(binary: str) -> tuple[int, ...]:
     return tuple(int(g or 0) for g in match.groups())
 
 
-@dataclass(frozen=True)
-class KvmStatus:
+class KvmStatus(Record, frozen=True):
     usable: bool
     reason: str
 
@@ -65,8 +64,7 @@ def kvm_status(dev: str = "/dev/kvm", sys_module: str = "/sys/module") -> KvmSta
     return KvmStatus(True, f"{dev} is usable")
 
 
-@dataclass(frozen=True)
-class Accel:
+class Accel(Record, frozen=True):
     name: str  # "kvm" or "tcg"
     requested: str
     reason: str

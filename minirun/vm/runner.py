@@ -27,8 +27,8 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
+from ..record import Factory, Record
 from ..result import Result
 from ..spec import DEFAULT_PATH, format_size, parse_size
 from . import guest, initramfs, kernel as kernels, probe, qemu_args
@@ -44,8 +44,7 @@ MIN_MEMORY_MIB = 64  # absolute floor, before the kernel is known
 DEFAULT_BOOT_TIMEOUT = float(os.environ.get("MINIRUN_VM_BOOT_TIMEOUT", "60"))
 
 
-@dataclass
-class VMSpec:
+class VMSpec(Record):
     """What to boot.  Option names mirror the container's (``--cpus``, ``--memory``)."""
 
     rootfs: str | None  # ROOTFS tree for the initramfs; None with share_root
@@ -58,14 +57,14 @@ class VMSpec:
     boot_timeout: float = DEFAULT_BOOT_TIMEOUT
     share_root: str | None = None
     share_rw: bool = False
-    env: list[str] = field(default_factory=list)
+    env: list[str] = Factory(list)
     cwd: str = "/"
     hostname: str = "minirun-vm"
     machine: str = qemu_args.MACHINES[0]  # microvm; "pc" for a standard PC (PCI, ACPI, HPET)
     modules: tuple[str, ...] = ()  # kernel modules the guest loads at boot (with their dependencies)
     network: str = "none"  # none: no NIC; bridge: virtio-net on a tap on minirun0 (like a container's)
-    publish: list[tuple[str, int, int]] = field(default_factory=list)  # (host address, host port, guest port)
-    shares: list[tuple[str, str, bool]] = field(default_factory=list)  # (host dir, guest dir, read-only)
+    publish: list[tuple[str, int, int]] = Factory(list)  # (host address, host port, guest port)
+    shares: list[tuple[str, str, bool]] = Factory(list)  # (host dir, guest dir, read-only)
     debug: bool = False
     qemu: str | None = None  # binary override (tests simulate "QEMU not installed" with it)
     id: str = ""
@@ -127,8 +126,7 @@ def check_shares(shares: list[tuple[str, str, bool]]) -> None:
         targets.add(os.path.normpath(guest_dir))
 
 
-@dataclass
-class Plan:
+class Plan(Record):
     """Everything decided before launch: reported in the result and printable as a plain QEMU command."""
 
     qemu: str

@@ -260,3 +260,12 @@ def test_vm_run_exits_without_the_teardown(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=CHECKOUT, env=env)
     assert out.returncode == 125 and "not found" in out.stderr, out
     assert "teardown" not in out.stdout, out
+
+
+# What `minirun vm run` imports before QEMU starts: the boot waits for each of them.
+VM_RUN_PATH = ("import minirun.entry, minirun.runopts, minirun.vm.runverb, minirun.vm.runner, minirun.spec, "
+               "minirun.state")
+
+
+def test_vm_run_path_imports_neither_click_nor_typing_nor_dataclasses():
+    assert _imported_by(VM_RUN_PATH, ("click", "typing", "dataclasses", "inspect")) == []
