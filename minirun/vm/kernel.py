@@ -17,7 +17,6 @@ Flavours (Debian 12 metapackages):
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -26,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 
+from .. import jsonlite as json  # not the json package: ~1.5 ms of every VM run (jsonlite.py)
 from ..record import Record
 from .errors import KernelFetchError, KernelNotFound
 
