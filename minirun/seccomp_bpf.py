@@ -84,8 +84,7 @@ def compile_program(tables: dict[int, list[tuple[int, object]]], fallback: int, 
     head.append([RET_K, 0, 0, bad_arch])
     code: list = head
     for i, body in enumerate(bodies):
-        code.append(f"arch{i}")
-        code.extend(list(insn) for insn in body)
+        code += [f"arch{i}", *body]
     return assemble(code)
 
 
