@@ -129,9 +129,12 @@ def _routes_overlapping(ip, net: ipaddress.IPv4Network) -> list[tuple[ipaddress.
     bridge's that lie outside it (the bridge exists with another subnet)."""
     import socket
 
+    routes = ip.route("dump", family=socket.AF_INET)  # every table: the local one has the host's addresses
+    # The bridge is looked up after the dump: a concurrent start may make it, and give it its
+    # address, between the two; looked up before, its routes would read as another device's.
     bridge = set(ip.link_lookup(ifname=BRIDGE))
     found = []
-    for route in ip.route("dump", family=socket.AF_INET):  # every table: the local one has the host's addresses
+    for route in routes:
         dst, length = route.get_attr("RTA_DST"), route["dst_len"]
         if not dst or not length:
             continue  # a default route: it overlaps everything, and means nothing here
