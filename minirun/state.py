@@ -66,7 +66,10 @@ def check_root(root: str, create: bool = False) -> bool:
         except FileNotFoundError:
             if not create:
                 return False
-            os.mkdir(path, 0o700)
+            try:
+                os.mkdir(path, 0o700)
+            except FileExistsError:  # a concurrent start made it: checked below all the same
+                pass
             st = os.lstat(path)
         others = 0o077 if path == TMP_PARENT else 0o022  # /tmp/minirun-UID: ours alone
         if not S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & others:

@@ -101,6 +101,25 @@ def test_root_check(tmp_path, monkeypatch):
         state.check_root(root)
 
 
+def test_root_check_creates_alongside_a_concurrent_start(tmp_path, monkeypatch):
+    """Twenty starts at once on a fresh root: one makes the directory between another's
+    lstat and mkdir, which must take the directory it finds (and check it), not fail
+    ("supervisor failed: FileExistsError", seen in CI)."""
+    root = str(tmp_path / "minirun")
+    real_lstat = os.lstat
+
+    def racing_lstat(path):
+        try:
+            return real_lstat(path)
+        except FileNotFoundError:
+            os.mkdir(path, 0o700)  # the concurrent start, inside the window
+            raise
+
+    monkeypatch.setattr(state.os, "lstat", racing_lstat)
+    assert state.check_root(root, create=True) is True
+    assert os.path.isdir(root)
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make a directory of another user")
 def test_root_check_refuses_another_users_directory(tmp_path, monkeypatch):
     parent = tmp_path / "minirun-1000"
