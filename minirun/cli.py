@@ -141,8 +141,7 @@ def stop(timeout, containers):
     """Stop running containers: SIGTERM to COMMAND, then SIGKILL after --time seconds."""
     from .lifecycle import stop as stop_one
 
-    for name in containers:
-        click.echo(stop_one(name, timeout))
+    return _each(containers, lambda name: stop_one(name, timeout))
 
 
 @cli.command()
@@ -158,8 +157,7 @@ def kill(sig, containers):
         signum = int(sig) if sig.isdigit() else signals.Signals["SIG" + sig.upper().removeprefix("SIG")]
     except KeyError:
         raise SpecError(f"invalid signal {sig!r}") from None
-    for name in containers:
-        click.echo(kill_one(name, int(signum)))
+    return _each(containers, lambda name: kill_one(name, int(signum)))
 
 
 @cli.command()
@@ -169,8 +167,23 @@ def rm(force, containers):
     """Remove containers: their state, log and copy-on-write layer."""
     from .lifecycle import remove
 
+    return _each(containers, lambda name: remove(name, force))
+
+
+def _each(containers, act) -> int:
+    """``act`` on every container named, as docker does: one that fails (no such container)
+    is reported on its line and leaves the others to be acted on; the first failure's code
+    is the exit status."""
+    from .errors import MiniRunError, error_line, message
+
+    code = 0
     for name in containers:
-        click.echo(remove(name, force))
+        try:
+            click.echo(act(name))
+        except MiniRunError as err:
+            click.echo(error_line(message(err)), err=True)
+            code = code or err.exit_code
+    return code
 
 
 @cli.command("exec", context_settings={"allow_interspersed_args": False})

@@ -104,6 +104,21 @@ def test_rm_refuses_a_running_container_without_force(detached):
     assert not os.path.exists(os.path.join(STATE_ROOT, name))
 
 
+def test_verbs_on_many_containers_act_on_every_one_that_exists(detached):
+    """As docker: a name that is not there is reported, and the others are acted on all the
+    same (an rm -f that stopped at the first missing name left the rest behind)."""
+    first, second = detached("lc-many1", ["/bin/sleep", "100"]), detached("lc-many2", ["/bin/sleep", "100"])
+    out = minirun("kill", "-s", "KILL", "lc-missing", first)
+    assert out.returncode == 125 and out.stderr == "minirun: no such container: lc-missing\n"
+    assert out.stdout == f"{first}\n"
+    assert wait_for(lambda: inspect(first)["status"] == "exited")
+    out = minirun("rm", "-f", first, "lc-missing", second, "lc-missing2")
+    assert out.returncode == 125 and out.stdout == f"{first}\n{second}\n"
+    assert out.stderr.splitlines() == ["minirun: no such container: lc-missing",
+                                       "minirun: no such container: lc-missing2"]
+    assert not any(os.path.exists(os.path.join(STATE_ROOT, n)) for n in (first, second))
+
+
 def test_a_stopped_container_keeps_its_name_until_rm(detached, rootfs):
     name = detached("lc-name", ["/bin/true"])
     assert wait_for(lambda: inspect(name)["status"] == "exited")
