@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,10 +120,12 @@ void mr_become_command(const struct mr_spawn_req *req, int pipe_fd, int await_in
     if (req->terminal && (err = mr_setup_console(req, step)) < 0)
         exec_failed(req, pipe_fd, -err, step);
     /* Only stdio and the CLOEXEC failure pipe: whatever the caller had open
-     * stays outside (CVE-2024-21626). An OCI PID 1 keeps --preserve-fds and the
-     * exec fifo it waits on below: spawn.c made every other fd close-on-exec. */
+     * stays outside (CVE-2024-21626), but for `exec --preserve-fds` (runc's: the caller's
+     * 3 .. 3+N-1; what we hold in a gap of them is close-on-exec, join.c). An OCI PID 1
+     * keeps --preserve-fds and the exec fifo it waits on below: spawn.c made every other
+     * fd close-on-exec. */
     if (!req->oci_process)
-        mr_close_fds(3, pipe_fd, -1);
+        mr_close_fds(req->preserve_fds < INT_MAX - 3 ? 3 + req->preserve_fds : INT_MAX, pipe_fd, -1);
 
     /* Undo what came down from the Python caller through minirun-init's exec: its
      * signal mask and, above all, its ignored SIGPIPE, which exec passes on to COMMAND. */

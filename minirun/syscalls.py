@@ -391,7 +391,6 @@ def _set_oci(req, oci: dict, keep: list) -> None:
     req.oci_process = 1
     req.detached = 1 if oci.get("detached") else 0
     req.exec_fifo_fd = oci.get("exec_fifo_fd") or 0
-    req.preserve_fds = oci.get("preserve_fds", 0)
     join = list(oci.get("join_fds", ()))
     fds = ffi.new("int[]", join or [0])
     keep.append(fds)
@@ -420,8 +419,10 @@ def _set_oci(req, oci: dict, keep: list) -> None:
 
 
 def _set_process_extras(req, oci: dict, keep: list) -> None:
-    """OCI process fields that `exec` applies too: additionalGids, umask, the capability sets;
-    and cwd_must_exist (runc's exec fails on a missing cwd, where create makes it)."""
+    """OCI process fields that `exec` applies too: additionalGids, umask, the capability sets,
+    preserve_fds (fds 3 .. 3+N-1 of the caller, COMMAND's too); and cwd_must_exist (runc's
+    exec fails on a missing cwd, where create makes it)."""
+    req.preserve_fds = oci.get("preserve_fds", 0)
     groups = oci.get("groups")
     if groups is not None:
         gids = ffi.new("uint32_t[]", list(groups) or [0])

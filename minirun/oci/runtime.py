@@ -33,6 +33,8 @@ from ..errors import MiniRunError, SpecError
 from ..result import exit_code
 from . import log, store
 
+_MAX_PRESERVED_FDS = 1 << 20  # the kernel's default fs.nr_open: no fd lies above it
+
 
 def parse_signal(text: str) -> int:
     """``KILL``, ``SIGKILL``, ``9`` -> 9 (engines send either)."""
@@ -102,8 +104,7 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
     config = oci_bundle.load(bundle)
     spec, extras = oci_bundle.to_spec(config, bundle, container_id)
     _check_console(extras.terminal, console_socket)
-    if preserve_fds < 0:
-        raise SpecError("--preserve-fds: must be 0 or more")
+    _check_preserve_fds(preserve_fds)
     for warning in extras.warnings:
         log.warning(warning)
     hostname = spec.hostname
@@ -400,6 +401,11 @@ def run(root: str, container_id: str, bundle: str, *, pid_file=None, console_soc
         delete(root, container_id, force=True)
 
 
+def _check_preserve_fds(count: int) -> None:
+    if not 0 <= count <= _MAX_PRESERVED_FDS:
+        raise SpecError(f"--preserve-fds: must be 0 to {_MAX_PRESERVED_FDS}, not {count}")
+
+
 def exec_process(root: str, container_id: str, process: dict, *, detach=False, pid_file=None,
                  preserve_fds=0, console_socket: str | None = None) -> int:
     """Start ``process`` (an OCI process object) in the running container."""
@@ -412,6 +418,7 @@ def exec_process(root: str, container_id: str, process: dict, *, detach=False, p
     if current not in (store.RUNNING, store.CREATED):
         raise SpecError(f"cannot exec in container {container_id!r}: it is {current}")
     _check_console(bool(process.get("terminal")), console_socket)
+    _check_preserve_fds(preserve_fds)
     if "capabilities" not in process and st["exec"].get("capabilities") is not None:
         process = dict(process, capabilities=st["exec"]["capabilities"])  # runc: the container's own sets
     extras = oci_bundle.Extras()
@@ -447,7 +454,7 @@ def exec_process(root: str, container_id: str, process: dict, *, detach=False, p
                          console_size=extras.console_size,
                          process_extras={"groups": extras.groups, "umask": extras.umask,
                                          "caps": extras.caps if own_caps else None,
-                                         "cwd_must_exist": True})
+                                         "cwd_must_exist": True, "preserve_fds": preserve_fds})
     finally:
         for fd in fds:
             os.close(fd)

@@ -244,6 +244,29 @@ def test_preserve_fds_with_gaps(tmp_path, bundle, oci):
     assert out.stdout.split() == ["three", "nine", "end"]
 
 
+def test_exec_preserve_fds_with_gaps(tmp_path, bundle, oci):
+    """`exec --preserve-fds` as runc's (podman exec --preserve-fds): the caller's 3 and 9 reach
+    the exec'd process, its 12 (past 3+7) does not, and nothing appears in the gap 4 to 8, where
+    minirun-oci opened fds of its own. Without the option, none of them."""
+    path = bundle(["/bin/sleep", "60"])
+    assert oci("run", "-d", "--bundle", path, "keepfds").returncode == 0
+    try:
+        for name in ("three", "nine", "twelve"):
+            (tmp_path / name).write_text(f"{name}\n")
+        script = ("for n in 3 9; do [ -e /proc/$$/fd/$n ] && cat <&$n; done; "
+                  "for n in 4 5 6 7 8 10 11 12; do [ -e /proc/$$/fd/$n ] && echo open:$n; done; echo end")
+        for option, expected in ((["--preserve-fds", "7"], ["three", "nine", "end"]), ([], ["end"])):
+            command = " ".join(['exec "$0" --root', oci.root, "exec", *option, "keepfds", "sh", "-c", f"'{script}'",
+                                f"3<{tmp_path}/three 9<{tmp_path}/nine 12<{tmp_path}/twelve"])
+            out = subprocess.run(["sh", "-c", command, OCI], capture_output=True, text=True, timeout=30)
+            assert out.returncode == 0, out.stderr
+            assert out.stdout.split() == expected, option
+        out = oci("exec", "--preserve-fds", "-1", "keepfds", "true")
+        assert out.returncode == 255 and out.stderr.count("\n") == 1 and "--preserve-fds" in out.stderr, out
+    finally:
+        assert oci("delete", "--force", "keepfds").returncode == 0
+
+
 def test_a_created_pid_1_holds_only_what_it_still_needs(tmp_path, bundle, oci):
     """A created container's PID 1 waits for `start` (and can be entered by `exec` meanwhile)
     holding stdio, --preserve-fds, the exec fifo and its report socket: not the caller's other
