@@ -23,12 +23,13 @@ from .errors import MiniRunError
 
 
 def remove(container_id: str, root: str | None = None) -> None:
-    """A container's cgroups and log, then its state directory (state last: gc finds the rest by it)."""
+    """A container's cgroups and data directory (log, writable layer), then its state directory
+    (state last: gc finds the rest by it)."""
     from . import cgroups
 
     cgroups.remove(container_id)
-    if root is None or root == state.STATE_ROOT:  # `minirun run`'s containers: minirun-oci's have no log
-        state.remove_log_dir(container_id)
+    if root is None or root == state.STATE_ROOT:  # `minirun run`'s containers: minirun-oci's have no data dir
+        state.remove_data_dir(container_id)
     state.remove_dir(container_id, root or state.STATE_ROOT)
 
 

@@ -120,12 +120,13 @@ def run(spec: ContainerSpec, *, stdio=(None, None, None), detached: bool = False
     """Run the container in ``spec`` until COMMAND exits; always clean up.
 
     ``stdio``: file descriptors for COMMAND's stdin, stdout, stderr (None: minirun's own).
-    ``detached``: keep the state directory (status, exit code, log) after the exit, until `rm`.
+    ``detached``: keep the state directory (status, exit code) after the exit, until `rm`, and a
+    data directory on disk (state.make_data_dir: the log, the root's writable layer) with it.
     ``on_started(id, pid)``: called once COMMAND is running.
     ``terminal``: a minirun.tty.Console: COMMAND gets a pty of the container's own devpts,
     whose master the console relays (the caller closes it).
-    ``handoff(child, claim, terminal, proxy)``: called once COMMAND runs, in place of waiting for
-    it here; it execs minirun-shim (lifecycle), whose finish step is ``finish()`` below.
+    ``handoff(child, claim, data_dir, terminal, proxy)``: called once COMMAND runs, in place of waiting
+    for it here; it execs minirun-shim (lifecycle), whose finish step is ``finish()`` below.
     Raises a MiniRunError subclass for bad input or a failed setup, with nothing left behind.
     A cleanup step that fails after COMMAND ran does not lose its result: what it left is
     named in ``Result.leftovers`` (and the state of a detached run) for `gc` to remove.
@@ -141,6 +142,7 @@ def run(spec: ContainerSpec, *, stdio=(None, None, None), detached: bool = False
     info = {"rootfs": spec.rootfs, "args": spec.process.args, "hostname": spec.hostname,
             "generated_id": spec.generated_id}
     with state.claim(spec.id, info, keep=detached, reclaim=_reclaim) as claim:
+        data = state.make_data_dir(spec.id) if detached else None  # the name is ours now; `rm` removes both
         cgroup = cgroups.create_manager(spec.id, spec.limits) if os.geteuid() == 0 else cgroups.NoCgroup()
         cgroup.create()
         net = proxy = None
@@ -155,7 +157,7 @@ def run(spec: ContainerSpec, *, stdio=(None, None, None), detached: bool = False
 
                 net = network.reserve(spec.id)
             result = _run_in(cgroup, spec, namespaces, stdio, t0, claim, on_started, net, proxy, terminal,
-                             handoff, kept=detached)
+                             handoff, data)
         finally:
             leftovers = _release(spec.id, cgroup, net and net.address, proxy)
         result.leftovers = leftovers
@@ -211,19 +213,22 @@ def _release(container_id: str, cgroup, net_address: str | None, proxy) -> list[
     return left
 
 
-def _root_and_plans(spec: ContainerSpec, state_dir: str, kept: bool):
+def _root_and_plans(spec: ContainerSpec, state_dir: str, data: str | None):
     """Where the container's root is on the host, and the mount plans around the pivot.
-    ``kept``: the state directory, the overlay's upper with it, outlives the run (detached)."""
+    ``data``: a detached container's data directory, on disk, where the overlay's upper and
+    work outlive the run (not in the state directory: the host's /run is a tmpfs, its RAM)."""
     pre: tuple = ()
     root = spec.rootfs
     if spec.overlay:
         # Mounted on the state directory itself, in the container's mount namespace only:
         # no directory of its own to make and remove at every run (~0.1 ms on ext4).
-        upper, work, root = os.path.join(state_dir, "upper"), os.path.join(state_dir, "work"), state_dir
-        if kept:
+        root = state_dir
+        if data:
+            upper, work = os.path.join(data, "upper"), os.path.join(data, "work")
             for d in (upper, work):
                 os.mkdir(d, 0o755)
         else:
+            upper, work = os.path.join(state_dir, "upper"), os.path.join(state_dir, "work")
             pre = scratch_upper_ops(upper, work)
         pre += (overlay_op(spec.rootfs, upper, work),)
     user_pre, user_post = user_mount_ops(spec.mounts)
@@ -239,18 +244,17 @@ def _root_and_plans(spec: ContainerSpec, state_dir: str, kept: bool):
 
 
 def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float, claim, on_started, net, proxy,
-            terminal, handoff, kept: bool) -> Result:
+            terminal, handoff, data: str | None) -> Result:
     proc = spec.process
     env = proc.full_env(spec.hostname)
     path = next((e[5:] for e in env if e.startswith("PATH=")), "")
-    root, pre_plan, plan = _root_and_plans(spec, claim.path, kept)
+    root, pre_plan, plan = _root_and_plans(spec, claim.path, data)
     sec = security.native_args(spec)  # caps, no_new_privs, seccomp; masked paths go last in the plan
     if "pid" in namespaces:  # minirun-init is PID 1
         sec = security.guard_init(sec)
     namespaces = security.with_userns(namespaces, spec)
     if "user" in namespaces:
         pre_plan, plan = security.userns_plans(pre_plan, plan, spec.overlay)
-    stdio = tuple(fd(claim.path) if callable(fd) else fd for fd in stdio)  # e.g. a log in the state dir
     console = {"console_fd": terminal.child_fd, "console_size": terminal.size} if terminal else {}
     launch = dict(rootfs=root, hostname=spec.hostname, namespaces=namespaces, pre_plan=pre_plan,
                   plan=plan + sec["path_ops"], readonly_root=spec.readonly_root, argv=proc.args, envp=env,
@@ -290,7 +294,7 @@ def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float, claim, on
                 if on_started:
                     on_started(spec.id, ctr.record["pid"])
                 if handoff:  # minirun-shim waits from here on: never returns (raises if its exec fails)
-                    handoff(ctr.child, claim, terminal, proxy)
+                    handoff(ctr.child, claim, data, terminal, proxy)
             status = ctr.wait(terminal)
         finally:
             ctr.kill_and_reap()  # failed or interrupted before the end: the init must not outlive us

@@ -5,11 +5,12 @@ command that leaves the terminal's session and starts the container with its
 output going to a pipe (or a pty, with -t). Once COMMAND runs, the supervisor execs
 minirun-shim (csrc/shim.c, a static program of a few pages, as conmon is beside
 runc), which reaps the init, writes the output to the container's log on disk
-(state.log_dir, rotated: minirun/logfiles.py), relays a terminal to `attach` and
+(in its data directory, state.data_dir, beside the root's writable layer; rotated:
+minirun/logfiles.py), relays a terminal to `attach` and
 published ports to the container;
 when the container is gone the shim execs Python again for the cleanup
 (container.finish), which records the exit status and OOM kill in state.json.
-The state outlives the command that started it; `rm` removes it.
+The state and the data directory outlive the command that started it; `rm` removes them.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def run_detached(spec, auto_remove: bool = False, tty: bool = False, log_opts: t
     spec, _ = container.prepare(spec)
     if not os.access(SHIM_PATH, os.X_OK):
         raise HostError(f"{SHIM_PATH} is missing: reinstall minirun (its build links it)")
-    state.check_trusted_dir(state.LOG_ROOT)  # before anything exists; open_log_dir checks it again
+    state.check_trusted_dir(state.LOG_ROOT)  # before anything exists; make_data_dir checks it again
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # the supervisor
@@ -107,35 +108,24 @@ def _supervise(spec, ready_fd: int, auto_remove: bool, tty: bool = False, log_op
         devnull = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):  # let go of the terminal and of the caller's pipes
             os.dup2(devnull, fd)
-        log_dir_fd = -1
         out_r, out_w = os.pipe()  # COMMAND's stdout and stderr, to the shim, which writes the log
 
         def started(_id, _pid):
             os.write(ready_fd, b"ok")
 
-        def open_log(_state_dir: str) -> int:  # called once the state is claimed: the name is ours
-            nonlocal log_dir_fd
-            if log_dir_fd < 0:
-                log_dir_fd = state.open_log_dir(spec.id)
-            return log_dir_fd
-
-        def output(state_dir: str) -> int:
-            open_log(state_dir)
-            return out_w
-
-        def hand_off(child, claim, terminal, proxy):
+        def hand_off(child, claim, data_dir, terminal, proxy):
             os.close(out_w)  # the container holds the write ends now: EOF once it is gone
-            _exec_shim(child, claim, log_dir_fd, -1 if terminal else out_r, log_opts or (DEFAULT_MAX_SIZE,
+            _exec_shim(child, claim, data_dir, -1 if terminal else out_r, log_opts or (DEFAULT_MAX_SIZE,
                        DEFAULT_MAX_FILE), terminal, proxy, auto_remove)
 
         if tty:  # the pty's master goes to the shim: it relays to the log and `minirun attach`
             from .tty import Supervised
 
-            with Supervised(open_log) as terminal:
+            with Supervised() as terminal:
                 container.run(spec, stdio=(devnull, devnull, devnull), detached=True, on_started=started,
                               prepared=True, terminal=terminal, handoff=hand_off)
         else:
-            container.run(spec, stdio=(devnull, output, output), detached=True, on_started=started,
+            container.run(spec, stdio=(devnull, out_w, out_w), detached=True, on_started=started,
                           prepared=True, handoff=hand_off)
     except MiniRunError as err:
         os.write(ready_fd, f"{err.exit_code} {err}".encode())
@@ -147,7 +137,7 @@ def _supervise(spec, ready_fd: int, auto_remove: bool, tty: bool = False, log_op
         os._exit(code)
 
 
-def _exec_shim(child, claim, log_dir_fd: int, out_fd: int, log_opts: tuple[int, int], terminal, proxy,
+def _exec_shim(child, claim, data_dir: str, out_fd: int, log_opts: tuple[int, int], terminal, proxy,
                auto_remove: bool) -> None:
     """Become minirun-shim (csrc/shim.c) for the rest of the container's life; raises
     OSError if the exec fails. Published ports go along: the shim relays their
@@ -159,6 +149,7 @@ def _exec_shim(child, claim, log_dir_fd: int, out_fd: int, log_opts: tuple[int, 
     master = terminal.master if terminal else -1
     listener = terminal.listener.fileno() if terminal else -1
     state_dir_fd = os.open(claim.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # for the shim's exit record
+    log_dir_fd = os.open(data_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)  # it rotates there
     for fd in (child.report_fd, claim.lock_fd, log_dir_fd, out_fd, master, listener, state_dir_fd,
                *(fd for fd, _, _ in published)):
         if fd >= 0:
@@ -187,7 +178,7 @@ def finish(argv: list[str]) -> None:
         if removal == "rm":
             cleanup.remove(container_id)
     except BaseException as err:  # stderr is /dev/null: say it where `minirun logs` shows it
-        log_path = os.path.join(state.log_dir(container_id), "log")
+        log_path = os.path.join(state.data_dir(container_id), "log")
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC  # as the shim opens it
         with contextlib.suppress(OSError), open(os.open(log_path, flags, 0o640), "w") as log:
             log.write(f"minirun: cleanup after the exit failed ({err!r}); `minirun gc` retries it\n")
@@ -285,9 +276,9 @@ def attach(name: str, detach_keys: str | None = None) -> int:
 
 
 def log_dir(name: str) -> tuple[str, str]:
-    """The container's id and its log directory (logfiles reads it)."""
+    """The container's id and the directory of its log (its data directory: logfiles reads it)."""
     container_id = resolve(name)
-    return container_id, state.checked_log_dir(container_id)
+    return container_id, state.checked_data_dir(container_id)
 
 
 def exec_in(name: str, args: list[str], env: list[str] = (), cwd: str | None = None, uid: int = 0,

@@ -2,8 +2,8 @@
 dead owner left is collected by minirun/cleanup.py).
 
     <root>/<id>/state.json   written atomically (unique temp file + rename), mode 0600
-    <root>/<id>/...          what the front end keeps beside it (the overlay's upper,
-                             work and root; minirun-oci's exec.fifo; the attach socket)
+    <root>/<id>/...          what the front end keeps beside it (the overlay's root, mounted
+                             on the directory itself; minirun-oci's exec.fifo; the attach socket)
 
     minirun      Store(settings.STATE_ROOT)        ids are docker's names
     minirun-oci  Store(root, oci=True)             ids are runc's; directories 0711 as runc's
@@ -22,8 +22,10 @@ with the start time recorded beside it (/proc/<pid>/stat field 22: a reused pid 
 another), and not a zombie. A directory is in use while its lock is held or its init
 lives; what is in use is never collected (gc, a claim reclaiming a dead run's name).
 
-Detached containers' logs: /var/lib/minirun/containers/<id>/log, log.1 ... (minirun/logfiles.py;
-rootless: $XDG_DATA_HOME/minirun).
+A detached container's data, on disk beside its state (data_dir): /var/lib/minirun/containers/<id>/
+holds its log, log.1 ... (minirun/logfiles.py) and its root's writable layer, upper/ and work/
+(rootless: $XDG_DATA_HOME/minirun). Not under /run, a tmpfs: what a container writes must
+not fill the host's RAM.
 
 Rootless state without $XDG_RUNTIME_DIR lives in /tmp, where another user could
 have made the directory first: the root (and its /tmp parent) is checked by
@@ -46,7 +48,7 @@ from .ids import check_id
 # Rootless (a non-root user with --userns): state lives in the user's runtime directory,
 # else in a private directory of /tmp that minirun makes (and checks: check_root). The
 # roots are settings' (MINIRUN_STATE_ROOT...); NETWORK_DIR is the bridge's address book,
-# LOG_ROOT where detached containers' logs go.
+# LOG_ROOT where detached containers' data goes (data_dir).
 from .settings import LOG_ROOT, NETWORK_DIR, STATE_ROOT, TMP_PARENT, VM_STATE_ROOT  # noqa: F401 (re-exported)
 
 NEW_PREFIX = ".new-"
@@ -307,30 +309,33 @@ def rmtree(path: str) -> None:
     native_rmtree(path)
 
 
-def log_dir(container_id: str) -> str:
+def data_dir(container_id: str) -> str:
+    """A detached container's directory on disk: its log (logfiles.py) and its root's
+    writable layer, the overlay's upper and work (one filesystem, as overlayfs needs)."""
     return os.path.join(LOG_ROOT, container_id)
 
 
-def checked_log_dir(container_id: str) -> str:
-    """log_dir, for the log's writer and readers: under a root only we control
+def checked_data_dir(container_id: str) -> str:
+    """data_dir, for its makers and readers: under a root only we control
     (check_trusted_dir), else another user could put a directory of theirs in the
-    container's place, for `logs` to show or the finish step to write through."""
+    container's place, for `logs` to show, the finish step to write through or the
+    container's writes to land in."""
     return os.path.join(check_trusted_dir(LOG_ROOT), container_id)
 
 
-def open_log_dir(container_id: str) -> int:
-    """A fresh, empty log directory for the container (what a dead namesake left goes), as an
-    O_DIRECTORY fd: the shim writes and rotates relative to it. Call it only once the state
-    directory is claimed: the name is ours then."""
-    path = checked_log_dir(container_id)
+def make_data_dir(container_id: str) -> str:
+    """A fresh, empty data directory for the container (what a dead namesake left goes), by
+    its checked path. Made once per run, and only once the state directory is claimed:
+    the name is ours then (a start refused for a name in use never touches its owner's)."""
+    path = checked_data_dir(container_id)
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     rmtree(path)
     os.mkdir(path, 0o700)
-    return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    return path
 
 
-def remove_log_dir(container_id: str) -> None:
-    rmtree(log_dir(container_id))
+def remove_data_dir(container_id: str) -> None:
+    rmtree(data_dir(container_id))
 
 
 def remove_dir(container_id: str, root: str = STATE_ROOT) -> None:

@@ -226,14 +226,12 @@ class Supervised(Console):
     output goes to the log and to every client, the clients' packets to the pty
     (csrc/attach.c; the protocol is in csrc/minirun.h)."""
 
-    def __init__(self, open_log):
+    def __init__(self):
         super().__init__(DETACHED_SIZE)
-        self.open_log = open_log
         self.listener: socket.socket | None = None
 
     def started(self, state_dir: str) -> None:
         super().started(state_dir)
-        self.open_log(state_dir)
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         path = os.path.join(state_dir, ATTACH_SOCKET)
         self.listener.bind(path)

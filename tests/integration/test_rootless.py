@@ -66,17 +66,25 @@ def test_a_user_is_root_in_its_own_user_namespace(user_rootfs, runtime_dir):
     assert os.listdir(os.path.join(state, "minirun")) == [], "state left behind"
 
 
-def test_rootless_detached_and_exec(user_rootfs, runtime_dir):
+def test_rootless_detached_and_exec(user_rootfs, runtime_dir, user_home):
+    """A detached container's root writes go to the user's data directory, on disk (not its
+    runtime directory, a tmpfs on most hosts), beside its log; `rm` removes both."""
     env, state = runtime_dir
-    out = as_nobody("run", "--userns", "-d", "--name", "rl-bg", user_rootfs, "/bin/sleep", "30", env=env)
+    env = dict(env, XDG_DATA_HOME=os.path.join(user_home, "data"))
+    out = as_nobody("run", "--userns", "-d", "--name", "rl-bg", user_rootfs, "/bin/sh", "-c",
+                    "echo written > /f && exec sleep 30", env=env)
     assert out.returncode == 0, out.stderr
+    data = os.path.join(user_home, "data", "minirun", "containers", "rl-bg")
     try:
-        out = as_nobody("exec", "rl-bg", "/bin/sh", "-c", "cat /proc/self/uid_map; cat /proc/1/comm", env=env)
+        out = as_nobody("exec", "rl-bg", "/bin/sh", "-c", "cat /proc/self/uid_map; cat /proc/1/comm; cat /f", env=env)
         assert out.returncode == 0, out.stderr
-        assert out.stdout.split() == ["0", str(NOBODY), "1", "minirun-init"]
+        assert out.stdout.split() == ["0", str(NOBODY), "1", "minirun-init", "written"]
+        with open(os.path.join(data, "upper", "f")) as f:
+            assert f.read() == "written\n"
+        assert os.listdir(os.path.join(state, "minirun", "rl-bg")) == ["state.json"]
     finally:
         assert as_nobody("rm", "-f", "rl-bg", env=env).returncode == 0
-    assert os.listdir(os.path.join(state, "minirun")) == []
+    assert os.listdir(os.path.join(state, "minirun")) == [] and not os.path.exists(data)
 
 
 @pytest.mark.parametrize("args, message", [

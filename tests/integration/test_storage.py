@@ -8,6 +8,7 @@ import os
 import shutil
 
 from helpers import minirun, popen_minirun, wait_for
+from minirun.settings import LOG_ROOT, STATE_ROOT
 
 
 def tree_digest(root: str) -> str:
@@ -100,13 +101,10 @@ def _root_options(mountinfo: str) -> list[str]:
     return line.split(" - ")[1].split()[2].split(",")
 
 
-def test_a_root_thrown_away_at_the_end_writes_to_a_tmpfs_of_its_own_a_kept_one_to_its_state(rootfs):
-    """A --rm container's writes never touch the host: its upper is a tmpfs of the container's
+def test_a_root_thrown_away_at_the_end_writes_to_a_tmpfs_of_its_own(rootfs):
+    """A foreground container's writes never touch the host: its upper is a tmpfs of the container's
     mount namespace (nothing made, synced or removed in the host's state directory, nothing of
-    the host's /run for it to fill); a detached container's upper is in its state directory,
-    which outlives it."""
-    from minirun.settings import STATE_ROOT
-
+    the host's /run for it to fill)."""
     name = "scratch-root"
     proc = popen_minirun("run", "--rm", "--name", name, rootfs, "/bin/sh", "-c",
                          "echo written > /f && cat /f && exec sleep 100")
@@ -117,13 +115,60 @@ def test_a_root_thrown_away_at_the_end_writes_to_a_tmpfs_of_its_own_a_kept_one_t
     finally:
         minirun("kill", name)
         proc.wait(timeout=30)
+
+
+def _written(path: str) -> bool:
+    with open(path) as f:
+        return f.read() == "written\n"
+
+
+def test_a_kept_root_writes_to_disk_beside_its_log_until_rm(rootfs):
+    """A detached container's upper and work outlive it, until `rm`: on disk in its data
+    directory, beside its log (docker's writable layer under /var/lib/docker), never in its
+    state directory under /run, a tmpfs: a big write there would fill the host's RAM."""
     name = "kept-root"
     assert minirun("run", "-d", "--name", name, rootfs, "/bin/sh", "-c", "echo written > /f && exec sleep 100"
                    ).returncode == 0
+    data = os.path.join(LOG_ROOT, name)
     try:
         out = minirun("exec", name, "/bin/cat", "/proc/self/mountinfo")
         assert out.returncode == 0, out.stderr
-        assert any(o.startswith("upperdir=") for o in _root_options(out.stdout))
-        assert wait_for(lambda: open(os.path.join(STATE_ROOT, name, "upper", "f")).read() == "written\n")
+        options = _root_options(out.stdout)
+        assert f"upperdir={data}/upper" in options and f"workdir={data}/work" in options, options
+        assert wait_for(lambda: _written(os.path.join(data, "upper", "f")))
+        assert sorted(os.listdir(data)) == ["log", "upper", "work"]
+        assert os.listdir(os.path.join(STATE_ROOT, name)) == ["state.json"]
+        out = minirun("run", "-d", "--name", name, rootfs, "/bin/true")  # refused: the name is in use
+        assert out.returncode == 125 and "already in use" in out.stderr
+        assert _written(os.path.join(data, "upper", "f")), "a refused start touched its namesake's data"
     finally:
-        minirun("rm", "-f", name)
+        assert minirun("rm", "-f", name).returncode == 0
+    assert not os.path.exists(data) and not os.path.exists(os.path.join(STATE_ROOT, name))
+
+
+def test_an_auto_removed_detached_root_goes_with_the_container(rootfs):
+    name = "auto-root"
+    assert minirun("run", "-d", "--rm", "--name", name, rootfs, "/bin/sh", "-c",
+                   "echo written > /f && exec sleep 100").returncode == 0
+    data = os.path.join(LOG_ROOT, name)
+    try:
+        assert wait_for(lambda: _written(os.path.join(data, "upper", "f")))
+    finally:
+        minirun("kill", name)
+    assert wait_for(lambda: not os.path.exists(os.path.join(STATE_ROOT, name)))
+    assert not os.path.exists(data)
+
+
+def test_a_detached_start_that_fails_keeps_its_state_alone_and_rm_takes_the_rest(rootfs):
+    """A start that fails once the name is claimed (here a bind of a file onto a directory)
+    is recorded as exited, as docker keeps a container that failed to start; its data
+    directory (log, empty upper and work) goes with `rm`."""
+    name = "failed-root"
+    out = minirun("run", "-d", "--name", name, "-v", "/etc/hostname:/bin", rootfs, "/bin/true")
+    try:
+        assert out.returncode == 125 and out.stderr.count("\n") == 1, out.stderr
+        assert os.listdir(os.path.join(STATE_ROOT, name)) == ["state.json"]
+        assert set(os.listdir(os.path.join(LOG_ROOT, name))) <= {"log", "upper", "work"}
+    finally:
+        assert minirun("rm", "-f", name).returncode == 0
+    assert not os.path.exists(os.path.join(LOG_ROOT, name)) and not os.path.exists(os.path.join(STATE_ROOT, name))

@@ -181,7 +181,7 @@ def _plans(tmp_path, **spec):
     state_dir = tmp_path / "state"
     state_dir.mkdir()
     return _root_and_plans(ContainerSpec(rootfs="/rootfs", process=Process(["/bin/true"]), **spec), str(state_dir),
-                           kept=False)
+                           data=None)
 
 
 def test_root_and_volumes_are_nodev_by_default(tmp_path):
