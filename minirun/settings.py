@@ -5,10 +5,11 @@
     MINIRUN_OCI_ROOT       minirun-oci's state when no --root is given (/run/minirun-oci)
     MINIRUN_CGROUP_PARENT  the cgroup directory containers go below, in every
                            hierarchy (minirun); minirun-oci's default is it + "-oci"
-    MINIRUN_LOG_ROOT       detached containers' logs (/var/lib/minirun/containers as root;
-                           a rootless user's data directory, or beside its state when it
-                           has no home of its own): on disk, not under /run (a tmpfs: a
-                           chatty container would fill the host's RAM)
+    MINIRUN_LOG_ROOT       detached containers' data directories, their logs and writable
+                           layers (/var/lib/minirun/containers as root; a rootless user's
+                           data directory, or beside its state when it has no home of its
+                           own): on disk, not under /run (a tmpfs: a chatty or writing
+                           container would fill the host's RAM)
     MINIRUN_NETWORK_DIR    the bridge's address book (/var/lib/minirun/network)
     MINIRUN_BRIDGE         the bridge's name (minirun0)
     MINIRUN_SUBNET         the bridge's subnet (10.88.0.0/24)
