@@ -19,7 +19,7 @@ import time
 from stat import S_ISDIR
 
 from . import state
-from .errors import MiniRunError
+from .errors import MiniRunError, SpecError
 
 
 def remove(container_id: str, root: str | None = None) -> None:
@@ -99,7 +99,8 @@ def gc(root: str | None = None, failed: list[str] | None = None) -> list[str]:
     """Clean up after dead minirun processes; return the ids cleaned.
 
     A foreground container whose minirun died is removed; a detached one whose
-    supervisor died is marked exited (its state and log stay until `rm`). What
+    supervisor died is marked exited (its state and data directory stay until `rm`);
+    a data directory whose state is gone (a reboot emptied /run) is removed. What
     cannot be removed yet (a cgroup something still holds) is skipped, named in
     ``failed``, and tried again next time: a leftover never stops a run.
     """
@@ -132,6 +133,8 @@ def gc(root: str | None = None, failed: list[str] | None = None) -> list[str]:
             continue
         except (MiniRunError, OSError) as err:
             failed.append(f"{name}: {err}")
+    if root == state.STATE_ROOT:  # the data directories are its containers'
+        cleaned += _remove_orphaned_data(root, failed)
     vm_root = _vm_root(root)
     gc_vms(vm_root)
     cleaned += release_stale_addresses(root, failed)
@@ -146,6 +149,36 @@ def gc(root: str | None = None, failed: list[str] | None = None) -> list[str]:
                 cleaned.append(container_id)
             except (MiniRunError, OSError) as err:
                 failed.append(f"{container_id}: {err}")
+    return cleaned
+
+
+def _remove_orphaned_data(root: str, failed: list[str]) -> list[str]:
+    """Data directories (a detached container's log and writable layer, on disk) whose state
+    directory is gone: the host rebooted (/run is a tmpfs, /var/lib is not), or the state was
+    removed by hand; no `rm` can name them any more. Each goes under a claim of its name, as a
+    start takes it: never the directory a run of that name makes meanwhile (a start that
+    finds the name claimed for this moment is refused as for any name in use)."""
+    from .ids import valid_id
+
+    try:
+        names = os.listdir(state.check_trusted_dir(state.LOG_ROOT))
+    except FileNotFoundError:
+        return []
+    except (MiniRunError, OSError) as err:
+        failed.append(f"data directories in {state.LOG_ROOT}: {err}")
+        return []
+    cleaned = []
+    for name in names:
+        if not valid_id(name) or os.path.lexists(os.path.join(root, name)):
+            continue
+        try:
+            with state.claim(name, {"collecting": "orphaned data directory"}, root=root):  # any namesake: in use
+                state.remove_data_dir(name)
+            cleaned.append(name)
+        except SpecError:
+            continue  # a run took the name meanwhile: the directory is its own
+        except (MiniRunError, OSError) as err:
+            failed.append(f"{name}: {err}")
     return cleaned
 
 

@@ -24,7 +24,7 @@ def leftovers() -> list[str]:
     if os.path.isdir(STATE_ROOT):
         found += [f"state {STATE_ROOT}/{name}" for name in os.listdir(STATE_ROOT)]
     if os.path.isdir(LOG_ROOT):
-        found += [f"log {LOG_ROOT}/{name}" for name in os.listdir(LOG_ROOT)]
+        found += [f"data {LOG_ROOT}/{name}" for name in os.listdir(LOG_ROOT)]  # log, upper, work
     found += own_mounts() + own_links()
     try:
         with open(os.path.join(NETWORK_DIR, "allocations.json")) as f:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -143,6 +144,20 @@ def test_detached_rm_flag_removes_on_exit(rootfs):
     out = minirun("run", "-d", "--rm", "--name", "lc-auto", rootfs, "/bin/true")
     assert out.returncode == 0
     assert wait_for(lambda: not os.path.exists(os.path.join(STATE_ROOT, "lc-auto")))
+
+
+def test_gc_removes_a_data_directory_whose_state_is_gone(detached):
+    """A reboot empties /run, not /var/lib: a detached container's data directory (log,
+    writable layer) outlives its state, and no `rm` can name it. gc removes it, and
+    leaves a live container's alone."""
+    gone, live = detached("lc-reboot", ["/bin/sh", "-c", "echo written > /f"]), detached("lc-live", ["/bin/sleep", "100"])
+    assert wait_for(lambda: inspect(gone)["status"] == "exited")
+    assert os.path.isfile(os.path.join(LOG_ROOT, gone, "upper", "f"))
+    shutil.rmtree(os.path.join(STATE_ROOT, gone))  # what a reboot does to it
+    out = minirun("gc")
+    assert out.returncode == 0 and f"removed {gone}\n" in out.stdout, out
+    assert not os.path.exists(os.path.join(LOG_ROOT, gone)) and not os.path.exists(os.path.join(STATE_ROOT, gone))
+    assert os.path.isdir(os.path.join(LOG_ROOT, live, "upper")) and inspect(live)["status"] == "running"
 
 
 def test_exec_joins_the_user_namespace_too(detached):
