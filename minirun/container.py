@@ -230,7 +230,7 @@ def _root_and_plans(spec: ContainerSpec, state_dir: str, data: str | None):
         else:
             upper, work = os.path.join(state_dir, "upper"), os.path.join(state_dir, "work")
             pre = scratch_upper_ops(upper, work)
-        pre += (overlay_op(spec.rootfs, upper, work),)
+        pre += (overlay_op(spec.rootfs, upper, work, volatile=bool(data)),)
     user_pre, user_post = user_mount_ops(spec.mounts)
     pre += user_pre
     if not dev_mounts_needed(spec.devices, spec.limits.devices):

@@ -15,6 +15,7 @@ import stat
 
 from ._native import lib
 from .record import Record
+from .seccomp_filter import kernel_version
 
 # mount(2)'s flags, as <sys/mount.h> has them (through cffi: csrc/ffibuild.py)
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = lib.MS_RDONLY, lib.MS_NOSUID, lib.MS_NODEV, lib.MS_NOEXEC
@@ -129,13 +130,21 @@ _TMPFS_FLAGS = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC, "ro
 _TMPFS_UNDO = {"suid": MS_NOSUID, "dev": MS_NODEV, "exec": MS_NOEXEC, "rw": MS_RDONLY}  # later wins, as docker's
 
 
-def overlay_op(lower: str, upper: str, work: str) -> Op:
+VOLATILE = kernel_version() >= (5, 10)  # overlayfs's "volatile" option
+
+
+def overlay_op(lower: str, upper: str, work: str, volatile: bool = False) -> Op:
     """The copy-on-write root, mounted on the root itself (target ``/``): reads fall
-    through to ``lower``, writes land in ``upper``."""
+    through to ``lower``, writes land in ``upper``. ``volatile``: for an upper on the host's
+    disk that no mount will use again (a detached container's: never restarted, removed by
+    `rm`, or by gc once a reboot lost its state), overlayfs syncs nothing (Linux 5.10): as
+    the mount goes, it would otherwise sync the whole filesystem of the upper, the host's
+    /var/lib, and the exiting container would wait for every tenant's dirty data."""
     for path in (lower, upper, work):
         if any(c in path for c in ",:\\"):
             raise ValueError(f"overlay paths cannot contain ',', ':' or '\\\\': {path}")
-    return Op(OP_MOUNT, "/", source="overlay", fstype="overlay", data=f"lowerdir={lower},upperdir={upper},workdir={work}")
+    data = f"lowerdir={lower},upperdir={upper},workdir={work}" + (",volatile" if volatile and VOLATILE else "")
+    return Op(OP_MOUNT, "/", source="overlay", fstype="overlay", data=data)
 
 
 def scratch_upper_ops(upper: str, work: str) -> tuple[Op, ...]:
