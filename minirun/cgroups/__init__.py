@@ -220,12 +220,11 @@ class Cgroup:
         try:
             created = self._mkdir(path)
         except CgroupError:
-            parent = os.path.dirname(path)
-            if os.path.isdir(parent):
-                raise
-            # Looked for only now: the parents exist but for the first container (an OCI
-            # cgroupsPath may be nested deeper than minirun/<id>).
-            _make_ancestors(parent)
+            # Made only now: the parents exist but for the first container (an OCI cgroupsPath
+            # may be nested deeper than minirun/<id>). Made whether or not they are there now: a
+            # concurrent first start may have made them since our mkdir failed. Any other failure
+            # comes back from the second mkdir.
+            _make_ancestors(os.path.dirname(path))
             created = self._mkdir(path)
         if not created:
             raise CgroupError(

@@ -713,6 +713,26 @@ def test_parents_are_looked_for_only_when_a_mkdir_fails(hybrid, monkeypatch):
     assert len(cg.dirs) == 10 and all(Path(d).is_dir() for d in cg.dirs)
 
 
+def test_first_container_takes_a_parent_made_by_a_concurrent_start_after_its_mkdir_failed(hybrid, monkeypatch):
+    """Thirty first starts at once: another makes minirun's parent in a hierarchy between our
+    failed mkdir (no parent yet) and the retry, which must take the parent it finds, not report
+    the first mkdir's failure ("mkdir .../devices/minirun/c8: No such file or directory", seen)."""
+    real_mkdir = fs.mkdir
+
+    def racing_mkdir(path: str, *, exist_ok: bool = False) -> bool:
+        try:
+            return real_mkdir(path, exist_ok=exist_ok)
+        except CgroupError:
+            if not os.path.isdir(os.path.dirname(path)):
+                real_mkdir(os.path.dirname(path))  # the concurrent start, inside the window
+            raise
+
+    monkeypatch.setattr(fs, "mkdir", racing_mkdir)
+    cg = cgroups.create_manager("c1", Limits(), hybrid.detect())
+    cg.create()
+    assert all(Path(d).is_dir() for d in cg.dirs)
+
+
 def test_under_minirun_s_parent_the_kernel_fills_a_new_cpuset(hybrid):
     """cgroup.clone_children on minirun's parent, set by the first container: the next ones' cpus and
     mems are the kernel's copy of the parent's, checked by one read, not written."""
