@@ -37,6 +37,7 @@ a QEMU that dies for any reason takes its tap with it.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import ipaddress
@@ -144,8 +145,23 @@ def _routes_overlapping(ip, net: ipaddress.IPv4Network) -> list[tuple[ipaddress.
             if not dest.subnet_of(net):
                 found.append((dest, BRIDGE))
         elif dest.overlaps(net):
-            found.append((dest, ip.get_links(oif)[0].get_attr("IFLA_IFNAME") if oif else "?"))
+            dev = _link_name(ip, oif) if oif else "?"
+            if dev is not None:
+                found.append((dest, dev))
     return found
+
+
+def _link_name(ip, index: int) -> str | None:
+    """The name of link ``index``; None if it is gone since the route dump, its routes with it
+    (the bridge, say, which the last container on it removes: detach_by_id)."""
+    from pyroute2 import NetlinkError
+
+    try:
+        return ip.get_links(index)[0].get_attr("IFLA_IFNAME")
+    except NetlinkError as err:
+        if err.code != errno.ENODEV:
+            raise
+        return None
 
 
 def check_subnet() -> ipaddress.IPv4Network:

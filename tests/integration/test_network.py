@@ -360,6 +360,41 @@ def test_subnet_check_sees_a_bridge_made_during_its_route_dump(monkeypatch):
                 ip.link("del", index=index)
 
 
+def test_subnet_check_ignores_a_bridge_removed_during_its_route_dump(monkeypatch):
+    """The last container on the bridge may remove it (detach_by_id) between a start's route
+    dump and its bridge lookup: the gone bridge's routes are gone with it, neither another
+    device's nor a reason to fail ('No such device' looking up their device)."""
+    from pyroute2 import IPRoute
+
+    from minirun import network
+
+    name = f"mrr-{os.getpid() % 100000}"
+    net = ipaddress.IPv4Network("10.197.232.0/24")
+    monkeypatch.setattr(network, "BRIDGE", name)
+
+    class LastOneOut:  # IPRoute, whose bridge is removed by the last container right after the dump
+        def __init__(self, ip):
+            self.ip = ip
+
+        def __getattr__(self, attr):
+            return getattr(self.ip, attr)
+
+        def route(self, command, *args, **kwargs):
+            routes = self.ip.route(command, *args, **kwargs)
+            if command == "dump":
+                for index in self.ip.link_lookup(ifname=name):
+                    self.ip.link("del", index=index)
+            return routes
+
+    with IPRoute() as ip:
+        try:
+            network._ensure_bridge(ip, str(next(net.hosts())), net.prefixlen)
+            assert network._routes_overlapping(LastOneOut(ip), net) == []
+        finally:
+            for index in ip.link_lookup(ifname=name):
+                ip.link("del", index=index)
+
+
 def test_host_network_sees_the_hosts_interfaces_with_a_warning(rootfs):
     before = set(os.listdir("/sys/class/net"))
     out = minirun("run", "--network", "host", rootfs, "/bin/sh", "-c", "ls /sys/class/net")
