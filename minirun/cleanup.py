@@ -67,10 +67,11 @@ def release_stale_addresses(root: str | None = None, failed: list[str] | None = 
     vm_root = _vm_root(root)
     for key in network.stale_ids():
         vm = key.startswith(network.VM_PREFIX)
-        if not (state.in_use(key[len(network.VM_PREFIX):], vm_root) if vm else state.in_use(key, root)):
+        owner, owner_root = (key[len(network.VM_PREFIX):], vm_root) if vm else (key, root)
+        if not state.in_use(owner, owner_root):  # asked again under the book's lock: a restart may take it
             try:
-                network.detach_by_id(key)
-                released.append(key)
+                if network.detach_by_id(key, keep_if=lambda: state.in_use(owner, owner_root)):
+                    released.append(key)
             except Exception as err:  # noqa: BLE001 (pyroute2's errors are not OSErrors)
                 failed.append(f"{key}: {err}")
     return released

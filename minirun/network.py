@@ -302,13 +302,18 @@ def open_tap(att: Attachment) -> int:
     return fd
 
 
-def detach_by_id(container_id: str, root: str = IPAM_DIR) -> None:
+def detach_by_id(container_id: str, root: str = IPAM_DIR, keep_if=None) -> bool:
     """Release the address; remove the host end of the veth if the kernel has not (it
     does when the container's namespace dies, taking the pair with it), and the
-    bridge with the last address, so nothing of minirun stays on the host."""
+    bridge with the last address, so nothing of minirun stays on the host.
+    ``keep_if()``, asked under the book's lock, keeps it all if true: whether the owner of a
+    stale address lives, checked where a restart of its name cannot take the address meanwhile
+    (a start claims the name, then allocates under that lock). False if kept."""
     from pyroute2 import IPRoute
 
     with IPRoute() as ip, _Allocations(root) as book:
+        if keep_if is not None and keep_if():
+            return False
         last = set(book) <= {container_id}
         for name in [host_ifname(container_id)] + ([BRIDGE] if last else []):
             for index in ip.link_lookup(ifname=name):
@@ -319,6 +324,7 @@ def detach_by_id(container_id: str, root: str = IPAM_DIR) -> None:
         if last:
             remove_forward_rules()
         book.pop(container_id, None)
+    return True
 
 
 def stale_ids(root: str = IPAM_DIR) -> set[str]:

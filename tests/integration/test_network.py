@@ -395,6 +395,36 @@ def test_subnet_check_ignores_a_bridge_removed_during_its_route_dump(monkeypatch
                 ip.link("del", index=index)
 
 
+def test_a_stale_address_is_not_released_once_a_restart_of_its_name_took_it(monkeypatch):
+    """A start (or gc) releasing the address of a container whose minirun was killed checks that
+    nobody holds the name, then releases it: a restart of that name that claims it and gets its
+    address in between must keep that address (and its veth, and the bridge), not lose them."""
+    from minirun import cleanup, network, state
+
+    monkeypatch.setattr(network, "BRIDGE", f"mrr-{os.getpid() % 100000}")  # none: nothing to remove
+    monkeypatch.setattr(network, "remove_forward_rules", lambda: None)  # the session's: not this test's
+    name = f"stale-{os.getpid()}"
+    network.allocate(name)  # its minirun died: no state directory holds it
+    real_detach = network.detach_by_id
+    restart = []
+
+    def restart_in_the_window(container_id, *args, **kwargs):
+        if container_id == name and not restart:  # the restart, between the check and the release
+            restart.append(state.claim(name, {}).take())
+            restart.append(network.allocate(name)[0])
+        return real_detach(container_id, *args, **kwargs)
+
+    monkeypatch.setattr(network, "detach_by_id", restart_in_the_window)
+    try:
+        cleanup.release_stale_addresses()
+        with network._Allocations() as book:
+            assert book.get(name) == restart[1]
+    finally:
+        if restart:
+            restart[0].__exit__(None, None, None)
+        real_detach(name)
+
+
 def test_host_network_sees_the_hosts_interfaces_with_a_warning(rootfs):
     before = set(os.listdir("/sys/class/net"))
     out = minirun("run", "--network", "host", rootfs, "/bin/sh", "-c", "ls /sys/class/net")
