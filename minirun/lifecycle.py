@@ -231,10 +231,22 @@ def wait_exited(container_id: str, timeout: float) -> bool:
     return not state.in_use(container_id)
 
 
+def _status_after_start(container_id: str, timeout: float = 10) -> dict:
+    """status() once a start in flight is over: a start records its init only once COMMAND
+    runs ("creating" till then), so a signal sent before would reach nobody, and the
+    container start after a `stop` or `rm -f` that said it was done."""
+    deadline = time.monotonic() + timeout
+    st = status(container_id)
+    while st.get("status") == state.CREATING and time.monotonic() < deadline:
+        time.sleep(0.02)
+        st = status(container_id)
+    return st
+
+
 def stop(name: str, timeout: float = 10) -> str:
     """SIGTERM (the init forwards it to COMMAND), then SIGKILL after ``timeout`` seconds."""
     container_id = resolve(name)
-    st = status(container_id)
+    st = _status_after_start(container_id)
     ctr = _container(container_id, st)
     if st["status"] != state.RUNNING or not ctr.kill(signal.SIGTERM):
         return container_id  # its init is gone already: its owner records the exit
@@ -249,7 +261,7 @@ def remove(name: str, force: bool = False) -> str:
     if state.in_use(container_id):
         if not force:
             raise SpecError(f"container {container_id} is running: stop it first or use rm -f")
-        _container(container_id, status(container_id)).kill(signal.SIGKILL)
+        _container(container_id, _status_after_start(container_id)).kill(signal.SIGKILL)
         if not wait_exited(container_id, 10):
             raise MiniRunError(f"container {container_id} did not exit after SIGKILL")
     cleanup.remove(container_id)

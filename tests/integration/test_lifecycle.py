@@ -105,6 +105,55 @@ def test_rm_refuses_a_running_container_without_force(detached):
     assert not os.path.exists(os.path.join(STATE_ROOT, name))
 
 
+class StartInFlight:
+    """A detached start as `rm -f` or `stop` may find it: claimed, "creating", its init not
+    recorded yet. It records its init (a sleep) at the verb's first wait, and lets go of the
+    container (its owner records the exit) at the first wait after the init died."""
+
+    def __init__(self, name: str):
+        from minirun import state
+
+        self.state = state
+        self.claim = state.claim(name, {"args": ["/bin/sleep", "100"]}, keep=True).take()
+        self.init = subprocess.Popen(["/bin/sleep", "100"])
+
+    def step(self) -> None:
+        if self.claim.state["status"] == self.state.CREATING:
+            self.claim.update(status=self.state.RUNNING, pid=self.init.pid,
+                              pid_start=self.state.start_time(self.init.pid))
+        elif self.init.poll() is not None:
+            self.claim.update(status=self.state.EXITED, exit_code=128 - self.init.returncode)
+            self.claim.release()
+
+    def close(self) -> None:
+        self.init.kill()
+        self.init.wait()
+        self.claim.release()
+
+
+@pytest.mark.parametrize("verb", ["rm", "stop"])
+def test_rm_force_and_stop_reach_a_container_whose_start_is_in_flight(monkeypatch, verb):
+    """A start records its init only once COMMAND runs: an `rm -f` or `stop` that comes
+    before must not signal nobody and carry on (rm -f: 'did not exit after SIGKILL' after
+    ten seconds, with the container left running; stop: done, and the container runs)."""
+    from minirun import lifecycle
+
+    name = f"lc-inflight-{verb}"
+    start = StartInFlight(name)
+    real_sleep = time.sleep
+    monkeypatch.setattr(lifecycle.time, "sleep", lambda s: (start.step(), real_sleep(s)))
+    try:
+        if verb == "rm":
+            assert lifecycle.remove(name, force=True) == name
+            assert not os.path.exists(os.path.join(STATE_ROOT, name))
+        else:
+            assert lifecycle.stop(name) == name
+        assert start.init.wait(timeout=10) == (-9 if verb == "rm" else -15)
+    finally:
+        start.close()
+        lifecycle.cleanup.remove(name)
+
+
 def test_verbs_on_many_containers_act_on_every_one_that_exists(detached):
     """As docker: a name that is not there is reported, and the others are acted on all the
     same (an rm -f that stopped at the first missing name left the rest behind)."""
