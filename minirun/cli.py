@@ -125,8 +125,6 @@ def logs(follow, container):
     from .lifecycle import log_dir
 
     container_id, directory = log_dir(container)
-    if not logfiles.exists(directory):
-        raise SpecError(f"container {container_id} has no log (only detached containers have one)")
     if follow:
         logfiles.follow(directory, lambda: state.in_use(container_id), sys.stdout.buffer)
     else:

@@ -288,9 +288,24 @@ def attach(name: str, detach_keys: str | None = None) -> int:
 
 
 def log_dir(name: str) -> tuple[str, str]:
-    """The container's id and the directory of its log (its data directory: logfiles reads it)."""
+    """The container's id and the directory of its log (its data directory: logfiles reads it).
+    A detached container whose start is in flight has no log yet (the shim makes it once
+    COMMAND runs, after `run -d` returned even): its record says it is detached, and it has
+    none to show yet."""
+    from .logfiles import exists
+
     container_id = resolve(name)
-    return container_id, state.checked_data_dir(container_id)
+    directory = state.checked_data_dir(container_id)
+    if not exists(directory) and not _detached(container_id):
+        raise SpecError(f"container {container_id} has no log (only detached containers have one)")
+    return container_id, directory
+
+
+def _detached(container_id: str) -> bool:
+    try:
+        return state.read(container_id).get("detached") is True
+    except (OSError, ValueError):
+        return False
 
 
 def exec_in(name: str, args: list[str], env: list[str] = (), cwd: str | None = None, uid: int = 0,

@@ -120,6 +120,11 @@ def _next_newer(directory: str, inode: int):
 def follow(directory: str, alive, out, poll_s: float = 0.1) -> None:
     """Copy the log to ``out`` and keep following it, across rotations, while ``alive()``."""
     files = _open_all(directory)
+    while not files:  # a start in flight: the shim makes the log once COMMAND runs
+        if not alive():
+            return
+        time.sleep(poll_s)
+        files = _open_all(directory)
     for f in files[:-1]:
         _copy(f, out)
         f.close()

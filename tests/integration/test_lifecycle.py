@@ -154,6 +154,20 @@ def test_rm_force_and_stop_reach_a_container_whose_start_is_in_flight(monkeypatc
         lifecycle.cleanup.remove(name)
 
 
+def test_logs_of_a_detached_container_whose_start_is_in_flight_are_empty():
+    """The shim makes the log once COMMAND runs (after `run -d` returned, even): `logs` before
+    that shows the nothing there is yet, not 'has no log (only detached containers have one)'."""
+    start = StartInFlight("lc-inflight-logs")
+    try:
+        out = minirun("logs", "lc-inflight-logs")
+        assert (out.returncode, out.stdout, out.stderr) == (0, "", "")
+    finally:
+        start.close()
+        from minirun import cleanup
+
+        cleanup.remove("lc-inflight-logs")
+
+
 def test_verbs_on_many_containers_act_on_every_one_that_exists(detached):
     """As docker: a name that is not there is reported, and the others are acted on all the
     same (an rm -f that stopped at the first missing name left the rest behind)."""

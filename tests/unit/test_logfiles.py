@@ -51,3 +51,18 @@ def test_follow_crosses_a_rotation(tmp_path):
     logfiles.follow(str(tmp_path), lambda: not done.is_set() or b"two" not in out.getvalue(), out, poll_s=0.001)
     t.join()
     assert out.getvalue() == b"one\ntwo\n"
+
+
+def test_follow_waits_for_a_log_the_shim_has_not_made_yet(tmp_path):
+    """A detached container's start in flight: its log comes once COMMAND runs."""
+    out = io.BytesIO()
+    looks = []
+
+    def alive() -> bool:
+        looks.append(1)
+        if len(looks) == 2:
+            (tmp_path / "log").write_bytes(b"first\n")  # the shim, once COMMAND runs
+        return len(looks) < 4
+
+    logfiles.follow(str(tmp_path), alive, out, poll_s=0.001)
+    assert out.getvalue() == b"first\n"
