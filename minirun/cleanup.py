@@ -144,21 +144,31 @@ def gc(root: str | None = None, failed: list[str] | None = None) -> list[str]:
     # A cgroup without a state directory is stale (state is created first, removed last).
     # Rootless runs have no cgroups, and must not touch root's.
     for container_id in cgroups.stale_ids() if os.geteuid() == 0 else ():
-        if container_id not in cleaned and not os.path.isdir(os.path.join(root, container_id)):
-            try:
-                cgroups.remove(container_id)
-                cleaned.append(container_id)
-            except (MiniRunError, OSError) as err:
-                failed.append(f"{container_id}: {err}")
+        if not os.path.lexists(os.path.join(root, container_id)):
+            _remove_orphan(container_id, root, "stale cgroup", cgroups.remove, cleaned, failed)
     return cleaned
+
+
+def _remove_orphan(name: str, root: str, what: str, remove, cleaned: list[str], failed: list[str]) -> None:
+    """``remove(name)``: what a container whose state directory is gone left (its cgroups, its
+    data directory), holding a claim of its name as a start takes it: never what a run of
+    that name makes meanwhile (a start that finds the name claimed for this moment is
+    refused as for any name in use)."""
+    try:
+        with state.claim(name, {"collecting": what}, root=root):
+            remove(name)
+        if name not in cleaned:  # its data directory, then its cgroups
+            cleaned.append(name)
+    except SpecError:
+        pass  # a run took the name since its state was looked for: what is there is its own
+    except (MiniRunError, OSError) as err:
+        failed.append(f"{name}: {err}")
 
 
 def _remove_orphaned_data(root: str, failed: list[str]) -> list[str]:
     """Data directories (a detached container's log and writable layer, on disk) whose state
     directory is gone: the host rebooted (/run is a tmpfs, /var/lib is not), or the state was
-    removed by hand; no `rm` can name them any more. Each goes under a claim of its name, as a
-    start takes it: never the directory a run of that name makes meanwhile (a start that
-    finds the name claimed for this moment is refused as for any name in use)."""
+    removed by hand; no `rm` can name them any more (_remove_orphan)."""
     from .ids import valid_id
 
     try:
@@ -170,16 +180,8 @@ def _remove_orphaned_data(root: str, failed: list[str]) -> list[str]:
         return []
     cleaned = []
     for name in names:
-        if not valid_id(name) or os.path.lexists(os.path.join(root, name)):
-            continue
-        try:
-            with state.claim(name, {"collecting": "orphaned data directory"}, root=root):  # any namesake: in use
-                state.remove_data_dir(name)
-            cleaned.append(name)
-        except SpecError:
-            continue  # a run took the name meanwhile: the directory is its own
-        except (MiniRunError, OSError) as err:
-            failed.append(f"{name}: {err}")
+        if valid_id(name) and not os.path.lexists(os.path.join(root, name)):
+            _remove_orphan(name, root, "orphaned data directory", state.remove_data_dir, cleaned, failed)
     return cleaned
 
 
