@@ -180,7 +180,8 @@ def _remove_orphaned_data(root: str, failed: list[str]) -> list[str]:
         return []
     cleaned = []
     for name in names:
-        if valid_id(name) and not os.path.lexists(os.path.join(root, name)):
+        if valid_id(name) and not os.path.lexists(os.path.join(root, name)) and state.owns_data_dir(name):
+            # not its container's, nor another state root's (which checks its own)
             _remove_orphan(name, root, "orphaned data directory", state.remove_data_dir, cleaned, failed)
     return cleaned
 

@@ -23,9 +23,9 @@ another), and not a zombie. A directory is in use while its lock is held or its 
 lives; what is in use is never collected (gc, a claim reclaiming a dead run's name).
 
 A detached container's data, on disk beside its state (data_dir): /var/lib/minirun/containers/<id>/
-holds its log, log.1 ... (minirun/logfiles.py) and its root's writable layer, upper/ and work/
-(rootless: $XDG_DATA_HOME/minirun). Not under /run, a tmpfs: what a container writes must
-not fill the host's RAM.
+holds its log, log.1 ... (minirun/logfiles.py), its root's writable layer, upper/ and work/, and
+state-root, the state root it is for (rootless: $XDG_DATA_HOME/minirun). Not under /run, a
+tmpfs: what a container writes must not fill the host's RAM.
 
 Rootless state without $XDG_RUNTIME_DIR lives in /tmp, where another user could
 have made the directory first: the root (and its /tmp parent) is checked by
@@ -323,19 +323,52 @@ def checked_data_dir(container_id: str) -> str:
     return os.path.join(check_trusted_dir(LOG_ROOT), container_id)
 
 
+DATA_OWNER = "state-root"  # in a data directory: the state root (STATE_ROOT) of the container it is for
+
+
 def make_data_dir(container_id: str) -> str:
     """A fresh, empty data directory for the container (what a dead namesake left goes), by
     its checked path. Made once per run, and only once the state directory is claimed:
-    the name is ours then (a start refused for a name in use never touches its owner's)."""
+    the name is ours then (a start refused for a name in use never touches its owner's).
+    Two state roots may share the data root (a rootless user's sessions with and without
+    $XDG_RUNTIME_DIR, a MINIRUN_STATE_ROOT without a MINIRUN_LOG_ROOT): the directory names
+    its own, and a namesake of another root whose state is there is in use, not dead."""
     path = checked_data_dir(container_id)
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    owner = data_dir_owner(path)
+    if owner not in (None, STATE_ROOT) and os.path.lexists(os.path.join(owner, container_id)):
+        raise SpecError(f'container name "{container_id}" is already in use by a container of the state root {owner}')
     rmtree(path)
     os.mkdir(path, 0o700)
+    fd = os.open(os.path.join(path, DATA_OWNER), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600)
+    try:
+        os.write(fd, STATE_ROOT.encode())
+    finally:
+        os.close(fd)
     return path
 
 
+def data_dir_owner(path: str) -> str | None:
+    """The state root a data directory is for; None if it names none (made before it did)."""
+    try:
+        fd = os.open(os.path.join(path, DATA_OWNER), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        return os.read(fd, 4096).decode(errors="replace")
+    finally:
+        os.close(fd)
+
+
+def owns_data_dir(container_id: str) -> bool:
+    """The data directory of that name is this state root's (or names no root): not a namesake's of another."""
+    return data_dir_owner(data_dir(container_id)) in (None, STATE_ROOT)
+
+
 def remove_data_dir(container_id: str) -> None:
-    rmtree(data_dir(container_id))
+    if owns_data_dir(container_id):  # another root's namesake stays
+        rmtree(data_dir(container_id))
 
 
 def remove_dir(container_id: str, root: str = STATE_ROOT) -> None:

@@ -139,7 +139,7 @@ def test_a_kept_root_writes_to_disk_beside_its_log_until_rm(rootfs):
         # never synced (the mount's end would sync the host's whole /var/lib filesystem): no mount reuses it
         assert any(o in ("volatile", "fsync=volatile") for o in options) or not VOLATILE, options
         assert wait_for(lambda: _written(os.path.join(data, "upper", "f")))
-        assert sorted(os.listdir(data)) == ["log", "upper", "work"]
+        assert sorted(os.listdir(data)) == ["log", "state-root", "upper", "work"]
         assert os.listdir(os.path.join(STATE_ROOT, name)) == ["state.json"]
         out = minirun("run", "-d", "--name", name, rootfs, "/bin/true")  # refused: the name is in use
         assert out.returncode == 125 and "already in use" in out.stderr
@@ -171,7 +171,34 @@ def test_a_detached_start_that_fails_keeps_its_state_alone_and_rm_takes_the_rest
     try:
         assert out.returncode == 125 and out.stderr.count("\n") == 1, out.stderr
         assert os.listdir(os.path.join(STATE_ROOT, name)) == ["state.json"]
-        assert set(os.listdir(os.path.join(LOG_ROOT, name))) <= {"log", "upper", "work"}
+        assert set(os.listdir(os.path.join(LOG_ROOT, name))) <= {"log", "state-root", "upper", "work"}
     finally:
         assert minirun("rm", "-f", name).returncode == 0
     assert not os.path.exists(os.path.join(LOG_ROOT, name)) and not os.path.exists(os.path.join(STATE_ROOT, name))
+
+
+def test_a_data_directory_is_its_state_roots_alone(rootfs, tmp_path):
+    """Two state roots share one data root: a rootless user's sessions with and without
+    $XDG_RUNTIME_DIR (its runtime directory, or /tmp/minirun-UID) both keep data in
+    ~/.local/share, root's MINIRUN_STATE_ROOT without MINIRUN_LOG_ROOT. The other root's
+    gc, rm and start of the name must leave a live container's writable layer and log alone:
+    its state is not gone, it is elsewhere."""
+    name = "shared-data"
+    from minirun.settings import CGROUP_PARENT
+
+    other = {**os.environ, "MINIRUN_STATE_ROOT": str(tmp_path / "other"), "MINIRUN_CGROUP_PARENT": CGROUP_PARENT + "-o"}
+    assert minirun("run", "-d", "--name", name, rootfs, "/bin/sh", "-c", "echo written > /f && exec sleep 100"
+                   ).returncode == 0
+    data = os.path.join(LOG_ROOT, name)
+    try:
+        assert wait_for(lambda: _written(os.path.join(data, "upper", "f")))
+        out = minirun("gc", env=other)
+        assert out.returncode == 0 and name not in out.stdout, out.stdout
+        assert _written(os.path.join(data, "upper", "f")), "another root's gc removed a live container's layer"
+        out = minirun("run", "-d", "--name", name, rootfs, "/bin/true", env=other)
+        assert out.returncode == 125 and "already in use" in out.stderr and out.stderr.count("\n") == 1, out.stderr
+        assert minirun("rm", "-f", name, env=other).returncode == 0  # the refused start's record
+        assert _written(os.path.join(data, "upper", "f")), "another root's start or rm of the name touched it"
+    finally:
+        assert minirun("rm", "-f", name).returncode == 0
+    assert not os.path.exists(data)
