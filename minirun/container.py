@@ -15,12 +15,13 @@ What `minirun run` adds around the core (core.Container, which both front ends d
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 
 from . import cgroups, security, state
 from .core import Container, forward_signals
-from .errors import HostError, SpecError
+from .errors import HostError, SetupError, SpecError
 from .devices import dev_mounts_needed
 from .mounts import DEFAULT_PLAN, nodev_root_ops, overlay_op, scratch_upper_ops, user_mount_ops, with_devices
 from .result import Result, exit_code
@@ -243,6 +244,20 @@ def _root_and_plans(spec: ContainerSpec, state_dir: str, data: str | None):
     return root, pre, plan
 
 
+def _explain_overlay_failure(err: SetupError, data: str) -> None:
+    """An upper on overlayfs (minirun inside a docker or podman container, whose /var/lib is
+    its image's overlay) is refused with a bare EINVAL: say so, and what to do."""
+    st = os.stat(data)
+    device = f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
+    with open("/proc/self/mountinfo") as mounts:
+        fstype = next((f[f.index("-") + 1] for f in map(str.split, mounts) if f[2] == device), "")
+    if fstype == "overlay":
+        raise SetupError(err.step, err.errno, f"{err.step}: {os.strerror(err.errno)}: a detached container's "
+                         f"writable layer goes to {os.path.dirname(data)}, which is on overlayfs (minirun in "
+                         "a container?), where overlayfs cannot keep another's: mount a volume there, or "
+                         "set MINIRUN_LOG_ROOT to a directory on another filesystem") from err
+
+
 def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float, claim, on_started, net, proxy,
             terminal, handoff, data: str | None) -> Result:
     proc = spec.process
@@ -277,9 +292,14 @@ def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float, claim, on
 
     with forward_signals() as signals:
         try:
-            ctr = Container.create(spec.id, claim.path, cgroup, command=proc.args[0], rootfs=spec.rootfs,
-                                   spawn_args=launch, id_maps=(spec.uid_mappings, spec.gid_mappings),
-                                   before_release=before_release)
+            try:
+                ctr = Container.create(spec.id, claim.path, cgroup, command=proc.args[0], rootfs=spec.rootfs,
+                                       spawn_args=launch, id_maps=(spec.uid_mappings, spec.gid_mappings),
+                                       before_release=before_release)
+            except SetupError as err:
+                if data and spec.overlay and err.errno == errno.EINVAL and "overlay" in err.step:
+                    _explain_overlay_failure(err, data)
+                raise
         finally:
             if terminal:
                 terminal.spawned()

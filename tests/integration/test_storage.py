@@ -202,3 +202,24 @@ def test_a_data_directory_is_its_state_roots_alone(rootfs, tmp_path):
     finally:
         assert minirun("rm", "-f", name).returncode == 0
     assert not os.path.exists(data)
+
+
+def test_a_data_root_on_overlayfs_is_named_as_the_reason_a_detached_start_fails(rootfs, tmp_path):
+    """minirun inside a docker or podman container: /var/lib is the image's overlayfs, which
+    overlayfs refuses as an upper with a bare EINVAL. The one line says where and what to do.
+    In a mount namespace of the test's own, an overlayfs stands in for that /var/lib."""
+    import subprocess
+    import sys
+
+    for d in ("lower", "upper", "work", "merged"):
+        (tmp_path / d).mkdir(mode=0o700)
+    data_root, state_root = tmp_path / "merged" / "containers", tmp_path / "state"
+    minirun_cmd = f"MINIRUN_LOG_ROOT={data_root} MINIRUN_STATE_ROOT={state_root} {sys.executable} -m minirun"
+    script = (f"mount -t overlay overlay -o lowerdir={tmp_path}/lower,upperdir={tmp_path}/upper,"
+              f"workdir={tmp_path}/work {tmp_path}/merged && "
+              f"{minirun_cmd} run -d --name ovl {rootfs} /bin/true; echo status=$?; {minirun_cmd} rm -f ovl")
+    out = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                         capture_output=True, text=True, timeout=60)
+    assert "status=125" in out.stdout, out
+    assert out.stderr.count("\n") == 1 and "is on overlayfs" in out.stderr and "MINIRUN_LOG_ROOT" in out.stderr, out
+    assert not os.listdir(state_root)
