@@ -3,16 +3,18 @@
 
     sudo .venv/bin/python benchmarks/bench_run.py [--rootfs DIR] [--runs 30] [--api-runs 100] [--results DIR]
 
-1. CLI: `minirun run --rm --memory 64m --cpus 0.5 --pids-limit 64 ROOTFS /bin/true` by the installed
-   executable (csrc/front.c, the same every install path gives: wheel, sdist, `make venv`) vs `runc run` of
-   a bundle with the same rootfs, namespaces and limits, alternated, the order rotating every round.
+1. CLI: `minirun run --rm --memory 64m --cpus 0.5 --pids-limit 64 ROOTFS /bin/true` by the executable a
+   plain `pip install` of a wheel of this checkout gives, in a fresh venv of the same interpreter
+   (csrc/front.c, as every install path gives it: tests/unit/test_install.py), and by `make venv`'s
+   editable install (its front reads the .pth naming the checkout), vs `runc run` of a bundle with the
+   same rootfs, namespaces and limits, alternated, the order rotating every round.
 2. The same `minirun run`, `runc run` and `crun run`, each through the private-mount-namespace wrapper
    crun needs on a hybrid cgroup host (bench_oci.py's; the same wrapper for all three, stated in the
    output), in the same rounds.
 3. API: 100 sequential containers through minirun.run(), each with the five namespaces (+cgroup),
    pivot_root and three limits (the per-container median and mean); vs 100 sequential `runc run`.
 Prints medians, min/max and ratios, and writes results/run.json for benchmarks/report.py.
-Targets (issue 21): API <= 5 ms per container, `minirun run` (any install) <= 0.8x runc.
+Targets (issue 21): API <= 5 ms per container, `minirun run` from a plain pip install <= 0.8x runc.
 """
 
 from __future__ import annotations
@@ -78,11 +80,31 @@ def summary(name: str, samples: list[float]) -> str:
             f"   (n={len(ms)})")
 
 
-def bench_cli(rootfs: str, bundle: str | None, rt: Runtimes, runs: int) -> dict[str, list[float]]:
+def pip_installed(base: str) -> str | None:
+    """`minirun` as `pip install` of a wheel of this checkout gives it, in a fresh venv of make venv's
+    interpreter (dependencies from pip's index and cache, as any install's); None if that fails."""
+    checkout = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    wheels, venv = os.path.join(base, "wheels"), os.path.join(base, "pip-venv")
+    python = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+    steps = ([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", wheels, checkout],
+             [python, "-m", "venv", "--without-pip", venv])
+    for step in steps:
+        if subprocess.run(step, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE).returncode != 0:
+            return None
+    wheel = os.path.join(wheels, next(n for n in os.listdir(wheels) if n.startswith("minirun-")))
+    install = [sys.executable, "-m", "pip", "--python", os.path.join(venv, "bin", "python"), "install", "-q", wheel]
+    if subprocess.run(install, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE).returncode != 0:
+        return None
+    return os.path.join(venv, "bin", "minirun")
+
+
+def bench_cli(rootfs: str, bundle: str | None, rt: Runtimes, runs: int, minirun: str) -> dict[str, list[float]]:
     """Every contender once per round, the order rotating (see the docstring's 1 and 2)."""
     options = ["run", "--rm", "--memory", "64m", "--cpus", str(CPUS), "--pids-limit", str(PIDS), rootfs, "/bin/true"]
-    minirun = os.path.join(os.path.dirname(sys.executable), "minirun")
+    editable = os.path.join(os.path.dirname(sys.executable), "minirun")
     commands = {"minirun": lambda i: [minirun, *options]}
+    if minirun != editable:
+        commands["minirun (make venv)"] = lambda i: [editable, *options]
     if bundle:
         commands["runc"] = lambda i: ["runc", "--root", RUNC_STATE, "run", "--bundle", bundle, f"bench-{i}"]
         if rt.wrapper and CRUN:
@@ -146,8 +168,15 @@ def main() -> None:
                  f"--pids-limit {PIDS}")
         print(f"each container: {setup}")
         rec.note(f"each container: {setup}; `/bin/true`")
-        rec.note("`minirun`: the installed executable (csrc/front.c), which every install path gives "
-                 "(tests/unit/test_install.py)")
+        minirun = pip_installed(base)
+        if minirun:
+            rec.note("`minirun`: the executable (csrc/front.c) of a plain `pip install` of a wheel of this checkout "
+                     "in a fresh venv; `minirun (make venv)`: the editable install's, whose front reads the .pth "
+                     "that names the checkout")
+        else:
+            minirun = os.path.join(os.path.dirname(sys.executable), "minirun")
+            rec.note("`minirun`: make venv's executable (csrc/front.c): a pip install of a wheel failed here")
+        print(f"minirun: {minirun}")
         # The interpreter matters: Debian's (profile-guided, libpython linked in) started `minirun run`
         # ~2 ms sooner than an --enable-shared build (pyenv's) on the same host.
         rec.note(f"Python: {os.path.realpath(sys.executable)} {sys.version.split()[0]}")
@@ -156,13 +185,16 @@ def main() -> None:
             print(f"wrapped: {rt.describe()}")
 
         print(f"\n== CLI, /bin/true end to end ({args.runs} alternated rounds)", flush=True)
-        cli = bench_cli(args.rootfs, bundle, rt, args.runs)
+        cli = bench_cli(args.rootfs, bundle, rt, args.runs, minirun)
         for name, samples in cli.items():
             print(summary(name, samples))
         if have_runc:
-            print(f"ratio minirun/runc: {statistics.median(cli['minirun']) / statistics.median(cli['runc']):.2f}x")
+            for name in ("minirun", "minirun (make venv)"):
+                if name in cli:
+                    print(f"ratio {name}/runc: {statistics.median(cli[name]) / statistics.median(cli['runc']):.2f}x")
             what = "`minirun run --rm ROOTFS /bin/true`, 64m / 0.5 CPU / 64 pids, end to end"
-            rec.add("run.cli", what, "minirun", {k: median_ms(cli[k]) for k in ("minirun", "runc")}, n=args.runs)
+            rec.add("run.cli", what, "minirun", {k: median_ms(cli[k]) for k in ("minirun", "minirun (make venv)", "runc")
+                                                 if k in cli}, n=args.runs)
             wrapped = [w for w in ("wrapped minirun", "wrapped runc", "wrapped crun") if w in cli]
             if wrapped:
                 rec.add("run.cli.wrapped", f"{what}, every one through crun's wrapper", "wrapped minirun",
