@@ -19,7 +19,7 @@ import time
 from stat import S_ISDIR
 
 from . import state
-from .errors import MiniRunError, SpecError
+from .errors import HostError, MiniRunError, SpecError
 
 
 def remove(container_id: str, root: str | None = None) -> None:
@@ -145,8 +145,21 @@ def gc(root: str | None = None, failed: list[str] | None = None) -> list[str]:
     # Rootless runs have no cgroups, and must not touch root's.
     for container_id in cgroups.stale_ids() if os.geteuid() == 0 else ():
         if not os.path.lexists(os.path.join(root, container_id)):
-            _remove_orphan(container_id, root, "stale cgroup", cgroups.remove, cleaned, failed)
+            _remove_orphan(container_id, root, "stale cgroup", _remove_stale_cgroup, cleaned, failed)
     return cleaned
+
+
+def _remove_stale_cgroup(container_id: str) -> None:
+    """A stale cgroup goes once nothing runs in it, as minirun-oci's (gc_oci): processes in
+    one whose state is not here are not ours to kill. Another state root's container may
+    share the cgroup parent (MINIRUN_STATE_ROOT set alone), or its state was removed by hand."""
+    from . import cgroups
+
+    cgroup = cgroups.existing(container_id)
+    if cgroup.pids():
+        raise HostError("its cgroups hold processes, but it has no state here: not killed (another state "
+                        "root's container, or one whose state was removed by hand)")
+    cgroup.destroy()
 
 
 def _remove_orphan(name: str, root: str, what: str, remove, cleaned: list[str], failed: list[str]) -> None:

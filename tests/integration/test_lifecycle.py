@@ -223,10 +223,12 @@ def test_gc_removes_a_data_directory_whose_state_is_gone(detached):
     assert os.path.isdir(os.path.join(LOG_ROOT, live, "upper")) and inspect(live)["status"] == "running"
 
 
-def test_gc_never_removes_the_cgroup_of_a_start_that_took_the_name_meanwhile(detached, monkeypatch):
-    """gc removes the cgroups of a container whose state is gone; a start of that name between
-    gc's look for the state and the removal would lose its cgroup, its processes killed with
-    it. The removal holds a claim of the name, as a start takes it."""
+def test_gc_kills_nothing_in_a_cgroup_whose_state_is_not_its_own(detached, monkeypatch):
+    """A cgroup under minirun's parent without a state directory here may be another state
+    root's running container (MINIRUN_STATE_ROOT set alone), or one whose state was removed by
+    hand: gc leaves it and its processes alone, also when a start of the name comes between
+    its look for the state and the removal (the removal holds a claim of the name, as a start
+    does); once nothing runs in it, it goes, as minirun-oci's stale cgroups do."""
     import contextlib
 
     from minirun import cgroups, cleanup, state
@@ -235,35 +237,39 @@ def test_gc_never_removes_the_cgroup_of_a_start_that_took_the_name_meanwhile(det
     pid = inspect(name)["pid"]
     record = os.path.join(STATE_ROOT, name)
     for gone in (record, os.path.join(LOG_ROOT, name)):
-        shutil.rmtree(gone)  # its state (and data) gone: its cgroups are stale
+        shutil.rmtree(gone)  # no state here: as another root's container looks from here
     listed, looked = cgroups.stale_ids, os.path.lexists
     phase = []  # "sweep" once gc lists minirun's cgroups, "started" once the start took the name
-    with contextlib.ExitStack() as start:
-        def sweep(*args, **kwargs):
-            if not kwargs.get("parent"):  # minirun's parent, not minirun-oci's
-                phase.append("sweep")
-            return listed(*args, **kwargs)
+    try:
+        out = minirun("gc")
+        assert out.returncode == 0 and "lc-stale" in out.stderr and "not killed" in out.stderr, out
+        assert os.path.exists(f"/proc/{pid}"), "gc killed a container whose state is not its own"
+        with contextlib.ExitStack() as start:
+            def sweep(*args, **kwargs):
+                if not kwargs.get("parent"):  # minirun's parent, not minirun-oci's
+                    phase.append("sweep")
+                return listed(*args, **kwargs)
 
-        def a_start_takes_the_name(path):
-            found = looked(path)
-            if path == record and phase == ["sweep"]:
-                start.enter_context(state.claim(name, {}))  # right after gc looked
-                phase.append("started")
-            return found
+            def a_start_takes_the_name(path):
+                found = looked(path)
+                if path == record and phase == ["sweep"]:
+                    start.enter_context(state.claim(name, {}))  # right after gc looked
+                    phase.append("started")
+                return found
 
-        try:
             monkeypatch.setattr(cgroups, "stale_ids", sweep)
             monkeypatch.setattr(os.path, "lexists", a_start_takes_the_name)
-            monkeypatch.setattr(os.path, "isdir", a_start_takes_the_name)
             cleanup.gc()
             monkeypatch.undo()
             assert phase == ["sweep", "started"], "gc did not look for the state of the cgroup's name"
             assert os.path.exists(f"/proc/{pid}"), "gc removed the cgroup of the name's new owner"
-        finally:
-            monkeypatch.undo()
-            start.close()
-            cleanup.gc()  # the name free again: now the stale cgroup goes, its process with it
+    finally:
+        monkeypatch.undo()
+        os.kill(pid, 9)  # its init: the container's processes go with it
     assert wait_for(lambda: not os.path.exists(f"/proc/{pid}"))
+    out = minirun("gc")  # nothing runs in it now: it goes
+    assert out.returncode == 0 and "removed lc-stale" in out.stdout, out
+    assert name not in cgroups.stale_ids()
 
 
 def test_exec_joins_the_user_namespace_too(detached):
