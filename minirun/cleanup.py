@@ -155,11 +155,11 @@ def _remove_stale_cgroup(container_id: str) -> None:
     share the cgroup parent (MINIRUN_STATE_ROOT set alone), or its state was removed by hand."""
     from . import cgroups
 
-    cgroup = cgroups.existing(container_id)
-    if cgroup.pids():
-        raise HostError("its cgroups hold processes, but it has no state here: not killed (another state "
-                        "root's container, or one whose state was removed by hand)")
-    cgroup.destroy()
+    # Not pids() then destroy(): a cgroup's own procs miss what runs in cgroups below it (a
+    # container that makes its own, as systemd does), and destroy() kills what came meanwhile.
+    if not cgroups.existing(container_id).remove_if_unused():
+        raise HostError("its cgroups are in use (processes, or cgroups below), but it has no state here: "
+                        "not killed (another state root's container, or one whose state was removed by hand)")
 
 
 def _remove_orphan(name: str, root: str, what: str, remove, cleaned: list[str], failed: list[str]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -270,6 +271,38 @@ def test_gc_kills_nothing_in_a_cgroup_whose_state_is_not_its_own(detached, monke
     out = minirun("gc")  # nothing runs in it now: it goes
     assert out.returncode == 0 and "removed lc-stale" in out.stdout, out
     assert name not in cgroups.stale_ids()
+
+
+def test_gc_kills_nothing_in_a_nested_cgroup_whose_state_is_not_its_own(detached):
+    """The processes of a stale cgroup may all be in cgroups below it (a container that makes
+    its own, as systemd does): its cgroup.procs is empty, yet something runs in it."""
+    name = detached("lc-nested", ["/bin/sleep", "100"])
+    pid = inspect(name)["pid"]
+    cgroup = cgroups.existing(name)
+    pids, dirs = cgroup.pids(), cgroup._owned()
+    for d in dirs:
+        os.mkdir(os.path.join(d, "nested"))
+        for knob in ("cpuset.cpus", "cpuset.mems"):  # v1's cpuset: a new cgroup has none to run on
+            if os.path.exists(os.path.join(d, knob)):
+                with open(os.path.join(d, knob)) as src, open(os.path.join(d, "nested", knob), "w") as dst:
+                    dst.write(src.read())
+        for p in pids:
+            with open(os.path.join(d, "nested", "cgroup.procs"), "w") as f:
+                f.write(str(p))
+    for gone in (os.path.join(STATE_ROOT, name), os.path.join(LOG_ROOT, name)):
+        shutil.rmtree(gone)  # no state here: as another root's container looks from here
+    try:
+        out = minirun("gc")
+        assert out.returncode == 0 and name in out.stderr, out
+        assert os.path.exists(f"/proc/{pid}"), "gc killed what runs below a cgroup whose state is not its own"
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # gone if gc killed it
+            os.kill(pid, 9)
+        assert wait_for(lambda: not os.path.exists(f"/proc/{pid}"))
+        for nested in (os.path.join(d, "nested") for d in dirs):  # empty once the kill reaches it
+            assert wait_for(lambda: not os.path.isdir(nested) or os.rmdir(nested) or True)
+    out = minirun("gc")
+    assert out.returncode == 0 and f"removed {name}" in out.stdout, out
 
 
 def test_exec_joins_the_user_namespace_too(detached):
