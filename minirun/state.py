@@ -350,13 +350,14 @@ def make_data_dir(container_id: str) -> str:
 
 
 def data_dir_owner(path: str) -> str | None:
-    """The state root a data directory is for; None if it names none (made before it did)."""
+    """The state root a data directory is for; None if it names none (made before it did, or
+    by a start killed before it wrote the name: an empty file)."""
     try:
         fd = os.open(os.path.join(path, DATA_OWNER), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except (FileNotFoundError, NotADirectoryError):
         return None
     try:
-        return os.read(fd, 4096).decode(errors="replace")
+        return os.read(fd, 4096).decode(errors="replace") or None
     finally:
         os.close(fd)
 

@@ -143,3 +143,19 @@ def test_open_pidfd_checks_the_start_time():
         proc.kill()
         proc.wait()
     assert state.open_pidfd({"pid": proc.pid, "pid_start": start}) is None  # gone (and reaped)
+
+
+def test_a_data_directory_whose_owner_is_empty_names_no_root(tmp_path, monkeypatch):
+    """A start killed between making a data directory's state-root and writing it left it
+    empty: that names no state root (as a missing one), so gc, rm and a start of the name in
+    any root take the directory, and no start reads "" as a root and looks for the name in
+    its working directory instead."""
+    data = tmp_path / "data"
+    (data / "web").mkdir(parents=True, mode=0o700)
+    (data / "web" / state.DATA_OWNER).write_text("")
+    (tmp_path / "web").mkdir()  # in the caller's working directory: not a container's state
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(state, "LOG_ROOT", str(data))
+    assert state.data_dir_owner(str(data / "web")) is None and state.owns_data_dir("web")
+    path = state.make_data_dir("web")
+    assert state.data_dir_owner(path) == state.STATE_ROOT
