@@ -1,7 +1,7 @@
 """A detached container's log: docker's --log-opt, and reading the log back across rotations.
 
 minirun-shim (csrc/shim.c) is the log's only writer, for a terminal and for plain
-output alike: it writes ``<log dir>/log`` (state.log_dir, on disk) and, past
+output alike: it writes ``<data dir>/log`` (state.data_dir, on disk) and, past
 ``max-size`` bytes, rotates it to ``log.1``, ``log.1`` to ``log.2`` ... keeping
 ``max-file`` files in all, as docker's json-file driver does. Docker's default is
 unbounded; minirun's is max-size=10m, max-file=3, so a container's output costs
