@@ -143,7 +143,7 @@ def run(spec: ContainerSpec, *, stdio=(None, None, None), detached: bool = False
     info = {"rootfs": spec.rootfs, "args": spec.process.args, "hostname": spec.hostname,
             "generated_id": spec.generated_id}
     with state.claim(spec.id, info, keep=detached, reclaim=_reclaim) as claim:
-        data = state.make_data_dir(spec.id) if detached else None  # the name is ours now; `rm` removes both
+        data = _make_data_dir(spec.id, claim) if detached else None  # the name is ours now; `rm` removes both
         cgroup = cgroups.create_manager(spec.id, spec.limits) if os.geteuid() == 0 else cgroups.NoCgroup()
         cgroup.create()
         net = proxy = None
@@ -165,6 +165,17 @@ def run(spec: ContainerSpec, *, stdio=(None, None, None), detached: bool = False
         if detached:
             claim.update(**_exit_record(result))
         return result
+
+
+def _make_data_dir(container_id: str, claim) -> str:
+    """state.make_data_dir; refused (another state root's live namesake), the claim is dropped,
+    as for a name in use here: a record kept as exited (125) would be one `rm` away from
+    destroying the cgroups of that name, the namesake's when the roots share the cgroup parent."""
+    try:
+        return state.make_data_dir(container_id)
+    except SpecError:
+        claim.keep = False
+        raise
 
 
 def _reclaim(container_id: str, root: str) -> None:

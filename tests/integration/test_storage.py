@@ -197,7 +197,8 @@ def test_a_data_directory_is_its_state_roots_alone(rootfs, tmp_path):
         assert _written(os.path.join(data, "upper", "f")), "another root's gc removed a live container's layer"
         out = minirun("run", "-d", "--name", name, rootfs, "/bin/true", env=other)
         assert out.returncode == 125 and "already in use" in out.stderr and out.stderr.count("\n") == 1, out.stderr
-        assert minirun("rm", "-f", name, env=other).returncode == 0  # the refused start's record
+        assert not os.path.lexists(tmp_path / "other" / name)  # the refused start left no record
+        assert "no such container" in minirun("rm", "-f", name, env=other).stderr
         assert _written(os.path.join(data, "upper", "f")), "another root's start or rm of the name touched it"
     finally:
         assert minirun("rm", "-f", name).returncode == 0
@@ -223,3 +224,23 @@ def test_a_data_root_on_overlayfs_is_named_as_the_reason_a_detached_start_fails(
     assert "status=125" in out.stdout, out
     assert out.stderr.count("\n") == 1 and "is on overlayfs" in out.stderr and "MINIRUN_LOG_ROOT" in out.stderr, out
     assert not os.listdir(state_root)
+
+
+def test_a_start_refused_for_another_roots_namesake_leaves_no_record(rootfs, tmp_path):
+    """MINIRUN_STATE_ROOT set alone: the other root shares the data root and the cgroup parent.
+    Its start of a name whose data directory is this root's live container's is refused,
+    and must leave nothing, as a refusal for a name in use does: a record of it kept as
+    exited (125) was one `rm` away from destroying the cgroup of that name, the live
+    container's, and killing it."""
+    name = "shared-root"
+    other = {**os.environ, "MINIRUN_STATE_ROOT": str(tmp_path / "other")}
+    assert minirun("run", "-d", "--name", name, rootfs, "/bin/sleep", "100").returncode == 0
+    try:
+        pid = minirun("inspect", name).stdout
+        out = minirun("run", "-d", "--name", name, rootfs, "/bin/true", env=other)
+        assert out.returncode == 125 and "already in use" in out.stderr and out.stderr.count("\n") == 1, out.stderr
+        assert not os.path.lexists(tmp_path / "other" / name), "the refused start left a record"
+        minirun("rm", "-f", name, env=other)
+        assert minirun("inspect", name).stdout == pid and '"running"' in pid, "another root's rm killed it"
+    finally:
+        assert minirun("rm", "-f", name).returncode == 0
