@@ -3,7 +3,8 @@
 What `minirun run` adds around the core (core.Container, which both front ends drive):
 
     check the spec against the host     (nothing created yet: bad input leaves nothing)
-    claim /run/minirun/<id>             (lock held until we return)
+    claim /run/minirun/<id>             (lock held until we return); a detached run's data
+                                        directory on disk (log, writable layer: state.data_dir)
     create the cgroups, apply limits; reserve the bridge address, bind published ports
     Container.create, no exec fifo      (clone, sync 1, sync 2: COMMAND runs; the network
                                          is plugged in while the init waits at sync 1;
