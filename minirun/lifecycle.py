@@ -296,7 +296,8 @@ def log_dir(name: str) -> tuple[str, str]:
 
     container_id = resolve(name)
     directory = state.checked_data_dir(container_id)
-    if not exists(directory) and not _detached(container_id):
+    ours = exists(directory) and state.owns_data_dir(container_id)  # not another state root's namesake's
+    if not ours and not _detached(container_id):
         raise SpecError(f"container {container_id} has no log (only detached containers have one)")
     return container_id, directory
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import time
 import os
@@ -9,7 +10,7 @@ import shutil
 
 from helpers import minirun, popen_minirun, wait_for
 from minirun.mounts import VOLATILE
-from minirun.settings import LOG_ROOT, STATE_ROOT
+from minirun.settings import CGROUP_PARENT, LOG_ROOT, STATE_ROOT
 
 
 def tree_digest(root: str) -> str:
@@ -244,3 +245,23 @@ def test_a_start_refused_for_another_roots_namesake_leaves_no_record(rootfs, tmp
         assert minirun("inspect", name).stdout == pid and '"running"' in pid, "another root's rm killed it"
     finally:
         assert minirun("rm", "-f", name).returncode == 0
+
+
+def test_logs_never_shows_another_roots_namesakes_log(rootfs, tmp_path):
+    """Two state roots share the data root: the log there under a name is the data directory
+    owner's, not a foreground namesake's of the other root (which has none)."""
+    name = "shared-log"
+    other = {**os.environ, "MINIRUN_STATE_ROOT": str(tmp_path / "other"),
+             "MINIRUN_CGROUP_PARENT": CGROUP_PARENT + "-o"}
+    assert minirun("run", "-d", "--name", name, rootfs, "/bin/sh", "-c", "echo secret; exec sleep 100").returncode == 0
+    fg = popen_minirun("run", "--name", name, rootfs, "/bin/sleep", "100", env=other)
+    try:
+        assert wait_for(lambda: minirun("inspect", name, env=other).returncode == 0)
+        out = minirun("logs", name, env=other)
+        assert out.returncode != 0 and "secret" not in out.stdout and "has no log" in out.stderr, out
+    finally:
+        fg.terminate()  # forwarded to COMMAND: the run cleans up after itself
+        fg.wait()
+        assert minirun("rm", "-f", name).returncode == 0
+        for parent in glob.glob(f"/sys/fs/cgroup/*/{other['MINIRUN_CGROUP_PARENT']}"):  # the other root's, empty
+            os.rmdir(parent)
