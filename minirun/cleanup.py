@@ -20,6 +20,7 @@ from stat import S_ISDIR
 
 from . import state
 from .errors import HostError, MiniRunError, SpecError
+from .ids import valid_id
 
 
 def remove(container_id: str, root: str | None = None) -> None:
@@ -144,7 +145,7 @@ def gc(root: str | None = None, failed: list[str] | None = None) -> list[str]:
     # A cgroup without a state directory is stale (state is created first, removed last).
     # Rootless runs have no cgroups, and must not touch root's.
     for container_id in cgroups.stale_ids() if os.geteuid() == 0 else ():
-        if not os.path.lexists(os.path.join(root, container_id)):
+        if valid_id(container_id) and not os.path.lexists(os.path.join(root, container_id)):
             _remove_orphan(container_id, root, "stale cgroup", _remove_stale_cgroup, cleaned, failed)
     return cleaned
 
@@ -182,8 +183,6 @@ def _remove_orphaned_data(root: str, failed: list[str]) -> list[str]:
     """Data directories (a detached container's log and writable layer, on disk) whose state
     directory is gone: the host rebooted (/run is a tmpfs, /var/lib is not), or the state was
     removed by hand; no `rm` can name them any more (_remove_orphan)."""
-    from .ids import valid_id
-
     try:
         names = os.listdir(state.check_trusted_dir(state.LOG_ROOT))
     except FileNotFoundError:
@@ -192,8 +191,16 @@ def _remove_orphaned_data(root: str, failed: list[str]) -> list[str]:
         failed.append(f"data directories in {state.LOG_ROOT}: {err}")
         return []
     cleaned = []
+    now = time.time()
     for name in names:
-        if valid_id(name) and not os.path.lexists(os.path.join(root, name)) and state.owns_data_dir(name):
+        if name.startswith(state.NEW_PREFIX):  # one a start was making (state.make_data_dir) when it died
+            path = os.path.join(state.LOG_ROOT, name)
+            try:
+                if now - os.lstat(path).st_mtime >= state.NEW_GRACE_S:
+                    state.rmtree(path)
+            except OSError as err:
+                failed.append(f"{path}: {err}")
+        elif valid_id(name) and not os.path.lexists(os.path.join(root, name)) and state.owns_data_dir(name):
             # not its container's, nor another state root's (which checks its own)
             _remove_orphan(name, root, "orphaned data directory", state.remove_data_dir, cleaned, failed)
     return cleaned

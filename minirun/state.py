@@ -339,13 +339,21 @@ def make_data_dir(container_id: str) -> str:
     if owner not in (None, STATE_ROOT) and os.path.lexists(os.path.join(owner, container_id)):
         raise SpecError(f'container name "{container_id}" is already in use by a container of the state root {owner}')
     rmtree(path)
-    os.mkdir(path, 0o700)
-    fd = os.open(os.path.join(path, DATA_OWNER), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                 0o600)
+    # Made under a name of its own and renamed into place with its owner written: another
+    # root's gc or rm never sees it without one (and takes it for nobody's).
+    fresh = os.path.join(os.path.dirname(path), NEW_PREFIX + os.urandom(6).hex())
+    os.mkdir(fresh, 0o700)
     try:
-        os.write(fd, STATE_ROOT.encode())
-    finally:
-        os.close(fd)
+        fd = os.open(os.path.join(fresh, DATA_OWNER), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600)
+        try:
+            os.write(fd, STATE_ROOT.encode())
+        finally:
+            os.close(fd)
+        os.rename(fresh, path)
+    except BaseException:
+        rmtree(fresh)
+        raise
     return path
 
 

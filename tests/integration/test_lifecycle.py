@@ -224,6 +224,28 @@ def test_gc_removes_a_data_directory_whose_state_is_gone(detached):
     assert os.path.isdir(os.path.join(LOG_ROOT, live, "upper")) and inspect(live)["status"] == "running"
 
 
+def test_gc_removes_a_data_directory_a_dead_start_was_making():
+    """state.make_data_dir makes the directory under a temporary name, then renames it: one
+    whose start died in between goes once old (a young one may be a start's at work)."""
+    from minirun.state import NEW_GRACE_S, NEW_PREFIX
+
+    os.makedirs(LOG_ROOT, mode=0o700, exist_ok=True)
+    old, young = (os.path.join(LOG_ROOT, NEW_PREFIX + suffix) for suffix in ("0ld0ld0ld0ld", "y0ungy0ungy0"))
+    try:
+        for path in (old, young):
+            os.mkdir(path, 0o700)
+            with open(os.path.join(path, "state-root"), "w") as f:
+                f.write(STATE_ROOT)
+        long_ago = time.time() - NEW_GRACE_S - 60
+        os.utime(old, (long_ago, long_ago))
+        out = minirun("gc")
+        assert out.returncode == 0, out
+        assert not os.path.exists(old) and os.path.isdir(young)
+    finally:
+        for path in (old, young):
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def test_gc_kills_nothing_in_a_cgroup_whose_state_is_not_its_own(detached, monkeypatch):
     """A cgroup under minirun's parent without a state directory here may be another state
     root's running container (MINIRUN_STATE_ROOT set alone), or one whose state was removed by

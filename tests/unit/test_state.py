@@ -159,3 +159,24 @@ def test_a_data_directory_whose_owner_is_empty_names_no_root(tmp_path, monkeypat
     assert state.data_dir_owner(str(data / "web")) is None and state.owns_data_dir("web")
     path = state.make_data_dir("web")
     assert state.data_dir_owner(path) == state.STATE_ROOT
+
+
+def test_a_data_directory_is_never_seen_without_its_owner(tmp_path, monkeypatch):
+    """Another state root's gc or rm takes a data directory that names no owner for nobody's:
+    make_data_dir's directory appears under its name only with state-root written in it."""
+    data = tmp_path / "data"
+    monkeypatch.setattr(state, "LOG_ROOT", str(data))
+    path = str(data / "web")
+    seen = []
+    real_write = os.write
+
+    def write_and_look(fd, payload):  # the owner's write: what does another root see now?
+        seen.append(state.data_dir_owner(path) if os.path.lexists(path) else "absent")
+        return real_write(fd, payload)
+
+    monkeypatch.setattr(state.os, "write", write_and_look)
+    assert state.make_data_dir("web") == path
+    monkeypatch.undo()
+    assert seen == ["absent"], seen
+    assert state.data_dir_owner(path) == state.STATE_ROOT
+    assert os.listdir(data) == ["web"]  # nothing of the making left beside it
