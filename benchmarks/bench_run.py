@@ -91,9 +91,9 @@ def pip_installed(base: str) -> str | None:
     for step in steps:
         if subprocess.run(step, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE).returncode != 0:
             return None
-    wheel = os.path.join(wheels, next(n for n in os.listdir(wheels) if n.startswith("minirun-")))
-    install = [sys.executable, "-m", "pip", "--python", os.path.join(venv, "bin", "python"), "install", "-q", wheel]
-    if subprocess.run(install, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE).returncode != 0:
+    wheel = next((os.path.join(wheels, n) for n in os.listdir(wheels) if n.startswith("minirun-")), None)
+    install = [sys.executable, "-m", "pip", "--python", os.path.join(venv, "bin", "python"), "install", "-q", wheel or ""]
+    if not wheel or subprocess.run(install, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE).returncode != 0:
         return None
     return os.path.join(venv, "bin", "minirun")
 

@@ -562,7 +562,7 @@ struct linux_dirent64 {
 /* state.rmtree's _remove_entry: `name` in dir_fd, a directory with all it holds, anything
  * else (a link included) by unlink: a link is removed, never followed. The directory is
  * read with getdents64 itself, not fdopendir, whose fstat and two fcntls per directory
- * (a run's state directory is six: the overlay's upper and work trees) check what
+ * (a detached container's data directory has dozens: the overlay's upper and work trees) check what
  * open_subdir's O_DIRECTORY | O_CLOEXEC made sure of already. */
 static int remove_entry(int dir_fd, const char *name, struct mr_oci_error *e)
 {

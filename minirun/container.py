@@ -259,10 +259,14 @@ def _root_and_plans(spec: ContainerSpec, state_dir: str, data: str | None):
 def _explain_overlay_failure(err: SetupError, data: str) -> None:
     """An upper on overlayfs (minirun inside a docker or podman container, whose /var/lib is
     its image's overlay) is refused with a bare EINVAL: say so, and what to do."""
-    st = os.stat(data)
-    device = f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
-    with open("/proc/self/mountinfo") as mounts:
-        fstype = next((f[f.index("-") + 1] for f in map(str.split, mounts) if f[2] == device), "")
+    try:
+        st = os.stat(data)
+        device = f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
+        with open("/proc/self/mountinfo") as mounts:
+            fstype = next((f[f.index("-") + 1] for f in map(str.split, mounts) if f[2] == device), "")
+    except OSError:
+        return  # the plain error, then
+
     if fstype == "overlay":
         raise SetupError(err.step, err.errno, f"{err.step}: {os.strerror(err.errno)}: a detached container's "
                          f"writable layer goes to {os.path.dirname(data)}, which is on overlayfs (minirun in "
