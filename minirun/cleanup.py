@@ -153,7 +153,7 @@ def gc(root: str | None = None, failed: list[str] | None = None) -> list[str]:
 def _remove_stale_cgroup(container_id: str) -> None:
     """A stale cgroup goes once nothing runs in it, as minirun-oci's (gc_oci): processes in
     one whose state is not here are not ours to kill. Another state root's container may
-    share the cgroup parent (MINIRUN_STATE_ROOT set alone), or its state was removed by hand."""
+    share the cgroup parent (both given one MINIRUN_CGROUP_PARENT), or its state was removed by hand."""
     from . import cgroups
 
     # Not pids() then destroy(): a cgroup's own procs miss what runs in cgroups below it (a

@@ -4,7 +4,9 @@
                            appended. A rootless user's is its own runtime directory.
     MINIRUN_OCI_ROOT       minirun-oci's state when no --root is given (/run/minirun-oci)
     MINIRUN_CGROUP_PARENT  the cgroup directory containers go below, in every
-                           hierarchy (minirun); minirun-oci's default is it + "-oci"
+                           hierarchy (minirun; with another MINIRUN_STATE_ROOT, one of
+                           its own: minirun-run-x for /run/x); minirun-oci's default is
+                           it + "-oci"
     MINIRUN_LOG_ROOT       detached containers' data directories, their logs and writable
                            layers (/var/lib/minirun/containers as root; a rootless user's
                            data directory, or beside its state when it has no home of its
@@ -47,7 +49,10 @@ def _rootless_log_root() -> str:
 
 LOG_ROOT = _env("MINIRUN_LOG_ROOT") or ("/var/lib/minirun/containers" if os.geteuid() == 0 else _rootless_log_root())
 OCI_ROOT = _env("MINIRUN_OCI_ROOT") or "/run/minirun-oci"
-CGROUP_PARENT = _env("MINIRUN_CGROUP_PARENT") or "minirun"
+# A state root of its own has a cgroup parent of its own: gc and rm in one root must never
+# meet another root's containers' cgroups (MINIRUN_STATE_ROOT set alone).
+CGROUP_PARENT = _env("MINIRUN_CGROUP_PARENT") or (
+    "minirun" if STATE_ROOT == "/run/minirun" or os.geteuid() != 0 else "minirun" + STATE_ROOT.replace("/", "-"))
 OCI_CGROUP_PARENT = CGROUP_PARENT + "-oci"
 NETWORK_DIR = _env("MINIRUN_NETWORK_DIR") or "/var/lib/minirun/network"
 DEFAULT_BRIDGE = "minirun0"
