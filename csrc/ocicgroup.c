@@ -403,7 +403,7 @@ int oci_cgroup_remove_if_unused(const struct oci_cgroup *cg, struct mr_oci_error
     }
     for (int i = cg->n - 1; i >= 0; i--)
         if (rmdir(cg->dirs[i]) < 0 && errno != ENOENT)
-            return oci_fail_os(e, cg->dirs[i], errno);
+            return oci_fail(e, MR_OCI_CGROUP, "rmdir %s: %s", cg->dirs[i], strerror(errno)); /* as destroy's */
     return 1;
 }
 

@@ -305,7 +305,7 @@ def test_gc_kills_nothing_in_a_nested_cgroup_whose_state_is_not_its_own(detached
     for d in dirs:
         os.mkdir(os.path.join(d, "nested"))
         for knob in ("cpuset.cpus", "cpuset.mems"):  # v1's cpuset: a new cgroup has none to run on
-            if os.path.exists(os.path.join(d, knob)):
+            if os.path.exists(os.path.join(d, "nested", knob)):  # v2: only where the parent enables cpuset
                 with open(os.path.join(d, knob)) as src, open(os.path.join(d, "nested", knob), "w") as dst:
                     dst.write(src.read())
         for p in pids:
