@@ -37,6 +37,7 @@ from __future__ import annotations
 import os
 
 from .seccomp_filter import ProfileError, SeccompFilter, kernel_version  # noqa: F401 - the public names
+from .state import create_file
 
 
 def build_filter(profile, caps=(), *, kernel: tuple[int, int] | None = None) -> SeccompFilter:
@@ -167,11 +168,7 @@ def _index_key(directory: str, parts: str, key: str) -> None:
     text = "\n".join(old[-(_INDEX_LINES - 1):] + [f"{parts}\t{library}\t{key}"]) + "\n"
     try:
         tmp = f"{path}.{os.getpid()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, text.encode())
-        finally:
-            os.close(fd)
+        create_file(tmp, text.encode())
         os.rename(tmp, path)
     except OSError:
         pass
@@ -245,11 +242,7 @@ def _store(directory: str, path: str, result: SeccompFilter) -> None:
         if not _trusted_dir(directory):
             return
         tmp = f"{path}.{os.getpid()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, result.flags.to_bytes(4, "little") + result.program)
-        finally:
-            os.close(fd)
+        create_file(tmp, result.flags.to_bytes(4, "little") + result.program)
         os.rename(tmp, path)
     except OSError:
         pass

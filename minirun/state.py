@@ -106,17 +106,27 @@ def write(state_dir: str, state: dict, *, fresh: bool = False) -> None:
     data = json.dumps(state).encode()  # ASCII: json escapes the rest
     final = os.path.join(state_dir, "state.json")
     tmp = final if fresh else os.path.join(state_dir, f".state.json.{os.urandom(6).hex()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    create_file(tmp, data)
+    try:
+        if tmp != final:
+            os.rename(tmp, final)
+    except BaseException:
+        _unlink(tmp)
+        raise
+
+
+def create_file(path: str, data: bytes, mode: int = 0o600) -> None:
+    """A new file at ``path`` holding ``data``: never one that is there already, never
+    through a link planted there. A partly written one is removed."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
     try:
         try:  # os.write, not a file object: its fstat, isatty and seeks cost a run twice over
             while data:
                 data = data[os.write(fd, data):]
         finally:
             os.close(fd)
-        if tmp != final:
-            os.rename(tmp, final)
     except BaseException:
-        _unlink(tmp)
+        _unlink(path)
         raise
 
 
@@ -344,12 +354,7 @@ def make_data_dir(container_id: str) -> str:
     fresh = os.path.join(os.path.dirname(path), NEW_PREFIX + os.urandom(6).hex())
     os.mkdir(fresh, 0o700)
     try:
-        fd = os.open(os.path.join(fresh, DATA_OWNER), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o600)
-        try:
-            os.write(fd, STATE_ROOT.encode())
-        finally:
-            os.close(fd)
+        create_file(os.path.join(fresh, DATA_OWNER), STATE_ROOT.encode())
         os.rename(fresh, path)
     except BaseException:
         rmtree(fresh)
