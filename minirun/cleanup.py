@@ -196,8 +196,9 @@ def _remove_orphaned_data(root: str, failed: list[str]) -> list[str]:
         if name.startswith(state.NEW_PREFIX):  # one a start was making (state.make_data_dir) when it died
             path = os.path.join(state.LOG_ROOT, name)
             try:
-                if now - os.lstat(path).st_mtime >= state.NEW_GRACE_S:
-                    state.rmtree(path)
+                _remove_unnamed_claim(path, os.lstat(path), now)
+            except FileNotFoundError:
+                continue
             except OSError as err:
                 failed.append(f"{path}: {err}")
         elif valid_id(name) and not os.path.lexists(os.path.join(root, name)) and state.owns_data_dir(name):
@@ -207,8 +208,9 @@ def _remove_orphaned_data(root: str, failed: list[str]) -> list[str]:
 
 
 def _remove_unnamed_claim(path: str, st, now: float) -> None:
-    """A claim's temporary directory (state.Claim) whose run died before it got its name:
-    removed once old and unlocked (a link there is removed, never followed)."""
+    """A claim's temporary directory (state.Claim), or a data directory's (state.make_data_dir),
+    whose run died before it got its name: removed once old and unlocked (a link there is
+    removed, never followed)."""
     if now - st.st_mtime >= state.NEW_GRACE_S and (not S_ISDIR(st.st_mode) or not state.dir_in_use(path)):
         state.rmtree(path)
 
