@@ -47,6 +47,28 @@ def test_run_path_leaves_out_the_modules_a_plain_run_does_not_need():
     assert _imported_by(RUN_PATH, RUN_LEAVES_OUT) == []
 
 
+# What a plain run imports before entry.py's `with cached("run")`; every other module of the package
+# a plain run imports must come from that cache (an extension, _native, cannot).
+BEFORE_THE_RUN_CACHE = {"minirun", "minirun.front", "minirun.errors", "minirun.entry", "minirun.importcache",
+                        "minirun._native"}
+
+
+@needs_root
+def test_a_plain_run_takes_every_module_it_imports_from_the_run_cache(rootfs):
+    """-X importtime names each module the import system loads: once the cache is written (the first
+    run), a plain run's own modules are none of them, so the list in entry.py is whole."""
+    path = [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], CHECKOUT]
+    boot = (f"import sys; sys.path += {path!r}; sys.argv = ['minirun', 'run', '--rm', '--memory', '64m', '--cpus', "
+            f"'0.5', '--pids-limit', '64', {rootfs!r}, '/bin/true']; from minirun.front import start; "
+            "start('minirun.entry:main')")
+    for _ in range(2):
+        out = subprocess.run([sys.executable, "-I", "-S", "-X", "importtime", "-c", boot], capture_output=True,
+                             text=True)
+        assert out.returncode == 0, out.stderr
+    loaded = {line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines() if line.startswith("import time:")}
+    assert {name for name in loaded if name.startswith("minirun")} == BEFORE_THE_RUN_CACHE
+
+
 def test_oci_paths_import_nothing_heavy():
     assert _imported_by("import minirun.oci.main, minirun.oci.runtime, minirun.oci.store, minirun.oci.bundle, "
                         "minirun.join, minirun.container, minirun.syscalls") == []
