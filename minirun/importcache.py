@@ -32,6 +32,7 @@ import os
 import sys
 
 _bootstrap = sys.modules["_frozen_importlib_external"]  # importlib's, without importing importlib
+_frozen_importlib = sys.modules["_frozen_importlib"]
 _imp = sys.modules["_imp"]
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 _BASE = os.path.dirname(_PACKAGE_DIR)  # the sys.path entry that holds the package
@@ -126,13 +127,13 @@ def _register(name: str, package: bool):
 
 
 def write(path: str, owner: tuple[int, int], finished: list) -> None:
-    """The cache of ``finished`` (name, source, code), in that order; nothing where it cannot be written."""
+    """The cache of ``finished`` (name, source, stamp, code), in that order; nothing where it cannot be written."""
     entries = []
-    for name, source, code in finished:
+    for name, source, stamp, code in finished:
         package = os.path.basename(source) == "__init__.py"
         if source != source_of(name, package):
             return  # not where the path finder looks first (a namespace package, a path hook): no cache
-        entries.append((name, package, *_stamp(source), code))
+        entries.append((name, package, *stamp, code))
     temp = f"{path}.{os.getpid()}"
     try:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
@@ -151,7 +152,7 @@ class _Recorder:
     path finder does, and notes each one as its execution finishes."""
 
     def __init__(self):
-        self.finished: list[tuple[str, str, object]] = []
+        self.finished: list[tuple[str, str, tuple[int, int], object]] = []
 
     def find_spec(self, name, path=None, target=None):
         if not name.startswith(_PREFIX):
@@ -173,5 +174,7 @@ class _Noting:
 
     def exec_module(self, module):
         module.__loader__ = module.__spec__.loader = self.loader
-        self.loader.exec_module(module)
-        self.finished.append((module.__name__, module.__file__, self.loader.get_code(module.__name__)))
+        stamp = _stamp(module.__file__)  # before the code is read: a source changed since is newer than the cache
+        code = self.loader.get_code(module.__name__)
+        _frozen_importlib._call_with_frames_removed(exec, code, module.__dict__)  # as the loader's exec_module
+        self.finished.append((module.__name__, module.__file__, stamp, code))

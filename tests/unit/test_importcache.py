@@ -137,3 +137,16 @@ def test_a_cache_of_another_interpreter_or_a_damaged_one_is_ignored(tree, damage
 def test_no_cache_is_written_where_no_bytecode_is(tree):
     assert "minirun.container" in start(tree, "-B")["asked"]
     assert not os.path.exists(cache_file(tree))
+
+
+def test_a_source_changed_while_the_cache_is_recorded_is_imported_again(tree):
+    """An upgrade under a first start: the cache holds each module's code stamped as its source was
+    before it was read, so the next start imports the new source, not the old code under its stamp."""
+    once, policy = str(tree / "upgrade"), str(tree / "minirun" / "policy.py")
+    open(once, "w").close()
+    upgrade = (f"    import os\n    if os.path.exists({once!r}):  # once, after the imports, before the cache is written\n"
+               f"        os.remove({once!r}); open({policy!r}, 'a').write('\\nCHANGED = 1\\n')\n")
+    block = (tree / "block.py").read_text()
+    (tree / "block.py").write_text(block.replace("    sys.meta_path.remove(Spy)\n", "    sys.meta_path.remove(Spy)\n" + upgrade))
+    assert start(tree)["extra"] is None
+    assert start(tree)["extra"] == 1
