@@ -93,12 +93,14 @@ def load(path: str, owner: tuple[int, int]) -> bool:
             code = entry[-1]
             _imp._fix_co_filename(code, module.__file__)  # as a .pyc's, if the tree was moved with its cache
             exec(code, module.__dict__)
-    except Exception:  # noqa: BLE001 - whatever the cached code raised, the import system raises it again
+    except BaseException as exc:  # noqa: BLE001 - whatever the cached code raised, the import system raises it again
         for module in modules:  # all gone, from their parents too (`from minirun import x` looks there)
             sys.modules.pop(module.__name__, None)
             parent, _, child = module.__name__.rpartition(".")
             if getattr(sys.modules.get(parent), child, None) is module:
                 delattr(sys.modules[parent], child)
+        if not isinstance(exc, Exception):
+            raise  # an interrupt, as an import's: with no module left that did not run
         return False
     return True
 

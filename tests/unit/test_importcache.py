@@ -30,10 +30,14 @@ class Spy:
         asked.append(name)
 from minirun.importcache import cached
 before = set(sys.modules)
-with cached("test", __name__):
-    sys.meta_path.insert(0, Spy)  # once the cache is loaded: the misses that reach the import system
-    from minirun import container, ociverbs, seccomp, syscalls, runverb
-    sys.meta_path.remove(Spy)
+try:
+    with cached("test", __name__):
+        sys.meta_path.insert(0, Spy)  # once the cache is loaded: the misses that reach the import system
+        from minirun import container, ociverbs, seccomp, syscalls, runverb
+        sys.meta_path.remove(Spy)
+except KeyboardInterrupt:  # what an interrupted import leaves in sys.modules: the modules it made not yet run
+    print(json.dumps(dict(unexecuted=[n for n in sys.modules if n not in before and "__builtins__" not in vars(sys.modules[n])])))
+    raise SystemExit
 
 def shape(module):
     spec = module.__spec__
@@ -103,17 +107,28 @@ def test_a_changed_block_records_the_cache_again(tree):
     assert start(tree)["asked"] == []
 
 
-def test_cached_code_that_raises_gives_way_to_the_import_system(tree):
-    start(tree)
+def break_code(tree, module: str, source: str) -> None:
+    """The cache with ``source`` as ``module``'s code."""
     with open(cache_file(tree), "rb") as f:
         magic, owner, entries = marshal.loads(f.read())
-    broken = [(name, package, size, mtime, compile("raise RuntimeError('stale')", "x", "exec")
-               if name == "minirun.spec" else code) for name, package, size, mtime, code in entries]
+    broken = [(name, package, size, mtime, compile(source, "x", "exec") if name == module else code)
+              for name, package, size, mtime, code in entries]
     with open(cache_file(tree), "wb") as f:
         f.write(marshal.dumps((magic, owner, broken)))
+
+
+def test_cached_code_that_raises_gives_way_to_the_import_system(tree):
+    start(tree)
+    break_code(tree, "minirun.spec", "raise RuntimeError('stale')")
     out = start(tree)
     assert "minirun.spec" in out["asked"] and "minirun.container" in out["asked"]
     assert out["shapes"]["minirun.spec"]["names"] == start(tree)["shapes"]["minirun.spec"]["names"]
+
+
+def test_cached_code_interrupted_leaves_no_module_registered_but_not_run(tree):
+    start(tree)
+    break_code(tree, "minirun.spec", "raise KeyboardInterrupt")
+    assert start(tree)["unexecuted"] == []
 
 
 @pytest.mark.parametrize("damage", ["magic", "truncated", "foreign module"])
@@ -144,9 +159,9 @@ def test_a_source_changed_while_the_cache_is_recorded_is_imported_again(tree):
     before it was read, so the next start imports the new source, not the old code under its stamp."""
     once, policy = str(tree / "upgrade"), str(tree / "minirun" / "policy.py")
     open(once, "w").close()
-    upgrade = (f"    import os\n    if os.path.exists({once!r}):  # once, after the imports, before the cache is written\n"
-               f"        os.remove({once!r}); open({policy!r}, 'a').write('\\nCHANGED = 1\\n')\n")
+    upgrade = (f"        import os\n        if os.path.exists({once!r}):  # once, after the imports, before the cache is written\n"
+               f"            os.remove({once!r}); open({policy!r}, 'a').write('\\nCHANGED = 1\\n')\n")
     block = (tree / "block.py").read_text()
-    (tree / "block.py").write_text(block.replace("    sys.meta_path.remove(Spy)\n", "    sys.meta_path.remove(Spy)\n" + upgrade))
+    (tree / "block.py").write_text(block.replace("        sys.meta_path.remove(Spy)\n", "        sys.meta_path.remove(Spy)\n" + upgrade))
     assert start(tree)["extra"] is None
     assert start(tree)["extra"] == 1
