@@ -142,11 +142,13 @@ def write(path: str, owner: tuple[int, int], finished: list) -> None:
         with open(fd, "wb") as f:
             f.write(marshal.dumps((_bootstrap.MAGIC_NUMBER, owner, entries)))
         os.rename(temp, path)
-    except OSError:
+    except BaseException as exc:  # an interrupt too: no temporary left behind
         try:
             os.unlink(temp)
         except OSError:
             pass
+        if not isinstance(exc, OSError):
+            raise
 
 
 class _Recorder:

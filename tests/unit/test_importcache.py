@@ -165,3 +165,15 @@ def test_a_source_changed_while_the_cache_is_recorded_is_imported_again(tree):
     (tree / "block.py").write_text(block.replace("        sys.meta_path.remove(Spy)\n", "        sys.meta_path.remove(Spy)\n" + upgrade))
     assert start(tree)["extra"] is None
     assert start(tree)["extra"] == 1
+
+
+def test_an_interrupted_write_leaves_no_temporary(tmp_path, monkeypatch):
+    from minirun import importcache
+
+    def interrupted(*_):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "rename", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        importcache.write(str(tmp_path / f"test.{TAG}.imports"), (0, 0), [])
+    assert os.listdir(tmp_path) == []
