@@ -78,8 +78,9 @@ def load(path: str, owner: tuple[int, int]) -> bool:
             magic, owner_then, entries = marshal.loads(f.read())
         if magic != _bootstrap.MAGIC_NUMBER or tuple(owner_then) != owner:
             return False
+        parents = set(sys.modules) | {entry[0] for entry in entries}  # where each module's package comes from
         for name, package, size, mtime_ns, _code in entries:
-            if _stamp(source_of(name, package)) != (size, mtime_ns):
+            if name.rpartition(".")[0] not in parents or _stamp(source_of(name, package)) != (size, mtime_ns):
                 return False
     except (OSError, EOFError, ValueError, TypeError):
         return False

@@ -131,7 +131,7 @@ def test_cached_code_interrupted_leaves_no_module_registered_but_not_run(tree):
     assert start(tree)["unexecuted"] == []
 
 
-@pytest.mark.parametrize("damage", ["magic", "truncated", "foreign module"])
+@pytest.mark.parametrize("damage", ["magic", "truncated", "foreign module", "module without its package"])
 def test_a_cache_of_another_interpreter_or_a_damaged_one_is_ignored(tree, damage):
     start(tree)
     with open(cache_file(tree), "rb") as f:
@@ -141,8 +141,10 @@ def test_a_cache_of_another_interpreter_or_a_damaged_one_is_ignored(tree, damage
         data = marshal.dumps((b"\0\0\r\n", owner, entries))
     elif damage == "truncated":
         data = data[:len(data) // 2]
-    else:  # a name outside the package: the cache is not for it, whatever its path says
+    elif damage == "foreign module":  # a name outside the package: the cache is not for it, whatever its path says
         data = marshal.dumps((magic, owner, [("os", False, 0, 0, entries[0][-1]), *entries]))
+    else:  # recorded where the package was imported before the block: its modules have no parent here
+        data = marshal.dumps((magic, owner, [entry for entry in entries if entry[0] != "minirun.cgroups"]))
     with open(cache_file(tree), "wb") as f:
         f.write(data)
     assert "minirun.container" in start(tree)["asked"]
