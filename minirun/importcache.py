@@ -140,6 +140,9 @@ def write(path: str, owner: tuple[int, int], finished: list) -> None:
     temp = f"{path}.{os.getpid()}"
     try:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError:
+        return  # not ours to write, or another's file by that name: left alone
+    try:
         with open(fd, "wb") as f:
             f.write(marshal.dumps((_bootstrap.MAGIC_NUMBER, owner, entries)))
         os.rename(temp, path)
