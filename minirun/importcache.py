@@ -23,6 +23,8 @@ imports say what the cache holds. It is written where the .pyc files would be (n
 under -B, never where __pycache__ is missing or not ours to write), by a rename.
 Only modules of this package are cached, from their own directory: a copy of the
 package elsewhere makes its own cache.
+`pip uninstall` leaves the file, as it leaves .pyc files of other interpreters, and
+with it a `minirun/__pycache__/` directory.
 """
 
 from __future__ import annotations
