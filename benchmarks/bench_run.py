@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Container start cost: minirun against runc and crun, side by side in one run.
 
-    sudo .venv/bin/python benchmarks/bench_run.py [--rootfs DIR] [--runs 30] [--api-runs 100] [--results DIR]
+    sudo .venv/bin/python benchmarks/bench_run.py [--rootfs DIR] [--runs 100] [--api-runs 100] [--results DIR]
 
 1. CLI: `minirun run --rm --memory 64m --cpus 0.5 --pids-limit 64 ROOTFS /bin/true` by the executable a
    plain `pip install` of a wheel of this checkout gives, in a fresh venv of the same interpreter
@@ -150,7 +150,9 @@ def median_ms(samples: list[float]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rootfs", default=ROOTFS)
-    parser.add_argument("--runs", type=int, default=30, help="CLI runs of each contender (alternated)")
+    # 100: with 30 rounds, two identical minirun installs measured 20.4 and 17.8 ms in one run on this
+    # noisy host (a round takes ~0.2 s, so 100 cost ~20 s more)
+    parser.add_argument("--runs", type=int, default=100, help="CLI runs of each contender (alternated)")
     parser.add_argument("--api-runs", type=int, default=100)
     parser.add_argument("--results", help="directory for run.json (default: benchmarks/results)")
     args = parser.parse_args()
