@@ -7,7 +7,7 @@ this package that the path imports, in one file, run without the import system.
 Python's import system finds, checks, creates and executes each module in Python
 code of its own: for the ~30 modules of `minirun run`, ~2 ms of a ~19 ms start
 here, about a tenth. (CPython freezes its own start-up modules, os and site among
-them, for the same reason.) Inside ``cached(NAME)``:
+them, for the same reason.) Inside ``cached(NAME, OWNER)``:
 
 - with a valid cache, every module in it is registered in sys.modules and executed,
   in the order their imports finished, before the block's imports run: they find
@@ -22,9 +22,8 @@ interpreter the bytecode magic; so must the module that holds the block (``owner
 imports say what the cache holds. It is written where the .pyc files would be (never
 under -B, never where __pycache__ is missing or not ours to write), by a rename.
 Only modules of this package are cached, from their own directory: a copy of the
-package elsewhere makes its own cache.
-`pip uninstall` leaves the file, as it leaves .pyc files of other interpreters, and
-with it a `minirun/__pycache__/` directory.
+package elsewhere makes its own cache. `pip uninstall` leaves the file, as it leaves
+the .pyc files of other interpreters, and with it a `minirun/__pycache__/` directory.
 """
 
 from __future__ import annotations
