@@ -3,6 +3,7 @@ start from the shell, and an engine starts `minirun-oci` four or five times per 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -47,6 +48,21 @@ def test_run_path_leaves_out_the_modules_a_plain_run_does_not_need():
     assert _imported_by(RUN_PATH, RUN_LEAVES_OUT) == []
 
 
+def _loaded_by_the_import_system(entry: str, argv: list[str], scratch) -> set[str]:
+    """The modules of minirun that -X importtime lists for ``argv`` run as the native front runs
+    ``entry``. Its stderr is a file: a created container's init keeps it open until it goes."""
+    path = [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], CHECKOUT]
+    boot = f"import sys; sys.path += {path!r}; sys.argv = {argv!r}; from minirun.front import start; start({entry!r})"
+    with open(os.path.join(scratch, "importtime"), "w+") as err:
+        code = subprocess.run([sys.executable, "-I", "-S", "-X", "importtime", "-c", boot], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=err).returncode
+        err.seek(0)
+        lines = err.read().splitlines()
+    assert code == 0, lines[-5:]
+    loaded = {line.rsplit("|", 1)[-1].strip() for line in lines if line.startswith("import time:")}
+    return {name for name in loaded if name.startswith("minirun")}
+
+
 # What a plain run imports before entry.py's `with cached("run")`; every other module of the package
 # a plain run imports must come from that cache (an extension, _native, cannot).
 BEFORE_THE_RUN_CACHE = {"minirun", "minirun.front", "minirun.errors", "minirun.entry", "minirun.importcache",
@@ -54,19 +70,41 @@ BEFORE_THE_RUN_CACHE = {"minirun", "minirun.front", "minirun.errors", "minirun.e
 
 
 @needs_root
-def test_a_plain_run_takes_every_module_it_imports_from_the_run_cache(rootfs):
+def test_a_plain_run_takes_every_module_it_imports_from_the_run_cache(rootfs, tmp_path):
     """-X importtime names each module the import system loads: once the cache is written (the first
     run), a plain run's own modules are none of them, so the list in entry.py is whole."""
-    path = [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], CHECKOUT]
-    boot = (f"import sys; sys.path += {path!r}; sys.argv = ['minirun', 'run', '--rm', '--memory', '64m', '--cpus', "
-            f"'0.5', '--pids-limit', '64', {rootfs!r}, '/bin/true']; from minirun.front import start; "
-            "start('minirun.entry:main')")
+    argv = ["minirun", "run", "--rm", "--memory", "64m", "--cpus", "0.5", "--pids-limit", "64", rootfs, "/bin/true"]
     for _ in range(2):
-        out = subprocess.run([sys.executable, "-I", "-S", "-X", "importtime", "-c", boot], capture_output=True,
-                             text=True)
-        assert out.returncode == 0, out.stderr
-    loaded = {line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines() if line.startswith("import time:")}
-    assert {name for name in loaded if name.startswith("minirun")} == BEFORE_THE_RUN_CACHE
+        loaded = _loaded_by_the_import_system("minirun.entry:main", argv, tmp_path)
+    assert loaded == BEFORE_THE_RUN_CACHE
+
+
+# What an OCI create imports before oci/main.py's `with cached("oci-create")` (its own module-level imports).
+BEFORE_THE_OCI_CACHE = {"minirun", "minirun.front", "minirun.errors", "minirun.oci", "minirun.oci.main",
+                        "minirun.oci.log", "minirun.oci.store", "minirun.jsonlite", "minirun.ids", "minirun.settings",
+                        "minirun.state", "minirun.core", "minirun.quickexit", "minirun._native", "minirun.ociverbs",
+                        "minirun.importcache"}
+
+
+@needs_root
+def test_an_oci_create_takes_every_module_it_imports_from_the_oci_cache(rootfs, tmp_path):
+    """The first create writes the cache (or finds it), the second must import none of the modules
+    oci/main.py's `with cached("oci-create")` names, nor any they import."""
+    bundle, root = tmp_path / "bundle", str(tmp_path / "root")
+    bundle.mkdir()
+    subprocess.run([os.path.join(BIN, "minirun-oci"), "spec", "--bundle", str(bundle)], check=True)
+    config = json.loads((bundle / "config.json").read_text())
+    config["root"]["path"], config["process"]["args"], config["process"]["terminal"] = rootfs, ["/bin/true"], False
+    (bundle / "config.json").write_text(json.dumps(config))
+    try:
+        for n in range(2):
+            argv = ["minirun-oci", "--root", root, "create", "--bundle", str(bundle), f"c{n}"]
+            loaded = _loaded_by_the_import_system("minirun.oci.main:cli", argv, tmp_path)
+    finally:
+        for n in range(2):
+            subprocess.run([os.path.join(BIN, "minirun-oci"), "--root", root, "delete", "--force", f"c{n}"],
+                           capture_output=True)
+    assert loaded == BEFORE_THE_OCI_CACHE
 
 
 def test_oci_paths_import_nothing_heavy():
