@@ -145,7 +145,7 @@ bench: deps venv rootfs kernel
 	$(BENCH_ENV) $(VPY) benchmarks/bench_oci.py
 	$(BENCH_ENV) $(VPY) benchmarks/bench_seccomp.py
 	$(BENCH_ENV) $(VPY) benchmarks/bench_idle.py
-	$(BENCH_ENV) $(VPY) benchmarks/bench_vm.py -n 15 --only overhead
+	$(BENCH_ENV) $(VPY) benchmarks/bench_vm.py -n 21 --only overhead
 	$(VPY) benchmarks/report.py
 
 bench-quick: deps venv rootfs kernel

@@ -31,6 +31,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_oci import rotated  # noqa: E402
 from results import Recorder  # noqa: E402
 
 from minirun.vm import initramfs, kernel as kernels, qemu_args  # noqa: E402
@@ -120,11 +121,12 @@ def overhead(args, work: Workdir) -> dict:
     def api():
         assert vm_run(spec, stdout=lambda b: None, say=lambda m: None).exit_code == 0
 
-    t_cli, t_plain, t_api = [], [], []
-    for _ in range(args.n):  # alternate, so drift in the machine's load (boots vary 1.3-2 s here) hits all alike
-        t_cli.append(median_time(lambda: run_checked(cli), 1)[0])
-        t_plain.append(median_time(lambda: run_checked(plain), 1)[0])
-        t_api.append(median_time(api, 1)[0])
+    runs = {"cli": lambda: run_checked(cli), "plain": lambda: run_checked(plain), "api": api}
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for i in range(args.n):  # alternate, so drift in the machine's load (boots vary 1.3-2 s here) hits all alike,
+        for name in rotated(list(runs), i):  # and each goes first in turn, as in bench_run and bench_oci
+            times[name].append(median_time(runs[name], 1)[0])
+    t_cli, t_plain, t_api = times["cli"], times["plain"], times["api"]
     m_cli, m_plain, m_api = statistics.median(t_cli), statistics.median(t_plain), statistics.median(t_api)
     vm_path = "import minirun.entry, minirun.runopts, minirun.vm.runverb, minirun.vm.runner"  # before QEMU starts
     py = median_time(lambda: run_checked([sys.executable, "-c", vm_path]), 5)[0]
