@@ -80,18 +80,19 @@ def load(path: str, owner: tuple[int, int]) -> bool:
         if magic != _bootstrap.MAGIC_NUMBER or tuple(owner_then) != owner:
             return False
         parents = set(sys.modules) | {entry[0] for entry in entries}  # where each module's package comes from
-        for name, package, size, mtime_ns, _code in entries:
-            if name.rpartition(".")[0] not in parents or _stamp(source_of(name, package)) != (size, mtime_ns):
+        sources = [source_of(name, package) for name, package, *_ in entries]
+        for (name, _package, size, mtime_ns, _code), source in zip(entries, sources):
+            if name.rpartition(".")[0] not in parents or _stamp(source) != (size, mtime_ns):
                 return False
     except (OSError, EOFError, ValueError, TypeError):
         return False
-    new = [entry for entry in entries if entry[0] not in sys.modules]
-    modules = [_register(name, package) for name, package, *_ in new]
+    new = [(entry, source) for entry, source in zip(entries, sources) if entry[0] not in sys.modules]
+    modules = [_register(entry[0], entry[1], source) for entry, source in new]
     for module in modules:  # once all are there: a package finishes after the modules it imports
         parent, _, child = module.__name__.rpartition(".")
         setattr(sys.modules[parent], child, module)
     try:
-        for module, entry in zip(modules, new):
+        for module, (entry, _source) in zip(modules, new):
             code = entry[-1]
             _imp._fix_co_filename(code, module.__file__)  # as a .pyc's, if the tree was moved with its cache
             exec(code, module.__dict__)
@@ -115,9 +116,8 @@ def source_of(name: str, package: bool) -> str:
     return os.path.join(path, "__init__.py") if package else path + ".py"
 
 
-def _register(name: str, package: bool):
-    """The module the import system would make of ``name``'s source, in sys.modules."""
-    path = source_of(name, package)
+def _register(name: str, package: bool, path: str):
+    """The module the import system would make of ``name``'s source at ``path``, in sys.modules."""
     module = type(sys)(name)
     spec = _bootstrap.spec_from_file_location(name, path, loader=_bootstrap.SourceFileLoader(name, path),
                                               submodule_search_locations=[os.path.dirname(path)] if package else None)
