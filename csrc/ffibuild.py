@@ -157,9 +157,6 @@ ffibuilder.cdef(
 
     int mr_spawn(const struct mr_spawn_req *req, struct mr_spawn_out *out, char *step);
     int mr_setns(int fd, int nstype, char *step);
-    struct mr_netns_ahead { int fd; int err; char step[...]; ...; };
-    int mr_netns_ahead_start(struct mr_netns_ahead *a);
-    int mr_netns_ahead_finish(struct mr_netns_ahead *a);
     int mr_exec(const struct mr_spawn_req *req, int pidfd, int ns_flags, int *exec_err, char *step);
 
     #define MR_IN_ROOT_MKDIR ...
@@ -225,7 +222,7 @@ ffibuilder.set_source(
     #include "ociverbs.h"
     """,
     sources=[os.path.join("csrc", name) for name in (
-        "syscalls.c", "netns.c", "spawn.c", "spawnreq.c", "report.c", "exec.c", "security.c", "rootpath.c", "devices.c",
+        "syscalls.c", "spawn.c", "spawnreq.c", "report.c", "exec.c", "security.c", "rootpath.c", "devices.c",
         "hooks.c", "relay.c", "attach.c", "ociverbs.c", "ocistore.c", "ocips.c", "ocicgroup.c", "ocilog.c",
         "json.c")],
     include_dirs=[HERE],

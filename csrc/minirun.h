@@ -9,7 +9,6 @@
 #define MINIRUN_H
 
 #include <errno.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -229,18 +228,6 @@ void mr_spawn_child(const struct mr_spawn_req *req, int report_fd, int go_fd) __
 void mr_spawn_join(const struct mr_spawn_req *req, int report_fd, int go_fd);
 
 int mr_setns(int fd, int nstype, char *step); /* syscalls.c; 0 or -errno */
-int mr_loopback_up(void);                      /* syscalls.c: the current network namespace's lo; -1 and errno */
-
-/* netns.c: a new network namespace made on a thread while the caller goes on */
-struct mr_netns_ahead {
-    int fd;   /* the namespace, once finished */
-    int err;  /* or -errno, with step */
-    char step[MR_STEP_MAX];
-    int running;
-    pthread_t thread;
-};
-int mr_netns_ahead_start(struct mr_netns_ahead *a);  /* 0 or -errno (no thread: nothing to finish) */
-int mr_netns_ahead_finish(struct mr_netns_ahead *a); /* joins the thread: the namespace's fd or -errno */
 
 /* devices.c: load the BPF_PROG_TYPE_CGROUP_DEVICE program `insns` (struct bpf_insn[],
  * built by minirun/cgroups/devicefilter.py) and attach it to the cgroup v2 directory

@@ -1,16 +1,13 @@
 /*
  * syscalls.c - helpers the other files share: naming a failed step (the error
- * convention of minirun.h), closing inherited fds, a namespace's loopback.
+ * convention of minirun.h) and closing inherited fds.
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <net/if.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -69,22 +66,4 @@ int mr_setns(int fd, int nstype, char *step)
     if (setns(fd, nstype) < 0)
         return mr_step(step, errno, "setns(%d)", fd);
     return 0;
-}
-
-int mr_loopback_up(void)
-{
-    struct ifreq ifr;
-    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    int ret = -1;
-
-    if (s < 0)
-        return -1;
-    memset(&ifr, 0, sizeof(ifr));
-    strcpy(ifr.ifr_name, "lo");
-    if (ioctl(s, SIOCGIFFLAGS, &ifr) == 0) {
-        ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
-        ret = ioctl(s, SIOCSIFFLAGS, &ifr);
-    }
-    close(s);
-    return ret;
 }

@@ -20,7 +20,7 @@ import errno
 import os
 import time
 
-from . import cgroups, security, state, syscalls
+from . import cgroups, security, state
 from .core import Container, forward_signals
 from .errors import HostError, SetupError, SpecError
 from .devices import dev_mounts_needed
@@ -135,25 +135,6 @@ def run(spec: ContainerSpec, *, stdio=(None, None, None), detached: bool = False
     """
     t0 = time.perf_counter()
     namespaces = available_namespaces(spec.namespaces) if prepared else prepare(spec)[1]
-    netns = _network_namespace_ahead(spec, namespaces)
-    try:
-        return _run(spec, namespaces, netns, t0, stdio, detached, on_started, terminal, handoff)
-    finally:
-        if netns:
-            netns.close()
-
-
-def _network_namespace_ahead(spec: ContainerSpec, namespaces) -> syscalls.NetnsAhead | None:
-    """The container's new network namespace, begun now on another thread (csrc/netns.c): one
-    owned by the host's user namespace, that nothing is plugged into before the init runs
-    (a bridge's veth is moved to the init's namespace by its pid, as soon as it is cloned)."""
-    if "network" in namespaces and spec.network == "none" and not (spec.uid_mappings or spec.gid_mappings):
-        return syscalls.NetnsAhead()
-    return None
-
-
-def _run(spec: ContainerSpec, namespaces, netns, t0: float, stdio, detached: bool, on_started, terminal,
-         handoff) -> Result:
     # No full gc here (`minirun gc` is a verb): a dead run under this name is reclaimed by
     # the claim, and a bridge run takes back only the addresses of dead runs.
     if spec.network == "bridge":
@@ -178,7 +159,7 @@ def _run(spec: ContainerSpec, namespaces, netns, t0: float, stdio, detached: boo
 
                 net = network.reserve(spec.id)
             result = _run_in(cgroup, spec, namespaces, stdio, t0, claim, on_started, net, proxy, terminal,
-                             handoff, data, netns)
+                             handoff, data)
         finally:
             leftovers = _release(spec.id, cgroup, net and net.address, proxy)
         result.leftovers = leftovers
@@ -294,7 +275,7 @@ def _explain_overlay_failure(err: SetupError, data: str) -> None:
 
 
 def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float, claim, on_started, net, proxy,
-            terminal, handoff, data: str | None, netns) -> Result:
+            terminal, handoff, data: str | None) -> Result:
     proc = spec.process
     env = proc.full_env(spec.hostname)
     path = next((e[5:] for e in env if e.startswith("PATH=")), "")
@@ -309,8 +290,7 @@ def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float, claim, on
     launch = dict(rootfs=root, hostname=spec.hostname, namespaces=namespaces, pre_plan=pre_plan,
                   plan=plan + sec["path_ops"], readonly_root=spec.readonly_root, argv=proc.args, envp=env,
                   path=path, cwd=proc.cwd, uid=proc.uid, gid=proc.gid, stdio=stdio,
-                  net=(net.address, net.prefixlen, net.gateway) if net else None, security=sec,
-                  netns_fd=netns.fd() if netns else None, **console)
+                  net=(net.address, net.prefixlen, net.gateway) if net else None, security=sec, **console)
     timings: dict[str, float] = {}
 
     def before_release(pid: int) -> None:  # the init waits at sync 1 meanwhile

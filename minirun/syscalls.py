@@ -114,32 +114,6 @@ def setns(fd: int, nstype: int = 0) -> None:
     _check(lib.mr_setns(fd, nstype, step), step)
 
 
-class NetnsAhead:
-    """A new network namespace, made on a thread of its own while the caller prepares the rest
-    of the container (csrc/netns.c says why); ``spawn(netns_fd=...)`` has the init join it.
-    ``close()`` always, once spawned or not: it waits for the thread and closes the namespace."""
-
-    def __init__(self):
-        self._job = ffi.new("struct mr_netns_ahead *")
-        self._running = lib.mr_netns_ahead_start(self._job) == 0
-        self._fd: int | None = None
-
-    def fd(self) -> int | None:
-        """The namespace; None where it could not be made (the clone makes one, and says why it
-        cannot, if it cannot)."""
-        if self._running:
-            self._running = False
-            fd = lib.mr_netns_ahead_finish(self._job)
-            self._fd = fd if fd >= 0 else None
-        return self._fd
-
-    def close(self) -> None:
-        fd = self.fd()
-        if fd is not None:
-            self._fd = None
-            os.close(fd)
-
-
 def attach_device_filter(program: bytes, cgroup_fd: int) -> None:
     """Load the cgroup v2 devices program (cgroups/devicefilter.py) and attach it to ``cgroup_fd``."""
     step = _step()
@@ -268,7 +242,7 @@ def spawn(*, rootfs: str, hostname: str | None, namespaces: Sequence[str], cgrou
           uid: int = 0, gid: int = 0, stdio: Sequence[int | None] = (None, None, None),
           net: tuple[str, int, str] | None = None, security: dict | None = None,
           console_fd: int | None = None, console_size: tuple[int, int] | None = None,
-          netns_fd: int | None = None, oci: dict | None = None) -> Child:
+          oci: dict | None = None) -> Child:
     """Clone the container's init into new namespaces; it waits for ``Child.release()``.
 
     ``net``: (address, prefix length, gateway) for the eth0 the parent moves in before release.
@@ -276,8 +250,6 @@ def spawn(*, rootfs: str, hostname: str | None, namespaces: Sequence[str], cgrou
     ``console_fd``: give COMMAND a pty of the container's devpts, bound onto /dev/console;
     its master is sent over this unix socket (csrc/console.c; see minirun.tty.receive_master).
     ``console_size``: the pty's initial (rows, columns).
-    ``netns_fd``: a network namespace made ahead (NetnsAhead), which the init joins in place of
-    a new one ("network" in ``namespaces``).
     ``oci``: the OCI process model (minirun/oci): COMMAND is PID 1, see _set_oci.
 
     The cgroup namespace is not created by the clone but by the child once it is
@@ -288,10 +260,6 @@ def spawn(*, rootfs: str, hostname: str | None, namespaces: Sequence[str], cgrou
     for ns in namespaces:
         if ns != "cgroup":
             flags |= NAMESPACE_FLAGS[ns]
-    join = list(oci.get("join_fds", ())) if oci else []
-    if netns_fd is not None:
-        flags &= ~lib.CLONE_NEWNET
-        join.insert(0, netns_fd)
     req = _process_request(keep, cgroup_fd=cgroup_fd, tasks_fds=tasks_fds, argv=argv, envp=envp, path=path, cwd=cwd,
                            uid=uid, gid=gid, stdio=stdio)
     req.rootfs = _cstr(rootfs, keep)
@@ -303,10 +271,6 @@ def spawn(*, rootfs: str, hostname: str | None, namespaces: Sequence[str], cgrou
     req.ops = _op_array(plan, keep)
     req.n_ops = len(plan)
     req.readonly_root = 1 if readonly_root else 0
-    if join:
-        fds = ffi.new("int[]", join)
-        keep.append(fds)
-        req.join_fds, req.n_join_fds = fds, len(join)
     if net:
         address, prefixlen, gateway = net
         mask = (0xFFFFFFFF << (32 - prefixlen)) & 0xFFFFFFFF
@@ -417,7 +381,7 @@ def _set_console(req, console_fd: int | None, size: tuple[int, int] | None, bind
 def _set_oci(req, oci: dict, keep: list) -> None:
     """The OCI process model: ``args`` exec'd as PID 1 once the exec fifo is opened by `start`.
 
-    Keys (all optional): exec_fifo_fd, preserve_fds, detached, join_fds (spawn joins them), domainname,
+    Keys (all optional): exec_fifo_fd, preserve_fds, detached, join_fds, domainname,
     groups (None: drop all), umask, caps (effective, permitted, ambient masks;
     security["caps"] is the bounding set), create_hooks and start_hooks (OCI hook
     objects the process runs itself, csrc/hooks.c) with hook_state (their state JSON
@@ -427,6 +391,10 @@ def _set_oci(req, oci: dict, keep: list) -> None:
     req.oci_process = 1
     req.detached = 1 if oci.get("detached") else 0
     req.exec_fifo_fd = oci.get("exec_fifo_fd") or 0
+    join = list(oci.get("join_fds", ()))
+    fds = ffi.new("int[]", join or [0])
+    keep.append(fds)
+    req.join_fds, req.n_join_fds = fds, len(join)
     req.domainname = _cstr(oci.get("domainname"), keep)
     _set_process_extras(req, oci, keep)
     for kind in ("create", "start"):
