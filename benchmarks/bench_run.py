@@ -7,14 +7,20 @@
    plain `pip install` of a wheel of this checkout gives, in a fresh venv of the same interpreter
    (csrc/front.c, as every install path gives it: tests/unit/test_install.py), and by `make venv`'s
    editable install (its front reads the .pth naming the checkout), vs `runc run` of a bundle with the
-   same rootfs, namespaces and limits, alternated, the order rotating every round.
-2. The same `minirun run`, `runc run` and `crun run`, each through the private-mount-namespace wrapper
-   crun needs on a hybrid cgroup host (bench_oci.py's; the same wrapper for all three, stated in the
-   output), in the same rounds.
+   same rootfs, namespaces and limits, alternated, the order rotating every round. runc runs two
+   bundles: "runc (same confinement)" applies what `minirun run` applies by default (Docker's
+   seccomp profile, capabilities, no_new_privs, masked and read-only paths:
+   oci.defaults.with_minirun_defaults, as `minirun compare`'s runc column does), the target's peer;
+   "runc (runc spec's bundle)" is `runc spec`'s as it comes, which loads no seccomp filter.
+2. The same `minirun run`, and `runc run` and `crun run` of the same-confinement bundle, each through
+   the private-mount-namespace wrapper crun needs on a hybrid cgroup host (bench_oci.py's; the same
+   wrapper for all three, stated in the output), in the same rounds.
 3. API: 100 sequential containers through minirun.run(), each with the five namespaces (+cgroup),
-   pivot_root and three limits (the per-container median and mean); vs 100 sequential `runc run`.
+   pivot_root and three limits (the per-container median and mean), in API_BLOCKS blocks spread over
+   the CLI's rounds; vs 100 sequential `runc run` of the same-confinement bundle.
 Prints medians, min/max and ratios, and writes results/run.json for benchmarks/report.py.
-Targets (issue 21): API <= 5 ms per container, `minirun run` from a plain pip install <= 0.8x runc.
+Targets (issue 21): API <= 5 ms per container, `minirun run` from a plain pip install <= 0.8x runc
+(same confinement).
 """
 
 from __future__ import annotations
@@ -40,8 +46,17 @@ from bench_oci import CRUN, Runtimes, rotated  # noqa: E402
 from results import Recorder  # noqa: E402
 
 
-def runc_bundle(rootfs: str) -> str:
-    """A bundle whose config.json comes from `runc spec`, set to our rootfs and limits."""
+# The API's containers run in this many blocks spread over the CLI's rounds: the host's speed
+# drifts by ±20% from one minute to the next, and one block of 0.5 s took whatever phase it fell in.
+API_BLOCKS = 5
+SAME = "runc (same confinement)"
+BARE = "runc (runc spec's bundle)"
+
+
+def runc_bundle(rootfs: str, confined: bool) -> str:
+    """A bundle whose config.json comes from `runc spec`, set to our rootfs and limits; ``confined``: with
+    the security of `minirun run`'s default container too (oci.defaults.with_minirun_defaults). runc
+    compiles that seccomp profile with libseccomp at every start; minirun loads its cached program."""
     bundle = tempfile.mkdtemp(prefix="minirun-bench-runc-")
     subprocess.run(["runc", "spec", "--bundle", bundle], check=True)
     path = os.path.join(bundle, "config.json")
@@ -60,6 +75,10 @@ def runc_bundle(rootfs: str) -> str:
     for ns in ("pid", "network", "ipc", "uts", "mount", "cgroup"):
         if ns not in names:
             linux["namespaces"].append({"type": ns})
+    if confined:
+        from minirun.oci.defaults import with_minirun_defaults
+
+        config = with_minirun_defaults(config)
     with open(path, "w") as f:
         json.dump(config, f)
     return bundle
@@ -98,15 +117,19 @@ def pip_installed(base: str) -> str | None:
     return os.path.join(venv, "bin", "minirun")
 
 
-def bench_cli(rootfs: str, bundle: str | None, rt: Runtimes, runs: int, minirun: str) -> dict[str, list[float]]:
-    """Every contender once per round, the order rotating (see the docstring's 1 and 2)."""
+def bench_cli(rootfs: str, bundles: dict[str, str], rt: Runtimes, runs: int, minirun: str,
+              between=None) -> dict[str, list[float]]:
+    """Every contender once per round, the order rotating (see the docstring's 1 and 2);
+    ``between()`` after every API_BLOCKS-th part of the rounds."""
     options = ["run", "--rm", "--memory", "64m", "--cpus", str(CPUS), "--pids-limit", str(PIDS), rootfs, "/bin/true"]
     editable = os.path.join(os.path.dirname(sys.executable), "minirun")
     commands = {"minirun": lambda i: [minirun, *options]}
     if minirun != editable:
         commands["minirun (make venv)"] = lambda i: [editable, *options]
+    for peer, bundle in bundles.items():
+        commands[peer] = lambda i, bundle=bundle: ["runc", "--root", RUNC_STATE, "run", "--bundle", bundle, f"bench-{i}"]
+    bundle = bundles.get(SAME)
     if bundle:
-        commands["runc"] = lambda i: ["runc", "--root", RUNC_STATE, "run", "--bundle", bundle, f"bench-{i}"]
         if rt.wrapper and CRUN:
             commands["wrapped minirun"] = lambda i: [*rt.wrapper, minirun, *options]
             commands["wrapped runc"] = lambda i: rt.argv("runc", "run", "--bundle", bundle, f"w-{i}")
@@ -118,6 +141,8 @@ def bench_cli(rootfs: str, bundle: str | None, rt: Runtimes, runs: int, minirun:
     for i in range(runs):
         for name in rotated(names, i):
             samples[name].append(timed(commands[name](i)))
+        if between and (i + 1) % max(1, runs // API_BLOCKS) == 0:
+            between()
     return samples
 
 
@@ -161,7 +186,8 @@ def main() -> None:
 
     rec = Recorder("run", args.results)
     have_runc = shutil.which("runc") is not None
-    bundle = runc_bundle(args.rootfs) if have_runc else None
+    bundles = {peer: runc_bundle(args.rootfs, peer == SAME) for peer in (SAME, BARE)} if have_runc else {}
+    bundle = bundles.get(SAME)
     base = tempfile.mkdtemp(prefix="minirun-bench-run-")
     rt = Runtimes(base)
     try:
@@ -187,28 +213,44 @@ def main() -> None:
             print(f"wrapped: {rt.describe()}")
 
         print(f"\n== CLI, /bin/true end to end ({args.runs} alternated rounds)", flush=True)
-        cli = bench_cli(args.rootfs, bundle, rt, args.runs, minirun)
+        api: list[float] = []
+        phases: dict[str, list[float]] = {}
+
+        def api_block() -> None:
+            samples, block_phases = bench_api(args.rootfs, max(1, args.api_runs // API_BLOCKS))
+            api.extend(samples)
+            for phase, seconds in block_phases.items():
+                phases.setdefault(phase, []).extend(seconds)
+
+        cli = bench_cli(args.rootfs, bundles, rt, args.runs, minirun, between=api_block)
+        while len(api) < args.api_runs:  # fewer rounds than blocks, or a remainder
+            api_block()
         for name, samples in cli.items():
             print(summary(name, samples))
         if have_runc:
             for name in ("minirun", "minirun (make venv)"):
-                if name in cli:
-                    print(f"ratio {name}/runc: {statistics.median(cli[name]) / statistics.median(cli['runc']):.2f}x")
+                for peer in (SAME, BARE):
+                    if name in cli:
+                        print(f"ratio {name}/{peer}: {statistics.median(cli[name]) / statistics.median(cli[peer]):.2f}x")
             what = "`minirun run --rm ROOTFS /bin/true`, 64m / 0.5 CPU / 64 pids, end to end"
-            rec.add("run.cli", what, "minirun", {k: median_ms(cli[k]) for k in ("minirun", "minirun (make venv)", "runc")
-                                                 if k in cli}, n=args.runs)
+            rec.note(f"`{SAME}`: `runc spec`'s bundle with what `minirun run` applies by default (Docker's seccomp "
+                     "profile, capabilities, no_new_privs, masked and read-only paths: "
+                     f"oci.defaults.with_minirun_defaults), the target's peer; `{BARE}`: `runc spec`'s as it comes "
+                     "(runc's capabilities and masked paths, no seccomp filter)")
+            rec.add("run.cli", what, "minirun", {k: median_ms(cli[k]) for k in ("minirun", "minirun (make venv)", SAME,
+                                                                                BARE) if k in cli}, n=args.runs)
             wrapped = [w for w in ("wrapped minirun", "wrapped runc", "wrapped crun") if w in cli]
             if wrapped:
                 rec.add("run.cli.wrapped", f"{what}, every one through crun's wrapper", "wrapped minirun",
                         {w: median_ms(cli[w]) for w in wrapped}, n=args.runs)
             elif "crun" in cli:
                 rec.add("run.cli.crun", what, "minirun",
-                        {k: median_ms(cli[k]) for k in ("minirun", "runc", "crun")}, n=args.runs)
+                        {k: median_ms(cli[k]) for k in ("minirun", SAME, "crun")}, n=args.runs)
         else:
             print("runc: not installed (apt-get install runc) - no comparison")
 
-        print(f"\n== Python API, {args.api_runs} sequential containers", flush=True)
-        api, phases = bench_api(args.rootfs, args.api_runs)
+        print(f"\n== Python API, {len(api)} sequential containers, in {API_BLOCKS} blocks between the CLI's rounds",
+              flush=True)
         print(summary("minirun.run()", api))
         if phases:
             split = ", ".join(f"{phase} {median_ms(t):.1f} ms" for phase, t in phases.items())
@@ -223,16 +265,17 @@ def main() -> None:
             for i in range(args.api_runs):
                 timed(["runc", "--root", RUNC_STATE, "run", "--bundle", bundle, f"seq-{os.getpid()}-{i}"])
             total = time.perf_counter() - t0
-            print(f"{args.api_runs} sequential runc run: total {total:.2f} s, "
+            print(f"{args.api_runs} sequential runc run ({SAME}): total {total:.2f} s, "
                   f"{total / args.api_runs * 1000:.1f} ms per container")
             print(f"ratio minirun API/runc: {sum(api) / total:.2f}x")
             values["runc run (CLI, sequential, mean)"] = total / args.api_runs * 1000
         rec.add("api.run", f"{args.api_runs} sequential containers through `minirun.run()`, per container (median; "
-                f"mean {mean:.1f} ms), same setup", "minirun.run()", values, n=args.api_runs)
+                f"mean {mean:.1f} ms), same setup, in {API_BLOCKS} blocks between the CLI's rounds", "minirun.run()", values,
+                n=len(api))
     finally:
         rt.cleanup()
-        if bundle:
-            shutil.rmtree(bundle, ignore_errors=True)
+        for path in bundles.values():
+            shutil.rmtree(path, ignore_errors=True)
         shutil.rmtree(RUNC_STATE, ignore_errors=True)
         shutil.rmtree(base, ignore_errors=True)
     rec.write()

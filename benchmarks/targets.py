@@ -25,7 +25,7 @@ TARGETS: tuple[Target, ...] = (
     *(Target(f"oci.{verb}", "crun", 1.0, ISSUE_21) for verb in HOT_VERBS),
     *(Target(f"engine.{engine}", "runc", 1.0, ISSUE_21) for engine in ENGINES),
     *(Target(f"engine.{engine}", "crun", 1.1, ISSUE_21) for engine in ENGINES),
-    Target("run.cli", "runc", 0.8, ISSUE_21),
+    Target("run.cli", "runc (same confinement)", 0.8, ISSUE_21),
     Target("api.run", None, 5.0, ISSUE_21),
     Target("oci.run", "runc", 1.0, EARLIER),
     Target("seccomp.getppid", "runc (same profile)", 1.0, EARLIER),
