@@ -16,8 +16,8 @@
    the private-mount-namespace wrapper crun needs on a hybrid cgroup host (bench_oci.py's; the same
    wrapper for all three, stated in the output), in the same rounds.
 3. API: 100 sequential containers through minirun.run(), each with the five namespaces (+cgroup),
-   pivot_root and three limits (the per-container median and mean), in API_BLOCKS blocks spread over
-   the CLI's rounds; vs 100 sequential `runc run` of the same-confinement bundle.
+   pivot_root and three limits (the per-container median and mean); vs 100 sequential `runc run` of
+   the same-confinement bundle.
 Prints medians, min/max and ratios, and writes results/run.json for benchmarks/report.py.
 Targets (issue 21): API <= 5 ms per container, `minirun run` from a plain pip install <= 0.8x runc
 (same confinement).
@@ -46,9 +46,6 @@ from bench_oci import CRUN, Runtimes, rotated  # noqa: E402
 from results import Recorder  # noqa: E402
 
 
-# The API's containers run in this many blocks spread over the CLI's rounds: the host's speed
-# drifts by ±20% from one minute to the next, and one block of 0.5 s took whatever phase it fell in.
-API_BLOCKS = 5
 SAME = "runc (same confinement)"
 BARE = "runc (runc spec's bundle)"
 
@@ -117,10 +114,8 @@ def pip_installed(base: str) -> str | None:
     return os.path.join(venv, "bin", "minirun")
 
 
-def bench_cli(rootfs: str, bundles: dict[str, str], rt: Runtimes, runs: int, minirun: str,
-              between=None) -> dict[str, list[float]]:
-    """Every contender once per round, the order rotating (see the docstring's 1 and 2);
-    ``between()`` after every API_BLOCKS-th part of the rounds."""
+def bench_cli(rootfs: str, bundles: dict[str, str], rt: Runtimes, runs: int, minirun: str) -> dict[str, list[float]]:
+    """Every contender once per round, the order rotating (see the docstring's 1 and 2)."""
     options = ["run", "--rm", "--memory", "64m", "--cpus", str(CPUS), "--pids-limit", str(PIDS), rootfs, "/bin/true"]
     editable = os.path.join(os.path.dirname(sys.executable), "minirun")
     commands = {"minirun": lambda i: [minirun, *options]}
@@ -141,8 +136,6 @@ def bench_cli(rootfs: str, bundles: dict[str, str], rt: Runtimes, runs: int, min
     for i in range(runs):
         for name in rotated(names, i):
             samples[name].append(timed(commands[name](i)))
-        if between and (i + 1) % max(1, runs // API_BLOCKS) == 0:
-            between()
     return samples
 
 
@@ -213,18 +206,7 @@ def main() -> None:
             print(f"wrapped: {rt.describe()}")
 
         print(f"\n== CLI, /bin/true end to end ({args.runs} alternated rounds)", flush=True)
-        api: list[float] = []
-        phases: dict[str, list[float]] = {}
-
-        def api_block() -> None:
-            samples, block_phases = bench_api(args.rootfs, max(1, args.api_runs // API_BLOCKS))
-            api.extend(samples)
-            for phase, seconds in block_phases.items():
-                phases.setdefault(phase, []).extend(seconds)
-
-        cli = bench_cli(args.rootfs, bundles, rt, args.runs, minirun, between=api_block)
-        while len(api) < args.api_runs:  # fewer rounds than blocks, or a remainder
-            api_block()
+        cli = bench_cli(args.rootfs, bundles, rt, args.runs, minirun)
         for name, samples in cli.items():
             print(summary(name, samples))
         if have_runc:
@@ -249,8 +231,8 @@ def main() -> None:
         else:
             print("runc: not installed (apt-get install runc) - no comparison")
 
-        print(f"\n== Python API, {len(api)} sequential containers, in {API_BLOCKS} blocks between the CLI's rounds",
-              flush=True)
+        print(f"\n== Python API, {args.api_runs} sequential containers", flush=True)
+        api, phases = bench_api(args.rootfs, args.api_runs)
         print(summary("minirun.run()", api))
         if phases:
             split = ", ".join(f"{phase} {median_ms(t):.1f} ms" for phase, t in phases.items())
@@ -270,8 +252,7 @@ def main() -> None:
             print(f"ratio minirun API/runc: {sum(api) / total:.2f}x")
             values["runc run (CLI, sequential, mean)"] = total / args.api_runs * 1000
         rec.add("api.run", f"{args.api_runs} sequential containers through `minirun.run()`, per container (median; "
-                f"mean {mean:.1f} ms), same setup, in {API_BLOCKS} blocks between the CLI's rounds", "minirun.run()", values,
-                n=len(api))
+                f"mean {mean:.1f} ms), same setup", "minirun.run()", values, n=args.api_runs)
     finally:
         rt.cleanup()
         for path in bundles.values():
