@@ -210,10 +210,9 @@ def main() -> None:
         for name, samples in cli.items():
             print(summary(name, samples))
         if have_runc:
-            for name in ("minirun", "minirun (make venv)"):
+            for name in (n for n in ("minirun", "minirun (make venv)") if n in cli):
                 for peer in (SAME, BARE):
-                    if name in cli:
-                        print(f"ratio {name}/{peer}: {statistics.median(cli[name]) / statistics.median(cli[peer]):.2f}x")
+                    print(f"ratio {name}/{peer}: {statistics.median(cli[name]) / statistics.median(cli[peer]):.2f}x")
             what = "`minirun run --rm ROOTFS /bin/true`, 64m / 0.5 CPU / 64 pids, end to end"
             rec.note(f"`{SAME}`: `runc spec`'s bundle with what `minirun run` applies by default (Docker's seccomp "
                      "profile, capabilities, no_new_privs, masked and read-only paths: "
