@@ -56,12 +56,14 @@ char *mr_oci_pids(const char *root, const char *id, struct mr_oci_error *e);
 /* minirun/state.py's store mechanics, for every container (minirun's and minirun-oci's):
  * the one liveness rule (the recorded init, by pid and start time, not a zombie), a
  * process's start time (-1 once gone), a signal through a pidfd checked against the
- * recorded start time (1 sent, 0 that process is gone), and a tree removed through
- * directory fds, never following a link. */
+ * recorded start time (1 sent, 0 that process is gone), a tree removed through
+ * directory fds, never following a link, and a file replaced in one step. */
 int mr_pid_alive(long long pid, long long pid_start, int has_start);
 long long mr_start_time(long long pid);
 int mr_send_signal(long long pid, long long pid_start, int has_start, int sig, struct mr_oci_error *e);
 int mr_rmtree(const char *path, struct mr_oci_error *e);
+/* state.write's last step: the complete file at `tmp` becomes `final`, atomically for readers. */
+int mr_replace_file(const char *tmp, const char *final, struct mr_oci_error *e);
 
 /* minirun/cgroups' Cgroup.kill, destroy, remove_if_unused and pids for the container's
  * directories as the manager knows them (`unified`: the index of the v2 one, or -1):

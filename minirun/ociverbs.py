@@ -225,6 +225,12 @@ def rmtree(path: str) -> None:
         _raise(err)
 
 
+def replace_file(tmp: str, final: str) -> None:
+    err = ffi.new("struct mr_oci_error *")
+    if lib.mr_replace_file(_b(tmp), _b(final), err) < 0:
+        _raise(err)
+
+
 def check_id_error(name: str, oci: bool):
     """None if ``name`` is a valid id (``oci``: runc's rule, else docker's names), else the StoreError."""
     err = ffi.new("struct mr_oci_error *")

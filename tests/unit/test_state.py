@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import struct
 import subprocess
 
 import pytest
@@ -65,6 +67,57 @@ def test_write_uses_a_fresh_temporary_and_never_follows_a_link(tmp_path):
     assert decoy.read_text() == "keep"
     assert sorted(os.listdir(tmp_path)) == ["decoy", "state.json", "state.json.tmp"]
     assert (tmp_path / "state.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_write_replaces_the_record_and_leaves_no_temporary(tmp_path):
+    state.write(str(tmp_path), {"a": 1})  # nothing to swap with yet: renamed into place
+    state.write(str(tmp_path), {"a": 2})
+    state.write(str(tmp_path), {"a": 3})
+    assert sorted(os.listdir(tmp_path)) == ["state.json"]
+    assert (tmp_path / "state.json").read_text() == '{"a": 3}'
+    decoy = tmp_path / "decoy"
+    decoy.write_text("keep")
+    (tmp_path / "state.json").unlink()
+    (tmp_path / "state.json").symlink_to(decoy)  # a link planted where the record goes: replaced, not followed
+    state.write(str(tmp_path), {"a": 4})
+    assert (tmp_path / "state.json").read_text() == '{"a": 4}' and not (tmp_path / "state.json").is_symlink()
+    assert decoy.read_text() == "keep"
+    assert sorted(os.listdir(tmp_path)) == ["decoy", "state.json"]
+
+
+FIEMAP_EXTENT_DELALLOC = 0x4
+
+
+def _extent_flags(path) -> list[int]:
+    """The flags of each extent FS_IOC_FIEMAP reports for the file (struct fiemap, linux/fiemap.h)."""
+    fs_ioc_fiemap, count = 0xC020660B, 8
+    buf = bytearray(struct.pack("=QQLLLL", 0, 2**64 - 1, 0, 0, count, 0) + bytes(56 * count))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.ioctl(fd, fs_ioc_fiemap, buf)
+    finally:
+        os.close(fd)
+    mapped = struct.unpack_from("=L", buf, 20)[0]
+    return [struct.unpack_from("=QQQQQL", buf, 32 + 56 * i)[5] for i in range(mapped)]
+
+
+def test_a_replaced_record_is_not_written_out(tmp_path):
+    # ext4 writes a file's data out at once when the file replaces another by rename(2)
+    # (auto_da_alloc); a record lives milliseconds, and on this machine kind's ext4 (no
+    # journal, -o discard) each block written and freed again costs a synchronous discard
+    # at the run's end. Swapped in, it stays in the page cache (delayed allocation).
+    probe = tmp_path / "probe"
+    probe.write_text("x" * 9000)
+    try:
+        delayed = _extent_flags(probe)
+    except OSError:
+        delayed = []
+    if not delayed or not all(f & FIEMAP_EXTENT_DELALLOC for f in delayed):
+        pytest.skip(f"{tmp_path}'s filesystem does not delay allocation")
+    state.write(str(tmp_path), {"env": "x" * 9000})
+    state.write(str(tmp_path), {"env": "y" * 9000})
+    flags = _extent_flags(tmp_path / "state.json")
+    assert flags and all(f & FIEMAP_EXTENT_DELALLOC for f in flags), [hex(f) for f in flags]
 
 
 def test_a_fresh_write_creates_state_json_in_place_and_never_replaces_or_follows(tmp_path):
