@@ -157,6 +157,7 @@ ffibuilder.cdef(
 
     int mr_spawn(const struct mr_spawn_req *req, struct mr_spawn_out *out, char *step);
     int mr_setns(int fd, int nstype, char *step);
+    int mr_netns_make(char *step);
     int mr_exec(const struct mr_spawn_req *req, int pidfd, int ns_flags, int *exec_err, char *step);
 
     #define MR_IN_ROOT_MKDIR ...

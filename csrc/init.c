@@ -123,24 +123,6 @@ static void apply_ops(int fd, const char *root, const struct mr_op *ops, int n)
     close(root_fd);
 }
 
-static int loopback_up(void)
-{
-    struct ifreq ifr;
-    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    int ret = -1;
-
-    if (s < 0)
-        return -1;
-    memset(&ifr, 0, sizeof(ifr));
-    strcpy(ifr.ifr_name, "lo");
-    if (ioctl(s, SIOCGIFFLAGS, &ifr) == 0) {
-        ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
-        ret = ioctl(s, SIOCSIFFLAGS, &ifr);
-    }
-    close(s);
-    return ret;
-}
-
 /* eth0 was moved into our namespace by the parent (pyroute2): give it its
  * address, bring it up and route everything through the bridge's address. */
 static int configure_eth0(const struct mr_spawn_req *req)
@@ -223,8 +205,6 @@ void mr_container_init(const struct mr_spawn_req *req, int fd)
     pid_t command;
 
     umask(0);
-    for (int i = 0; i < req->n_join_fds; i++) /* OCI namespaces given by path */
-        TRY(fd, setns(req->join_fds[i], 0), "join namespace (setns fd %d)", req->join_fds[i]);
     if (req->unshare_cgroupns)
         TRY(fd, unshare(CLONE_NEWCGROUP), "unshare(cgroup namespace)");
     enter_rootfs(fd, req);
@@ -255,7 +235,7 @@ void mr_container_init(const struct mr_spawn_req *req, int fd)
     if (req->domainname)
         TRY(fd, setdomainname(req->domainname, strlen(req->domainname)), "setdomainname(%s)", req->domainname);
     if (req->clone_flags & CLONE_NEWNET)
-        TRY(fd, loopback_up(), "bring up loopback");
+        TRY(fd, mr_loopback_up(), "bring up loopback");
     if (req->net_addr)
         TRY(fd, configure_eth0(req), "configure eth0");
     /* A session of our own: Ctrl-C on the user's terminal reaches minirun only,
@@ -303,6 +283,10 @@ void mr_spawn_child(const struct mr_spawn_req *req, int report_fd, int go_fd)
         mr_setup_failed(report_fd, "minirun-init: close-on-exec again", errno);
     if (go_fd >= 0)
         mr_spawn_join(req, report_fd, go_fd);
+    /* Namespaces given as fds (OCI's by path; a network namespace made ahead, minirun/netnspool.py),
+     * joined while those fds are open: the rearranging below closes what it does not name. */
+    for (int i = 0; i < req->n_join_fds; i++)
+        TRY(report_fd, setns(req->join_fds[i], 0), "join namespace (setns fd %d)", req->join_fds[i]);
 
     /* Requested stdio first (dup2 clears O_CLOEXEC on the copies). Then everything
      * else the caller had open stays with the caller: COMMAND sees only

@@ -228,6 +228,8 @@ void mr_spawn_child(const struct mr_spawn_req *req, int report_fd, int go_fd) __
 void mr_spawn_join(const struct mr_spawn_req *req, int report_fd, int go_fd);
 
 int mr_setns(int fd, int nstype, char *step); /* syscalls.c; 0 or -errno */
+int mr_loopback_up(void);                      /* syscalls.c: the current network namespace's lo; -1 and errno */
+int mr_netns_make(char *step);                 /* syscalls.c: a new one's fd, or -errno */
 
 /* devices.c: load the BPF_PROG_TYPE_CGROUP_DEVICE program `insns` (struct bpf_insn[],
  * built by minirun/cgroups/devicefilter.py) and attach it to the cgroup v2 directory

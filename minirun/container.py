@@ -274,6 +274,23 @@ def _explain_overlay_failure(err: SetupError, data: str) -> None:
                          "set MINIRUN_LOG_ROOT to a directory on another filesystem") from err
 
 
+_runs_in_this_process = 0
+
+
+def _network_namespace_made_ahead(spec: ContainerSpec, namespaces) -> int | None:
+    """A new network namespace for the container, made on a thread while the last one ran
+    (netnspool says why): from a process's second container on, where the clone's would be
+    alike: owned by the host's user namespace, nothing plugged in."""
+    global _runs_in_this_process
+    _runs_in_this_process += 1
+    if _runs_in_this_process == 1 or "network" not in namespaces or "user" in namespaces \
+            or spec.network != "none":
+        return None
+    from . import netnspool
+
+    return netnspool.take()
+
+
 def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float, claim, on_started, net, proxy,
             terminal, handoff, data: str | None) -> Result:
     proc = spec.process
@@ -307,6 +324,7 @@ def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float, claim, on
                 proxy.start(net.address)
 
     with forward_signals() as signals:
+        netns_fd = launch["netns_fd"] = _network_namespace_made_ahead(spec, namespaces)
         try:
             try:
                 ctr = Container.create(spec.id, claim.path, cgroup, command=proc.args[0], rootfs=spec.rootfs,
@@ -317,6 +335,8 @@ def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float, claim, on
                     _explain_overlay_failure(err, data)
                 raise
         finally:
+            if netns_fd is not None:
+                os.close(netns_fd)  # the init has joined it, or is gone
             if terminal:
                 terminal.spawned()
         try:

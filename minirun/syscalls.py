@@ -242,7 +242,7 @@ def spawn(*, rootfs: str, hostname: str | None, namespaces: Sequence[str], cgrou
           uid: int = 0, gid: int = 0, stdio: Sequence[int | None] = (None, None, None),
           net: tuple[str, int, str] | None = None, security: dict | None = None,
           console_fd: int | None = None, console_size: tuple[int, int] | None = None,
-          oci: dict | None = None) -> Child:
+          netns_fd: int | None = None, oci: dict | None = None) -> Child:
     """Clone the container's init into new namespaces; it waits for ``Child.release()``.
 
     ``net``: (address, prefix length, gateway) for the eth0 the parent moves in before release.
@@ -250,6 +250,8 @@ def spawn(*, rootfs: str, hostname: str | None, namespaces: Sequence[str], cgrou
     ``console_fd``: give COMMAND a pty of the container's devpts, bound onto /dev/console;
     its master is sent over this unix socket (csrc/console.c; see minirun.tty.receive_master).
     ``console_size``: the pty's initial (rows, columns).
+    ``netns_fd``: a new network namespace (netnspool), which the init joins in place of the
+    one the clone would make ("network" in ``namespaces``).
     ``oci``: the OCI process model (minirun/oci): COMMAND is PID 1, see _set_oci.
 
     The cgroup namespace is not created by the clone but by the child once it is
@@ -271,6 +273,14 @@ def spawn(*, rootfs: str, hostname: str | None, namespaces: Sequence[str], cgrou
     req.ops = _op_array(plan, keep)
     req.n_ops = len(plan)
     req.readonly_root = 1 if readonly_root else 0
+    join = list(oci.get("join_fds", ())) if oci else []
+    if netns_fd is not None:
+        req.clone_flags &= ~lib.CLONE_NEWNET
+        join.insert(0, netns_fd)
+    if join:
+        fds = ffi.new("int[]", join)
+        keep.append(fds)
+        req.join_fds, req.n_join_fds = fds, len(join)
     if net:
         address, prefixlen, gateway = net
         mask = (0xFFFFFFFF << (32 - prefixlen)) & 0xFFFFFFFF
@@ -381,7 +391,7 @@ def _set_console(req, console_fd: int | None, size: tuple[int, int] | None, bind
 def _set_oci(req, oci: dict, keep: list) -> None:
     """The OCI process model: ``args`` exec'd as PID 1 once the exec fifo is opened by `start`.
 
-    Keys (all optional): exec_fifo_fd, preserve_fds, detached, join_fds, domainname,
+    Keys (all optional): exec_fifo_fd, preserve_fds, detached, join_fds (spawn joins them), domainname,
     groups (None: drop all), umask, caps (effective, permitted, ambient masks;
     security["caps"] is the bounding set), create_hooks and start_hooks (OCI hook
     objects the process runs itself, csrc/hooks.c) with hook_state (their state JSON
@@ -391,10 +401,6 @@ def _set_oci(req, oci: dict, keep: list) -> None:
     req.oci_process = 1
     req.detached = 1 if oci.get("detached") else 0
     req.exec_fifo_fd = oci.get("exec_fifo_fd") or 0
-    join = list(oci.get("join_fds", ()))
-    fds = ffi.new("int[]", join or [0])
-    keep.append(fds)
-    req.join_fds, req.n_join_fds = fds, len(join)
     req.domainname = _cstr(oci.get("domainname"), keep)
     _set_process_extras(req, oci, keep)
     for kind in ("create", "start"):
