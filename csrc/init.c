@@ -283,7 +283,7 @@ void mr_spawn_child(const struct mr_spawn_req *req, int report_fd, int go_fd)
         mr_setup_failed(report_fd, "minirun-init: close-on-exec again", errno);
     if (go_fd >= 0)
         mr_spawn_join(req, report_fd, go_fd);
-    /* Namespaces given as fds (OCI's by path; a network namespace made ahead, minirun/netnspool.py),
+    /* Namespaces given as fds (OCI's by path; a network namespace made ahead, minirun/aside.py),
      * joined while those fds are open: the rearranging below closes what it does not name. */
     for (int i = 0; i < req->n_join_fds; i++)
         TRY(report_fd, setns(req->join_fds[i], 0), "join namespace (setns fd %d)", req->join_fds[i]);

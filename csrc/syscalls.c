@@ -92,7 +92,7 @@ int mr_loopback_up(void)
 }
 
 /* A new network namespace with its loopback up, for a container to join (setns) in place
- * of the clone making one: minirun/netnspool.py makes them ahead on a thread of its own.
+ * of the clone making one: minirun/aside.py makes them ahead on a thread of its own.
  * The calling thread goes back to its own namespace. The namespace's fd (close-on-exec),
  * or -errno with the step. */
 int mr_netns_make(char *step)

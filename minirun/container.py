@@ -279,16 +279,16 @@ _runs_in_this_process = 0
 
 def _network_namespace_made_ahead(spec: ContainerSpec, namespaces) -> int | None:
     """A new network namespace for the container, made on a thread while the last one ran
-    (netnspool says why): from a process's second container on, where the clone's would be
-    alike: owned by the host's user namespace, nothing plugged in."""
+    (minirun/aside.py says why): from a process's second container on, where the clone's would
+    be alike: owned by the host's user namespace, nothing plugged in."""
     global _runs_in_this_process
     _runs_in_this_process += 1
     if _runs_in_this_process == 1 or "network" not in namespaces or "user" in namespaces \
             or spec.network != "none":
         return None
-    from . import netnspool
+    from . import aside
 
-    return netnspool.take()
+    return aside.take_netns()
 
 
 def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float, claim, on_started, net, proxy,

@@ -250,7 +250,7 @@ def spawn(*, rootfs: str, hostname: str | None, namespaces: Sequence[str], cgrou
     ``console_fd``: give COMMAND a pty of the container's devpts, bound onto /dev/console;
     its master is sent over this unix socket (csrc/console.c; see minirun.tty.receive_master).
     ``console_size``: the pty's initial (rows, columns).
-    ``netns_fd``: a new network namespace (netnspool), which the init joins in place of the
+    ``netns_fd``: a new network namespace (aside.take_netns), which the init joins in place of the
     one the clone would make ("network" in ``namespaces``).
     ``oci``: the OCI process model (minirun/oci): COMMAND is PID 1, see _set_oci.
 

@@ -110,9 +110,7 @@ def held():
     return found
 
 def made_ahead():
-    from minirun import netnspool
-    with netnspool._pool._changed:  # an event: the thread has one ready (bounded: a failure, not a wait)
-        assert netnspool._pool._changed.wait_for(lambda: netnspool._pool._ready, timeout=30)
+    assert aside._aside.settled(timeout=30)  # an event: the thread has one ready (bounded: a failure, not a wait)
     return held()
 
 joined = []
@@ -132,12 +130,36 @@ def one(command):
     os.close(r)
     return result.exit_code, text
 
+from minirun import aside
+closed_aside = []
+_close_later = aside.close_later
+def close_later(fd):
+    link = os.readlink(f"/proc/self/fd/{fd}")
+    given = _close_later(fd)
+    if given:
+        closed_aside.append(link)
+    return given
+aside.close_later = close_later
+
+def state_dirs_open():
+    from minirun.settings import STATE_ROOT
+    assert aside._aside.settled(timeout=30)  # an event: the thread has closed what it was given
+    links = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            links.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            pass
+    return [link for link in links if link.startswith(STATE_ROOT)]
+
 report = {"host": os.stat("/proc/self/ns/net").st_ino}
 one("true")
 report["threads after one run"] = threading.active_count()
 one("true")
 report["ready"] = made_ahead()
 report["third"] = one("ls /sys/class/net; cat /sys/class/net/lo/flags")
+report["closed aside"] = list(closed_aside)
+report["state dirs open"] = state_dirs_open()
 report["ready again"] = made_ahead()
 try:  # taken, then the init finds no COMMAND: nothing of the namespace stays open but the next one's
     run(ContainerSpec(rootfs=sys.argv[1], process=Process(["/nonexistent"])))
@@ -163,7 +185,7 @@ def _ahead(rootfs: str, mode: str = "") -> dict:
 
 
 def test_from_a_process_s_second_container_on_the_network_namespace_is_made_ahead(rootfs):
-    """netnspool: a thread makes the next container's network namespace while one runs (~0.3-0.4
+    """minirun/aside.py: a thread makes the next container's network namespace while one runs (~0.3-0.4
     ms of a clone's ~0.5 here), and the init joins it. A single run starts no thread; a namespace
     made ahead holds only lo, up, and goes to one container; the process holds one ready, no more.
     (Namespaces are compared by inode only while both are alive: the kernel reuses the numbers.)"""
@@ -174,6 +196,10 @@ def test_from_a_process_s_second_container_on_the_network_namespace_is_made_ahea
     # held open by the pool until the init joined it: the third container's is that namespace
     assert len(report["ready"]) == 1 and joined[2] == report["ready"][0], report
     assert report["third"] == [0, "lo\n0x9\n"], report["third"]  # IFF_UP | IFF_LOOPBACK
+    # the state directory's last close, which waits for a discard here, is the thread's (from
+    # the second run on, when it runs): the claim's directory, removed already
+    assert len(report["closed aside"]) == 2 and all(c.endswith(" (deleted)") for c in report["closed aside"]), report
+    assert report["state dirs open"] == [], report
     assert report["missing"] == "CommandNotFound"
     assert len(report["after a fourth"]) == 1, report  # the failed run's namespace was not kept
 
