@@ -158,6 +158,9 @@ ffibuilder.cdef(
     int mr_spawn(const struct mr_spawn_req *req, struct mr_spawn_out *out, char *step);
     int mr_setns(int fd, int nstype, char *step);
     int mr_netns_make(char *step);
+    int mr_aside_take_netns(void);
+    int mr_aside_close(int fd);
+    int mr_aside_settled(int timeout_ms);
     int mr_exec(const struct mr_spawn_req *req, int pidfd, int ns_flags, int *exec_err, char *step);
 
     #define MR_IN_ROOT_MKDIR ...
@@ -223,7 +226,7 @@ ffibuilder.set_source(
     #include "ociverbs.h"
     """,
     sources=[os.path.join("csrc", name) for name in (
-        "syscalls.c", "spawn.c", "spawnreq.c", "report.c", "exec.c", "security.c", "rootpath.c", "devices.c",
+        "syscalls.c", "aside.c", "spawn.c", "spawnreq.c", "report.c", "exec.c", "security.c", "rootpath.c", "devices.c",
         "hooks.c", "relay.c", "attach.c", "ociverbs.c", "ocistore.c", "ocips.c", "ocicgroup.c", "ocilog.c",
         "json.c")],
     include_dirs=[HERE],

@@ -231,6 +231,14 @@ int mr_setns(int fd, int nstype, char *step); /* syscalls.c; 0 or -errno */
 int mr_loopback_up(void);                      /* syscalls.c: the current network namespace's lo; -1 and errno */
 int mr_netns_make(char *step);                 /* syscalls.c: a new one's fd, or -errno */
 
+/* aside.c: a thread for what a loop of containers need not do on their CPU (minirun/aside.py).
+ * take_netns: a new network namespace's fd for the caller to close, or -1 (none made yet; the
+ * first call starts the thread). close: 1 if the thread closes `fd`, 0 to close it yourself.
+ * settled: 1 once the thread has nothing left to do, 0 at the timeout. */
+int mr_aside_take_netns(void);
+int mr_aside_close(int fd);
+int mr_aside_settled(int timeout_ms);
+
 /* devices.c: load the BPF_PROG_TYPE_CGROUP_DEVICE program `insns` (struct bpf_insn[],
  * built by minirun/cgroups/devicefilter.py) and attach it to the cgroup v2 directory
  * open on cgroup_fd (O_RDONLY: O_PATH is refused). 0 or -errno with the step. */

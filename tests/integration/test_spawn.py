@@ -110,7 +110,7 @@ def held():
     return found
 
 def made_ahead():
-    assert aside._aside.settled(timeout=30)  # an event: the thread has one ready (bounded: a failure, not a wait)
+    assert aside.settled(timeout=30)  # an event: the thread has one ready (bounded: a failure, not a wait)
     return held()
 
 joined = []
@@ -143,7 +143,7 @@ aside.close_later = close_later
 
 def state_dirs_open():
     from minirun.settings import STATE_ROOT
-    assert aside._aside.settled(timeout=30)  # an event: the thread has closed what it was given
+    assert aside.settled(timeout=30)  # an event: the thread has closed what it was given
     links = []
     for fd in os.listdir("/proc/self/fd"):
         try:
