@@ -283,10 +283,15 @@ void mr_spawn_child(const struct mr_spawn_req *req, int report_fd, int go_fd)
         mr_setup_failed(report_fd, "minirun-init: close-on-exec again", errno);
     if (go_fd >= 0)
         mr_spawn_join(req, report_fd, go_fd);
-    /* Namespaces given as fds (OCI's by path; a network namespace made ahead, minirun/aside.py),
-     * joined while those fds are open: the rearranging below closes what it does not name. */
+    if (req->oci_process && (req->n_create_hooks || req->n_start_hooks))
+        mr_hooks_note_pid(); /* the hooks' state has our pid as the runtime sees it: before a joined
+                              * mount namespace's /proc answers for /proc/self */
+    /* Namespaces given as fds (OCI's by path; minirun run's one is a network namespace made
+     * ahead, minirun/aside.py, which setns checks it is), joined while those fds are open:
+     * the rearranging below closes what it does not name. */
     for (int i = 0; i < req->n_join_fds; i++)
-        TRY(report_fd, setns(req->join_fds[i], 0), "join namespace (setns fd %d)", req->join_fds[i]);
+        TRY(report_fd, setns(req->join_fds[i], req->oci_process ? 0 : CLONE_NEWNET), "join namespace (setns fd %d)",
+            req->join_fds[i]);
 
     /* Requested stdio first (dup2 clears O_CLOEXEC on the copies). Then everything
      * else the caller had open stays with the caller: COMMAND sees only
@@ -307,8 +312,6 @@ void mr_spawn_child(const struct mr_spawn_req *req, int report_fd, int go_fd)
             for (int fd = 3 + req->preserve_fds; fd < 1024; fd++)
                 fcntl(fd, F_SETFD, FD_CLOEXEC);
         }
-        if (req->n_create_hooks || req->n_start_hooks)
-            mr_hooks_note_pid(); /* the hooks' state has our pid as the runtime sees it */
         mr_container_init(&own, report_fd);
     }
     if (report_fd != 3) {

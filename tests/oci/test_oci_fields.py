@@ -211,6 +211,29 @@ def test_join_pid_and_mount_namespaces_by_path(bundle, oci, rootfs):
         pid_holder.stop()
 
 
+def test_hooks_see_the_runtimes_pid_of_a_process_that_joins_a_mount_namespace_with_another_proc(
+        tmp_path, bundle, oci):
+    """The hooks' state names the container's process by the pid the runtime sees. It is noted
+    before the process joins the namespaces given by path: in a joined mount namespace whose /proc
+    is another pid namespace's, /proc/self no longer answers with it (it said 1 or nothing)."""
+    holder = _Holder("--mount", "--propagation", "private", "--pid", "--fork", "--mount-proc")
+    try:
+        seen = tmp_path / "seen"
+        path = bundle(["/bin/true"])
+        config = _config(path)
+        config["linux"]["namespaces"] = [{"type": "pid"}, {"type": "uts"}, {"type": "mount", "path": holder.ns("mnt")}]
+        config["hooks"] = {"createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", f"cat > {seen}"]}]}
+        write_config(path, config)
+        created = oci("create", "--bundle", path, "joinedproc")
+        assert created.returncode == 0, created.stderr
+        try:
+            assert json.loads(seen.read_text())["pid"] == oci.state("joinedproc")["pid"]
+        finally:
+            assert oci("delete", "--force", "joinedproc").returncode == 0
+    finally:
+        holder.stop()
+
+
 def test_joining_the_runtimes_own_mount_namespace_is_refused(bundle, oci):
     path = bundle(["/bin/true"])
     config = _config(path)
