@@ -636,19 +636,20 @@ static int remove_entry(int dir_fd, const char *name, struct mr_oci_error *e)
 /* Swapped in, not renamed over: ext4 (auto_da_alloc) writes a file's data out at once when it
  * replaces another by rename(2), and a state record lives milliseconds; swapped, it is never
  * written out (on this machine kind's ext4, without a journal and mounted -o discard, every block
- * allocated and then freed costs a synchronous discard: ~0.15 ms per update). rename(2) where
- * there is nothing to swap with yet, or the filesystem cannot swap (EINVAL). */
+ * allocated and then freed costs a synchronous discard: ~0.15 ms per update). Once swapped, the
+ * record is in place: `tmp` then holds the old one, whose removal is best effort (a leftover has a
+ * hidden name, and goes with the directory). rename(2) where the swap fails for any reason: nothing
+ * to swap with yet, a filesystem or a seccomp filter that refuses it; its error is the one told. */
 #ifndef RENAME_EXCHANGE
 #define RENAME_EXCHANGE (1 << 1) /* linux/fs.h; the static front's libc (musl 1.2.3) has no renameat2 */
 #endif
 int mr_replace_file(const char *tmp, const char *final, struct mr_oci_error *e)
 {
     if (syscall(SYS_renameat2, AT_FDCWD, tmp, AT_FDCWD, final, RENAME_EXCHANGE) == 0) {
-        if (unlink(tmp) < 0 && errno != ENOENT) /* `tmp` holds the old record now */
-            return oci_fail_os(e, tmp, errno);
+        unlink(tmp);
         return 0;
     }
-    if ((errno == ENOENT || errno == EINVAL || errno == ENOSYS) && rename(tmp, final) == 0)
+    if (rename(tmp, final) == 0)
         return 0;
     return oci_fail_os(e, final, errno);
 }

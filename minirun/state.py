@@ -1,7 +1,7 @@
 """Containers' state on disk: the one store of both front ends, storage only (what a
 dead owner left is collected by minirun/cleanup.py).
 
-    <root>/<id>/state.json   written atomically (unique temp file + rename), mode 0600
+    <root>/<id>/state.json   written atomically (unique temp file, swapped in), mode 0600
     <root>/<id>/...          what the front end keeps beside it (the overlay's root, mounted
                              on the directory itself; minirun-oci's exec.fifo; the attach socket)
 
@@ -101,7 +101,9 @@ def check_trusted_dir(path: str) -> str:
 def write(state_dir: str, state: dict, *, fresh: bool = False) -> None:
     """Replace state.json atomically: readers see the old or the new file, never half.
     The temporary file has a name of its own (two writers never share it) and is
-    created, never opened through a link. ``fresh``: the directory is a claim's, still
+    created, never opened through a link; it is swapped in (csrc/ocistore.c says why),
+    so the new record is not forced to disk: after a power loss a state root on disk
+    may hold an empty state.json, which readers take for a damaged one. ``fresh``: the directory is a claim's, still
     under its temporary name and locked, where nobody reads yet: state.json is created
     in place (never replacing one), a rename fewer per run."""
     data = json.dumps(state).encode()  # ASCII: json escapes the rest

@@ -61,7 +61,7 @@ def read(root: str, container_id: str) -> dict:
         raise StoreError(f"container {container_id!r}: state.json is damaged") from None
 
 
-write = state.write  # unique temp name, 0600, rename
+write = state.write  # unique temp name, 0600, swapped in
 
 
 class locked(state.DirLock):

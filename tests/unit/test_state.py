@@ -83,6 +83,11 @@ def test_a_write_replaces_the_record_and_leaves_no_temporary(tmp_path):
     assert (tmp_path / "state.json").read_text() == '{"a": 4}' and not (tmp_path / "state.json").is_symlink()
     assert decoy.read_text() == "keep"
     assert sorted(os.listdir(tmp_path)) == ["decoy", "state.json"]
+    (tmp_path / "state.json").unlink()
+    (tmp_path / "state.json").mkdir()  # a directory there: swapped out of the way, under a hidden name
+    state.write(str(tmp_path), {"a": 5})
+    assert (tmp_path / "state.json").read_text() == '{"a": 5}'
+    assert sorted(name for name in os.listdir(tmp_path) if not name.startswith(".")) == ["decoy", "state.json"]
 
 
 FIEMAP_EXTENT_DELALLOC = 0x4
