@@ -5,12 +5,13 @@
  * caller wait for it.
  *
  * The caller's thread hands work over under `lock` and goes on: a network
- * namespace is taken from `ready`, an fd to close goes on `to_close`. The thread
- * takes the whole list off under the lock before it closes them, so a fork
- * meanwhile never closes in the child an fd of that number that is another one
- * by then. Before each round it moves to another CPU than the one the caller
+ * namespace is taken from `ready`, an fd to close goes on `to_close`. A fork
+ * waits until the thread is idle (a namespace takes ~0.4 ms), so that no fd is
+ * half-way between the lists and the child, which closes its copies of both.
+ * Before each round the thread moves to another CPU than the one the caller
  * last ran on: the containers' processes wake one another synchronously, and the
- * scheduler keeps them all there.
+ * scheduler keeps them all there. If it cannot make a namespace, it closes what
+ * it holds and ends: the clones make their own from then on.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -28,10 +29,9 @@
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t work_to_do = PTHREAD_COND_INITIALIZER;
-static pthread_cond_t settled = PTHREAD_COND_INITIALIZER;
-static int running;  /* the thread runs (-1: it could not be started) */
-static int busy;     /* it works on what it took off the lists */
-static int no_netns; /* mr_netns_make failed once: the clones make their own from then on */
+static pthread_cond_t settled; /* on CLOCK_MONOTONIC: init_settled() */
+static int running; /* the thread runs (-1: it could not be started, or it ended) */
+static int busy;    /* it works on what it took off the lists */
 static int ready[READY_MAX], n_ready;
 static int to_close[TO_CLOSE_MAX], n_to_close;
 static int caller_cpu = -1;
@@ -39,7 +39,7 @@ static cpu_set_t allowed; /* the caller's CPUs, when the thread started */
 
 static int netns_wanted(void)
 {
-    return !no_netns && n_ready < READY_MAX;
+    return n_ready < READY_MAX;
 }
 
 static void away_from(int cpu)
@@ -80,11 +80,28 @@ static void *work(void *unused)
 
         pthread_mutex_lock(&lock);
         if (make && fd < 0)
-            no_netns = 1; /* the clone says why, if it fails too */
-        else if (make)
+            break; /* the clone says why, if it fails too; and the thread may be in that namespace */
+        if (make)
             ready[n_ready++] = fd;
     }
+    for (int i = 0; i < n_to_close; i++)
+        close(to_close[i]);
+    n_to_close = 0;
+    running = -1;
+    busy = 0;
+    pthread_cond_broadcast(&settled);
+    pthread_mutex_unlock(&lock);
     return NULL;
+}
+
+static void init_settled(void)
+{
+    pthread_condattr_t attr;
+
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&settled, &attr);
+    pthread_condattr_destroy(&attr);
 }
 
 /* fork: the child has no thread, none of the namespaces made ahead (two containers must
@@ -92,6 +109,8 @@ static void *work(void *unused)
 static void before_fork(void)
 {
     pthread_mutex_lock(&lock);
+    while (running == 1 && busy)
+        pthread_cond_wait(&settled, &lock);
 }
 
 static void after_fork_in_parent(void)
@@ -106,9 +125,9 @@ static void after_fork_in_child(void)
     for (int i = 0; i < n_to_close; i++)
         close(to_close[i]);
     n_ready = n_to_close = 0;
-    running = busy = no_netns = 0;
+    running = busy = 0;
     pthread_cond_init(&work_to_do, NULL);
-    pthread_cond_init(&settled, NULL);
+    init_settled();
     pthread_mutex_unlock(&lock);
 }
 
@@ -120,16 +139,18 @@ static void start(void) /* with the lock held */
     pthread_t thread;
     int err;
 
-    if (!atfork && pthread_atfork(before_fork, after_fork_in_parent, after_fork_in_child) != 0) {
-        running = -1;
-        return;
+    if (!atfork) {
+        init_settled();
+        if (pthread_atfork(before_fork, after_fork_in_parent, after_fork_in_child) != 0) {
+            running = -1;
+            return;
+        }
+        atfork = 1;
     }
-    atfork = 1;
     if (sched_getaffinity(0, sizeof(allowed), &allowed) < 0)
         CPU_ZERO(&allowed);
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&attr, 64 << 10);
     /* No signal for the thread: minirun's forwarding must interrupt the caller's wait. */
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
@@ -171,9 +192,11 @@ int mr_aside_close(int fd)
 int mr_aside_settled(int timeout_ms)
 {
     struct timespec deadline;
-    int err = 0;
+    int waited = 0, idle;
 
-    clock_gettime(CLOCK_REALTIME, &deadline);
+    if (timeout_ms < 0)
+        timeout_ms = 0;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
     deadline.tv_sec += timeout_ms / 1000;
     deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
     if (deadline.tv_nsec >= 1000000000) {
@@ -181,9 +204,8 @@ int mr_aside_settled(int timeout_ms)
         deadline.tv_nsec -= 1000000000;
     }
     pthread_mutex_lock(&lock);
-    while (running == 1 && (busy || n_to_close || netns_wanted()) && err != ETIMEDOUT)
-        err = pthread_cond_timedwait(&settled, &lock, &deadline);
-    err = running == 1 && (busy || n_to_close || netns_wanted()) ? 0 : 1;
+    while (!(idle = running != 1 || !(busy || n_to_close || netns_wanted())) && waited != ETIMEDOUT)
+        waited = pthread_cond_timedwait(&settled, &lock, &deadline);
     pthread_mutex_unlock(&lock);
-    return err;
+    return idle;
 }

@@ -5,7 +5,9 @@ Their processes wake one another synchronously (sockets, pipes), so the schedule
 the caller and every container on one CPU; the thread moves to another before each job.
 It is C, so it never waits for the interpreter's lock, nor makes the caller wait for it.
 The first container of a process starts nothing (container.py), so a single `minirun run`
-runs no thread.
+runs no thread; the second starts it, and the third is the first to join a namespace made
+ahead. ``ENABLED = False`` before the second keeps the process single-threaded (a process
+that means to unshare its own user namespace, or join another mount namespace, needs that).
 
 - ``take_netns()``: the next container's network namespace, made ahead. A new one is the
   dearest part of a container's clone (~0.3-0.4 ms on this machine kind: the kernel
@@ -20,12 +22,14 @@ runs no thread.
   the discard; the directory's name is gone already (state.Claim).
 
 A forked child has no thread until it asks, none of the parent's namespaces, and closes
-its copies of the fds that wait to be closed.
+its copies of the fds that wait to be closed (a fork waits until the thread is idle).
 """
 
 from __future__ import annotations
 
 from ._native import lib
+
+ENABLED = True
 
 
 def take_netns() -> int | None:

@@ -279,8 +279,9 @@ _runs_in_this_process = 0
 
 def _network_namespace_made_ahead(spec: ContainerSpec, namespaces) -> int | None:
     """A new network namespace for the container, made on a thread while the last one ran
-    (minirun/aside.py says why): from a process's second container on, where the clone's would
-    be alike: owned by the host's user namespace, nothing plugged in."""
+    (minirun/aside.py says why): a process's second container starts the thread, the next ones
+    join what it made, where the clone's would be alike: owned by the host's user namespace,
+    nothing plugged in."""
     global _runs_in_this_process
     _runs_in_this_process += 1
     if _runs_in_this_process == 1 or "network" not in namespaces or "user" in namespaces \
@@ -288,7 +289,7 @@ def _network_namespace_made_ahead(spec: ContainerSpec, namespaces) -> int | None
         return None
     from . import aside
 
-    return aside.take_netns()
+    return aside.take_netns() if aside.ENABLED else None
 
 
 def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float, claim, on_started, net, proxy,
@@ -324,9 +325,10 @@ def _run_in(cgroup, spec: ContainerSpec, namespaces, stdio, t0: float, claim, on
                 proxy.start(net.address)
 
     with forward_signals() as signals:
-        netns_fd = launch["netns_fd"] = _network_namespace_made_ahead(spec, namespaces)
+        netns_fd = None
         try:
             try:
+                netns_fd = launch["netns_fd"] = _network_namespace_made_ahead(spec, namespaces)
                 ctr = Container.create(spec.id, claim.path, cgroup, command=proc.args[0], rootfs=spec.rootfs,
                                        spawn_args=launch, id_maps=(spec.uid_mappings, spec.gid_mappings),
                                        before_release=before_release)

@@ -206,3 +206,22 @@ def test_from_a_process_s_second_container_on_the_network_namespace_is_made_ahea
 
 def test_a_forked_child_holds_none_of_the_namespaces_made_ahead(rootfs):
     assert _ahead(rootfs, "fork")["fork"] == 0
+
+
+_SINGLE = """
+import os, sys
+from minirun import ContainerSpec, Process, aside, run
+aside.ENABLED = False
+for _ in range(3):
+    assert run(ContainerSpec(rootfs=sys.argv[1], process=Process(["/bin/true"]))).exit_code == 0
+print(len(os.listdir("/proc/self/task")))
+"""
+
+
+def test_a_process_can_keep_itself_single_threaded(rootfs):
+    """minirun.aside.ENABLED = False: no thread aside, for a caller that means to unshare its own
+    user namespace or join another mount namespace afterwards (the kernel refuses both to a
+    multithreaded process)."""
+    out = subprocess.run([sys.executable, "-c", _SINGLE, rootfs], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "1"
