@@ -103,9 +103,10 @@ def write(state_dir: str, state: dict, *, fresh: bool = False) -> None:
     The temporary file has a name of its own (two writers never share it) and is
     created, never opened through a link; it is swapped in (csrc/ocistore.c says why),
     so the new record is not forced to disk: after a power loss a state root on disk
-    may hold an empty state.json, which readers take for a damaged one. ``fresh``: the directory is a claim's, still
-    under its temporary name and locked, where nobody reads yet: state.json is created
-    in place (never replacing one), a rename fewer per run."""
+    may hold an empty state.json, which readers take for a damaged one.
+    ``fresh``: the directory is a claim's, still under its temporary name and locked,
+    where nobody reads yet: state.json is created in place (never replacing one), a
+    rename fewer per run."""
     data = json.dumps(state).encode()  # ASCII: json escapes the rest
     final = os.path.join(state_dir, "state.json")
     tmp = final if fresh else os.path.join(state_dir, f".state.json.{os.urandom(6).hex()}")
